@@ -1,0 +1,110 @@
+"""What the correlator produces: one record per finished call.
+
+`CallRecord` is the contract of DESIGN.md ("Call record"): the database row,
+the JSON line of `replay --dry-run` and, later, the HTTP API all carry these
+fields.  Times are timezone-aware UTC datetimes; durations are whole seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class CallStatus(enum.StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"
+
+
+class MissedReason(enum.StrEnum):
+    NO_ANSWER = "no_answer"
+    ABANDONED = "abandoned"
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True, slots=True)
+class RingAttempt:
+    """One phone that rang for a call: who, when, and how that leg ended.
+
+    `outcome` is Asterisk's DialStatus of the leg (ANSWER, NOANSWER, BUSY,
+    CANCEL, CHANUNAVAIL, ...), lower-cased; `answered_elsewhere` legs of a ring
+    group or queue stay attempts of the one call, never calls of their own.
+    """
+
+    manager: str | None
+    channel: str
+    rang_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One inbound call (or, with direction=outbound, one call a manager placed)."""
+
+    linkedid: str
+    node: str
+    direction: Direction
+    did: str | None
+    caller: str | None
+    caller_name: str | None
+    status: CallStatus
+    missed_reason: MissedReason | None
+    answered_by: str | None
+    transferred_to: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+    ring_seconds: int
+    talk_seconds: int
+    recording_path: str | None
+    queue: str | None = None
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    first_time_caller: bool | None = None
+    is_target: bool | None = None
+    complete: bool = True
+    variables: dict[str, str] = field(default_factory=dict)
+    attempts: tuple[RingAttempt, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form printed by `replay --dry-run` (ISO 8601 UTC times)."""
+        data = dataclasses.asdict(self)
+        return {key: _jsonable(value) for key, value in data.items()}
+
+    def replace(self, **changes: Any) -> CallRecord:
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a `Z` suffix."""
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
