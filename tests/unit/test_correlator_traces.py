@@ -5,40 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from traces import ATTEMPTS, EXPECTED, TRACES
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.records import CallRecord, Direction
 
-TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"
 MONITOR = "/var/spool/asterisk/monitor/"
-
-# (file stem, caller, did, status, reason, answered_by, ring, talk, attempts)
 SINGLE_CALLS = [
-    ("01_answered_simple", "79161234501", "74951110001", "answered", None, "101", 3, 3, 1),
-    ("03_missed_no_answer", "79161234503", "74951110003", "missed", "no_answer", None, 10, 0, 1),
-    (
-        "04_missed_caller_abandon",
-        "79161234504",
-        "74951110010",
-        "missed",
-        "abandoned",
-        None,
-        2,
-        0,
-        2,
-    ),
-    ("05_busy_all", "79161234505", "74951110002", "missed", "busy", None, 0, 0, 3),
-    ("06_ringgroup", "79161234506", "74951110001", "answered", None, "102", 3, 4, 3),
-    ("07_queue_answered", "79161234507", "74951110003", "answered", None, "102", 8, 4, 2),
+    (stem, *calls[0], ATTEMPTS[stem]) for stem, calls in EXPECTED.items() if len(calls) == 1
 ]
-CONCURRENT = {
-    "79160000001": ("74951110001", "answered", None, "101", 2, 5),
-    "79160000002": ("74951110002", "answered", None, "102", 3, 4),
-    "79160000003": ("74951110003", "missed", "no_answer", None, 8, 0),
-    "79160000004": ("74951110012", "missed", "busy", None, 0, 0),
-    "79160000005": ("74951110015", "missed", "abandoned", None, 5, 0),
-}
+CONCURRENT = {e.caller: e[1:] for e in EXPECTED["11_concurrent"]}
 FORMATS = ["jsonl", "raw.txt"]
 
 

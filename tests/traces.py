@@ -1,0 +1,52 @@
+"""The captured traces and the outcomes their README states (shared by the test modules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+TRACES = Path(__file__).parent / "data" / "asterisk-traces"
+TRACE_CONFIG = TRACES / "pbx-tracker.yaml"
+
+
+class Expected(NamedTuple):
+    caller: str
+    did: str
+    status: str
+    reason: str | None
+    answered_by: str | None
+    ring: int
+    talk: int
+
+
+EXPECTED: dict[str, list[Expected]] = {
+    "01_answered_simple": [Expected("79161234501", "74951110001", "answered", None, "101", 3, 3)],
+    "03_missed_no_answer": [
+        Expected("79161234503", "74951110003", "missed", "no_answer", None, 10, 0)
+    ],
+    "04_missed_caller_abandon": [
+        Expected("79161234504", "74951110010", "missed", "abandoned", None, 2, 0)
+    ],
+    "05_busy_all": [Expected("79161234505", "74951110002", "missed", "busy", None, 0, 0)],
+    "06_ringgroup": [Expected("79161234506", "74951110001", "answered", None, "102", 3, 4)],
+    "07_queue_answered": [Expected("79161234507", "74951110003", "answered", None, "102", 8, 4)],
+    "11_concurrent": [
+        Expected("79160000001", "74951110001", "answered", None, "101", 2, 5),
+        Expected("79160000002", "74951110002", "answered", None, "102", 3, 4),
+        Expected("79160000003", "74951110003", "missed", "no_answer", None, 8, 0),
+        Expected("79160000004", "74951110012", "missed", "busy", None, 0, 0),
+        Expected("79160000005", "74951110015", "missed", "abandoned", None, 5, 0),
+    ],
+}
+ATTEMPTS = {
+    "01_answered_simple": 1,
+    "03_missed_no_answer": 1,
+    "04_missed_caller_abandon": 2,
+    "05_busy_all": 3,
+    "06_ringgroup": 3,
+    "07_queue_answered": 2,
+}
+
+
+def e164(number: str) -> str:
+    return "+" + number
