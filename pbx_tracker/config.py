@@ -1,0 +1,830 @@
+"""Configuration: YAML file, environment and secret files -> validated `Settings`.
+
+Steps, each a small function: read the YAML with `ConfigLoader` (no YAML 1.1
+traps) into a plain dict; overlay ``PBX_TRACKER_<SECTION>__<KEY>`` variables;
+find the AMI secret (``PBX_TRACKER_AMI__SECRET`` > ``ami.secret_file`` >
+``$CREDENTIALS_DIRECTORY/ami_secret`` > ``ami.secret``); validate with pydantic
+(every model forbids unknown keys); check what spans several entries
+(duplicate DIDs, duplicate extensions).  Every problem found is reported at
+once in `ConfigError.problems`, one ``key.path: message`` line each, and no
+line ever shows a secret.
+
+Relative paths (``sqlite:///name.sqlite3``, ``spill_path``, ``secret_file``,
+``recordings_dir``) are resolved against the config file's folder, or against
+``base_dir`` (default: the working directory) in `settings_from_mapping`.
+Phone numbers are read with ``phone_region``; models built directly in code,
+without `settings_from_mapping`, read them with ``RU``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from pbx_tracker.phones import is_dialable, is_known_region, normalize_number
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AmiSettings",
+    "CallsSettings",
+    "ConfigError",
+    "ConfigLoader",
+    "DatabaseSettings",
+    "LoggingSettings",
+    "Manager",
+    "NumberLabels",
+    "NumberPool",
+    "Settings",
+    "TrackedNumber",
+    "load_settings",
+    "settings_from_mapping",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/pbx-tracker/config.yaml")
+CONFIG_ENV = "PBX_TRACKER_CONFIG"
+ENV_PREFIX = "PBX_TRACKER_"
+SECRET_ENV = "PBX_TRACKER_AMI__SECRET"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+SECRET_CREDENTIAL = "ami_secret"
+DEFAULT_REGION = "RU"
+MAX_RANGE_SIZE = 1000
+MISSING_SECRET = (
+    "missing (set it in the config, PBX_TRACKER_AMI__SECRET, ami.secret_file "
+    "or the ami_secret credential)"
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one ``key.path: message`` each."""
+
+    def __init__(self, problems: Iterable[str], path: str | os.PathLike[str] | None = None):
+        self.problems: list[str] = list(problems)
+        self.path = None if path is None else str(path)
+        super().__init__("\n".join(self.problems))
+
+
+# --- YAML -----------------------------------------------------------------
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_KEEP_AS_STRING = re.compile(r"\+\d+|0\d+")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` without the YAML 1.1 traps that bite phone numbers.
+
+    ``+74951234567`` and ``0101`` stay strings (plain YAML makes them the int
+    74951234567 and the octal 65), only ``true``/``false`` in any case are
+    booleans (``yes``, ``no``, ``on``, ``off``, ``NO`` stay strings), and a key
+    given twice in one mapping is an error instead of "last one wins".
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_int_or_digits(self, node: yaml.ScalarNode) -> int | str:
+        """An int, except ``+digits`` and ``0digits``, which stay as written."""
+        text = self.construct_scalar(node)
+        if _KEEP_AS_STRING.fullmatch(text):
+            return text
+        return self.construct_yaml_int(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key that appears twice."""
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|false)$", re.I), list("tTfF"))
+ConfigLoader.add_constructor(_INT_TAG, ConfigLoader.construct_int_or_digits)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed YAML document of ``path``; ConfigError with one line on failure."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([f"{path}: cannot read the config file: {reason}"], path) from None
+    try:
+        return yaml.load(text, Loader=ConfigLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([f"{path}: {_yaml_problem(exc)}"], path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"], path) from None
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """Line, column and what went wrong, without the snippet (it may hold a secret)."""
+    mark = exc.problem_mark or exc.context_mark
+    where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+    what = "; ".join(part for part in (exc.context, exc.problem) if part)
+    return f"YAML syntax error{where}: {what}"
+
+
+# --- value checks shared by the models and the cross-entry checks ----------
+
+_RANGE = re.compile(r"(\+?\d{5,})-(\+?\d{5,})")
+_EXTENSION = re.compile(r"\d{1,10}")
+_DEVICE = re.compile(r"[A-Za-z0-9_]+/\S+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_DB_DIALECTS = ("sqlite", "postgresql")
+
+
+def _problem(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message pydantic shows as is (no "Value error, ")."""
+    return PydanticCustomError(kind, message)
+
+
+def _did(text: str, region: str) -> str:
+    """``text`` as an E.164 DID; ValueError when it is not a phone number."""
+    number = normalize_number(text, region)
+    if not is_dialable(number):
+        raise ValueError("not a phone number")
+    assert number is not None  # is_dialable(None) is False
+    return number
+
+
+def _range_bounds(first: str, last: str) -> range:
+    """The numbers of ``first-last``; ValueError unless same length, ascending, small."""
+    if len(first) != len(last):
+        raise ValueError(f"range {first}-{last}: both ends must have the same length")
+    low, high = int(first.lstrip("+")), int(last.lstrip("+"))
+    if low > high:
+        raise ValueError(f"range {first}-{last}: the first number must not exceed the last")
+    if high - low + 1 > MAX_RANGE_SIZE:
+        raise ValueError(f"range {first}-{last}: more than {MAX_RANGE_SIZE} numbers")
+    return range(low, high + 1)
+
+
+def expand_pool_entry(entry: str, region: str) -> list[tuple[str, str]]:
+    """(as written, E.164) for a DID or a range ``74951110010-74951110019``.
+
+    ValueError with a message when the entry is not usable.
+    """
+    compact = re.sub(r"\s", "", entry)
+    match = _RANGE.fullmatch(compact)
+    if match is None:
+        return [(entry.strip(), _did(entry, region))]
+    first, last = match.groups()
+    plus, width = ("+" if first.startswith("+") else ""), len(first.lstrip("+"))
+    written = [f"{plus}{number:0{width}d}" for number in _range_bounds(first, last)]
+    try:
+        return [(text, _did(text, region)) for text in written]
+    except ValueError:
+        raise ValueError(f"range {first}-{last}: not phone numbers") from None
+
+
+def _context_region(info: ValidationInfo) -> str:
+    """The phone region `settings_from_mapping` passed in the validation context."""
+    context = info.context
+    if isinstance(context, Mapping) and isinstance(context.get("phone_region"), str):
+        return str(context["phone_region"])
+    return DEFAULT_REGION
+
+
+def _context_base_dir(info: ValidationInfo) -> Path:
+    context = info.context
+    if isinstance(context, Mapping) and isinstance(context.get("base_dir"), Path):
+        return Path(context["base_dir"])
+    return Path.cwd()
+
+
+def _check_did(value: str, info: ValidationInfo) -> str:
+    try:
+        return _did(value, _context_region(info))
+    except ValueError as exc:
+        raise _problem("phone_number", str(exc)) from None
+
+
+def _check_pool_entry(value: str, info: ValidationInfo) -> str:
+    try:
+        expand_pool_entry(value, _context_region(info))
+    except ValueError as exc:
+        raise _problem("pool_entry", str(exc)) from None
+    return value
+
+
+def _expand_pool(entries: list[str], info: ValidationInfo) -> list[str]:
+    region = _context_region(info)
+    numbers = (e164 for entry in entries for _, e164 in expand_pool_entry(entry, region))
+    return list(dict.fromkeys(numbers))
+
+
+def _check_region(value: str) -> str:
+    if not is_known_region(value):
+        raise _problem("phone_region", "unknown region, use a two-letter code such as RU")
+    return value
+
+
+def _check_pattern(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise _problem("format", message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    return path if path.is_absolute() else _context_base_dir(info) / path
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Did = Annotated[str, AfterValidator(_check_did)]
+PoolEntry = Annotated[str, AfterValidator(_check_pool_entry)]
+Region = Annotated[str, BeforeValidator(_upper), AfterValidator(_check_region)]
+Extension = Annotated[str, _check_pattern(_EXTENSION, "must be 1 to 10 digits")]
+Device = Annotated[str, _check_pattern(_DEVICE, "must look like TECH/name, e.g. PJSIP/101")]
+Email = Annotated[str, _check_pattern(_EMAIL, "not an email address")]
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+# --- models -----------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AmiSettings(_Model):
+    """How to reach and log in to the Asterisk Manager Interface."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "pbx-tracker"
+    secret: SecretStr
+    secret_file: ResolvedPath | None = None
+    events: str = "on"
+    connect_timeout: PositiveFloat = 5.0
+    ping_interval: PositiveFloat = 10.0
+    ping_timeout: PositiveFloat = 5.0
+    reconnect_initial: PositiveFloat = 1.0
+    reconnect_max: PositiveFloat = Field(default=30.0, validate_default=True)
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("reconnect_initial")
+        if initial is not None and value < initial:
+            raise _problem("reconnect_max", f"must be at least reconnect_initial ({initial})")
+        return value
+
+
+class DatabaseSettings(_Model):
+    """Where finished calls are stored, and where they wait while it is away."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(default="sqlite:////var/lib/pbx-tracker/pbx-tracker.sqlite3", repr=False)
+    queue_size: int = Field(default=10000, ge=1)
+    spill_path: ResolvedPath = Path("/var/lib/pbx-tracker/pending-calls.jsonl")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.partition("+")[0].lower() not in _DB_DIALECTS:
+            raise _problem(
+                "database_url",
+                "must be a SQLAlchemy URL: sqlite:///path/to/file.sqlite3 "
+                "or postgresql://user:password@host/dbname",
+            )
+        if scheme.lower().startswith("sqlite"):
+            return f"{scheme}://{_sqlite_location(rest, _context_base_dir(info))}"
+        return value
+
+    @property
+    def display_url(self) -> str:
+        """`url` with the password replaced by ``***`` (for logs and repr)."""
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", self.url)
+
+    def password_values(self) -> list[str]:
+        """The URL's password as written and percent-decoded (empty without one)."""
+        password = urlsplit(self.url).password
+        return list(dict.fromkeys([password, unquote(password)])) if password else []
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "url", self.display_url
+        yield from super().__repr_args__()
+
+
+def _sqlite_location(rest: str, base_dir: Path) -> str:
+    """The part after ``sqlite://`` with a relative file made absolute."""
+    location, sep, query = rest.partition("?")
+    if location.startswith("/") and not location.startswith("//"):
+        file = location[1:]
+        if file and file != ":memory:" and not Path(file).is_absolute():
+            location = "/" + str(base_dir / file)
+    return location + sep + query
+
+
+class CallsSettings(_Model):
+    """Which calls are inbound calls, and what makes a call count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inbound_contexts: list[NonEmptyStr] = Field(
+        default_factory=lambda: ["from-trunk"], min_length=1
+    )
+    did_variable: NonEmptyStr = "TRACK_DID"
+    target_seconds: int = Field(default=30, ge=0)
+
+
+class TrackedNumber(_Model):
+    """A DID given to one advertising source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    did: Did
+    source: NonEmptyStr
+    medium: str | None = None
+    campaign: str | None = None
+    name: str | None = None
+
+
+class NumberPool(_Model):
+    """DIDs handed out to website visitors; `numbers` holds every DID in E.164."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: NonEmptyStr
+    numbers: Annotated[list[PoolEntry], Field(min_length=1), AfterValidator(_expand_pool)]
+    source: NonEmptyStr = "pool"
+    medium: str | None = None
+    campaign: str | None = None
+
+
+class Manager(_Model):
+    """A person who answers calls, with the extension and phones they answer on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: NonEmptyStr
+    extension: Extension
+    group: str | None = None
+    devices: list[Device] = Field(default_factory=list)
+    email: Email | None = None
+
+
+class LoggingSettings(_Model):
+    """How much is logged, and as JSON lines or for people ("auto": by terminal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class NumberLabels:
+    """What a tracked DID says about a call: its source labels and pool, if any."""
+
+    did: str
+    source: str
+    medium: str | None
+    campaign: str | None
+    pool: str | None
+
+
+class Settings(_Model):
+    """Everything the daemon is configured with.  Build it with `load_settings`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: NonEmptyStr = "asterisk"
+    phone_region: Region = DEFAULT_REGION
+    ami: AmiSettings
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    calls: CallsSettings = Field(default_factory=CallsSettings)
+    recordings_dir: ResolvedPath = Path("/var/spool/asterisk/monitor")
+    tracked_numbers: list[TrackedNumber] = Field(default_factory=list)
+    number_pools: list[NumberPool] = Field(default_factory=list)
+    managers: list[Manager] = Field(default_factory=list)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    _numbers: dict[str, NumberLabels] = PrivateAttr(default_factory=dict)
+    _devices: dict[str, Manager] = PrivateAttr(default_factory=dict)
+    _bare_extensions: dict[str, Manager] = PrivateAttr(default_factory=dict)
+    _extensions: dict[str, Manager] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the lookup tables once (changing the lists afterwards is not seen)."""
+        for tracked in self.tracked_numbers:
+            labels = NumberLabels(
+                tracked.did, tracked.source, tracked.medium, tracked.campaign, None
+            )
+            self._numbers.setdefault(tracked.did, labels)
+        for pool in self.number_pools:
+            for did in pool.numbers:
+                labels = NumberLabels(did, pool.source, pool.medium, pool.campaign, pool.name)
+                self._numbers.setdefault(did, labels)
+        for manager in self.managers:
+            self._extensions.setdefault(manager.extension, manager)
+            if not manager.devices:
+                self._bare_extensions.setdefault(manager.extension, manager)
+            for device in manager.devices:
+                self._devices.setdefault(_device_key(device), manager)
+
+    def find_number(self, did: str | None) -> NumberLabels | None:
+        """Labels of a tracked or pool DID, given as Asterisk reports it; else None."""
+        if did is None:
+            return None
+        if did in self._numbers:
+            return self._numbers[did]
+        number = normalize_number(did, self.phone_region)
+        return None if number is None else self._numbers.get(number)
+
+    def manager_for_channel(self, channel: str) -> Manager | None:
+        """The manager whose phone is ``channel`` (``IAX2/101-11234``); None for trunks."""
+        tech, sep, name = channel.partition("/")
+        if not sep or not name or tech.lower() == "local":
+            return None
+        device = name.rsplit("-", 1)[0]
+        for candidate in (device, name):
+            manager = self._devices.get(f"{tech.lower()}/{candidate}")
+            if manager is not None:
+                return manager
+        return self._bare_extensions.get(device)
+
+    def manager_for_extension(self, extension: str) -> Manager | None:
+        """The manager with this extension (``"101"``), or None."""
+        return self._extensions.get(extension.strip())
+
+    def secret_values(self) -> list[str]:
+        """Every secret string in the settings, for redacting logs."""
+        values = [self.ami.secret.get_secret_value(), *self.database.password_values()]
+        return [value for value in dict.fromkeys(values) if value]
+
+
+def _device_key(device: str) -> str:
+    tech, _, name = device.partition("/")
+    return f"{tech.lower()}/{name}"
+
+
+# --- loading ----------------------------------------------------------------
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    need_ami_secret: bool = True,
+) -> Settings:
+    """Read, overlay and validate the configuration; ConfigError lists every problem.
+
+    The file is ``path``, else ``$PBX_TRACKER_CONFIG``, else
+    ``/etc/pbx-tracker/config.yaml``.  ``environ`` defaults to `os.environ`.
+    Commands that never talk to Asterisk pass ``need_ami_secret=False``: a
+    missing or unreadable secret is then an empty one instead of a problem.
+    """
+    env = os.environ if environ is None else environ
+    file = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    data = _read_yaml(file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        found = type(data).__name__
+        message = f"the top level must be a mapping of keys to values, not a {found}"
+        raise ConfigError([f"{file}: {message}"], file)
+    try:
+        base_dir = file.absolute().parent
+        return settings_from_mapping(data, env, base_dir, need_ami_secret=need_ami_secret)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, file) from None
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    need_ami_secret: bool = True,
+) -> Settings:
+    """Validate a configuration given as a dict (as the YAML file would give it).
+
+    ``environ`` (default `os.environ`) is overlaid and ``need_ami_secret`` works
+    as in `load_settings`; relative paths are resolved against ``base_dir``
+    (default: the working directory).
+    """
+    env = os.environ if environ is None else environ
+    base = Path.cwd() if base_dir is None else base_dir
+    raw = _without_empty_sections(data)
+    from_env = _overlay_environ(raw, env)
+    secret_problems = _resolve_secret(raw, env, base, required=need_ami_secret)
+    region = _region_of(raw)
+    settings, problems = _validate(raw, {"phone_region": region, "base_dir": base}, from_env)
+    if secret_problems:
+        problems = [line for line in problems if line != f"ami.secret: {MISSING_SECRET}"]
+    problems += secret_problems + _cross_entry_problems(raw, region)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
+
+
+def _validate(
+    raw: dict[str, Any], context: dict[str, Any], from_env: Mapping[str, str]
+) -> tuple[Settings | None, list[str]]:
+    """Settings from the prepared data, or None and one line per pydantic error."""
+    try:
+        return Settings.model_validate(raw, context=context), []
+    except ValidationError as exc:
+        secrets = _raw_secrets(raw)
+        return None, [_describe(error, from_env, secrets) for error in exc.errors()]
+
+
+_SECTIONS = ("ami", "database", "calls", "logging", "tracked_numbers", "number_pools", "managers")
+
+
+def _without_empty_sections(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``data`` without sections left empty (``database:`` alone)."""
+    raw = copy.deepcopy(dict(data))
+    for section in _SECTIONS:
+        if section in raw and raw[section] is None:
+            del raw[section]
+    return raw
+
+
+def _overlay_environ(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Put ``PBX_TRACKER_A__B`` values at ``raw["a"]["b"]``; key path -> variable name."""
+    applied: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, SECRET_ENV):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if not all(keys):
+            continue
+        node = raw
+        for key in keys[:-1]:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                break
+        else:
+            node[keys[-1]] = value
+            applied[".".join(keys)] = name
+    return applied
+
+
+def _resolve_secret(
+    raw: dict[str, Any], environ: Mapping[str, str], base_dir: Path, *, required: bool
+) -> list[str]:
+    """Set ``raw["ami"]["secret"]`` from the strongest source; problems reading it.
+
+    When the secret is not ``required`` its problems are dropped and it may be empty.
+    """
+    ami = raw.setdefault("ami", {})
+    if not isinstance(ami, dict):
+        return []
+    problems = _find_secret(ami, environ, base_dir)
+    if required:
+        return problems
+    ami.setdefault("secret", "")
+    return []
+
+
+def _find_secret(ami: dict[str, Any], environ: Mapping[str, str], base_dir: Path) -> list[str]:
+    """Env var > ``secret_file`` > systemd credential > YAML ``secret``."""
+    if environ.get(SECRET_ENV, "").strip():
+        ami["secret"] = environ[SECRET_ENV]
+        return []
+    secret_file, credentials = ami.get("secret_file"), environ.get(CREDENTIALS_ENV)
+    if isinstance(secret_file, str | os.PathLike) and str(secret_file).strip():
+        path = Path(secret_file).expanduser()
+        return _read_secret(ami, base_dir / path, "ami.secret_file")
+    if credentials and _exists(Path(credentials) / SECRET_CREDENTIAL):
+        return _read_secret(ami, Path(credentials) / SECRET_CREDENTIAL, "ami.secret")
+    if isinstance(ami.get("secret"), str) and not ami["secret"].strip():
+        del ami["secret"]
+    return []
+
+
+def _exists(path: Path) -> bool:
+    """True when ``path`` is there, or may be (reading it will then tell why not)."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
+
+
+def _read_secret(ami: dict[str, Any], path: Path, key: str) -> list[str]:
+    """Put the stripped content of ``path`` in ``ami["secret"]``; problems if unusable."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return [f"{key}: cannot read {path}: {exc.strerror or exc}"]
+    except UnicodeDecodeError:
+        return [f"{key}: {path} is not UTF-8 text"]
+    if not secret:
+        return [f"{key}: {path} is empty"]
+    ami["secret"] = secret
+    return []
+
+
+def _region_of(raw: Mapping[str, Any]) -> str:
+    """``phone_region`` when it is usable, else the default (its error is reported)."""
+    region = raw.get("phone_region", DEFAULT_REGION)
+    if isinstance(region, str) and is_known_region(region.upper()):
+        return region.upper()
+    return DEFAULT_REGION
+
+
+def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
+    """Secret strings of the unvalidated data, so that no problem line shows them."""
+    ami, database = raw.get("ami"), raw.get("database")
+    found = [ami.get("secret")] if isinstance(ami, dict) else []
+    url = database.get("url") if isinstance(database, dict) else None
+    if isinstance(url, str):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        found += [password, unquote(password)] if password else []
+    return [value for value in found if isinstance(value, str) and value]
+
+
+# --- problem lines ------------------------------------------------------------
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "missing",
+    "int_parsing": "Input should be a valid integer",
+    "float_parsing": "Input should be a valid number",
+    "path_type": "Input should be a valid path",
+}
+_WITHOUT_INPUT = frozenset({"extra_forbidden", "missing"})
+_SECRET_KEYS = frozenset({"secret", "url", "password"})
+_MAX_SHOWN = 60
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``("tracked_numbers", 3, "did")`` -> ``tracked_numbers[3].did``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _describe(error: ErrorDetails, from_env: Mapping[str, str], secrets: list[str]) -> str:
+    """One problem line for a pydantic error, never showing a secret value."""
+    kind, loc = error["type"], error["loc"]
+    if kind == "invalid_key":
+        loc = (*loc[:-1], str(loc[-1]))
+    path = _key_path(loc)
+    message = _MESSAGES.get(kind, error["msg"])
+    if path == "ami.secret" and kind == "missing":
+        message = MISSING_SECRET
+    elif kind not in _WITHOUT_INPUT and not _SECRET_KEYS.intersection(map(str, loc)):
+        message += _shown_input(error.get("input"), message, secrets)
+    if kind == "string_type" and isinstance(error.get("input"), int | float):
+        message += "; put it in quotes"
+    env_name = from_env.get(path) or from_env.get(path.partition(".")[0])
+    return f"{path}: {message}" + (f" (from {env_name})" if env_name else "")
+
+
+def _shown_input(value: Any, message: str, secrets: list[str]) -> str:
+    """`` (got 'five')`` for a scalar not in ``message`` that holds no secret, else nothing."""
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        return ""
+    repeated = len(str(value)) >= 5 and str(value) in message
+    if repeated or any(secret in str(value) for secret in secrets):
+        return ""
+    shown = repr(value)
+    return f" (got {shown[:_MAX_SHOWN] + '...' if len(shown) > _MAX_SHOWN else shown})"
+
+
+# --- checks across entries ------------------------------------------------------
+
+
+def _entries(raw: Mapping[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = raw.get(key)
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield index, item
+
+
+def _did_entries(
+    raw: Mapping[str, Any], region: str
+) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
+    """(problem key, owner name, [(as written, E.164)]) for every usable DID entry."""
+    for index, item in _entries(raw, "tracked_numbers"):
+        with_numbers = _try_expand(item.get("did"), region)
+        yield f"tracked_numbers[{index}].did", f"tracked_numbers[{index}]", with_numbers
+    for index, pool in _entries(raw, "number_pools"):
+        numbers = pool.get("numbers")
+        for position, entry in enumerate(numbers if isinstance(numbers, list) else []):
+            key = f"number_pools[{index}].numbers[{position}]"
+            yield key, key, _try_expand(entry, region)
+
+
+def _try_expand(entry: Any, region: str) -> list[tuple[str, str]]:
+    if not isinstance(entry, str):
+        return []
+    try:
+        return expand_pool_entry(entry, region)
+    except ValueError:
+        return []
+
+
+def _duplicate_dids(raw: Mapping[str, Any], region: str) -> list[str]:
+    """``number_pools[0].numbers[2]: 74951110001 is already tracked_numbers[0]``."""
+    owners: dict[str, str] = {}
+    problems = []
+    for key, owner, numbers in _did_entries(raw, region):
+        clashes = [(written, owners[e164]) for written, e164 in numbers if e164 in owners]
+        if clashes:
+            written, other = clashes[0]
+            more = f" (and {len(clashes) - 1} more of this range)" if len(clashes) > 1 else ""
+            problems.append(f"{key}: {written} is already {other}{more}")
+        for _, e164 in numbers:
+            owners.setdefault(e164, owner)
+    return problems
+
+
+def _duplicate_values(raw: Mapping[str, Any], section: str, field: str) -> list[str]:
+    """``managers[2].extension: 101 is already managers[0]``."""
+    owners: dict[str, str] = {}
+    problems = []
+    for index, item in _entries(raw, section):
+        value = item.get(field)
+        if not isinstance(value, str):
+            continue
+        if value.strip() in owners:
+            problems.append(
+                f"{section}[{index}].{field}: {value} is already {owners[value.strip()]}"
+            )
+        owners.setdefault(value.strip(), f"{section}[{index}]")
+    return problems
+
+
+def _duplicate_devices(raw: Mapping[str, Any]) -> list[str]:
+    """``managers[1].devices[0]: PJSIP/101 is already managers[0]``."""
+    owners: dict[str, str] = {}
+    problems = []
+    for index, manager in _entries(raw, "managers"):
+        devices = manager.get("devices")
+        for position, device in enumerate(devices if isinstance(devices, list) else []):
+            if not isinstance(device, str):
+                continue
+            key, owner = _device_key(device.strip()), f"managers[{index}]"
+            if owners.get(key, owner) != owner:
+                problems.append(f"{owner}.devices[{position}]: {device} is already {owners[key]}")
+            owners.setdefault(key, owner)
+    return problems
+
+
+def _cross_entry_problems(raw: Mapping[str, Any], region: str) -> list[str]:
+    return [
+        *_duplicate_dids(raw, region),
+        *_duplicate_values(raw, "number_pools", "name"),
+        *_duplicate_values(raw, "managers", "extension"),
+        *_duplicate_devices(raw),
+    ]

@@ -1,0 +1,166 @@
+"""The composition root: builds the services in order, runs them, shuts them down.
+
+Start: database (schema must be at head) → call writer → AMI listener →
+event consumer (correlator → labels → writer).  READY=1 goes to systemd once
+the database answered and the first AMI login succeeded; WATCHDOG=1 is pinged
+from the event loop.  SIGTERM/SIGINT: STOPPING=1, log off from Asterisk,
+correlate what was already received, write what is finished (bounded), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from pbx_tracker import systemd
+from pbx_tracker.ami.capture import CaptureWriter
+from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync
+from pbx_tracker.attribution.sources import CallLabeler
+from pbx_tracker.calls.correlator import Correlator
+from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.replay import topology_of
+from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+    from pbx_tracker.store.writer import CallWriter
+
+log = structlog.get_logger(__name__)
+DRAIN_SECONDS = 20.0
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """`pbx-tracker run`; returns the process exit code."""
+    stop = stop or asyncio.Event()
+    install_stop_signals(stop)
+    try:
+        async with open_writer(settings) as writer:
+            return await Daemon(settings, writer).run(stop)
+    except DatabaseNotReadyError as error:
+        log.error("daemon.database_not_ready", reason=str(error))
+        return 1
+
+
+class Daemon:
+    """AMI events in, call records out, until told to stop."""
+
+    def __init__(
+        self, settings: Settings, writer: CallWriter,
+        on_record: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.on_record = on_record
+        self.correlator = Correlator(topology_of(settings))
+        self.labeler = CallLabeler(settings)
+        self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
+        self.ready = asyncio.Event()
+        self.resynced = asyncio.Event()
+
+    def _on_ami_status(self, text: str, connected: bool) -> None:
+        systemd.status(f"AMI {text}")
+        if connected and not self.ready.is_set():
+            self.ready.set()
+            systemd.ready()
+            log.info("daemon.ready", node=self.settings.node)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        listener = asyncio.create_task(self.listener.run(), name="ami-listener")
+        consumer = asyncio.create_task(self._consume(), name="correlator")
+        watchdog = self._start_watchdog(stop)
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({listener, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        systemd.stopping()
+        code = 0
+        if listener.done() and isinstance(listener.exception(), AmiLoginError):
+            log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
+            code = 1
+        await self._shutdown(listener, consumer, watchdog, stopped)
+        return code
+
+    def _start_watchdog(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return None
+        return asyncio.create_task(systemd.watchdog_loop(interval, stop))
+
+    async def _shutdown(self, listener: asyncio.Task[None], consumer: asyncio.Task[None],
+                        *others: asyncio.Task[object] | None) -> None:
+        log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
+        await self.listener.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+        self._correlate_backlog()
+        for task in (consumer, *others):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        left = await self.writer.drain(DRAIN_SECONDS)
+        log.info("daemon.stopped", unwritten=left)
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self.listener.events.get()
+            try:
+                self._handle(item)
+            except Exception:  # one bad event must not stop the tracking of all calls
+                log.exception("daemon.event_failed", event=getattr(item, "name", "resync"))
+
+    def _correlate_backlog(self) -> None:
+        while not self.listener.events.empty():
+            self._handle(self.listener.events.get_nowait())
+
+    def _handle(self, item: AmiEvent | Resync) -> None:
+        if isinstance(item, Resync):
+            records = self.correlator.resync([c.fields for c in item.channels], item.time)
+            self.resynced.set()
+        else:
+            records = self.correlator.feed(item)
+        for record in records:
+            labelled = self.labeler.label(record)
+            if labelled is None:
+                log.info("call.untracked", did=record.did, linkedid=record.linkedid)
+                continue
+            self.writer.submit(labelled)
+            if self.on_record is not None:
+                self.on_record(labelled)
+
+
+async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None = None) -> int:
+    """`pbx-tracker capture`: append live AMI traffic to a JSON Lines file."""
+    stop = stop or asyncio.Event()
+    install_stop_signals(stop)
+    listener = AmiListener(settings.ami)
+    task = asyncio.create_task(listener.run())
+    with out.open("a", encoding="utf-8") as stream:
+        writer = CaptureWriter(stream)
+        getter: asyncio.Task[AmiEvent | Resync] | None = None
+        stopped = asyncio.create_task(stop.wait())
+        while not stop.is_set() and not task.done():
+            getter = asyncio.create_task(listener.events.get())
+            await asyncio.wait({getter, stopped, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done() and isinstance(item := getter.result(), AmiEvent):
+                writer.write(item)
+        if getter is not None:
+            getter.cancel()
+        stopped.cancel()
+    await listener.close()
+    log.info("capture.stopped", messages=writer.count, file=str(out))
+    if task.done() and isinstance(task.exception(), AmiLoginError):
+        log.error("capture.ami_login_rejected", reason=str(task.exception()))
+        return 1
+    return 0
