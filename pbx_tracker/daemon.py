@@ -58,7 +58,9 @@ class Daemon:
     """AMI events in, call records out, until told to stop."""
 
     def __init__(
-        self, settings: Settings, writer: CallWriter,
+        self,
+        settings: Settings,
+        writer: CallWriter,
         on_record: Callable[[CallRecord], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -97,8 +99,12 @@ class Daemon:
             return None
         return asyncio.create_task(systemd.watchdog_loop(interval, stop))
 
-    async def _shutdown(self, listener: asyncio.Task[None], consumer: asyncio.Task[None],
-                        *others: asyncio.Task[object] | None) -> None:
+    async def _shutdown(
+        self,
+        listener: asyncio.Task[None],
+        consumer: asyncio.Task[None],
+        *others: asyncio.Task[object] | None,
+    ) -> None:
         log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
         await self.listener.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -135,6 +141,18 @@ class Daemon:
             if labelled is None:
                 log.info("call.untracked", did=record.did, linkedid=record.linkedid)
                 continue
+            log.info(
+                "call.finished",
+                linkedid=labelled.linkedid,
+                direction=str(labelled.direction),
+                did=labelled.did,
+                source=labelled.source,
+                status=str(labelled.status),
+                missed_reason=labelled.missed_reason and str(labelled.missed_reason),
+                answered_by=labelled.answered_by,
+                ring=labelled.ring_seconds,
+                talk=labelled.talk_seconds,
+            )
             self.writer.submit(labelled)
             if self.on_record is not None:
                 self.on_record(labelled)

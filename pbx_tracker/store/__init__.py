@@ -1,1 +1,8 @@
-"""store"""
+"""store: SQLAlchemy models and the few queries that write and read them.
+
+- `engine`: engines from plain URLs (`sqlite:///…`, `postgresql://…`), `check_database`
+- `models`: the tables (created only by the Alembic migrations in `migrations/`)
+- `migrate`: `upgrade_to_head`, `downgrade_to_base`, `current_revision`, `is_at_head`
+- `calls`: `save_call` (idempotent per node + linkedid), `list_calls`, first-time caller
+- `writer`: `CallWriter`, the single writer task, with its spill file for outages
+"""

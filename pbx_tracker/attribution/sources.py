@@ -1,0 +1,60 @@
+"""Static attribution: which tracked number (and so which source) a call came in on.
+
+Turns the correlator's raw record into the stored one: caller and DID in E.164,
+source / medium / campaign from the config, the target-call flag.  Inbound
+calls on numbers that are not tracked get no record (they are counted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from pbx_tracker.calls.records import CallRecord, Direction
+from pbx_tracker.phones import normalize_number
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+
+class CallLabeler:
+    """Applies the config's tracked numbers to finished calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.untracked: Counter[str] = Counter()
+
+    def label(self, record: CallRecord) -> CallRecord | None:
+        """The record to store, or None for an inbound call on an untracked number."""
+        region = self._settings.phone_region
+        caller = normalize_number(record.caller, region)
+        is_target = record.talk_seconds >= self._settings.calls.target_seconds
+        if record.direction is Direction.OUTBOUND:
+            did = normalize_number(record.did, region)
+            return record.replace(caller=caller, did=did, is_target=is_target)
+        labels = self._settings.find_number(record.did)
+        if labels is None:
+            self.untracked[record.did or "unknown"] += 1
+            return None
+        return record.replace(
+            did=labels.did,
+            caller=caller,
+            source=labels.source,
+            medium=labels.medium,
+            campaign=labels.campaign,
+            is_target=is_target,
+        )
+
+
+class FirstTimeCallers:
+    """First-time caller decided in memory, for runs that have no database (dry runs)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def mark(self, record: CallRecord) -> CallRecord:
+        if record.direction is not Direction.INBOUND or record.caller is None:
+            return record
+        first = record.caller not in self._seen
+        self._seen.add(record.caller)
+        return record.replace(first_time_caller=first)

@@ -1,0 +1,170 @@
+"""The `pbx-tracker` command line: parses, configures logging, then delegates."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pbx_tracker import __version__
+
+CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
+
+
+def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP
+    )(func)
+
+
+def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> Any:
+    """Settings, or every problem on its own line and exit 1."""
+    from pbx_tracker.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_path, need_ami_secret=need_ami_secret)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    return settings
+
+
+def setup_logging(settings: Any) -> None:
+    from pbx_tracker.logging import configure_logging
+
+    configure_logging(
+        settings.logging.level, settings.logging.format, secrets=settings.secret_values()
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pbx-tracker")
+def main() -> None:
+    """On-premise call tracking for Asterisk: every inbound call on a tracked number
+    becomes a call record (source, manager, ring and talk time, recording)."""
+
+
+@main.command()
+@config_option
+def run(config_path: str | None) -> None:
+    """Run the daemon: listen to Asterisk (AMI) and record every tracked call."""
+    from pbx_tracker.daemon import run_daemon
+
+    settings = load_or_exit(config_path)
+    setup_logging(settings)
+    sys.exit(asyncio.run(run_daemon(settings)))
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: str | None) -> None:
+    """Validate the config: exit 0, or 1 with each problem on a line naming the key."""
+    settings = load_or_exit(config_path)
+    click.echo(
+        f"config OK: {len(settings.tracked_numbers)} tracked numbers, "
+        f"{sum(len(p.numbers) for p in settings.number_pools)} pool numbers, "
+        f"{len(settings.managers)} managers, AMI {settings.ami.host}:{settings.ami.port}"
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_path: str | None) -> None:
+    """Create or migrate the database schema to the newest version."""
+    from pbx_tracker.store.migrate import current_revision, upgrade_to_head
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    url = settings.database.url
+    before = current_revision(url)
+    upgrade_to_head(url)
+    click.echo(f"database at {current_revision(url)} (was {before or 'empty'})")
+
+
+@db.command("downgrade")
+@config_option
+@click.confirmation_option(prompt="Drop every pbx-tracker table and its data?")
+def db_downgrade(config_path: str | None) -> None:
+    """Drop the whole schema (all call records are lost)."""
+    from pbx_tracker.store.migrate import downgrade_to_base
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    downgrade_to_base(settings.database.url)
+    click.echo("database schema removed")
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print call records as JSON lines; write nothing.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> None:
+    """Feed captured AMI traffic (JSON Lines or raw AMI text) through the correlator."""
+    from pbx_tracker.replay import replay_into_database, replay_to_stdout
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    paths = [Path(f) for f in files]
+    if dry_run:
+        summary = replay_to_stdout(paths, settings)
+    else:
+        setup_logging(settings)
+        summary = asyncio.run(replay_into_database(paths, settings))
+    for path, count in summary.unfinished.items():
+        click.echo(f"{path}: {count} calls still in progress at the end, not recorded", err=True)
+    click.echo(
+        f"{summary.files} files, {summary.events} AMI messages, {summary.records} call records, "
+        f"{summary.untracked} calls on untracked numbers ignored",
+        err=True,
+    )
+
+
+@main.command()
+@config_option
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="JSON Lines file to append the AMI traffic to.",
+)
+def capture(config_path: str | None, out_path: str) -> None:
+    """Record live AMI traffic in the JSON Lines capture format (Ctrl-C to stop)."""
+    from pbx_tracker.daemon import run_capture
+
+    settings = load_or_exit(config_path)
+    setup_logging(settings)
+    sys.exit(asyncio.run(run_capture(settings, Path(out_path))))
+
+
+@main.command()
+@click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
+@click.option(
+    "--speed",
+    default=10.0,
+    show_default=True,
+    help="How much faster than real time the simulated day runs (0 = no waiting).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Folder for the demo's SQLite database (default: a temporary folder).",
+)
+@click.option("--seed", default=1, show_default=True, help="Random seed of the simulated day.")
+def demo(calls: int, speed: float, directory: str | None, seed: int) -> None:
+    """The whole system against a simulated Asterisk, on SQLite, with no setup."""
+    from pbx_tracker.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(calls=calls, speed=speed, directory=directory, seed=seed)))
+
+
+if __name__ == "__main__":
+    main()

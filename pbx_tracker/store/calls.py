@@ -1,0 +1,281 @@
+"""Write and read call records (pbx_tracker.calls.records.CallRecord).
+
+Inbound calls go to `calls` (+ `ring_attempts`), calls placed by managers to
+`outbound_calls`. Saving is idempotent per (node, linkedid): the second save
+of a call updates its row. Every function runs inside the caller's
+transaction (`async with engine.begin() as conn`); none commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, and_, delete, func, insert, not_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from pbx_tracker.calls.records import (
+    CallRecord,
+    CallStatus,
+    Direction,
+    MissedReason,
+    RingAttempt,
+)
+from pbx_tracker.store.models import CallRow, OutboundCallRow, RingAttemptRow
+
+Executor = AsyncConnection | AsyncSession
+
+calls_table = cast(Table, CallRow.__table__)
+attempts_table = cast(Table, RingAttemptRow.__table__)
+outbound_table = cast(Table, OutboundCallRow.__table__)
+
+_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+async def save_call(executor: Executor, record: CallRecord) -> bool:
+    """Insert or update the record's row; True when the call was new."""
+    if record.direction is Direction.OUTBOUND:
+        _, new = await _upsert(executor, outbound_table, _outbound_values(record))
+        return new
+    call_id, new = await _upsert(executor, calls_table, _call_values(record))
+    await _replace_attempts(executor, call_id, record.attempts)
+    return new
+
+
+async def caller_has_earlier_call(
+    executor: Executor,
+    caller: str,
+    started_at: datetime,
+    exclude: tuple[str, str],
+    *,
+    since: datetime | None = None,
+) -> bool:
+    """Did `caller` call before `started_at` (and after `since`), other than `exclude`?
+
+    `exclude` is the (node, linkedid) of the call being judged, so saving the
+    same call twice does not make its caller a returning one.
+    """
+    node, linkedid = exclude
+    c = calls_table.c
+    query = select(c.id).where(
+        c.caller == caller,
+        c.started_at < started_at,
+        not_(and_(c.node == node, c.linkedid == linkedid)),
+    )
+    if since is not None:
+        query = query.where(c.started_at >= since)
+    return (await executor.execute(query.limit(1))).first() is not None
+
+
+async def list_calls(executor: Executor, *, limit: int = 1000, offset: int = 0) -> list[CallRecord]:
+    """Inbound calls with their ring attempts, oldest first (started_at, then id)."""
+    c = calls_table.c
+    query = select(calls_table).order_by(c.started_at, c.id).limit(limit).offset(offset)
+    rows = (await executor.execute(query)).all()
+    attempts = await _attempts_of(executor, [row.id for row in rows])
+    return [_record_from_call_row(row, attempts[row.id]) for row in rows]
+
+
+async def list_outbound_calls(
+    executor: Executor, *, limit: int = 1000, offset: int = 0
+) -> list[CallRecord]:
+    """Calls placed by managers, oldest first, as records (caller = the customer)."""
+    c = outbound_table.c
+    query = select(outbound_table).order_by(c.started_at, c.id).limit(limit).offset(offset)
+    return [_record_from_outbound_row(row) for row in (await executor.execute(query)).all()]
+
+
+async def count_calls(executor: Executor) -> int:
+    """How many inbound calls are stored."""
+    result = await executor.execute(select(func.count()).select_from(calls_table))
+    return int(result.scalar_one())
+
+
+def record_from_json(data: dict[str, Any]) -> CallRecord:
+    """The inverse of CallRecord.to_json() (ISO 8601 times back to aware UTC)."""
+    missed = data.get("missed_reason")
+    fields = {
+        **data,
+        "direction": Direction(data["direction"]),
+        "status": CallStatus(data["status"]),
+        "missed_reason": MissedReason(missed) if missed else None,
+        "variables": dict(data.get("variables") or {}),
+        "attempts": tuple(_attempt_from_json(item) for item in data.get("attempts") or ()),
+    }
+    for name in ("started_at", "answered_at", "ended_at"):
+        fields[name] = _parse_time(data.get(name))
+    return CallRecord(**fields)
+
+
+def _attempt_from_json(data: dict[str, Any]) -> RingAttempt:
+    times = {"rang_at": _parse_utc(data["rang_at"]), "ended_at": _parse_time(data.get("ended_at"))}
+    return RingAttempt(**{**data, **times})
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else _parse_utc(text)
+
+
+def _parse_utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+async def _upsert(executor: Executor, table: Table, values: dict[str, Any]) -> tuple[int, bool]:
+    """Insert, or update the row with the same (node, linkedid): (id, was_new)."""
+    insert_stmt = _dialect_insert(executor)(table).values(values)
+    new_id = (
+        await executor.execute(
+            insert_stmt.on_conflict_do_nothing(index_elements=["node", "linkedid"]).returning(
+                table.c.id
+            )
+        )
+    ).scalar_one_or_none()
+    if new_id is not None:
+        return int(new_id), True
+    key = and_(table.c.node == values["node"], table.c.linkedid == values["linkedid"])
+    changes = {k: v for k, v in values.items() if k != "created_at"}
+    update_stmt = update(table).where(key).values(changes).returning(table.c.id)
+    return int((await executor.execute(update_stmt)).scalar_one()), False
+
+
+def _dialect_insert(executor: Executor) -> Callable[[Table], Any]:
+    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+    name = bind.dialect.name
+    if name not in _DIALECT_INSERT:
+        raise ValueError(f"unsupported database dialect {name!r}")
+    return _DIALECT_INSERT[name]
+
+
+async def _replace_attempts(
+    executor: Executor, call_id: int, attempts: Sequence[RingAttempt]
+) -> None:
+    await executor.execute(delete(attempts_table).where(attempts_table.c.call_id == call_id))
+    if attempts:
+        rows = [_attempt_values(call_id, attempt) for attempt in attempts]
+        await executor.execute(insert(attempts_table), rows)
+
+
+async def _attempts_of(executor: Executor, call_ids: list[int]) -> dict[int, list[RingAttempt]]:
+    grouped: dict[int, list[RingAttempt]] = defaultdict(list)
+    if not call_ids:
+        return grouped
+    a = attempts_table.c
+    query = select(attempts_table).where(a.call_id.in_(call_ids)).order_by(a.call_id, a.id)
+    for row in (await executor.execute(query)).all():
+        grouped[row.call_id].append(
+            RingAttempt(row.manager, row.channel, row.rang_at, row.ended_at, row.outcome, row.queue)
+        )
+    return grouped
+
+
+def _call_values(record: CallRecord) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        **_common_values(record),
+        "direction": record.direction.value,
+        "caller": record.caller,
+        "caller_name": record.caller_name,
+        "source": record.source,
+        "medium": record.medium,
+        "campaign": record.campaign,
+        "answered_by": record.answered_by,
+        "transferred_to": record.transferred_to,
+        "queue": record.queue,
+        "first_time_caller": record.first_time_caller,
+        "is_target": record.is_target,
+        "complete": record.complete,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _outbound_values(record: CallRecord) -> dict[str, Any]:
+    return {
+        **_common_values(record),
+        "manager": record.answered_by,
+        "customer": record.caller,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def _common_values(record: CallRecord) -> dict[str, Any]:
+    return {
+        "node": record.node,
+        "linkedid": record.linkedid,
+        "did": record.did,
+        "status": record.status.value,
+        "missed_reason": record.missed_reason.value if record.missed_reason else None,
+        "started_at": record.started_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "ring_seconds": record.ring_seconds,
+        "talk_seconds": record.talk_seconds,
+        "recording_path": record.recording_path,
+        "variables": dict(record.variables),
+    }
+
+
+def _attempt_values(call_id: int, attempt: RingAttempt) -> dict[str, Any]:
+    return {
+        "call_id": call_id,
+        "manager": attempt.manager,
+        "channel": attempt.channel,
+        "rang_at": attempt.rang_at,
+        "ended_at": attempt.ended_at,
+        "outcome": attempt.outcome,
+        "queue": attempt.queue,
+    }
+
+
+def _record_from_call_row(row: Row[Any], attempts: list[RingAttempt]) -> CallRecord:
+    return CallRecord(
+        **_common_fields(row),
+        direction=Direction(row.direction),
+        caller=row.caller,
+        caller_name=row.caller_name,
+        answered_by=row.answered_by,
+        transferred_to=row.transferred_to,
+        queue=row.queue,
+        source=row.source,
+        medium=row.medium,
+        campaign=row.campaign,
+        first_time_caller=row.first_time_caller,
+        is_target=row.is_target,
+        complete=row.complete,
+        attempts=tuple(attempts),
+    )
+
+
+def _record_from_outbound_row(row: Row[Any]) -> CallRecord:
+    return CallRecord(
+        **_common_fields(row),
+        direction=Direction.OUTBOUND,
+        caller=row.customer,
+        caller_name=None,
+        answered_by=row.manager,
+        transferred_to=None,
+    )
+
+
+def _common_fields(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "linkedid": row.linkedid,
+        "node": row.node,
+        "did": row.did,
+        "status": CallStatus(row.status),
+        "missed_reason": MissedReason(row.missed_reason) if row.missed_reason else None,
+        "started_at": row.started_at,
+        "answered_at": row.answered_at,
+        "ended_at": row.ended_at,
+        "ring_seconds": row.ring_seconds,
+        "talk_seconds": row.talk_seconds,
+        "recording_path": row.recording_path,
+        "variables": dict(row.variables or {}),
+    }

@@ -1,0 +1,157 @@
+"""Tables of the call store. Alembic migrations (migrations/) create them.
+
+Times are `UTCDateTime`: timezone-aware UTC in Python on both engines
+(PostgreSQL `timestamptz`; SQLite text in UTC, read back as aware UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """DateTime(timezone=True) that refuses naive values and returns aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (times must be timezone-aware)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallRow(Base):
+    """One inbound call on a tracked number (CallRecord, direction inbound)."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("node", "linkedid"),
+        CheckConstraint("status IN ('answered', 'missed')", name="status"),
+        CheckConstraint("direction IN ('inbound', 'outbound')", name="direction"),
+        Index("ix_calls_caller_started_at", "caller", "started_at"),
+        Index("ix_calls_did_started_at", "did", "started_at"),
+        Index("ix_calls_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(16), server_default="inbound")
+    did: Mapped[str | None] = mapped_column(String(32))
+    caller: Mapped[str | None] = mapped_column(String(32))
+    caller_name: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(255))
+    medium: Mapped[str | None] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    missed_reason: Mapped[str | None] = mapped_column(String(32))
+    answered_by: Mapped[str | None] = mapped_column(String(64))
+    transferred_to: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime]
+    ring_seconds: Mapped[int] = mapped_column(Integer)
+    talk_seconds: Mapped[int] = mapped_column(Integer)
+    recording_path: Mapped[str | None] = mapped_column(Text)
+    first_time_caller: Mapped[bool | None] = mapped_column(Boolean)
+    is_target: Mapped[bool | None] = mapped_column(Boolean)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    variables: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+
+
+class RingAttemptRow(Base):
+    """One phone that rang for an inbound call (RingAttempt), in ringing order by id."""
+
+    __tablename__ = "ring_attempts"
+    __table_args__ = (
+        Index("ix_ring_attempts_call_id", "call_id"),
+        Index("ix_ring_attempts_manager_rang_at", "manager", "rang_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    manager: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(255))
+    rang_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    queue: Mapped[str | None] = mapped_column(String(64))
+
+
+class OutboundCallRow(Base):
+    """A call a manager placed (CallRecord, direction outbound; caller = the customer)."""
+
+    __tablename__ = "outbound_calls"
+    __table_args__ = (
+        UniqueConstraint("node", "linkedid"),
+        CheckConstraint("status IN ('answered', 'missed')", name="status"),
+        Index("ix_outbound_calls_customer_started_at", "customer", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(64))
+    manager: Mapped[str | None] = mapped_column(String(64))
+    customer: Mapped[str | None] = mapped_column(String(32))
+    did: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    missed_reason: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime]
+    ring_seconds: Mapped[int] = mapped_column(Integer)
+    talk_seconds: Mapped[int] = mapped_column(Integer)
+    recording_path: Mapped[str | None] = mapped_column(Text)
+    variables: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())

@@ -1,0 +1,59 @@
+"""Opening the store for a run: engine, schema check, the call writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
+from pbx_tracker.store.migrate import is_at_head
+from pbx_tracker.store.writer import CallWriter
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+DRAIN_SECONDS = 20.0
+
+
+class DatabaseNotReadyError(RuntimeError):
+    """The database cannot be used yet; the message says what to do."""
+
+
+@asynccontextmanager
+async def open_writer(
+    settings: Settings, on_written: Callable[[CallRecord, bool], None] | None = None
+) -> AsyncIterator[CallWriter]:
+    """A started CallWriter on the configured database; drained and closed on exit."""
+    url = settings.database.url
+    engine = make_async_engine(url)
+    try:
+        await _check(engine, url)
+        writer = CallWriter(
+            engine,
+            queue_size=settings.database.queue_size,
+            spill_path=settings.database.spill_path,
+            on_written=on_written,
+        )
+        await writer.start()
+        try:
+            yield writer
+        finally:
+            await writer.drain(DRAIN_SECONDS)
+            await writer.stop()
+    finally:
+        await engine.dispose()
+
+
+async def _check(engine: object, url: str) -> None:
+    try:
+        await check_database(engine)  # type: ignore[arg-type]
+        at_head = await asyncio.to_thread(is_at_head, url)
+    except Exception as error:
+        raise DatabaseNotReadyError(f"database {mask_url(url)} unreachable: {error}") from None
+    if not at_head:
+        raise DatabaseNotReadyError(
+            f"database {mask_url(url)} schema is not up to date: run `pbx-tracker db upgrade`"
+        )

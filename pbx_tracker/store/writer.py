@@ -1,0 +1,479 @@
+"""The single writer between the correlator and the database.
+
+`CallWriter.submit()` never waits and never raises: the AMI reader hands a
+finished call over and goes back to reading. One task writes the records in
+order, each once. While the database is down the records wait in a bounded
+in-memory queue; when it overflows, the queue moves to a JSON Lines spill
+file (fsync'd), which is also where `stop()` leaves whatever is still
+pending and where the next `start()` picks it up. Order of writing: the
+record in hand, then the spill file, then the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pbx_tracker.calls.records import CallRecord, Direction
+from pbx_tracker.store.calls import caller_has_earlier_call, record_from_json, save_call
+from pbx_tracker.store.engine import describe_error, is_transient_error, mask_url
+
+log = structlog.get_logger(__name__)
+
+OnWritten = Callable[[CallRecord, bool], object]
+SPILL_BATCH = 100
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A record the writer took: from the queue, or from the spill file up to `spill_end`."""
+
+    record: CallRecord
+    spill_end: int | None = None
+
+
+class SpillFile:
+    """JSON Lines of records waiting for the database; every append is fsync'd.
+
+    The methods do blocking I/O and change no counters: the writer runs them
+    in a thread, one at a time, and updates `unread` and the offsets itself.
+    Lines that cannot be parsed go to `<path>.rejected`, as do records the
+    database refuses, so nothing is dropped silently.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rejected_path = path.with_name(path.name + ".rejected")
+        self.unread = 0
+        self.read_offset = 0
+        self.done_offset = 0
+
+    def open_existing(self) -> int:
+        """Count the records an earlier run left; end a torn last line."""
+        try:
+            data = self.path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        if data and not data.endswith(b"\n"):
+            self.append([b"\n"])
+        return sum(1 for line in data.splitlines() if line.strip())
+
+    def append(self, lines: list[bytes]) -> None:
+        _append_synced(self.path, b"".join(lines))
+
+    def read(self, offset: int, limit: int) -> tuple[list[_Taken], int, int]:
+        """Up to `limit` records from `offset`: (records, lines consumed, new offset)."""
+        taken: list[_Taken] = []
+        consumed = 0
+        with self.path.open("rb") as file:
+            file.seek(offset)
+            while len(taken) < limit and (line := file.readline()):
+                offset = file.tell()
+                if line.strip():
+                    consumed += 1
+                    self._parse_into(taken, line, offset)
+        return taken, consumed, offset
+
+    def truncate(self) -> None:
+        with self.path.open("r+b") as file:
+            file.truncate(0)
+            os.fsync(file.fileno())
+
+    def rewrite(self, head: list[bytes], keep_from: int, tail: list[bytes]) -> int:
+        """Replace the file with head + the unwritten rest + tail; count its records."""
+        rest = b""
+        if self.path.exists():
+            with self.path.open("rb") as file:
+                file.seek(keep_from)
+                rest = file.read()
+        if rest and not rest.endswith(b"\n"):
+            rest += b"\n"
+        data = b"".join(head) + rest + b"".join(tail)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.unlink(missing_ok=True)
+        _append_synced(temporary, data)
+        os.replace(temporary, self.path)
+        _fsync_folder(self.path.parent)
+        return sum(1 for line in data.splitlines() if line.strip())
+
+    def reject(self, line: bytes) -> None:
+        _append_synced(self.rejected_path, line if line.endswith(b"\n") else line + b"\n")
+
+    def _parse_into(self, taken: list[_Taken], line: bytes, end: int) -> None:
+        try:
+            taken.append(_Taken(record_from_json(json.loads(line)), end))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            log.error("unreadable line in the spill file", path=str(self.path), error=str(error))
+            self.reject(line)
+
+
+class _Backoff:
+    """Capped exponential delays with a little jitter (several daemons may share a database)."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._delay = initial
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(self._delay * 2, self._maximum)
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self._delay = self._initial
+
+
+class CallWriter:
+    """Writes finished calls to the database in order, surviving its outages."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        spill_path: Path | str,
+        queue_size: int = 1000,
+        first_time_window: timedelta | None = None,
+        on_written: OnWritten | None = None,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.on_written = on_written
+        self._engine = engine
+        self._queue_size = queue_size
+        self._first_time_window = first_time_window
+        self._queue: deque[CallRecord] = deque()
+        self._held: deque[_Taken] = deque()
+        self._spill = SpillFile(Path(spill_path))
+        self._spilling = 0
+        self._file_lock = asyncio.Lock()
+        self._work = asyncio.Event()
+        self._overflow = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._closed = False
+        self._outage = False
+        self._spill_failing = False
+        self._backoff = _Backoff(retry_initial, retry_max)
+        self._spill_backoff = _Backoff(retry_initial, retry_max)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Records not written yet: queued, being spilled, in the spill file, in hand."""
+        return len(self._queue) + self._spilling + self._spill.unread + len(self._held)
+
+    def submit(self, record: CallRecord) -> None:
+        """Hand a finished call over; returns at once and never raises."""
+        if self._closed:
+            self._spill_after_stop(record)
+            return
+        self._queue.append(record)
+        self._work.set()
+        if len(self._queue) > self._queue_size:
+            self._overflow.set()
+
+    async def start(self) -> None:
+        """Pick up a spill file left by an earlier run and start writing."""
+        if self._tasks:
+            raise RuntimeError("CallWriter already started")
+        self._closed = False
+        self._stopping.clear()
+        self._spill.unread = await self._file_op(self._spill.open_existing)
+        if self._spill.unread:
+            log.info("spilled call records found", count=self._spill.unread, path=self._path)
+        self._tasks = [
+            asyncio.create_task(self._write_loop(), name="call-writer"),
+            asyncio.create_task(self._spill_loop(), name="call-writer-spill"),
+        ]
+        self._overflow.set()
+
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 (returns what is left, never raises)
+        """Wait up to `timeout` seconds for everything pending; return how many are left."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.pending or self._spill.read_offset:  # written, not yet truncated
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            pass
+        return self.pending
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop writing (a write in flight gets `grace` seconds to finish).
+
+        Whatever is still pending goes to the spill file for the next start;
+        call `drain()` first to write as much as possible.
+        """
+        self._stopping.set()
+        self._work.set()
+        self._overflow.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            await self._persist_leftovers()
+            while self._queue:  # submitted while the leftovers were being written
+                await self._persist_leftovers()
+        except OSError as error:
+            log.error(
+                "call records could not be kept on disk", pending=self.pending, error=str(error)
+            )
+        self._closed = True
+
+    @property
+    def _path(self) -> str:
+        return str(self._spill.path)
+
+    async def _write_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._write_next()
+            except Exception:  # an unreadable spill file or a bug: keep the writer alive
+                log.exception("call writer failed; retrying")
+                await self._pause(self._backoff.next())
+
+    async def _write_next(self) -> None:
+        if not self._held:
+            self._held.extend(await self._take())
+        while self._held and not self._stopping.is_set():
+            taken = self._held[0]
+            if not await self._write(taken.record):
+                return
+            self._held.popleft()
+            if taken.spill_end is not None:
+                self._spill.done_offset = taken.spill_end
+            self._progress.set()
+
+    async def _take(self) -> list[_Taken]:
+        """The next records in order: spill file first, then the queue."""
+        if self._spilling or self._spill.unread:
+            return await self._read_spill()
+        if self._spill.read_offset:
+            await self._truncate_spill()
+            return []
+        if self._queue:
+            return [_Taken(self._queue.popleft())]
+        self._progress.set()
+        self._work.clear()
+        await self._work.wait()
+        return []
+
+    async def _read_spill(self) -> list[_Taken]:
+        async with self._file_lock:  # waits for a spill in progress
+            if not self._spill.unread:
+                return []
+            self._spill.done_offset = self._spill.read_offset
+            taken, consumed, offset = await _finish_in_thread(
+                self._spill.read, self._spill.read_offset, SPILL_BATCH
+            )
+        self._spill.unread -= consumed
+        self._spill.read_offset = offset
+        return taken
+
+    async def _truncate_spill(self) -> None:
+        async with self._file_lock:
+            if self._spill.unread or self._spilling:
+                return
+            await _finish_in_thread(self._spill.truncate)
+            self._spill.read_offset = self._spill.done_offset = 0
+        log.info("spill file written to the database and emptied", path=self._path)
+
+    async def _write(self, record: CallRecord) -> bool:
+        """Write one record, retrying while the database is down; False when stopping."""
+        while not self._stopping.is_set():
+            try:
+                saved, new = await self._save(record)
+            except Exception as error:
+                if not is_transient_error(error):
+                    await self._reject(record, error)
+                    return True
+                self._note_outage(error)
+                await self._pause(self._backoff.next())
+                continue
+            self._note_recovery()
+            self._notify(saved, new)
+            return True
+        return False
+
+    async def _save(self, record: CallRecord) -> tuple[CallRecord, bool]:
+        async with self._engine.begin() as conn:
+            record = await self._with_first_time(conn, record)
+            return record, await save_call(conn, record)
+
+    async def _with_first_time(self, conn: AsyncConnection, record: CallRecord) -> CallRecord:
+        if record.first_time_caller is not None or record.caller is None:
+            return record
+        if record.direction is Direction.OUTBOUND:
+            return record
+        window = self._first_time_window
+        earlier = await caller_has_earlier_call(
+            conn,
+            record.caller,
+            record.started_at,
+            (record.node, record.linkedid),
+            since=record.started_at - window if window else None,
+        )
+        return record.replace(first_time_caller=not earlier)
+
+    async def _reject(self, record: CallRecord, error: Exception) -> None:
+        log.error(
+            "call record refused by the database; kept in the rejected file",
+            linkedid=record.linkedid,
+            node=record.node,
+            error=describe_error(error),
+            path=str(self._spill.rejected_path),
+        )
+        await self._file_op(self._spill.reject, _encode(record))
+
+    def _note_outage(self, error: Exception) -> None:
+        if self._outage:
+            return
+        self._outage = True
+        log.warning(
+            "database unavailable; keeping call records and retrying",
+            url=mask_url(self._engine.url),
+            error=describe_error(error),
+            pending=self.pending,
+            queue_size=self._queue_size,
+            spill_path=self._path,
+        )
+
+    def _note_recovery(self) -> None:
+        self._backoff.reset()
+        if self._outage:
+            self._outage = False
+            log.info(
+                "database available again", url=mask_url(self._engine.url), pending=self.pending
+            )
+
+    def _notify(self, record: CallRecord, new: bool) -> None:
+        if self.on_written is None:
+            return
+        try:
+            self.on_written(record, new)
+        except Exception:
+            log.exception("on_written callback failed", linkedid=record.linkedid)
+
+    async def _spill_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._overflow.wait()
+            self._overflow.clear()
+            if len(self._queue) > self._queue_size and not self._stopping.is_set():
+                await self._spill_queue()
+
+    async def _spill_queue(self) -> None:
+        batch = list(self._queue)
+        lines = [_encode(record) for record in batch]
+        self._queue.clear()
+        self._spilling = len(batch)
+        try:
+            await self._file_op(self._spill.append, lines)
+            self._spill.unread += len(batch)
+            self._spill_failing = False
+        except OSError as error:
+            self._queue.extendleft(reversed(batch))
+            self._note_spill_failure(error)
+        finally:
+            self._spilling = 0
+        if self._spill_failing:
+            await self._pause(self._spill_backoff.next())
+            self._overflow.set()
+
+    def _note_spill_failure(self, error: Exception) -> None:
+        if not self._spill_failing:
+            log.error(
+                "cannot write the spill file; keeping call records in memory",
+                path=self._path,
+                error=str(error),
+                pending=self.pending,
+            )
+        self._spill_failing = True
+
+    async def _persist_leftovers(self) -> None:
+        """Rewrite the spill file as: record in hand, unwritten spill, queue."""
+        head = [t.record for t in self._held if t.spill_end is None]
+        tail = list(self._queue)
+        if head or tail or self._spill.done_offset:
+            lines = ([_encode(r) for r in head], [_encode(r) for r in tail])
+            keep_from = self._spill.done_offset
+            count = await self._file_op(self._spill.rewrite, lines[0], keep_from, lines[1])
+            self._spill.unread, self._spill.read_offset, self._spill.done_offset = count, 0, 0
+        self._held.clear()
+        for _ in tail:  # records submitted meanwhile stay queued for the next round
+            self._queue.popleft()
+        if self._spill.unread:
+            log.info("call records kept for the next start", count=self.pending, path=self._path)
+
+    def _spill_after_stop(self, record: CallRecord) -> None:
+        try:
+            self._spill.append([_encode(record)])
+            self._spill.unread += 1
+        except Exception as error:  # submit() never raises
+            log.error("call record lost after stop", linkedid=record.linkedid, error=str(error))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when stopping."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _file_op(self, run: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run a blocking spill-file call in a thread, under the file lock."""
+        async with self._file_lock:
+            return await _finish_in_thread(run, *args, **kwargs)
+
+
+async def _finish_in_thread(run: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run `run` in a thread; when cancelled, let it finish first (files stay consistent)."""
+    future = asyncio.ensure_future(asyncio.to_thread(run, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
+def _encode(record: CallRecord) -> bytes:
+    # default=str: a stray non-JSON value in `variables` must not stop the spill
+    text = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode() + b"\n"
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    with path.open("ab") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    if created:
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

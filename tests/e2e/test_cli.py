@@ -1,0 +1,122 @@
+"""The command line as a sysadmin uses it: check-config, db upgrade, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pbx_tracker.cli import main
+from pbx_tracker.store.calls import list_calls
+from pbx_tracker.store.engine import make_async_engine
+from traces import EXPECTED, TRACE_CONFIG, TRACES, e164
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_config_accepts_the_trace_config() -> None:
+    code, out, _ = invoke("check-config", "--config", str(TRACE_CONFIG))
+    assert code == 0
+    assert "3 tracked numbers" in out and "3 managers" in out
+
+
+def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "ami:\n  port: five\n  secret: s3cret-value\n  scret: x\n"
+        "tracked_numbers:\n  - did: '12ab'\n    source: google\n"
+    )
+    code, out, err = invoke("check-config", "--config", str(config))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert any(line.startswith("ami.port:") for line in lines)
+    assert any(line.startswith("ami.scret:") for line in lines)
+    assert any(line.startswith("tracked_numbers[0].did: not a phone number") for line in lines)
+    assert "s3cret-value" not in out + err
+
+
+def test_help_lists_every_command() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    for command in ("run", "check-config", "db", "replay", "capture", "demo"):
+        assert command in out
+
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED))
+@pytest.mark.parametrize("fmt", ["jsonl", "raw.txt"])
+def test_replay_dry_run_prints_the_expected_records(stem: str, fmt: str) -> None:
+    """One JSON line per call with the outcome the trace's README states; nothing written."""
+    code, out, _ = invoke(
+        "replay", "--dry-run", "--config", str(TRACE_CONFIG), str(TRACES / f"{stem}.{fmt}")
+    )
+    assert code == 0
+    records = {r["caller"]: r for r in map(json.loads, out.splitlines())}
+    assert sorted(records) == sorted(e164(e.caller) for e in EXPECTED[stem])
+    for want in EXPECTED[stem]:
+        record = records[e164(want.caller)]
+        assert (record["did"], record["status"], record["missed_reason"]) == (
+            e164(want.did),
+            want.status,
+            want.reason,
+        )
+        assert record["answered_by"] == want.answered_by
+        assert abs(record["ring_seconds"] - want.ring) <= 1
+        assert abs(record["talk_seconds"] - want.talk) <= 1
+        assert record["source"] and record["first_time_caller"] is True
+
+
+def test_replay_of_a_callback_prints_no_inbound_call() -> None:
+    code, out, _ = invoke(
+        "replay",
+        "--dry-run",
+        "--config",
+        str(TRACE_CONFIG),
+        str(TRACES / "12_callback_originate.jsonl"),
+    )
+    assert code == 0
+    (record,) = map(json.loads, out.splitlines())
+    assert (record["direction"], record["answered_by"], record["caller"]) == (
+        "outbound",
+        "101",
+        "+79161234503",
+    )
+
+
+def test_replay_into_the_database_twice_leaves_the_same_rows(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Idempotent by Linkedid + node; the second caller seen again is not a first-time caller."""
+    env = {
+        "PBX_TRACKER_DATABASE__URL": database_url,
+        "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
+    }
+    config = ["--config", str(TRACE_CONFIG)]
+    assert invoke("db", "upgrade", *config, env=env)[0] == 0
+    files = [str(TRACES / "03_missed_no_answer.jsonl"), str(TRACES / "11_concurrent.jsonl")]
+    for _ in range(2):
+        code, _, err = invoke("replay", *config, *files, env=env)
+        assert code == 0, err
+        assert "6 call records" in err
+        assert asyncio.run(stored_callers(database_url)) == [
+            "+79160000001",
+            "+79160000002",
+            "+79160000003",
+            "+79160000004",
+            "+79160000005",
+            "+79161234503",
+        ]
+
+
+async def stored_callers(url: str) -> list[str]:
+    engine = make_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return sorted(record.caller or "" for record in await list_calls(conn))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,126 @@
+"""`pbx-tracker run` as systemd runs it: a subprocess, sd_notify over a real socket, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.store.migrate import upgrade_to_head
+from traces import TRACE_CONFIG, TRACES
+
+WAIT = 30.0
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(name="asterisk")
+async def _asterisk() -> AsyncIterator[FakeAsterisk]:
+    async with FakeAsterisk(
+        username="tracker", secret="tracker-secret", timestamp_events=True
+    ) as server:
+        yield server
+
+
+def service_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PBX_TRACKER_DATABASE__URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
+        "PBX_TRACKER_AMI__PORT": str(port),
+        "PBX_TRACKER_LOGGING__FORMAT": "json",
+        **extra,
+    }
+
+
+async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pbx_tracker",
+        "run",
+        "--config",
+        str(TRACE_CONFIG),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def next_notification(sock: socket.socket) -> str:
+    loop = asyncio.get_running_loop()
+    return (await asyncio.wait_for(loop.sock_recv(sock, 4096), WAIT)).decode()
+
+
+async def test_ready_then_sigterm_writes_the_call_and_exits_0(
+    asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """READY=1 after login, the call is written, SIGTERM → STOPPING=1 and exit 0."""
+    env = service_env(tmp_path, asterisk.port)
+    await asyncio.to_thread(upgrade_to_head, env["PBX_TRACKER_DATABASE__URL"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.setblocking(False)
+        process = await start({**env, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+        seen = [await next_notification(sock)]
+        while "READY=1" not in seen[-1]:
+            seen.append(await next_notification(sock))
+        await asterisk.play(trace_events(TRACES / "01_answered_simple.jsonl"))
+        process.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in seen[-1]:
+            seen.append(await next_notification(sock))
+        output, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    assert process.returncode == 0, output.decode()
+    assert b"tracker-secret" not in output
+    written = [line for line in output.decode().splitlines() if "call.finished" in line]
+    assert written, output.decode()
+
+
+async def test_rejected_login_exits_1_saying_so(asterisk: FakeAsterisk, tmp_path: Path) -> None:
+    env = service_env(tmp_path, asterisk.port, PBX_TRACKER_AMI__SECRET="wrong-secret")
+    await asyncio.to_thread(upgrade_to_head, env["PBX_TRACKER_DATABASE__URL"])
+    process = await start(env)
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    assert process.returncode == 1
+    assert b"AMI login rejected for user tracker" in output
+    assert b"wrong-secret" not in output
+
+
+async def test_database_without_schema_refuses_to_start(
+    asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    process = await start(service_env(tmp_path, asterisk.port))
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    assert process.returncode == 1
+    assert b"pbx-tracker db upgrade" in output
+
+
+async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """The newcomer's first command: simulated calls recorded, summary printed, exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pbx_tracker",
+        "demo",
+        "--calls",
+        "15",
+        "--speed",
+        "0",
+        "--dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "Calls per source" in text
+    assert text.count("answered by") + text.count("missed (") == 15
+    assert (tmp_path / "pbx-tracker.sqlite3").exists()

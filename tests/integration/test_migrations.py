@@ -1,0 +1,212 @@
+"""Alembic migrations on real SQLite and PostgreSQL: up, down, up, and models == schema."""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from pbx_tracker.store.engine import make_sync_engine
+from pbx_tracker.store.migrate import (
+    current_revision,
+    downgrade_to_base,
+    head_revision,
+    is_at_head,
+    migrations_dir,
+    upgrade_to_head,
+)
+from pbx_tracker.store.models import Base
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"calls", "ring_attempts", "outbound_calls"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def _schema_differences(url: str) -> list[Any]:
+    """What `alembic check` would report: models.py vs the database."""
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+class TestMigrations:
+    async def test_up_down_up(self, database_url: str) -> None:
+        """An empty database goes to head, back to base and to head again."""
+        assert await asyncio.to_thread(current_revision, database_url) is None
+        assert not await asyncio.to_thread(is_at_head, database_url)
+
+        await asyncio.to_thread(upgrade_to_head, database_url)
+        assert await asyncio.to_thread(current_revision, database_url) == head_revision()
+        assert await asyncio.to_thread(is_at_head, database_url)
+        assert await asyncio.to_thread(_tables, database_url) == TABLES
+
+        await asyncio.to_thread(downgrade_to_base, database_url)
+        assert await asyncio.to_thread(current_revision, database_url) is None
+        assert await asyncio.to_thread(_tables, database_url) == set()
+
+        await asyncio.to_thread(upgrade_to_head, database_url)
+        assert await asyncio.to_thread(_tables, database_url) == TABLES
+
+    async def test_upgrade_twice_is_harmless(self, migrated_url: str) -> None:
+        """Running `db upgrade` on a database at head changes nothing."""
+        await asyncio.to_thread(upgrade_to_head, migrated_url)
+        assert await asyncio.to_thread(is_at_head, migrated_url)
+
+    async def test_models_match_the_migrated_schema(self, migrated_url: str) -> None:
+        """Autogenerate finds nothing to add: the migrations build exactly models.py."""
+        assert await asyncio.to_thread(_schema_differences, migrated_url) == []
+
+    async def test_comparison_sees_a_missing_schema(self, database_url: str) -> None:
+        """The comparison above is not vacuous: on an empty database it lists the tables."""
+        differences = await asyncio.to_thread(_schema_differences, database_url)
+        added = {diff[1].name for diff in differences if diff[0] == "add_table"}
+        assert added == TABLES
+
+
+class TestMigrationsFolder:
+    def test_checkout_folder_is_found(self) -> None:
+        """From a checkout or an editable install the top-level migrations/ is used."""
+        folder = migrations_dir()
+        assert (folder / "env.py").is_file()
+        assert folder.resolve() == (REPO / "migrations").resolve()
+
+    def test_alembic_command_line_takes_the_url_from_x(self, tmp_path: Path) -> None:
+        """Developers run `alembic -x url=…` from the repository root."""
+        url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+        env = {k: v for k, v in os.environ.items() if k != "PBX_TRACKER_DATABASE_URL"}
+        command = [sys.executable, "-m", "alembic", "-x", f"url={url}", "upgrade", "head"]
+        subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=60)
+        assert current_revision(url) == head_revision()
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+    """A built wheel carries pbx_tracker._migrations and migrates SQLite from it."""
+    wheel = _build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "pbx_tracker/_migrations/env.py" in names
+    assert "pbx_tracker/_migrations/script.py.mako" in names
+    assert "pbx_tracker/_migrations/versions/0001_calls.py" in names
+
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q"]
+    subprocess.run([*pip, "--target", str(target), str(wheel)], check=True, timeout=120)
+    # PYTHONPATH puts the installed wheel before the checkout's editable install
+    folder, revision = _migrate_with(sys.executable, tmp_path, {"PYTHONPATH": str(target)})
+    assert Path(folder) == target / "pbx_tracker" / "_migrations"
+    assert revision == head_revision()
+
+
+@pytest.mark.slow
+def test_fresh_editable_install_maps_the_migrations(tmp_path: Path) -> None:
+    """`pip install -e` maps pbx_tracker._migrations onto migrations/ (pypa/setuptools#4248)."""
+    source = _copy_sources(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # the dependencies come from the test environment, the project from the copy
+    (Path(site) / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    pip = [str(python), "-m", "pip", "install", "--no-deps", "-q", "-e", str(source)]
+    subprocess.run(pip, check=True, timeout=300)
+    folder, revision = _migrate_with(python, tmp_path, {})
+    assert Path(folder) == source / "migrations"
+    assert revision == head_revision()
+
+
+def _migrate_with(python: Path | str, tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """Migrate a new SQLite file with that interpreter: (migrations folder, revision)."""
+    url = f"sqlite:///{tmp_path / 'installed.sqlite3'}"
+    script = (
+        "import pbx_tracker.store.migrate as m; "
+        f"m.upgrade_to_head({url!r}); "
+        f"print(m.migrations_dir()); print(m.current_revision({url!r}))"
+    )
+    result = subprocess.run(
+        [str(python), "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout.split()
+
+
+def _copy_sources(tmp_path: Path) -> Path:
+    """A copy of what packaging needs, so the shared checkout gets no build/ folder."""
+    source = tmp_path / "src"
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        if (REPO / name).exists():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((REPO / name).read_bytes())
+    for folder in ("pbx_tracker", "migrations"):
+        _copy_python_tree(REPO / folder, source / folder)
+    return source
+
+
+def _build_wheel(tmp_path: Path) -> Path:
+    source = _copy_sources(tmp_path)
+    out = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("pbx_tracker-*.whl")
+    return wheel
+
+
+def _copy_python_tree(source: Path, target: Path) -> None:
+    for path in source.rglob("*"):
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(path.read_bytes())
+
+
+def test_setup_cfg_lists_every_package() -> None:
+    """setup.cfg lists packages by hand (for the migrations mapping): none may be missing."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "pbx_tracker").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    missing = on_disk - listed
+    assert not missing, f"add to [options] packages in setup.cfg: {sorted(missing)}"
+    assert {"pbx_tracker._migrations", "pbx_tracker._migrations.versions"} <= listed

@@ -1,0 +1,357 @@
+"""Saving and reading call records on real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from psycopg import errors as pg_errors
+from sqlalchemy import func, select
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    StatementError,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason, RingAttempt
+from pbx_tracker.store.calls import (
+    attempts_table,
+    caller_has_earlier_call,
+    count_calls,
+    list_calls,
+    list_outbound_calls,
+    record_from_json,
+    save_call,
+)
+from pbx_tracker.store.engine import (
+    DatabaseUnavailableError,
+    check_database,
+    is_transient_error,
+    make_async_engine,
+    mask_url,
+    normalise_url,
+)
+
+T0 = datetime(2026, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
+T0_MS = T0.replace(microsecond=123000)  # what survives JSON (millisecond precision)
+
+
+def answered_call(
+    linkedid: str = "1732095000.10", start: datetime = T0, **changes: object
+) -> CallRecord:
+    """A full inbound call: two phones rang, 101 answered and handed it to 102."""
+    record = CallRecord(
+        linkedid=linkedid,
+        node="pbx1",
+        direction=Direction.INBOUND,
+        did="+74951234567",
+        caller="+79161234567",
+        caller_name="Иван Петров",
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by="101",
+        transferred_to="102",
+        started_at=start,
+        answered_at=start + timedelta(seconds=7),
+        ended_at=start + timedelta(seconds=95),
+        ring_seconds=7,
+        talk_seconds=88,
+        recording_path="/var/spool/asterisk/monitor/in-101-1732095000.10.wav",
+        queue="sales",
+        source="google",
+        medium="cpc",
+        campaign="winter",
+        first_time_caller=True,
+        is_target=True,
+        complete=True,
+        variables={"TRACK_SOURCE": "google", "note": "ключ"},
+        attempts=(
+            RingAttempt(
+                "101",
+                "PJSIP/101-00000001",
+                start + timedelta(seconds=1),
+                start + timedelta(seconds=95),
+                "answer",
+            ),
+            RingAttempt(
+                "102",
+                "PJSIP/102-00000002",
+                start + timedelta(seconds=1),
+                start + timedelta(seconds=7),
+                "cancel",
+                queue="sales",
+            ),
+        ),
+    )
+    return record.replace(**changes)
+
+
+def missed_call(linkedid: str, started_at: datetime, caller: str | None) -> CallRecord:
+    return CallRecord(
+        linkedid=linkedid,
+        node="pbx1",
+        direction=Direction.INBOUND,
+        did="+74951234567",
+        caller=caller,
+        caller_name=None,
+        status=CallStatus.MISSED,
+        missed_reason=MissedReason.NO_ANSWER,
+        answered_by=None,
+        transferred_to=None,
+        started_at=started_at,
+        answered_at=None,
+        ended_at=started_at + timedelta(seconds=30),
+        ring_seconds=30,
+        talk_seconds=0,
+        recording_path=None,
+    )
+
+
+async def attempt_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(select(func.count()).select_from(attempts_table))).scalar_one()
+        )
+
+
+class TestSaveAndRead:
+    async def test_round_trip_of_a_full_record(self, engine: AsyncEngine) -> None:
+        """Every field and attempt comes back equal, times as aware UTC to the microsecond."""
+        record = answered_call()
+        async with engine.begin() as conn:
+            assert await save_call(conn, record) is True
+        async with engine.connect() as conn:
+            (stored,) = await list_calls(conn)
+        assert stored == record
+        assert stored.started_at.tzinfo is not None
+        assert stored.started_at.utcoffset() == timedelta(0)
+        assert stored.attempts[0].rang_at.utcoffset() == timedelta(0)
+
+    async def test_other_time_zones_are_stored_as_utc(self, engine: AsyncEngine) -> None:
+        """A time given in +03:00 is the same instant after the round trip, in UTC."""
+        moscow = timezone(timedelta(hours=3))
+        record = missed_call("tz.1", datetime(2026, 11, 20, 12, 30, tzinfo=moscow), "+7916")
+        async with engine.begin() as conn:
+            await save_call(conn, record)
+        async with engine.connect() as conn:
+            (stored,) = await list_calls(conn)
+        assert stored.started_at == record.started_at
+        assert stored.started_at.tzinfo == UTC
+        assert stored.started_at.hour == 9
+
+    async def test_naive_times_are_refused(self, engine: AsyncEngine) -> None:
+        """A naive datetime is a bug upstream: refuse it instead of guessing its zone."""
+        record = missed_call("naive.1", datetime(2026, 11, 20, 9, 0), "+7916")
+        with pytest.raises(StatementError, match="naive datetime"):
+            async with engine.begin() as conn:
+                await save_call(conn, record)
+
+    async def test_second_save_updates_and_replaces_attempts(self, engine: AsyncEngine) -> None:
+        """Saving the same (node, linkedid) again keeps one row and returns False."""
+        async with engine.begin() as conn:
+            assert await save_call(conn, answered_call()) is True
+        later = answered_call(
+            talk_seconds=120,
+            transferred_to=None,
+            attempts=(RingAttempt("103", "PJSIP/103-00000009", T0, None, "answer"),),
+        )
+        async with engine.begin() as conn:
+            assert await save_call(conn, later) is False
+        async with engine.connect() as conn:
+            assert await count_calls(conn) == 1
+            (stored,) = await list_calls(conn)
+        assert stored == later
+        assert await attempt_rows(engine) == 1
+
+    async def test_same_linkedid_on_another_node_is_another_call(self, engine: AsyncEngine) -> None:
+        """Linkedids are unique per Asterisk server only."""
+        async with engine.begin() as conn:
+            assert await save_call(conn, answered_call(node="pbx1")) is True
+            assert await save_call(conn, answered_call(node="pbx2")) is True
+            assert await count_calls(conn) == 2
+
+    async def test_works_with_an_orm_session(self, engine: AsyncEngine) -> None:
+        """save_call takes an AsyncSession as well as a connection."""
+        async with AsyncSession(engine) as session, session.begin():
+            assert await save_call(session, answered_call()) is True
+        async with AsyncSession(engine) as session:
+            assert await count_calls(session) == 1
+            assert (await list_calls(session))[0] == answered_call()
+
+    async def test_list_is_ordered_by_start_with_limit_and_offset(
+        self, engine: AsyncEngine
+    ) -> None:
+        """Oldest first, whatever order the records were saved in."""
+        starts = [T0 + timedelta(minutes=m) for m in (5, 1, 3, 2, 4)]
+        async with engine.begin() as conn:
+            for index, start in enumerate(starts):
+                await save_call(conn, missed_call(f"order.{index}", start, "+7916"))
+        async with engine.connect() as conn:
+            every = await list_calls(conn)
+            page = await list_calls(conn, limit=2, offset=1)
+        assert [r.started_at for r in every] == sorted(starts)
+        assert page == every[1:3]
+
+    async def test_deleting_a_call_deletes_its_attempts(self, engine: AsyncEngine) -> None:
+        """ring_attempts follow their call (ON DELETE CASCADE, SQLite foreign keys on)."""
+        async with engine.begin() as conn:
+            await save_call(conn, answered_call())
+            await conn.exec_driver_sql("DELETE FROM calls")
+        assert await attempt_rows(engine) == 0
+
+
+class TestOutbound:
+    async def test_outbound_calls_go_to_their_own_table(self, engine: AsyncEngine) -> None:
+        """A manager's callback is not an inbound call; it is read back from outbound_calls."""
+        callback = answered_call(
+            linkedid="1732095999.77",
+            direction=Direction.OUTBOUND,
+            caller="+79161234567",
+            caller_name=None,
+            answered_by="101",
+            transferred_to=None,
+            queue=None,
+            source=None,
+            medium=None,
+            campaign=None,
+            first_time_caller=None,
+            is_target=None,
+            attempts=(),
+        )
+        async with engine.begin() as conn:
+            assert await save_call(conn, callback) is True
+            assert await save_call(conn, callback) is False
+        async with engine.connect() as conn:
+            assert await count_calls(conn) == 0
+            assert await list_calls(conn) == []
+            assert await list_outbound_calls(conn) == [callback]
+            row = (await conn.exec_driver_sql("SELECT manager, customer FROM outbound_calls")).one()
+        assert tuple(row) == ("101", "+79161234567")
+
+
+class TestFirstTimeCaller:
+    async def test_earlier_call_from_the_same_caller(self, engine: AsyncEngine) -> None:
+        """Only an earlier call of the same number, other than the call itself, counts."""
+        first = missed_call("ft.1", T0, "+79160000001")
+        async with engine.begin() as conn:
+            await save_call(conn, first)
+            await save_call(conn, missed_call("ft.other", T0, "+79160000002"))
+        later = T0 + timedelta(days=3)
+        async with engine.connect() as conn:
+            assert await caller_has_earlier_call(conn, "+79160000001", later, ("pbx1", "ft.2"))
+            assert not await caller_has_earlier_call(conn, "+79160000001", T0, ("pbx1", "ft.2"))
+            assert not await caller_has_earlier_call(conn, "+79160000001", later, ("pbx1", "ft.1"))
+            assert not await caller_has_earlier_call(conn, "+79990000000", later, ("pbx1", "x"))
+
+    async def test_window_in_days(self, engine: AsyncEngine) -> None:
+        """With a window, a call older than `since` does not make the caller a returning one."""
+        async with engine.begin() as conn:
+            await save_call(conn, missed_call("w.1", T0, "+79160000001"))
+        later = T0 + timedelta(days=40)
+        async with engine.connect() as conn:
+            exclude = ("pbx1", "w.2")
+            since = later - timedelta(days=30)
+            assert not await caller_has_earlier_call(
+                conn, "+79160000001", later, exclude, since=since
+            )
+            assert await caller_has_earlier_call(conn, "+79160000001", later, exclude)
+
+
+class TestJson:
+    def test_record_from_json_inverts_to_json(self) -> None:
+        """The spill file format: to_json() and back (times at millisecond precision)."""
+        record = answered_call(start=T0_MS)
+        again = record_from_json(record.to_json())
+        assert again == record
+
+    def test_record_from_json_accepts_missing_optional_fields(self) -> None:
+        data = missed_call("j.1", T0_MS, None).to_json()
+        for optional in ("queue", "source", "attempts", "variables", "complete"):
+            data.pop(optional)
+        assert record_from_json(data) == missed_call("j.1", T0_MS, None)
+
+
+class TestUrls:
+    @pytest.mark.parametrize(
+        ("url", "use_async", "driver"),
+        [
+            ("sqlite:///x.sqlite3", True, "sqlite+aiosqlite"),
+            ("sqlite:///x.sqlite3", False, "sqlite"),
+            ("sqlite+aiosqlite:///x.sqlite3", False, "sqlite"),
+            ("postgresql://u@h/db", True, "postgresql+psycopg"),
+            ("postgres://u@h/db", True, "postgresql+psycopg"),
+            ("postgresql+psycopg://u@h/db", False, "postgresql+psycopg"),
+            ("postgresql+asyncpg://u@h/db", True, "postgresql+asyncpg"),
+            ("postgresql+asyncpg://u@h/db", False, "postgresql+psycopg"),
+        ],
+    )
+    def test_plain_urls_get_our_drivers(self, url: str, use_async: bool, driver: str) -> None:
+        assert normalise_url(url, use_async=use_async).drivername == driver
+
+    def test_other_databases_are_refused_by_name(self) -> None:
+        with pytest.raises(ValueError, match="unsupported database URL scheme 'mysql'"):
+            normalise_url("mysql://root:secret@h/db", use_async=True)
+
+
+class TestEngine:
+    async def test_sqlite_folder_is_created_and_pragmas_set(self, tmp_path: Path) -> None:
+        """A missing folder is made; every connection has WAL, a busy timeout and FKs on."""
+        path = tmp_path / "new" / "folder" / "db.sqlite3"
+        engine = make_async_engine(f"sqlite:///{path}")
+        try:
+            await check_database(engine)
+            async with engine.connect() as conn:
+                pragmas = [
+                    (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                    for name in ("journal_mode", "busy_timeout", "foreign_keys")
+                ]
+        finally:
+            await engine.dispose()
+        assert path.parent.is_dir()
+        assert pragmas == ["wal", 5000, 1]
+
+    async def test_unreachable_database_gives_a_clear_error(self, tmp_path: Path) -> None:
+        """The error names the database (password masked) and the driver's reason."""
+        engine = make_async_engine("postgresql://pbx:s3cret-pw@127.0.0.1:1/pbx?connect_timeout=2")
+        try:
+            with pytest.raises(DatabaseUnavailableError) as caught:
+                await check_database(engine)
+        finally:
+            await engine.dispose()
+        message = str(caught.value)
+        assert "pbx:***@127.0.0.1:1/pbx" in message
+        assert "is not reachable: OperationalError" in message
+        assert "s3cret-pw" not in message
+
+    @pytest.mark.parametrize(
+        ("error", "transient"),
+        [
+            (OperationalError("INSERT", {}, Exception("database is locked")), True),
+            (InterfaceError("SELECT 1", {}, Exception("connection closed")), True),
+            (ConnectionRefusedError(), True),
+            (InternalError("INSERT", {}, pg_errors.ReadOnlySqlTransaction("standby")), True),
+            (ProgrammingError("INSERT", {}, pg_errors.UndefinedTable("no calls")), True),
+            (DataError("INSERT", {}, pg_errors.StringDataRightTruncation("too long")), False),
+            (IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")), False),
+            (StatementError("naive datetime", "INSERT", {}, ValueError("naive")), False),
+            (ValueError("a bug"), False),
+        ],
+    )
+    def test_transient_errors_are_told_from_bad_records(
+        self, error: Exception, transient: bool
+    ) -> None:
+        """Outages are retried; a record the database refuses is not."""
+        assert is_transient_error(error) is transient
+
+    def test_mask_url_hides_passwords_in_user_info_and_query(self) -> None:
+        url = "postgresql://pbx:pw1@db/pbx?password=pw2&sslmode=require"
+        masked = mask_url(url)
+        assert "pw1" not in masked
+        assert "pw2" not in masked
+        assert "sslmode=require" in masked
