@@ -1,1 +1,27 @@
-"""sim"""
+"""A simulated Asterisk: a real AMI server and calls shaped like captured traffic.
+
+`FakeAsterisk` (`sim.asterisk`) is the AMI server the tests, the benchmarks and
+`pbx-tracker demo` talk to; `make_call` / `generate_day` (`sim.scenarios`)
+produce the event streams it plays, templated from real captures.
+"""
+
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.scenarios import (
+    ExpectedCall,
+    IdAllocator,
+    SimCall,
+    generate_day,
+    make_call,
+    merge,
+)
+
+__all__ = [
+    "ExpectedCall",
+    "FakeAsterisk",
+    "IdAllocator",
+    "SimCall",
+    "generate_day",
+    "make_call",
+    "merge",
+    "trace_events",
+]
