@@ -51,7 +51,10 @@ class RunningDaemon:
 
 @pytest.fixture(name="asterisk")
 async def _asterisk() -> AsyncIterator[FakeAsterisk]:
-    async with FakeAsterisk(username="tracker", secret="tracker-secret") as server:
+    # timestampevents = yes: events carry their time, so the trace plays at full speed
+    async with FakeAsterisk(
+        username="tracker", secret="tracker-secret", timestamp_events=True
+    ) as server:
         yield server
 
 
