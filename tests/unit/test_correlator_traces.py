@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from traces import ATTEMPTS, EXPECTED, TRACES
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.records import CallRecord, Direction
+from traces import ATTEMPTS, EXPECTED, TRACES
 
 MONITOR = "/var/spool/asterisk/monitor/"
 SINGLE_CALLS = [
