@@ -1,0 +1,43 @@
+"""`pbx-tracker capture` writes live AMI traffic that `replay` reads back as the same calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from pbx_tracker.config import load_settings
+from pbx_tracker.daemon import run_capture
+from pbx_tracker.replay import replay_files
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from traces import TRACE_CONFIG, TRACES
+
+
+async def test_captured_traffic_replays_to_the_same_call(tmp_path: Path) -> None:
+    async with FakeAsterisk(
+        username="tracker", secret="tracker-secret", timestamp_events=True
+    ) as asterisk:
+        settings = load_settings(
+            TRACE_CONFIG, environ={"PBX_TRACKER_AMI__PORT": str(asterisk.port)}
+        )
+        out = tmp_path / "capture.jsonl"
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_capture(settings, out, stop))
+        await asterisk.wait_for_login(10)
+        events = trace_events(TRACES / "06_ringgroup.jsonl")
+        await asterisk.play(events)
+        await asterisk.wait_until(
+            lambda: out.exists() and len(out.read_text().splitlines()) >= len(events),
+            10,
+            "every event written to the capture file",
+        )
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all("_ts" in line for line in lines)
+    assert any(line.get("CallerIDName") == "Мария Иванова" for line in lines)
+    records = []
+    replay_files([out], settings, records.append)
+    (record,) = records
+    assert (record.status, record.answered_by, record.caller) == ("answered", "102", "+79161234506")
+    assert abs(record.talk_seconds - 4) <= 1
