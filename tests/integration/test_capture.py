@@ -23,14 +23,12 @@ async def test_captured_traffic_replays_to_the_same_call(tmp_path: Path) -> None
         out = tmp_path / "capture.jsonl"
         stop = asyncio.Event()
         task = asyncio.create_task(run_capture(settings, out, stop))
-        await asterisk.wait_for_login(10)
+        await asterisk.wait_for_action("CoreShowChannels", timeout=10)  # logged in, resynced
         events = trace_events(TRACES / "06_ringgroup.jsonl")
         await asterisk.play(events)
-        await asterisk.wait_until(
-            lambda: out.exists() and len(out.read_text().splitlines()) >= len(events),
-            10,
-            "every event written to the capture file",
-        )
+        async with asyncio.timeout(10):  # the capture task appends; watch the file grow
+            while not out.exists() or len(out.read_bytes().splitlines()) < len(events):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         stop.set()
         assert await asyncio.wait_for(task, 10) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
