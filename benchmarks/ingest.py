@@ -31,20 +31,16 @@ import psycopg
 
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.config import settings_from_mapping
 from pbx_tracker.daemon import Daemon
+from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import generate_day, merge
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
 
-DIDS = [
-    ("74951110001", "yandex-direct"),
-    ("74951110002", "google-ads"),
-    ("74951110003", "offline-flyer"),
-]
-SECRET = "bench-secret"
+DIDS = DEMO_DIDS
+SECRET = DEMO_SECRET
 
 
 class TimedDaemon(Daemon):
@@ -112,15 +108,7 @@ async def bare_panoramisk(port: int, events: int) -> float:
 
 
 async def whole_path(port: int, url: str, folder: Path, expected: int) -> tuple[float, list[float]]:
-    settings = settings_from_mapping(
-        {
-            "ami": {"port": port, "username": "tracker", "secret": SECRET, "ping_interval": 60},
-            "database": {"url": url, "spill_path": str(folder / "spill.jsonl")},
-            "tracked_numbers": [{"did": d, "source": s} for d, s in DIDS],
-            "managers": [{"name": e, "extension": e} for e in ("101", "102", "103")],
-        },
-        environ={},
-    )
+    settings = demo_settings(folder, port, database_url=url)
     await asyncio.to_thread(upgrade_to_head, url)
     latencies: list[float] = []
     done = asyncio.Event()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,6 @@ from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.replay import topology_of
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
     from pbx_tracker.store.writer import CallWriter
 
 log = structlog.get_logger(__name__)
-DRAIN_SECONDS = 20.0
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -57,15 +54,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
 class Daemon:
     """AMI events in, call records out, until told to stop."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        writer: CallWriter,
-        on_record: Callable[[CallRecord], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, writer: CallWriter) -> None:
         self.settings = settings
         self.writer = writer
-        self.on_record = on_record
         self.correlator = Correlator(topology_of(settings))
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
@@ -115,8 +106,8 @@ class Daemon:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        left = await self.writer.drain(DRAIN_SECONDS)
-        log.info("daemon.stopped", unwritten=left)
+        # open_writer() drains the writer (bounded) and keeps the rest for the next start
+        log.info("daemon.stopped", calls_to_write=self.writer.pending)
 
     async def _consume(self) -> None:
         while True:
@@ -154,8 +145,6 @@ class Daemon:
                 talk=labelled.talk_seconds,
             )
             self.writer.submit(labelled)
-            if self.on_record is not None:
-                self.on_record(labelled)
 
 
 async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None = None) -> int:

@@ -35,9 +35,11 @@ DEMO_NUMBERS = [
     ("74951110003", "offline-flyer", "offline"),
 ]
 DEMO_SECRET = "demo-secret"
+DEMO_DIDS = [(did, source) for did, source, _ in DEMO_NUMBERS]
 
 
-def demo_settings(directory: Path, port: int) -> Settings:
+def demo_settings(directory: Path, port: int, database_url: str | None = None) -> Settings:
+    """The demo PBX: three tracked numbers, managers 101 to 103, the simulated Asterisk."""
     return settings_from_mapping(
         {
             "node": "demo",
@@ -50,7 +52,7 @@ def demo_settings(directory: Path, port: int) -> Settings:
                 "reconnect_max": 2,
             },
             "database": {
-                "url": f"sqlite:///{directory / 'pbx-tracker.sqlite3'}",
+                "url": database_url or f"sqlite:///{directory / 'pbx-tracker.sqlite3'}",
                 "spill_path": str(directory / "pending-calls.jsonl"),
             },
             "tracked_numbers": [
@@ -78,7 +80,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
         ) as asterisk:
             settings = demo_settings(folder, asterisk.port)
             await asyncio.to_thread(upgrade_to_head, settings.database.url)
-            day = generate_day(calls, dids=[(d, s) for d, s, _ in DEMO_NUMBERS], seed=seed)
+            day = generate_day(calls, dids=DEMO_DIDS, seed=seed)
             console.print(
                 f"[bold]pbx-tracker demo[/]: {calls} simulated calls, "
                 f"speed {speed or 'unlimited'}x, database {settings.database.url}"

@@ -12,6 +12,7 @@ from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.attribution.sources import CallLabeler, FirstTimeCallers
 from pbx_tracker.calls.correlator import Correlator, Topology
 from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.calls.state import default_manager_for_channel
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -28,14 +29,10 @@ def topology_of(settings: Settings) -> Topology:
         node=settings.node,
         inbound_contexts=frozenset(settings.calls.inbound_contexts),
         did_variable=settings.calls.did_variable,
-        manager_for_channel=manager_for_channel if settings.managers else _default_manager,
+        manager_for_channel=(
+            manager_for_channel if settings.managers else default_manager_for_channel
+        ),
     )
-
-
-def _default_manager(channel: str) -> str | None:
-    from pbx_tracker.calls.state import default_manager_for_channel
-
-    return default_manager_for_channel(channel)
 
 
 @dataclass

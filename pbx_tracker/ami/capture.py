@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.calls.state import uniqueid_epoch
 
-_UNIQUEID_EPOCH = re.compile(r"(?:^|-)(\d{9,11})\.\d+$")
 _BANNER = re.compile(rb"^Asterisk Call Manager/[^\r\n]*\r?\n")
 
 
@@ -124,9 +124,7 @@ def _anchor(fields: Mapping[str, str]) -> float | None:
         except ValueError:
             pass
     if fields.get("Event") == "Newchannel":
-        match = _UNIQUEID_EPOCH.search(fields.get("Uniqueid", ""))
-        if match:
-            return float(match.group(1))
+        return uniqueid_epoch(fields.get("Uniqueid", ""))
     return None
 
 

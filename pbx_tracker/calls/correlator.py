@@ -77,17 +77,14 @@ class Correlator:
 
     def flush(self) -> list[CallRecord]:
         """At the end of a capture: finish calls that hung up but were waiting for their Cdr."""
-        records: list[CallRecord] = []
-        while self._closing:
-            _, (call, time, _) = self._closing.popitem(last=False)
-            records.extend(self._record(call, time))
-        return records
+        return self._close_overdue(until=float("inf"))
 
-    def _close_overdue(self) -> list[CallRecord]:
+    def _close_overdue(self, until: float | None = None) -> list[CallRecord]:
         records: list[CallRecord] = []
+        limit = self.events_seen if until is None else until
         while self._closing:
             call, time, deadline = next(iter(self._closing.values()))
-            if deadline > self.events_seen:
+            if deadline > limit:
                 break
             self._closing.popitem(last=False)
             records.extend(self._record(call, time))
@@ -102,15 +99,7 @@ class Correlator:
     # -- channels ---------------------------------------------------------
 
     def _on_newchannel(self, event: AmiEvent) -> None:
-        uniqueid, linkedid = event.get("Uniqueid"), event.get("Linkedid")
-        if not uniqueid or uniqueid in self._channels:
-            return
-        channel = self._register(uniqueid, event.get("Channel"), linkedid or uniqueid)
-        call = self._calls.get(channel.linkedid)
-        if call is not None:
-            call.channels.add(uniqueid)
-        elif uniqueid == channel.linkedid and channel.linkedid not in self._finished:
-            self._start_call(channel, event)
+        self._call_of(event, late=False)
 
     def _register(self, uniqueid: str, name: str, linkedid: str) -> Channel:
         manager = None if is_local_channel(name) else self.topology.manager_for_channel(name)
@@ -149,8 +138,12 @@ class Correlator:
             call.caller_name = _known(event.get("CallerIDName"))
         self._calls[call.linkedid] = call
 
-    def _call_of(self, event: AmiEvent, prefix: str = "") -> Call | None:
-        """The call a channel event belongs to, adopting channels met for the first time."""
+    def _call_of(self, event: AmiEvent, prefix: str = "", *, late: bool = True) -> Call | None:
+        """The call a channel event belongs to, adopting channels met for the first time.
+
+        A root channel (Uniqueid == Linkedid) first met on any event but its
+        Newchannel belongs to a call that began before we were listening (`late`).
+        """
         uniqueid = event.get(prefix + "Uniqueid")
         if not uniqueid:
             return None
@@ -162,7 +155,7 @@ class Correlator:
             if call is not None:
                 call.channels.add(uniqueid)
             elif uniqueid == linkedid and linkedid not in self._finished and not prefix:
-                self._start_call(channel, event, late=True)
+                self._start_call(channel, event, late=late)
         call = self._calls.get(channel.linkedid)
         if call is not None and event.estimated:
             call.estimated = True

@@ -55,9 +55,7 @@ def build_record(call: Call, ended_at: float, node: str) -> CallRecord | None:
 
 def missed_reason(call: Call) -> MissedReason:
     """Why nobody talked to the caller, from what the legs and the queue said."""
-    outcomes = [leg.outcome for leg in call.manager_legs() or call.customer_legs()]
-    if call.direction is Direction.OUTBOUND and call.customer_legs():
-        outcomes = [leg.outcome for leg in call.customer_legs()]
+    outcomes = [leg.outcome for leg in _offered_legs(call)]
     if _caller_gave_up(call):
         return MissedReason.ABANDONED
     if any(o in _RANG_OUT for o in outcomes) or call.queue_status == "TIMEOUT":
@@ -79,12 +77,19 @@ def missed_reason(call: Call) -> MissedReason:
     return MissedReason.FAILED
 
 
+def _offered_legs(call: Call) -> list[Leg]:
+    """The legs whose fate decides a missed call: managers rung, or the customer dialled."""
+    if call.direction is Direction.OUTBOUND and call.customer_legs():
+        return call.customer_legs()
+    return call.manager_legs() or call.customer_legs()
+
+
 def _caller_gave_up(call: Call) -> bool:
     """The caller hung up while phones still rang or while waiting in a queue."""
     hangup = call.caller_hangup_at
     if hangup is None:
         return False
-    legs = call.manager_legs() or call.customer_legs()
+    legs = _offered_legs(call)
     if any(leg.ended_at is None or leg.ended_at >= hangup for leg in legs):
         return True
     if call.queue is not None and (call.queue_left_at is None or call.queue_left_at >= hangup):

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
 from pbx_tracker.store.migrate import is_at_head
@@ -47,9 +49,9 @@ async def open_writer(
         await engine.dispose()
 
 
-async def _check(engine: object, url: str) -> None:
+async def _check(engine: AsyncEngine, url: str) -> None:
     try:
-        await check_database(engine)  # type: ignore[arg-type]
+        await check_database(engine)
         at_head = await asyncio.to_thread(is_at_head, url)
     except Exception as error:
         raise DatabaseNotReadyError(f"database {mask_url(url)} unreachable: {error}") from None
