@@ -22,6 +22,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 
@@ -131,3 +132,15 @@ async def _engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(name="asterisk")
+async def _asterisk() -> AsyncIterator[FakeAsterisk]:
+    """The simulated Asterisk with the captured PBX's AMI user (tests/data/asterisk-traces).
+
+    `timestampevents = yes`: events carry their own time, so traces play at full speed.
+    """
+    async with FakeAsterisk(
+        username="tracker", secret="tracker-secret", timestamp_events=True
+    ) as server:
+        yield server

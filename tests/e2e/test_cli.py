@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pbx_tracker.cli import main
-from pbx_tracker.store.calls import list_calls
-from pbx_tracker.store.engine import make_async_engine
+from stored import stored_calls
 from traces import EXPECTED, TRACE_CONFIG, TRACES, e164
 
 
@@ -103,7 +102,7 @@ def test_replay_into_the_database_twice_leaves_the_same_rows(
         code, _, err = invoke("replay", *config, *files, env=env)
         assert code == 0, err
         assert "6 call records" in err
-        assert asyncio.run(stored_callers(database_url)) == [
+        assert sorted(r.caller for r in asyncio.run(stored_calls(database_url))) == [
             "+79160000001",
             "+79160000002",
             "+79160000003",
@@ -111,12 +110,3 @@ def test_replay_into_the_database_twice_leaves_the_same_rows(
             "+79160000005",
             "+79161234503",
         ]
-
-
-async def stored_callers(url: str) -> list[str]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return sorted(record.caller or "" for record in await list_calls(conn))
-    finally:
-        await engine.dispose()

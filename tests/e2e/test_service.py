@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from traces import TRACE_CONFIG, TRACES
 
 WAIT = 30.0
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(name="asterisk")
-async def _asterisk() -> AsyncIterator[FakeAsterisk]:
-    async with FakeAsterisk(
-        username="tracker", secret="tracker-secret", timestamp_events=True
-    ) as server:
-        yield server
 
 
 def service_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:

@@ -13,24 +13,21 @@ from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from traces import TRACE_CONFIG, TRACES
 
 
-async def test_captured_traffic_replays_to_the_same_call(tmp_path: Path) -> None:
-    async with FakeAsterisk(
-        username="tracker", secret="tracker-secret", timestamp_events=True
-    ) as asterisk:
-        settings = load_settings(
-            TRACE_CONFIG, environ={"PBX_TRACKER_AMI__PORT": str(asterisk.port)}
-        )
-        out = tmp_path / "capture.jsonl"
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_capture(settings, out, stop))
-        await asterisk.wait_for_action("CoreShowChannels", timeout=10)  # logged in, resynced
-        events = trace_events(TRACES / "06_ringgroup.jsonl")
-        await asterisk.play(events)
-        async with asyncio.timeout(10):  # the capture task appends; watch the file grow
-            while not out.exists() or len(out.read_bytes().splitlines()) < len(events):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        stop.set()
-        assert await asyncio.wait_for(task, 10) == 0
+async def test_captured_traffic_replays_to_the_same_call(
+    asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    settings = load_settings(TRACE_CONFIG, environ={"PBX_TRACKER_AMI__PORT": str(asterisk.port)})
+    out = tmp_path / "capture.jsonl"
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_capture(settings, out, stop))
+    await asterisk.wait_for_action("CoreShowChannels", timeout=10)  # logged in, resynced
+    events = trace_events(TRACES / "06_ringgroup.jsonl")
+    await asterisk.play(events)
+    async with asyncio.timeout(10):  # the capture task appends; watch the file grow
+        while not out.exists() or len(out.read_bytes().splitlines()) < len(events):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert all("_ts" in line for line in lines)
     assert any(line.get("CallerIDName") == "Мария Иванова" for line in lines)

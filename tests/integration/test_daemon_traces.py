@@ -14,10 +14,9 @@ from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
-from pbx_tracker.store.calls import list_calls
-from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
+from stored import stored_calls
 from traces import EXPECTED, TRACE_CONFIG, TRACES, e164
 
 WAIT = 15.0
@@ -49,15 +48,6 @@ class RunningDaemon:
                 await self.changed.wait()
 
 
-@pytest.fixture(name="asterisk")
-async def _asterisk() -> AsyncIterator[FakeAsterisk]:
-    # timestampevents = yes: events carry their time, so the trace plays at full speed
-    async with FakeAsterisk(
-        username="tracker", secret="tracker-secret", timestamp_events=True
-    ) as server:
-        yield server
-
-
 @asynccontextmanager
 async def start_daemon(settings: Settings, stop: asyncio.Event) -> AsyncIterator[RunningDaemon]:
     written: list[CallRecord] = []
@@ -77,15 +67,6 @@ async def start_daemon(settings: Settings, stop: asyncio.Event) -> AsyncIterator
         yield running
         stop.set()
         assert await asyncio.wait_for(task, WAIT) == 0
-
-
-async def stored_calls(url: str) -> list[CallRecord]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await list_calls(conn)
-    finally:
-        await engine.dispose()
 
 
 @pytest.mark.parametrize("stem", sorted(EXPECTED))

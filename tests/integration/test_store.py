@@ -19,7 +19,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason, RingAttempt
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
 from pbx_tracker.store.calls import (
     attempts_table,
     caller_has_earlier_call,
@@ -37,6 +37,7 @@ from pbx_tracker.store.engine import (
     mask_url,
     normalise_url,
 )
+from stored import missed_call
 
 T0 = datetime(2026, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
 T0_MS = T0.replace(microsecond=123000)  # what survives JSON (millisecond precision)
@@ -90,27 +91,6 @@ def answered_call(
         ),
     )
     return record.replace(**changes)
-
-
-def missed_call(linkedid: str, started_at: datetime, caller: str | None) -> CallRecord:
-    return CallRecord(
-        linkedid=linkedid,
-        node="pbx1",
-        direction=Direction.INBOUND,
-        did="+74951234567",
-        caller=caller,
-        caller_name=None,
-        status=CallStatus.MISSED,
-        missed_reason=MissedReason.NO_ANSWER,
-        answered_by=None,
-        transferred_to=None,
-        started_at=started_at,
-        answered_at=None,
-        ended_at=started_at + timedelta(seconds=30),
-        ring_seconds=30,
-        talk_seconds=0,
-        recording_path=None,
-    )
 
 
 async def attempt_rows(engine: AsyncEngine) -> int:

@@ -16,11 +16,12 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
+from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.store.calls import list_calls, list_outbound_calls
 from pbx_tracker.store.engine import make_async_engine, mask_url, normalise_url
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.writer import CallWriter
+from stored import missed_call, stored_calls
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OUTAGE_WARNING = "database unavailable; keeping call records and retrying"
@@ -40,25 +41,7 @@ class PostgresServerLike(Protocol):
 def call(index: int, caller: str | None = "+79160000000", **changes: Any) -> CallRecord:
     """The index-th missed call of the day (one minute apart, millisecond times)."""
     started = T0 + timedelta(minutes=index)
-    record = CallRecord(
-        linkedid=f"1732093200.{index}",
-        node="pbx1",
-        direction=Direction.INBOUND,
-        did="+74951234567",
-        caller=caller,
-        caller_name=None,
-        status=CallStatus.MISSED,
-        missed_reason=MissedReason.NO_ANSWER,
-        answered_by=None,
-        transferred_to=None,
-        started_at=started,
-        answered_at=None,
-        ended_at=started + timedelta(seconds=20),
-        ring_seconds=20,
-        talk_seconds=0,
-        recording_path=None,
-    )
-    return record.replace(**changes)
+    return missed_call(f"1732093200.{index}", started, caller).replace(**changes)
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
@@ -72,15 +55,6 @@ async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 
 
 def spilled_lines(path: Path) -> int:
     return len(path.read_bytes().splitlines()) if path.exists() else 0
-
-
-async def stored(url: str) -> list[CallRecord]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await list_calls(conn)
-    finally:
-        await engine.dispose()
 
 
 @dataclass
@@ -184,7 +158,7 @@ class TestWriting:
         assert await writer.drain(timeout=30) == 0
         assert written.linkedids == [r.linkedid for r in records]
         assert written.new == [True] * 50
-        assert [r.linkedid for r in await stored(migrated_url)] == written.linkedids
+        assert [r.linkedid for r in await stored_calls(migrated_url)] == written.linkedids
 
     async def test_first_time_caller_is_filled_before_writing(
         self, migrated_url: str, make_writer: Callable[..., CallWriter]
@@ -204,7 +178,7 @@ class TestWriting:
         assert await writer.drain(timeout=30) == 0
         assert [r.first_time_caller for r in written.records] == [True, False, None, False, True]
         assert written.new == [True, True, True, True, False]
-        by_id = {r.linkedid: r.first_time_caller for r in await stored(migrated_url)}
+        by_id = {r.linkedid: r.first_time_caller for r in await stored_calls(migrated_url)}
         assert list(by_id.values()) == [True, False, None, False]
 
     async def test_outbound_calls_are_written_to_their_table(
@@ -253,7 +227,7 @@ class TestWriting:
             writer.submit(call(1))
             writer.submit(call(2))
             assert await writer.drain(timeout=30) == 0
-        assert len(await stored(migrated_url)) == 2
+        assert len(await stored_calls(migrated_url)) == 2
         assert sum(e["event"] == "on_written callback failed" for e in logs) == 2
 
 
@@ -285,7 +259,7 @@ class TestOutage:
             assert await writer.drain(timeout=30) == 0
         assert written.linkedids == [r.linkedid for r in records]
         assert written.new == [True] * 10
-        assert [r.linkedid for r in await stored(broken_database.url)] == written.linkedids
+        assert [r.linkedid for r in await stored_calls(broken_database.url)] == written.linkedids
         assert spilled_lines(spill) == 0
         warnings = [e for e in logs if e["log_level"] == "warning"]
         assert [e["event"] for e in warnings] == [OUTAGE_WARNING]

@@ -46,6 +46,13 @@ class Pbx:
     def hangup(self, uniqueid: str, at: float = 0.0, cause: str = "16") -> None:
         self.send("Hangup", uniqueid, at, Cause=cause)
 
+    def ring(self, src: str, uniqueid: str, name: str, answer_after: float, bridge: str) -> None:
+        """`src` dials a phone that answers after `answer_after` s and is bridged with `src`."""
+        self.channel(uniqueid, name)
+        self.dial(src, uniqueid)
+        self.dial(src, uniqueid, "ANSWER", at=answer_after)
+        self.bridge(bridge, uniqueid, src)
+
     def start(self) -> None:
         self.channel(ROOT, "PJSIP/trunk-00000001", context="from-trunk", exten="74951110001")
 
@@ -97,17 +104,11 @@ def test_blind_transfer_records_who_took_the_caller_last() -> None:
     """101 answers and blind-transfers to 102: answered by 101, transferred to 102, one call."""
     pbx = Pbx()
     pbx.start()
-    pbx.channel("1700000000.4", "PJSIP/101-00000002")
-    pbx.dial(ROOT, "1700000000.4")
-    pbx.dial(ROOT, "1700000000.4", "ANSWER", at=3)
-    pbx.bridge("b1", "1700000000.4", ROOT)
+    pbx.ring(ROOT, "1700000000.4", "PJSIP/101-00000002", answer_after=3, bridge="b1")
     pbx.send("BlindTransfer", "1700000000.4", at=10, Extension="102", Result="Success")
     pbx.bridge("b1", ROOT, leave=True)
     pbx.hangup("1700000000.4")
-    pbx.channel("1700000000.5", "PJSIP/102-00000003")
-    pbx.dial(ROOT, "1700000000.5")
-    pbx.dial(ROOT, "1700000000.5", "ANSWER", at=5)
-    pbx.bridge("b2", "1700000000.5", ROOT)
+    pbx.ring(ROOT, "1700000000.5", "PJSIP/102-00000003", answer_after=5, bridge="b2")
     pbx.hangup(ROOT, at=20)
     (record,) = pbx.records
     assert (record.answered_by, record.transferred_to) == ("101", "102")
@@ -119,10 +120,7 @@ def test_attended_transfer_through_a_local_channel_counts_once() -> None:
     """101 consults 102 over a Local channel, then hands the caller over: one answered call."""
     pbx = Pbx()
     pbx.start()
-    pbx.channel("1700000000.4", "PJSIP/101-00000002")
-    pbx.dial(ROOT, "1700000000.4")
-    pbx.dial(ROOT, "1700000000.4", "ANSWER", at=2)
-    pbx.bridge("b1", "1700000000.4", ROOT)
+    pbx.ring(ROOT, "1700000000.4", "PJSIP/101-00000002", answer_after=2, bridge="b1")
     pbx.channel("1700000000.6", "Local/102@internal-00000001;1")
     pbx.channel("1700000000.7", "Local/102@internal-00000001;2")
     pbx.channel("1700000000.8", "PJSIP/102-00000004")
