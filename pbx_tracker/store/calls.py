@@ -44,8 +44,90 @@ async def save_call(executor: Executor, record: CallRecord) -> bool:
         _, new = await _upsert(executor, outbound_table, _outbound_values(record))
         return new
     call_id, new = await _upsert(executor, calls_table, _call_values(record))
-    await _replace_attempts(executor, call_id, record.attempts)
+    await _replace_attempts(executor, call_id, record.attempts, new_call=new)
     return new
+
+
+async def save_calls(executor: Executor, records: Sequence[CallRecord]) -> list[bool]:
+    """`save_call` for many records in order, with one statement for all ring attempts."""
+    news: list[bool] = []
+    replaced: list[int] = []
+    attempt_rows: list[dict[str, Any]] = []
+    for record in records:
+        if record.direction is Direction.OUTBOUND:
+            news.append((await _upsert(executor, outbound_table, _outbound_values(record)))[1])
+            continue
+        call_id, new = await _upsert(executor, calls_table, _call_values(record))
+        news.append(new)
+        if not new:
+            replaced.append(call_id)
+            attempt_rows = [row for row in attempt_rows if row["call_id"] != call_id]
+        attempt_rows += [_attempt_values(call_id, attempt) for attempt in record.attempts]
+    if replaced:
+        await executor.execute(delete(attempts_table).where(attempts_table.c.call_id.in_(replaced)))
+    if attempt_rows:
+        await executor.execute(insert(attempts_table), attempt_rows)
+    return news
+
+
+async def mark_first_time_callers(
+    executor: Executor, records: Sequence[CallRecord]
+) -> list[CallRecord]:
+    """Fill `first_time_caller` as `caller_has_earlier_call` would, record after record
+    (each judged against the database and the records before it), in one query.
+
+    Saving a call again keeps its caller and start (they come from the same
+    Linkedid), which is what lets two earliest calls per caller decide.
+    """
+    judged = [r for r in records if _needs_first_time(r)]
+    callers = sorted({r.caller for r in judged if r.caller is not None})
+    known = await _earliest_calls(executor, callers) if callers else {}
+    marked = []
+    for record in records:
+        if record.caller is not None and _needs_first_time(record):
+            calls = known.setdefault(record.caller, [])
+            key = (record.node, record.linkedid)
+            earlier = any(start < record.started_at and k != key for start, k in calls)
+            record = record.replace(first_time_caller=not earlier)
+        if record.caller is not None and record.direction is Direction.INBOUND:
+            _remember(known.setdefault(record.caller, []), record)
+        marked.append(record)
+    return marked
+
+
+def _needs_first_time(record: CallRecord) -> bool:
+    return (
+        record.first_time_caller is None
+        and record.caller is not None
+        and record.direction is Direction.INBOUND
+    )
+
+
+async def _earliest_calls(
+    executor: Executor, callers: list[str]
+) -> dict[str, list[tuple[datetime, tuple[str, str]]]]:
+    """The two earliest stored calls of each caller: enough to tell, for any call of
+    theirs, whether another call came before it."""
+    c = calls_table.c
+    rank = (
+        func.row_number().over(partition_by=c.caller, order_by=(c.started_at, c.id)).label("rank")
+    )
+    ranked = (
+        select(c.caller, c.started_at, c.node, c.linkedid, rank)
+        .where(c.caller.in_(callers))
+        .subquery()
+    )
+    query = select(ranked).where(ranked.c.rank <= 2)
+    known: dict[str, list[tuple[datetime, tuple[str, str]]]] = defaultdict(list)
+    for row in (await executor.execute(query)).all():
+        known[row.caller].append((row.started_at, (row.node, row.linkedid)))
+    return known
+
+
+def _remember(calls: list[tuple[datetime, tuple[str, str]]], record: CallRecord) -> None:
+    """The record is now stored: keep the caller's two earliest calls up to date."""
+    key = (record.node, record.linkedid)
+    calls[:] = sorted([c for c in calls if c[1] != key] + [(record.started_at, key)])[:2]
 
 
 async def caller_has_earlier_call(
@@ -154,9 +236,10 @@ def _dialect_insert(executor: Executor) -> Callable[[Table], Any]:
 
 
 async def _replace_attempts(
-    executor: Executor, call_id: int, attempts: Sequence[RingAttempt]
+    executor: Executor, call_id: int, attempts: Sequence[RingAttempt], *, new_call: bool
 ) -> None:
-    await executor.execute(delete(attempts_table).where(attempts_table.c.call_id == call_id))
+    if not new_call:  # a call saved again: its old attempts give way to the new list
+        await executor.execute(delete(attempts_table).where(attempts_table.c.call_id == call_id))
     if attempts:
         rows = [_attempt_values(call_id, attempt) for attempt in attempts]
         await executor.execute(insert(attempts_table), rows)

@@ -26,13 +26,20 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.calls.records import CallRecord, Direction
-from pbx_tracker.store.calls import caller_has_earlier_call, record_from_json, save_call
+from pbx_tracker.store.calls import (
+    caller_has_earlier_call,
+    mark_first_time_callers,
+    record_from_json,
+    save_call,
+    save_calls,
+)
 from pbx_tracker.store.engine import describe_error, is_transient_error, mask_url
 
 log = structlog.get_logger(__name__)
 
 OnWritten = Callable[[CallRecord, bool], object]
 SPILL_BATCH = 100
+WRITE_BATCH = 100
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -254,6 +261,8 @@ class CallWriter:
     async def _write_next(self) -> None:
         if not self._held:
             self._held.extend(await self._take())
+        if len(self._held) > 1 and await self._write_batch():
+            return
         while self._held and not self._stopping.is_set():
             taken = self._held[0]
             if not await self._write(taken.record):
@@ -271,7 +280,8 @@ class CallWriter:
             await self._truncate_spill()
             return []
         if self._queue:
-            return [_Taken(self._queue.popleft())]
+            count = min(len(self._queue), WRITE_BATCH) if not self._outage else 1
+            return [_Taken(self._queue.popleft()) for _ in range(count)]
         self._progress.set()
         self._work.clear()
         await self._work.wait()
@@ -313,6 +323,36 @@ class CallWriter:
             self._notify(saved, new)
             return True
         return False
+
+    async def _write_batch(self) -> bool:
+        """Several queued records in one transaction (the usual case under load).
+
+        On any error nothing of the batch is kept: all but the first record go
+        back to the front of the queue, and the one-by-one path takes over
+        (retries, rejects, spills).
+        """
+        if self._first_time_window is not None:
+            return False
+        if any(taken.spill_end is not None for taken in self._held):
+            return False
+        try:
+            async with self._engine.begin() as conn:
+                records = await mark_first_time_callers(conn, [t.record for t in self._held])
+                saved = list(zip(records, await save_calls(conn, records), strict=True))
+        except Exception:
+            first = self._held.popleft()
+            self._queue.extendleft(reversed([taken.record for taken in self._held]))
+            self._held.clear()
+            self._held.append(first)
+            if len(self._queue) > self._queue_size:
+                self._overflow.set()
+            return False
+        self._held.clear()
+        self._note_recovery()
+        for record, new in saved:
+            self._notify(record, new)
+        self._progress.set()
+        return True
 
     async def _save(self, record: CallRecord) -> tuple[CallRecord, bool]:
         async with self._engine.begin() as conn:

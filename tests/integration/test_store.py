@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
     StatementError,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
 from pbx_tracker.store.calls import (
@@ -26,8 +27,10 @@ from pbx_tracker.store.calls import (
     count_calls,
     list_calls,
     list_outbound_calls,
+    mark_first_time_callers,
     record_from_json,
     save_call,
+    save_calls,
 )
 from pbx_tracker.store.engine import (
     DatabaseUnavailableError,
@@ -335,3 +338,59 @@ class TestEngine:
         assert "pw1" not in masked
         assert "pw2" not in masked
         assert "sslmode=require" in masked
+
+
+class TestBatches:
+    """Many records in one transaction store exactly what saving them one by one stores."""
+
+    @staticmethod
+    def batch(seed: int) -> list[CallRecord]:
+        rng = random.Random(seed)
+        records = []
+        callers = ["+79160000001", "+79160000002", None]
+        for _ in range(rng.randint(1, 12)):
+            call = rng.randint(0, 8)  # saved again now and then, as after a reconnect
+            started = T0 + timedelta(minutes=(call * 7) % 30)
+            record = missed_call(f"b.{call}", started, callers[call % 3])
+            if rng.random() < 0.3:
+                record = record.replace(
+                    attempts=(RingAttempt("101", "PJSIP/101-1", started, None, "noanswer"),)
+                )
+            records.append(record)
+        return records
+
+    async def stored_state(self, engine: AsyncEngine) -> tuple[list[CallRecord], int]:
+        async with engine.connect() as conn:
+            return await list_calls(conn), await attempt_rows(engine)
+
+    async def save_one_by_one(self, conn: AsyncConnection, records: list[CallRecord]) -> list:
+        result = []
+        for record in records:
+            earlier = await caller_has_earlier_call(
+                conn, record.caller or "", record.started_at, (record.node, record.linkedid)
+            )
+            if record.caller is not None:
+                record = record.replace(first_time_caller=not earlier)
+            result.append((record.first_time_caller, await save_call(conn, record)))
+        return result
+
+    @pytest.mark.parametrize("seed", range(12))
+    async def test_batch_matches_one_by_one(self, engine: AsyncEngine, seed: int) -> None:
+        earlier = self.batch(seed + 100)
+        records = self.batch(seed)
+        async with engine.begin() as conn:
+            await save_calls(conn, await mark_first_time_callers(conn, earlier))
+        conn_cm = engine.connect()
+        async with conn_cm as conn:
+            transaction = await conn.begin()
+            expected = await self.save_one_by_one(conn, records)
+            expected_rows = await list_calls(conn)
+            await transaction.rollback()
+        async with engine.begin() as conn:
+            marked = await mark_first_time_callers(conn, records)
+            news = await save_calls(conn, marked)
+        assert list(zip([r.first_time_caller for r in marked], news, strict=True)) == expected
+        rows, _ = await self.stored_state(engine)
+        assert [(r.linkedid, r.first_time_caller, r.attempts) for r in rows] == [
+            (r.linkedid, r.first_time_caller, r.attempts) for r in expected_rows
+        ]
