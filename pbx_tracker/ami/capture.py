@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pbx_tracker.ami.messages import parse_message
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.state import uniqueid_epoch
 
@@ -72,13 +73,7 @@ def parse_raw(data: bytes) -> Iterator[dict[str, str]]:
     """Split raw AMI bytes into header dicts; repeated headers are joined by newlines."""
     data = _BANNER.sub(b"", data, count=1)
     for block in re.split(rb"\r?\n\r?\n", data):
-        fields: dict[str, str] = {}
-        for raw_line in block.splitlines():
-            key, sep, value = raw_line.decode("utf-8", errors="replace").partition(":")
-            if not sep:
-                continue
-            key, value = key.strip(), value.removeprefix(" ")
-            fields[key] = f"{fields[key]}\n{value}" if key in fields else value
+        fields = parse_message(block.decode("utf-8", errors="replace"))
         if fields:
             yield fields
 

@@ -269,7 +269,10 @@ class AmiListener:
 
     def _make_protocol(self) -> AmiProtocol:
         return AmiProtocol(
-            self._on_message, on_dropped=self._count_dropped, on_malformed=self._count_malformed
+            self._on_message,
+            on_event=self._on_fields,
+            on_dropped=self._count_dropped,
+            on_malformed=self._count_malformed,
         )
 
     async def _login(self, protocol: AmiProtocol) -> None:
@@ -388,6 +391,11 @@ class AmiListener:
         self.events_received += 1
         self.events.put_nowait(event)
 
+    def _on_fields(self, fields: dict[str, str]) -> None:
+        """The protocol's fast path for plain events: never raises, only queues."""
+        self.events_received += 1
+        self.events.put_nowait(self._stamped(fields))
+
     def _event(self, message: Message) -> AmiEvent:
         # panoramisk stores the body of `Response: Follows` under the key "content"
         # (and "" for every other message): keep it only when there is a body.
@@ -398,6 +406,9 @@ class AmiListener:
             for key, value in message._store.values()
             if key != "content" or value
         }
+        return self._stamped(fields)
+
+    def _stamped(self, fields: dict[str, str]) -> AmiEvent:
         try:
             moment = float(fields["Timestamp"])
         except (KeyError, ValueError):
