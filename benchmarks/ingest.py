@@ -4,8 +4,8 @@
 
 A separate process runs the simulated Asterisk (a real AMI server on
 127.0.0.1) and sends a day of generated calls, shaped like the captured
-traces, as fast as the client reads.  Measured in this process, one after the
-other on the same stream:
+traces, encoded once and written in 1 MiB slices as fast as the client
+reads.  Measured in this process, one after the other on the same stream:
 
 1. bare panoramisk 1.4: a Manager with one '*' callback that counts events;
 2. the whole path: our listener (panoramisk protocol) → correlator → labels →
@@ -34,7 +34,7 @@ from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.logging import configure_logging
-from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.asterisk import FakeAsterisk, encode_message
 from pbx_tracker.sim.scenarios import generate_day, merge
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
@@ -61,6 +61,9 @@ def serve(
 
     async def main() -> None:
         messages = merge(generate_day(calls, dids=DIDS, seed=7, mean_gap=0.5))
+        # Encoded once, sent in 1 MiB slices (as in ASTERISK.md's measurements), so the
+        # client, not the simulated Asterisk, is what is measured.
+        stream = b"".join(encode_message(message) for message in messages)
         async with FakeAsterisk(
             username="tracker", secret=SECRET, timestamp_events=False
         ) as server:
@@ -68,7 +71,11 @@ def serve(
             for _ in range(runs):
                 await server.wait_for_login(120)
                 await asyncio.sleep(0.3)  # let the client finish its login round trip
-                await server.play(messages, speed=speed)
+                if speed is None:
+                    for start in range(0, len(stream), 1 << 20):
+                        await server.send_raw(stream[start : start + (1 << 20)])
+                else:
+                    await server.play(messages, speed=speed)
                 await server.wait_until(lambda: server.clients == 0, 600, "the client to leave")
 
     asyncio.run(main())
@@ -142,6 +149,14 @@ def postgres_url(explicit: str | None) -> str | None:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def fresh_database(engine: str, folder: Path, pg_server: str | None) -> str:
+    if engine == "sqlite":
+        return f"sqlite:///{folder / 'bench.sqlite3'}"
+    url = postgres_url(pg_server)
+    assert url is not None
+    return url
+
+
 def drop_postgres(url: str) -> None:
     base, name = url.rsplit("/", 1)
     with psycopg.connect(base + "/postgres", autocommit=True) as conn:
@@ -157,33 +172,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1500)
     parser.add_argument("--latency-calls", type=int, default=150)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs; medians shown")
     parser.add_argument("--pg", help="PostgreSQL server URL (a scratch database is created)")
     args = parser.parse_args()
     configure_logging("error", "json")
     events = len(merge(generate_day(args.calls, dids=DIDS, seed=7, mean_gap=0.5)))
     print(f"stream: {args.calls} calls, {events} AMI events")
     with tempfile.TemporaryDirectory() as scratch:
-        databases = {"sqlite": f"sqlite:///{Path(scratch) / 'bench.sqlite3'}"}
-        pg = postgres_url(args.pg)
-        if pg:
-            databases["postgresql"] = pg
-        server, port = start_server(args.calls, None, 1 + len(databases))
-        bare = asyncio.run(bare_panoramisk(port, events))
-        print(f"panoramisk alone ('*' callback, no work): {bare:,.0f} events/s")
-        for name, url in databases.items():
-            rate, _ = asyncio.run(whole_path(port, url, Path(scratch), args.calls))
-            print(f"whole path on {name}: {rate:,.0f} events/s ({rate / bare:.0%} of panoramisk)")
+        pg_ok = postgres_url(args.pg)
+        if pg_ok:
+            drop_postgres(pg_ok)
+        engines = ["sqlite", "postgresql"] if pg_ok else ["sqlite"]
+        server, port = start_server(args.calls, None, args.runs * (1 + len(engines)))
+        bare: list[float] = []
+        rates: dict[str, list[float]] = {name: [] for name in engines}
+        for run in range(args.runs):  # interleaved, so drift on the machine hits all alike
+            bare.append(asyncio.run(bare_panoramisk(port, events)))
+            for name in engines:
+                url = fresh_database(name, Path(scratch) / f"run{run}", args.pg)
+                rates[name].append(asyncio.run(whole_path(port, url, Path(scratch), args.calls))[0])
+                if name == "postgresql":
+                    drop_postgres(url)
         server.terminate()
+        base = statistics.median(bare)
+        print(
+            f"panoramisk alone ('*' callback, no work): {base:,.0f} events/s "
+            f"(median of {args.runs}: {', '.join(f'{b:,.0f}' for b in bare)})"
+        )
+        for name, values in rates.items():
+            rate = statistics.median(values)
+            print(
+                f"whole path on {name}: {rate:,.0f} events/s ({rate / base:.0%} of panoramisk; "
+                f"runs {', '.join(f'{v:,.0f}' for v in values)})"
+            )
+        databases = {
+            name: fresh_database(name, Path(scratch) / "latency", args.pg) for name in engines
+        }
+        pg = databases.get("postgresql")
         for name, url in databases.items():
             server, port = start_server(args.latency_calls, 20.0, 1)
-            _, latencies = asyncio.run(
-                whole_path(
-                    port,
-                    url.replace("bench", "lat") if name == "sqlite" else url,
-                    Path(scratch),
-                    args.latency_calls,
-                )
-            )
+            _, latencies = asyncio.run(whole_path(port, url, Path(scratch), args.latency_calls))
             server.terminate()
             print(
                 f"commit latency on {name} (last Hangup → committed, {len(latencies)} calls, "
