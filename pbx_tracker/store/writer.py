@@ -280,8 +280,7 @@ class CallWriter:
             await self._truncate_spill()
             return []
         if self._queue:
-            count = min(len(self._queue), WRITE_BATCH) if not self._outage else 1
-            return [_Taken(self._queue.popleft()) for _ in range(count)]
+            return [_Taken(self._queue.popleft()) for _ in range(self._batch_size())]
         self._progress.set()
         self._work.clear()
         await self._work.wait()
@@ -324,6 +323,13 @@ class CallWriter:
             return True
         return False
 
+    def _batch_size(self) -> int:
+        """Up to WRITE_BATCH queued records at once; one at a time through an outage
+        (and with a first-time window, which the batch query does not apply)."""
+        if self._outage or self._first_time_window is not None:
+            return 1
+        return min(len(self._queue), WRITE_BATCH)
+
     async def _write_batch(self) -> bool:
         """Several queued records in one transaction (the usual case under load).
 
@@ -331,8 +337,6 @@ class CallWriter:
         back to the front of the queue, and the one-by-one path takes over
         (retries, rejects, spills).
         """
-        if self._first_time_window is not None:
-            return False
         if any(taken.spill_end is not None for taken in self._held):
             return False
         try:
