@@ -30,21 +30,36 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PositiveFloat,
     PrivateAttr,
     SecretStr,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
-from pbx_tracker.phones import is_dialable, is_known_region, normalize_number
+from pbx_tracker.config_fields import (
+    DEFAULT_REGION,
+    ConfigModel,
+    Device,
+    Did,
+    Email,
+    Extension,
+    NonEmptyStr,
+    PoolEntry,
+    Region,
+    ResolvedPath,
+    context_base_dir,
+    expand_pool,
+    expand_pool_entry,
+    lower_text,
+    problem,
+)
+from pbx_tracker.phones import is_known_region, normalize_number
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -69,8 +84,7 @@ ENV_PREFIX = "PBX_TRACKER_"
 SECRET_ENV = "PBX_TRACKER_AMI__SECRET"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 SECRET_CREDENTIAL = "ami_secret"
-DEFAULT_REGION = "RU"
-MAX_RANGE_SIZE = 1000
+_DB_DIALECTS = ("sqlite", "postgresql")
 MISSING_SECRET = (
     "missing (set it in the config, PBX_TRACKER_AMI__SECRET, ami.secret_file "
     "or the ami_secret credential)"
@@ -141,12 +155,12 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=ConfigLoader)
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError([f"{path}: {_yaml_problem(exc)}"], path) from None
+        raise ConfigError([f"{path}: {_yamlproblem(exc)}"], path) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"], path) from None
 
 
-def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+def _yamlproblem(exc: yaml.MarkedYAMLError) -> str:
     """Line, column and what went wrong, without the snippet (it may hold a secret)."""
     mark = exc.problem_mark or exc.context_mark
     where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
@@ -154,141 +168,10 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     return f"YAML syntax error{where}: {what}"
 
 
-# --- value checks shared by the models and the cross-entry checks ----------
-
-_RANGE = re.compile(r"(\+?\d{5,})-(\+?\d{5,})")
-_EXTENSION = re.compile(r"\d{1,10}")
-_DEVICE = re.compile(r"[A-Za-z0-9_]+/\S+")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_DB_DIALECTS = ("sqlite", "postgresql")
-
-
-def _problem(kind: str, message: str) -> PydanticCustomError:
-    """A validation error whose message pydantic shows as is (no "Value error, ")."""
-    return PydanticCustomError(kind, message)
-
-
-def _did(text: str, region: str) -> str:
-    """``text`` as an E.164 DID; ValueError when it is not a phone number."""
-    number = normalize_number(text, region)
-    if not is_dialable(number):
-        raise ValueError("not a phone number")
-    assert number is not None  # is_dialable(None) is False
-    return number
-
-
-def _range_bounds(first: str, last: str) -> range:
-    """The numbers of ``first-last``; ValueError unless same length, ascending, small."""
-    if len(first) != len(last):
-        raise ValueError(f"range {first}-{last}: both ends must have the same length")
-    low, high = int(first.lstrip("+")), int(last.lstrip("+"))
-    if low > high:
-        raise ValueError(f"range {first}-{last}: the first number must not exceed the last")
-    if high - low + 1 > MAX_RANGE_SIZE:
-        raise ValueError(f"range {first}-{last}: more than {MAX_RANGE_SIZE} numbers")
-    return range(low, high + 1)
-
-
-def expand_pool_entry(entry: str, region: str) -> list[tuple[str, str]]:
-    """(as written, E.164) for a DID or a range ``74951110010-74951110019``.
-
-    ValueError with a message when the entry is not usable.
-    """
-    compact = re.sub(r"\s", "", entry)
-    match = _RANGE.fullmatch(compact)
-    if match is None:
-        return [(entry.strip(), _did(entry, region))]
-    first, last = match.groups()
-    plus, width = ("+" if first.startswith("+") else ""), len(first.lstrip("+"))
-    written = [f"{plus}{number:0{width}d}" for number in _range_bounds(first, last)]
-    try:
-        return [(text, _did(text, region)) for text in written]
-    except ValueError:
-        raise ValueError(f"range {first}-{last}: not phone numbers") from None
-
-
-def _context_region(info: ValidationInfo) -> str:
-    """The phone region `settings_from_mapping` passed in the validation context."""
-    context = info.context
-    if isinstance(context, Mapping) and isinstance(context.get("phone_region"), str):
-        return str(context["phone_region"])
-    return DEFAULT_REGION
-
-
-def _context_base_dir(info: ValidationInfo) -> Path:
-    context = info.context
-    if isinstance(context, Mapping) and isinstance(context.get("base_dir"), Path):
-        return Path(context["base_dir"])
-    return Path.cwd()
-
-
-def _check_did(value: str, info: ValidationInfo) -> str:
-    try:
-        return _did(value, _context_region(info))
-    except ValueError as exc:
-        raise _problem("phone_number", str(exc)) from None
-
-
-def _check_pool_entry(value: str, info: ValidationInfo) -> str:
-    try:
-        expand_pool_entry(value, _context_region(info))
-    except ValueError as exc:
-        raise _problem("pool_entry", str(exc)) from None
-    return value
-
-
-def _expand_pool(entries: list[str], info: ValidationInfo) -> list[str]:
-    region = _context_region(info)
-    numbers = (e164 for entry in entries for _, e164 in expand_pool_entry(entry, region))
-    return list(dict.fromkeys(numbers))
-
-
-def _check_region(value: str) -> str:
-    if not is_known_region(value):
-        raise _problem("phone_region", "unknown region, use a two-letter code such as RU")
-    return value
-
-
-def _check_pattern(pattern: re.Pattern[str], message: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise _problem("format", message)
-        return value
-
-    return AfterValidator(check)
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    path = value.expanduser()
-    return path if path.is_absolute() else _context_base_dir(info) / path
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Did = Annotated[str, AfterValidator(_check_did)]
-PoolEntry = Annotated[str, AfterValidator(_check_pool_entry)]
-Region = Annotated[str, BeforeValidator(_upper), AfterValidator(_check_region)]
-Extension = Annotated[str, _check_pattern(_EXTENSION, "must be 1 to 10 digits")]
-Device = Annotated[str, _check_pattern(_DEVICE, "must look like TECH/name, e.g. PJSIP/101")]
-Email = Annotated[str, _check_pattern(_EMAIL, "not an email address")]
-ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
-
-
 # --- models -----------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AmiSettings(_Model):
+class AmiSettings(ConfigModel):
     """How to reach and log in to the Asterisk Manager Interface."""
 
     model_config = ConfigDict(extra="forbid")
@@ -310,11 +193,11 @@ class AmiSettings(_Model):
     def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
         initial = info.data.get("reconnect_initial")
         if initial is not None and value < initial:
-            raise _problem("reconnect_max", f"must be at least reconnect_initial ({initial})")
+            raise problem("reconnect_max", f"must be at least reconnect_initial ({initial})")
         return value
 
 
-class DatabaseSettings(_Model):
+class DatabaseSettings(ConfigModel):
     """Where finished calls are stored, and where they wait while it is away."""
 
     model_config = ConfigDict(extra="forbid")
@@ -328,13 +211,13 @@ class DatabaseSettings(_Model):
     def _check_url(cls, value: str, info: ValidationInfo) -> str:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme.partition("+")[0].lower() not in _DB_DIALECTS:
-            raise _problem(
+            raise problem(
                 "database_url",
                 "must be a SQLAlchemy URL: sqlite:///path/to/file.sqlite3 "
                 "or postgresql://user:password@host/dbname",
             )
         if scheme.lower().startswith("sqlite"):
-            return f"{scheme}://{_sqlite_location(rest, _context_base_dir(info))}"
+            return f"{scheme}://{_sqlite_location(rest, context_base_dir(info))}"
         return value
 
     @property
@@ -362,7 +245,7 @@ def _sqlite_location(rest: str, base_dir: Path) -> str:
     return location + sep + query
 
 
-class CallsSettings(_Model):
+class CallsSettings(ConfigModel):
     """Which calls are inbound calls, and what makes a call count."""
 
     model_config = ConfigDict(extra="forbid")
@@ -374,7 +257,7 @@ class CallsSettings(_Model):
     target_seconds: int = Field(default=30, ge=0)
 
 
-class TrackedNumber(_Model):
+class TrackedNumber(ConfigModel):
     """A DID given to one advertising source."""
 
     model_config = ConfigDict(extra="forbid")
@@ -386,19 +269,19 @@ class TrackedNumber(_Model):
     name: str | None = None
 
 
-class NumberPool(_Model):
+class NumberPool(ConfigModel):
     """DIDs handed out to website visitors; `numbers` holds every DID in E.164."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: NonEmptyStr
-    numbers: Annotated[list[PoolEntry], Field(min_length=1), AfterValidator(_expand_pool)]
+    numbers: Annotated[list[PoolEntry], Field(min_length=1), AfterValidator(expand_pool)]
     source: NonEmptyStr = "pool"
     medium: str | None = None
     campaign: str | None = None
 
 
-class Manager(_Model):
+class Manager(ConfigModel):
     """A person who answers calls, with the extension and phones they answer on."""
 
     model_config = ConfigDict(extra="forbid")
@@ -410,13 +293,18 @@ class Manager(_Model):
     email: Email | None = None
 
 
-class LoggingSettings(_Model):
+_Lower = BeforeValidator(lower_text)
+
+
+class LoggingSettings(ConfigModel):
     """How much is logged, and as JSON lines or for people ("auto": by terminal)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
-    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower_text)] = (
+        "info"
+    )
+    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(lower_text)] = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +318,7 @@ class NumberLabels:
     pool: str | None
 
 
-class Settings(_Model):
+class Settings(ConfigModel):
     """Everything the daemon is configured with.  Build it with `load_settings`."""
 
     model_config = ConfigDict(extra="forbid")

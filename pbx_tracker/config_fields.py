@@ -1,0 +1,162 @@
+"""Value types shared by the configuration models (phone numbers, extensions, paths).
+
+Each is an annotated type that validates and normalises one value and fails
+with a message fit for a ``key.path: message`` problem line.  Phone numbers are
+read with the ``phone_region`` and relative paths resolved against the
+``base_dir`` that `pbx_tracker.config.settings_from_mapping` passes in the
+validation context.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
+
+from pbx_tracker.phones import is_dialable, is_known_region, normalize_number
+
+DEFAULT_REGION = "RU"
+MAX_RANGE_SIZE = 1000
+
+
+class ConfigModel(BaseModel):
+    """Base of every configuration model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- value checks shared by the models and the cross-entry checks ----------
+
+_RANGE = re.compile(r"(\+?\d{5,})-(\+?\d{5,})")
+_EXTENSION = re.compile(r"\d{1,10}")
+_DEVICE = re.compile(r"[A-Za-z0-9_]+/\S+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def problem(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message pydantic shows as is (no "Value error, ")."""
+    return PydanticCustomError(kind, message)
+
+
+def _did(text: str, region: str) -> str:
+    """``text`` as an E.164 DID; ValueError when it is not a phone number."""
+    number = normalize_number(text, region)
+    if not is_dialable(number):
+        raise ValueError("not a phone number")
+    assert number is not None  # is_dialable(None) is False
+    return number
+
+
+def _range_bounds(first: str, last: str) -> range:
+    """The numbers of ``first-last``; ValueError unless same length, ascending, small."""
+    if len(first) != len(last):
+        raise ValueError(f"range {first}-{last}: both ends must have the same length")
+    low, high = int(first.lstrip("+")), int(last.lstrip("+"))
+    if low > high:
+        raise ValueError(f"range {first}-{last}: the first number must not exceed the last")
+    if high - low + 1 > MAX_RANGE_SIZE:
+        raise ValueError(f"range {first}-{last}: more than {MAX_RANGE_SIZE} numbers")
+    return range(low, high + 1)
+
+
+def expand_pool_entry(entry: str, region: str) -> list[tuple[str, str]]:
+    """(as written, E.164) for a DID or a range ``74951110010-74951110019``.
+
+    ValueError with a message when the entry is not usable.
+    """
+    compact = re.sub(r"\s", "", entry)
+    match = _RANGE.fullmatch(compact)
+    if match is None:
+        return [(entry.strip(), _did(entry, region))]
+    first, last = match.groups()
+    plus, width = ("+" if first.startswith("+") else ""), len(first.lstrip("+"))
+    written = [f"{plus}{number:0{width}d}" for number in _range_bounds(first, last)]
+    try:
+        return [(text, _did(text, region)) for text in written]
+    except ValueError:
+        raise ValueError(f"range {first}-{last}: not phone numbers") from None
+
+
+def context_region(info: ValidationInfo) -> str:
+    """The phone region `settings_from_mapping` passed in the validation context."""
+    context = info.context
+    if isinstance(context, Mapping) and isinstance(context.get("phone_region"), str):
+        return str(context["phone_region"])
+    return DEFAULT_REGION
+
+
+def context_base_dir(info: ValidationInfo) -> Path:
+    context = info.context
+    if isinstance(context, Mapping) and isinstance(context.get("base_dir"), Path):
+        return Path(context["base_dir"])
+    return Path.cwd()
+
+
+def _check_did(value: str, info: ValidationInfo) -> str:
+    try:
+        return _did(value, context_region(info))
+    except ValueError as exc:
+        raise problem("phone_number", str(exc)) from None
+
+
+def _check_pool_entry(value: str, info: ValidationInfo) -> str:
+    try:
+        expand_pool_entry(value, context_region(info))
+    except ValueError as exc:
+        raise problem("pool_entry", str(exc)) from None
+    return value
+
+
+def expand_pool(entries: list[str], info: ValidationInfo) -> list[str]:
+    region = context_region(info)
+    numbers = (e164 for entry in entries for _, e164 in expand_pool_entry(entry, region))
+    return list(dict.fromkeys(numbers))
+
+
+def _check_region(value: str) -> str:
+    if not is_known_region(value):
+        raise problem("phone_region", "unknown region, use a two-letter code such as RU")
+    return value
+
+
+def check_pattern(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise problem("format", message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    return path if path.is_absolute() else context_base_dir(info) / path
+
+
+def upper_text(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def lower_text(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Did = Annotated[str, AfterValidator(_check_did)]
+PoolEntry = Annotated[str, AfterValidator(_check_pool_entry)]
+Region = Annotated[str, BeforeValidator(upper_text), AfterValidator(_check_region)]
+Extension = Annotated[str, check_pattern(_EXTENSION, "must be 1 to 10 digits")]
+Device = Annotated[str, check_pattern(_DEVICE, "must look like TECH/name, e.g. PJSIP/101")]
+Email = Annotated[str, check_pattern(_EMAIL, "not an email address")]
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
