@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from pbx_tracker.agi.settings import AgiSettings
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
     ConfigModel,
@@ -332,6 +333,7 @@ class Settings(ConfigModel):
     tracked_numbers: list[TrackedNumber] = Field(default_factory=list)
     number_pools: list[NumberPool] = Field(default_factory=list)
     managers: list[Manager] = Field(default_factory=list)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     _numbers: dict[str, NumberLabels] = PrivateAttr(default_factory=dict)
@@ -464,7 +466,16 @@ def _validate(
         return None, [_describe(error, from_env, secrets) for error in exc.errors()]
 
 
-_SECTIONS = ("ami", "database", "calls", "logging", "tracked_numbers", "number_pools", "managers")
+_SECTIONS = (
+    "ami",
+    "database",
+    "calls",
+    "agi",
+    "logging",
+    "tracked_numbers",
+    "number_pools",
+    "managers",
+)
 
 
 def _without_empty_sections(data: Mapping[str, Any]) -> dict[str, Any]:
