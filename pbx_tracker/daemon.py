@@ -19,7 +19,7 @@ import structlog
 
 from pbx_tracker import systemd
 from pbx_tracker.ami.capture import CaptureWriter
-from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync
+from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
@@ -121,7 +121,9 @@ class Daemon:
         while not self.listener.events.empty():
             self._handle(self.listener.events.get_nowait())
 
-    def _handle(self, item: AmiEvent | Resync) -> None:
+    def _handle(self, item: ListenerItem) -> None:
+        if isinstance(item, StateList):
+            return
         if isinstance(item, Resync):
             records = self.correlator.resync([c.fields for c in item.channels], item.time)
             self.resynced.set()
@@ -155,7 +157,7 @@ async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None 
     task = asyncio.create_task(listener.run())
     with out.open("a", encoding="utf-8") as stream:
         writer = CaptureWriter(stream)
-        getter: asyncio.Task[AmiEvent | Resync] | None = None
+        getter: asyncio.Task[ListenerItem] | None = None
         stopped = asyncio.create_task(stop.wait())
         while not stop.is_set() and not task.done():
             getter = asyncio.create_task(listener.events.get())

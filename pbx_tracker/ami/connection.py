@@ -25,12 +25,19 @@ our own actions (and the `CoreShowChannel` events of the resync) carry our
 ActionID and never reach the queue.  If Asterisk answers `CoreShowChannels`
 with an error (missing read permission) no `Resync` is queued and
 "ami.resync_failed" is logged.
+
+Then the states routing needs are asked for the same way, each list queued as
+one `StateList` when its last message is parsed: devices (`DeviceStateList`),
+hints (`ExtensionStateList`) and queue members (`QueueStatus`).  An Asterisk
+that refuses one of them (older version, missing permission) only costs that
+list: "ami.state_list_failed" is logged and the rest goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -98,6 +105,30 @@ class Resync:
     time: float
 
 
+@dataclass(frozen=True)
+class StateList:
+    """One full list of states Asterisk reported right after a (re)login.
+
+    `kind` is "devices" (`DeviceStateChange` events of `DeviceStateList`),
+    "extensions" (`ExtensionStatus` of `ExtensionStateList`) or "queue_members"
+    (`QueueMember` of `QueueStatus`).
+    """
+
+    kind: str
+    items: list[AmiEvent]
+    time: float
+
+
+ListenerItem = AmiEvent | Resync | StateList
+
+# action, the event that carries one item, the kind of the StateList
+STATE_LISTS = (
+    ("DeviceStateList", "DeviceStateChange", "devices"),
+    ("ExtensionStateList", "ExtensionStatus", "extensions"),
+    ("QueueStatus", "QueueMember", "queue_members"),
+)
+
+
 _PROTECTED: set[str] = set()
 
 
@@ -133,7 +164,7 @@ class AmiListener:
         self._settings = settings
         self._clock = clock
         self._on_status = on_status
-        self.events: asyncio.Queue[AmiEvent | Resync] = asyncio.Queue()
+        self.events: asyncio.Queue[ListenerItem] = asyncio.Queue()
         self.connected = False
         self.events_received = 0
         self.connect_attempts = 0
@@ -322,6 +353,7 @@ class AmiListener:
         """Resync, then watch pings; returns why the connection ended."""
         try:
             await self._resync(protocol)
+            await self._refresh_states(protocol)
             return await self._watch(protocol)
         except (OSError, TimeoutError) as error:
             return protocol.lost.result() if protocol.lost.done() else _describe(error)
@@ -344,6 +376,22 @@ class AmiListener:
             if message.get("Event") == "CoreShowChannel"
         ]
         self.events.put_nowait(Resync(channels, self._event(messages[-1]).time))
+
+    async def _refresh_states(self, protocol: AmiProtocol) -> None:
+        for action, item_event, kind in STATE_LISTS:
+            queue = functools.partial(self._queue_state_list, action, item_event, kind)
+            await self._request(protocol, {"Action": action}, RESYNC_TIMEOUT, queue)
+
+    def _queue_state_list(
+        self, action: str, item_event: str, kind: str, messages: list[Message]
+    ) -> None:
+        """Runs inside data_received when the list's last message is parsed."""
+        if messages[0].get("Response") != "Success":
+            reason = str(messages[0].get("Message", ""))
+            log.warning("ami.state_list_failed", action=action, reason=reason)
+            return
+        items = [self._event(m) for m in messages if m.get("Event") == item_event]
+        self.events.put_nowait(StateList(kind, items, self._event(messages[-1]).time))
 
     async def _watch(self, protocol: AmiProtocol) -> str:
         s = self._settings

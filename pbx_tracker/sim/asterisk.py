@@ -4,11 +4,14 @@ It speaks the protocol exactly as Asterisk does on the wire: the banner line
 `Asterisk Call Manager/13.0.0`, `Key: Value` lines ended by CRLF, a blank line
 after every message, the ActionID echoed on every response (and on every event
 of an EventList).  It answers the actions the tracker uses (Login, Challenge,
-Ping, CoreShowChannels, Originate, Logoff) and plays recorded or generated
+Ping, CoreShowChannels, DeviceStateList, ExtensionStateList, QueueStatus,
+Originate, Logoff) and plays recorded or generated
 event streams to every logged-in client, optionally at a given speed and cut
 into tiny TCP writes.  Faults are one call away: `send_raw` (garbage),
 `drop_connections` (link drop), `restart` (Asterisk restart on the same port),
-`answer_pings = False` (a half-open peer).
+`answer_pings = False` (a half-open peer).  Phones change state with
+`set_device_state` and queue members pause with `set_paused` (`states` holds
+the hints and queue members the lists report).
 
 Everything runs inside the caller's event loop; `stop()` closes every socket
 and returns promptly.  Client handlers never leave unretrieved exceptions.
@@ -30,6 +33,7 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
+from pbx_tracker.sim.states import PbxStates
 
 log = structlog.get_logger(__name__)
 
@@ -236,6 +240,7 @@ class FakeAsterisk:
         self.write_timeout = write_timeout
         self.actions: list[dict[str, str]] = []
         self.live_channels: dict[str, dict[str, str]] = {}
+        self.states = PbxStates()
         self.logins = 0
         self._created: dict[str, float] = {}
         self._server: asyncio.Server | None = None
@@ -248,6 +253,9 @@ class FakeAsterisk:
             "challenge": self._challenge,
             "ping": self._ping,
             "coreshowchannels": self._core_show_channels,
+            "devicestatelist": self._device_state_list,
+            "extensionstatelist": self._extension_state_list,
+            "queuestatus": self._queue_status,
             "originate": self._originate,
             "logoff": self._logoff,
         }
@@ -432,8 +440,19 @@ class FakeAsterisk:
         """One event built from keyword arguments (`Event` first if given)."""
         await self._broadcast(fields, time.time() if self.timestamp_events else None)
 
+    async def set_device_state(self, device: str, state: str) -> None:
+        """A phone changes state (``NOT_INUSE``, ``INUSE``, ``UNAVAILABLE``...): events sent."""
+        for fields in self.states.change_device(device, state):
+            await self.send_event(**dict(fields))
+
+    async def set_paused(self, interface: str, paused: bool, reason: str = "") -> None:
+        """A queue member pauses or comes back in every queue: `QueueMemberPause` sent."""
+        for fields in self.states.pause(interface, paused, reason):
+            await self.send_event(**dict(fields))
+
     async def _broadcast(self, message: Mapping[str, str], stamp: float | None) -> None:
         self._track(message)
+        self.states.observe(message)
         data = encode_message(message, stamp)
         for session in self._logged_in():
             if session.wants(message):
@@ -565,6 +584,33 @@ class FakeAsterisk:
         parts.append(_frame([("Event", "CoreShowChannelsComplete"), *action_id, *complete]))
         await session.send(b"".join(parts), self.chunk_size, self.write_timeout)
         return True
+
+    async def _device_state_list(self, session: _Session, action: dict[str, str]) -> bool:
+        items = self.states.device_list()
+        await self._event_list(session, action, "Device State Changes", items, "DeviceStateList")
+        return True
+
+    async def _extension_state_list(self, session: _Session, action: dict[str, str]) -> bool:
+        items = self.states.extension_list()
+        await self._event_list(session, action, "Extension Statuses", items, "ExtensionStateList")
+        return True
+
+    async def _queue_status(self, session: _Session, action: dict[str, str]) -> bool:
+        items = self.states.member_list()
+        await self._event_list(session, action, "Queue status", items, "QueueStatus")
+        return True
+
+    async def _event_list(
+        self, session: _Session, action: dict[str, str], what: str, items: list[Fields], name: str
+    ) -> None:
+        """An EventList answer: the start response, the items, `<name>Complete`."""
+        action_id = _with_action_id(action)
+        start = [("EventList", "start"), ("Message", f"{what} will follow")]
+        parts = [_frame([("Response", "Success"), *action_id, *start])]
+        parts += [_frame([item[0], *action_id, *item[1:]]) for item in items]
+        complete = [("EventList", "Complete"), ("ListItems", str(len(items)))]
+        parts.append(_frame([("Event", f"{name}Complete"), *action_id, *complete]))
+        await session.send(b"".join(parts), self.chunk_size, self.write_timeout)
 
     async def _originate(self, session: _Session, action: dict[str, str]) -> bool:
         await self._reply(

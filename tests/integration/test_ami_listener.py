@@ -17,7 +17,7 @@ import structlog
 from pydantic import SecretStr
 
 from pbx_tracker.ami.capture import read_capture
-from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync
+from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync, StateList
 from pbx_tracker.ami.protocol import AmiAction, AmiProtocol
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.sim.asterisk import FakeAsterisk
@@ -76,7 +76,10 @@ def raw(*lines: str | bytes) -> bytes:
 
 
 async def next_item(listener: AmiListener) -> AmiEvent | Resync:
-    return await asyncio.wait_for(listener.events.get(), WAIT)
+    """The next event or Resync (the state lists after a login are skipped)."""
+    while isinstance(item := await asyncio.wait_for(listener.events.get(), WAIT), StateList):
+        pass
+    return item
 
 
 async def next_resync(listener: AmiListener) -> Resync:
@@ -207,6 +210,56 @@ async def test_resync_is_queued_exactly_where_the_list_completes() -> None:
     )
     assert len(await asyncio.wait_for(future, WAIT)) == 3
     assert order == ["Before", "Between", "resync:3", "After"]
+
+
+async def state_lists(listener: AmiListener) -> dict[str, list[dict[str, str]]]:
+    """The three state lists queued after a login, by kind."""
+    found: dict[str, list[dict[str, str]]] = {}
+    while len(found) < 3:
+        item = await asyncio.wait_for(listener.events.get(), WAIT)
+        if isinstance(item, StateList):
+            found[item.kind] = [dict(event.fields) for event in item.items]
+    return found
+
+
+async def test_after_login_device_hint_and_queue_member_states_are_listed(
+    asterisk: FakeAsterisk,
+) -> None:
+    asterisk.states.add_hint("101", "IAX2/101")
+    asterisk.states.add_member("sales", "IAX2/102")
+    asterisk.states.change_device("IAX2/101", "INUSE")
+    asterisk.states.change_device("IAX2/104", "UNAVAILABLE")
+    asterisk.states.pause("IAX2/102", True, "lunch")
+    listener = listener_for(asterisk)
+    async with running(listener):
+        lists = await state_lists(listener)
+    devices = {d["Device"]: d["State"] for d in lists["devices"]}
+    assert devices == {"IAX2/101": "INUSE", "IAX2/104": "UNAVAILABLE"}
+    [hint] = lists["extensions"]
+    assert (hint["Exten"], hint["Status"], hint["StatusText"]) == ("101", "1", "InUse")
+    [member] = lists["queue_members"]
+    assert (member["Location"], member["Paused"], member["PausedReason"]) == (
+        "IAX2/102",
+        "1",
+        "lunch",
+    )
+
+
+async def test_a_refused_state_list_costs_only_that_list(asterisk: FakeAsterisk) -> None:
+    del asterisk._handlers["extensionstatelist"]  # an Asterisk without the action
+    asterisk.states.change_device("IAX2/101", "RINGING")
+    listener = listener_for(asterisk)
+    with structlog.testing.capture_logs() as logs:
+        async with running(listener):
+            found: dict[str, int] = {}
+            while "queue_members" not in found:
+                item = await asyncio.wait_for(listener.events.get(), WAIT)
+                if isinstance(item, StateList):
+                    found[item.kind] = len(item.items)
+    assert found == {"devices": 1, "queue_members": 0}
+    [failure] = [line for line in logs if line["event"] == "ami.state_list_failed"]
+    assert failure["action"] == "ExtensionStateList"
+    assert "unknown command" in failure["reason"]
 
 
 async def test_timestamp_header_gives_the_event_time(asterisk: FakeAsterisk) -> None:
@@ -400,6 +453,10 @@ async def test_send_action_timeout_leaves_no_stale_entry() -> None:
         listener = listener_for(server)
         async with running(listener):
             await next_resync(listener)
+            while not isinstance(item := await listener.events.get(), StateList) or (
+                item.kind != "queue_members"
+            ):
+                pass  # the login's last request answered: nothing else is being sent
             protocol = listener._protocol
             assert protocol is not None
             with pytest.raises(TimeoutError, match=r"Ping got no answer within 0\.1 s"):
@@ -449,6 +506,10 @@ async def test_secret_never_logged_when_panoramisk_fails_to_send(
     with structlog.testing.capture_logs() as logs:
         async with running(listener):
             await next_resync(listener)
+            while not isinstance(item := await listener.events.get(), StateList) or (
+                item.kind != "queue_members"
+            ):
+                pass  # the login's last request answered: nothing else is being sent
             protocol = listener._protocol
             assert protocol is not None
             real = protocol.transport
