@@ -1,0 +1,422 @@
+"""Our FastAGI server: one asyncio task per call Asterisk sends to `agi://host:port/<script>`.
+
+Each connection is checked against the allow-list and the session limit, its
+request header read with a size bound and `header_timeout`, and handed to the
+handler registered for its script as an `AgiSession`.  When the handler
+returns, the connection is closed and Asterisk goes on with the dialplan.
+
+It does not repeat panoramisk's FastAGI defects (ASTERISK.md 1.4): a client
+that connects and closes ends its session at once instead of spinning, an
+unsolicited `HANGUP` line never shifts replies by one, routes match the script
+name without its `?query`, and a truncated UTF-8 caller name cannot break the
+request.  Every fault is one log line; the session is closed and the server
+goes on serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Self
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from pbx_tracker.agi.protocol import AgiProtocolError, AgiReply, AgiRequest, ReplyAssembler, quote
+from pbx_tracker.agi.settings import AgiSettings
+
+__all__ = ["AgiServerStats", "AgiSession", "AgiSessionClosed", "FastAgiServer", "Handler"]
+
+log = structlog.get_logger(__name__)
+
+MAX_LINE_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_REPLY_BYTES = 64 * 1024
+_CLOSE_GRACE = 1.0
+_STOP_GRACE = 2.0
+
+CloseReason = Literal["hangup", "timeout", "malformed"]
+
+
+class AgiSessionClosed(Exception):
+    """The client went away (`hangup`), timed out (`timeout`) or broke the protocol."""
+
+    def __init__(self, reason: CloseReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: CloseReason = reason
+
+
+class AgiSession:
+    """One call's FastAGI dialogue: the request, and commands with their replies.
+
+    `hung_up` turns True once Asterisk reports that the channel hung up; most
+    commands then get `511`.  `log` is bound to the peer, script and uniqueid.
+    """
+
+    def __init__(
+        self,
+        request: AgiRequest,
+        peer: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        command_timeout: float,
+    ) -> None:
+        self.request = request
+        self.peer = peer
+        self.hung_up = False
+        self.closed: AgiSessionClosed | None = None
+        self.log: FilteringBoundLogger = log.bind(
+            peer=peer, script=request.script, uniqueid=request.uniqueid
+        )
+        self._reader = reader
+        self._writer = writer
+        self._command_timeout = command_timeout
+
+    async def command(
+        self,
+        line: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a long EXEC Dial needs its own bound
+    ) -> AgiReply:
+        """Send one command line and return Asterisk's final reply to it.
+
+        `timeout` (default: the settings' `command_timeout`) bounds the wait for
+        the reply.  Raises `AgiSessionClosed` when the client is gone, silent
+        for too long or sends something that is not a reply.
+        """
+        if "\n" in line or "\r" in line:
+            raise ValueError(f"an AGI command is one line: {line!r}")
+        if self.closed is not None:
+            raise AgiSessionClosed(self.closed.reason, f"{line!r} after: {self.closed}")
+        limit = self._command_timeout if timeout is None else timeout
+        try:
+            self._writer.write(line.encode("utf-8") + b"\n")
+            async with asyncio.timeout(limit):
+                await self._writer.drain()
+                return await self._read_reply()
+        except TimeoutError:
+            raise self._close("timeout", f"no reply to {line!r} in time") from None
+        except ConnectionError as error:
+            raise self._close("hangup", f"connection lost sending {line!r}: {error}") from None
+        except AgiProtocolError as error:
+            raise self._close("malformed", f"bad reply to {line!r}: {error}") from None
+
+    async def get_variable(self, name: str) -> str | None:
+        """The channel variable's value; None when unset (or the command failed)."""
+        reply = await self.command(f"GET VARIABLE {_name(name)}")
+        if reply.code == 200 and reply.result == "1":
+            return reply.data or ""
+        if reply.code != 200:
+            self._failed(reply, "GET VARIABLE")
+        return None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        """Set a channel variable (the dialplan reads it after the AGI returns)."""
+        reply = await self.command(f"SET VARIABLE {_name(name)} {quote(value)}")
+        if not reply.ok:
+            self._failed(reply, "SET VARIABLE")
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        """Write `message` to the Asterisk console at verbosity `level`."""
+        reply = await self.command(f"VERBOSE {quote(message)} {level}")
+        if not reply.ok:
+            self._failed(reply, "VERBOSE")
+
+    async def _read_reply(self) -> AgiReply:
+        assembler = ReplyAssembler()
+        size = 0
+        while True:
+            try:
+                raw = await self._reader.readline()
+            except ValueError:  # a line over the stream's limit
+                raise AgiProtocolError(f"reply line over {MAX_LINE_BYTES} bytes") from None
+            if not raw.endswith(b"\n"):
+                raise ConnectionResetError("the client closed the connection")
+            size += len(raw)
+            if size > MAX_REPLY_BYTES:
+                raise AgiProtocolError(f"reply over {MAX_REPLY_BYTES} bytes")
+            reply = assembler.feed(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            if assembler.hung_up and not self.hung_up:
+                self.hung_up = True
+                self.log.info("agi.channel_hung_up")
+            if reply is not None:
+                return reply
+
+    def _close(self, reason: CloseReason, detail: str) -> AgiSessionClosed:
+        self.closed = AgiSessionClosed(reason, detail)
+        return self.closed
+
+    def _failed(self, reply: AgiReply, command: str) -> None:
+        """Log a refused command: expected after a hang-up, a bug or a dialplan problem before."""
+        if self.hung_up:
+            self.log.debug("agi.command_failed", command=command, reply=reply.text)
+        else:
+            self.log.warning("agi.command_failed", command=command, reply=reply.text)
+
+
+def _name(name: str) -> str:
+    """A channel variable name, checked to be one word."""
+    if not name or any(char.isspace() or char == '"' for char in name):
+        raise ValueError(f"not a channel variable name: {name!r}")
+    return name
+
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class AgiServerStats:
+    """Session counters.  Every finished session is counted in exactly one outcome:
+
+    sessions == active + completed + refused + malformed + timeouts + hangups
+    + errors + cancelled.  `hangups` counts clients that went away, including
+    port checks that connect and close without a request.
+    """
+
+    sessions: int = 0
+    completed: int = 0
+    refused: int = 0
+    malformed: int = 0
+    timeouts: int = 0
+    hangups: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    active: int = 0
+
+    def count(self, reason: CloseReason) -> None:
+        if reason == "hangup":
+            self.hangups += 1
+        elif reason == "timeout":
+            self.timeouts += 1
+        else:
+            self.malformed += 1
+
+
+class FastAgiServer:
+    """The FastAGI listener: routes each call to `handlers[script]`.
+
+    `port` is the bound port once started (`settings.port` may be 0).
+    """
+
+    def __init__(self, handlers: Mapping[str, Handler], settings: AgiSettings) -> None:
+        self.handlers = dict(handlers)
+        self.settings = settings
+        self.port = settings.port
+        self.stats = AgiServerStats()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Listen on `settings.host:settings.port`."""
+        self._server = await asyncio.start_server(
+            self._serve_connection,
+            self.settings.host,
+            self.settings.port,
+            limit=MAX_LINE_BYTES,
+            reuse_address=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("agi.listening", host=self.settings.host, port=self.port)
+
+    async def stop(self) -> None:
+        """Stop listening, cut the running sessions and wait (bounded) for them to end."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_STOP_GRACE)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_STOP_GRACE):
+                    await server.wait_closed()
+        if server is not None:
+            log.info("agi.stopped", port=self.port, sessions_cut=len(tasks))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - a plain deadline keeps callers short
+    ) -> None:
+        """Wait (bounded) until `predicate()` holds; re-checked whenever a session changes."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._changed.wait()
+        except TimeoutError:
+            message = f"FastAGI server: condition not met in {timeout} s: {self.stats}"
+            raise TimeoutError(message) from None
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # one connection
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        peer = _peer_ip(writer)
+        self.stats.sessions += 1
+        try:
+            if self._admit(peer):
+                self.stats.active += 1
+                self._notify()
+                try:
+                    await self._run_session(reader, writer, peer)
+                finally:
+                    self.stats.active -= 1
+        except asyncio.CancelledError:
+            # stop(): end quietly.  Not re-raised: Python 3.11's start_server calls
+            # task.exception() on the finished task, which raises for a cancelled one.
+            self.stats.cancelled += 1
+            writer.transport.abort()
+            log.debug("agi.session_cut", peer=peer, reason="server stopping")
+        finally:
+            try:
+                await _close(writer)
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+                self._notify()
+
+    def _admit(self, peer: str) -> bool:
+        if not self.settings.allows(peer):
+            self.stats.refused += 1
+            log.warning("agi.client_not_allowed", peer=peer)
+            return False
+        if self.stats.active >= self.settings.max_sessions:
+            self.stats.refused += 1
+            log.warning("agi.too_many_sessions", peer=peer, limit=self.settings.max_sessions)
+            return False
+        return True
+
+    async def _run_session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        request = await self._read_request(reader, peer)
+        if request is None:
+            return
+        handler = self.handlers.get(request.script)
+        if handler is None:
+            self.stats.refused += 1
+            known = sorted(self.handlers)
+            log.warning(
+                "agi.unknown_script",
+                peer=peer,
+                script=request.script,
+                uniqueid=request.uniqueid,
+                known=known,
+            )
+            return
+        session = AgiSession(request, peer, reader, writer, self.settings.command_timeout)
+        await self._run_handler(handler, session)
+
+    async def _read_request(self, reader: asyncio.StreamReader, peer: str) -> AgiRequest | None:
+        """The request header; None (counted and logged) when there is no usable one."""
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(self.settings.header_timeout):
+                complete = await _read_header(reader, lines)
+            if complete:
+                return AgiRequest.parse(lines)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            timeout = self.settings.header_timeout
+            log.warning("agi.request_timeout", peer=peer, timeout=timeout, lines=len(lines))
+            return None
+        except AgiProtocolError as error:
+            self.stats.malformed += 1
+            log.warning("agi.request_malformed", peer=peer, problem=str(error))
+            return None
+        except ConnectionError:
+            pass  # reset by the client: it went away, like an EOF
+        self.stats.hangups += 1
+        if lines:
+            log.info("agi.request_cut_short", peer=peer, lines=len(lines))
+        else:
+            log.debug("agi.closed_without_request", peer=peer)
+        return None
+
+    async def _run_handler(self, handler: Handler, session: AgiSession) -> None:
+        try:
+            await handler(session)
+        except AgiSessionClosed as closed:
+            self._session_closed(session, closed)
+        except Exception:
+            self.stats.errors += 1
+            session.log.exception("agi.handler_failed")
+        else:
+            if session.closed is not None:
+                self._session_closed(session, session.closed)
+            else:
+                self.stats.completed += 1
+                session.log.debug("agi.session_done", hung_up=session.hung_up)
+
+    def _session_closed(self, session: AgiSession, closed: AgiSessionClosed) -> None:
+        self.stats.count(closed.reason)
+        if closed.reason == "hangup":
+            session.log.info("agi.session_closed", reason=closed.reason, detail=str(closed))
+        else:
+            session.log.warning("agi.session_closed", reason=closed.reason, detail=str(closed))
+
+
+async def _read_header(reader: asyncio.StreamReader, lines: list[str]) -> bool:
+    """Append the header lines to `lines`; True at the blank line, False at end of stream."""
+    size = 0
+    while True:
+        try:
+            raw = await reader.readline()
+        except ValueError:  # over the stream's line limit
+            raise AgiProtocolError(f"request line over {MAX_LINE_BYTES} bytes") from None
+        if not raw.endswith(b"\n"):
+            if raw:  # a last line cut short
+                lines.append(raw.decode("utf-8", errors="replace"))
+            return False
+        size += len(raw)
+        if size > MAX_HEADER_BYTES:
+            raise AgiProtocolError(f"request header over {MAX_HEADER_BYTES} bytes")
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            return True
+        lines.append(line)
+
+
+def _peer_ip(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the connection; abort it if the client does not take the last bytes in time."""
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_GRACE):
+            await writer.wait_closed()
+    except (TimeoutError, ConnectionError):
+        writer.transport.abort()
