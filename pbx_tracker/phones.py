@@ -29,10 +29,26 @@ def normalize_number(raw: str | None, region: str) -> str | None:
     ``region`` (``"RU"``) decides how numbers without a country code are read.
     Candidates are tried in order — as dialled in ``region``, as digits with a
     ``+`` in front, without a leading ``00`` — and the first valid one wins,
-    else the first one of a possible length.
+    else the first one of a possible length.  Answers are cached (parsing costs
+    tens of microseconds, and the same callers and DIDs come back all day).
     """
     if raw is None:
         return None
+    key = (raw, region)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        number = _CACHE[key] = _normalize(raw, region)
+        if number is not None and is_dialable(number):
+            _CACHE[(number, region)] = number  # E.164 reads back as itself
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple[str, str], str | None] = {}
+_CACHE_SIZE = 65536
+
+
+def _normalize(raw: str, region: str) -> str | None:
     text = raw.strip()
     if text.lower() in _HIDDEN:
         return None
