@@ -61,6 +61,9 @@ from pbx_tracker.config_fields import (
     problem,
 )
 from pbx_tracker.phones import is_known_region, normalize_number
+from pbx_tracker.routing.checks import routing_problems
+from pbx_tracker.routing.hours import HoursLine
+from pbx_tracker.routing.settings import RoutingSettings
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -283,7 +286,7 @@ class NumberPool(ConfigModel):
 
 
 class Manager(ConfigModel):
-    """A person who answers calls, with the extension and phones they answer on."""
+    """A person who answers calls: extension, phones, and (for routing) own hours and dial."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -292,6 +295,8 @@ class Manager(ConfigModel):
     group: str | None = None
     devices: list[Device] = Field(default_factory=list)
     email: Email | None = None
+    hours: list[HoursLine] | None = None
+    dial: NonEmptyStr | None = None
 
 
 _Lower = BeforeValidator(lower_text)
@@ -334,6 +339,7 @@ class Settings(ConfigModel):
     number_pools: list[NumberPool] = Field(default_factory=list)
     managers: list[Manager] = Field(default_factory=list)
     agi: AgiSettings = Field(default_factory=AgiSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     _numbers: dict[str, NumberLabels] = PrivateAttr(default_factory=dict)
@@ -471,6 +477,7 @@ _SECTIONS = (
     "database",
     "calls",
     "agi",
+    "routing",
     "logging",
     "tracked_numbers",
     "number_pools",
@@ -726,4 +733,5 @@ def _cross_entry_problems(raw: Mapping[str, Any], region: str) -> list[str]:
         *_duplicate_values(raw, "number_pools", "name"),
         *_duplicate_values(raw, "managers", "extension"),
         *_duplicate_devices(raw),
+        *routing_problems(raw, region),
     ]

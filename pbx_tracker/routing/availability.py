@@ -1,0 +1,417 @@
+"""Which managers can take a call now: the board fed with every AMI event.
+
+`ManagerBoard.feed` follows, per manager (by extension):
+
+- phone states: ``DeviceStateChange`` (``Device``, ``State``) and the queue's
+  view of them (``QueueMemberStatus`` ``Status``), hints (``ExtensionStatus``);
+- queue membership: pauses and ``InCall`` of ``QueueMember*`` events;
+- its own count of live non-Local channels (``Newchannel`` .. ``Hangup``,
+  ringing on ``DialBegin``/ChannelState 5, answered on ChannelState 6 or
+  ``BridgeEnter``), which works for phones that report their state badly; the
+  hang-up of an answered leg is the manager's last call end (longest idle,
+  wrap-up, calls today);
+- the router's reservations: a manager offered a call stays reserved until the
+  ring time is over, the call's ``DialEnd`` to them, or the call's hang-up.
+
+`status` combines them, the most restrictive winning: UNAVAILABLE > OFF_HOURS
+> PAUSED > ON_CALL > BUSY > RINGING > RESERVED > WRAPUP > FREE.  A manager is
+UNAVAILABLE when the hint says so or every phone with a known state is
+unavailable (one phone of two switched off still leaves the other); busy
+states of any phone count.  A manager paused in any queue is PAUSED.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.config import Settings
+from pbx_tracker.routing.desk import (
+    DEVICE_STATUS,
+    MEMBER_DEVICE_STATES,
+    Desk,
+    Leg,
+    ManagerStatus,
+    Reservation,
+    hint_status,
+)
+from pbx_tracker.routing.plan import RoutingPlan
+
+__all__ = ["ManagerBoard", "ManagerStatus", "ManagerView"]
+
+Fields = Mapping[str, str]
+_RINGING_STATES = frozenset({"0", "5"})  # Down (being set up), Ringing
+_UP = "6"
+_QUEUE_MEMBER_EVENTS = (
+    "QueueMemberStatus",
+    "QueueMember",
+    "QueueMemberAdded",
+    "QueueMemberPause",
+    "QueueMemberPaused",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerView:
+    """One manager's line on a wallboard."""
+
+    extension: str
+    name: str
+    group: str | None
+    status: ManagerStatus
+    since: float | None
+    calls_today: int
+    last_call_end: float | None
+    reserved_for: str | None
+
+
+class ManagerBoard:
+    """Live availability of the configured managers."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.plan = RoutingPlan(settings)
+        self._clock = clock
+        self._desks = {m.extension: Desk(m.extension) for m in settings.managers}
+        self._leg_owner: dict[str, str] = {}  # Uniqueid -> extension
+        self._reserved: dict[str, set[str]] = {}  # call id -> extensions
+        self._handlers: dict[str, Callable[[Fields, float], str | None]] = {
+            "Newchannel": self._on_channel_state,
+            "Newstate": self._on_channel_state,
+            "BridgeEnter": self._on_bridge_enter,
+            "Hangup": self._on_hangup,
+            "DialBegin": self._on_dial_begin,
+            "DialEnd": self._on_dial_end,
+            "DeviceStateChange": self._on_device_state,
+            "ExtensionStatus": self._on_hint,
+            "QueueMemberRemoved": self._on_member_removed,
+            **{name: self._on_queue_member for name in _QUEUE_MEMBER_EVENTS},
+        }
+
+    # --- events ----------------------------------------------------------------
+
+    def feed(self, event: AmiEvent) -> None:
+        """Take one AMI event; events that say nothing about managers are ignored."""
+        handler = self._handlers.get(event.fields.get("Event", ""))
+        if handler is None:
+            return
+        extension = handler(event.fields, event.time)
+        if extension is not None:
+            self.status(extension, event.time)
+
+    def resync(
+        self,
+        *,
+        channels: Iterable[Fields] | None = None,
+        devices: Iterable[Fields] | None = None,
+        extensions: Iterable[Fields] | None = None,
+        queue_members: Iterable[Fields] | None = None,
+        time: float,
+    ) -> None:
+        """Replace parts of the view with full lists read after an AMI (re)connect.
+
+        ``channels``: ``CoreShowChannel`` fields; ``devices``: ``DeviceStateChange``
+        of ``DeviceStateList``; ``extensions``: ``ExtensionStatus`` of
+        ``ExtensionStateList``; ``queue_members``: ``QueueMember`` of
+        ``QueueStatus``.  A list left out (None) keeps that part as it is.
+        """
+        if channels is not None:
+            self._resync_channels(list(channels), time)
+        if devices is not None:
+            self._replace(devices, time, lambda desk: desk.devices.clear(), self._on_device_state)
+        if extensions is not None:
+            self._replace(extensions, time, _forget_hint, self._on_hint)
+        if queue_members is not None:
+            self._replace(queue_members, time, _forget_queues, self._on_queue_member)
+        for extension in self._desks:
+            self.status(extension, time)
+
+    def _replace(
+        self,
+        items: Iterable[Fields],
+        moment: float,
+        forget: Callable[[Desk], None],
+        handler: Callable[[Fields, float], str | None],
+    ) -> None:
+        for desk in self._desks.values():
+            forget(desk)
+        for fields in items:
+            handler(fields, moment)
+
+    def _resync_channels(self, channels: list[Fields], moment: float) -> None:
+        """Legs gone during the gap ended now; reservations of calls gone are released."""
+        live = {f.get("Uniqueid", "") for f in channels}
+        calls = live | {f.get("Linkedid", "") for f in channels}
+        for uniqueid in [u for u in self._leg_owner if u not in live]:
+            self._end_leg(uniqueid, moment)
+        for call_id in [c for c in self._reserved if c not in calls]:
+            self.release(call_id)
+        for fields in channels:
+            if self._on_channel_state(fields, moment) and fields.get("BridgeId"):
+                self._on_bridge_enter(fields, moment)
+
+    # --- channels --------------------------------------------------------------
+
+    def _leg(self, channel: str, uniqueid: str) -> Leg | None:
+        """The live leg ``uniqueid`` when ``channel`` is a manager's phone (made if new)."""
+        if not uniqueid:
+            return None
+        extension = self._leg_owner.get(uniqueid)
+        if extension is None:
+            manager = self.settings.manager_for_channel(channel)
+            if manager is None or manager.extension not in self._desks:
+                return None
+            extension = self._leg_owner[uniqueid] = manager.extension
+        desk = self._desks[extension]
+        return desk.legs.setdefault(uniqueid, Leg(extension))
+
+    def _on_channel_state(self, fields: Fields, moment: float) -> str | None:
+        leg = self._leg(fields.get("Channel", ""), fields.get("Uniqueid", ""))
+        if leg is None:
+            return None
+        state = fields.get("ChannelState", "")
+        leg.answered = leg.answered or state == _UP
+        leg.ringing = state in _RINGING_STATES or (leg.ringing and state != _UP)
+        return leg.extension
+
+    def _on_bridge_enter(self, fields: Fields, moment: float) -> str | None:
+        leg = self._leg(fields.get("Channel", ""), fields.get("Uniqueid", ""))
+        if leg is None:
+            return None
+        leg.answered = True
+        return leg.extension
+
+    def _on_dial_begin(self, fields: Fields, moment: float) -> str | None:
+        leg = self._leg(fields.get("DestChannel", ""), fields.get("DestUniqueid", ""))
+        if leg is None:
+            return None
+        leg.ringing = not leg.answered
+        return leg.extension
+
+    def _on_dial_end(self, fields: Fields, moment: float) -> str | None:
+        """The call stops ringing this manager: their reservation for it ends."""
+        leg = self._leg(fields.get("DestChannel", ""), fields.get("DestUniqueid", ""))
+        if leg is None:
+            return None
+        if fields.get("DialStatus") == "ANSWER":
+            leg.ringing, leg.answered = False, True
+        desk = self._desks[leg.extension]
+        calls = {fields.get("Uniqueid"), fields.get("Linkedid"), fields.get("DestLinkedid")}
+        if desk.reservation is not None and desk.reservation.call_id in calls:
+            self._drop_reservation(desk)
+        return leg.extension
+
+    def _on_hangup(self, fields: Fields, moment: float) -> str | None:
+        uniqueid = fields.get("Uniqueid", "")
+        if uniqueid in self._reserved:
+            self.release(uniqueid)
+        return self._end_leg(uniqueid, moment)
+
+    def _end_leg(self, uniqueid: str, moment: float) -> str | None:
+        extension = self._leg_owner.pop(uniqueid, None)
+        if extension is None:
+            return None
+        desk = self._desks[extension]
+        leg = desk.legs.pop(uniqueid, None)
+        if leg is not None and leg.answered:
+            desk.call_ended(moment, self.plan.local_time(moment).date())
+        return extension
+
+    # --- phone, hint and queue states ---------------------------------------------
+
+    def _manager_of_device(self, device: str) -> str | None:
+        """``IAX2/101``, ``IAX2/101/101``, ``hint:101@ctx``, ``Local/101@ctx/n`` -> ``101``."""
+        kind, colon, rest = device.partition(":")
+        if colon and "/" not in kind:
+            number = rest.partition("@")[0] if kind.lower() == "hint" else ""
+            return number if number in self._desks else None
+        tech, _, name = device.partition("/")
+        if tech.lower() == "local":
+            number = name.partition("@")[0]
+            return number if number in self._desks else None
+        manager = self.settings.manager_for_channel(f"{tech}/{name.partition('/')[0]}")
+        return manager.extension if manager is not None else None
+
+    def _set_device(self, device: str, state: str) -> str | None:
+        extension = self._manager_of_device(device)
+        status = DEVICE_STATUS.get(state.upper())
+        if extension is None or status is None:
+            return None
+        self._desks[extension].devices[_device_key(device)] = status
+        return extension
+
+    def _on_device_state(self, fields: Fields, moment: float) -> str | None:
+        return self._set_device(fields.get("Device", ""), fields.get("State", ""))
+
+    def _on_hint(self, fields: Fields, moment: float) -> str | None:
+        extension = fields.get("Exten", "").strip()
+        desk = self._desks.get(extension)
+        code = _number(fields.get("Status"))
+        if desk is None or code is None:
+            return None
+        desk.hint = None if code < 0 else hint_status(code)
+        return extension
+
+    def _member(self, fields: Fields) -> tuple[Desk, str] | None:
+        """The manager a queue member event is about, and the queue."""
+        interfaces = (fields.get(key, "") for key in ("StateInterface", "Interface", "Location"))
+        for interface in filter(None, interfaces):
+            extension = self._manager_of_device(interface)
+            if extension is not None:
+                return self._desks[extension], fields.get("Queue", "")
+        return None
+
+    def _on_queue_member(self, fields: Fields, moment: float) -> str | None:
+        found = self._member(fields)
+        if found is None:
+            return None
+        desk, queue = found
+        if "Paused" in fields:
+            _toggle(desk.paused_in, queue, fields.get("Paused") == "1")
+        if "InCall" in fields:
+            _toggle(desk.in_queue_call, queue, fields.get("InCall") == "1")
+        last_call = _number(fields.get("LastCall"))
+        if last_call:
+            desk.last_call_end = max(float(last_call), desk.last_call_end or 0.0)
+        code, device = _number(fields.get("Status")), fields.get("StateInterface", "")
+        if code is not None and 0 <= code < len(MEMBER_DEVICE_STATES) and device:
+            self._set_device(device, MEMBER_DEVICE_STATES[code])
+        return desk.extension
+
+    def _on_member_removed(self, fields: Fields, moment: float) -> str | None:
+        found = self._member(fields)
+        if found is None:
+            return None
+        desk, queue = found
+        desk.paused_in.discard(queue)
+        desk.in_queue_call.discard(queue)
+        return desk.extension
+
+    # --- reservations -------------------------------------------------------------
+
+    def reserve(self, extensions: Iterable[str], call_id: str, until: float) -> None:
+        """Offer these managers ``call_id``: nobody else gets them until ``until``."""
+        now = self._clock()
+        for extension in extensions:
+            desk = self._desks.get(extension)
+            if desk is None:
+                continue
+            self._drop_reservation(desk)
+            desk.reservation = Reservation(call_id, until)
+            self._reserved.setdefault(call_id, set()).add(extension)
+            desk.observe(ManagerStatus.RESERVED, now)
+
+    def release(self, call_id: str) -> None:
+        """The call is over: its managers are no longer reserved."""
+        for extension in self._reserved.pop(call_id, set()):
+            desk = self._desks[extension]
+            if desk.reservation is not None and desk.reservation.call_id == call_id:
+                desk.reservation = None
+
+    def _drop_reservation(self, desk: Desk) -> None:
+        if desk.reservation is None:
+            return
+        call_id, desk.reservation = desk.reservation.call_id, None
+        others = self._reserved.get(call_id, set())
+        others.discard(desk.extension)
+        if not others:
+            self._reserved.pop(call_id, None)
+
+    # --- answers ------------------------------------------------------------------
+
+    def status(
+        self, extension: str, now: float | None = None, group: str | None = None
+    ) -> ManagerStatus:
+        """The manager's status at ``now`` (default: the clock) under ``group``'s hours.
+
+        Working hours are the manager's own, else ``group``'s, else those of the
+        manager's own group.  An extension that is no manager is UNAVAILABLE.
+        """
+        moment = self._clock() if now is None else now
+        desk = self._desks.get(extension)
+        if desk is None:
+            return ManagerStatus.UNAVAILABLE
+        status = self._status_of(desk, moment, group)
+        desk.observe(status, moment)
+        return status
+
+    def _status_of(self, desk: Desk, now: float, group: str | None) -> ManagerStatus:
+        if desk.unavailable():
+            return ManagerStatus.UNAVAILABLE
+        if not self.plan.is_open(self.plan.hours_for(desk.extension, group), now):
+            return ManagerStatus.OFF_HOURS
+        if desk.paused_in:
+            return ManagerStatus.PAUSED
+        engaged = desk.engaged()
+        if engaged is not ManagerStatus.FREE:
+            return engaged
+        if desk.reservation is not None:
+            if desk.reservation.until > now:
+                return ManagerStatus.RESERVED
+            self._drop_reservation(desk)
+        wrapup = self.settings.routing.wrapup_seconds
+        if desk.last_call_end is not None and now < desk.last_call_end + wrapup:
+            return ManagerStatus.WRAPUP
+        return ManagerStatus.FREE
+
+    def last_call_end(self, extension: str) -> float | None:
+        """When the manager's last answered call ended (epoch seconds), if known."""
+        desk = self._desks.get(extension)
+        return None if desk is None else desk.last_call_end
+
+    def snapshot(self, now: float | None = None) -> list[ManagerView]:
+        """Every manager in config order, for a wallboard."""
+        moment = self._clock() if now is None else now
+        today = self.plan.local_time(moment).date()
+        views = []
+        for manager in self.settings.managers:
+            desk = self._desks[manager.extension]
+            status = self.status(manager.extension, moment)
+            home = self.plan.home_group(manager.extension)
+            reservation = desk.reservation
+            if reservation is not None and reservation.until <= moment:
+                reservation = None
+            views.append(
+                ManagerView(
+                    extension=manager.extension,
+                    name=manager.name,
+                    group=manager.group
+                    or (home.name if home and self.plan.routing.groups else None),
+                    status=status,
+                    since=desk.since[1] if desk.since else None,
+                    calls_today=desk.calls_on(today),
+                    last_call_end=desk.last_call_end,
+                    reserved_for=reservation.call_id if reservation is not None else None,
+                )
+            )
+        return views
+
+
+def _forget_hint(desk: Desk) -> None:
+    desk.hint = None
+
+
+def _forget_queues(desk: Desk) -> None:
+    desk.paused_in.clear()
+    desk.in_queue_call.clear()
+
+
+def _toggle(items: set[str], item: str, present: bool) -> None:
+    if present:
+        items.add(item)
+    else:
+        items.discard(item)
+
+
+def _number(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _device_key(device: str) -> str:
+    tech, sep, name = device.partition("/")
+    return f"{tech.lower()}/{name.partition('/')[0]}" if sep else device.lower()
