@@ -74,6 +74,7 @@ class AgiSession:
         self._reader = reader
         self._writer = writer
         self._command_timeout = command_timeout
+        self._watchdog = _Watchdog(writer.transport)
 
     async def command(
         self,
@@ -91,18 +92,19 @@ class AgiSession:
             raise ValueError(f"an AGI command is one line: {line!r}")
         if self.closed is not None:
             raise AgiSessionClosed(self.closed.reason, f"{line!r} after: {self.closed}")
-        limit = self._command_timeout if timeout is None else timeout
+        self._watchdog.arm(self._command_timeout if timeout is None else timeout)
         try:
             self._writer.write(line.encode("utf-8") + b"\n")
-            async with asyncio.timeout(limit):
-                await self._writer.drain()
-                return await self._read_reply()
-        except TimeoutError:
-            raise self._close("timeout", f"no reply to {line!r} in time") from None
+            await self._writer.drain()
+            return await self._read_reply()
         except ConnectionError as error:
+            if self._watchdog.fired:
+                raise self._close("timeout", f"no reply to {line!r} in time") from None
             raise self._close("hangup", f"connection lost sending {line!r}: {error}") from None
         except AgiProtocolError as error:
             raise self._close("malformed", f"bad reply to {line!r}: {error}") from None
+        finally:
+            self._watchdog.disarm()
 
     async def get_variable(self, name: str) -> str | None:
         """The channel variable's value; None when unset (or the command failed)."""
@@ -147,7 +149,12 @@ class AgiSession:
 
     def _close(self, reason: CloseReason, detail: str) -> AgiSessionClosed:
         self.closed = AgiSessionClosed(reason, detail)
+        self._watchdog.cancel()
         return self.closed
+
+    def end(self) -> None:
+        """The dialogue is over: no more reply deadlines."""
+        self._watchdog.cancel()
 
     def _failed(self, reply: AgiReply, command: str) -> None:
         """Log a refused command: expected after a hang-up, a bug or a dialplan problem before."""
@@ -155,6 +162,45 @@ class AgiSession:
             self.log.debug("agi.command_failed", command=command, reply=reply.text)
         else:
             self.log.warning("agi.command_failed", command=command, reply=reply.text)
+
+
+class _Watchdog:
+    """One timer per session that aborts the connection when a reply is overdue.
+
+    Cheaper than a timeout context per command: arming only moves a deadline,
+    and the timer re-arms itself when it fires before the current one.
+    """
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    def arm(self, seconds: float) -> None:
+        self._deadline = self._loop.time() + seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check)
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def cancel(self) -> None:
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._check)
+            return
+        self.fired = True
+        self._transport.abort()
 
 
 def _name(name: str) -> str:
@@ -363,7 +409,10 @@ class FastAgiServer:
 
     async def _run_handler(self, handler: Handler, session: AgiSession) -> None:
         try:
-            await handler(session)
+            try:
+                await handler(session)
+            finally:
+                session.end()
         except AgiSessionClosed as closed:
             self._session_closed(session, closed)
         except Exception:
