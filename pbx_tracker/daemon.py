@@ -1,7 +1,9 @@
 """The composition root: builds the services in order, runs them, shuts them down.
 
-Start: database (schema must be at head) → call writer → AMI listener →
-event consumer (correlator → labels → writer).  READY=1 goes to systemd once
+Start: database (schema must be at head) → call writer → FastAGI server (the
+router: whom to ring) → AMI listener → event consumer (manager board, and
+correlator → labels → writer).  A FastAGI port that cannot be opened stops
+the start with exit code 1.  READY=1 goes to systemd once
 the database answered and the first AMI login succeeded; WATCHDOG=1 is pinged
 from the event loop.  SIGTERM/SIGINT: STOPPING=1, log off from Asterisk,
 correlate what was already received, write what is finished (bounded), exit 0.
@@ -18,12 +20,17 @@ from typing import TYPE_CHECKING
 import structlog
 
 from pbx_tracker import systemd
+from pbx_tracker.agi.route import RouteHandler
+from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.replay import topology_of
+from pbx_tracker.routing.availability import ManagerBoard
+from pbx_tracker.routing.router import Router
+from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 
 if TYPE_CHECKING:
@@ -60,8 +67,14 @@ class Daemon:
         self.correlator = Correlator(topology_of(settings))
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
+        self.board = ManagerBoard(settings)
+        self.sticky = StickyMemory(writer.engine)
+        self.router = Router(settings, self.board, self.sticky)
+        handlers = {"route": RouteHandler(settings, self.router)}
+        self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
+        self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
 
     def _on_ami_status(self, text: str, connected: bool) -> None:
         systemd.status(f"AMI {text}")
@@ -71,6 +84,8 @@ class Daemon:
             log.info("daemon.ready", node=self.settings.node)
 
     async def run(self, stop: asyncio.Event) -> int:
+        if not await self._start_agi():
+            return 1
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
         watchdog = self._start_watchdog(stop)
@@ -83,6 +98,19 @@ class Daemon:
             code = 1
         await self._shutdown(listener, consumer, watchdog, stopped)
         return code
+
+    async def _start_agi(self) -> bool:
+        if self.agi is None:
+            return True
+        agi = self.settings.agi
+        try:
+            await self.agi.start()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            log.error("daemon.agi_listen_failed", host=agi.host, port=agi.port, reason=reason)
+            return False
+        log.info("daemon.agi_listening", host=agi.host, port=self.agi.port)
+        return True
 
     def _start_watchdog(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
         interval = systemd.watchdog_interval()
@@ -97,6 +125,8 @@ class Daemon:
         *others: asyncio.Task[object] | None,
     ) -> None:
         log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
+        if self.agi is not None:
+            await self.agi.stop()
         await self.listener.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listener
@@ -116,6 +146,7 @@ class Daemon:
                 self._handle(item)
             except Exception:  # one bad event must not stop the tracking of all calls
                 log.exception("daemon.event_failed", event=getattr(item, "name", "resync"))
+            self.handled.set()
 
     def _correlate_backlog(self) -> None:
         while not self.listener.events.empty():
@@ -123,17 +154,22 @@ class Daemon:
 
     def _handle(self, item: ListenerItem) -> None:
         if isinstance(item, StateList):
+            self.board.resync(**{item.kind: [i.fields for i in item.items]}, time=item.time)
             return
         if isinstance(item, Resync):
-            records = self.correlator.resync([c.fields for c in item.channels], item.time)
+            channels = [c.fields for c in item.channels]
+            self.board.resync(channels=channels, time=item.time)
+            records = self.correlator.resync(channels, item.time)
             self.resynced.set()
         else:
+            self.board.feed(item)
             records = self.correlator.feed(item)
         for record in records:
             labelled = self.labeler.label(record)
             if labelled is None:
                 log.info("call.untracked", did=record.did, linkedid=record.linkedid)
                 continue
+            self.sticky.remember(labelled)
             log.info(
                 "call.finished",
                 linkedid=labelled.linkedid,

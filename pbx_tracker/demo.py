@@ -63,6 +63,7 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 {"name": name, "extension": ext, "group": "sales"}
                 for name, ext in (("Anna", "101"), ("Boris", "102"), ("Vera", "103"))
             ],
+            "agi": {"port": 0},
             "logging": {"level": "warning"},
         },
         environ={},

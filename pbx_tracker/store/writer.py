@@ -181,6 +181,11 @@ class CallWriter:
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
+    def engine(self) -> AsyncEngine:
+        """The database the records go to (other services read it through the same pool)."""
+        return self._engine
+
+    @property
     def pending(self) -> int:
         """Records not written yet: queued, being spilled, in the spill file, in hand."""
         return len(self._queue) + self._spilling + self._spill.unread + len(self._held)

@@ -25,6 +25,7 @@ def service_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
         "PBX_TRACKER_DATABASE__URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
         "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
         "PBX_TRACKER_AMI__PORT": str(port),
+        "PBX_TRACKER_AGI__PORT": "0",
         "PBX_TRACKER_LOGGING__FORMAT": "json",
         **extra,
     }

@@ -28,6 +28,7 @@ def trace_settings(url: str, port: int, tmp_path: Path) -> Settings:
         environ={
             "PBX_TRACKER_DATABASE__URL": url,
             "PBX_TRACKER_AMI__PORT": str(port),
+            "PBX_TRACKER_AGI__PORT": "0",
             "PBX_TRACKER_AMI__RECONNECT_INITIAL": "0.05",
             "PBX_TRACKER_AMI__RECONNECT_MAX": "0.2",
             "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),

@@ -1,0 +1,274 @@
+"""Routing through the running daemon: the FastAGI server on a loopback port, asked the way
+Asterisk asks it (the captured AGI requests), with live manager states from the fake AMI
+server, the caller history from the real database, and the classic AGI script in front."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbx_tracker.calls.records import CallStatus
+from pbx_tracker.config import Settings, load_settings, settings_from_mapping
+from pbx_tracker.daemon import Daemon
+from pbx_tracker.routing.desk import ManagerStatus
+from pbx_tracker.sim.agi_client import AgiCall, env_for_call, read_agi_trace, run_agi_session
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.store.calls import save_call
+from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.store.session import open_writer
+from stored import missed_call
+from traces import TRACE_CONFIG, TRACES
+
+WAIT = 15.0
+ALL_THREE = "IAX2/101/101&IAX2/102/102&IAX2/103/103"
+ROUTING = {
+    "dial_template": "IAX2/{extension}/{extension}",
+    "default_group": "sales",
+    "groups": [
+        {"name": "sales", "members": ["101", "102", "103"], "strategy": "longest_idle"},
+        {"name": "sales-all", "members": ["101", "102", "103"], "strategy": "ring_all"},
+        {"name": "sales-queue", "strategy": "queue", "queue": "sales", "ring_seconds": 60},
+    ],
+    "numbers": [
+        {"did": "74951110001", "group": "sales-all"},
+        {"did": "74951110003", "group": "sales-queue"},
+    ],
+    "missed": {"action": "voicemail", "voicemail_box": "100@default"},
+}
+SCRIPT = Path(__file__).parents[2] / "agi_scripts" / "pbx-tracker-route.agi"
+
+
+def routing_settings(url: str, port: int, tmp_path: Path, **routing: Any) -> Settings:
+    base = load_settings(TRACE_CONFIG, environ={})
+    data = base.model_dump(mode="json", exclude={"routing", "agi"})
+    data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
+    data["database"].update(url=url, spill_path=str(tmp_path / "spill.jsonl"))
+    data["recordings_dir"] = str(tmp_path / "monitor")
+    data["agi"] = {"port": 0}
+    data["routing"] = {**ROUTING, **routing}
+    return settings_from_mapping(data, environ={})
+
+
+class Running:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        assert daemon.agi is not None
+        self.port = daemon.agi.port
+
+    async def ask(self, env: list[tuple[str, str]], **variables: str) -> AgiCall:
+        return await run_agi_session("127.0.0.1", self.port, env, variables, timeout=WAIT)
+
+    async def route(self, call_id: str, caller: str, did: str = "74951110002") -> AgiCall:
+        env = env_for_call(
+            did=did, caller=caller, uniqueid=call_id, channel=f"IAX2/carrier-{call_id}"
+        )
+        return await self.ask(env)
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait (bounded) until the daemon has taken in enough AMI events for `condition`."""
+        async with asyncio.timeout(WAIT):
+            while not condition():
+                self.daemon.handled.clear()
+                await self.daemon.handled.wait()
+
+    def status(self, extension: str) -> ManagerStatus:
+        return self.daemon.board.status(extension)
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Running]:
+    stop = asyncio.Event()
+    async with open_writer(settings) as writer:
+        daemon = Daemon(settings, writer)
+        task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.ready.wait(), WAIT)
+        await asyncio.wait_for(daemon.resynced.wait(), WAIT)
+        try:
+            yield Running(daemon)
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, WAIT) == 0
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
+    await asyncio.to_thread(upgrade_to_head, url)
+    return url
+
+
+def expected_answer(did: str) -> dict[str, str]:
+    """What the router answers for a first ask on an idle PBX, by the config above."""
+    if did == "74951110001":
+        return {"ROUTE_TO": ALL_THREE, "ROUTE_TIMEOUT": "20", "ROUTE_STRATEGY": "ring_all"}
+    if did == "74951110003":
+        return {"ROUTE_QUEUE": "sales", "ROUTE_TIMEOUT": "60", "ROUTE_STRATEGY": "queue"}
+    return {"ROUTE_TO": "IAX2/101/101", "ROUTE_TIMEOUT": "20", "ROUTE_STRATEGY": "longest_idle"}
+
+
+@pytest.mark.parametrize("path", sorted(TRACES.glob("*.agi.txt")), ids=lambda p: p.stem)
+async def test_captured_requests_get_a_manager_the_source_and_a_recording(
+    path: Path, sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Each FastAGI request Asterisk sent in the captures, asked of the running daemon one
+    call at a time (each call ends before the next is asked)."""
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        for session in read_agi_trace(path):
+            call = await pbx.ask(session.env, **session.variables_read())
+            env = dict(session.env)
+            did, uniqueid = env["agi_arg_1"], env["agi_uniqueid"]
+            pbx.daemon.board.release(uniqueid)  # the call is over before the next one
+            variables = call.variables
+            assert variables.items() >= expected_answer(did).items()
+            assert variables["ROUTE_STATUS"] == "OK"
+            assert variables["ROUTE_GROUP"] in ("sales", "sales-all", "sales-queue")
+            # the dialplan's own source stays; the recording gets a dated name
+            assert "__TRACK_SOURCE" not in variables
+            recording = Path(variables["__TRACK_RECORDING"])
+            assert recording.parent.parent.parent.parent == settings.recordings_dir
+            assert recording.name.startswith(f"in-{did}-") and uniqueid in recording.name
+            assert call.server_closed
+
+
+async def test_two_calls_together_never_get_the_same_manager(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        calls = await asyncio.gather(
+            *(pbx.route(f"1795350000.{n}", f"7916000000{n}") for n in range(5))
+        )
+    offered = [call.variables["ROUTE_MANAGER"] for call in calls if call.variables["ROUTE_TO"]]
+    assert sorted(offered) == ["101", "102", "103"]
+    missed = [call.variables for call in calls if call.variables["ROUTE_STATUS"] == "MISSED"]
+    assert len(missed) == 2
+    assert all(v["ROUTE_MISSED"] == "voicemail" for v in missed)
+    assert all(v["ROUTE_VOICEMAIL"] == "100@default" for v in missed)
+
+
+async def test_a_manager_who_goes_busy_is_not_offered_until_free_again(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        await asterisk.set_device_state("IAX2/101", "INUSE")
+        await pbx.until(lambda: pbx.status("101") is ManagerStatus.ON_CALL)
+        first = await pbx.route("1795350001.1", "79160000001")
+        assert first.variables["ROUTE_TO"] == "IAX2/102/102"
+        await asterisk.set_device_state("IAX2/103", "UNAVAILABLE")
+        await asterisk.set_device_state("IAX2/101", "NOT_INUSE")
+        await pbx.until(lambda: pbx.status("103") is ManagerStatus.UNAVAILABLE)
+        await pbx.until(lambda: pbx.status("101") is ManagerStatus.FREE)
+        second = await pbx.route("1795350002.1", "79160000002")
+        assert second.variables["ROUTE_TO"] == "IAX2/101/101"
+        third = await pbx.route("1795350003.1", "79160000003")
+        assert third.variables["ROUTE_STATUS"] == "MISSED"  # 102, 101 ringing; 103 is off
+
+
+async def test_states_listed_at_login_count_before_any_change(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """A phone that was off before the daemon started is not offered (DeviceStateList)."""
+    asterisk.states.add_member("sales", "IAX2/102")
+    asterisk.states.change_device("IAX2/101", "UNAVAILABLE")
+    asterisk.states.pause("IAX2/102", True, "break")
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        await pbx.until(lambda: pbx.status("102") is ManagerStatus.PAUSED)
+        assert pbx.status("101") is ManagerStatus.UNAVAILABLE
+        call = await pbx.route("1795350004.1", "79160000004")
+    assert call.variables["ROUTE_TO"] == "IAX2/103/103"
+
+
+async def test_returning_caller_rings_the_manager_they_talked_to(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Sticky: the caller's last answered call (in the database) was with 103."""
+    earlier = missed_call("1795000000.7", datetime.now(UTC) - timedelta(days=3), "+79161112233")
+    talked = earlier.replace(
+        status=CallStatus.ANSWERED, missed_reason=None, answered_by="103", talk_seconds=60
+    )
+    engine = make_async_engine(sqlite_url)
+    async with engine.begin() as conn:
+        await save_call(conn, talked)
+    await engine.dispose()
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        returning = await pbx.route("1795350005.1", "79161112233")
+        new = await pbx.route("1795350006.1", "79169998877")
+    assert returning.variables["ROUTE_TO"] == "IAX2/103/103"
+    assert returning.variables["ROUTE_STRATEGY"] == "sticky"
+    assert new.variables["ROUTE_TO"] == "IAX2/101/101"
+
+
+async def test_next_ask_goes_on_to_the_managers_not_tried_then_missed(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """The snippet asks again after each unanswered ring, passing step, group and tried."""
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    async with running_daemon(settings) as pbx:
+        tried: list[str] = []
+        answers = []
+        for step in range(1, 5):
+            args = ["74951110002", "79160000009", "1795350007.1", str(step), "sales"]
+            env = env_for_call(
+                did="74951110002",
+                caller="79160000009",
+                uniqueid="1795350007.1",
+                channel="IAX2/carrier-77",
+                args=[*args, "&".join(tried)],
+            )
+            pbx.daemon.board.release("1795350007.1")  # the last ring ended unanswered
+            variables = (await pbx.ask(env)).variables
+            answers.append(variables)
+            tried = variables["ROUTE_TRIED"].split("&") if variables["ROUTE_TRIED"] else []
+    assert [a["ROUTE_MANAGER"] for a in answers] == ["101", "102", "103", ""]
+    assert answers[2]["ROUTE_TRIED"] == "101&102&103"
+    assert answers[3]["ROUTE_STATUS"] == "MISSED"
+
+
+def run_script(port: int, tmp_path: Path, env_lines: list[tuple[str, str]]) -> str:
+    """The classic AGI script with Asterisk's side played by `agi_reply` lines on stdin."""
+    conf = tmp_path / "agi.conf"
+    conf.write_text(
+        f"[router]\nport = {port}\ntimeout = 1.0\n[fallback]\ndial = IAX2/101/101\n",
+        encoding="utf-8",
+    )
+    env_text = "".join(f"{key}: {value}\n" for key, value in env_lines) + "\n"
+    replies = "200 result=0\n" * 40  # every GET: unset; every SET / VERBOSE: done
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        input=(env_text + replies).encode(),
+        capture_output=True,
+        timeout=WAIT,
+        env={**os.environ, "PBX_TRACKER_AGI_CONF": str(conf)},
+        check=True,
+    )
+    return completed.stdout.decode()
+
+
+async def test_classic_agi_script_asks_the_running_daemon(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    classic = [
+        (k, v)
+        for k, v in read_agi_trace(TRACES / "06_ringgroup.agi.txt")[0].env
+        if not k.startswith("agi_network")
+    ]
+    async with running_daemon(settings) as pbx:
+        commands = await asyncio.to_thread(run_script, pbx.port, tmp_path, classic)
+    assert f'SET VARIABLE ROUTE_TO "{ALL_THREE}"' in commands
+    assert 'SET VARIABLE ROUTE_STATUS "OK"' in commands
+    assert "FALLBACK" not in commands
