@@ -55,7 +55,7 @@ def _normalize(raw: str, region: str) -> str | None:
     dialled = _FORMATTING.sub("", text)
     if not _DIALLED.fullmatch(dialled):
         return text
-    number = _best_candidate(list(_candidates(dialled, region)))
+    number = _best_candidate(_candidates(dialled, region))
     if number is None:
         return text
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
@@ -101,11 +101,16 @@ def _candidates(dialled: str, region: str) -> Iterator[PhoneNumber]:
             continue
 
 
-def _best_candidate(numbers: list[PhoneNumber]) -> PhoneNumber | None:
-    """The first valid number, else the first of a possible (full, not local) length."""
-    for number in numbers:
+def _best_candidate(readings: Iterator[PhoneNumber]) -> PhoneNumber | None:
+    """The first valid number, else the first of a possible (full, not local) length.
+
+    Readings are parsed one at a time: the first is valid for most numbers.
+    """
+    numbers = []
+    for number in readings:
         if phonenumbers.is_valid_number(number):
             return number
+        numbers.append(number)
     for number in numbers:
         reason = phonenumbers.is_possible_number_with_reason(number)
         if reason == ValidationResult.IS_POSSIBLE:
