@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,7 +26,14 @@ from typing import Literal, Self
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from pbx_tracker.agi.protocol import AgiProtocolError, AgiReply, AgiRequest, ReplyAssembler, quote
+from pbx_tracker.agi.protocol import (
+    AgiProtocolError,
+    AgiReply,
+    AgiRequest,
+    ReplyAssembler,
+    parse_reply,
+    quote,
+)
 from pbx_tracker.agi.settings import AgiSettings
 
 __all__ = ["AgiServerStats", "AgiSession", "AgiSessionClosed", "FastAgiServer", "Handler"]
@@ -35,6 +43,7 @@ log = structlog.get_logger(__name__)
 MAX_LINE_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 64 * 1024
+_DRAIN_ABOVE = 64 * 1024  # a command line is short: wait for the socket only when it backs up
 _CLOSE_GRACE = 1.0
 _STOP_GRACE = 2.0
 
@@ -95,7 +104,8 @@ class AgiSession:
         self._watchdog.arm(self._command_timeout if timeout is None else timeout)
         try:
             self._writer.write(line.encode("utf-8") + b"\n")
-            await self._writer.drain()
+            if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                await self._writer.drain()
             return await self._read_reply()
         except ConnectionError as error:
             if self._watchdog.fired:
@@ -127,16 +137,27 @@ class AgiSession:
         if not reply.ok:
             self._failed(reply, "VERBOSE")
 
+    async def _readline(self) -> bytes:
+        try:
+            return await self._reader.readline()
+        except ValueError:  # a line over the stream's limit
+            raise AgiProtocolError(f"reply line over {MAX_LINE_BYTES} bytes") from None
+
     async def _read_reply(self) -> AgiReply:
+        raw = await self._readline()
+        if raw.startswith(b"200 result=") and raw.endswith(b"\n") and len(raw) < MAX_LINE_BYTES:
+            return _plain_reply(raw)  # the usual answer, in one line
+        return await self._assemble_reply(raw)
+
+    async def _assemble_reply(self, raw: bytes) -> AgiReply:
+        """The reply starting with line ``raw``: skips HANGUP and 100, joins 520- blocks."""
         assembler = ReplyAssembler()
         size = 0
         while True:
-            try:
-                raw = await self._reader.readline()
-            except ValueError:  # a line over the stream's limit
-                raise AgiProtocolError(f"reply line over {MAX_LINE_BYTES} bytes") from None
             if not raw.endswith(b"\n"):
                 raise ConnectionResetError("the client closed the connection")
+            if len(raw) >= MAX_LINE_BYTES:
+                raise AgiProtocolError(f"reply line over {MAX_LINE_BYTES} bytes")
             size += len(raw)
             if size > MAX_REPLY_BYTES:
                 raise AgiProtocolError(f"reply over {MAX_REPLY_BYTES} bytes")
@@ -146,6 +167,7 @@ class AgiSession:
                 self.log.info("agi.channel_hung_up")
             if reply is not None:
                 return reply
+            raw = await self._readline()
 
     def _close(self, reason: CloseReason, detail: str) -> AgiSessionClosed:
         self.closed = AgiSessionClosed(reason, detail)
@@ -203,9 +225,21 @@ class _Watchdog:
         self._transport.abort()
 
 
+def _plain_reply(raw: bytes) -> AgiReply:
+    """``200 result=N`` with an optional ``(data)``, parsed without the general path."""
+    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    result, _, rest = text[11:].partition(" ")
+    if not rest:
+        return AgiReply(200, result, None, text)
+    return parse_reply([text])
+
+
+_VARIABLE_NAME = re.compile(r'[^\s"]+')
+
+
 def _name(name: str) -> str:
     """A channel variable name, checked to be one word."""
-    if not name or any(char.isspace() or char == '"' for char in name):
+    if not _VARIABLE_NAME.fullmatch(name):
         raise ValueError(f"not a channel variable name: {name!r}")
     return name
 
@@ -264,7 +298,7 @@ class FastAgiServer:
             self._serve_connection,
             self.settings.host,
             self.settings.port,
-            limit=MAX_LINE_BYTES,
+            limit=MAX_HEADER_BYTES,
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
@@ -392,7 +426,7 @@ class FastAgiServer:
         except TimeoutError:
             self.stats.timeouts += 1
             timeout = self.settings.header_timeout
-            log.warning("agi.request_timeout", peer=peer, timeout=timeout, lines=len(lines))
+            log.warning("agi.request_timeout", peer=peer, timeout=timeout)
             return None
         except AgiProtocolError as error:
             self.stats.malformed += 1
@@ -434,24 +468,46 @@ class FastAgiServer:
 
 
 async def _read_header(reader: asyncio.StreamReader, lines: list[str]) -> bool:
-    """Append the header lines to `lines`; True at the blank line, False at end of stream."""
-    size = 0
-    while True:
+    """Append the header lines to `lines`; True at the blank line, False at end of stream.
+
+    The first four bytes tell a FastAGI request (``agi_``) from a stranger (an
+    HTTP probe) at once; the rest, which Asterisk sends in one piece, is taken
+    in one read up to the blank line.
+    """
+    try:
+        start = await reader.readexactly(len(_HEADER_START))
+    except asyncio.IncompleteReadError as cut:
+        _add_lines(cut.partial, lines)
+        return False
+    if start != _HEADER_START:
         try:
-            raw = await reader.readline()
-        except ValueError:  # over the stream's line limit
+            first = start + await reader.readline()
+        except ValueError:
             raise AgiProtocolError(f"request line over {MAX_LINE_BYTES} bytes") from None
-        if not raw.endswith(b"\n"):
-            if raw:  # a last line cut short
-                lines.append(raw.decode("utf-8", errors="replace"))
-            return False
-        size += len(raw)
-        if size > MAX_HEADER_BYTES:
-            raise AgiProtocolError(f"request header over {MAX_HEADER_BYTES} bytes")
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            return True
-        lines.append(line)
+        _add_lines(first, lines)
+        AgiRequest.parse(lines)  # raises, naming the line
+    try:
+        block = start + await reader.readuntil(b"\n\n")
+    except asyncio.IncompleteReadError as cut:
+        _add_lines(start + cut.partial, lines)
+        return False
+    except asyncio.LimitOverrunError:
+        raise AgiProtocolError(f"request header over {MAX_HEADER_BYTES} bytes") from None
+    _add_lines(block, lines)
+    return True
+
+
+_HEADER_START = b"agi_"
+
+
+def _add_lines(block: bytes, lines: list[str]) -> None:
+    """The lines of ``block`` (without the blank line that ends a header) into ``lines``."""
+    if not block:
+        return
+    for raw in block.rstrip(b"\n").split(b"\n"):
+        if len(raw) >= MAX_LINE_BYTES:
+            raise AgiProtocolError(f"request line over {MAX_LINE_BYTES} bytes")
+        lines.append(raw.decode("utf-8", errors="replace").rstrip("\r"))
 
 
 def _peer_ip(writer: asyncio.StreamWriter) -> str:
