@@ -22,6 +22,7 @@ states of any phone count.  A manager paused in any queue is PAUSED.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class ManagerBoard:
         self._desks = {m.extension: Desk(m.extension) for m in settings.managers}
         self._leg_owner: dict[str, str] = {}  # Uniqueid -> extension
         self._reserved: dict[str, set[str]] = {}  # call id -> extensions
+        self._wrapup = settings.routing.wrapup_seconds
+        self._version = 0  # bumped by every change, so cached statuses know they are stale
         self._handlers: dict[str, Callable[[Fields, float], str | None]] = {
             "Newchannel": self._on_channel_state,
             "Newstate": self._on_channel_state,
@@ -97,6 +100,7 @@ class ManagerBoard:
         handler = self._handlers.get(event.fields.get("Event", ""))
         if handler is None:
             return
+        self._version += 1
         extension = handler(event.fields, event.time)
         if extension is not None:
             self.status(extension, event.time)
@@ -117,6 +121,7 @@ class ManagerBoard:
         ``ExtensionStateList``; ``queue_members``: ``QueueMember`` of
         ``QueueStatus``.  A list left out (None) keeps that part as it is.
         """
+        self._version += 1
         if channels is not None:
             self._resync_channels(list(channels), time)
         if devices is not None:
@@ -299,7 +304,7 @@ class ManagerBoard:
             if desk is None:
                 continue
             self._drop_reservation(desk)
-            desk.reservation = Reservation(call_id, until)
+            desk.reservation, desk.cached = Reservation(call_id, until), None
             self._reserved.setdefault(call_id, set()).add(extension)
             desk.observe(ManagerStatus.RESERVED, now)
 
@@ -308,12 +313,12 @@ class ManagerBoard:
         for extension in self._reserved.pop(call_id, set()):
             desk = self._desks[extension]
             if desk.reservation is not None and desk.reservation.call_id == call_id:
-                desk.reservation = None
+                desk.reservation, desk.cached = None, None
 
     def _drop_reservation(self, desk: Desk) -> None:
         if desk.reservation is None:
             return
-        call_id, desk.reservation = desk.reservation.call_id, None
+        call_id, desk.reservation, desk.cached = desk.reservation.call_id, None, None
         others = self._reserved.get(call_id, set())
         others.discard(desk.extension)
         if not others:
@@ -338,23 +343,34 @@ class ManagerBoard:
         return status
 
     def _status_of(self, desk: Desk, now: float, group: str | None) -> ManagerStatus:
+        """The status, worked out again only after a change or when it may have expired."""
+        cached = desk.cached
+        if cached is not None and cached[:2] == (self._version, group) and now < cached[3]:
+            return cached[2]
+        status, until = self._work_out(desk, now, group)
+        desk.cached = (self._version, group, status, until)
+        return status
+
+    def _work_out(self, desk: Desk, now: float, group: str | None) -> tuple[ManagerStatus, float]:
+        """The status at ``now``, and until when it holds unless something changes."""
         if desk.unavailable():
-            return ManagerStatus.UNAVAILABLE
-        if not self.plan.is_open(self.plan.hours_for(desk.extension, group), now):
-            return ManagerStatus.OFF_HOURS
+            return ManagerStatus.UNAVAILABLE, math.inf
+        hours = self.plan.hours_for(desk.extension, group)
+        until = math.inf if hours is None else (now // 60 + 1) * 60  # hours turn at a minute
+        if hours is not None and not self.plan.is_open(hours, now):
+            return ManagerStatus.OFF_HOURS, until
         if desk.paused_in:
-            return ManagerStatus.PAUSED
+            return ManagerStatus.PAUSED, until
         engaged = desk.engaged()
         if engaged is not ManagerStatus.FREE:
-            return engaged
+            return engaged, until
         if desk.reservation is not None:
             if desk.reservation.until > now:
-                return ManagerStatus.RESERVED
+                return ManagerStatus.RESERVED, min(until, desk.reservation.until)
             self._drop_reservation(desk)
-        wrapup = self.settings.routing.wrapup_seconds
-        if desk.last_call_end is not None and now < desk.last_call_end + wrapup:
-            return ManagerStatus.WRAPUP
-        return ManagerStatus.FREE
+        if desk.last_call_end is not None and now < desk.last_call_end + self._wrapup:
+            return ManagerStatus.WRAPUP, min(until, desk.last_call_end + self._wrapup)
+        return ManagerStatus.FREE, until
 
     def last_call_end(self, extension: str) -> float | None:
         """When the manager's last answered call ended (epoch seconds), if known."""

@@ -109,25 +109,29 @@ class Desk:
     calls_day: date | None = None
     calls_today: int = 0
     since: tuple[ManagerStatus, float] | None = None
+    # (board version, group, status, valid until): see ManagerBoard._status_of
+    cached: tuple[int, str | None, ManagerStatus, float] | None = None
 
     def unavailable(self) -> bool:
         """The hint says so, or every phone with a known state is unavailable."""
         if self.hint is ManagerStatus.UNAVAILABLE:
             return True
-        states = self.devices.values()
-        return bool(states) and all(s is ManagerStatus.UNAVAILABLE for s in states)
+        if not self.devices:
+            return False
+        return all(s is ManagerStatus.UNAVAILABLE for s in self.devices.values())
 
     def engaged(self) -> ManagerStatus:
         """The most restrictive of phones, hint, own legs and queue calls (FREE if none)."""
-        found: list[ManagerStatus] = [
-            s for s in self.devices.values() if s is not ManagerStatus.UNAVAILABLE
-        ]
-        found += [leg.status for leg in self.legs.values()]
-        if self.hint is not None:
-            found.append(self.hint)
-        if self.in_queue_call:
-            found.append(ManagerStatus.ON_CALL)
-        return max(found, key=lambda status: status.rank, default=ManagerStatus.FREE)
+        worst = ManagerStatus.ON_CALL if self.in_queue_call else ManagerStatus.FREE
+        if self.hint is not None and _RANK[self.hint] > _RANK[worst]:
+            worst = self.hint
+        for status in self.devices.values():
+            if status is not ManagerStatus.UNAVAILABLE and _RANK[status] > _RANK[worst]:
+                worst = status
+        for leg in self.legs.values():
+            if _RANK[leg.status] > _RANK[worst]:
+                worst = leg.status
+        return worst
 
     def call_ended(self, moment: float, day: date) -> None:
         """An answered call of this manager ended at ``moment`` (local ``day``)."""
