@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from pbx_tracker.store.writer import CallWriter
 
 log = structlog.get_logger(__name__)
+
+STICKY_REFRESH_SECONDS = 60.0
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -88,6 +91,7 @@ class Daemon:
             return 1
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
+        history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
         watchdog = self._start_watchdog(stop)
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({listener, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -96,7 +100,7 @@ class Daemon:
         if listener.done() and isinstance(listener.exception(), AmiLoginError):
             log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
             code = 1
-        await self._shutdown(listener, consumer, watchdog, stopped)
+        await self._shutdown(listener, consumer, history, watchdog, stopped)
         return code
 
     async def _start_agi(self) -> bool:
@@ -111,6 +115,26 @@ class Daemon:
             return False
         log.info("daemon.agi_listening", host=agi.host, port=self.agi.port)
         return True
+
+    async def _keep_caller_history(self) -> None:
+        """Callers' last managers in memory (sticky routing), refreshed from the database."""
+        days = max((group.sticky_days for group in self.board.plan.groups.values()), default=0)
+        if days == 0:
+            return
+        since = datetime.now(UTC) - timedelta(days=days)
+        try:
+            callers = await self.sticky.preload(since)
+            log.info("daemon.caller_history_loaded", callers=callers, days=days)
+        except Exception as error:  # the database answers each lookup instead
+            log.warning("daemon.caller_history_failed", error=str(error) or type(error).__name__)
+        while True:
+            await asyncio.sleep(STICKY_REFRESH_SECONDS)
+            try:
+                await self.sticky.refresh()
+            except Exception as error:
+                log.warning(
+                    "daemon.caller_history_failed", error=str(error) or type(error).__name__
+                )
 
     def _start_watchdog(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
         interval = systemd.watchdog_interval()

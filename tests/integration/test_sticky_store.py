@@ -114,3 +114,35 @@ async def test_database_failure_means_no_sticky_ring(database_url: str) -> None:
         await engine.dispose()
     assert [entry["event"] for entry in logs] == ["routing.sticky_lookup_failed"]
     assert logs[0]["log_level"] == "warning"
+
+
+async def test_preloaded_window_answers_without_the_database(engine: AsyncEngine) -> None:
+    """After preload, the history is in memory: the database can go away."""
+    await save(
+        engine,
+        talk("6.1", days_ago=10, manager="101"),
+        talk("6.2", days_ago=2, manager="102"),
+        talk("6.3", days_ago=5, manager="103", caller="+79160000000"),
+        talk("6.4", days_ago=40, manager="101", caller="+79165550000"),  # before the window
+    )
+    memory = StickyMemory(engine)
+    assert await memory.preload(MONTH_AGO) == 2
+    await engine.dispose()
+    broken = make_async_engine("sqlite:////nonexistent-folder/none.sqlite3")
+    memory._engine = broken  # any database query would now fail and log a warning
+    with structlog.testing.capture_logs() as logs:
+        assert await memory.last_manager(CALLER, MONTH_AGO) == ("102", NOW - timedelta(days=2))
+        assert await memory.last_manager("+79160000000", MONTH_AGO) is not None
+        assert await memory.last_manager("+79167777777", MONTH_AGO) is None  # a new caller
+    assert logs == []
+    await broken.dispose()
+
+
+async def test_refresh_reads_what_another_node_wrote(engine: AsyncEngine) -> None:
+    memory = StickyMemory(engine)
+    await memory.preload(MONTH_AGO)
+    assert await memory.last_manager(CALLER, MONTH_AGO) is None
+    await save(engine, talk("7.1", days_ago=1, manager="103").replace(node="pbx2"))
+    assert await memory.refresh() == 1
+    assert await memory.last_manager(CALLER, MONTH_AGO) == ("103", NOW - timedelta(days=1))
+    assert await memory.refresh() == 0  # nothing new since
