@@ -27,9 +27,9 @@ so every decision can be read back later.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,17 +45,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _NO_VALUE = ("", "unknown", "anonymous", "none", "(null)")
+_NOT_DIGITS = re.compile(r"\D")
 
 
 def recording_path(
     recordings_dir: Path, did: str, caller: str | None, uniqueid: str, at: float
 ) -> str:
     """``<dir>/YYYY/MM/DD/in-<did>-<caller>-<YYYYmmdd-HHMMSS>-<uniqueid>.wav`` (UTC)."""
-    moment = datetime.fromtimestamp(at, UTC)
-    who = "".join(ch for ch in (caller or "") if ch.isdigit()) or "anonymous"
-    number = "".join(ch for ch in did if ch.isdigit()) or "unknown"
-    name = f"in-{number}-{who}-{moment:%Y%m%d-%H%M%S}-{uniqueid}.wav"
-    return str(recordings_dir / f"{moment:%Y}" / f"{moment:%m}" / f"{moment:%d}" / name)
+    day, clock = time.strftime("%Y/%m/%d %Y%m%d-%H%M%S", time.gmtime(at)).split()
+    who = _NOT_DIGITS.sub("", caller or "") or "anonymous"
+    number = _NOT_DIGITS.sub("", did) or "unknown"
+    return f"{recordings_dir}/{day}/in-{number}-{who}-{clock}-{uniqueid}.wav"
 
 
 def _arg(args: list[str], index: int) -> str:
