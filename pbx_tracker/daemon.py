@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,16 +66,19 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
 class Daemon:
     """AMI events in, call records out, until told to stop."""
 
-    def __init__(self, settings: Settings, writer: CallWriter) -> None:
+    def __init__(
+        self, settings: Settings, writer: CallWriter, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock`` is the router's (the demo runs a simulated day faster than real time)."""
         self.settings = settings
         self.writer = writer
         self.correlator = Correlator(topology_of(settings))
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
-        self.board = ManagerBoard(settings)
+        self.board = ManagerBoard(settings, clock)
         self.sticky = StickyMemory(writer.engine)
-        self.router = Router(settings, self.board, self.sticky)
-        handlers = {"route": RouteHandler(settings, self.router)}
+        self.router = Router(settings, self.board, self.sticky, clock)
+        handlers = {"route": RouteHandler(settings, self.router, clock)}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()

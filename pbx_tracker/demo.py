@@ -1,10 +1,14 @@
 """`pbx-tracker demo`: the daemon against a simulated Asterisk, on SQLite, with no setup.
 
-The simulated Asterisk is a real AMI server on a loopback port that plays calls
-shaped like the captured traces (answered, ring group, queue, no answer, busy,
-abandoned; overlapping).  The daemon logs in, correlates and writes records to
-a SQLite file exactly as in production; each record is printed as it is
-written, then a per-source summary.
+The simulated Asterisk is a real AMI server on a loopback port.  For every
+call of a simulated day it first asks the daemon's router over FastAGI whom to
+ring (as the shipped dialplan does), then plays the call's AMI events, shaped
+like the captured traces, with the phone the router chose: answered, rung out,
+a queue call, or all busy when nobody was free.  Managers are busy while on
+these calls, and Vera (103) takes a break for part of the day, so the router's
+choices follow who is free.  The daemon logs in, correlates and writes records
+to a SQLite file exactly as in production; each routing decision and each
+record is printed as it happens, then a per-source and a per-manager summary.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import generate_day, merge
+from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
+from pbx_tracker.sim.scenarios import CallSlot, call_slots
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
 
@@ -36,6 +41,7 @@ DEMO_NUMBERS = [
 ]
 DEMO_SECRET = "demo-secret"
 DEMO_DIDS = [(did, source) for did, source, _ in DEMO_NUMBERS]
+DEMO_CALL_GAP = 6.0  # seconds between calls on average: three managers are often, not always, busy
 
 
 def demo_settings(directory: Path, port: int, database_url: str | None = None) -> Settings:
@@ -64,6 +70,14 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 for name, ext in (("Anna", "101"), ("Boris", "102"), ("Vera", "103"))
             ],
             "agi": {"port": 0},
+            "routing": {
+                "dial_template": "IAX2/{extension}/{extension}",
+                "groups": [
+                    {"name": "sales", "strategy": "longest_idle", "sticky_days": 30},
+                    {"name": "flyer-queue", "strategy": "queue", "queue": "sales"},
+                ],
+                "numbers": [{"did": "74951110003", "group": "flyer-queue"}],
+            },
             "logging": {"level": "warning"},
         },
         environ={},
@@ -81,47 +95,98 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
         ) as asterisk:
             settings = demo_settings(folder, asterisk.port)
             await asyncio.to_thread(upgrade_to_head, settings.database.url)
-            day = generate_day(calls, dids=DEMO_DIDS, seed=seed)
+            slots = call_slots(calls, dids=DEMO_DIDS, seed=seed, mean_gap=DEMO_CALL_GAP)
             console.print(
                 f"[bold]pbx-tracker demo[/]: {calls} simulated calls, "
                 f"speed {speed or 'unlimited'}x, database {settings.database.url}"
             )
-            written = await _run_day(settings, asterisk, merge(day), len(day), speed, console)
+            day = _Day(settings, asterisk, slots, speed, seed, console)
+            written = await day.run()
         _print_summary(console, written)
-        missing = len(day) - len(written)
+        _print_managers(console, written, day.routed)
+        missing = len(slots) - len(written)
         if missing:
             console.print(f"[red]{missing} calls were not recorded[/]")
         return 0 if missing == 0 else 1
 
 
-async def _run_day(
-    settings: Settings,
-    asterisk: FakeAsterisk,
-    messages: list[dict[str, str]],
-    expected: int,
-    speed: float,
-    console: Console,
-) -> list[CallRecord]:
-    written: list[CallRecord] = []
-    all_written = asyncio.Event()
+def _breaks(slots: list[CallSlot]) -> list[ManagerBreak]:
+    """Vera's phone is off from a third to two thirds of the day."""
+    if len(slots) < 6:
+        return []
+    third = len(slots) // 3
+    return [ManagerBreak("IAX2/103", slots[third].start - 0.5, slots[2 * third].start - 0.5)]
 
-    def on_written(record: CallRecord, new: bool) -> None:
-        written.append(record)
-        console.print(_record_line(record))
-        if len(written) >= expected:
-            all_written.set()
 
-    stop = asyncio.Event()
-    async with open_writer(settings, on_written=on_written) as writer:
-        daemon = Daemon(settings, writer)
-        runner = asyncio.create_task(daemon.run(stop))
-        await asyncio.wait_for(daemon.ready.wait(), timeout=10)
-        started = time.monotonic()
-        await asyncio.gather(asterisk.play(messages, speed=speed or None), all_written.wait())
-        console.print(f"simulated day played in {time.monotonic() - started:.1f} s")
-        stop.set()
-        await runner
-    return written
+class _Day:
+    """The daemon running while the simulated Asterisk routes and plays the day's calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        asterisk: FakeAsterisk,
+        slots: list[CallSlot],
+        speed: float,
+        seed: int,
+        console: Console,
+    ) -> None:
+        self.settings, self.asterisk, self.slots = settings, asterisk, slots
+        self.speed, self.seed, self.console = speed, seed, console
+        self.written: list[CallRecord] = []
+        self.routed: list[RoutedCall] = []
+        self._all_written = asyncio.Event()
+
+    async def run(self) -> list[CallRecord]:
+        stop = asyncio.Event()
+        clock = DayClock(self.speed or None)
+        async with open_writer(self.settings, on_written=self._on_written) as writer:
+            daemon = Daemon(self.settings, writer, clock)
+            runner = asyncio.create_task(daemon.run(stop))
+            await asyncio.wait_for(daemon.ready.wait(), timeout=10)
+            assert daemon.agi is not None
+            started = time.monotonic()
+            day = RoutedDay(
+                self.asterisk,
+                daemon.agi.port,
+                speed=self.speed or None,
+                clock=clock,
+                seed=self.seed,
+                on_routed=self._on_routed,
+                on_break=self._on_break,
+            )
+            await asyncio.gather(
+                day.play(self.slots, _breaks(self.slots)), self._all_written.wait()
+            )
+            self.console.print(f"simulated day played in {time.monotonic() - started:.1f} s")
+            stop.set()
+            await runner
+        return self.written
+
+    def _on_written(self, record: CallRecord, new: bool) -> None:
+        self.written.append(record)
+        self.console.print(_record_line(record))
+        if len(self.written) >= len(self.slots):
+            self._all_written.set()
+
+    def _on_routed(self, routed: RoutedCall) -> None:
+        self.routed.append(routed)
+        self.console.print(_route_line(routed))
+
+    def _on_break(self, device: str, off: bool) -> None:
+        what = "switched off (break)" if off else "back on"
+        self.console.print(f"[yellow]{device} {what}[/]")
+
+
+def _route_line(routed: RoutedCall) -> str:
+    answer, slot = routed.answer, routed.slot
+    if answer.get("ROUTE_STATUS") != "OK":
+        target = "[red]nobody free[/]: missed-call path"
+    elif answer.get("ROUTE_QUEUE"):
+        target = f"queue {answer['ROUTE_QUEUE']}"
+    else:
+        target = f"ring {answer.get('ROUTE_MANAGER', '?')}"
+    reason = escape(answer.get("ROUTE_REASON", ""))
+    return f"  route +{slot.caller} → {slot.did}: {target} [dim]({reason})[/]"
 
 
 def _record_line(record: CallRecord) -> str:
@@ -157,3 +222,20 @@ def _print_summary(console: Console, records: list[CallRecord]) -> None:
 
 def _cells(*values: Any) -> list[str]:
     return [str(v) for v in values]
+
+
+def _print_managers(console: Console, records: list[CallRecord], routed: list[RoutedCall]) -> None:
+    offered: Counter[str] = Counter()
+    for call in routed:
+        for manager in call.answer.get("ROUTE_MANAGER", "").split("&"):
+            offered[manager] += 1 if manager else 0
+    answered = Counter(r.answered_by for r in records if r.status is CallStatus.ANSWERED)
+    strategies = Counter(call.answer.get("ROUTE_STRATEGY", "?") for call in routed)
+    table = Table(title="Calls per manager")
+    for column in ("manager", "offered by the router", "answered"):
+        table.add_column(column, justify="left" if column == "manager" else "right")
+    for manager in sorted({m for m in (*offered, *answered) if m}):
+        table.add_row(manager, *_cells(offered[manager], answered[manager]))
+    console.print(table)
+    shown = ", ".join(f"{name} {count}" for name, count in sorted(strategies.items()))
+    console.print(f"router decisions: {shown}")

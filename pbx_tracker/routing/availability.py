@@ -221,7 +221,10 @@ class ManagerBoard:
         desk = self._desks[extension]
         leg = desk.legs.pop(uniqueid, None)
         if leg is not None and leg.answered:
-            desk.call_ended(moment, self.plan.local_time(moment).date())
+            ended = min(
+                moment, self._clock()
+            )  # an Asterisk clock ahead of ours: no endless wrap-up
+            desk.call_ended(ended, self.plan.local_time(ended).date())
         return extension
 
     # --- phone, hint and queue states ---------------------------------------------

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import itertools
 import random
 import re
 import uuid
@@ -93,13 +92,23 @@ class IdAllocator:
 
     def __init__(self, epoch: float = DEFAULT_EPOCH, *, seed: int = 1, first_seq: int = 0) -> None:
         self.epoch = epoch
-        self._seq = itertools.count(first_seq)
+        self._next_seq = first_seq
         self._rng = random.Random(f"pbx-tracker-ids-{seed}")
         self._callno = self._rng.randrange(1, 16000)
 
     def uniqueid(self, at: float) -> str:
         """A new Uniqueid for a channel created at epoch time `at`."""
-        return f"{int(at)}.{next(self._seq)}"
+        uniqueid = self.peek_uniqueid(at)
+        self._next_seq += 1
+        return uniqueid
+
+    def peek_uniqueid(self, at: float) -> str:
+        """The Uniqueid the next channel created at `at` will get (nothing is used up).
+
+        The first channel of a call is the caller's: this is the call's Linkedid,
+        known before the call is made (the router is asked with it).
+        """
+        return f"{int(at)}.{self._next_seq}"
 
     def callno(self) -> int:
         self._callno = self._callno % 32767 + 1
@@ -672,6 +681,34 @@ def generate_day(
         calls.append(call)
         start = round(start + rng.expovariate(1.0 / mean_gap), 3)
     return calls
+
+
+@dataclass(frozen=True)
+class CallSlot:
+    """Who calls which number when, before anyone decides how the call goes."""
+
+    start: float  # seconds after the day's start
+    did: str
+    source: str
+    caller: str
+    caller_name: str
+
+
+def call_slots(
+    n_calls: int, *, dids: Sequence[tuple[str, str]], seed: int = 1, mean_gap: float = 2.0
+) -> list[CallSlot]:
+    """`n_calls` callers of a day, `mean_gap` seconds apart on average; some call again."""
+    if not dids:
+        raise ValueError("call_slots needs at least one (did, source) pair")
+    rng = random.Random(f"pbx-tracker-slots-{seed}")
+    callers: dict[str, str] = {}
+    slots, start = [], 1.0
+    for _ in range(n_calls):
+        did, source = rng.choice(list(dids))
+        caller, name = _caller(rng, callers, {d for d, _ in dids})
+        slots.append(CallSlot(start, did, source, caller, name))
+        start = round(start + rng.expovariate(1.0 / mean_gap), 3)
+    return slots
 
 
 def _kinds(n_calls: int, rng: random.Random) -> list[str]:

@@ -115,4 +115,6 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert process.returncode == 0, text
     assert "Calls per source" in text
     assert text.count("answered by") + text.count("missed (") == 15
+    assert text.count("  route +") == 15  # each call asked the router over FastAGI first
+    assert "Calls per manager" in text and "router decisions:" in text
     assert (tmp_path / "pbx-tracker.sqlite3").exists()
