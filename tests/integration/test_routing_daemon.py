@@ -21,7 +21,7 @@ from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.routing.desk import ManagerStatus
 from pbx_tracker.sim.agi_client import AgiCall, env_for_call, read_agi_trace, run_agi_session
-from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
@@ -272,3 +272,24 @@ async def test_classic_agi_script_asks_the_running_daemon(
     assert f'SET VARIABLE ROUTE_TO "{ALL_THREE}"' in commands
     assert 'SET VARIABLE ROUTE_STATUS "OK"' in commands
     assert "FALLBACK" not in commands
+
+
+async def test_captured_calls_make_their_managers_busy_until_they_hang_up(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Real traffic: while the captured ring-group call is in progress (102 talking), 102 is
+    on a call and the router offers someone else; once it ends, 102 is free again."""
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
+    events = trace_events(TRACES / "06_ringgroup.jsonl")
+    talking = next(i for i, e in enumerate(events) if e.get("Event") == "BridgeEnter") + 2
+    async with running_daemon(settings) as pbx:
+        await asterisk.play(events[:talking])
+        await pbx.until(lambda: pbx.status("102") is ManagerStatus.ON_CALL)
+        during = await pbx.route("1795350010.1", "79160000010", did="74951110001")  # ring all
+        pbx.daemon.board.release("1795350010.1")
+        await asterisk.play(events[talking:])
+        await pbx.until(lambda: pbx.status("102") is ManagerStatus.FREE)
+        statuses = {ext: pbx.status(ext) for ext in ("101", "102", "103")}
+    assert during.variables["ROUTE_MANAGER"] == "101&103"
+    assert during.variables["ROUTE_TO"] == "IAX2/101/101&IAX2/103/103"
+    assert statuses == dict.fromkeys(("101", "102", "103"), ManagerStatus.FREE)
