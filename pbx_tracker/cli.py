@@ -65,10 +65,13 @@ def run(config_path: str | None) -> None:
 def check_config(config_path: str | None) -> None:
     """Validate the config: exit 0, or 1 with each problem on a line naming the key."""
     settings = load_or_exit(config_path)
+    agi = settings.agi
+    router = f"FastAGI {agi.host}:{agi.port}" if agi.enabled else "FastAGI off"
     click.echo(
         f"config OK: {len(settings.tracked_numbers)} tracked numbers, "
         f"{sum(len(p.numbers) for p in settings.number_pools)} pool numbers, "
-        f"{len(settings.managers)} managers, AMI {settings.ami.host}:{settings.ami.port}"
+        f"{len(settings.managers)} managers in {len(settings.routing.groups) or 1} routing "
+        f"group(s), AMI {settings.ami.host}:{settings.ami.port}, {router}"
     )
 
 

@@ -637,7 +637,7 @@ def _describe(error: ErrorDetails, from_env: Mapping[str, str], secrets: list[st
 
 def _shown_input(value: Any, message: str, secrets: list[str]) -> str:
     """`` (got 'five')`` for a scalar not in ``message`` that holds no secret, else nothing."""
-    if not isinstance(value, str | int | float | bool) and value is not None:
+    if not isinstance(value, str | int | float | bool):  # None: the key was left out
         return ""
     repeated = len(str(value)) >= 5 and str(value) in message
     if repeated or any(secret in str(value) for secret in secrets):

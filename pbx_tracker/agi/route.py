@@ -39,7 +39,7 @@ from pbx_tracker.phones import normalize_number
 from pbx_tracker.routing.router import RouteDecision, Router, RouteRequest
 
 if TYPE_CHECKING:
-    from pbx_tracker.agi.server import AgiSession
+    from pbx_tracker.agi.session import AgiSession
     from pbx_tracker.config import Settings
 
 log = structlog.get_logger(__name__)

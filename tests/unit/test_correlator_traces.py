@@ -124,3 +124,15 @@ def test_times_are_utc_and_ordered() -> None:
     assert record.started_at <= record.answered_at <= record.ended_at
     assert record.started_at.isoformat().startswith("2026-11-22T11:51:53")
     assert record.started_at.utcoffset() is not None and not record.started_at.utcoffset()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_routers_answer_is_kept_with_the_call(fmt: str) -> None:
+    """The router's SET VARIABLEs (VarSet on the caller's channel) stay in the record."""
+    ringgroup, queue = (
+        replay(TRACES / f"{stem}.{fmt}")[0] for stem in ("06_ringgroup", "07_queue_answered")
+    )
+    assert ringgroup.variables["ROUTE_TO"] == "IAX2/101/101&IAX2/102/102&IAX2/103/103"
+    assert ringgroup.variables["ROUTE_TIMEOUT"] == "20"
+    assert (queue.variables["ROUTE_QUEUE"], queue.variables["ROUTE_TIMEOUT"]) == ("sales", "60")
+    assert queue.variables["TRACK_SOURCE"] == "offline-flyer"
