@@ -15,6 +15,7 @@ form of older dialplans (``route,DID,CALLER``) works too.  The answer:
 ``ROUTE_TRIED``     every extension rung so far, joined by ``&`` (passed back)
 ``ROUTE_STRATEGY``  sticky, longest_idle, round_robin, ring_all, queue or missed
 ``ROUTE_REASON``    one readable line: why these managers, or why missed
+``ROUTE_DECISION_n`` this ask's decision in one line, kept per step (n = 1, 2, ...)
 ``ROUTE_MISSED``    on MISSED: ``voicemail``, ``message`` or ``hangup``
 ``ROUTE_VOICEMAIL`` on MISSED: the box (``100@default``), ``ROUTE_MESSAGE`` the sound
 ``TRACK_SOURCE``    the number's source from the config, unless the dialplan set one
@@ -56,6 +57,17 @@ def recording_path(
     who = _NOT_DIGITS.sub("", caller or "") or "anonymous"
     number = _NOT_DIGITS.sub("", did) or "unknown"
     return f"{recordings_dir}/{day}/in-{number}-{who}-{clock}-{uniqueid}.wav"
+
+
+def _decision_line(decision: RouteDecision) -> str:
+    """``ring 101&102 (longest_idle in sales: ...)``, ``queue sales (...)``, ``missed (...)``."""
+    if decision.action == "dial":
+        target = f"ring {'&'.join(decision.managers)}"
+    elif decision.action == "queue":
+        target = f"queue {decision.queue}"
+    else:
+        target = "missed"
+    return f"{target} ({decision.reason})"
 
 
 def _arg(args: list[str], index: int) -> str:
@@ -142,6 +154,7 @@ class RouteHandler:
             "ROUTE_TRIED": "&".join(tried),
             "ROUTE_STRATEGY": decision.strategy,
             "ROUTE_REASON": decision.reason,
+            f"ROUTE_DECISION_{request.step}": _decision_line(decision),
         }
         if decision.missed is not None:
             answer["ROUTE_MISSED"] = decision.missed.action

@@ -236,6 +236,8 @@ async def test_next_ask_goes_on_to_the_managers_not_tried_then_missed(
     assert [a["ROUTE_MANAGER"] for a in answers] == ["101", "102", "103", ""]
     assert answers[2]["ROUTE_TRIED"] == "101&102&103"
     assert answers[3]["ROUTE_STATUS"] == "MISSED"
+    assert answers[0]["ROUTE_DECISION_1"].startswith("ring 101 (longest_idle in sales")
+    assert answers[3]["ROUTE_DECISION_4"].startswith("missed (nobody free in sales")
 
 
 def run_script(port: int, tmp_path: Path, env_lines: list[tuple[str, str]]) -> str:
