@@ -31,7 +31,6 @@ __all__ = [
 HANGUP_LINE = "HANGUP"
 _STATUS = re.compile(r"(?P<code>\d{3})(?P<sep>[ -]|$)")
 _RESULT = re.compile(r"result=(?P<result>\S*)")
-_ARG_KEY = re.compile(r"agi_arg_(?P<number>\d+)")
 _KEY = re.compile(r"agi_\w+")
 _SHOWN = 80
 
@@ -158,13 +157,13 @@ class AgiRequest:
         path, _, query = values.get("agi_network_script", "").partition("?")
         numbered = []
         for key, value in values.items():
-            arg = _ARG_KEY.fullmatch(key)
-            if arg is not None:
-                numbered.append((int(arg["number"]), value))
+            number = key[8:] if key.startswith("agi_arg_") else ""
+            if number.isdigit() and number.isascii():
+                numbered.append((int(number), value))
         return cls(
             env=values,
             script=path.lstrip("/"),
-            query=dict(parse_qsl(query, keep_blank_values=True)),
+            query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             args=[value for _, value in sorted(numbered)],
         )
 
