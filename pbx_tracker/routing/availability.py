@@ -221,9 +221,9 @@ class ManagerBoard:
         desk = self._desks[extension]
         leg = desk.legs.pop(uniqueid, None)
         if leg is not None and leg.answered:
-            ended = min(
-                moment, self._clock()
-            )  # an Asterisk clock ahead of ours: no endless wrap-up
+            # never later than our own clock: an Asterisk clock ahead of ours
+            # must not keep the manager in wrap-up
+            ended = min(moment, self._clock())
             desk.call_ended(ended, self.plan.local_time(ended).date())
         return extension
 
