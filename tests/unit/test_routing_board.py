@@ -567,3 +567,16 @@ def test_captured_concurrent_calls_end_with_everybody_free(clock: Clock) -> None
     assert all(statuses[-1] is S.FREE for statuses in seen.values())
     that_day = board.last_call_end("102")
     assert [view.calls_today for view in board.snapshot(that_day)] == [1, 1, 0]
+
+
+def test_asterisk_clock_ahead_of_ours_does_not_stretch_wrapup(
+    board: ManagerBoard, clock: Clock
+) -> None:
+    """Events stamped 10 minutes ahead (Asterisk's Timestamp, a skewed clock): the call
+    still ends now for us, and 101 is free again after the 30 s wrap-up."""
+    ahead = Clock(clock.now + 600)
+    skewed = Pbx(board, ahead)
+    skewed.talk("101", 60)  # its hang-up reaches us now
+    assert board.status("101") is S.WRAPUP
+    clock.now += 31
+    assert board.status("101") is S.FREE
