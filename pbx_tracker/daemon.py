@@ -78,7 +78,8 @@ class Daemon:
         self.board = ManagerBoard(settings, clock)
         self.sticky = StickyMemory(writer.engine)
         self.router = Router(settings, self.board, self.sticky, clock)
-        handlers = {"route": RouteHandler(settings, self.router, clock)}
+        route = RouteHandler(settings, self.router, clock, lambda: self.listener.connected)
+        handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()

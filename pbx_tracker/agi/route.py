@@ -28,6 +28,7 @@ so every decision can be read back later.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -83,11 +84,17 @@ class RouteHandler:
     """Answers ``agi://…/route``: one router decision per ring attempt."""
 
     def __init__(
-        self, settings: Settings, router: Router, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        router: Router,
+        clock: Callable[[], float] = time.time,
+        states_known: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``states_known`` says whether the managers' states are live (AMI connected)."""
         self.settings = settings
         self.router = router
         self.clock = clock
+        self.states_known = states_known
 
     def request_of(self, session: AgiSession) -> RouteRequest:
         """The call as the dialplan described it (arguments, else the AGI environment)."""
@@ -107,6 +114,9 @@ class RouteHandler:
     async def __call__(self, session: AgiSession) -> None:
         request = self.request_of(session)
         decision = await self.router.route(request)
+        if not self.states_known():
+            reason = f"{decision.reason}; phone states may be stale: no AMI connection"
+            decision = dataclasses.replace(decision, reason=reason)
         if request.step == 1:
             await self._label_call(session, request, decision)
         for name, value in self._answer(request, decision).items():

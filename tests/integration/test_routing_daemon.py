@@ -16,10 +16,14 @@ from typing import Any
 
 import pytest
 
+from pbx_tracker.agi.route import RouteHandler
+from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.calls.records import CallStatus
 from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
+from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.desk import ManagerStatus
+from pbx_tracker.routing.router import Router
 from pbx_tracker.sim.agi_client import AgiCall, env_for_call, read_agi_trace, run_agi_session
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.calls import save_call
@@ -295,3 +299,20 @@ async def test_captured_calls_make_their_managers_busy_until_they_hang_up(
     assert during.variables["ROUTE_MANAGER"] == "101&103"
     assert during.variables["ROUTE_TO"] == "IAX2/101/101&IAX2/103/103"
     assert statuses == dict.fromkeys(("101", "102", "103"), ManagerStatus.FREE)
+
+
+async def test_without_ami_the_answer_says_the_phone_states_may_be_stale(
+    tmp_path: Path,
+) -> None:
+    """Asterisk's manager link is down: calls still ring someone, and the reason says why
+    the choice may be off (nobody's state is known)."""
+    settings = routing_settings("sqlite:///unused.sqlite3", 5038, tmp_path)
+    board = ManagerBoard(settings)
+    handler = RouteHandler(settings, Router(settings, board), states_known=lambda: False)
+    async with FastAgiServer({"route": handler}, settings.agi) as server:
+        env = env_for_call(
+            did="74951110002", caller="79160000011", uniqueid="1.1", channel="IAX2/carrier-1"
+        )
+        call = await run_agi_session("127.0.0.1", server.port, env, timeout=WAIT)
+    assert call.variables["ROUTE_TO"] == "IAX2/101/101"
+    assert call.variables["ROUTE_REASON"].endswith("phone states may be stale: no AMI connection")
