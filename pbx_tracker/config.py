@@ -43,6 +43,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from pbx_tracker.agi.settings import AgiSettings
+from pbx_tracker.callbacks.settings import CallbackSettings, Channel, callback_problems
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
     ConfigModel,
@@ -297,6 +298,7 @@ class Manager(ConfigModel):
     email: Email | None = None
     hours: list[HoursLine] | None = None
     dial: NonEmptyStr | None = None
+    notify: list[Channel] | None = None
 
 
 _Lower = BeforeValidator(lower_text)
@@ -339,6 +341,7 @@ class Settings(ConfigModel):
     number_pools: list[NumberPool] = Field(default_factory=list)
     managers: list[Manager] = Field(default_factory=list)
     agi: AgiSettings = Field(default_factory=AgiSettings)
+    callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
@@ -392,7 +395,11 @@ class Settings(ConfigModel):
 
     def secret_values(self) -> list[str]:
         """Every secret string in the settings, for redacting logs."""
-        values = [self.ami.secret.get_secret_value(), *self.database.password_values()]
+        values = [
+            self.ami.secret.get_secret_value(),
+            *self.database.password_values(),
+            *self.callbacks.secret_values(),
+        ]
         return [value for value in dict.fromkeys(values) if value]
 
 
@@ -734,4 +741,5 @@ def _cross_entry_problems(raw: Mapping[str, Any], region: str) -> list[str]:
         *_duplicate_values(raw, "managers", "extension"),
         *_duplicate_devices(raw),
         *routing_problems(raw, region),
+        *callback_problems(raw),
     ]

@@ -1,0 +1,66 @@
+"""The callbacks section of the config: defaults, and problems named by key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pbx_tracker.config import ConfigError, settings_from_mapping
+
+MANAGERS = [{"name": "Anna", "extension": "101", "group": "sales", "email": "anna@example.ru"}]
+
+
+def load(callbacks: dict[str, Any], **more: Any) -> Any:
+    data = {"ami": {"secret": "s"}, "managers": MANAGERS, "callbacks": callbacks, **more}
+    return settings_from_mapping(data, environ={})
+
+
+def problems(callbacks: dict[str, Any], **more: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(callbacks, **more)
+    return caught.value.problems
+
+
+def test_defaults_open_tasks_for_every_missed_reason_and_only_log() -> None:
+    settings = settings_from_mapping({"ami": {"secret": "s"}}, environ={})
+    assert settings.callbacks.enabled and settings.callbacks.notify == []
+    assert settings.callbacks.reasons == ["no_answer", "abandoned", "busy", "unavailable", "failed"]
+    assert settings.callbacks.remind_after_minutes == [0, 10, 30, 60, 120]
+
+
+def test_a_channel_in_use_needs_its_settings() -> None:
+    assert problems({"notify": ["email", "webhook"]}) == [
+        "callbacks.smtp: missing; notify uses email",
+        "callbacks.webhook: missing; notify uses webhook",
+    ]
+    managers = [{**MANAGERS[0], "notify": ["webhook"]}]
+    assert problems({}, managers=managers) == ["callbacks.webhook: missing; notify uses webhook"]
+
+
+def test_bad_values_are_named_by_key() -> None:
+    found = problems(
+        {
+            "remind_after_minutes": [10, 0],
+            "notify": ["sms"],
+            "supervisors": {"sales": "109"},
+            "webhook": {"url": "crm.example.ru/hook"},
+            "smtp": {"security": "ssl"},
+        }
+    )
+    assert found[0].startswith("callbacks.remind_after_minutes: must be ascending")
+    assert any(line.startswith("callbacks.notify[0]:") for line in found)
+    assert any(line.startswith("callbacks.webhook.url: must start with http") for line in found)
+    assert any(line.startswith("callbacks.smtp.security:") for line in found)
+    assert "callbacks.supervisors.sales: 109 is no manager" in found
+
+
+def test_smtp_password_and_webhook_secret_are_redacted_secrets() -> None:
+    settings = load(
+        {
+            "smtp": {"password": "mail-pass-1"},
+            "webhook": {"url": "http://127.0.0.1/hook", "secret": "hook-key-2"},
+        }
+    )
+    assert {"mail-pass-1", "hook-key-2"} <= set(settings.secret_values())
+    assert "mail-pass-1" not in repr(settings) and "hook-key-2" not in repr(settings)
