@@ -13,6 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from pbx_tracker.callbacks.schedule import JOBS_TABLE
 from pbx_tracker.store.engine import make_sync_engine, normalise_url
 from pbx_tracker.store.models import Base
 
@@ -32,12 +33,20 @@ def database_url() -> str:
     return url
 
 
+def include_object(
+    item: object, name: str | None, kind: str, reflected: bool, compare_to: object
+) -> bool:
+    """Everything but APScheduler's job table, which the scheduler creates and owns."""
+    return not (kind == "table" and name == JOBS_TABLE)
+
+
 def configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
 
 

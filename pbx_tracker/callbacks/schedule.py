@@ -1,0 +1,169 @@
+"""When reminders are due, and the APScheduler that wakes the daemon for them.
+
+Due times count working time only: ``remind_after_minutes`` and
+``sla_minutes`` run while `callbacks.hours` are open (in the routing time
+zone), so a call missed on Friday evening is first reminded of on Monday
+morning.  `due_reminders` says how many reminders of a task are due at a
+moment; the reminder job sends one message for all of them (late ones are
+coalesced) and stores how many were covered, so a job that runs twice, or
+after a restart, sends nothing more.
+
+`ReminderScheduler` keeps one APScheduler 3 date job per task (its next
+reminder, or the escalation) in the project's database (SQLAlchemy job store,
+table ``pbx_tracker_jobs``), so reminders that came due while the daemon was
+down run once at start, however late.  A sweep job every `SWEEP_SECONDS`
+catches what other processes changed (a task snoozed or closed from the
+command line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, tzinfo
+
+import structlog
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import make_url
+
+from pbx_tracker.routing.hours import WorkingHours
+
+__all__ = [
+    "JOBS_TABLE",
+    "SWEEP_SECONDS",
+    "ReminderScheduler",
+    "due_reminders",
+    "run_task_job",
+    "working_time_after",
+]
+
+log = structlog.get_logger(__name__)
+
+JOBS_TABLE = "pbx_tracker_jobs"
+SWEEP_SECONDS = 30
+_LOOKAHEAD = timedelta(days=14)  # no working minute within two weeks: hours are all closed
+
+
+def working_time_after(
+    start: datetime, minutes: float, hours: WorkingHours | None, zone: tzinfo | None
+) -> datetime:
+    """The moment ``minutes`` of working time after ``start`` (UTC in, UTC out).
+
+    Without hours every minute counts.  With hours, time outside them is
+    skipped; 0 minutes gives ``start`` itself when open, else the next opening.
+    """
+    if hours is None:
+        return start + timedelta(minutes=minutes)
+    moment, left = start, timedelta(minutes=minutes)
+    step = timedelta(minutes=1)
+    limit = start + _LOOKAHEAD + left
+    while moment < limit:
+        if hours.is_open(moment.astimezone(zone)):
+            if left <= timedelta(0):
+                return moment
+            chunk = min(step, left)
+            moment, left = moment + chunk, left - chunk
+        else:
+            moment = _next_minute(moment)
+    return moment
+
+
+def _next_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def due_reminders(
+    opened: datetime,
+    now: datetime,
+    schedule: list[int],
+    hours: WorkingHours | None,
+    zone: tzinfo | None,
+) -> int:
+    """How many of the scheduled reminders are due at ``now`` (0 .. len(schedule))."""
+    due = 0
+    for minutes in schedule:
+        if working_time_after(opened, minutes, hours, zone) > now:
+            break
+        due += 1
+    return due
+
+
+TaskJobHandler = Callable[[str, int], Awaitable[None]]
+_handler: TaskJobHandler | None = None
+
+
+async def run_task_job(kind: str, task_id: int) -> None:
+    """What a stored job calls: the running daemon's handler for ``kind`` of the task.
+
+    Stored jobs name this function (not a method), so they survive a restart.
+    """
+    if _handler is None:
+        log.warning("callbacks.job_without_daemon", kind=kind, task_id=task_id)
+        return
+    await _handler(kind, task_id)
+
+
+class ReminderScheduler:
+    """APScheduler (asyncio) with the tasks' jobs in the project's database."""
+
+    def __init__(
+        self,
+        database_url: str,
+        handler: TaskJobHandler,
+        *,
+        sweep: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        store = SQLAlchemyJobStore(url=_sync_url(database_url), tablename=JOBS_TABLE)
+        self._scheduler = AsyncIOScheduler(
+            jobstores={"default": store, "memory": MemoryJobStore()},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone="UTC",
+        )
+        self._handler = handler
+        self._sweep = sweep
+
+    def start(self) -> None:
+        """Start; jobs that came due while no daemon ran, run now (once each)."""
+        global _handler
+        _handler = self._handler
+        self._scheduler.start()
+        if self._sweep is not None:
+            self._scheduler.add_job(
+                self._sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", jobstore="memory"
+            )
+
+    def shutdown(self) -> None:
+        global _handler
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        _handler = None
+
+    def schedule(self, kind: str, task_id: int, when: datetime) -> None:
+        """Run the ``kind`` job of the task at ``when`` (past: at once); replaces the last one."""
+        self._scheduler.add_job(
+            run_task_job,
+            "date",
+            run_date=when,
+            id=f"callback-{task_id}-{kind}",
+            args=[kind, task_id],
+            replace_existing=True,
+        )
+
+    def cancel(self, task_id: int, kinds: tuple[str, ...] = ("remind", "escalate")) -> None:
+        """Forget the task's jobs (nothing happens for those there are not)."""
+        for kind in kinds:
+            job = self._scheduler.get_job(f"callback-{task_id}-{kind}", jobstore="default")
+            if job is not None:
+                job.remove()
+
+    def pending(self) -> list[tuple[str, datetime | None]]:
+        """(job id, next run time) of every stored task job."""
+        return [(job.id, job.next_run_time) for job in self._scheduler.get_jobs("default")]
+
+
+def _sync_url(url: str) -> str:
+    """The URL with a synchronous driver: APScheduler 3's job store is synchronous."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[parsed.get_backend_name()]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
