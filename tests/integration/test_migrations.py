@@ -29,7 +29,14 @@ from pbx_tracker.store.migrate import (
 from pbx_tracker.store.models import Base
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"calls", "ring_attempts", "outbound_calls"}
+TABLES = {
+    "calls",
+    "ring_attempts",
+    "outbound_calls",
+    "callback_tasks",
+    "callback_task_calls",
+    "callback_events",
+}
 
 
 def _tables(url: str) -> set[str]:
