@@ -11,7 +11,10 @@ into tiny TCP writes.  Faults are one call away: `send_raw` (garbage),
 `drop_connections` (link drop), `restart` (Asterisk restart on the same port),
 `answer_pings = False` (a half-open peer).  Phones change state with
 `set_device_state` and queue members pause with `set_paused` (`states` holds
-the hints and queue members the lists report).
+the hints and queue members the lists report).  An `Originate` places a
+simulated click-to-call callback (`sim.originate`): the manager's phone rings
+`originate_delay` seconds, then picks up or not as `originate_outcomes` says
+(by device, e.g. ``IAX2/101``, or by the customer's number).
 
 Everything runs inside the caller's event loop; `stop()` closes every socket
 and returns promptly.  Client handlers never leave unretrieved exceptions.
@@ -33,6 +36,14 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
+from pbx_tracker.sim.originate import (
+    QUEUED,
+    OriginatedCall,
+    OriginateIds,
+    OriginateRequest,
+    callback_call,
+    originate_error,
+)
 from pbx_tracker.sim.states import PbxStates
 
 log = structlog.get_logger(__name__)
@@ -57,6 +68,7 @@ SNAPSHOT_KEYS = (
 _SESSION_EVENTS = frozenset({"FullyBooted", "SuccessfulAuth"})
 _LINE_LIMIT = 64 * 1024
 _STOP_GRACE = 2.0
+_ORIGINATE_POLL = 0.05
 Fields = list[tuple[str, str]]
 
 
@@ -241,6 +253,12 @@ class FakeAsterisk:
         self.actions: list[dict[str, str]] = []
         self.live_channels: dict[str, dict[str, str]] = {}
         self.states = PbxStates()
+        # Originate: outcome by device ("IAX2/101") or customer number; "answer" if absent
+        self.originate_outcomes: dict[str, str] = {}
+        self.originate_delay = 0.01  # seconds the manager's phone rings before the outcome
+        self.originate_speed: float | None = None  # the rest of the call: None plays it at once
+        self.originated: list[OriginatedCall] = []
+        self._originate_ids = OriginateIds()
         self.logins = 0
         self._created: dict[str, float] = {}
         self._server: asyncio.Server | None = None
@@ -613,10 +631,73 @@ class FakeAsterisk:
         await session.send(b"".join(parts), self.chunk_size, self.write_timeout)
 
     async def _originate(self, session: _Session, action: dict[str, str]) -> bool:
-        await self._reply(
-            session, action, "Success", [("Message", "Originate successfully queued")]
-        )
+        """Ring the manager's phone, then run the callback (see `sim.originate`).
+
+        An invalid request is answered `Response: Error` at once.  `Async: true`
+        is answered "queued" at once and the outcome comes as `OriginateResponse`;
+        otherwise the answer waits for the outcome (Success, or Error "Originate
+        failed") and no `OriginateResponse` is sent, as Asterisk does.
+        """
+        request = OriginateRequest.parse(action)
+        problem = originate_error(request)
+        if problem is not None:
+            await self._reply(session, action, "Error", [("Message", problem)])
+            return True
+        call = self._originated_call(request)
+        if request.is_async:
+            await self._reply(session, action, "Success", [("Message", QUEUED)])
+            self._run_in_background(self._play_originated(call, synchronous=False))
+            return True
+        await self._play_originated(call, synchronous=True)
+        if call.response.get("Response") == "Success":
+            await self._reply(session, action, "Success", [("Message", QUEUED)])
+        else:
+            await self._reply(session, action, "Error", [("Message", "Originate failed")])
+        self._run_in_background(self.play(call.after, self.originate_speed, epoch=call.start))
         return True
+
+    def _originated_call(self, request: OriginateRequest) -> OriginatedCall:
+        outcomes = self.originate_outcomes
+        manager = outcomes.get(request.channel) or outcomes.get(request.device, "answer")
+        call = callback_call(
+            request,
+            ids=self._originate_ids,
+            start=time.time(),
+            manager=manager,
+            customer=outcomes.get(request.exten, "answer"),
+        )
+        self.originated.append(call)
+        return call
+
+    async def _play_originated(self, call: OriginatedCall, *, synchronous: bool) -> None:
+        """The ringing, `originate_delay`, the outcome; the rest too unless `synchronous`."""
+        await self.play(call.ringing, epoch=call.start)
+        await self._ring_for(self.originate_delay)
+        outcome = call.outcome[:-1] if synchronous else call.outcome
+        await self.play(outcome, self.originate_speed, epoch=call.start)
+        if not synchronous:
+            await self.play(call.after, self.originate_speed, epoch=call.start)
+
+    async def _ring_for(self, seconds: float) -> None:
+        """Wait `seconds`, less if the server stops meanwhile (`stop()` waits for us)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        # polled: stop() sets no event (it only drops `_server`)
+        while self._server is not None and (left := deadline - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(left, _ORIGINATE_POLL))
+
+    def _run_in_background(self, work: Awaitable[None]) -> None:
+        """Run `work` as a task that `stop()` waits for (and cancels after a grace)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("fake asterisk originate failed")
+
+        task = asyncio.create_task(run(), name="fake-asterisk-originate")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _logoff(self, session: _Session, action: dict[str, str]) -> bool:
         await self._reply(session, action, "Goodbye", [("Message", "Thanks for all the fish.")])
