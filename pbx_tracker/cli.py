@@ -147,6 +147,101 @@ def capture(config_path: str | None, out_path: str) -> None:
     sys.exit(asyncio.run(run_capture(settings, Path(out_path))))
 
 
+@main.group()
+def callbacks() -> None:
+    """Missed calls to call back: list them, close, snooze, reassign, call the customer."""
+
+
+def _callback_command(coroutine: Any) -> None:
+    """Run one `callbacks` command; its problem on stderr and exit 1 when it fails."""
+    from pbx_tracker.callbacks.commands import CommandError
+
+    try:
+        click.echo(asyncio.run(coroutine))
+    except CommandError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@callbacks.command("list")
+@config_option
+@click.option("--mine", metavar="EXT", help="Only the tasks assigned to this extension.")
+@click.option("--all", "everything", is_flag=True, help="Done tasks too, not only open ones.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def callbacks_list(config_path: str | None, mine: str | None, everything: bool, fmt: str) -> None:
+    """Callback tasks, newest first: customer, tries, waiting time, source, assignee."""
+    from pbx_tracker.callbacks.commands import list_callbacks
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _callback_command(
+        list_callbacks(settings, mine=mine, everything=everything, fmt=fmt, now=_now())
+    )
+
+
+@callbacks.command("done")
+@config_option
+@click.argument("task_id", type=int)
+@click.option("--by", default="cli", show_default=True, help="Who closes it (e.g. an extension).")
+def callbacks_done(config_path: str | None, task_id: int, by: str) -> None:
+    """Close a task: the customer was reached or needs no call."""
+    from pbx_tracker.callbacks.commands import close_callback
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _callback_command(close_callback(settings, task_id, by=by, now=_now()))
+
+
+@callbacks.command("snooze")
+@config_option
+@click.argument("task_id", type=int)
+@click.argument("duration")
+@click.option("--by", default="cli", show_default=True, help="Who snoozes it.")
+def callbacks_snooze(config_path: str | None, task_id: int, duration: str, by: str) -> None:
+    """No reminders for DURATION (30m, 2h, 1h30m, 1d); then one at once."""
+    from pbx_tracker.callbacks.commands import CommandError, parse_duration, snooze_callback
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    try:
+        length = parse_duration(duration)
+    except CommandError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    _callback_command(snooze_callback(settings, task_id, length, by=by, now=_now()))
+
+
+@callbacks.command("assign")
+@config_option
+@click.argument("task_id", type=int)
+@click.argument("extension")
+@click.option("--by", default="cli", show_default=True, help="Who reassigns it.")
+def callbacks_assign(config_path: str | None, task_id: int, extension: str, by: str) -> None:
+    """Give a task to another manager (by extension)."""
+    from pbx_tracker.callbacks.commands import assign_callback
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _callback_command(assign_callback(settings, task_id, extension, by=by, now=_now()))
+
+
+@callbacks.command("call")
+@config_option
+@click.argument("task_id", type=int)
+@click.option("--manager", metavar="EXT", help="Whose phone rings first (default: the assignee).")
+def callbacks_call(config_path: str | None, task_id: int, manager: str | None) -> None:
+    """Call the customer back: Asterisk rings the manager's phone, then dials the customer."""
+    from pbx_tracker.callbacks.commands import call_back
+
+    settings = load_or_exit(config_path)
+    setup_logging(settings)
+    _callback_command(call_back(settings, task_id, manager=manager))
+
+
 @main.command()
 @click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
 @click.option(

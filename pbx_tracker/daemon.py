@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,8 +28,11 @@ from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.attribution.sources import CallLabeler
+from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.replay import topology_of
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.router import Router
@@ -81,6 +84,8 @@ class Daemon:
         route = RouteHandler(settings, self.router, clock, lambda: self.listener.connected)
         handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
+        self.ringme = self._ring_me(settings)
+        self.callbacks = self._callbacks(settings, writer, clock)
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
         self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
@@ -95,6 +100,8 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> int:
         if not await self._start_agi():
             return 1
+        if self.callbacks is not None:
+            await self.callbacks.start()
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
         history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
@@ -108,6 +115,47 @@ class Daemon:
             code = 1
         await self._shutdown(listener, consumer, history, watchdog, stopped)
         return code
+
+    def _ring_me(self, settings: Settings) -> RingMe | None:
+        if not (settings.callbacks.enabled and settings.callbacks.ring_me.enabled):
+            return None
+        listener = self.listener
+
+        async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
+            return await listener.send_action(action, timeout=timeout)
+
+        return RingMe(send, settings.callbacks.ring_me, region=settings.phone_region)
+
+    def _callbacks(
+        self, settings: Settings, writer: CallWriter, clock: Callable[[], float]
+    ) -> CallbackService | None:
+        """Missed-call callbacks, fed with every call the writer stored."""
+        if not settings.callbacks.enabled:
+            return None
+        service = CallbackService(
+            settings, writer.engine, board=self.board, ringme=self.ringme, clock=clock
+        )
+        earlier = writer.on_written
+
+        def on_written(record: CallRecord, new: bool) -> None:
+            if earlier is not None:
+                earlier(record, new)
+            service.call_written(record, new)
+
+        writer.on_written = on_written
+        return service
+
+    def _ring_me_result(self, event: AmiEvent) -> None:
+        assert self.ringme is not None
+        result = self.ringme.feed(event)
+        if result is not None:
+            log.info(
+                "callback.ringme_result",
+                task_id=result.task_id,
+                attempt=result.attempt,
+                outcome=result.outcome,
+                reason=result.reason,
+            )
 
     async def _start_agi(self) -> bool:
         if self.agi is None:
@@ -157,6 +205,8 @@ class Daemon:
         log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
         if self.agi is not None:
             await self.agi.stop()
+        if self.callbacks is not None:
+            await self.callbacks.stop()
         await self.listener.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listener
@@ -193,6 +243,8 @@ class Daemon:
             self.resynced.set()
         else:
             self.board.feed(item)
+            if self.ringme is not None and item.name == "OriginateResponse":
+                self._ring_me_result(item)
             records = self.correlator.feed(item)
         for record in records:
             labelled = self.labeler.label(record)

@@ -10,8 +10,9 @@ after a restart, sends nothing more.
 
 `ReminderScheduler` keeps one APScheduler 3 date job per task (its next
 reminder, or the escalation) in the project's database (SQLAlchemy job store,
-table ``pbx_tracker_jobs``), so reminders that came due while the daemon was
-down run once at start, however late.  A sweep job every `SWEEP_SECONDS`
+table ``pbx_tracker_jobs``; with SQLite in a file next to it, see `jobs_url`),
+so reminders that came due while the daemon was down run once at start,
+however late.  A sweep job every `SWEEP_SECONDS`
 catches what other processes changed (a task snoozed or closed from the
 command line).
 """
@@ -34,6 +35,7 @@ __all__ = [
     "SWEEP_SECONDS",
     "ReminderScheduler",
     "due_reminders",
+    "jobs_url",
     "run_task_job",
     "working_time_after",
 ]
@@ -114,7 +116,7 @@ class ReminderScheduler:
         *,
         sweep: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        store = SQLAlchemyJobStore(url=_sync_url(database_url), tablename=JOBS_TABLE)
+        store = SQLAlchemyJobStore(url=jobs_url(database_url), tablename=JOBS_TABLE)
         self._scheduler = AsyncIOScheduler(
             jobstores={"default": store, "memory": MemoryJobStore()},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -162,8 +164,19 @@ class ReminderScheduler:
         return [(job.id, job.next_run_time) for job in self._scheduler.get_jobs("default")]
 
 
-def _sync_url(url: str) -> str:
-    """The URL with a synchronous driver: APScheduler 3's job store is synchronous."""
+def jobs_url(url: str) -> str:
+    """Where the jobs are kept, with a synchronous driver (APScheduler 3 is synchronous).
+
+    PostgreSQL: the project's database.  SQLite: a file next to it
+    (``calls.sqlite3`` -> ``calls.jobs.sqlite3``), because SQLite locks the
+    whole file: a job store write from the event loop while the call writer
+    holds a transaction would wait on a commit that needs the same loop.
+    """
     parsed = make_url(url)
-    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[parsed.get_backend_name()]
-    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    database = parsed.database or ""
+    if database and database != ":memory:":
+        stem, dot, suffix = database.rpartition(".")
+        database = f"{stem}.jobs.{suffix}" if dot and "/" not in suffix else f"{database}.jobs"
+    return parsed.set(drivername="sqlite", database=database).render_as_string()

@@ -155,21 +155,27 @@ async def caller_has_earlier_call(
     return (await executor.execute(query.limit(1))).first() is not None
 
 
-async def list_calls(executor: Executor, *, limit: int = 1000, offset: int = 0) -> list[CallRecord]:
+async def list_calls(
+    executor: Executor, *, limit: int = 1000, offset: int = 0, since: datetime | None = None
+) -> list[CallRecord]:
     """Inbound calls with their ring attempts, oldest first (started_at, then id)."""
     c = calls_table.c
     query = select(calls_table).order_by(c.started_at, c.id).limit(limit).offset(offset)
+    if since is not None:
+        query = query.where(c.started_at >= since)
     rows = (await executor.execute(query)).all()
     attempts = await _attempts_of(executor, [row.id for row in rows])
     return [_record_from_call_row(row, attempts[row.id]) for row in rows]
 
 
 async def list_outbound_calls(
-    executor: Executor, *, limit: int = 1000, offset: int = 0
+    executor: Executor, *, limit: int = 1000, offset: int = 0, since: datetime | None = None
 ) -> list[CallRecord]:
     """Calls placed by managers, oldest first, as records (caller = the customer)."""
     c = outbound_table.c
     query = select(outbound_table).order_by(c.started_at, c.id).limit(limit).offset(offset)
+    if since is not None:
+        query = query.where(c.started_at >= since)
     return [_record_from_outbound_row(row) for row in (await executor.execute(query)).all()]
 
 

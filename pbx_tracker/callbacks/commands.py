@@ -1,0 +1,262 @@
+"""`pbx-tracker callbacks …`: list, close, snooze, reassign and call back tasks from a shell.
+
+Each command works on the database directly; the running daemon sees the
+change at its next reminder (a closed task is never reminded of again, a
+snoozed one waits) or within half a minute (the scheduler's sweep).
+`call` places the click-to-call callback itself over AMI and waits for the
+manager's side of it; the daemon then sees the call and closes the task when
+the customer answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused, RingMeResult
+from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.phones import display_number
+from pbx_tracker.routing.plan import RoutingPlan
+from pbx_tracker.store.engine import make_async_engine
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = [
+    "CommandError",
+    "assign_callback",
+    "call_back",
+    "close_callback",
+    "list_callbacks",
+    "parse_duration",
+    "snooze_callback",
+]
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?:in)?)?(?:(\d+)s)?")
+_MAX_SNOOZE = timedelta(days=30)
+_RESOLVED = {
+    "answered_inbound": "called again, answered",
+    "called_back": "called back",
+    "closed_by_manager": "closed",
+}
+
+
+class CommandError(Exception):
+    """What went wrong, in one line for the terminal."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m``, ``2h``, ``1h30m``, ``1d``, ``90s`` (or plain minutes: ``45``)."""
+    compact = text.strip().lower().replace(" ", "")
+    if compact.isdigit():
+        compact += "m"
+    match = _DURATION.fullmatch(compact)
+    if not compact or match is None or not any(match.groups()):
+        raise CommandError(f"{text!r} is no duration: write e.g. 30m, 2h, 1h30m or 1d")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if not timedelta(0) < duration <= _MAX_SNOOZE:
+        raise CommandError(f"{text!r}: a snooze must be longer than 0 and at most 30 days")
+    return duration
+
+
+async def _run(settings: Settings, work: Any) -> Any:
+    engine = make_async_engine(settings.database.url)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    except tasks.TaskError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        await engine.dispose()
+
+
+async def list_callbacks(
+    settings: Settings, *, mine: str | None, everything: bool, fmt: str, now: datetime
+) -> str:
+    """Open tasks (``everything``: done ones too), newest first, as a table or JSON."""
+
+    async def work(conn: Any) -> list[tasks.CallbackTask]:
+        status = None if everything else "open"
+        return await tasks.list_tasks(conn, status=status, assignee=mine, limit=500)
+
+    found: list[tasks.CallbackTask] = await _run(settings, work)
+    if fmt == "json":
+        return json.dumps([_as_json(task) for task in found], ensure_ascii=False, indent=2)
+    return _table(found, settings, now)
+
+
+def _as_json(task: tasks.CallbackTask) -> dict[str, Any]:
+    row = asdict(task)
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        elif isinstance(value, Enum):
+            row[key] = value.value
+    return row
+
+
+def _table(found: Sequence[tasks.CallbackTask], settings: Settings, now: datetime) -> str:
+    if not found:
+        return "no callback tasks"
+    table = Table(title="Callback tasks", title_justify="left")
+    for column in ("id", "customer", "tries", "waiting", "source", "number", "assignee", "state"):
+        table.add_column(column, justify="right" if column in ("id", "tries") else "left")
+    for task in found:
+        table.add_row(
+            str(task.id),
+            _customer(task, settings),
+            str(task.tries),
+            _age(now - task.first_missed_at),
+            task.source or "",
+            display_number(task.did, settings.phone_region),
+            _assignee(task, settings),
+            _state(task, now),
+        )
+    console = Console(record=True, width=140, force_terminal=False)
+    with console.capture() as captured:
+        console.print(table)
+    return captured.get().rstrip()
+
+
+def _customer(task: tasks.CallbackTask, settings: Settings) -> str:
+    if task.customer is None:
+        return "hidden number"
+    shown = display_number(task.customer, settings.phone_region)
+    return shown if task.dialable else f"{shown} (cannot be dialled)"
+
+
+def _assignee(task: tasks.CallbackTask, settings: Settings) -> str:
+    if task.assignee is None:
+        return task.group_name or ""
+    manager = settings.manager_for_extension(task.assignee)
+    return f"{task.assignee} {manager.name}" if manager else task.assignee
+
+
+def _state(task: tasks.CallbackTask, now: datetime) -> str:
+    if not task.is_open:
+        how = _RESOLVED.get(task.resolution.value if task.resolution else "", "done")
+        return how + (f" by {task.resolved_by}" if task.resolved_by else "")
+    if task.snoozed_until is not None and task.snoozed_until > now:
+        return f"snoozed for {_age(task.snoozed_until - now)}"
+    reminded = f", reminded {task.reminders_sent}x" if task.reminders_sent else ""
+    return "open" + reminded
+
+
+def _age(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} days"
+
+
+async def close_callback(settings: Settings, task_id: int, *, by: str, now: datetime) -> str:
+    async def work(conn: Any) -> tasks.CallbackTask:
+        return await tasks.close_task(conn, task_id, by=by, now=now)
+
+    await _run(settings, work)
+    return f"callback task {task_id} closed by {by}"
+
+
+async def snooze_callback(
+    settings: Settings, task_id: int, duration: timedelta, *, by: str, now: datetime
+) -> str:
+    async def work(conn: Any) -> tasks.CallbackTask:
+        return await tasks.snooze_task(conn, task_id, until=now + duration, by=by, now=now)
+
+    await _run(settings, work)
+    return f"callback task {task_id} snoozed for {_age(duration)}"
+
+
+async def assign_callback(
+    settings: Settings, task_id: int, extension: str, *, by: str, now: datetime
+) -> str:
+    manager = settings.manager_for_extension(extension)
+    if manager is None:
+        raise CommandError(f"{extension} is no manager in the config")
+
+    async def work(conn: Any) -> tasks.CallbackTask:
+        return await tasks.assign_task(conn, task_id, extension=extension, by=by, now=now)
+
+    await _run(settings, work)
+    return f"callback task {task_id} assigned to {extension} {manager.name}"
+
+
+async def call_back(settings: Settings, task_id: int, *, manager: str | None) -> str:
+    """Ring the manager's phone, then the customer (ring me); how the manager's side went."""
+    from pbx_tracker.ami.connection import AmiListener
+
+    task = await _run(settings, lambda conn: tasks.get_task(conn, task_id))
+    if task is None:
+        raise CommandError(f"no callback task {task_id}")
+    extension = manager or task.assignee
+    if extension is None or settings.manager_for_extension(extension) is None:
+        raise CommandError(f"task {task_id} has no assignee: give --manager EXT")
+    ready = asyncio.Event()
+    listener = AmiListener(settings.ami, on_status=lambda text, up: ready.set() if up else None)
+    running = asyncio.create_task(listener.run())
+    try:
+        await _logged_in(settings, ready, running)
+        result = await _ring(settings, listener, task, extension)
+    finally:
+        await listener.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    await _run(
+        settings,
+        lambda conn: tasks.record_ringme_attempt(
+            conn, task_id, at=datetime.now(UTC), manager=extension
+        ),
+    )
+    return f"callback task {task_id}: {extension} {result.reason} ({result.outcome})"
+
+
+async def _logged_in(settings: Settings, ready: asyncio.Event, running: asyncio.Task[None]) -> None:
+    """Wait for the AMI login; CommandError when Asterisk refuses or cannot be reached."""
+    waiting = asyncio.create_task(ready.wait())
+    limit = settings.ami.connect_timeout * 3
+    done, _ = await asyncio.wait({waiting, running}, timeout=limit, return_when="FIRST_COMPLETED")
+    waiting.cancel()
+    if waiting in done and ready.is_set():
+        return
+    where = f"{settings.ami.host}:{settings.ami.port}"
+    if running.done() and running.exception() is not None:
+        raise CommandError(f"AMI {where}: {running.exception()}")
+    raise CommandError(f"AMI {where}: no login within {limit:g} s")
+
+
+async def _ring(
+    settings: Settings, listener: Any, task: tasks.CallbackTask, extension: str
+) -> RingMeResult:
+    ring = settings.callbacks.ring_me
+
+    async def send(action: Any, timeout: float) -> object:  # noqa: ASYNC109
+        return await listener.send_action(action, timeout=timeout)
+
+    ringme = RingMe(send, ring, region=settings.phone_region)
+    dial = RoutingPlan(settings).dial_string(extension).split("&")[0]
+    call = RingMeCall(
+        task.id, extension, dial, task.customer or "", task.did, task.ringme_attempts + 1
+    )
+    async with asyncio.timeout(ring.manager_ring_seconds + 15):
+        try:
+            await ringme.start(call)
+        except RingMeRefused as refused:
+            raise CommandError(refused.reason) from None
+        while True:
+            item = await listener.events.get()
+            if isinstance(item, AmiEvent) and (result := ringme.feed(item)) is not None:
+                return result

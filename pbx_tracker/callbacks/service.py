@@ -1,0 +1,361 @@
+"""Missed calls become callback tasks, and their assignees are reminded until done.
+
+`CallbackService` runs inside the daemon.  Every call record, once written,
+goes through the task policy (`tasks.apply_call`): a missed call opens or
+joins its customer's task, a call that reached the customer resolves it.  A
+new task gets an assignee (who should have answered, else the free manager of
+its group who has waited longest) and two jobs in the scheduler: its next
+reminder and its escalation at the SLA.  A reminder goes out through the
+assignee's channels (email, webhook, ring me) and is always logged; a failing
+channel is logged and recorded, and the next scheduled reminder tries again.
+Nothing here waits on the AMI listener or the call writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.notifiers import EmailNotifier, NotifyError, WebhookNotifier
+from pbx_tracker.callbacks.reminders import Reminder, ReminderKind, render_email, webhook_payload
+from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.schedule import ReminderScheduler, due_reminders, working_time_after
+from pbx_tracker.calls.records import CallRecord, CallStatus
+from pbx_tracker.routing.hours import WorkingHours
+from pbx_tracker.routing.settings import zone_of
+from pbx_tracker.store.calls import list_calls, list_outbound_calls
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Manager, Settings
+    from pbx_tracker.routing.availability import ManagerBoard
+
+__all__ = ["CallbackService"]
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "pbx-tracker"  # who assigned a task when no person did
+CATCH_UP = timedelta(days=1)  # calls stored while no daemon ran, taken in at start
+
+
+class CallbackService:
+    """Tasks from finished calls, reminders from the scheduler, until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        board: ManagerBoard | None = None,
+        ringme: RingMe | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.callbacks
+        self.engine = engine
+        self.board = board
+        self.ringme = ringme
+        self.clock = clock
+        self.zone = zone_of(settings.routing.timezone)
+        self.hours = None if self.config.hours is None else WorkingHours.parse(self.config.hours)
+        self.email = EmailNotifier(self.config.smtp) if self.config.smtp else None
+        self.webhook = WebhookNotifier(self.config.webhook) if self.config.webhook else None
+        self.scheduler = ReminderScheduler(settings.database.url, self.run_job, sweep=self.sweep)
+        self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.handled = asyncio.Event()  # set after each call record is taken in (tests)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Catch up on calls stored while no daemon took them in, then follow new ones."""
+        try:
+            await self._catch_up()
+        except Exception as error:  # the database answers later: new calls still count
+            log.warning("callbacks.catch_up_failed", error=str(error) or type(error).__name__)
+        self.scheduler.start()
+        self._worker = asyncio.create_task(self._take_calls(), name="callbacks")
+
+    async def _catch_up(self) -> None:
+        """The last day's calls again: a missed call already in a task changes nothing."""
+        since = self.now() - CATCH_UP
+        async with self.engine.connect() as conn:
+            inbound = await list_calls(conn, since=since, limit=100_000)
+            outbound = await list_outbound_calls(conn, since=since, limit=100_000)
+        reached = [r for r in outbound if r.status is CallStatus.ANSWERED]
+        for record in sorted([*inbound, *reached], key=lambda r: r.ended_at or r.started_at):
+            await self._take_call(record, quiet=True)
+
+    async def stop(self, drain: float = 5.0) -> None:
+        """Stop after the calls already handed over are taken in (bounded by ``drain``)."""
+        if self._worker is not None and not self._worker.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calls.join(), drain)
+        self.scheduler.shutdown()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        if self.webhook is not None:
+            await self.webhook.close()
+
+    def call_written(self, record: CallRecord, new: bool) -> None:
+        """The writer stored a call (any thread-free context): take it in order."""
+        if self.config.enabled:
+            self._calls.put_nowait(record)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # -- finished calls ------------------------------------------------------------
+
+    async def _take_calls(self) -> None:
+        while True:
+            record = await self._calls.get()
+            try:
+                await self._take_call(record)
+            except Exception:  # one call must not stop the callbacks of all others
+                log.exception("callbacks.call_failed", linkedid=record.linkedid)
+            finally:
+                self._calls.task_done()
+            self.handled.set()
+
+    async def _take_call(self, record: CallRecord, *, quiet: bool = False) -> None:
+        async with self.engine.begin() as conn:
+            change = await tasks.apply_call(conn, record, self.config, now=self.now())
+            if change is not None and change.kind == "opened" and change.task.assignee is None:
+                assignee = self._pick_assignee(change.task.group_name)
+                if assignee is not None:
+                    task = await tasks.assign_task(
+                        conn, change.task_id, extension=assignee, by=SYSTEM, now=self.now()
+                    )
+                    change = tasks.TaskChange(change.kind, task)
+        if change is None or (quiet and change.kind == "attempt"):
+            return
+        task = change.task
+        log.info(
+            f"callback.{change.kind}",
+            task_id=task.id,
+            customer=task.customer,
+            tries=task.tries,
+            assignee=task.assignee,
+            linkedid=record.linkedid,
+        )
+        if change.kind == "opened":
+            self._schedule(task)
+        elif change.kind == "resolved":
+            self.scheduler.cancel(task.id)
+
+    def _pick_assignee(self, group: str | None) -> str | None:
+        """The free member of the group idle longest, else its first member."""
+        board = self.board
+        found = None if board is None or group is None else board.plan.groups.get(group)
+        if board is None or found is None or not found.members:
+            return None
+        members = list(found.members)
+        free = [m for m in members if board.status(m) == "free"]
+        if not free:
+            return members[0]
+        return min(free, key=lambda m: (board.last_call_end(m) or 0.0, members.index(m)))
+
+    def _schedule(self, task: tasks.CallbackTask) -> None:
+        schedule = self.config.remind_after_minutes
+        if task.reminders_sent < len(schedule):
+            at = self._after(task.created_at, schedule[task.reminders_sent])
+            self.scheduler.schedule("remind", task.id, at)
+        if task.escalated_at is None:
+            self.scheduler.schedule(
+                "escalate", task.id, self._after(task.created_at, self.config.sla_minutes)
+            )
+
+    def _after(self, start: datetime, minutes: float) -> datetime:
+        return working_time_after(start, minutes, self.hours, self.zone)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def run_job(self, kind: str, task_id: int) -> None:
+        """A stored job came due (maybe late, after a restart)."""
+        try:
+            if kind == "remind":
+                await self._remind(task_id)
+            elif kind == "escalate":
+                await self._escalate(task_id)
+        except Exception:
+            log.exception("callbacks.job_failed", kind=kind, task_id=task_id)
+
+    async def _load(self, task_id: int) -> tasks.CallbackTask | None:
+        async with self.engine.connect() as conn:
+            task = await tasks.get_task(conn, task_id)
+        return task if task is not None and task.is_open else None
+
+    async def _remind(self, task_id: int) -> None:
+        task = await self._load(task_id)
+        if task is None:
+            return  # done meanwhile: nothing to send
+        now = self.now()
+        if task.snoozed_until is not None and task.snoozed_until > now:
+            self.scheduler.schedule("remind", task.id, task.snoozed_until)
+            return
+        due = due_reminders(
+            task.created_at, now, self.config.remind_after_minutes, self.hours, self.zone
+        )
+        if due <= task.reminders_sent and not _snooze_over(task, now):
+            self._schedule(task)
+            return
+        channels = await self._send(task, "reminder", max(due, task.reminders_sent + 1))
+        async with self.engine.begin() as conn:
+            task = await tasks.record_reminder(
+                conn, task.id, at=now, channels=channels, covers=max(due, task.reminders_sent)
+            )
+        self._schedule(task)
+
+    async def _escalate(self, task_id: int) -> None:
+        task = await self._load(task_id)
+        if task is None or task.escalated_at is not None:
+            return
+        channels = await self._send(task, "escalation", task.reminders_sent)
+        async with self.engine.begin() as conn:
+            await tasks.record_reminder(
+                conn, task.id, at=self.now(), channels=channels, escalation=True
+            )
+
+    async def sweep(self) -> None:
+        """Every half minute: what other processes changed, and ring-me attempts gone quiet."""
+        if self.ringme is not None:
+            for result in self.ringme.expire():
+                log.info("callbacks.ringme_timeout", task_id=result.task_id, attempt=result.attempt)
+        now = self.now()
+        async with self.engine.connect() as conn:
+            open_tasks = await tasks.list_tasks(conn, status="open", limit=1000)
+        for task in open_tasks:
+            if _snooze_over(task, now):
+                self.scheduler.schedule("remind", task.id, now)
+
+    # -- notifying -----------------------------------------------------------------
+
+    async def _send(self, task: tasks.CallbackTask, kind: ReminderKind, number: int) -> list[str]:
+        """Tell whom it concerns through their channels; the channels that worked."""
+        extension = task.assignee
+        if kind == "escalation":
+            extension = self.config.supervisors.get(task.group_name or "", extension)
+        manager = self.settings.manager_for_extension(extension) if extension else None
+        reminder = self._reminder(task, kind, number, manager)
+        log.info(
+            f"callback.{kind}",
+            task_id=task.id,
+            customer=task.customer,
+            tries=task.tries,
+            to=extension,
+            number=number,
+        )
+        channels = (manager.notify if manager and manager.notify is not None else None) or list(
+            self.config.notify
+        )
+        sent: list[str] = []
+        for channel in channels:
+            if await self._through(channel, task, reminder, manager, kind):
+                sent.append(channel)
+        return sent
+
+    async def _through(
+        self,
+        channel: str,
+        task: tasks.CallbackTask,
+        reminder: Reminder,
+        manager: Manager | None,
+        kind: ReminderKind,
+    ) -> bool:
+        try:
+            if channel == "email":
+                return await self._by_email(reminder, manager)
+            if channel == "webhook" and self.webhook is not None:
+                await self.webhook.send(webhook_payload(reminder))
+                return True
+            if channel == "ring_me" and kind == "reminder":
+                return await self._ring_me(task, manager)
+        except NotifyError as error:
+            log.warning(
+                "callbacks.notify_failed", task_id=task.id, channel=channel, reason=error.reason
+            )
+            async with self.engine.begin() as conn:
+                await tasks.record_notify_failure(
+                    conn, task.id, at=self.now(), channel=channel, reason=error.reason
+                )
+        return False
+
+    async def _by_email(self, reminder: Reminder, manager: Manager | None) -> bool:
+        if self.email is None or manager is None or manager.email is None:
+            return False
+        message = render_email(
+            reminder,
+            to=[manager.email],
+            sender=self.email_sender,
+            region=self.settings.phone_region,
+            zone=self.zone,
+        )
+        await self.email.send(message)
+        return True
+
+    @property
+    def email_sender(self) -> str:
+        return self.config.smtp.sender if self.config.smtp else "pbx-tracker@localhost"
+
+    async def _ring_me(self, task: tasks.CallbackTask, manager: Manager | None) -> bool:
+        if self.ringme is None or manager is None or not task.dialable or task.customer is None:
+            return False
+        dial = self.board.plan.dial_string(manager.extension) if self.board else None
+        call = RingMeCall(
+            task_id=task.id,
+            manager=manager.extension,
+            manager_dial=(dial or f"PJSIP/{manager.extension}").split("&")[0],
+            customer=task.customer,
+            did=task.did,
+            attempt=task.ringme_attempts + 1,
+        )
+        try:
+            await self.ringme.start(call)
+        except RingMeRefused as refused:
+            log.info("callbacks.ringme_refused", task_id=task.id, reason=refused.reason)
+            return False
+        async with self.engine.begin() as conn:
+            await tasks.record_ringme_attempt(
+                conn, task.id, at=self.now(), manager=manager.extension
+            )
+        return True
+
+    def _reminder(
+        self, task: tasks.CallbackTask, kind: ReminderKind, number: int, manager: Manager | None
+    ) -> Reminder:
+        link = self.config.link_template
+        return Reminder(
+            task_id=task.id,
+            kind=kind,
+            customer=task.customer,
+            dialable=task.dialable,
+            tries=task.tries,
+            first_missed_at=task.first_missed_at,
+            last_missed_at=task.last_missed_at,
+            did=task.did,
+            source=task.source,
+            assignee=task.assignee,
+            assignee_name=manager.name if manager else None,
+            group=task.group_name,
+            reminder_number=number,
+            link=link.format(id=task.id) if link else None,
+            now=self.now(),
+        )
+
+
+def _snooze_over(task: tasks.CallbackTask, now: datetime) -> bool:
+    """Snoozed until a moment now past, and not reminded of since."""
+    until = task.snoozed_until
+    if until is None or until > now:
+        return False
+    return task.last_reminder_at is None or task.last_reminder_at < until
