@@ -78,7 +78,7 @@ def _next_minute(moment: datetime) -> datetime:
 def due_reminders(
     opened: datetime,
     now: datetime,
-    schedule: list[int],
+    schedule: list[float],
     hours: WorkingHours | None,
     zone: tzinfo | None,
 ) -> int:

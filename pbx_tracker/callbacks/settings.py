@@ -72,7 +72,7 @@ class RingMeSettings(ConfigModel):
     """The click-to-call callback: Asterisk rings the manager, then dials the customer."""
 
     enabled: bool = True
-    context: NonEmptyStr = "callback"
+    context: NonEmptyStr = "pbx-tracker-callback"
     manager_ring_seconds: int = Field(default=20, ge=5, le=120)
     customer_ring_seconds: int = Field(default=30, ge=5, le=300)
     max_attempts: int = Field(default=3, ge=1, le=20)
@@ -84,10 +84,10 @@ class CallbackSettings(ConfigModel):
 
     enabled: bool = True
     reasons: list[MissedReasonName] = Field(default_factory=lambda: list(ALL_REASONS))
-    remind_after_minutes: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [0, 10, 30, 60, 120], min_length=1
+    remind_after_minutes: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.0, 10.0, 30.0, 60.0, 120.0], min_length=1
     )
-    sla_minutes: int = Field(default=15, ge=1)
+    sla_minutes: float = Field(default=15, gt=0)
     hours: list[HoursLine] | None = None
     notify: list[Channel] = Field(default_factory=list)
     supervisors: dict[NonEmptyStr, Extension] = Field(default_factory=dict)
@@ -98,7 +98,7 @@ class CallbackSettings(ConfigModel):
 
     @field_validator("remind_after_minutes")
     @classmethod
-    def _ascending(cls, value: list[int]) -> list[int]:
+    def _ascending(cls, value: list[float]) -> list[float]:
         if value != sorted(set(value)):
             raise config_problem("remind_after_minutes", "must be ascending, each once")
         return value

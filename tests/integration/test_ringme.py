@@ -116,7 +116,7 @@ class Rig:
 
 
 def ringme_settings(**changes: object) -> RingMeSettings:
-    return RingMeSettings.model_validate(changes)
+    return RingMeSettings.model_validate({"context": "callback", **changes})  # the traces' PBX
 
 
 @contextlib.asynccontextmanager
