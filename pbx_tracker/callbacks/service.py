@@ -70,7 +70,7 @@ class CallbackService:
         self.scheduler = ReminderScheduler(settings.database.url, self.run_job, sweep=self.sweep)
         self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self.handled = asyncio.Event()  # set after each call record is taken in (tests)
+        self.handled = asyncio.Event()  # set after each call taken in and each job run (tests)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -189,6 +189,8 @@ class CallbackService:
                 await self._escalate(task_id)
         except Exception:
             log.exception("callbacks.job_failed", kind=kind, task_id=task_id)
+        finally:
+            self.handled.set()
 
     async def _load(self, task_id: int) -> tasks.CallbackTask | None:
         async with self.engine.connect() as conn:

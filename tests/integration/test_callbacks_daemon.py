@@ -1,0 +1,183 @@
+"""Missed calls to call back, through the running daemon: captured calls played by the fake
+Asterisk open tasks in the database, reminders arrive on a real SMTP server, "ring me" places a
+real Originate, and the task closes when the customer is reached."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from mailbox import Mailbox
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.tasks import CallbackTask
+from pbx_tracker.config import Settings, load_settings, settings_from_mapping
+from pbx_tracker.daemon import Daemon
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.store.session import open_writer
+from traces import TRACE_CONFIG, TRACES
+
+WAIT = 20.0
+CUSTOMER = "+79161234503"  # the caller of trace 03 (missed, rang 101)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    server = Mailbox()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def callback_settings(url: str, port: int, tmp_path: Path, **callbacks: Any) -> Settings:
+    base = load_settings(TRACE_CONFIG, environ={})
+    data = base.model_dump(mode="json", exclude={"routing", "agi", "callbacks"})
+    data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
+    data["database"].update(url=url, spill_path=str(tmp_path / "spill.jsonl"))
+    data["agi"] = {"port": 0}
+    data["routing"] = {"dial_template": "IAX2/{extension}/{extension}"}
+    for manager in data["managers"]:
+        manager["email"] = f"m{manager['extension']}@example.ru"
+    data["callbacks"] = {"ring_me": {"context": "callback"}, "sla_minutes": 60, **callbacks}
+    return settings_from_mapping(data, environ={})
+
+
+class Pbx:
+    def __init__(self, daemon: Daemon, url: str) -> None:
+        self.daemon, self.url = daemon, url
+
+    async def tasks(self, status: str | None = None) -> list[CallbackTask]:
+        engine = make_async_engine(self.url)
+        try:
+            async with engine.connect() as conn:
+                return await tasks.list_tasks(conn, status=status)
+        finally:
+            await engine.dispose()
+
+    async def until(self, check: Any) -> list[CallbackTask]:
+        """Wait (bounded) until the service took in calls and ``check(tasks)`` holds."""
+        service = self.daemon.callbacks
+        assert service is not None
+        async with asyncio.timeout(WAIT):
+            while True:
+                service.handled.clear()
+                found = await self.tasks(status=None)
+                if check(found):
+                    return found
+                await service.handled.wait()
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Pbx]:
+    await asyncio.to_thread(upgrade_to_head, settings.database.url)
+    stop = asyncio.Event()
+    async with open_writer(settings) as writer:
+        daemon = Daemon(settings, writer)
+        task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.resynced.wait(), WAIT)
+        try:
+            yield Pbx(daemon, settings.database.url)
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, WAIT) == 0
+
+
+def answered_call_from(customer_digits: str, manager: str) -> list[dict[str, str]]:
+    """The customer calls the same number again and `manager` picks up."""
+    call = make_call(
+        "answered",
+        start=1.0,
+        did="74951110003",
+        caller=customer_digits,
+        caller_name="",
+        source="offline-flyer",
+        manager=manager,
+        ids=IdAllocator(seed=7, first_seq=500),
+    )
+    return call.messages
+
+
+async def test_missed_call_opens_a_task_reminds_by_email_and_closes_when_answered_later(
+    tmp_path: Path, asterisk: FakeAsterisk, mailbox: Mailbox, migrated_url: str
+) -> None:
+    settings = callback_settings(
+        migrated_url,
+        asterisk.port,
+        tmp_path,
+        notify=["email"],
+        smtp={"host": "127.0.0.1", "port": mailbox.port, "sender": "tracker@example.ru"},
+    )
+    async with running(settings) as pbx:
+        await asterisk.play(trace_events(TRACES / "03_missed_no_answer.jsonl"))
+        [opened] = await pbx.until(lambda found: len(found) == 1)
+        [message] = await mailbox.wait_for(1)
+        assert (opened.customer, opened.assignee, opened.source) == (
+            CUSTOMER,
+            "101",
+            "offline-flyer",
+        )
+        assert message["To"] == "m101@example.ru"
+        assert message["X-PBX-Tracker-Task"] == str(opened.id)
+        assert "(916) 123-45-03" in message["Subject"]
+        assert "offline-flyer" in message.get_body(("plain",)).get_content()
+        assert [job for job, _ in pbx.daemon.callbacks.scheduler.pending()]  # next reminder
+
+        await asterisk.play(answered_call_from("79161234503", "102"))
+        [closed] = await pbx.until(lambda found: not found[0].is_open)
+        assert (closed.resolution, closed.resolved_by) == ("answered_inbound", "102")
+        assert pbx.daemon.callbacks.scheduler.pending() == []  # no more reminders
+    assert len(mailbox.envelopes) == 1
+
+
+async def test_ring_me_calls_the_manager_then_the_customer_and_that_closes_the_task(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    settings = callback_settings(migrated_url, asterisk.port, tmp_path, notify=["ring_me"])
+    async with running(settings) as pbx:
+        await asterisk.play(trace_events(TRACES / "03_missed_no_answer.jsonl"))
+        await asterisk.wait_for_action("Originate", timeout=WAIT)
+        [originate] = asterisk.actions_named("Originate")
+        assert (originate["Channel"], originate["Context"], originate["Exten"]) == (
+            "IAX2/101/101",
+            "callback",
+            "79161234503",
+        )
+        [closed] = await pbx.until(lambda found: found and not found[0].is_open)
+    assert (closed.resolution, closed.resolved_by, closed.ringme_attempts) == (
+        "called_back",
+        "101",
+        1,
+    )
+    assert closed.first_attempt_at is not None
+
+
+async def test_a_failing_webhook_is_recorded_and_the_task_stays_open(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    settings = callback_settings(
+        migrated_url,
+        asterisk.port,
+        tmp_path,
+        notify=["webhook"],
+        webhook={"url": "http://127.0.0.1:9/hook", "attempts": 2, "backoff": 0.01, "timeout": 1},
+    )
+    async with running(settings) as pbx:
+        await asterisk.play(trace_events(TRACES / "04_missed_caller_abandon.jsonl"))
+        [task] = await pbx.until(lambda found: len(found) == 1 and found[0].last_reminder_at)
+        engine = make_async_engine(settings.database.url)
+        async with engine.connect() as conn:
+            events = await tasks.task_events(conn, task.id)
+        await engine.dispose()
+    assert task.is_open
+    failed = [e for e in events if e.kind == "notify_failed"]
+    assert failed and failed[0].detail["channel"] == "webhook"
+    assert "connection refused" in failed[0].detail["reason"]
