@@ -85,7 +85,7 @@ class Daemon:
         handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ringme = self._ring_me(settings)
-        self.callbacks = self._callbacks(settings, writer, clock)
+        self.callbacks = self._callbacks(settings, writer)
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
         self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
@@ -126,15 +126,12 @@ class Daemon:
 
         return RingMe(send, settings.callbacks.ring_me, region=settings.phone_region)
 
-    def _callbacks(
-        self, settings: Settings, writer: CallWriter, clock: Callable[[], float]
-    ) -> CallbackService | None:
+    def _callbacks(self, settings: Settings, writer: CallWriter) -> CallbackService | None:
         """Missed-call callbacks, fed with every call the writer stored."""
         if not settings.callbacks.enabled:
             return None
-        service = CallbackService(
-            settings, writer.engine, board=self.board, ringme=self.ringme, clock=clock
-        )
+        # reminders run on the wall clock (the scheduler's), whatever the router's clock
+        service = CallbackService(settings, writer.engine, board=self.board, ringme=self.ringme)
         earlier = writer.on_written
 
         def on_written(record: CallRecord, new: bool) -> None:

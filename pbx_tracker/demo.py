@@ -14,6 +14,7 @@ record is printed as it happens, then a per-source and a per-manager summary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -24,7 +25,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pbx_tracker.calls.records import CallRecord, CallStatus
+from pbx_tracker.callbacks.tasks import CallbackTask
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.logging import configure_logging
@@ -41,6 +43,7 @@ DEMO_NUMBERS = [
 ]
 DEMO_SECRET = "demo-secret"
 DEMO_DIDS = [(did, source) for did, source, _ in DEMO_NUMBERS]
+CALLBACKS_WAIT = 15.0  # seconds the demo waits at the end for callbacks still under way
 DEMO_CALL_GAP = 6.0  # seconds between calls on average: three managers are often, not always, busy
 
 
@@ -78,6 +81,7 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 ],
                 "numbers": [{"did": "74951110003", "group": "flyer-queue"}],
             },
+            "callbacks": {"notify": ["ring_me"], "ring_me": {"context": "callback"}},
             "logging": {"level": "warning"},
         },
         environ={},
@@ -104,6 +108,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
             written = await day.run()
         _print_summary(console, written)
         _print_managers(console, written, day.routed)
+        _print_callbacks(console, day.tasks)
         missing = len(slots) - len(written)
         if missing:
             console.print(f"[red]{missing} calls were not recorded[/]")
@@ -133,14 +138,21 @@ class _Day:
         self.settings, self.asterisk, self.slots = settings, asterisk, slots
         self.speed, self.seed, self.console = speed, seed, console
         self.written: list[CallRecord] = []
+        self.callbacks: list[CallRecord] = []
         self.routed: list[RoutedCall] = []
+        self.tasks: dict[int, CallbackTask] = {}
         self._all_written = asyncio.Event()
+        self._tasks_changed = asyncio.Event()
 
     async def run(self) -> list[CallRecord]:
         stop = asyncio.Event()
         clock = DayClock(self.speed or None)
         async with open_writer(self.settings, on_written=self._on_written) as writer:
             daemon = Daemon(self.settings, writer, clock)
+            if daemon.callbacks is not None:
+                daemon.callbacks.on_change = self._on_task
+            self.asterisk.originate_speed = self.speed or None
+            self.asterisk.clock = clock  # callbacks happen on the simulated day too
             runner = asyncio.create_task(daemon.run(stop))
             await asyncio.wait_for(daemon.ready.wait(), timeout=10)
             assert daemon.agi is not None
@@ -158,15 +170,39 @@ class _Day:
                 day.play(self.slots, _breaks(self.slots)), self._all_written.wait()
             )
             self.console.print(f"simulated day played in {time.monotonic() - started:.1f} s")
+            await self._callbacks_settled()
             stop.set()
             await runner
         return self.written
 
     def _on_written(self, record: CallRecord, new: bool) -> None:
+        if record.direction is Direction.OUTBOUND:
+            self.callbacks.append(record)
+            self.console.print(f"  [cyan]{_callback_line(record)}[/]")
+            return
         self.written.append(record)
         self.console.print(_record_line(record))
         if len(self.written) >= len(self.slots):
             self._all_written.set()
+
+    def _on_task(self, what: str, task: CallbackTask) -> None:
+        self.tasks[task.id] = task
+        self._tasks_changed.set()
+        self.console.print(f"  [cyan]{_task_line(what, task)}[/]")
+
+    async def _callbacks_settled(self) -> None:
+        """Wait (bounded) until every callback task is closed or its ring-me call is over.
+
+        Not at speed 0: calls are then played without their time, and a callback
+        (placed now) could not be told to come after the call it answers.
+        """
+        if not self.speed:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CALLBACKS_WAIT):
+                while any(t.is_open and t.dialable for t in self.tasks.values()):
+                    self._tasks_changed.clear()
+                    await self._tasks_changed.wait()
 
     def _on_routed(self, routed: RoutedCall) -> None:
         self.routed.append(routed)
@@ -175,6 +211,28 @@ class _Day:
     def _on_break(self, device: str, off: bool) -> None:
         what = "switched off (break)" if off else "back on"
         self.console.print(f"[yellow]{device} {what}[/]")
+
+
+def _callback_line(record: CallRecord) -> str:
+    reached = "picked up" if record.status is CallStatus.ANSWERED else "did not pick up"
+    return (
+        f"callback call: {record.answered_by} phoned {record.caller}, who {reached}"
+        f" (talk {record.talk_seconds}s)"
+    )
+
+
+def _task_line(what: str, task: CallbackTask) -> str:
+    who = f"+{task.customer.lstrip('+')}" if task.customer else "a hidden number"
+    if what == "opened":
+        return f"callback task {task.id} opened: call back {who}, assigned to {task.assignee}"
+    if what == "joined":
+        return f"callback task {task.id}: {who} tried again ({task.tries} times)"
+    if what == "reminded":
+        return f"callback task {task.id}: reminder {task.reminders_sent} to {task.assignee}"
+    if what == "resolved":
+        how = task.resolution.value.replace("_", " ") if task.resolution else "done"
+        return f"callback task {task.id} closed: {how} by {task.resolved_by}"
+    return f"callback task {task.id}: {what}"
 
 
 def _route_line(routed: RoutedCall) -> str:
@@ -239,3 +297,14 @@ def _print_managers(console: Console, records: list[CallRecord], routed: list[Ro
     console.print(table)
     shown = ", ".join(f"{name} {count}" for name, count in sorted(strategies.items()))
     console.print(f"router decisions: {shown}")
+
+
+def _print_callbacks(console: Console, tasks: dict[int, CallbackTask]) -> None:
+    if not tasks:
+        return
+    closed = [t for t in tasks.values() if not t.is_open]
+    console.print(
+        f"callback tasks: {len(tasks)} opened for missed calls, {len(closed)} closed "
+        f"({sum(t.resolution == 'called_back' for t in closed)} by a ring-me callback), "
+        f"{len(tasks) - len(closed)} still open"
+    )

@@ -71,6 +71,7 @@ class CallbackService:
         self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.handled = asyncio.Event()  # set after each call taken in and each job run (tests)
+        self.on_change: Callable[[str, tasks.CallbackTask], None] | None = None  # the demo
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class CallbackService:
         async with self.engine.begin() as conn:
             change = await tasks.apply_call(conn, record, self.config, now=self.now())
             if change is not None and change.kind == "opened" and change.task.assignee is None:
-                assignee = self._pick_assignee(change.task.group_name)
+                assignee = self._pick_assignee(change.task.group_name, record.did)
                 if assignee is not None:
                     task = await tasks.assign_task(
                         conn, change.task_id, extension=assignee, by=SYSTEM, now=self.now()
@@ -148,16 +149,26 @@ class CallbackService:
             assignee=task.assignee,
             linkedid=record.linkedid,
         )
+        self._tell(change.kind, task)
         if change.kind == "opened":
             self._schedule(task)
         elif change.kind == "resolved":
             self.scheduler.cancel(task.id)
 
-    def _pick_assignee(self, group: str | None) -> str | None:
-        """The free member of the group idle longest, else its first member."""
+    def _tell(self, what: str, task: tasks.CallbackTask) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(what, task)
+            except Exception:
+                log.exception("callbacks.on_change_failed", task_id=task.id)
+
+    def _pick_assignee(self, group: str | None, did: str | None) -> str | None:
+        """The free member of the group (default: the number's) idle longest, else its first."""
         board = self.board
-        found = None if board is None or group is None else board.plan.groups.get(group)
-        if board is None or found is None or not found.members:
+        if board is None:
+            return None
+        found = board.plan.groups.get(group) if group else board.plan.group_for_number(did)
+        if found is None or not found.members:
             return None
         members = list(found.members)
         free = [m for m in members if board.status(m) == "free"]
@@ -216,6 +227,7 @@ class CallbackService:
             task = await tasks.record_reminder(
                 conn, task.id, at=now, channels=channels, covers=max(due, task.reminders_sent)
             )
+        self._tell("reminded", task)
         self._schedule(task)
 
     async def _escalate(self, task_id: int) -> None:

@@ -257,6 +257,7 @@ class FakeAsterisk:
         self.originate_outcomes: dict[str, str] = {}
         self.originate_delay = 0.01  # seconds the manager's phone rings before the outcome
         self.originate_speed: float | None = None  # the rest of the call: None plays it at once
+        self.clock: Callable[[], float] = time.time  # when an originated call starts (epoch s)
         self.originated: list[OriginatedCall] = []
         self._originate_ids = OriginateIds()
         self.logins = 0
@@ -662,7 +663,7 @@ class FakeAsterisk:
         call = callback_call(
             request,
             ids=self._originate_ids,
-            start=time.time(),
+            start=self.clock(),
             manager=manager,
             customer=outcomes.get(request.exten, "answer"),
         )

@@ -117,4 +117,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert text.count("answered by") + text.count("missed (") == 15
     assert text.count("  route +") == 15  # each call asked the router over FastAGI first
     assert "Calls per manager" in text and "router decisions:" in text
+    tasks = text.count(" opened: call back ") + text.count(" tried again (")
+    assert tasks == text.count("missed (")  # every missed call opened or joined a callback task
+    assert "callback tasks:" in text
     assert (tmp_path / "pbx-tracker.sqlite3").exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.sim.asterisk import FakeAsterisk
@@ -47,6 +47,8 @@ async def test_the_router_never_offers_a_manager_who_is_on_a_call_or_on_a_break(
     all_written = asyncio.Event()
 
     def on_written(record: CallRecord, new: bool) -> None:
+        if record.direction is Direction.OUTBOUND:
+            return  # a ring-me callback of a missed call: not one of the day's calls
         written.append(record)
         if len(written) == len(slots):
             all_written.set()
