@@ -20,7 +20,7 @@ command line).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import structlog
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -44,7 +44,8 @@ log = structlog.get_logger(__name__)
 
 JOBS_TABLE = "pbx_tracker_jobs"
 SWEEP_SECONDS = 30
-_LOOKAHEAD = timedelta(days=14)  # no working minute within two weeks: hours are all closed
+_LOOKAHEAD = timedelta(days=14)
+_RESCHEDULE_GAP = timedelta(seconds=1)  # no working minute within two weeks: hours are all closed
 
 
 def working_time_after(
@@ -142,11 +143,17 @@ class ReminderScheduler:
         _handler = None
 
     def schedule(self, kind: str, task_id: int, when: datetime) -> None:
-        """Run the ``kind`` job of the task at ``when`` (past: at once); replaces the last one."""
+        """Run the ``kind`` job of the task at ``when`` (past: in a second); replaces the last.
+
+        Never earlier than a second from now: the job that schedules its own
+        next run is still running, and APScheduler drops a date job due while
+        its previous run has not finished (``max_instances``).
+        """
+        soonest = datetime.now(UTC) + _RESCHEDULE_GAP
         self._scheduler.add_job(
             run_task_job,
             "date",
-            run_date=when,
+            run_date=max(when, soonest),
             id=f"callback-{task_id}-{kind}",
             args=[kind, task_id],
             replace_existing=True,
@@ -158,6 +165,10 @@ class ReminderScheduler:
             job = self._scheduler.get_job(f"callback-{task_id}-{kind}", jobstore="default")
             if job is not None:
                 job.remove()
+
+    def scheduled(self) -> set[str]:
+        """Ids of the stored task jobs (one read of the job store)."""
+        return {job.id for job in self._scheduler.get_jobs("default")}
 
     def pending(self) -> list[tuple[str, datetime | None]]:
         """(job id, next run time) of every stored task job."""

@@ -82,7 +82,25 @@ class CallbackService:
         except Exception as error:  # the database answers later: new calls still count
             log.warning("callbacks.catch_up_failed", error=str(error) or type(error).__name__)
         self.scheduler.start()
+        await self._keep_scheduled()
         self._worker = asyncio.create_task(self._take_calls(), name="callbacks")
+
+    async def _keep_scheduled(self) -> None:
+        """Every open task has its next reminder and its escalation in the scheduler.
+
+        A daemon killed while sending a reminder left no job for it (APScheduler
+        removes a date job when it starts it): this puts it back.  Extra runs
+        send nothing (`_remind` counts what is due against what was sent).
+        """
+        async with self.engine.connect() as conn:
+            open_tasks = await tasks.list_tasks(conn, status="open", limit=10_000)
+        jobs = self.scheduler.scheduled()
+        now = self.now()
+        for task in open_tasks:
+            if _snooze_over(task, now):
+                self.scheduler.schedule("remind", task.id, now)
+            elif _missing_jobs(task, jobs, len(self.config.remind_after_minutes)):
+                self._schedule(task)
 
     async def _catch_up(self) -> None:
         """The last day's calls again: a missed call already in a task changes nothing."""
@@ -245,12 +263,7 @@ class CallbackService:
         if self.ringme is not None:
             for result in self.ringme.expire():
                 log.info("callbacks.ringme_timeout", task_id=result.task_id, attempt=result.attempt)
-        now = self.now()
-        async with self.engine.connect() as conn:
-            open_tasks = await tasks.list_tasks(conn, status="open", limit=1000)
-        for task in open_tasks:
-            if _snooze_over(task, now):
-                self.scheduler.schedule("remind", task.id, now)
+        await self._keep_scheduled()
 
     # -- notifying -----------------------------------------------------------------
 
@@ -365,6 +378,13 @@ class CallbackService:
             link=link.format(id=task.id) if link else None,
             now=self.now(),
         )
+
+
+def _missing_jobs(task: tasks.CallbackTask, jobs: set[str], reminders: int) -> bool:
+    """The task should have a reminder or an escalation job that is not stored."""
+    remind_missing = task.reminders_sent < reminders and f"callback-{task.id}-remind" not in jobs
+    escalate_missing = task.escalated_at is None and f"callback-{task.id}-escalate" not in jobs
+    return remind_missing or escalate_missing
 
 
 def _snooze_over(task: tasks.CallbackTask, now: datetime) -> bool:
