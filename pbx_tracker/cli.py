@@ -236,9 +236,14 @@ def callbacks_assign(config_path: str | None, task_id: int, extension: str, by: 
 def callbacks_call(config_path: str | None, task_id: int, manager: str | None) -> None:
     """Call the customer back: Asterisk rings the manager's phone, then dials the customer."""
     from pbx_tracker.callbacks.commands import call_back
+    from pbx_tracker.logging import configure_logging
 
     settings = load_or_exit(config_path)
-    setup_logging(settings)
+    # stdout is for the outcome, stderr for the one-line error; the log only when debugging
+    level = "debug" if settings.logging.level == "debug" else "critical"
+    configure_logging(
+        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    )
     _callback_command(call_back(settings, task_id, manager=manager))
 
 

@@ -202,6 +202,11 @@ async def call_back(settings: Settings, task_id: int, *, manager: str | None) ->
     task = await _run(settings, lambda conn: tasks.get_task(conn, task_id))
     if task is None:
         raise CommandError(f"no callback task {task_id}")
+    if not task.is_open:
+        how = task.resolution.value if task.resolution else "done"
+        raise CommandError(f"cannot call back task {task_id}: it is done ({how})")
+    if not task.dialable or task.customer is None:
+        raise CommandError(f"cannot call back task {task_id}: the number cannot be dialled")
     extension = manager or task.assignee
     if extension is None or settings.manager_for_extension(extension) is None:
         raise CommandError(f"task {task_id} has no assignee: give --manager EXT")
@@ -251,12 +256,19 @@ async def _ring(
     call = RingMeCall(
         task.id, extension, dial, task.customer or "", task.did, task.ringme_attempts + 1
     )
-    async with asyncio.timeout(ring.manager_ring_seconds + 15):
-        try:
-            await ringme.start(call)
-        except RingMeRefused as refused:
-            raise CommandError(refused.reason) from None
-        while True:
-            item = await listener.events.get()
-            if isinstance(item, AmiEvent) and (result := ringme.feed(item)) is not None:
-                return result
+    limit = ring.manager_ring_seconds + 15
+    try:
+        async with asyncio.timeout(limit):
+            try:
+                await ringme.start(call)
+            except RingMeRefused as refused:
+                raise CommandError(refused.reason) from None
+            while True:
+                item = await listener.events.get()
+                if isinstance(item, AmiEvent) and (result := ringme.feed(item)) is not None:
+                    return result
+    except TimeoutError:
+        raise CommandError(
+            f"Asterisk said nothing about the call within {limit} s;"
+            " the manager's phone may still be ringing"
+        ) from None
