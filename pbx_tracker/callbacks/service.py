@@ -282,14 +282,19 @@ class CallbackService:
             to=extension,
             number=number,
         )
-        channels = (manager.notify if manager and manager.notify is not None else None) or list(
-            self.config.notify
-        )
+        channels = self._channels(task, manager)
         sent: list[str] = []
         for channel in channels:
             if await self._through(channel, task, reminder, manager, kind):
                 sent.append(channel)
         return sent
+
+    def _channels(self, task: tasks.CallbackTask, manager: Manager | None) -> list[str]:
+        """The manager's own channels, else their task's group's, else the default ones."""
+        if manager is not None and manager.notify is not None:
+            return list(manager.notify)
+        by_group = self.config.group_notify.get(task.group_name or "")
+        return list(by_group if by_group is not None else self.config.notify)
 
     async def _through(
         self,

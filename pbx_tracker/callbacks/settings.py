@@ -90,6 +90,7 @@ class CallbackSettings(ConfigModel):
     sla_minutes: float = Field(default=15, gt=0)
     hours: list[HoursLine] | None = None
     notify: list[Channel] = Field(default_factory=list)
+    group_notify: dict[NonEmptyStr, list[Channel]] = Field(default_factory=dict)
     supervisors: dict[NonEmptyStr, Extension] = Field(default_factory=dict)
     smtp: SmtpSettings | None = None
     webhook: WebhookSettings | None = None
@@ -117,6 +118,9 @@ def callback_problems(raw: Mapping[str, Any]) -> list[str]:
         return []
     managers = [m for m in raw.get("managers") or [] if isinstance(m, dict)]
     used = set(_names(callbacks.get("notify")))
+    by_group = callbacks.get("group_notify")
+    for channels in by_group.values() if isinstance(by_group, dict) else []:
+        used.update(_names(channels))
     for manager in managers:
         used.update(_names(manager.get("notify")))
     problems = [

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from pbx_tracker.callbacks.policy import TaskStatus
+from pbx_tracker.callbacks.service import CallbackService
+from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.config import ConfigError, settings_from_mapping
 
 MANAGERS = [{"name": "Anna", "extension": "101", "group": "sales", "email": "anna@example.ru"}]
@@ -64,3 +69,33 @@ def test_smtp_password_and_webhook_secret_are_redacted_secrets() -> None:
     )
     assert {"mail-pass-1", "hook-key-2"} <= set(settings.secret_values())
     assert "mail-pass-1" not in repr(settings) and "hook-key-2" not in repr(settings)
+
+
+def test_a_group_can_have_its_own_channels() -> None:
+    assert problems({"group_notify": {"sales": ["webhook"]}}) == [
+        "callbacks.webhook: missing; notify uses webhook"
+    ]
+
+
+def test_channels_are_the_managers_then_the_groups_then_the_default() -> None:
+    """Who is told how: a manager's own `notify` wins, then the task's group's, then the rest."""
+    managers = [
+        {**MANAGERS[0], "notify": ["ring_me"]},
+        {"name": "Boris", "extension": "102", "group": "sales"},
+    ]
+    callbacks = {
+        "notify": ["email"],
+        "group_notify": {"sales": ["ring_me", "email"]},
+        "smtp": {"host": "127.0.0.1"},
+    }
+    settings = load(callbacks, managers=managers)
+    service = CallbackService(settings, engine=None)  # type: ignore[arg-type]  # not started
+    now = datetime.now(UTC)
+    task = CallbackTask(
+        1, "pbx", "+79161234501", True, TaskStatus.OPEN, "102", "sales", None, None, 1,
+        now, now, now, 0, None, None, None, None, 0, None, None, None, None, now,
+    )  # fmt: skip
+    anna, boris = (settings.manager_for_extension(e) for e in ("101", "102"))
+    assert service._channels(task, anna) == ["ring_me"]
+    assert service._channels(task, boris) == ["ring_me", "email"]
+    assert service._channels(dataclasses.replace(task, group_name=None), boris) == ["email"]
