@@ -1,9 +1,10 @@
 """The composition root: builds the services in order, runs them, shuts them down.
 
 Start: database (schema must be at head) → call writer → FastAGI server (the
-router: whom to ring) → AMI listener → event consumer (manager board, and
-correlator → labels → writer).  A FastAGI port that cannot be opened stops
-the start with exit code 1.  READY=1 goes to systemd once
+router: whom to ring) → callbacks (tasks for missed calls, the reminder
+scheduler) → AMI listener → event consumer (manager board, and correlator →
+labels → writer → callbacks).  A FastAGI port that cannot be opened, or a
+scheduler that cannot start, stops the start with exit code 1.  READY=1 goes to systemd once
 the database answered and the first AMI login succeeded; WATCHDOG=1 is pinged
 from the event loop.  SIGTERM/SIGINT: STOPPING=1, log off from Asterisk,
 correlate what was already received, write what is finished (bounded), exit 0.
@@ -100,8 +101,8 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> int:
         if not await self._start_agi():
             return 1
-        if self.callbacks is not None:
-            await self.callbacks.start()
+        if not await self._start_callbacks():
+            return 1
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
         history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
@@ -141,6 +142,18 @@ class Daemon:
 
         writer.on_written = on_written
         return service
+
+    async def _start_callbacks(self) -> bool:
+        if self.callbacks is None:
+            return True
+        try:
+            await self.callbacks.start()
+        except Exception as error:  # e.g. the scheduler's job store cannot be opened
+            log.error("daemon.callbacks_failed", reason=str(error) or type(error).__name__)
+            if self.agi is not None:
+                await self.agi.stop()
+            return False
+        return True
 
     def _ring_me_result(self, event: AmiEvent) -> None:
         assert self.ringme is not None

@@ -19,6 +19,7 @@ command line).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -104,7 +105,12 @@ async def run_task_job(kind: str, task_id: int) -> None:
     if _handler is None:
         log.warning("callbacks.job_without_daemon", kind=kind, task_id=task_id)
         return
-    await _handler(kind, task_id)
+    try:
+        await _handler(kind, task_id)
+    except asyncio.CancelledError:
+        # the daemon is stopping: the job's work is rolled back and redone at the next
+        # start (open tasks get their jobs back); not an error for APScheduler to report
+        log.info("callbacks.job_cut", kind=kind, task_id=task_id)
 
 
 class ReminderScheduler:

@@ -68,22 +68,21 @@ class CallbackService:
         self.email = EmailNotifier(self.config.smtp) if self.config.smtp else None
         self.webhook = WebhookNotifier(self.config.webhook) if self.config.webhook else None
         self.scheduler = ReminderScheduler(settings.database.url, self.run_job, sweep=self.sweep)
-        self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._calls: asyncio.Queue[tuple[CallRecord, bool]] = asyncio.Queue()  # (call, again)
         self._worker: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
         self.handled = asyncio.Event()  # set after each call taken in and each job run (tests)
         self.on_change: Callable[[str, tasks.CallbackTask], None] | None = None  # the demo
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Catch up on calls stored while no daemon took them in, then follow new ones."""
-        try:
-            await self._catch_up()
-        except Exception as error:  # the database answers later: new calls still count
-            log.warning("callbacks.catch_up_failed", error=str(error) or type(error).__name__)
+        """Start the scheduler and take calls in; the last day's calls are looked at again
+        in the background (calls stored while no daemon took them in)."""
         self.scheduler.start()
         await self._keep_scheduled()
         self._worker = asyncio.create_task(self._take_calls(), name="callbacks")
+        self._catching_up = asyncio.create_task(self._catch_up(), name="callbacks-catch-up")
 
     async def _keep_scheduled(self) -> None:
         """Every open task has its next reminder and its escalation in the scheduler.
@@ -105,12 +104,16 @@ class CallbackService:
     async def _catch_up(self) -> None:
         """The last day's calls again: a missed call already in a task changes nothing."""
         since = self.now() - CATCH_UP
-        async with self.engine.connect() as conn:
-            inbound = await list_calls(conn, since=since, limit=100_000)
-            outbound = await list_outbound_calls(conn, since=since, limit=100_000)
+        try:
+            async with self.engine.connect() as conn:
+                inbound = await list_calls(conn, since=since, limit=100_000)
+                outbound = await list_outbound_calls(conn, since=since, limit=100_000)
+        except Exception as error:  # the database answers later: new calls still count
+            log.warning("callbacks.catch_up_failed", error=str(error) or type(error).__name__)
+            return
         reached = [r for r in outbound if r.status is CallStatus.ANSWERED]
         for record in sorted([*inbound, *reached], key=lambda r: r.ended_at or r.started_at):
-            await self._take_call(record, quiet=True)
+            self._calls.put_nowait((record, True))
 
     async def stop(self, drain: float = 5.0) -> None:
         """Stop after the calls already handed over are taken in (bounded by ``drain``)."""
@@ -118,17 +121,18 @@ class CallbackService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._calls.join(), drain)
         self.scheduler.shutdown()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        for task in (self._catching_up, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.webhook is not None:
             await self.webhook.close()
 
     def call_written(self, record: CallRecord, new: bool) -> None:
         """The writer stored a call (any thread-free context): take it in order."""
         if self.config.enabled:
-            self._calls.put_nowait(record)
+            self._calls.put_nowait((record, False))
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -137,9 +141,9 @@ class CallbackService:
 
     async def _take_calls(self) -> None:
         while True:
-            record = await self._calls.get()
+            record, again = await self._calls.get()
             try:
-                await self._take_call(record)
+                await self._take_call(record, quiet=again)
             except Exception:  # one call must not stop the callbacks of all others
                 log.exception("callbacks.call_failed", linkedid=record.linkedid)
             finally:

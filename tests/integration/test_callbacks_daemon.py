@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from mailbox import Mailbox
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
+from stored import missed_call
 from traces import TRACE_CONFIG, TRACES
 
 WAIT = 20.0
@@ -181,3 +184,21 @@ async def test_a_failing_webhook_is_recorded_and_the_task_stays_open(
     failed = [e for e in events if e.kind == "notify_failed"]
     assert failed and failed[0].detail["channel"] == "webhook"
     assert "connection refused" in failed[0].detail["reason"]
+
+
+async def test_a_call_missed_while_no_daemon_ran_gets_its_task_at_start(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    """The writer stored the call during a shutdown (or `replay` did): the next start opens
+    its task, once, however often the daemon starts."""
+    missed = missed_call("1795000000.9", datetime.now(UTC) - timedelta(hours=2), CUSTOMER)
+    missed = missed.replace(did="+74951110003", source="offline-flyer", node="pbx")
+    engine = make_async_engine(migrated_url)
+    async with engine.begin() as conn:
+        await save_call(conn, missed)
+    await engine.dispose()
+    settings = callback_settings(migrated_url, asterisk.port, tmp_path)
+    for _ in range(2):
+        async with running(settings) as pbx:
+            [task] = await pbx.until(lambda found: len(found) == 1)
+    assert (task.customer, task.tries, task.did) == (CUSTOMER, 1, "+74951110003")
