@@ -122,6 +122,7 @@ class ReminderScheduler:
         handler: TaskJobHandler,
         *,
         sweep: Callable[[], Awaitable[None]] | None = None,
+        sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
         store = SQLAlchemyJobStore(url=jobs_url(database_url), tablename=JOBS_TABLE)
         self._scheduler = AsyncIOScheduler(
@@ -131,6 +132,7 @@ class ReminderScheduler:
         )
         self._handler = handler
         self._sweep = sweep
+        self._sweep_seconds = sweep_seconds
 
     def start(self) -> None:
         """Start; jobs that came due while no daemon ran, run now (once each)."""
@@ -139,7 +141,11 @@ class ReminderScheduler:
         self._scheduler.start()
         if self._sweep is not None:
             self._scheduler.add_job(
-                self._sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", jobstore="memory"
+                self._sweep,
+                "interval",
+                seconds=self._sweep_seconds,
+                id="sweep",
+                jobstore="memory",
             )
 
     def shutdown(self) -> None:

@@ -24,10 +24,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.leader import Leadership
 from pbx_tracker.callbacks.notifiers import EmailNotifier, NotifyError, WebhookNotifier
 from pbx_tracker.callbacks.reminders import Reminder, ReminderKind, render_email, webhook_payload
 from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
-from pbx_tracker.callbacks.schedule import ReminderScheduler, due_reminders, working_time_after
+from pbx_tracker.callbacks.schedule import (
+    SWEEP_SECONDS,
+    ReminderScheduler,
+    due_reminders,
+    working_time_after,
+)
 from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.routing.hours import WorkingHours
 from pbx_tracker.routing.settings import zone_of
@@ -67,7 +73,11 @@ class CallbackService:
         self.hours = None if self.config.hours is None else WorkingHours.parse(self.config.hours)
         self.email = EmailNotifier(self.config.smtp) if self.config.smtp else None
         self.webhook = WebhookNotifier(self.config.webhook) if self.config.webhook else None
-        self.scheduler = ReminderScheduler(settings.database.url, self.run_job, sweep=self.sweep)
+        self.leadership = Leadership(engine)
+        self.sweep_seconds = float(SWEEP_SECONDS)
+        self.scheduler = self._new_scheduler()
+        self._follower: asyncio.Task[None] | None = None
+        self.became_leader = asyncio.Event()  # this daemon now sends the reminders
         self._calls: asyncio.Queue[tuple[CallRecord, bool]] = asyncio.Queue()  # (call, again)
         self._worker: asyncio.Task[None] | None = None
         self._catching_up: asyncio.Task[None] | None = None
@@ -76,13 +86,37 @@ class CallbackService:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def _new_scheduler(self) -> ReminderScheduler:
+        return ReminderScheduler(
+            self.settings.database.url,
+            self.run_job,
+            sweep=self.sweep,
+            sweep_seconds=self.sweep_seconds,
+        )
+
     async def start(self) -> None:
-        """Start the scheduler and take calls in; the last day's calls are looked at again
-        in the background (calls stored while no daemon took them in)."""
-        self.scheduler.start()
-        await self._keep_scheduled()
+        """Take calls in, and lead (run the reminders) or follow until the leader is gone;
+        the last day's calls are looked at again in the background."""
+        if await self.leadership.try_lead():
+            await self._lead()
+        else:
+            log.info("callbacks.following", reason="another daemon sends the reminders")
+            self._follower = asyncio.create_task(self._follow(), name="callbacks-follow")
         self._worker = asyncio.create_task(self._take_calls(), name="callbacks")
         self._catching_up = asyncio.create_task(self._catch_up(), name="callbacks-catch-up")
+
+    async def _lead(self) -> None:
+        self.scheduler = self._new_scheduler()
+        self.scheduler.start()
+        await self._keep_scheduled()
+        self.became_leader.set()
+
+    async def _follow(self) -> None:
+        """Try to lead every sweep interval; take over the jobs once leading."""
+        # polled: nothing tells a follower that the leader's session ended
+        while not await self.leadership.try_lead():  # noqa: ASYNC110
+            await asyncio.sleep(self.sweep_seconds)
+        await self._lead()
 
     async def _keep_scheduled(self) -> None:
         """Every open task has its next reminder and its escalation in the scheduler.
@@ -121,7 +155,8 @@ class CallbackService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._calls.join(), drain)
         self.scheduler.shutdown()
-        for task in (self._catching_up, self._worker):
+        await self.leadership.release()
+        for task in (self._follower, self._catching_up, self._worker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -172,6 +207,8 @@ class CallbackService:
             linkedid=record.linkedid,
         )
         self._tell(change.kind, task)
+        if not self.leadership.leading:
+            return  # the leading daemon's sweep schedules it
         if change.kind == "opened":
             self._schedule(task)
         elif change.kind == "resolved":
@@ -264,6 +301,10 @@ class CallbackService:
 
     async def sweep(self) -> None:
         """Every half minute: what other processes changed, and ring-me attempts gone quiet."""
+        if not await self.leadership.try_lead():  # the lock went with its connection
+            self.scheduler.shutdown()
+            self._follower = asyncio.create_task(self._follow(), name="callbacks-follow")
+            return
         if self.ringme is not None:
             for result in self.ringme.expire():
                 log.info("callbacks.ringme_timeout", task_id=result.task_id, attempt=result.attempt)

@@ -1,0 +1,96 @@
+"""Two daemons on one PostgreSQL database: both open tasks, one sends the reminders, and the
+other takes over when the first is gone (the advisory lock of DESIGN.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.service import CallbackService
+from pbx_tracker.config import Settings, settings_from_mapping
+from pbx_tracker.store.calls import save_call
+from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.store.migrate import upgrade_to_head
+from stored import missed_call
+
+WAIT = 15.0
+pytestmark = pytest.mark.postgres
+
+
+def settings_for(url: str) -> Settings:
+    return settings_from_mapping(
+        {
+            "ami": {"secret": "unused"},
+            "database": {"url": url},
+            "tracked_numbers": [{"did": "+74951234567", "source": "flyer"}],
+            "managers": [{"name": "Anna", "extension": "101", "group": "sales"}],
+            "callbacks": {"remind_after_minutes": [0, 60]},
+        },
+        environ={},
+    )
+
+
+@asynccontextmanager
+async def daemon(url: str) -> AsyncIterator[CallbackService]:
+    """A CallbackService as a daemon runs it, with its own engine (its own sessions)."""
+    engine = make_async_engine(url)
+    service = CallbackService(settings_for(url), engine)
+    service.sweep_seconds = 0.2
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await engine.dispose()
+
+
+async def open_task(url: str, service: CallbackService) -> None:
+    """A missed call stored and handed to ``service``, as its writer would."""
+    call = missed_call("1795000000.1", datetime.now(UTC) - timedelta(minutes=1), "+79161234501")
+    call = call.replace(source="flyer")
+    engine = make_async_engine(url)
+    async with engine.begin() as conn:
+        await save_call(conn, call)
+    await engine.dispose()
+    service.call_written(call, True)
+
+
+async def the_task(url: str) -> tasks.CallbackTask:
+    engine = make_async_engine(url)
+    async with engine.connect() as conn:
+        [task] = await tasks.list_tasks(conn, status=None)
+    await engine.dispose()
+    return task
+
+
+async def until_reminded(url: str, leader: CallbackService) -> tasks.CallbackTask:
+    async with asyncio.timeout(WAIT):
+        while (task := await the_task(url)).reminders_sent == 0:
+            leader.handled.clear()
+            await leader.handled.wait()
+    return task
+
+
+async def test_one_daemon_reminds_and_another_takes_over_when_it_is_gone(
+    postgres_database: str,
+) -> None:
+    url = postgres_database
+    await asyncio.to_thread(upgrade_to_head, url)
+    async with daemon(url) as first, daemon(url) as second:
+        assert first.leadership.leading and not second.leadership.leading
+        await open_task(url, second)  # the follower sees the call and opens the task
+        task = await until_reminded(url, first)  # the leader's sweep reminds of it
+        assert task.reminders_sent == 1 and task.tries == 1
+        assert not second.scheduler._scheduler.running  # the follower sends nothing
+
+        await first.stop()  # the leader is gone: its lock with it
+        await asyncio.wait_for(second.became_leader.wait(), WAIT)
+        assert second.leadership.leading
+        jobs = {job_id for job_id, _ in second.scheduler.pending()}
+        assert {f"callback-{task.id}-remind", f"callback-{task.id}-escalate"} <= jobs
+    assert (await the_task(url)).reminders_sent == 1  # not reminded twice by the handover
