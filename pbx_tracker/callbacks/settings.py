@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PositiveFloat, SecretStr, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PositiveFloat,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from pbx_tracker.config_fields import ConfigModel, Did, Email, Extension, NonEmptyStr, lower_text
 from pbx_tracker.config_fields import problem as config_problem
@@ -49,6 +56,13 @@ class SmtpSettings(ConfigModel):
     password: SecretStr | None = None
     sender: Email = "pbx-tracker@localhost"
     timeout: PositiveFloat = 10.0
+
+    @model_validator(mode="after")
+    def _port_of_the_security(self) -> SmtpSettings:
+        """Without a port: 25 plain, 587 for STARTTLS (submission), 465 for TLS."""
+        if "port" not in self.model_fields_set:
+            self.port = {"none": 25, "starttls": 587, "tls": 465}[self.security]
+        return self
 
 
 class WebhookSettings(ConfigModel):

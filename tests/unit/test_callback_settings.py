@@ -100,3 +100,16 @@ def test_channels_are_the_managers_then_the_groups_then_the_default() -> None:
     assert service._channels(task, anna) == ["ring_me"]
     assert service._channels(task, boris) == ["ring_me", "email"]
     assert service._channels(dataclasses.replace(task, group_name=None), boris) == ["email"]
+
+
+def test_the_smtp_port_follows_the_security_unless_given() -> None:
+    ports = [
+        load({"smtp": smtp}).callbacks.smtp.port
+        for smtp in (
+            {},
+            {"security": "starttls"},
+            {"security": "tls"},
+            {"security": "tls", "port": 2525},
+        )
+    ]
+    assert ports == [25, 587, 465, 2525]
