@@ -115,7 +115,15 @@ class EmailNotifier:
             "username": settings.username or None,
             "password": password if settings.username else None,
             "timeout": settings.timeout,
+            **self._tls(),
         }
+
+    def _tls(self) -> dict[str, Any]:
+        """A TLS context trusting `ca_file` (a private CA), else the system's CAs."""
+        ca_file = self._settings.ca_file
+        if ca_file is None or self._settings.security == "none":
+            return {}
+        return {"tls_context": ssl.create_default_context(cafile=str(ca_file))}
 
     def _secrets(self) -> list[str]:
         password = self._settings.password

@@ -20,7 +20,15 @@ from pydantic import (
     model_validator,
 )
 
-from pbx_tracker.config_fields import ConfigModel, Did, Email, Extension, NonEmptyStr, lower_text
+from pbx_tracker.config_fields import (
+    ConfigModel,
+    Did,
+    Email,
+    Extension,
+    NonEmptyStr,
+    ResolvedPath,
+    lower_text,
+)
 from pbx_tracker.config_fields import problem as config_problem
 from pbx_tracker.routing.hours import HoursLine
 
@@ -56,6 +64,7 @@ class SmtpSettings(ConfigModel):
     password: SecretStr | None = None
     sender: Email = "pbx-tracker@localhost"
     timeout: PositiveFloat = 10.0
+    ca_file: ResolvedPath | None = None
 
     @model_validator(mode="after")
     def _port_of_the_security(self) -> SmtpSettings:

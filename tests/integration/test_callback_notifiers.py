@@ -6,12 +6,16 @@ import asyncio
 import email
 import email.policy
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -408,3 +412,50 @@ class TestWebhookNotifier:
             )
             assert not session.closed
         assert len(endpoint.seen) == 1
+
+
+# -- email over TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture(name="certificate")
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA), made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the TLS tests")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=BOUND,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(name="smtps")
+def _smtps(certificate: tuple[Path, Path]) -> Iterator[LoopbackController]:
+    """An SMTP server that speaks TLS from the first byte (port 465 style)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    controller = LoopbackController(ssl_context=context)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+class TestEmailOverTls:
+    async def test_delivered_when_the_servers_ca_is_trusted(
+        self, smtps: LoopbackController, certificate: tuple[Path, Path]
+    ) -> None:
+        settings = smtp_settings(smtps.port, security="tls", ca_file=str(certificate[0]))
+        await EmailNotifier(settings).send(reminder_email())
+        assert len(smtps.inbox.envelopes) == 1
+
+    async def test_an_untrusted_certificate_is_refused(self, smtps: LoopbackController) -> None:
+        settings = smtp_settings(smtps.port, security="tls")
+        with pytest.raises(NotifyError) as caught:
+            await EmailNotifier(settings).send(reminder_email())
+        assert "TLS certificate not trusted" in caught.value.reason
+        assert smtps.inbox.envelopes == []
