@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from mailserver import Mailbox
 from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -144,3 +145,14 @@ async def _asterisk() -> AsyncIterator[FakeAsterisk]:
         username="tracker", secret="tracker-secret", timestamp_events=True
     ) as server:
         yield server
+
+
+@pytest.fixture(name="mailbox")
+def _mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server on loopback that keeps every message (tests/mailserver.py)."""
+    server = Mailbox()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,15 +15,15 @@ import socket
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from mailbox import Mailbox
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from mailserver import Mailbox
 
 from pbx_tracker.callbacks.schedule import JOBS_TABLE, jobs_url
 from pbx_tracker.callbacks.tasks import CallbackTask, list_tasks
@@ -41,16 +41,6 @@ _REMINDER_NUMBER = re.compile(r"^Reminder:\s*#(\d+)\s*$", re.MULTILINE)
 
 
 # -- the world around the daemon -------------------------------------------------------
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    server = Mailbox()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def write_config(tmp_path: Path, ami_port: int, smtp_port: int) -> Path:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from reminder_sample import ANNA, REMINDER, SOURCE
 
 from pbx_tracker.callbacks.notifiers import (
     EmailNotifier,
@@ -31,33 +32,13 @@ from pbx_tracker.callbacks.notifiers import (
     WebhookNotifier,
     verify_signature,
 )
-from pbx_tracker.callbacks.reminders import Reminder, render_email, webhook_payload
+from pbx_tracker.callbacks.reminders import render_email, webhook_payload
 from pbx_tracker.callbacks.settings import SmtpSettings, WebhookSettings
 
-# Yandex.Direct, the ad source, and a manager called Anna, in Cyrillic
-SOURCE = "\u042f\u043d\u0434\u0435\u043a\u0441.\u0414\u0438\u0440\u0435\u043a\u0442"
-ANNA = "\u0410\u043d\u043d\u0430"
 PASSWORD = "smtp-pa55word"
 SECRET = "webhook-s3cret"
 TOKEN = "t0ken-in-the-url"
 BOUND = 10.0  # seconds: no test waits longer for anything
-REMINDER = Reminder(
-    task_id=42,
-    kind="reminder",
-    customer="+79161234501",
-    dialable=True,
-    tries=3,
-    first_missed_at=datetime(2024, 5, 14, 7, 0, tzinfo=UTC),
-    last_missed_at=datetime(2024, 5, 14, 7, 20, tzinfo=UTC),
-    did="+74951234567",
-    source=SOURCE,
-    assignee="101",
-    assignee_name=ANNA,
-    group="sales",
-    reminder_number=2,
-    link=None,
-    now=datetime(2024, 5, 14, 7, 25, tzinfo=UTC),
-)
 
 
 def free_port() -> int:

@@ -5,14 +5,13 @@ real Originate, and the task closes when the customer is reached."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from mailbox import Mailbox
 from pathlib import Path
 from typing import Any
 
-import pytest
+from mailserver import Mailbox
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
@@ -29,16 +28,6 @@ from traces import TRACE_CONFIG, TRACES
 
 WAIT = 20.0
 CUSTOMER = "+79161234503"  # the caller of trace 03 (missed, rang 101)
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    server = Mailbox()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def callback_settings(url: str, port: int, tmp_path: Path, **callbacks: Any) -> Settings:
