@@ -36,6 +36,9 @@ TABLES = {
     "callback_tasks",
     "callback_task_calls",
     "callback_events",
+    "visits",
+    "number_leases",
+    "pool_stats",
 }
 
 

@@ -1,0 +1,334 @@
+"""Store website visits, the pool-number leases shown to them, and pool use.
+
+Every function runs inside the caller's transaction
+(``async with engine.begin() as conn``); none commits.  Leases are addressed
+by visit: a visit holds at most one live lease, and a DID at most one live
+lease (partial unique index ``uq_number_leases_live_did``).
+
+Index plan for "who held DID X at time t" (`leases_at`), fast with months of
+history: the leases of one DID never overlap (a number is handed on only after
+its lease ended), so the holders at t are
+
+1. the latest lease of X started by t: ``did = X AND started_at <= t ORDER BY
+   started_at DESC LIMIT 1`` on ``ix_number_leases_did_started_at`` (did,
+   started_at): one backward step in the index, whatever the history;
+2. the leases of X released within the grace before t: ``did = X AND
+   released_at BETWEEN t - grace AND t`` on ``ix_number_leases_did_released_at``
+   (did, released_at): a range scan over the grace window only.
+
+The first answers "held at t" (when still live or released after t), the
+second "within grace" (more than one candidate: ambiguous).  A single query
+``started_at <= t AND (released_at IS NULL OR released_at >= t - grace)`` with
+a LIMIT is not bounded: when fewer rows match than the limit, it walks the
+DID's whole history.
+
+Pool use (`pool_usage`) comes from ``pool_stats``: one row per pool and hour
+with leases started, exhaustions and the peak of numbers in use, added to by
+`record_pool_use` (per event or batched by the caller).  Exhaustions leave no
+lease, so they cannot be counted from the leases; hourly rows keep the status
+query to a few rows however busy the site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, and_, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pbx_tracker.attribution.pool import Lease
+from pbx_tracker.store.models import NumberLeaseRow, PoolStatsRow, VisitRow
+
+__all__ = [
+    "PoolUsage",
+    "StoredLease",
+    "Visit",
+    "extend_lease",
+    "get_visit",
+    "last_number_of",
+    "latest_leases",
+    "leases_at",
+    "live_leases",
+    "pool_usage",
+    "record_pool_use",
+    "release_lease",
+    "save_visit",
+    "start_lease",
+    "touch_visit",
+]
+
+visits_table = cast(Table, VisitRow.__table__)
+leases_table = cast(Table, NumberLeaseRow.__table__)
+stats_table = cast(Table, PoolStatsRow.__table__)
+
+_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A website visit: where it landed, where it came from, its click and analytics ids."""
+
+    id: str
+    pool: str
+    started_at: datetime
+    last_seen_at: datetime
+    landing_page: str | None = None
+    referrer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    gclid: str | None = None
+    yclid: str | None = None
+    fbclid: str | None = None
+    ga_client_id: str | None = None
+    ym_client_id: str | None = None
+    visitor_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLease:
+    """A stored lease: `pool.Lease` plus its row id and pool."""
+
+    id: int
+    pool: str
+    did: str
+    visit_id: str
+    started_at: datetime
+    last_seen_at: datetime
+    released_at: datetime | None
+
+    def lease(self) -> Lease:
+        """The allocator's view of it (to rebuild a `PoolAllocator`)."""
+        return Lease(self.did, self.visit_id, self.started_at, self.last_seen_at, self.released_at)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """Use of a pool since a given hour."""
+
+    live: int
+    peak_in_use: int
+    leases_started: int
+    exhaustions: int
+
+
+# --- visits ---------------------------------------------------------------
+
+
+async def save_visit(conn: AsyncConnection, visit: Visit) -> None:
+    """Insert a new visit (its id must be new)."""
+    await conn.execute(insert(visits_table).values(**asdict(visit)))
+
+
+async def get_visit(conn: AsyncConnection, visit_id: str) -> Visit | None:
+    """The visit with this id, or None."""
+    row = (await conn.execute(select(visits_table).where(visits_table.c.id == visit_id))).first()
+    return None if row is None else Visit(**row._asdict())
+
+
+async def touch_visit(conn: AsyncConnection, visit_id: str, at: datetime) -> bool:
+    """The visit was seen at ``at`` (never moves back); False for an unknown visit."""
+    v = visits_table.c
+    query = (
+        update(visits_table)
+        .where(v.id == visit_id)
+        .values(last_seen_at=case((v.last_seen_at < at, at), else_=v.last_seen_at))
+    )
+    return (await conn.execute(query)).rowcount > 0
+
+
+# --- leases ---------------------------------------------------------------
+
+
+async def start_lease(
+    conn: AsyncConnection, pool: str, did: str, visit_id: str, at: datetime
+) -> int:
+    """Record that ``did`` is shown to ``visit_id`` from ``at``; the lease id.
+
+    A lease of ``did`` still open in the store (left by a daemon that stopped
+    before storing its end) is closed at ``at`` first: the allocator hands a
+    number on only when its lease ended, so that one ended by now.  Store the
+    allocator's ended leases (`release_lease`) before starting new ones to keep
+    their exact ends.
+    """
+    c = leases_table.c
+    await conn.execute(
+        update(leases_table).where(c.did == did, c.released_at.is_(None)).values(released_at=at)
+    )
+    values = {"pool": pool, "did": did, "visit_id": visit_id, "started_at": at, "last_seen_at": at}
+    result = await conn.execute(insert(leases_table).values(**values).returning(c.id))
+    return int(result.scalar_one())
+
+
+async def extend_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> bool:
+    """A keep-alive at ``at`` for the visit's live lease; False when it has none."""
+    c = leases_table.c
+    query = (
+        update(leases_table)
+        .where(c.visit_id == visit_id, c.released_at.is_(None))
+        .values(last_seen_at=case((c.last_seen_at < at, at), else_=c.last_seen_at))
+    )
+    return (await conn.execute(query)).rowcount > 0
+
+
+async def release_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> bool:
+    """End the visit's live lease at ``at``; False when it has none."""
+    c = leases_table.c
+    query = (
+        update(leases_table)
+        .where(c.visit_id == visit_id, c.released_at.is_(None))
+        .values(released_at=at)
+    )
+    return (await conn.execute(query)).rowcount > 0
+
+
+async def live_leases(conn: AsyncConnection, pool: str) -> list[StoredLease]:
+    """The pool's leases not yet released, oldest first (partial index on live leases)."""
+    c = leases_table.c
+    query = (
+        select(leases_table)
+        .where(c.pool == pool, c.released_at.is_(None))
+        .order_by(c.started_at, c.id)
+    )
+    return [_lease(row) for row in (await conn.execute(query)).all()]
+
+
+async def latest_leases(conn: AsyncConnection, dids: Iterable[str]) -> list[StoredLease]:
+    """The latest lease of each DID that has one: what a `PoolAllocator` needs to
+    restart with its holders, LRU order and quarantine.  One index step per DID."""
+    found = []
+    for did in dids:
+        row = (await conn.execute(_latest_started(did, None))).first()
+        if row is not None:
+            found.append(_lease(row))
+    return found
+
+
+async def leases_at(
+    conn: AsyncConnection,
+    did: str,
+    t: datetime,
+    grace: timedelta = timedelta(0),
+    *,
+    hold: timedelta | None = None,
+) -> list[StoredLease]:
+    """The leases of ``did`` held at ``t`` or released within ``grace`` before it,
+    newest first; more than one = ambiguous.  Two bounded index scans (module
+    docstring).  ``hold``: a lease never released in the store counts only until
+    ``last_seen_at + hold`` (its end when a daemon stopped before storing it)."""
+    c = leases_table.c
+    graced = select(leases_table).where(
+        c.did == did, c.released_at >= t - grace, c.released_at <= t
+    )
+    rows = list((await conn.execute(_latest_started(did, t))).all())
+    rows += (await conn.execute(graced)).all()
+    found = {row.id: _lease(row) for row in rows}
+    held = [lease for lease in found.values() if _held(lease, t, grace, hold)]
+    return sorted(held, key=lambda lease: (lease.started_at, lease.id), reverse=True)
+
+
+def _latest_started(did: str, t: datetime | None) -> Any:
+    c = leases_table.c
+    query = select(leases_table).where(c.did == did)
+    if t is not None:
+        query = query.where(c.started_at <= t)
+    return query.order_by(c.started_at.desc(), c.id.desc()).limit(1)
+
+
+def _held(lease: StoredLease, t: datetime, grace: timedelta, hold: timedelta | None) -> bool:
+    if lease.released_at is not None:
+        end = lease.released_at
+    elif hold is not None:
+        end = lease.last_seen_at + hold
+    else:
+        return True
+    return lease.started_at <= t <= end + grace
+
+
+async def last_number_of(
+    conn: AsyncConnection, visitor_id: str, pool: str | None = None
+) -> str | None:
+    """The DID last shown to this visitor (any of their visits), in ``pool`` when given."""
+    c, v = leases_table.c, visits_table.c
+    query = (
+        select(c.did)
+        .select_from(leases_table.join(visits_table, c.visit_id == v.id))
+        .where(v.visitor_id == visitor_id)
+        .order_by(c.started_at.desc(), c.id.desc())
+        .limit(1)
+    )
+    if pool is not None:
+        query = query.where(c.pool == pool)
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+def _lease(row: Row[Any]) -> StoredLease:
+    return StoredLease(**row._asdict())
+
+
+# --- pool use -------------------------------------------------------------
+
+
+def hour_of(at: datetime) -> datetime:
+    """The start of the UTC hour ``at`` falls in: the key of ``pool_stats``."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def record_pool_use(
+    conn: AsyncConnection,
+    pool: str,
+    at: datetime,
+    *,
+    leases_started: int = 0,
+    exhaustions: int = 0,
+    in_use: int = 0,
+) -> None:
+    """Add to the pool's row for the hour of ``at``: leases started and exhaustions are
+    summed, ``in_use`` raises the hour's peak."""
+    s = stats_table.c
+    values = {
+        "pool": pool,
+        "hour": hour_of(at),
+        "leases_started": leases_started,
+        "exhaustions": exhaustions,
+        "peak_in_use": in_use,
+    }
+    statement = _DIALECT_INSERT[conn.dialect.name](stats_table).values(**values)
+    new = statement.excluded
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[s.pool, s.hour],
+            set_={
+                "leases_started": s.leases_started + new.leases_started,
+                "exhaustions": s.exhaustions + new.exhaustions,
+                "peak_in_use": case(
+                    (new.peak_in_use > s.peak_in_use, new.peak_in_use), else_=s.peak_in_use
+                ),
+            },
+        )
+    )
+
+
+async def pool_usage(conn: AsyncConnection, pool: str, since: datetime) -> PoolUsage:
+    """Use of the pool from the hour of ``since`` on (hour resolution), and its live leases."""
+    s, c = stats_table.c, leases_table.c
+    totals = select(
+        func.coalesce(func.max(s.peak_in_use), 0),
+        func.coalesce(func.sum(s.leases_started), 0),
+        func.coalesce(func.sum(s.exhaustions), 0),
+    ).where(s.pool == pool, s.hour >= hour_of(since))
+    peak, started, exhausted = (await conn.execute(totals)).one()
+    live_count = select(func.count()).where(and_(c.pool == pool, c.released_at.is_(None)))
+    live = (await conn.execute(live_count.select_from(leases_table))).scalar_one()
+    return PoolUsage(int(live), int(peak), int(started), int(exhausted))
