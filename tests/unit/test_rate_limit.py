@@ -1,0 +1,85 @@
+"""The token bucket per client key: burst, refill, Retry-After, bounded memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbx_tracker.web.limits import RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(per_minute: float = 60, burst: int = 3, **kwargs: int) -> tuple[RateLimiter, Clock]:
+    clock = Clock()
+    return RateLimiter(per_minute, burst, clock=clock, **kwargs), clock
+
+
+def test_a_burst_passes_then_the_next_waits_one_token() -> None:
+    bucket, _ = limiter(per_minute=60, burst=3)
+    assert [bucket.check("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.check("a") == pytest.approx(1.0)
+    assert bucket.retry_after("a") == 1
+
+
+def test_tokens_come_back_with_time_up_to_the_burst() -> None:
+    bucket, clock = limiter(per_minute=30, burst=2)
+    for _ in range(2):
+        bucket.check("a")
+    assert bucket.check("a") == pytest.approx(2.0)
+    clock.now += 2.0
+    assert bucket.check("a") == 0.0
+    assert bucket.check("a") > 0
+    clock.now += 3600
+    assert [bucket.check("a") for _ in range(3)] == [0.0, 0.0, pytest.approx(2.0)]
+
+
+def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    bucket, clock = limiter(per_minute=60, burst=1)
+    assert bucket.retry_after("a") == 0
+    clock.now += 0.25
+    assert bucket.check("a") == pytest.approx(0.75)
+    assert bucket.retry_after("a") == 1
+
+
+def test_keys_have_their_own_buckets() -> None:
+    bucket, _ = limiter(burst=1)
+    assert bucket.check("a") == 0.0
+    assert bucket.check("a") > 0
+    assert bucket.check("b") == 0.0
+
+
+def test_a_clock_going_back_gives_no_tokens() -> None:
+    bucket, clock = limiter(per_minute=60, burst=1)
+    bucket.check("a")
+    clock.now -= 100
+    assert bucket.check("a") > 0
+    clock.now += 100
+    assert bucket.check("a") > 0
+
+
+def test_memory_is_bounded_dropping_the_least_recently_used_key() -> None:
+    bucket, _ = limiter(burst=1, max_keys=3)
+    for key in ("a", "b", "c"):
+        bucket.check(key)
+    bucket.check("a")  # a is used again: b is now the oldest
+    bucket.check("d")
+    assert len(bucket) == 3
+    assert bucket.check("a") > 0  # still tracked, still empty
+    assert bucket.check("b") == 0.0  # dropped, starts full again
+    for key in (str(n) for n in range(1000)):
+        bucket.check(key)
+    assert len(bucket) == 3
+
+
+@pytest.mark.parametrize(
+    ("per_minute", "burst", "max_keys"), [(0, 1, 1), (-1, 1, 1), (60, 0, 1), (60, 1, 0)]
+)
+def test_nonsense_limits_are_refused(per_minute: float, burst: int, max_keys: int) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(per_minute, burst, max_keys=max_keys)
