@@ -21,30 +21,33 @@ memory with the real `PoolAllocator` (the database-backed pool comes later).
 
 from __future__ import annotations
 
-import re
-import secrets
-from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from ipaddress import IPv6Address, ip_address, ip_network
-from typing import Annotated, Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    StringConstraints,
     ValidationError,
 )
 
-from pbx_tracker.attribution.pool import PoolAllocator
-from pbx_tracker.phones import display_number
 from pbx_tracker.web.limits import RateLimiter
+from pbx_tracker.web.memory_pool import MemoryVisitPool
+from pbx_tracker.web.models import (
+    VISIT_ID,
+    VISIT_ID_PATTERN,
+    ErrorAnswer,
+    ErrorDetail,
+    HealthAnswer,
+    KeepAliveAnswer,
+    TooManyVisits,
+    UnknownPool,
+    VisitAnswer,
+    VisitPool,
+    VisitStart,
+)
 from pbx_tracker.web.openapi import Operation, Parameter, Response, build_document
 from pbx_tracker.web.settings import HttpSettings
 
@@ -70,268 +73,9 @@ log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
 PREFLIGHT_MAX_AGE = 600
-VISIT_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
-_VISIT_ID = re.compile(VISIT_ID_PATTERN)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], datetime]
-
-
-# --- models -----------------------------------------------------------------
-
-
-def _blank_is_none(value: Any) -> Any:
-    """``document.referrer`` is "" when there is none."""
-    return None if value == "" else value
-
-
-_NAME = StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-Name = Annotated[str, _NAME]
-Url = Annotated[HttpUrl, Field(max_length=2048)]
-OptionalUrl = Annotated[Url | None, BeforeValidator(_blank_is_none)]
-Tag = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
-ClickId = Annotated[
-    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._~-]+$")
-]
-GaClientId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9.]+$")
-]
-YmClientId = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^\d+$")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VisitStart(_Model):
-    """A page asks which number to show: where it is, where the visitor came from."""
-
-    pool: Name | None = None
-    visitor_id: Name | None = None
-    page: Url
-    referrer: OptionalUrl = None
-    utm_source: Tag | None = None
-    utm_medium: Tag | None = None
-    utm_campaign: Tag | None = None
-    utm_term: Tag | None = None
-    utm_content: Tag | None = None
-    gclid: ClickId | None = None
-    yclid: ClickId | None = None
-    fbclid: ClickId | None = None
-    ga_client_id: GaClientId | None = None
-    ym_client_id: YmClientId | None = None
-
-
-class VisitAnswer(_Model):
-    """The number to show; ``fallback``: the pool is exhausted, ``display`` is the fallback's.
-
-    ``keep_alive_seconds``: how often the page should send a keep-alive.
-    """
-
-    visit_id: str
-    number: str | None
-    display: str
-    fallback: bool
-    keep_alive_seconds: int
-
-
-class KeepAliveAnswer(_Model):
-    """The visit goes on; its number is held ``expires_in`` seconds past now."""
-
-    visit_id: str
-    number: str | None
-    display: str
-    expires_in: int
-
-
-class HealthAnswer(_Model):
-    status: str
-
-
-class ErrorDetail(_Model):
-    """One problem: where (``loc``, e.g. ``["utm_source"]``), what, and its kind."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorAnswer(_Model):
-    error: str
-    detail: list[ErrorDetail] = Field(default_factory=list)
-
-
-# --- the pool the handlers call ------------------------------------------------
-
-
-class UnknownPool(Exception):
-    """The request names a pool this server does not have."""
-
-
-class TooManyVisits(Exception):
-    """The client already holds as many live visits as it may."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many live visits from this client")
-        self.retry_after = retry_after
-
-
-class VisitPool(Protocol):
-    """What the handlers need from a number pool."""
-
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
-        """Start a visit or resume the visitor's live one; raises `UnknownPool`,
-        `TooManyVisits`."""
-        ...
-
-    async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
-        """Extend a live visit; None when the visit is unknown or has expired."""
-        ...
-
-
-@dataclass(slots=True)
-class _LiveVisit:
-    visit_id: str
-    client: str
-    visitor_id: str | None
-    number: str | None
-    last_seen: datetime
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class MemoryVisitPool:
-    """One number pool in memory: visits live while kept alive and ``hold_seconds`` after.
-
-    A visit with no number (pool exhausted) shows ``fallback`` and stays so.  A client
-    holds at most ``max_visits_per_client`` live visits.  The last number of each of
-    the ``remembered_visitors`` most recent visitors is kept for their return.
-    """
-
-    def __init__(
-        self,
-        numbers: Sequence[str],
-        *,
-        fallback: str,
-        name: str = "default",
-        region: str = "RU",
-        hold_seconds: float = 1800.0,
-        quarantine_seconds: float = 0.0,
-        max_visits_per_client: int = 5,
-        remembered_visitors: int = 10_000,
-        clock: Clock = _utc_now,
-    ) -> None:
-        if max_visits_per_client < 1 or remembered_visitors < 1:
-            raise ValueError("max_visits_per_client and remembered_visitors must be positive")
-        self.allocator = PoolAllocator(
-            numbers, hold_seconds=hold_seconds, quarantine_seconds=quarantine_seconds
-        )
-        self.name = name
-        self.fallback = fallback
-        self.region = region
-        self.max_visits_per_client = max_visits_per_client
-        self._remembered = remembered_visitors
-        self._clock = clock
-        self._visits: OrderedDict[str, _LiveVisit] = OrderedDict()
-        self._by_visitor: dict[str, str] = {}
-        self._per_client: Counter[str] = Counter()
-        self._last_number: OrderedDict[str, str] = OrderedDict()
-
-    @property
-    def live_visits(self) -> int:
-        return len(self._visits)
-
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
-        now = self._tick()
-        if request.pool is not None and request.pool != self.name:
-            raise UnknownPool(request.pool)
-        resumed = self._resume(request.visitor_id, client, now)
-        if resumed is not None:
-            return self._answer(resumed)
-        if self._per_client[client] >= self.max_visits_per_client:
-            raise TooManyVisits(retry_after=self._hold_seconds)
-        visit_id = secrets.token_urlsafe(16)
-        previous = self._last_number.get(request.visitor_id) if request.visitor_id else None
-        assignment = self.allocator.assign(visit_id, now, previous)
-        visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
-        self._add(visit)
-        log.debug("visit.started", visit_id=visit_id, number=visit.number, client=client)
-        return self._answer(visit)
-
-    async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
-        now = self._tick()
-        visit = self._visits.get(visit_id)
-        if visit is None:
-            return None
-        if visit.number is not None and self.allocator.keep_alive(visit_id, now) is None:
-            self._drop(visit)
-            return None
-        self._touch(visit, now)
-        display = display_number(visit.number or self.fallback, self.region)
-        return KeepAliveAnswer(
-            visit_id=visit_id, number=visit.number, display=display, expires_in=self._hold_seconds
-        )
-
-    # internals
-
-    @property
-    def _hold_seconds(self) -> int:
-        return int(self.allocator.hold.total_seconds())
-
-    def _tick(self) -> datetime:
-        """The time now; ends the visits whose hold ran out."""
-        now = self._clock()
-        self.allocator.expire(now)
-        while self._visits:
-            oldest = next(iter(self._visits.values()))
-            if oldest.last_seen + self.allocator.hold > now:
-                break
-            self._drop(oldest)
-        return now
-
-    def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
-        visit = self._visits.get(self._by_visitor.get(visitor_id, "")) if visitor_id else None
-        if visit is None or visit.client != client:
-            return None
-        if visit.number is not None:
-            self.allocator.assign(visit.visit_id, now)
-        self._touch(visit, now)
-        return visit
-
-    def _add(self, visit: _LiveVisit) -> None:
-        self._visits[visit.visit_id] = visit
-        self._per_client[visit.client] += 1
-        if visit.visitor_id is None:
-            return
-        self._by_visitor[visit.visitor_id] = visit.visit_id
-        if visit.number is not None:
-            self._last_number[visit.visitor_id] = visit.number
-            self._last_number.move_to_end(visit.visitor_id)
-            while len(self._last_number) > self._remembered:
-                self._last_number.popitem(last=False)
-
-    def _touch(self, visit: _LiveVisit, now: datetime) -> None:
-        visit.last_seen = max(now, visit.last_seen)
-        self._visits.move_to_end(visit.visit_id)
-
-    def _drop(self, visit: _LiveVisit) -> None:
-        del self._visits[visit.visit_id]
-        self._per_client[visit.client] -= 1
-        if self._per_client[visit.client] <= 0:
-            del self._per_client[visit.client]
-        if visit.visitor_id and self._by_visitor.get(visit.visitor_id) == visit.visit_id:
-            del self._by_visitor[visit.visitor_id]
-
-    def _answer(self, visit: _LiveVisit) -> VisitAnswer:
-        return VisitAnswer(
-            visit_id=visit.visit_id,
-            number=visit.number,
-            display=display_number(visit.number or self.fallback, self.region),
-            fallback=visit.number is None,
-            keep_alive_seconds=max(5, self._hold_seconds // 3),
-        )
 
 
 # --- errors -------------------------------------------------------------------
@@ -490,7 +234,7 @@ async def keep_alive(request: web.Request) -> web.Response:
     visit_id = request.match_info["visit_id"]
     client = client_key(request, request.app[SETTINGS].trust_proxy)
     answer = None
-    if _VISIT_ID.fullmatch(visit_id):
+    if VISIT_ID.fullmatch(visit_id):
         answer = await request.app[POOL].keep_alive(visit_id, client)
     if answer is None:
         raise ApiError(404, "unknown or expired visit")

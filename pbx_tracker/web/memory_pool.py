@@ -1,0 +1,174 @@
+"""`MemoryVisitPool`: one number pool kept in memory, over the real `PoolAllocator`.
+
+Enough for the API's tests and a single daemon without history; the
+database-backed pool (leases and visits stored for attribution) comes later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from pbx_tracker.attribution.pool import PoolAllocator
+from pbx_tracker.phones import display_number
+from pbx_tracker.web.models import (
+    KeepAliveAnswer,
+    TooManyVisits,
+    UnknownPool,
+    VisitAnswer,
+    VisitStart,
+)
+
+Clock = Callable[[], datetime]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _LiveVisit:
+    visit_id: str
+    client: str
+    visitor_id: str | None
+    number: str | None
+    last_seen: datetime
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MemoryVisitPool:
+    """One number pool in memory: visits live while kept alive and ``hold_seconds`` after.
+
+    A visit with no number (pool exhausted) shows ``fallback`` and stays so.  A client
+    holds at most ``max_visits_per_client`` live visits.  The last number of each of
+    the ``remembered_visitors`` most recent visitors is kept for their return.
+    """
+
+    def __init__(
+        self,
+        numbers: Sequence[str],
+        *,
+        fallback: str,
+        name: str = "default",
+        region: str = "RU",
+        hold_seconds: float = 1800.0,
+        quarantine_seconds: float = 0.0,
+        max_visits_per_client: int = 5,
+        remembered_visitors: int = 10_000,
+        clock: Clock = _utc_now,
+    ) -> None:
+        if max_visits_per_client < 1 or remembered_visitors < 1:
+            raise ValueError("max_visits_per_client and remembered_visitors must be positive")
+        self.allocator = PoolAllocator(
+            numbers, hold_seconds=hold_seconds, quarantine_seconds=quarantine_seconds
+        )
+        self.name = name
+        self.fallback = fallback
+        self.region = region
+        self.max_visits_per_client = max_visits_per_client
+        self._remembered = remembered_visitors
+        self._clock = clock
+        self._visits: OrderedDict[str, _LiveVisit] = OrderedDict()
+        self._by_visitor: dict[str, str] = {}
+        self._per_client: Counter[str] = Counter()
+        self._last_number: OrderedDict[str, str] = OrderedDict()
+
+    @property
+    def live_visits(self) -> int:
+        return len(self._visits)
+
+    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+        now = self._tick()
+        if request.pool is not None and request.pool != self.name:
+            raise UnknownPool(request.pool)
+        resumed = self._resume(request.visitor_id, client, now)
+        if resumed is not None:
+            return self._answer(resumed)
+        if self._per_client[client] >= self.max_visits_per_client:
+            raise TooManyVisits(retry_after=self._hold_seconds)
+        visit_id = secrets.token_urlsafe(16)
+        previous = self._last_number.get(request.visitor_id) if request.visitor_id else None
+        assignment = self.allocator.assign(visit_id, now, previous)
+        visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
+        self._add(visit)
+        log.debug("visit.started", visit_id=visit_id, number=visit.number, client=client)
+        return self._answer(visit)
+
+    async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
+        now = self._tick()
+        visit = self._visits.get(visit_id)
+        if visit is None:
+            return None
+        if visit.number is not None and self.allocator.keep_alive(visit_id, now) is None:
+            self._drop(visit)
+            return None
+        self._touch(visit, now)
+        display = display_number(visit.number or self.fallback, self.region)
+        return KeepAliveAnswer(
+            visit_id=visit_id, number=visit.number, display=display, expires_in=self._hold_seconds
+        )
+
+    # internals
+
+    @property
+    def _hold_seconds(self) -> int:
+        return int(self.allocator.hold.total_seconds())
+
+    def _tick(self) -> datetime:
+        """The time now; ends the visits whose hold ran out."""
+        now = self._clock()
+        self.allocator.expire(now)
+        while self._visits:
+            oldest = next(iter(self._visits.values()))
+            if oldest.last_seen + self.allocator.hold > now:
+                break
+            self._drop(oldest)
+        return now
+
+    def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
+        visit = self._visits.get(self._by_visitor.get(visitor_id, "")) if visitor_id else None
+        if visit is None or visit.client != client:
+            return None
+        if visit.number is not None:
+            self.allocator.assign(visit.visit_id, now)
+        self._touch(visit, now)
+        return visit
+
+    def _add(self, visit: _LiveVisit) -> None:
+        self._visits[visit.visit_id] = visit
+        self._per_client[visit.client] += 1
+        if visit.visitor_id is None:
+            return
+        self._by_visitor[visit.visitor_id] = visit.visit_id
+        if visit.number is not None:
+            self._last_number[visit.visitor_id] = visit.number
+            self._last_number.move_to_end(visit.visitor_id)
+            while len(self._last_number) > self._remembered:
+                self._last_number.popitem(last=False)
+
+    def _touch(self, visit: _LiveVisit, now: datetime) -> None:
+        visit.last_seen = max(now, visit.last_seen)
+        self._visits.move_to_end(visit.visit_id)
+
+    def _drop(self, visit: _LiveVisit) -> None:
+        del self._visits[visit.visit_id]
+        self._per_client[visit.client] -= 1
+        if self._per_client[visit.client] <= 0:
+            del self._per_client[visit.client]
+        if visit.visitor_id and self._by_visitor.get(visit.visitor_id) == visit.visit_id:
+            del self._by_visitor[visit.visitor_id]
+
+    def _answer(self, visit: _LiveVisit) -> VisitAnswer:
+        return VisitAnswer(
+            visit_id=visit.visit_id,
+            number=visit.number,
+            display=display_number(visit.number or self.fallback, self.region),
+            fallback=visit.number is None,
+            keep_alive_seconds=max(5, self._hold_seconds // 3),
+        )
