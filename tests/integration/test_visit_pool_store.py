@@ -1,0 +1,206 @@
+"""`StoredVisitPool` on SQLite and PostgreSQL: visits, leases and pool use stored."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pbx_tracker.attribution.visits import (
+    StoredLease,
+    get_visit,
+    leases_table,
+    live_leases,
+    pool_usage,
+)
+from pbx_tracker.phones import display_number
+from pbx_tracker.web.models import VisitStart
+from pbx_tracker.web.stored_pool import StoredVisitPool
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+POOL = "site"
+A, B, C = "+74950000001", "+74950000002", "+74950000003"
+FALLBACK = "+74950000000"
+HOLD = 600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(name="clock")
+def _clock() -> Clock:
+    return Clock()
+
+
+def make_pool(
+    engine: AsyncEngine, clock: Clock, numbers: list[str] | None = None
+) -> StoredVisitPool:
+    return StoredVisitPool(
+        engine,
+        name=POOL,
+        numbers=numbers or [A, B, C],
+        fallback=FALLBACK,
+        region="RU",
+        hold_seconds=HOLD,
+        quarantine_seconds=0.0,
+        max_visits_per_client=50,
+        clock=clock,
+    )
+
+
+def request(**labels: Any) -> VisitStart:
+    return VisitStart.model_validate({"page": "https://example.ru/landing", **labels})
+
+
+async def all_leases(engine: AsyncEngine) -> list[StoredLease]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(leases_table).order_by(leases_table.c.id))).all()
+    return [StoredLease(**row._asdict()) for row in rows]
+
+
+async def live(engine: AsyncEngine) -> list[StoredLease]:
+    async with engine.connect() as conn:
+        return await live_leases(conn, POOL)
+
+
+async def test_started_visit_is_stored_with_labels_and_lease(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock)
+    labels = {
+        "referrer": "https://yandex.ru/search/?text=okna",
+        "utm_source": "yandex",
+        "utm_medium": "cpc",
+        "utm_campaign": "winter",
+        "utm_term": "okna",
+        "utm_content": "ad-1",
+        "gclid": "g-1",
+        "yclid": "123",
+        "fbclid": "fb.1",
+        "ga_client_id": "GA1.2.3.4",
+        "ym_client_id": "170000",
+        "visitor_id": "visitor-1",
+    }
+    answer = await pool.start(request(**labels), "192.0.2.1")
+    assert (answer.number, answer.fallback) == (A, False)
+    async with engine.connect() as conn:
+        stored = await get_visit(conn, answer.visit_id)
+    assert stored is not None
+    assert stored.pool == POOL
+    assert stored.started_at == T0
+    assert stored.landing_page == "https://example.ru/landing"
+    assert stored.client_ip == "192.0.2.1"
+    for label, value in labels.items():
+        assert getattr(stored, label) == value
+    [lease] = await all_leases(engine)
+    assert (lease.did, lease.visit_id, lease.started_at, lease.released_at) == (
+        A,
+        answer.visit_id,
+        T0,
+        None,
+    )
+
+
+async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: Clock) -> None:
+    pool = make_pool(engine, clock)
+    answer = await pool.start(request(), "192.0.2.1")
+    clock.advance(300)
+    kept = await pool.keep_alive(answer.visit_id, "192.0.2.1")
+    assert kept is not None
+    assert (kept.number, kept.expires_in) == (A, int(HOLD))
+    async with engine.connect() as conn:
+        stored = await get_visit(conn, answer.visit_id)
+    assert stored is not None
+    assert stored.last_seen_at == T0 + timedelta(seconds=300)
+    [lease] = await all_leases(engine)
+    assert lease.last_seen_at == T0 + timedelta(seconds=300)
+    assert lease.released_at is None
+
+
+async def test_expired_lease_is_released_in_the_store(engine: AsyncEngine, clock: Clock) -> None:
+    pool = make_pool(engine, clock)
+    first = await pool.start(request(), "192.0.2.1")
+    clock.advance(HOLD + 1)
+    assert await pool.keep_alive(first.visit_id, "192.0.2.1") is None
+    [lease] = await all_leases(engine)
+    assert lease.released_at == T0 + timedelta(seconds=HOLD)
+    second = await pool.start(request(), "192.0.2.2")
+    assert [lease.visit_id for lease in await live(engine)] == [second.visit_id]
+
+
+async def test_restore_keeps_live_leases_after_restart(engine: AsyncEngine, clock: Clock) -> None:
+    before = make_pool(engine, clock)
+    first = await before.start(request(visitor_id="v-1"), "192.0.2.1")
+    second = await before.start(request(), "192.0.2.2")
+    assert (first.number, second.number) == (A, B)
+    clock.advance(60)
+    after = make_pool(engine, clock)
+    await after.restore()
+    assert after.live_visits == 2
+    kept = await after.keep_alive(first.visit_id, "192.0.2.1")
+    assert kept is not None
+    assert kept.number == A
+    third = await after.start(request(), "192.0.2.3")
+    assert third.number == C
+    resumed = await after.start(request(visitor_id="v-1"), "192.0.2.1")
+    assert (resumed.visit_id, resumed.number) == (first.visit_id, A)
+    assert sorted(lease.did for lease in await live(engine)) == [A, B, C]
+
+
+async def test_returning_visitor_gets_the_stored_number(engine: AsyncEngine, clock: Clock) -> None:
+    before = make_pool(engine, clock)
+    await before.start(request(visitor_id="v-1"), "192.0.2.1")
+    await before.start(request(), "192.0.2.2")
+    clock.advance(HOLD + 60)
+    after = make_pool(engine, clock)
+    await after.restore()
+    assert after.live_visits == 0
+    assert await live(engine) == []
+    back = await after.start(request(visitor_id="v-1"), "192.0.2.1")
+    assert back.number == A  # C is the least recently used, A is the visitor's
+    released = [lease for lease in await all_leases(engine) if lease.released_at is not None]
+    assert len(released) == 2
+
+
+async def test_exhaustion_gives_the_fallback_and_is_counted(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock)
+    numbers = [(await pool.start(request(), f"192.0.2.{i}")).number for i in range(3)]
+    assert numbers == [A, B, C]
+    exhausted = await pool.start(request(), "192.0.2.9")
+    assert (exhausted.number, exhausted.fallback) == (None, True)
+    assert exhausted.display == display_number(FALLBACK, "RU")
+    kept = await pool.keep_alive(exhausted.visit_id, "192.0.2.9")
+    assert kept is not None
+    assert kept.number is None
+    async with engine.connect() as conn:
+        usage = await pool_usage(conn, POOL, T0)
+        assert await get_visit(conn, exhausted.visit_id) is not None
+    assert (usage.live, usage.peak_in_use, usage.leases_started, usage.exhaustions) == (3, 3, 3, 1)
+
+
+async def test_concurrent_starts_get_distinct_numbers(engine: AsyncEngine, clock: Clock) -> None:
+    numbers = [f"+7495000{i:04d}" for i in range(20)]
+    pool = make_pool(engine, clock, numbers)
+    answers = await asyncio.gather(
+        *(pool.start(request(visitor_id=f"v-{i}"), f"192.0.2.{i}") for i in range(20))
+    )
+    shown = [answer.number for answer in answers]
+    assert sorted(n for n in shown if n is not None) == numbers
+    stored = await live(engine)
+    assert len(stored) == 20
+    assert len({lease.did for lease in stored}) == 20
+    assert {lease.visit_id for lease in stored} == {answer.visit_id for answer in answers}
