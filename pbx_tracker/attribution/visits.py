@@ -31,16 +31,16 @@ query to a few rows however busy the site.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.pool import Lease
+from pbx_tracker.store.engine import dialect_insert
 from pbx_tracker.store.models import NumberLeaseRow, PoolStatsRow, VisitRow
 
 __all__ = [
@@ -64,11 +64,6 @@ __all__ = [
 visits_table = cast(Table, VisitRow.__table__)
 leases_table = cast(Table, NumberLeaseRow.__table__)
 stats_table = cast(Table, PoolStatsRow.__table__)
-
-_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +299,7 @@ async def record_pool_use(
         "exhaustions": exhaustions,
         "peak_in_use": in_use,
     }
-    statement = _DIALECT_INSERT[conn.dialect.name](stats_table).values(**values)
+    statement = dialect_insert(conn)(stats_table).values(**values)
     new = statement.excluded
     await conn.execute(
         statement.on_conflict_do_update(

@@ -15,7 +15,7 @@ loses the race joins the winner's task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -33,7 +33,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.callbacks.policy import (
@@ -50,6 +49,7 @@ from pbx_tracker.callbacks.policy import (
 )
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import CallRecord, format_time
+from pbx_tracker.store.engine import dialect_insert
 from pbx_tracker.store.models import (
     OPEN_CUSTOMER_TASK,
     CallbackEventRow,
@@ -85,10 +85,6 @@ _calls = cast(Table, CallRow.__table__)
 
 ChangeKind = Literal["opened", "joined", "resolved", "attempt"]
 _RACE_ROUNDS = 3  # a lost race is decided again on what the winner wrote
-_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
 
 
 class TaskError(Exception):
@@ -232,7 +228,7 @@ async def _insert_open_task(conn: AsyncConnection, values: dict[str, Any]) -> in
     """The new task's id; None when the customer has an open task already."""
     c = tasks_table.c
     statement = (
-        _dialect_insert(conn)(tasks_table)
+        dialect_insert(conn)(tasks_table)
         .values(values)
         .on_conflict_do_nothing(
             index_elements=[c.customer],
@@ -531,10 +527,3 @@ def _task_from_row(row: Row[Any]) -> CallbackTask:
     fields["status"] = TaskStatus(row.status)
     fields["resolution"] = Resolution(row.resolution) if row.resolution else None
     return CallbackTask(**fields)
-
-
-def _dialect_insert(conn: AsyncConnection) -> Callable[[Table], Any]:
-    name = conn.dialect.name
-    if name not in _DIALECT_INSERT:
-        raise ValueError(f"unsupported database dialect {name!r}")
-    return _DIALECT_INSERT[name]

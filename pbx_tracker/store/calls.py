@@ -9,12 +9,11 @@ transaction (`async with engine.begin() as conn`); none commits.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, delete, func, insert, not_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pbx_tracker.calls.records import (
@@ -24,6 +23,7 @@ from pbx_tracker.calls.records import (
     MissedReason,
     RingAttempt,
 )
+from pbx_tracker.store.engine import dialect_insert
 from pbx_tracker.store.models import CallRow, OutboundCallRow, RingAttemptRow
 
 Executor = AsyncConnection | AsyncSession
@@ -31,11 +31,6 @@ Executor = AsyncConnection | AsyncSession
 calls_table = cast(Table, CallRow.__table__)
 attempts_table = cast(Table, RingAttemptRow.__table__)
 outbound_table = cast(Table, OutboundCallRow.__table__)
-
-_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
 
 
 async def save_call(executor: Executor, record: CallRecord) -> bool:
@@ -217,7 +212,7 @@ def _parse_utc(text: str) -> datetime:
 
 async def _upsert(executor: Executor, table: Table, values: dict[str, Any]) -> tuple[int, bool]:
     """Insert, or update the row with the same (node, linkedid): (id, was_new)."""
-    insert_stmt = _dialect_insert(executor)(table).values(values)
+    insert_stmt = dialect_insert(executor)(table).values(values)
     new_id = (
         await executor.execute(
             insert_stmt.on_conflict_do_nothing(index_elements=["node", "linkedid"]).returning(
@@ -231,14 +226,6 @@ async def _upsert(executor: Executor, table: Table, values: dict[str, Any]) -> t
     changes = {k: v for k, v in values.items() if k != "created_at"}
     update_stmt = update(table).where(key).values(changes).returning(table.c.id)
     return int((await executor.execute(update_stmt)).scalar_one()), False
-
-
-def _dialect_insert(executor: Executor) -> Callable[[Table], Any]:
-    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
-    name = bind.dialect.name
-    if name not in _DIALECT_INSERT:
-        raise ValueError(f"unsupported database dialect {name!r}")
-    return _DIALECT_INSERT[name]
 
 
 async def _replace_attempts(

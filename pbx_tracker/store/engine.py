@@ -8,12 +8,14 @@ SQLite connections get WAL, a busy timeout and foreign keys on every connect.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Engine, Table, create_engine, event, exc, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 10
@@ -181,3 +183,18 @@ def _use_transactional_ddl(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
+
+
+_DIALECT_INSERT: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+def dialect_insert(executor: AsyncConnection | AsyncSession) -> Callable[[Table], Any]:
+    """The database's own INSERT (with ``on_conflict_do_*``) for upserts."""
+    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+    name = bind.dialect.name
+    if name not in _DIALECT_INSERT:
+        raise ValueError(f"unsupported database dialect {name!r}")
+    return _DIALECT_INSERT[name]
