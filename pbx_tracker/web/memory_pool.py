@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from pbx_tracker.attribution.pool import PoolAllocator
+from pbx_tracker.attribution.pool import Lease, PoolAllocator
 from pbx_tracker.phones import display_number
 from pbx_tracker.web.models import (
     KeepAliveAnswer,
@@ -123,13 +123,16 @@ class MemoryVisitPool:
     def _tick(self) -> datetime:
         """The time now; ends the visits whose hold ran out."""
         now = self._clock()
-        self.allocator.expire(now)
+        self._leases_ended(self.allocator.expire(now))
         while self._visits:
             oldest = next(iter(self._visits.values()))
             if oldest.last_seen + self.allocator.hold > now:
                 break
             self._drop(oldest)
         return now
+
+    def _leases_ended(self, leases: list[Lease]) -> None:
+        """The allocator ended these leases (hold run out): nothing to keep in memory."""
 
     def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
         visit = self._visits.get(self._by_visitor.get(visitor_id, "")) if visitor_id else None

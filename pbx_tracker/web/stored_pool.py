@@ -151,16 +151,9 @@ class StoredVisitPool(MemoryVisitPool):
 
     # internals
 
-    def _tick(self) -> datetime:
-        """The time now; ends the visits whose hold ran out, keeps the ended leases."""
-        now = self._clock()
-        self._ended.extend(self.allocator.expire(now))
-        while self._visits:
-            oldest = next(iter(self._visits.values()))
-            if oldest.last_seen + self.allocator.hold > now:
-                break
-            self._drop(oldest)
-        return now
+    def _leases_ended(self, leases: list[Lease]) -> None:
+        """Kept until the next transaction stores them (`release_lease`)."""
+        self._ended.extend(leases)
 
     async def _previous_number(self, visitor_id: str | None) -> str | None:
         if visitor_id is None:
