@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from ami_settings import ListenerSettings
 from pydantic import SecretStr
 
 from pbx_tracker.ami.capture import read_capture
@@ -30,18 +32,7 @@ MIB = 1024 * 1024
 SECRET_VALUE = SecretStr(SECRET)
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 0
-    username: str = USER
-    secret: SecretStr = SECRET_VALUE
-    events: str = "on"
-    connect_timeout: float = 2.0
-    ping_interval: float = 10.0
-    ping_timeout: float = 2.0
-    reconnect_initial: float = 0.02
-    reconnect_max: float = 0.2
+Settings = functools.partial(ListenerSettings, SECRET_VALUE)
 
 
 class Statuses:

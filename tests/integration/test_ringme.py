@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from ami_settings import ListenerSettings
 from pydantic import SecretStr
 
 from pbx_tracker.ami.capture import read_capture
@@ -52,18 +54,7 @@ CALL = RingMeCall(
 TEMPLATE = Path(__file__).resolve().parents[2] / "pbx_tracker/sim/templates"
 
 
-@dataclass(frozen=True)
-class AmiSettings:
-    host: str = "127.0.0.1"
-    port: int = 0
-    username: str = USER
-    secret: SecretStr = SECRET_VALUE
-    events: str = "on"
-    connect_timeout: float = 2.0
-    ping_interval: float = 10.0
-    ping_timeout: float = 2.0
-    reconnect_initial: float = 0.02
-    reconnect_max: float = 0.2
+AmiSettings = functools.partial(ListenerSettings, SECRET_VALUE)
 
 
 class Clock:
