@@ -60,20 +60,29 @@ async def open_task(url: str, service: CallbackService) -> None:
     service.call_written(call, True)
 
 
-async def the_task(url: str) -> tasks.CallbackTask:
+async def stored_tasks(url: str) -> list[tasks.CallbackTask]:
     engine = make_async_engine(url)
-    async with engine.connect() as conn:
-        [task] = await tasks.list_tasks(conn, status=None)
-    await engine.dispose()
+    try:
+        async with engine.connect() as conn:
+            return await tasks.list_tasks(conn, status=None)
+    finally:
+        await engine.dispose()
+
+
+async def the_task(url: str) -> tasks.CallbackTask:
+    [task] = await stored_tasks(url)
     return task
 
 
 async def until_reminded(url: str, leader: CallbackService) -> tasks.CallbackTask:
+    """Wait (bounded) until the follower opened the task and the leader reminded of it."""
     async with asyncio.timeout(WAIT):
-        while (task := await the_task(url)).reminders_sent == 0:
-            leader.handled.clear()
+        while True:
+            leader.handled.clear()  # before looking, so a change in between is not lost
+            found = await stored_tasks(url)
+            if found and found[0].reminders_sent > 0:
+                return found[0]
             await leader.handled.wait()
-    return task
 
 
 async def test_one_daemon_reminds_and_another_takes_over_when_it_is_gone(
