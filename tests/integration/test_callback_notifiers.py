@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import gc
 import json
 import shutil
 import socket
@@ -434,9 +435,14 @@ class TestEmailOverTls:
         await EmailNotifier(settings).send(reminder_email())
         assert len(smtps.inbox.envelopes) == 1
 
+    # Python 3.11's asyncio leaves the socket of a failed TLS handshake to the garbage
+    # collector now and then (ResourceWarning: unclosed transport), outside our code.
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
     async def test_an_untrusted_certificate_is_refused(self, smtps: LoopbackController) -> None:
         settings = smtp_settings(smtps.port, security="tls")
         with pytest.raises(NotifyError) as caught:
             await EmailNotifier(settings).send(reminder_email())
         assert "TLS certificate not trusted" in caught.value.reason
         assert smtps.inbox.envelopes == []
+        del caught
+        gc.collect()  # any leaked socket is reported here, not in a later test
