@@ -29,7 +29,6 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -43,6 +42,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from pbx_tracker.agi.settings import AgiSettings
+from pbx_tracker.attribution.settings import AttributionSettings, NumberPool, pool_problems
 from pbx_tracker.callbacks.settings import CallbackSettings, Channel, callback_problems
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
@@ -52,19 +52,18 @@ from pbx_tracker.config_fields import (
     Email,
     Extension,
     NonEmptyStr,
-    PoolEntry,
     Region,
     ResolvedPath,
     context_base_dir,
-    expand_pool,
-    expand_pool_entry,
     lower_text,
     problem,
+    try_expand_pool_entry,
 )
 from pbx_tracker.phones import is_known_region, normalize_number
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.routing.hours import HoursLine
 from pbx_tracker.routing.settings import RoutingSettings
+from pbx_tracker.web.settings import HttpSettings
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -274,18 +273,6 @@ class TrackedNumber(ConfigModel):
     name: str | None = None
 
 
-class NumberPool(ConfigModel):
-    """DIDs handed out to website visitors; `numbers` holds every DID in E.164."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: NonEmptyStr
-    numbers: Annotated[list[PoolEntry], Field(min_length=1), AfterValidator(expand_pool)]
-    source: NonEmptyStr = "pool"
-    medium: str | None = None
-    campaign: str | None = None
-
-
 class Manager(ConfigModel):
     """A person who answers calls: extension, phones, and (for routing) own hours and dial."""
 
@@ -340,6 +327,8 @@ class Settings(ConfigModel):
     tracked_numbers: list[TrackedNumber] = Field(default_factory=list)
     number_pools: list[NumberPool] = Field(default_factory=list)
     managers: list[Manager] = Field(default_factory=list)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
@@ -484,6 +473,8 @@ _SECTIONS = (
     "database",
     "calls",
     "agi",
+    "http",
+    "attribution",
     "routing",
     "logging",
     "tracked_numbers",
@@ -669,22 +660,13 @@ def _did_entries(
 ) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
     """(problem key, owner name, [(as written, E.164)]) for every usable DID entry."""
     for index, item in _entries(raw, "tracked_numbers"):
-        with_numbers = _try_expand(item.get("did"), region)
+        with_numbers = try_expand_pool_entry(item.get("did"), region)
         yield f"tracked_numbers[{index}].did", f"tracked_numbers[{index}]", with_numbers
     for index, pool in _entries(raw, "number_pools"):
         numbers = pool.get("numbers")
         for position, entry in enumerate(numbers if isinstance(numbers, list) else []):
             key = f"number_pools[{index}].numbers[{position}]"
-            yield key, key, _try_expand(entry, region)
-
-
-def _try_expand(entry: Any, region: str) -> list[tuple[str, str]]:
-    if not isinstance(entry, str):
-        return []
-    try:
-        return expand_pool_entry(entry, region)
-    except ValueError:
-        return []
+            yield key, key, try_expand_pool_entry(entry, region)
 
 
 def _duplicate_dids(raw: Mapping[str, Any], region: str) -> list[str]:
@@ -742,4 +724,5 @@ def _cross_entry_problems(raw: Mapping[str, Any], region: str) -> list[str]:
         *_duplicate_devices(raw),
         *routing_problems(raw, region),
         *callback_problems(raw),
+        *pool_problems(raw, region),
     ]

@@ -118,6 +118,16 @@ def _check_pool_entry(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def try_expand_pool_entry(entry: Any, region: str) -> list[tuple[str, str]]:
+    """`expand_pool_entry`, or [] for anything unusable (reported by validation)."""
+    if not isinstance(entry, str):
+        return []
+    try:
+        return expand_pool_entry(entry, region)
+    except ValueError:
+        return []
+
+
 def expand_pool(entries: list[str], info: ValidationInfo) -> list[str]:
     region = context_region(info)
     numbers = (e164 for entry in entries for _, e164 in expand_pool_entry(entry, region))

@@ -795,3 +795,64 @@ def test_example_config_shows_every_key() -> None:
     written = {line.strip().lstrip("- ").partition(":")[0] for line in text.splitlines()}
     missing = _keys(Settings) - written
     assert not missing
+
+
+# --- dynamic tracking: pools, attribution, the HTTP server ------------------------------
+
+
+def test_pool_timing_defaults_and_fallback() -> None:
+    pool = load(
+        minimal(
+            number_pools=[{"name": "site", "numbers": ["74951110010"], "fallback": "84951110000"}]
+        )
+    ).number_pools[0]
+    assert pool.fallback == "+74951110000"
+    assert (pool.hold_minutes, pool.quarantine_minutes, pool.grace_minutes) == (20, 5, 5)
+    assert pool.max_visits_per_client == 5
+
+
+def test_a_pool_fallback_may_not_be_a_pool_number() -> None:
+    data = minimal(
+        number_pools=[
+            {"name": "site", "numbers": ["74951110010-74951110012"]},
+            {"name": "promo", "numbers": ["74951110020"], "fallback": "84951110011"},
+        ]
+    )
+    (line,) = problems_of(data)
+    assert line.startswith("number_pools[1].fallback: 84951110011 is a number of pool site")
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            {"number_pools": [{"name": "my site", "numbers": ["74951110010"]}]},
+            "number_pools[0].name",
+        ),
+        (
+            {"number_pools": [{"name": "s", "numbers": ["74951110010"], "hold_minutes": 0}]},
+            "number_pools[0].hold_minutes",
+        ),
+        ({"attribution": {"model": "linear"}}, "attribution.model"),
+        ({"attribution": {"warn_unattributed_share": 1.5}}, "attribution.warn_unattributed_share"),
+        ({"http": {"allowed_origins": ["https://example.ru/page"]}}, "http.allowed_origins[0]"),
+        ({"http": {"port": 70000}}, "http.port"),
+    ],
+)
+def test_dynamic_tracking_problems_name_the_key(data: dict[str, Any], problem: str) -> None:
+    (line,) = problems_of(minimal(**data))
+    assert line.startswith(problem)
+
+
+def test_http_and_attribution_from_the_environment() -> None:
+    settings = load(
+        minimal(),
+        {
+            "PBX_TRACKER_HTTP__ENABLED": "true",
+            "PBX_TRACKER_HTTP__PORT": "8181",
+            "PBX_TRACKER_ATTRIBUTION__MODEL": "First_Touch",
+        },
+    )
+    assert (settings.http.enabled, settings.http.port) == (True, 8181)
+    assert settings.attribution.model == "first_touch"
+    assert settings.attribution.store_client_ip is False
