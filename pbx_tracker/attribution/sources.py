@@ -1,7 +1,9 @@
 """Static attribution: which tracked number (and so which source) a call came in on.
 
 Turns the correlator's raw record into the stored one: caller and DID in E.164,
-source / medium / campaign from the config, the target-call flag.  Inbound
+source / medium / campaign from the config, the target-call flag, and the
+attribution the config alone gives (`attribute.static_attribution`; the call
+writer credits calls on pool numbers to website visits).  Inbound
 calls on numbers that are not tracked get no record (they are counted).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from pbx_tracker.attribution.attribute import static_attribution
 from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.phones import normalize_number
 
@@ -43,6 +46,7 @@ class CallLabeler:
             medium=labels.medium,
             campaign=labels.campaign,
             is_target=is_target,
+            attribution=static_attribution(labels.did, labels.source, labels.pool),
         )
 
 

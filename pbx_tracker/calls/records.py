@@ -1,5 +1,9 @@
 """What the correlator produces: one record per finished call.
 
+``session_id``, ``utm_*`` and ``attribution`` are filled by attribution
+(`pbx_tracker.attribution.attribute`) when the call is stored: the website visit
+a pool number was shown to, its tags, and why the call got its source.
+
 `CallRecord` is the contract of DESIGN.md ("Call record"): the database row,
 the JSON line of `replay --dry-run` and, later, the HTTP API all carry these
 fields.  Times are timezone-aware UTC datetimes; durations are whole seconds.
@@ -76,6 +80,13 @@ class CallRecord:
     first_time_caller: bool | None = None
     is_target: bool | None = None
     complete: bool = True
+    session_id: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    attribution: dict[str, Any] | None = None
     variables: dict[str, str] = field(default_factory=dict)
     attempts: tuple[RingAttempt, ...] = ()
 

@@ -267,8 +267,24 @@ def _call_values(record: CallRecord) -> dict[str, Any]:
         "first_time_caller": record.first_time_caller,
         "is_target": record.is_target,
         "complete": record.complete,
+        **_attribution_values(record),
         "created_at": now,
         "updated_at": now,
+    }
+
+
+def _attribution_values(record: CallRecord) -> dict[str, Any]:
+    detail = record.attribution or {}
+    return {
+        "session_id": record.session_id,
+        "utm_source": record.utm_source,
+        "utm_medium": record.utm_medium,
+        "utm_campaign": record.utm_campaign,
+        "utm_term": record.utm_term,
+        "utm_content": record.utm_content,
+        "attribution_method": detail.get("method"),
+        "attribution_confidence": detail.get("confidence"),
+        "attribution": record.attribution,
     }
 
 
@@ -325,6 +341,13 @@ def _record_from_call_row(row: Row[Any], attempts: list[RingAttempt]) -> CallRec
         first_time_caller=row.first_time_caller,
         is_target=row.is_target,
         complete=row.complete,
+        session_id=row.session_id,
+        utm_source=row.utm_source,
+        utm_medium=row.utm_medium,
+        utm_campaign=row.utm_campaign,
+        utm_term=row.utm_term,
+        utm_content=row.utm_content,
+        attribution=row.attribution,
         attempts=tuple(attempts),
     )
 

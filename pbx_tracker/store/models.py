@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -79,6 +80,7 @@ class CallRow(Base):
         Index("ix_calls_caller_started_at", "caller", "started_at"),
         Index("ix_calls_did_started_at", "did", "started_at"),
         Index("ix_calls_started_at", "started_at"),
+        Index("ix_calls_session_id", "session_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -106,6 +108,14 @@ class CallRow(Base):
     is_target: Mapped[bool | None] = mapped_column(Boolean)
     complete: Mapped[bool] = mapped_column(Boolean)
     session_id: Mapped[str | None] = mapped_column(String(64))
+    utm_source: Mapped[str | None] = mapped_column(String(256))
+    utm_medium: Mapped[str | None] = mapped_column(String(256))
+    utm_campaign: Mapped[str | None] = mapped_column(String(256))
+    utm_term: Mapped[str | None] = mapped_column(String(256))
+    utm_content: Mapped[str | None] = mapped_column(String(256))
+    attribution_method: Mapped[str | None] = mapped_column(String(16))
+    attribution_confidence: Mapped[float | None] = mapped_column(Float)
+    attribution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     variables: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.attribution.attribute import Attributor
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
 from pbx_tracker.store.migrate import is_at_head
@@ -38,6 +39,7 @@ async def open_writer(
             queue_size=settings.database.queue_size,
             spill_path=settings.database.spill_path,
             on_written=on_written,
+            attribute=Attributor(settings).attribute if settings.number_pools else None,
         )
         await writer.start()
         try:

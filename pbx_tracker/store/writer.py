@@ -16,7 +16,7 @@ import json
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +38,8 @@ from pbx_tracker.store.engine import describe_error, is_transient_error, mask_ur
 log = structlog.get_logger(__name__)
 
 OnWritten = Callable[[CallRecord, bool], object]
+# fills what the stored facts say about calls (pbx_tracker.attribution.attribute.Attributor)
+Attribute = Callable[[AsyncConnection, Sequence[CallRecord]], Awaitable[list[CallRecord]]]
 SPILL_BATCH = 100
 WRITE_BATCH = 100
 _P = ParamSpec("_P")
@@ -155,12 +157,14 @@ class CallWriter:
         queue_size: int = 1000,
         first_time_window: timedelta | None = None,
         on_written: OnWritten | None = None,
+        attribute: Attribute | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.on_written = on_written
+        self._attribute = attribute
         self._engine = engine
         self._queue_size = queue_size
         self._first_time_window = first_time_window
@@ -346,7 +350,8 @@ class CallWriter:
             return False
         try:
             async with self._engine.begin() as conn:
-                records = await mark_first_time_callers(conn, [t.record for t in self._held])
+                records = await self._attributed(conn, [t.record for t in self._held])
+                records = await mark_first_time_callers(conn, records)
                 saved = list(zip(records, await save_calls(conn, records), strict=True))
         except Exception:
             first = self._held.popleft()
@@ -365,8 +370,16 @@ class CallWriter:
 
     async def _save(self, record: CallRecord) -> tuple[CallRecord, bool]:
         async with self._engine.begin() as conn:
+            (record,) = await self._attributed(conn, [record])
             record = await self._with_first_time(conn, record)
             return record, await save_call(conn, record)
+
+    async def _attributed(
+        self, conn: AsyncConnection, records: list[CallRecord]
+    ) -> list[CallRecord]:
+        if self._attribute is None:
+            return records
+        return await self._attribute(conn, records)
 
     async def _with_first_time(self, conn: AsyncConnection, record: CallRecord) -> CallRecord:
         if record.first_time_caller is not None or record.caller is None:
