@@ -247,6 +247,33 @@ def callbacks_call(config_path: str | None, task_id: int, manager: str | None) -
     _callback_command(call_back(settings, task_id, manager=manager))
 
 
+@main.group()
+def pool() -> None:
+    """Website number pools: use, exhaustion, attribution, recommended size."""
+
+
+@pool.command("status")
+@config_option
+@click.option("--pool", "name", metavar="NAME", help="Only this pool (default: every pool).")
+@click.option("--hours", default=24.0, show_default=True, help="Period to look at, in hours.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def pool_status(config_path: str | None, name: str | None, hours: float, fmt: str) -> None:
+    """Numbers in use and at peak, exhaustion, visits, calls by attribution, and the
+    pool size the site's traffic needs."""
+    from pbx_tracker.attribution.commands import PoolCommandError, show_pool_status
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    try:
+        click.echo(
+            asyncio.run(show_pool_status(settings, pool=name, hours=hours, fmt=fmt, now=_now()))
+        )
+    except PoolCommandError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
 @click.option(

@@ -1,0 +1,83 @@
+"""`pbx-tracker pool status`: each number pool's use and the size it needs, in the terminal."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from pbx_tracker.attribution.status import PoolStatus, pool_status
+from pbx_tracker.store.engine import describe_error, make_async_engine, mask_url
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = ["PoolCommandError", "show_pool_status"]
+
+_ROWS = (
+    ("numbers", "size"),
+    ("in use now", "in_use"),
+    ("peak in use", "peak_in_use"),
+    ("numbers given out", "leases_started"),
+    ("fallback shown (exhausted)", "exhaustions"),
+    ("new visits, busiest hour", "visits_per_hour"),
+    ("minutes on site (median)", "minutes_on_site"),
+    ("hold minutes", "hold_minutes"),
+    ("recommended size", "recommended_size"),
+    ("calls", "calls"),
+)
+
+
+class PoolCommandError(Exception):
+    """A problem to show on one line (unknown pool, database unreachable)."""
+
+
+async def show_pool_status(
+    settings: Settings, *, pool: str | None, hours: float, fmt: str, now: datetime
+) -> str:
+    """The status of every pool (or ``pool``) over the last ``hours``, as a table or JSON."""
+    pools = [p for p in settings.number_pools if pool is None or p.name == pool]
+    if not pools:
+        known = ", ".join(p.name for p in settings.number_pools) or "none configured"
+        raise PoolCommandError(f"unknown pool {pool!r} (pools: {known})")
+    since = now - timedelta(hours=hours)
+    engine = make_async_engine(settings.database.url)
+    try:
+        async with engine.connect() as conn:
+            found = [
+                await pool_status(conn, p, settings.attribution, since=since, now=now)
+                for p in pools
+            ]
+    except (SQLAlchemyError, OSError) as error:
+        url = mask_url(settings.database.url)
+        raise PoolCommandError(f"database {url}: {describe_error(error)}") from None
+    finally:
+        await engine.dispose()
+    if fmt == "json":
+        return json.dumps([status.to_json() for status in found], ensure_ascii=False, indent=2)
+    return "\n".join(_table(status, hours) for status in found)
+
+
+def _table(status: PoolStatus, hours: float) -> str:
+    table = Table(title=f"Pool {status.pool}, last {hours:g} h", title_justify="left")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for label, field in _ROWS:
+        table.add_row(label, str(getattr(status, field)))
+    for method, count in sorted(status.calls_by_method.items()):
+        table.add_row(f"  {method}", str(count))
+    if status.unattributed_share is not None:
+        table.add_row("without a single visit", f"{status.unattributed_share:.0%}")
+    console = Console(record=True, width=100, force_terminal=False)
+    with console.capture() as captured:
+        console.print(table)
+        if status.size < status.recommended_size:
+            missing = status.recommended_size - status.size
+            console.print(f"The pool is smaller than its traffic needs: add {missing} numbers.")
+        if status.warning:
+            console.print(f"warning: {status.warning}")
+    return captured.get().rstrip()
