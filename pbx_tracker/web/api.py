@@ -11,12 +11,13 @@ Routes (all answers JSON):
 
 Every error is ``{"error": "...", "detail": [...]}``: 400 (bad JSON, invalid
 field, named in ``detail[].loc``), 403 (an ``Origin`` that is not a configured
-site), 404, 413 (body too large), 415 (not JSON), 429 (rate limit or too many
-live visits from one client, with ``Retry-After``), 500 (logged, no traceback
-shown).  CORS answers only the configured origins, never ``*``.
+site), 404 (unknown pool or visit), 413 (body too large), 415 (not JSON), 429
+(rate limit or too many live visits from one client, with ``Retry-After``), 500
+(logged, no traceback shown).  CORS answers only the configured origins, never ``*``.
 
-The handlers call a `VisitPool`; `MemoryVisitPool` keeps one number pool in
-memory with the real `PoolAllocator` (the database-backed pool comes later).
+The handlers call a `VisitPool`: `MemoryVisitPool` keeps one number pool in
+memory with the real `PoolAllocator`; the daemon serves its pools from the
+database (`pools.VisitPools` of `stored_pool.StoredVisitPool`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from pbx_tracker.web.models import (
 )
 from pbx_tracker.web.openapi import Operation, Parameter, Response, build_document
 from pbx_tracker.web.settings import HttpSettings
+from pbx_tracker.web.snippet import SNIPPET_OPERATIONS, LandingPage, add_snippet_routes
 
 __all__ = [
     "API_PREFIX",
@@ -157,13 +159,18 @@ def client_key(request: web.Request, trust_proxy: bool) -> str:
     return str(ip.ipv4_mapped or ip) if isinstance(ip, IPv6Address) else str(ip)
 
 
+def _same_origin(request: web.Request, origin: str) -> bool:
+    """The daemon's own pages (the demo landing) call the API without being listed."""
+    return origin.rstrip("/").lower() == f"{request.scheme}://{request.host}".lower()
+
+
 @web.middleware
 async def _cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse foreign origins (403); let configured sites read the answers."""
     origin = request.headers.get("Origin")
     if origin is None or not request.path.startswith(API_PREFIX):
         return await handler(request)
-    if not request.app[SETTINGS].allows_origin(origin):
+    if not (request.app[SETTINGS].allows_origin(origin) or _same_origin(request, origin)):
         request.app[STATS].rejected += 1
         return ApiError(403, "origin not allowed").response()
     response = await handler(request)
@@ -222,7 +229,7 @@ async def start_visit(request: web.Request) -> web.Response:
         answer = await request.app[POOL].start(visit, client)
     except UnknownPool:
         problem = ErrorDetail(loc=["pool"], msg="unknown pool", type="unknown_pool")
-        raise ApiError(400, "invalid request", [problem]) from None
+        raise ApiError(404, "unknown pool", [problem]) from None
     except TooManyVisits as error:
         headers = {"Retry-After": str(error.retry_after)}
         raise ApiError(429, str(error), headers=headers) from None
@@ -286,6 +293,7 @@ OPERATIONS: tuple[tuple[Operation, Handler], ...] = (
             {
                 200: Response("The number to show and the visit id", VisitAnswer),
                 400: _BAD,
+                404: Response("No pool of that name", ErrorAnswer),
                 403: _FORBIDDEN,
                 413: _TOO_LARGE,
                 415: _NOT_JSON,
@@ -342,14 +350,19 @@ OPERATIONS: tuple[tuple[Operation, Handler], ...] = (
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route (preflights aside)."""
-    operations = [operation for operation, _ in OPERATIONS]
+    operations = [operation for operation, _ in OPERATIONS] + list(SNIPPET_OPERATIONS)
     return build_document(operations, title="pbx-tracker visits API", version="1")
 
 
 def make_app(
-    settings: HttpSettings, pool: VisitPool, *, clock: Callable[[], float] | None = None
+    settings: HttpSettings,
+    pool: VisitPool,
+    *,
+    clock: Callable[[], float] | None = None,
+    landing: LandingPage | None = None,
 ) -> web.Application:
-    """The application; ``clock`` (monotonic seconds) drives the rate limiter."""
+    """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
+    snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``."""
     app = web.Application(
         middlewares=[_cors, _errors, _rate_limit], client_max_size=settings.max_body_bytes
     )
@@ -368,6 +381,7 @@ def make_app(
         app.router.add_route(operation.method, operation.path, handler)
     app.router.add_route("OPTIONS", _VISITS, preflight)
     app.router.add_route("OPTIONS", _KEEP_ALIVE, preflight)
+    add_snippet_routes(app, landing=landing)
     return app
 
 
@@ -382,9 +396,10 @@ class HttpServer:
         pool: VisitPool,
         *,
         clock: Callable[[], float] | None = None,
+        landing: LandingPage | None = None,
     ) -> None:
         self.settings = settings
-        self.app = make_app(settings, pool, clock=clock)
+        self.app = make_app(settings, pool, clock=clock, landing=landing)
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 

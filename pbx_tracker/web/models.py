@@ -7,9 +7,17 @@ OpenAPI document (`pbx_tracker.web.openapi`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+)
 
 VISIT_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
@@ -22,8 +30,19 @@ def _blank_is_none(value: Any) -> Any:
 
 _NAME = StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 Name = Annotated[str, _NAME]
-Url = Annotated[HttpUrl, Field(max_length=2048)]
-OptionalUrl = Annotated[Url | None, BeforeValidator(_blank_is_none)]
+# checked as sent; the stored form may gain a "/" (stored columns hold 2048)
+MAX_URL_LENGTH = 2000
+Url = Annotated[
+    AnyUrl,
+    UrlConstraints(
+        max_length=MAX_URL_LENGTH, allowed_schemes=["http", "https"], host_required=True
+    ),
+]
+# the schema says what is accepted: a URL, null, or "" (taken as null)
+OptionalUrl = Annotated[
+    Url | None,
+    BeforeValidator(_blank_is_none, json_schema_input_type=Url | Literal[""] | None),
+]
 Tag = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 ClickId = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._~-]+$")
@@ -119,3 +138,13 @@ class VisitPool(Protocol):
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
         """Extend a live visit; None when the visit is unknown or has expired."""
         ...
+
+
+class NoPools:
+    """The API with no number pool configured: every visit is for an unknown pool."""
+
+    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+        raise UnknownPool(request.pool or "default")
+
+    async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
+        return None

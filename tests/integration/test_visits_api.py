@@ -215,7 +215,7 @@ def test_client_key(forwarded: str, key: str) -> None:
 async def test_a_named_pool_must_exist(api: Api) -> None:
     assert (await api.start(pool="default")).status == 200
     answer = await api.start(pool="other")
-    assert answer.status == 400
+    assert answer.status == 404
     assert fields_of(answer) == [["pool"]]
 
 
