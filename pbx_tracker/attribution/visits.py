@@ -27,16 +27,21 @@ with leases started, exhaustions and the peak of numbers in use, added to by
 `record_pool_use` (per event or batched by the caller).  Exhaustions leave no
 lease, so they cannot be counted from the leases; hourly rows keep the status
 query to a few rows however busy the site.
+
+Batch variants (`save_visits`, `touch_visits`, `start_leases`, `extend_leases`,
+`release_leases`, `last_numbers_of`) do the same for many rows in one statement
+(executemany): a group commit writes a whole batch of requests with a few
+statements instead of a few per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, case, func, insert, select, update
+from sqlalchemy import Row, Table, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.pool import Lease
@@ -48,22 +53,30 @@ __all__ = [
     "StoredLease",
     "Visit",
     "extend_lease",
+    "extend_leases",
     "get_visit",
     "last_number_of",
+    "last_numbers_of",
     "latest_leases",
     "leases_at",
     "live_leases",
     "pool_usage",
     "record_pool_use",
     "release_lease",
+    "release_leases",
     "save_visit",
+    "save_visits",
     "start_lease",
+    "start_leases",
     "touch_visit",
+    "touch_visits",
 ]
 
 visits_table = cast(Table, VisitRow.__table__)
 leases_table = cast(Table, NumberLeaseRow.__table__)
 stats_table = cast(Table, PoolStatsRow.__table__)
+
+_IN_CHUNK = 500  # values per IN list: far below every engine's limit on parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +133,30 @@ class PoolUsage:
 
 # --- visits ---------------------------------------------------------------
 
+_VISIT_FIELDS = tuple(field.name for field in fields(Visit))
+
 
 async def save_visit(conn: AsyncConnection, visit: Visit) -> None:
     """Insert a new visit (its id must be new)."""
     await conn.execute(insert(visits_table).values(**asdict(visit)))
+
+
+async def save_visits(conn: AsyncConnection, visits: Sequence[Visit]) -> None:
+    """Insert new visits (their ids must be new), one statement for all."""
+    if visits:
+        await conn.execute(insert(visits_table), [_visit_values(visit) for visit in visits])
+
+
+def _visit_values(visit: Visit) -> dict[str, Any]:
+    """``asdict`` without its deep copies: a visit holds only strings and times."""
+    return {name: getattr(visit, name) for name in _VISIT_FIELDS}
+
+
+async def touch_visits(conn: AsyncConnection, seen: Mapping[str, datetime]) -> None:
+    """`touch_visit` for many visits at once: visit id -> when it was last seen."""
+    if seen:
+        rows = [{"b_id": visit_id, "b_at": at} for visit_id, at in seen.items()]
+        await conn.execute(_touch_many, rows)
 
 
 async def get_visit(conn: AsyncConnection, visit_id: str) -> Visit | None:
@@ -166,6 +199,38 @@ async def start_lease(
     return int(result.scalar_one())
 
 
+async def start_leases(conn: AsyncConnection, pool: str, leases: Sequence[Lease]) -> None:
+    """`start_lease` for many leases at once, each stored as it is by now (its last
+    keep-alive, its release when it already ended), in one statement.
+
+    At most one of them may be live per DID.  Live leases of their DIDs still open
+    in the store (left by a daemon that stopped before storing their end) are closed
+    first, at the earliest start among ``leases``: before any of them began.
+    """
+    if not leases:
+        return
+    c = leases_table.c
+    dids = sorted({lease.number for lease in leases})
+    first = min(lease.started_at for lease in leases)
+    await conn.execute(
+        update(leases_table)
+        .where(c.did.in_(dids), c.released_at.is_(None))
+        .values(released_at=first)
+    )
+    rows = [
+        {
+            "pool": pool,
+            "did": lease.number,
+            "visit_id": lease.visit_id,
+            "started_at": lease.started_at,
+            "last_seen_at": lease.last_seen_at,
+            "released_at": lease.released_at,
+        }
+        for lease in leases
+    ]
+    await conn.execute(insert(leases_table), rows)
+
+
 async def extend_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> bool:
     """A keep-alive at ``at`` for the visit's live lease; False when it has none."""
     c = leases_table.c
@@ -186,6 +251,20 @@ async def release_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> b
         .values(released_at=at)
     )
     return (await conn.execute(query)).rowcount > 0
+
+
+async def extend_leases(conn: AsyncConnection, seen: Mapping[str, datetime]) -> None:
+    """`extend_lease` for many visits at once: visit id -> its last keep-alive."""
+    if seen:
+        rows = [{"b_visit_id": visit_id, "b_at": at} for visit_id, at in seen.items()]
+        await conn.execute(_extend_many, rows)
+
+
+async def release_leases(conn: AsyncConnection, ended: Mapping[str, datetime]) -> None:
+    """`release_lease` for many visits at once: visit id -> when its lease ended."""
+    if ended:
+        rows = [{"b_visit_id": visit_id, "b_at": at} for visit_id, at in ended.items()]
+        await conn.execute(_release_many, rows)
 
 
 async def live_leases(conn: AsyncConnection, pool: str) -> list[StoredLease]:
@@ -268,6 +347,29 @@ async def last_number_of(
     return (await conn.execute(query)).scalar_one_or_none()
 
 
+async def last_numbers_of(
+    conn: AsyncConnection, visitor_ids: Iterable[str], pool: str | None = None
+) -> dict[str, str]:
+    """`last_number_of` for many visitors in one query: visitor id -> the DID last shown
+    to them (visitors never shown one are left out)."""
+    c, v = leases_table.c, visits_table.c
+    wanted = sorted(set(visitor_ids))
+    found: dict[str, tuple[datetime, int, str]] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        query = (
+            select(v.visitor_id, c.started_at, c.id, c.did)
+            .select_from(leases_table.join(visits_table, c.visit_id == v.id))
+            .where(v.visitor_id.in_(wanted[start : start + _IN_CHUNK]))
+        )
+        if pool is not None:
+            query = query.where(c.pool == pool)
+        for visitor_id, started_at, lease_id, did in (await conn.execute(query)).all():
+            latest = found.get(visitor_id)
+            if latest is None or (started_at, lease_id) > latest[:2]:
+                found[visitor_id] = (started_at, lease_id, did)
+    return {visitor_id: latest[2] for visitor_id, latest in found.items()}
+
+
 def _lease(row: Row[Any]) -> StoredLease:
     return StoredLease(**row._asdict())
 
@@ -327,3 +429,32 @@ async def pool_usage(conn: AsyncConnection, pool: str, since: datetime) -> PoolU
     live_count = select(func.count()).where(and_(c.pool == pool, c.released_at.is_(None)))
     live = (await conn.execute(live_count.select_from(leases_table))).scalar_one()
     return PoolUsage(int(live), int(peak), int(started), int(exhausted))
+
+
+# --- statements of the batch variants (executemany: one set of values per row) --
+
+
+def _later(column: Any) -> Any:
+    """``column`` moved to the bound ``b_at`` when that is later (never back)."""
+    at = bindparam("b_at", type_=column.type)
+    return case((column < at, at), else_=column)
+
+
+_touch_many = (
+    update(visits_table)
+    .where(visits_table.c.id == bindparam("b_id"))
+    .values(last_seen_at=_later(visits_table.c.last_seen_at))
+)
+_live_lease_of_bound_visit = and_(
+    leases_table.c.visit_id == bindparam("b_visit_id"), leases_table.c.released_at.is_(None)
+)
+_extend_many = (
+    update(leases_table)
+    .where(_live_lease_of_bound_visit)
+    .values(last_seen_at=_later(leases_table.c.last_seen_at))
+)
+_release_many = (
+    update(leases_table)
+    .where(_live_lease_of_bound_visit)
+    .values(released_at=bindparam("b_at", type_=leases_table.c.released_at.type))
+)

@@ -45,7 +45,8 @@ def _utc_now() -> datetime:
 class MemoryVisitPool:
     """One number pool in memory: visits live while kept alive and ``hold_seconds`` after.
 
-    A visit with no number (pool exhausted) shows ``fallback`` and stays so.  A client
+    A visit with no number (pool exhausted) shows ``fallback`` (none: the page keeps its
+    own number) and stays so.  A client
     holds at most ``max_visits_per_client`` live visits.  The last number of each of
     the ``remembered_visitors`` most recent visitors is kept for their return.
     """
@@ -54,7 +55,7 @@ class MemoryVisitPool:
         self,
         numbers: Sequence[str],
         *,
-        fallback: str,
+        fallback: str | None,
         name: str = "default",
         region: str = "RU",
         hold_seconds: float = 1800.0,
@@ -78,6 +79,7 @@ class MemoryVisitPool:
         self._by_visitor: dict[str, str] = {}
         self._per_client: Counter[str] = Counter()
         self._last_number: OrderedDict[str, str] = OrderedDict()
+        self._displays: dict[str | None, str] = {}
 
     @property
     def live_visits(self) -> int:
@@ -109,9 +111,11 @@ class MemoryVisitPool:
             self._drop(visit)
             return None
         self._touch(visit, now)
-        display = display_number(visit.number or self.fallback, self.region)
         return KeepAliveAnswer(
-            visit_id=visit_id, number=visit.number, display=display, expires_in=self._hold_seconds
+            visit_id=visit_id,
+            number=visit.number,
+            display=self._display(visit.number),
+            expires_in=self._hold_seconds,
         )
 
     # internals
@@ -135,17 +139,29 @@ class MemoryVisitPool:
         """The allocator ended these leases (hold run out): nothing to keep in memory."""
 
     def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
+        """The visitor's live visit, from wherever they ask now: the visitor id is a
+        secret of their browser, and a phone that moves from Wi-Fi to mobile data must
+        keep the number on its page (the visit then counts for the new address)."""
         visit = self._visits.get(self._by_visitor.get(visitor_id, "")) if visitor_id else None
-        if visit is None or visit.client != client:
+        if visit is None:
             return None
+        if visit.client != client:
+            self._count_client(visit.client, -1)
+            self._count_client(client, +1)
+            visit.client = client
         if visit.number is not None:
             self.allocator.assign(visit.visit_id, now)
         self._touch(visit, now)
         return visit
 
+    def _count_client(self, client: str, change: int) -> None:
+        self._per_client[client] += change
+        if self._per_client[client] <= 0:
+            del self._per_client[client]
+
     def _add(self, visit: _LiveVisit) -> None:
         self._visits[visit.visit_id] = visit
-        self._per_client[visit.client] += 1
+        self._count_client(visit.client, +1)
         if visit.visitor_id is None:
             return
         self._by_visitor[visit.visitor_id] = visit.visit_id
@@ -161,17 +177,23 @@ class MemoryVisitPool:
 
     def _drop(self, visit: _LiveVisit) -> None:
         del self._visits[visit.visit_id]
-        self._per_client[visit.client] -= 1
-        if self._per_client[visit.client] <= 0:
-            del self._per_client[visit.client]
+        self._count_client(visit.client, -1)
         if visit.visitor_id and self._by_visitor.get(visit.visitor_id) == visit.visit_id:
             del self._by_visitor[visit.visitor_id]
+
+    def _display(self, number: str | None) -> str:
+        """``number`` (None: the fallback) formatted for people; remembered per number,
+        as formatting costs more than the rest of a request's decision."""
+        shown = self._displays.get(number)
+        if shown is None:
+            shown = self._displays[number] = display_number(number or self.fallback, self.region)
+        return shown
 
     def _answer(self, visit: _LiveVisit) -> VisitAnswer:
         return VisitAnswer(
             visit_id=visit.visit_id,
             number=visit.number,
-            display=display_number(visit.number or self.fallback, self.region),
+            display=self._display(visit.number),
             fallback=visit.number is None,
             keep_alive_seconds=max(5, self._hold_seconds // 3),
         )

@@ -1,25 +1,49 @@
 """`StoredVisitPool`: the number pool of `MemoryVisitPool`, with visits and leases stored.
 
 The allocator and the live visits stay in memory (the decisions are the same as
-`MemoryVisitPool`'s); every request also writes what it changed, in one
-transaction: the leases the allocator ended (`release_lease`), the new visit and
-its lease, keep-alives, and the pool's use.  A returning visitor's previous
-number comes from the store, so it survives restarts; `restore` rebuilds the
-allocator and the live visits from the stored leases after a restart.
+`MemoryVisitPool`'s); what each request changed is stored: the new visit and its
+lease, keep-alives, the leases the allocator ended, and the pool's use.  A
+returning visitor's previous number comes from memory (the last
+``remembered_visitors`` visitors) or else from the store, so it survives
+restarts; `restore` rebuilds the allocator and the live visits from the stored
+leases after a restart.
 
-Requests are handled one at a time (an `asyncio.Lock`): the allocator's choice
-is made and reserved in memory with no await in between, and the writes reach
-the store in the order the allocator made its decisions (a number's old lease
-is closed before its new one starts).
+Group commit.  A request decides in memory, under the lock, with no await
+between the allocator's choice and its reservation; it then adds what it
+changed to the open `_Batch` and waits for that batch's commit before it
+answers (an answered number is stored).  One writer task writes the batches one
+after the other, each in one transaction with a few executemany statements,
+while the next batch fills up: under load one commit serves every request
+decided during the previous one.  A batch holds the net effect of its requests
+in decision order (a lease started and ended within the batch is inserted
+ended; keep-alives keep the latest time), written as: new visits, keep-alives
+of stored visits and leases, ends of stored leases, then the new leases (so a
+number's old lease is closed before its new lease starts), then pool use.
+
+A batch that fails (database down, disk full, ...) fails its requests
+(`VisitStoreError`, a 500 from the API) and the writer goes on with the next
+batch.  Memory is put back in line with the store: the visits the batch
+started were never answered, so they are dropped and their leases ended (their
+numbers are free again, nobody was shown them), and requests already waiting
+in the next batch on one of those visits (a resumed visit) fail too.  The
+batch's writes about rows stored earlier (keep-alives, ends of leases) are
+idempotent and carried over to the next batch, so the store still learns when
+those leases ended; its pool-use counts are lost (hourly statistics only).
+
+The writer task runs while there is something to write and ends when idle;
+`aclose` waits until every decided write is committed or failed (the daemon
+calls it on stop, after the HTTP server stopped taking requests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,17 +51,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
 from pbx_tracker.attribution.visits import (
     Visit,
-    extend_lease,
+    extend_leases,
     get_visit,
-    last_number_of,
+    hour_of,
+    last_numbers_of,
     latest_leases,
     record_pool_use,
-    release_lease,
-    save_visit,
-    start_lease,
-    touch_visit,
+    release_leases,
+    save_visits,
+    start_leases,
+    touch_visits,
 )
-from pbx_tracker.phones import display_number
+from pbx_tracker.store.engine import describe_error
 from pbx_tracker.web.memory_pool import Clock, MemoryVisitPool, _LiveVisit, _utc_now
 from pbx_tracker.web.models import (
     KeepAliveAnswer,
@@ -47,15 +72,111 @@ from pbx_tracker.web.models import (
     VisitStart,
 )
 
-__all__ = ["StoredVisitPool"]
+__all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]
 
 log = structlog.get_logger(__name__)
 
-_Write = Callable[[AsyncConnection], Awaitable[None]]
+_Done = asyncio.Future[None]
+_T = TypeVar("_T")
+_V = TypeVar("_V")
+
+
+class VisitStoreError(RuntimeError):
+    """The store could not be read or written: the request was not served."""
+
+
+@dataclass(slots=True)
+class WriteStats:
+    """Group commit at work: batches committed (and the requests they answered), and
+    batches that failed."""
+
+    batches: int = 0
+    requests: int = 0
+    failed_batches: int = 0
+
+
+@dataclass(slots=True)
+class _Use:
+    """Pool use within one hour of one batch, for `record_pool_use`."""
+
+    leases_started: int = 0
+    exhaustions: int = 0
+    in_use: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the requests decided while the previous batch was being written: the net
+    effect to store, and the requests waiting for it (with the visits they rely on)."""
+
+    visits: dict[str, Visit] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    touched: dict[str, datetime] = field(default_factory=dict)
+    extended: dict[str, datetime] = field(default_factory=dict)
+    released: dict[str, datetime] = field(default_factory=dict)
+    use: dict[datetime, _Use] = field(default_factory=dict)
+    waiting: list[tuple[str | None, _Done]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.waiting or self.visits or self.touched or self.extended or self.released)
+
+    def start(self, visit: Visit, lease: Lease | None) -> None:
+        self.visits[visit.id] = visit
+        if lease is not None:
+            self.leases[visit.id] = lease
+
+    def seen(self, visit_id: str, at: datetime, has_lease: bool) -> None:
+        """A keep-alive (or a resumed visit): the latest time wins."""
+        self.touched[visit_id] = max(at, self.touched.get(visit_id, at))
+        if has_lease:
+            self.extended[visit_id] = max(at, self.extended.get(visit_id, at))
+
+    def end(self, lease: Lease, at: datetime) -> None:
+        self.released[lease.visit_id] = at
+
+    def count(self, at: datetime, assignment: Assignment, in_use: int) -> None:
+        use = self.use.setdefault(hour_of(at), _Use())
+        use.leases_started += int(assignment.started)
+        use.exhaustions += int(assignment.exhausted)
+        use.in_use = max(use.in_use, in_use)
+
+    def wait(self, visit_id: str | None) -> _Done:
+        """A future done when this batch is committed (failed with `VisitStoreError`
+        when it is not); ``visit_id``: the visit the request answers about."""
+        done: _Done = asyncio.get_running_loop().create_future()
+        self.waiting.append((visit_id, done))
+        return done
+
+    def carry_over(self, failed: _Batch, dropped: set[str]) -> None:
+        """Take the failed batch's idempotent writes about rows stored before it."""
+        for visit_id, at in failed.touched.items():
+            if visit_id not in dropped:
+                self.seen(visit_id, at, has_lease=False)
+        for visit_id, at in failed.extended.items():
+            if visit_id not in dropped:
+                self.extended[visit_id] = max(at, self.extended.get(visit_id, at))
+        for visit_id, at in failed.released.items():
+            if visit_id not in dropped:
+                self.released.setdefault(visit_id, at)
+
+    def fail_waiting_on(self, dropped: set[str], error: BaseException) -> None:
+        """Fail the requests that answer about a visit that was never stored."""
+        kept = []
+        for visit_id, done in self.waiting:
+            if visit_id in dropped:
+                _fail(done, error)
+            else:
+                kept.append((visit_id, done))
+        self.waiting = kept
 
 
 class StoredVisitPool(MemoryVisitPool):
-    """One number pool whose visits, leases and use are stored through ``engine``."""
+    """One number pool whose visits, leases and use are stored through ``engine``.
+
+    ``store_client_ip`` False: visits are stored without the client's address (the
+    per-client cap still counts it in memory; visits restored after a restart then
+    belong to no client and are not resumed, only kept alive).
+    """
 
     def __init__(
         self,
@@ -63,11 +184,13 @@ class StoredVisitPool(MemoryVisitPool):
         *,
         name: str,
         numbers: Sequence[str],
-        fallback: str,
+        fallback: str | None,
         region: str = "RU",
         hold_seconds: float = 1800.0,
         quarantine_seconds: float = 0.0,
         max_visits_per_client: int = 5,
+        remembered_visitors: int = 10_000,
+        store_client_ip: bool = True,
         clock: Clock = _utc_now,
     ) -> None:
         super().__init__(
@@ -78,13 +201,18 @@ class StoredVisitPool(MemoryVisitPool):
             hold_seconds=hold_seconds,
             quarantine_seconds=quarantine_seconds,
             max_visits_per_client=max_visits_per_client,
-            remembered_visitors=1,
+            remembered_visitors=remembered_visitors,
             clock=clock,
         )
         self.engine = engine
+        self.store_client_ip = store_client_ip
         self._quarantine_seconds = quarantine_seconds
         self._lock = asyncio.Lock()
-        self._ended: list[Lease] = []
+        self._batch = _Batch()
+        self._writer: asyncio.Task[None] | None = None
+        self._lookups: dict[str, list[asyncio.Future[str | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.stats = WriteStats()
 
     async def restore(self) -> None:
         """Rebuild the allocator and the live visits from the stored leases (at start);
@@ -101,7 +229,9 @@ class StoredVisitPool(MemoryVisitPool):
                 await self._restore_visit(conn, lease)
         async with self._lock:
             self._tick()
-            await self._store(_nothing)
+            done = self._batch.wait(None)
+            self._write_soon()
+        await _committed(done)
         log.info("visit_pool.restored", pool=self.name, live=self.allocator.in_use)
 
     async def start(self, request: VisitStart, client: str) -> VisitAnswer:
@@ -110,56 +240,102 @@ class StoredVisitPool(MemoryVisitPool):
         previous = await self._previous_number(request.visitor_id)
         async with self._lock:
             now = self._tick()
-            resumed = self._resume(request.visitor_id, client, now)
-            if resumed is not None:
-                await self._store(partial(self._store_keep_alive, visit=resumed, now=now))
-                return self._answer(resumed)
-            if self._per_client[client] >= self.max_visits_per_client:
-                raise TooManyVisits(retry_after=self._hold_seconds)
-            visit_id = secrets.token_urlsafe(16)
-            assignment = self.allocator.assign(visit_id, now, previous)
-            visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
-            self._add(visit)
-            stored = _stored_visit(self.name, visit, request)
-            await self._store(
-                partial(self._store_start, visit=stored, assignment=assignment, now=now)
-            )
-        log.debug("visit.started", visit_id=visit_id, number=visit.number, client=client)
+            visit = self._resume(request.visitor_id, client, now)
+            if visit is not None:
+                self._batch.seen(visit.visit_id, now, has_lease=visit.number is not None)
+            else:
+                visit = self._new_visit(request, client, now, previous)
+            done = self._batch.wait(visit.visit_id)
+            self._write_soon()
+        await _committed(done)
+        log.debug("visit.started", visit_id=visit.visit_id, number=visit.number, client=client)
         return self._answer(visit)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
         async with self._lock:
             now = self._tick()
             visit = self._visits.get(visit_id)
-            if visit is not None and (
+            live = visit is not None and (
                 visit.number is None or self.allocator.keep_alive(visit_id, now) is not None
-            ):
+            )
+            if visit is not None and live:
                 self._touch(visit, now)
-                await self._store(partial(self._store_keep_alive, visit=visit, now=now))
-                display = display_number(visit.number or self.fallback, self.region)
-                return KeepAliveAnswer(
-                    visit_id=visit_id,
-                    number=visit.number,
-                    display=display,
-                    expires_in=self._hold_seconds,
-                )
-            if visit is not None:
+                self._batch.seen(visit_id, now, has_lease=visit.number is not None)
+            elif visit is not None:
                 self._drop(visit)
-            if self._ended:
-                await self._store(_nothing)
+            # gone: the leases that ended are stored before the 404 all the same
+            done = self._batch.wait(visit_id if live else None) if self._batch else None
+            self._write_soon()
+        if visit is None or not live:
+            if done is not None:
+                with contextlib.suppress(VisitStoreError):  # logged; the visit is gone
+                    await _committed(done)
             return None
+        if done is not None:
+            await _committed(done)
+        return KeepAliveAnswer(
+            visit_id=visit_id,
+            number=visit.number,
+            display=self._display(visit.number),
+            expires_in=self._hold_seconds,
+        )
 
-    # internals
+    async def aclose(self) -> None:
+        """Wait until every decided write is committed (or failed): at shutdown, after
+        the HTTP server stopped.  The pool still works afterwards."""
+        while self._writer is not None or self._reader is not None:
+            for task in (self._writer, self._reader):
+                if task is not None:
+                    await asyncio.shield(task)
+
+    close = aclose
+
+    # internals: decisions
+
+    def _new_visit(
+        self, request: VisitStart, client: str, now: datetime, previous: str | None
+    ) -> _LiveVisit:
+        """Choose and reserve (no await), and add the visit and its lease to the batch."""
+        if self._per_client[client] >= self.max_visits_per_client:
+            raise TooManyVisits(retry_after=self._hold_seconds)
+        if request.visitor_id is not None:  # memory is never older than the store
+            previous = self._last_number.get(request.visitor_id, previous)
+        visit_id = secrets.token_urlsafe(16)
+        assignment = self.allocator.assign(visit_id, now, previous)
+        visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
+        self._add(visit)
+        lease = self.allocator.lease_of(visit_id) if assignment.started else None
+        stored = _stored_visit(self.name, visit, request, self.store_client_ip)
+        self._batch.start(stored, lease)
+        self._batch.count(now, assignment, self.allocator.in_use)
+        return visit
 
     def _leases_ended(self, leases: list[Lease]) -> None:
-        """Kept until the next transaction stores them (`release_lease`)."""
-        self._ended.extend(leases)
+        """Ended leases go into the open batch; a lease started in it is stored ended."""
+        batch = self._batch
+        for lease in leases:
+            at = lease.ends_at(self.allocator.hold)
+            started = batch.leases.get(lease.visit_id)
+            if started is not None and started.number == lease.number:
+                batch.leases[lease.visit_id] = replace(started, released_at=at)
+            else:
+                batch.end(lease, at)
+        if leases:
+            self._write_soon()
 
     async def _previous_number(self, visitor_id: str | None) -> str | None:
+        """The visitor's last number: from memory when remembered, else from the store
+        (lookups of concurrent requests share one query)."""
         if visitor_id is None:
             return None
-        async with self.engine.connect() as conn:
-            return await last_number_of(conn, visitor_id, self.name)
+        remembered = self._last_number.get(visitor_id)
+        if remembered is not None:
+            return remembered
+        found: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._lookups.setdefault(visitor_id, []).append(found)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_lookups())
+        return await found
 
     async def _restore_visit(self, conn: AsyncConnection, lease: Lease) -> None:
         stored = await get_visit(conn, lease.visit_id)
@@ -167,46 +343,143 @@ class StoredVisitPool(MemoryVisitPool):
         visitor_id = stored.visitor_id if stored else None
         self._add(_LiveVisit(lease.visit_id, client, visitor_id, lease.number, lease.last_seen_at))
 
-    async def _store(self, write: _Write) -> None:
-        """One transaction: the ended leases first, then ``write``."""
-        ended, self._ended = self._ended, []
+    # internals: the reader and the writer tasks
+
+    async def _read_lookups(self) -> None:
+        """Answer the pending visitor lookups, one query per round, until none is left."""
         try:
-            async with self.engine.begin() as conn:
-                for lease in ended:
-                    await release_lease(conn, lease.visit_id, lease.ends_at(self.allocator.hold))
-                await write(conn)
-        except BaseException:
-            self._ended = ended + self._ended
-            raise
+            while self._lookups:
+                pending, self._lookups = self._lookups, {}
+                try:
+                    async with self.engine.connect() as conn:
+                        found = await last_numbers_of(conn, pending, self.name)
+                except Exception as error:
+                    log.error(
+                        "visit_pool.lookup_failed", pool=self.name, error=describe_error(error)
+                    )
+                    for futures in pending.values():
+                        for future in futures:
+                            _fail(future, error)
+                    continue
+                for visitor_id, futures in pending.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(visitor_id))
+        finally:
+            self._reader = None
+            for futures in self._lookups.values():  # only when cancelled
+                for future in futures:
+                    future.cancel()
 
-    async def _store_start(
-        self, conn: AsyncConnection, visit: Visit, assignment: Assignment, now: datetime
-    ) -> None:
-        await save_visit(conn, visit)
-        if assignment.started and assignment.number is not None:
-            await start_lease(conn, self.name, assignment.number, visit.id, now)
-        await record_pool_use(
-            conn,
-            self.name,
-            now,
-            leases_started=int(assignment.started),
-            exhaustions=int(assignment.exhausted),
-            in_use=self.allocator.in_use,
+    def _write_soon(self) -> None:
+        if self._writer is None and self._batch:
+            self._writer = asyncio.create_task(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        """Write the batches one after the other until none is left (then end)."""
+        batch = _Batch()
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, _Batch()
+                try:
+                    async with self.engine.begin() as conn:
+                        await self._write(conn, batch)
+                except Exception as error:
+                    self.stats.failed_batches += 1
+                    self._failed(batch, error)
+                else:
+                    self.stats.batches += 1
+                    self.stats.requests += len(batch.waiting)
+                    for _, done in batch.waiting:
+                        if not done.done():
+                            done.set_result(None)
+                batch = _Batch()
+        finally:
+            self._writer = None
+            for _, done in batch.waiting + self._batch.waiting:  # only when cancelled
+                _fail(done, RuntimeError("the visit pool's writer was cancelled"))
+
+    async def _write(self, conn: AsyncConnection, batch: _Batch) -> None:
+        """The batch's net effect, in an order that keeps the store consistent."""
+        visits = [_seen_at(visit, batch.touched.get(visit.id)) for visit in batch.visits.values()]
+        await save_visits(conn, visits)
+        await touch_visits(conn, _without(batch.touched, batch.visits))
+        leases = [_kept_at(lease, batch.extended.get(id_)) for id_, lease in batch.leases.items()]
+        await extend_leases(conn, _without(batch.extended, batch.leases))
+        await release_leases(conn, _without(batch.released, batch.leases))
+        await start_leases(conn, self.name, leases)
+        for hour, use in batch.use.items():
+            await record_pool_use(
+                conn,
+                self.name,
+                hour,
+                leases_started=use.leases_started,
+                exhaustions=use.exhaustions,
+                in_use=use.in_use,
+            )
+
+    def _failed(self, batch: _Batch, error: Exception) -> None:
+        """Fail the batch's requests and undo its new visits in memory (module docstring)."""
+        log.error(
+            "visit_pool.write_failed",
+            pool=self.name,
+            requests=len(batch.waiting),
+            error=describe_error(error),
         )
+        dropped = set(batch.visits)
+        self._forget(dropped)
+        for _, done in batch.waiting:
+            _fail(done, error)
+        self._batch.fail_waiting_on(dropped, error)
+        self._batch.carry_over(batch, dropped)
 
-    async def _store_keep_alive(
-        self, conn: AsyncConnection, visit: _LiveVisit, now: datetime
-    ) -> None:
-        await touch_visit(conn, visit.visit_id, now)
-        if visit.number is not None:
-            await extend_lease(conn, visit.visit_id, now)
+    def _forget(self, visit_ids: Iterable[str]) -> None:
+        """Drop visits that were never stored (nor answered) and free their numbers."""
+        now = self._clock()
+        for visit_id in visit_ids:
+            visit = self._visits.get(visit_id)
+            if visit is None:
+                continue
+            self._drop(visit)
+            if visit.visitor_id and self._last_number.get(visit.visitor_id) == visit.number:
+                del self._last_number[visit.visitor_id]
+            self.allocator.release(visit_id, now)
+        ended = self.allocator.expire(now)
+        self._leases_ended([lease for lease in ended if lease.visit_id not in visit_ids])
 
 
-async def _nothing(conn: AsyncConnection) -> None:
-    return None
+async def _committed(done: _Done) -> None:
+    """Wait for the request's batch to be committed (`VisitStoreError` when it failed).
+
+    Each request has a future of its own: a cancelled request cancels only its own,
+    and the writer skips futures already done."""
+    await done
 
 
-def _stored_visit(pool: str, visit: _LiveVisit, request: VisitStart) -> Visit:
+def _fail(future: asyncio.Future[_T], error: BaseException) -> None:
+    """Fail ``future`` with its own `VisitStoreError` (caused by ``error``): each request
+    raises its own exception object, not one shared between tasks."""
+    if not future.done():
+        failure = VisitStoreError(f"the visit store failed: {describe_error(error)}")
+        failure.__cause__ = error
+        future.set_exception(failure)
+
+
+def _without(values: dict[str, _V], keys: Mapping[str, object]) -> dict[str, _V]:
+    return {key: value for key, value in values.items() if key not in keys} if keys else values
+
+
+def _seen_at(visit: Visit, at: datetime | None) -> Visit:
+    return visit if at is None or at <= visit.last_seen_at else replace(visit, last_seen_at=at)
+
+
+def _kept_at(lease: Lease, at: datetime | None) -> Lease:
+    return lease if at is None or at <= lease.last_seen_at else replace(lease, last_seen_at=at)
+
+
+def _stored_visit(
+    pool: str, visit: _LiveVisit, request: VisitStart, store_client_ip: bool
+) -> Visit:
     return Visit(
         id=visit.visit_id,
         pool=pool,
@@ -225,5 +498,5 @@ def _stored_visit(pool: str, visit: _LiveVisit, request: VisitStart) -> Visit:
         ga_client_id=request.ga_client_id,
         ym_client_id=request.ym_client_id,
         visitor_id=visit.visitor_id,
-        client_ip=visit.client,
+        client_ip=visit.client if store_client_ip else None,
     )

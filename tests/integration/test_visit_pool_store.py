@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import (
@@ -16,10 +17,11 @@ from pbx_tracker.attribution.visits import (
     leases_table,
     live_leases,
     pool_usage,
+    visits_table,
 )
 from pbx_tracker.phones import display_number
 from pbx_tracker.web.models import VisitStart
-from pbx_tracker.web.stored_pool import StoredVisitPool
+from pbx_tracker.web.stored_pool import StoredVisitPool, VisitStoreError
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 POOL = "site"
@@ -204,3 +206,133 @@ async def test_concurrent_starts_get_distinct_numbers(engine: AsyncEngine, clock
     assert len(stored) == 20
     assert len({lease.did for lease in stored}) == 20
     assert {lease.visit_id for lease in stored} == {answer.visit_id for answer in answers}
+
+
+# --- group commit ---------------------------------------------------------------
+
+
+async def stored_visits(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(select(visits_table.c.id))).scalars())
+
+
+async def rename_table(engine: AsyncEngine, old: str, new: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds (never a fixed wait); fail after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {seconds} s waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
+async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    numbers = [f"+7495000{i:04d}" for i in range(150)]
+    pool = make_pool(engine, clock, numbers)
+    answers = await asyncio.gather(
+        *(pool.start(request(visitor_id=f"v-{i}"), f"198.51.100.{i % 200}") for i in range(200))
+    )
+    shown = [answer.number for answer in answers if answer.number is not None]
+    assert sorted(shown) == numbers  # each number once; 50 visits got the fallback
+    assert sum(answer.fallback for answer in answers) == 50
+    assert await stored_visits(engine) == {answer.visit_id for answer in answers}
+    stored = {lease.visit_id: lease.did for lease in await live(engine)}
+    assert stored == {a.visit_id: a.number for a in answers if a.number is not None}
+    assert pool.stats.requests == 200
+    assert pool.stats.batches < 200  # committed together, not one by one
+    async with engine.connect() as conn:
+        usage = await pool_usage(conn, POOL, T0)
+    assert (usage.leases_started, usage.exhaustions, usage.peak_in_use) == (150, 50, 150)
+
+
+async def test_numbers_handed_on_within_one_batch_are_stored_in_order(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock, [A])
+    first = await pool.start(request(), "192.0.2.1")
+    clock.advance(HOLD + 1)
+    # both decided before either is written: A's old lease ends, then its new one starts
+    second, third = await asyncio.gather(
+        pool.start(request(), "192.0.2.2"), pool.start(request(), "192.0.2.3")
+    )
+    assert (first.number, second.number, third.number) == (A, A, None)
+    leases = await all_leases(engine)
+    assert [(lease.visit_id, lease.released_at) for lease in leases] == [
+        (first.visit_id, T0 + timedelta(seconds=HOLD)),
+        (second.visit_id, None),
+    ]
+
+
+async def test_failed_batch_answers_errors_and_later_requests_succeed(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock)
+    kept = await pool.start(request(), "192.0.2.1")
+    assert kept.number == A
+    await rename_table(engine, "pool_stats", "pool_stats_away")  # every write now fails
+    clock.advance(60)
+    results = await asyncio.gather(
+        *(pool.start(request(), f"192.0.2.{i}") for i in range(2, 5)),
+        pool.keep_alive(kept.visit_id, "192.0.2.1"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, VisitStoreError) for result in results)
+    assert pool.stats.failed_batches >= 1
+    assert await stored_visits(engine) == {kept.visit_id}
+    assert pool.live_visits == 1  # the failed starts were dropped; their numbers are free
+
+    await rename_table(engine, "pool_stats_away", "pool_stats")  # the database is back
+    again = await asyncio.gather(*(pool.start(request(), f"192.0.2.{i}") for i in range(5, 7)))
+    assert sorted(answer.number for answer in again if answer.number) == [B, C]
+    assert await stored_visits(engine) == {kept.visit_id} | {a.visit_id for a in again}
+    [first] = [lease for lease in await all_leases(engine) if lease.visit_id == kept.visit_id]
+    assert first.last_seen_at == T0 + timedelta(seconds=60)  # the failed keep-alive, carried over
+    assert sorted(lease.did for lease in await live(engine)) == [A, B, C]
+
+
+async def test_lookup_failure_answers_an_error_and_recovers(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock)
+    await rename_table(engine, "number_leases", "number_leases_away")
+    with pytest.raises(VisitStoreError):
+        await pool.start(request(visitor_id="v-1"), "192.0.2.1")
+    await rename_table(engine, "number_leases_away", "number_leases")
+    answer = await pool.start(request(visitor_id="v-1"), "192.0.2.1")
+    assert answer.number is not None
+    assert await stored_visits(engine) == {answer.visit_id}
+
+
+async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: Clock) -> None:
+    numbers = [f"+7495000{i:04d}" for i in range(30)]
+    pool = make_pool(engine, clock, numbers)
+    tasks = [asyncio.create_task(pool.start(request(), f"192.0.2.{i}")) for i in range(30)]
+    await wait_until(
+        lambda: pool.live_visits == 30, "30 visits decided"
+    )  # all decided, writes pending
+    await pool.aclose()
+    assert all(task.done() for task in tasks)
+    answers = [task.result() for task in tasks]
+    assert await stored_visits(engine) == {answer.visit_id for answer in answers}
+    assert len(await live(engine)) == 30
+
+
+async def test_returning_visitor_is_remembered_without_the_store(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = make_pool(engine, clock)
+    first = await pool.start(request(visitor_id="v-1"), "192.0.2.1")
+    clock.advance(HOLD + 60)
+    await rename_table(engine, "visits", "visits_away")  # a lookup would fail now
+    try:
+        assert await pool._previous_number("v-1") == first.number
+    finally:
+        await rename_table(engine, "visits_away", "visits")
+    back = await pool.start(request(visitor_id="v-1"), "192.0.2.9")
+    assert back.number == first.number

@@ -178,6 +178,16 @@ async def test_a_returning_visitor_gets_the_same_number_back(api: Api) -> None:
     assert (await api.start(client="10.0.0.3")).body["number"] not in (None, other["number"])
 
 
+async def test_a_phone_that_changes_network_keeps_its_visit_and_number() -> None:
+    async with serving(per_client=1) as api:
+        on_wifi = (await api.start(client="10.0.0.1", visitor_id="phone-1")).body
+        on_lte = (await api.start(client="172.16.5.9", visitor_id="phone-1")).body
+        assert (on_lte["visit_id"], on_lte["number"]) == (on_wifi["visit_id"], on_wifi["number"])
+        # the visit now counts for the new address: the old one may start another
+        assert (await api.start(client="10.0.0.1")).status == 200
+        assert (await api.start(client="172.16.5.9")).status == 429
+
+
 async def test_one_client_cannot_hold_more_than_its_share() -> None:
     async with serving(per_client=2) as api:
         for _ in range(2):

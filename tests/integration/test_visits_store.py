@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,13 +14,15 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pbx_tracker.attribution.pool import PoolAllocator
+from pbx_tracker.attribution.pool import Lease, PoolAllocator
 from pbx_tracker.attribution.visits import (
     PoolUsage,
     Visit,
     extend_lease,
+    extend_leases,
     get_visit,
     last_number_of,
+    last_numbers_of,
     latest_leases,
     leases_at,
     leases_table,
@@ -27,9 +30,13 @@ from pbx_tracker.attribution.visits import (
     pool_usage,
     record_pool_use,
     release_lease,
+    release_leases,
     save_visit,
+    save_visits,
     start_lease,
+    start_leases,
     touch_visit,
+    touch_visits,
     visits_table,
 )
 
@@ -318,3 +325,60 @@ async def test_who_held_a_did_uses_the_indexes(engine: AsyncEngine) -> None:
         else:
             assert f"USING INDEX {index}" in plan, plan
             assert "SCAN number_leases" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+class TestBatches:
+    """The executemany variants a group commit writes with: same rows as one by one."""
+
+    async def test_visits_saved_and_touched_together(self, engine: AsyncEngine) -> None:
+        labelled = visit("v1", utm_source="yandex", visitor_id="visitor-1", client_ip="192.0.2.1")
+        async with engine.begin() as conn:
+            await save_visits(conn, [labelled, visit("v2"), visit("v3")])
+            await save_visits(conn, [])
+            await touch_visits(conn, {"v1": at(5), "v2": at(-1), "forged": at(5)})
+            await touch_visits(conn, {})
+        async with engine.connect() as conn:
+            assert await get_visit(conn, "v1") == replace(labelled, last_seen_at=at(5))
+            assert await get_visit(conn, "v2") == visit("v2")  # never back
+            assert await get_visit(conn, "v3") == visit("v3")
+
+    async def test_leases_started_extended_and_released_together(self, engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await add_visits(conn, "v0", "v1", "v2", "v3")
+            await start_lease(conn, POOL, C, "v0", at(-30))  # left open by a stopped daemon
+            await start_leases(
+                conn,
+                POOL,
+                [
+                    Lease(A, "v1", at(0), at(2)),
+                    Lease(B, "v2", at(1), at(1), released_at=at(3)),  # ended within the batch
+                    Lease(C, "v3", at(2), at(2)),
+                ],
+            )
+            await extend_leases(conn, {"v1": at(4), "v2": at(9), "v3": at(1)})
+            await release_leases(conn, {"v3": at(6), "v0": at(7)})
+            leases = {lease.visit_id: lease for lease in await leases_at(conn, C, at(-1))}
+            assert leases["v0"].released_at == at(0)  # closed before the batch's first start
+            live = await live_leases(conn, POOL)
+            assert [(lease.visit_id, lease.last_seen_at) for lease in live] == [("v1", at(4))]
+            (ended,) = await leases_at(conn, B, at(2))
+            assert (ended.visit_id, ended.last_seen_at, ended.released_at) == ("v2", at(1), at(3))
+            (released,) = await leases_at(conn, C, at(5))
+            assert (released.visit_id, released.last_seen_at, released.released_at) == (
+                "v3",
+                at(2),
+                at(6),
+            )
+
+    async def test_last_numbers_of_many_visitors(self, engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            for visit_id, visitor in (("v1", "ann"), ("v2", "ann"), ("v3", "bob"), ("v4", "eve")):
+                await save_visit(conn, visit(visit_id, visitor_id=visitor))
+            await start_lease(conn, POOL, A, "v1", at(0))
+            await release_lease(conn, "v1", at(1))
+            await start_lease(conn, POOL, B, "v2", at(2))
+            await start_lease(conn, "other", C, "v3", at(2))
+            found = await last_numbers_of(conn, ["ann", "bob", "eve", "nobody"], POOL)
+            assert found == {"ann": B}
+            assert await last_numbers_of(conn, ["bob", "ann"]) == {"ann": B, "bob": C}
+            assert await last_numbers_of(conn, []) == {}
