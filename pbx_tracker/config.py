@@ -388,6 +388,7 @@ class Settings(ConfigModel):
             self.ami.secret.get_secret_value(),
             *self.database.password_values(),
             *self.callbacks.secret_values(),
+            *([self.http.status_token.get_secret_value()] if self.http.status_token else []),
         ]
         return [value for value in dict.fromkeys(values) if value]
 
@@ -601,7 +602,7 @@ _MESSAGES = {
     "path_type": "Input should be a valid path",
 }
 _WITHOUT_INPUT = frozenset({"extra_forbidden", "missing"})
-_SECRET_KEYS = frozenset({"secret", "url", "password"})
+_SECRET_KEYS = frozenset({"secret", "url", "password", "status_token"})
 _MAX_SHOWN = 60
 
 

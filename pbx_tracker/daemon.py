@@ -1,10 +1,12 @@
 """The composition root: builds the services in order, runs them, shuts them down.
 
 Start: database (schema must be at head) → call writer → FastAGI server (the
-router: whom to ring) → callbacks (tasks for missed calls, the reminder
+router: whom to ring) → HTTP server (the website's snippet and visits API, the
+number pools restored from the database) → callbacks (tasks for missed calls, the reminder
 scheduler) → AMI listener → event consumer (manager board, and correlator →
-labels → writer → callbacks).  A FastAGI port that cannot be opened, or a
-scheduler that cannot start, stops the start with exit code 1.  READY=1 goes to systemd once
+labels → writer → callbacks).  A FastAGI or HTTP port that cannot be opened,
+pools that cannot be restored, or a scheduler that cannot start, stop the start
+with exit code 1.  READY=1 goes to systemd once
 the database answered and the first AMI login succeeded; WATCHDOG=1 is pinged
 from the event loop.  SIGTERM/SIGINT: STOPPING=1, log off from Asterisk,
 correlate what was already received, write what is finished (bounded), exit 0.
@@ -18,10 +20,12 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker import systemd
 from pbx_tracker.agi.route import RouteHandler
@@ -29,6 +33,8 @@ from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.attribution.sources import CallLabeler
+from pbx_tracker.attribution.status import PoolStatus, pool_status
+from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.calls.correlator import Correlator
@@ -39,6 +45,10 @@ from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
+from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pools import VisitPools
+from pbx_tracker.web.snippet import LandingPage
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -71,11 +81,18 @@ class Daemon:
     """AMI events in, call records out, until told to stop."""
 
     def __init__(
-        self, settings: Settings, writer: CallWriter, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        writer: CallWriter,
+        clock: Callable[[], float] = time.time,
+        *,
+        landing: LandingPage | None = None,
     ) -> None:
-        """``clock`` is the router's (the demo runs a simulated day faster than real time)."""
+        """``clock`` is the router's (the demo runs a simulated day faster than real time);
+        ``landing``: serve the demo landing page at /demo/ (the demo)."""
         self.settings = settings
         self.writer = writer
+        self.clock = clock
         self.correlator = Correlator(topology_of(settings))
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
@@ -87,6 +104,10 @@ class Daemon:
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ringme = self._ring_me(settings)
         self.callbacks = self._callbacks(settings, writer)
+        self.visit_pools, self.http = self._http(settings, writer, landing)
+        self.attribution_watch = AttributionWatch(settings.attribution)
+        if settings.number_pools:
+            _also_on_written(writer, self.attribution_watch.call_written)
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
         self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
@@ -101,7 +122,12 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> int:
         if not await self._start_agi():
             return 1
+        if not await self._start_http():
+            await self._stop_agi()
+            return 1
         if not await self._start_callbacks():
+            await self._stop_http()
+            await self._stop_agi()
             return 1
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
@@ -133,14 +159,7 @@ class Daemon:
             return None
         # reminders run on the wall clock (the scheduler's), whatever the router's clock
         service = CallbackService(settings, writer.engine, board=self.board, ringme=self.ringme)
-        earlier = writer.on_written
-
-        def on_written(record: CallRecord, new: bool) -> None:
-            if earlier is not None:
-                earlier(record, new)
-            service.call_written(record, new)
-
-        writer.on_written = on_written
+        _also_on_written(writer, service.call_written)
         return service
 
     async def _start_callbacks(self) -> bool:
@@ -150,10 +169,65 @@ class Daemon:
             await self.callbacks.start()
         except Exception as error:  # e.g. the scheduler's job store cannot be opened
             log.error("daemon.callbacks_failed", reason=str(error) or type(error).__name__)
-            if self.agi is not None:
-                await self.agi.stop()
             return False
         return True
+
+    def _http(
+        self, settings: Settings, writer: CallWriter, landing: LandingPage | None
+    ) -> tuple[VisitPools | None, HttpServer | None]:
+        """The website's API and snippet, with the number pools on the database."""
+        if not settings.http.enabled:
+            return None, None
+        pools = None
+        if settings.number_pools:
+            pools = VisitPools.from_settings(
+                writer.engine,
+                settings.number_pools,
+                region=settings.phone_region,
+                store_client_ip=settings.attribution.store_client_ip,
+                clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+            )
+        status = None if pools is None else partial(self._pool_status, writer.engine)
+        server = HttpServer(settings.http, pools or NoPools(), landing=landing, pool_status=status)
+        return pools, server
+
+    async def _pool_status(self, engine: AsyncEngine) -> list[PoolStatus]:
+        """Every pool's figures over the last day, for the status endpoint."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        async with engine.connect() as conn:
+            return [
+                await pool_status(
+                    conn, pool, self.settings.attribution, since=now - timedelta(days=1), now=now
+                )
+                for pool in self.settings.number_pools
+            ]
+
+    async def _start_http(self) -> bool:
+        if self.http is None:
+            return True
+        http = self.settings.http
+        try:
+            if self.visit_pools is not None:
+                await self.visit_pools.restore()
+            await self.http.start()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            log.error("daemon.http_listen_failed", host=http.host, port=http.port, reason=reason)
+            return False
+        except Exception as error:  # the pools' leases could not be read back
+            log.error("daemon.visit_pools_failed", reason=str(error) or type(error).__name__)
+            return False
+        return True
+
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        if self.visit_pools is not None:
+            await self.visit_pools.close()
+
+    async def _stop_agi(self) -> None:
+        if self.agi is not None:
+            await self.agi.stop()
 
     def _ring_me_result(self, event: AmiEvent) -> None:
         assert self.ringme is not None
@@ -213,8 +287,8 @@ class Daemon:
         *others: asyncio.Task[object] | None,
     ) -> None:
         log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
-        if self.agi is not None:
-            await self.agi.stop()
+        await self._stop_http()
+        await self._stop_agi()
         if self.callbacks is not None:
             await self.callbacks.stop()
         await self.listener.close()
@@ -275,6 +349,18 @@ class Daemon:
                 talk=labelled.talk_seconds,
             )
             self.writer.submit(labelled)
+
+
+def _also_on_written(writer: CallWriter, hook: Callable[[CallRecord, bool], None]) -> None:
+    """Call ``hook`` too for every call the writer stored (after the hooks set before)."""
+    earlier = writer.on_written
+
+    def on_written(record: CallRecord, new: bool) -> None:
+        if earlier is not None:
+            earlier(record, new)
+        hook(record, new)
+
+    writer.on_written = on_written
 
 
 async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None = None) -> int:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import random
 import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -33,8 +36,10 @@ from pbx_tracker.logging import configure_logging
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
 from pbx_tracker.sim.scenarios import CallSlot, call_slots
+from pbx_tracker.sim.visitors import ShownNumber, visit_site
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
+from pbx_tracker.web.snippet import LandingPage
 
 DEMO_NUMBERS = [
     ("74951110001", "yandex-direct", "cpc"),
@@ -42,7 +47,11 @@ DEMO_NUMBERS = [
     ("74951110003", "offline-flyer", "offline"),
 ]
 DEMO_SECRET = "demo-secret"
+DEMO_POOL = "site"
+DEMO_SITE_NUMBER = "+74951110000"  # the site's own number: the pool's fallback
 DEMO_DIDS = [(did, source) for did, source, _ in DEMO_NUMBERS]
+# the day's calls: the tracked numbers, and the pool (the number a website visit was shown)
+DEMO_CALL_TARGETS = [*DEMO_DIDS, (DEMO_POOL, "website")]
 CALLBACKS_WAIT = 15.0  # seconds the demo waits at the end for callbacks still under way
 DEMO_CALL_GAP = 6.0  # seconds between calls on average: three managers are often, not always, busy
 
@@ -65,9 +74,21 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 "spill_path": str(directory / "pending-calls.jsonl"),
             },
             "tracked_numbers": [
-                {"did": did, "source": source, "medium": medium}
-                for did, source, medium in DEMO_NUMBERS
+                *(
+                    {"did": did, "source": source, "medium": medium}
+                    for did, source, medium in DEMO_NUMBERS
+                ),
+                {"did": DEMO_SITE_NUMBER, "source": "website", "medium": "site number"},
             ],
+            "number_pools": [
+                {
+                    "name": DEMO_POOL,
+                    "numbers": ["74951110010-74951110015"],
+                    "source": "website",
+                    "fallback": DEMO_SITE_NUMBER,
+                }
+            ],
+            "http": {"enabled": True, "port": 0},
             "managers": [
                 {"name": name, "extension": ext, "group": "sales"}
                 for name, ext in (("Anna", "101"), ("Boris", "102"), ("Vera", "103"))
@@ -99,7 +120,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
         ) as asterisk:
             settings = demo_settings(folder, asterisk.port)
             await asyncio.to_thread(upgrade_to_head, settings.database.url)
-            slots = call_slots(calls, dids=DEMO_DIDS, seed=seed, mean_gap=DEMO_CALL_GAP)
+            slots = call_slots(calls, dids=DEMO_CALL_TARGETS, seed=seed, mean_gap=DEMO_CALL_GAP)
             console.print(
                 f"[bold]pbx-tracker demo[/]: {calls} simulated calls, "
                 f"speed {speed or 'unlimited'}x, database {settings.database.url}"
@@ -148,14 +169,16 @@ class _Day:
         stop = asyncio.Event()
         clock = DayClock(self.speed or None)
         async with open_writer(self.settings, on_written=self._on_written) as writer:
-            daemon = Daemon(self.settings, writer, clock)
+            landing = LandingPage(DEMO_POOL, DEMO_SITE_NUMBER, self.settings.phone_region)
+            daemon = Daemon(self.settings, writer, clock, landing=landing)
             if daemon.callbacks is not None:
                 daemon.callbacks.on_change = self._on_task
             self.asterisk.originate_speed = self.speed or None
             self.asterisk.clock = clock  # callbacks happen on the simulated day too
             runner = asyncio.create_task(daemon.run(stop))
             await asyncio.wait_for(daemon.ready.wait(), timeout=10)
-            assert daemon.agi is not None
+            assert daemon.agi is not None and daemon.http is not None
+            slots = await self._visitors_call(f"http://127.0.0.1:{daemon.http.port}")
             started = time.monotonic()
             day = RoutedDay(
                 self.asterisk,
@@ -166,14 +189,35 @@ class _Day:
                 on_routed=self._on_routed,
                 on_break=self._on_break,
             )
-            await asyncio.gather(
-                day.play(self.slots, _breaks(self.slots)), self._all_written.wait()
-            )
+            await asyncio.gather(day.play(slots, _breaks(slots)), self._all_written.wait())
             self.console.print(f"simulated day played in {time.monotonic() - started:.1f} s")
             await self._callbacks_settled()
             stop.set()
             await runner
         return self.written
+
+    async def _visitors_call(self, base_url: str) -> list[CallSlot]:
+        """The calls on the pool: a simulated visitor opens the landing page first, and
+        calls the number it was shown."""
+        self.console.print(f"landing page with the snippet: {base_url}/demo/")
+        rng = random.Random(f"pbx-tracker-visitors-{self.seed}")
+        slots = []
+        async with aiohttp.ClientSession() as session:
+            for slot in self.slots:
+                if slot.did != DEMO_POOL:
+                    slots.append(slot)
+                    continue
+                shown = await visit_site(
+                    session, base_url, rng, pool=DEMO_POOL, fallback=DEMO_SITE_NUMBER
+                )
+                if shown is None:
+                    self.console.print("[red]the visits API refused a visit[/]")
+                    shown_number = DEMO_SITE_NUMBER
+                else:
+                    self.console.print(_visit_line(shown))
+                    shown_number = shown.number
+                slots.append(dataclasses.replace(slot, did=shown_number.lstrip("+")))
+        return slots
 
     def _on_written(self, record: CallRecord, new: bool) -> None:
         if record.direction is Direction.OUTBOUND:
@@ -211,6 +255,11 @@ class _Day:
     def _on_break(self, device: str, off: bool) -> None:
         what = "switched off (break)" if off else "back on"
         self.console.print(f"[yellow]{device} {what}[/]")
+
+
+def _visit_line(shown: ShownNumber) -> str:
+    what = "the site's own number (pool exhausted)" if shown.fallback else "pool number"
+    return f"  website visit from a {shown.arrival.label}: shown {shown.display}, {what}"
 
 
 def _callback_line(record: CallRecord) -> str:
@@ -257,7 +306,18 @@ def _record_line(record: CallRecord) -> str:
     return (
         f"{when} {record.caller} → {record.did} {escape(f'[{record.source}]')} {outcome}, "
         f"ring {record.ring_seconds}s, talk {record.talk_seconds}s, {recording}"
+        f"{_attribution_note(record)}"
     )
+
+
+def _attribution_note(record: CallRecord) -> str:
+    detail = record.attribution or {}
+    if detail.get("method") == "session":
+        tags = "/".join(t for t in (record.medium, record.campaign, record.utm_term) if t)
+        return f"\n    [dim]website visit {record.session_id} ({escape(tags)})[/]"
+    if detail.get("method") in ("unattributed", "ambiguous"):
+        return f"\n    [dim]{escape(str(detail.get('reason', '')))}[/]"
+    return ""
 
 
 def _print_summary(console: Console, records: list[CallRecord]) -> None:

@@ -20,10 +20,10 @@ status endpoint show the same figures, whichever daemon served the visits.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,8 +39,11 @@ _calls = CallRow.__table__
 _UNEXPLAINED = ("unattributed", "ambiguous")
 
 
-@dataclass(frozen=True, slots=True)
-class PoolStatus:
+class PoolStatus(BaseModel):
+    """One pool's figures (the module docstring says what each means)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     pool: str
     size: int
     in_use: int
@@ -57,7 +60,7 @@ class PoolStatus:
     warning: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
 async def pool_status(

@@ -22,6 +22,7 @@ database (`pools.VisitPools` of `stored_pool.StoredVisitPool`).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from pydantic import (
     ValidationError,
 )
 
+from pbx_tracker.attribution.status import PoolStatus
 from pbx_tracker.web.limits import RateLimiter
 from pbx_tracker.web.memory_pool import MemoryVisitPool
 from pbx_tracker.web.models import (
@@ -43,6 +45,7 @@ from pbx_tracker.web.models import (
     ErrorDetail,
     HealthAnswer,
     KeepAliveAnswer,
+    PoolStatusAnswer,
     TooManyVisits,
     UnknownPool,
     VisitAnswer,
@@ -136,6 +139,8 @@ POOL = web.AppKey("pool", VisitPool)
 LIMITER = web.AppKey("limiter", RateLimiter)
 STATS = web.AppKey("stats", ApiStats)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+PoolStatusSource = Callable[[], Awaitable[list[PoolStatus]]]
+POOL_STATUS = web.AppKey[PoolStatusSource | None]("pool_status")
 
 
 def client_key(request: web.Request, trust_proxy: bool) -> str:
@@ -261,6 +266,23 @@ async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+async def pool_status_json(request: web.Request) -> web.Response:
+    """Each pool's use and attribution; needs ``Authorization: Bearer <status_token>``."""
+    token = request.app[SETTINGS].status_token
+    status = request.app[POOL_STATUS]
+    if token is None or status is None:
+        raise ApiError(404, "pool status is off (set http.status_token)")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        log.warning("http.status_refused", client=request.remote)
+        raise ApiError(
+            401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
+        )
+    answer = PoolStatusAnswer(pools=await status())
+    return web.json_response(answer.model_dump(mode="json"))
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
@@ -328,6 +350,22 @@ OPERATIONS: tuple[tuple[Operation, Handler], ...] = (
     (
         Operation(
             "GET",
+            f"{API_PREFIX}/pools/status",
+            "poolStatus",
+            "Each number pool's use, exhaustion, attribution and recommended size "
+            "(Authorization: Bearer <http.status_token>)",
+            {
+                200: Response("The pools' figures", PoolStatusAnswer),
+                401: Response("No or a wrong bearer token", ErrorAnswer),
+                404: Response("Pool status is off: no http.status_token", ErrorAnswer),
+                429: _LIMITED,
+            },
+        ),
+        pool_status_json,
+    ),
+    (
+        Operation(
+            "GET",
             f"{API_PREFIX}/openapi.json",
             "openapi",
             "This description",
@@ -360,6 +398,7 @@ def make_app(
     *,
     clock: Callable[[], float] | None = None,
     landing: LandingPage | None = None,
+    pool_status: PoolStatusSource | None = None,
 ) -> web.Application:
     """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
     snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``."""
@@ -377,6 +416,7 @@ def make_app(
     app[LIMITER] = limiter
     app[STATS] = ApiStats()
     app[OPENAPI] = openapi_document()
+    app[POOL_STATUS] = pool_status
     for operation, handler in OPERATIONS:
         app.router.add_route(operation.method, operation.path, handler)
     app.router.add_route("OPTIONS", _VISITS, preflight)
@@ -397,9 +437,10 @@ class HttpServer:
         *,
         clock: Callable[[], float] | None = None,
         landing: LandingPage | None = None,
+        pool_status: PoolStatusSource | None = None,
     ) -> None:
         self.settings = settings
-        self.app = make_app(settings, pool, clock=clock, landing=landing)
+        self.app = make_app(settings, pool, clock=clock, landing=landing, pool_status=pool_status)
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 

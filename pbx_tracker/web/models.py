@@ -19,6 +19,8 @@ from pydantic import (
     UrlConstraints,
 )
 
+from pbx_tracker.attribution.status import PoolStatus
+
 VISIT_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 VISIT_ID = re.compile(VISIT_ID_PATTERN)
 
@@ -96,6 +98,12 @@ class KeepAliveAnswer(_Model):
     number: str | None
     display: str
     expires_in: int
+
+
+class PoolStatusAnswer(_Model):
+    """Every configured pool's figures (`pbx_tracker.attribution.status`)."""
+
+    pools: list[PoolStatus]
 
 
 class HealthAnswer(_Model):

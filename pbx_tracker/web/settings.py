@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from pbx_tracker.config_fields import ConfigModel, problem
 
@@ -35,6 +35,13 @@ def _origin(value: Any) -> str:
 
 
 Origin = Annotated[str, BeforeValidator(_origin)]
+MIN_TOKEN_LENGTH = 16
+
+
+def _long_token(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+        raise problem("token", f"must be at least {MIN_TOKEN_LENGTH} characters")
+    return value
 
 
 class RateLimitSettings(ConfigModel):
@@ -45,7 +52,8 @@ class RateLimitSettings(ConfigModel):
 
 
 class HttpSettings(ConfigModel):
-    """Where the HTTP server listens and whom it answers."""
+    """Where the HTTP server listens and whom it answers.  ``status_token``: the bearer
+    token of the pool status endpoint (off without one)."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -54,6 +62,7 @@ class HttpSettings(ConfigModel):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
     trust_proxy: bool = False
+    status_token: Annotated[SecretStr, AfterValidator(_long_token)] | None = None
 
     def allows_origin(self, origin: str) -> bool:
         """True when the browser's ``Origin`` header names a configured site."""

@@ -120,4 +120,9 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     tasks = text.count(" opened: call back ") + text.count(" tried again (")
     assert tasks == text.count("missed (")  # every missed call opened or joined a callback task
     assert "callback tasks:" in text
+    # website visitors were shown pool numbers, and their calls carry the visit
+    visits = text.count("  website visit from a ")
+    assert visits > 0
+    assert text.count("    website visit ") == visits  # each visitor's call was credited
+    assert "landing page with the snippet: http://127.0.0.1:" in text
     assert (tmp_path / "pbx-tracker.sqlite3").exists()

@@ -1,0 +1,81 @@
+"""`VisitPools`: the configured number pools behind the visits API, each a
+`StoredVisitPool` on the daemon's database.
+
+A request names its pool (the snippet's ``data-pool``); a request without one
+goes to the first configured pool.  A keep-alive carries only the visit id: the
+pool that started the visit answers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pbx_tracker.attribution.settings import NumberPool
+from pbx_tracker.web.memory_pool import Clock
+from pbx_tracker.web.models import KeepAliveAnswer, UnknownPool, VisitAnswer, VisitStart
+from pbx_tracker.web.stored_pool import StoredVisitPool
+
+__all__ = ["VisitPools"]
+
+
+class VisitPools:
+    """Several `StoredVisitPool`s as one `VisitPool`."""
+
+    def __init__(self, pools: Sequence[StoredVisitPool]) -> None:
+        if not pools:
+            raise ValueError("at least one number pool")
+        self.pools = {pool.name: pool for pool in pools}
+        self._default = pools[0]
+
+    @classmethod
+    def from_settings(
+        cls,
+        engine: AsyncEngine,
+        pools: Sequence[NumberPool],
+        *,
+        region: str,
+        store_client_ip: bool,
+        clock: Clock,
+    ) -> VisitPools:
+        return cls([_stored_pool(engine, pool, region, store_client_ip, clock) for pool in pools])
+
+    async def restore(self) -> None:
+        """Each pool's live visits back from the store (at start)."""
+        for pool in self.pools.values():
+            await pool.restore()
+
+    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+        pool = self._default if request.pool is None else self.pools.get(request.pool)
+        if pool is None:
+            raise UnknownPool(request.pool)
+        return await pool.start(request, client)
+
+    async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
+        for pool in self.pools.values():
+            answer = await pool.keep_alive(visit_id, client)
+            if answer is not None:
+                return answer
+        return None
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+
+def _stored_pool(
+    engine: AsyncEngine, pool: NumberPool, region: str, store_client_ip: bool, clock: Clock
+) -> StoredVisitPool:
+    return StoredVisitPool(
+        engine,
+        name=pool.name,
+        numbers=pool.numbers,
+        fallback=pool.fallback,
+        region=region,
+        hold_seconds=pool.hold.total_seconds(),
+        quarantine_seconds=pool.quarantine_minutes * 60,
+        max_visits_per_client=pool.max_visits_per_client,
+        store_client_ip=store_client_ip,
+        clock=clock,
+    )

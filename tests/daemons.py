@@ -1,0 +1,67 @@
+"""A daemon on the traces' config, started in the test's loop with its own writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.config import Settings, load_settings
+from pbx_tracker.daemon import Daemon
+from pbx_tracker.store.session import open_writer
+from traces import TRACE_CONFIG
+
+WAIT = 15.0
+
+
+def trace_settings(url: str, port: int, tmp_path: Path, **environ: str) -> Settings:
+    """The traces' config on ``url`` and the fake Asterisk's ``port``; ``environ``: more
+    ``PBX_TRACKER_...`` overrides."""
+    return load_settings(
+        TRACE_CONFIG,
+        environ={
+            **environ,
+            "PBX_TRACKER_DATABASE__URL": url,
+            "PBX_TRACKER_AMI__PORT": str(port),
+            "PBX_TRACKER_AGI__PORT": "0",
+            "PBX_TRACKER_AMI__RECONNECT_INITIAL": "0.05",
+            "PBX_TRACKER_AMI__RECONNECT_MAX": "0.2",
+            "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
+        },
+    )
+
+
+class RunningDaemon:
+    def __init__(self, daemon: Daemon, written: list[CallRecord]) -> None:
+        self.daemon = daemon
+        self.written = written
+        self.changed = asyncio.Event()
+
+    async def wait_for_records(self, count: int) -> None:
+        async with asyncio.timeout(WAIT):
+            while len(self.written) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@asynccontextmanager
+async def start_daemon(settings: Settings, stop: asyncio.Event) -> AsyncIterator[RunningDaemon]:
+    written: list[CallRecord] = []
+    running: RunningDaemon | None = None
+
+    def on_written(record: CallRecord, new: bool) -> None:
+        written.append(record)
+        if running is not None:
+            running.changed.set()
+
+    async with open_writer(settings, on_written=on_written) as writer:
+        daemon = Daemon(settings, writer)
+        running = RunningDaemon(daemon, written)
+        task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.ready.wait(), WAIT)
+        await asyncio.wait_for(daemon.resynced.wait(), WAIT)
+        yield running
+        stop.set()
+        assert await asyncio.wait_for(task, WAIT) == 0

@@ -1,0 +1,170 @@
+"""From website visit to call record through the real daemon: the visit asks the daemon's
+HTTP API for a number, the fake Asterisk replays a captured call with its DID rewritten
+to that number, and the stored record carries the visit's source and tags."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from daemons import start_daemon, trace_settings
+from structlog.testing import capture_logs
+
+from pbx_tracker.daemon import Daemon
+from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.store.session import open_writer
+from stored import stored_calls
+from traces import TRACES
+
+SITE = "https://example.ru"
+# trace 04: a caller abandons a call on 74951110010, a number of the traces' pool "site"
+CAPTURED_DID = "74951110010"
+VISIT = {
+    "pool": "site",
+    "visitor_id": "browser-0123456789abcdef",
+    "page": f"{SITE}/windows?utm_source=yandex&utm_medium=cpc",
+    "referrer": "https://yandex.ru/",
+    "utm_source": "yandex",
+    "utm_medium": "cpc",
+    "utm_campaign": "winter-sale",
+    "utm_term": "plastic windows",
+    "yclid": "7304",
+}
+
+
+def http_environ(**more: str) -> dict[str, str]:
+    return {
+        "PBX_TRACKER_HTTP__ENABLED": "true",
+        "PBX_TRACKER_HTTP__PORT": "0",
+        **more,
+    }
+
+
+def call_on(number: str, stem: str = "04_missed_caller_abandon") -> list[dict[str, str]]:
+    """The captured call with its DID replaced by ``number`` (E.164) in every field."""
+    digits = number.lstrip("+")
+    return [
+        {key: value.replace(CAPTURED_DID, digits) for key, value in event.items()}
+        for event in trace_events(TRACES / f"{stem}.jsonl")
+    ]
+
+
+async def start_visit(port: int, **changes: Any) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/api/v1/visits"
+        async with session.post(url, json={**VISIT, **changes}) as answer:
+            assert answer.status == 200, await answer.text()
+            body: dict[str, Any] = await answer.json()
+            return body
+
+
+async def test_a_visits_call_gets_its_source_tags_and_session(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    async with start_daemon(settings, asyncio.Event()) as running:
+        assert running.daemon.http is not None
+        visit = await start_visit(running.daemon.http.port)
+        assert visit["fallback"] is False
+        await asterisk.play(call_on(visit["number"]))
+        await running.wait_for_records(1)
+    (row,) = await stored_calls(database_url)
+    assert row.did == visit["number"]
+    assert row.session_id == visit["visit_id"]
+    assert (row.source, row.medium, row.campaign) == ("yandex", "cpc", "winter-sale")
+    assert row.utm_term == "plastic windows"
+    assert row.attribution is not None
+    assert (row.attribution["method"], row.attribution["confidence"]) == ("session", 1.0)
+    assert row.attribution["pool"] == "site"
+
+
+async def test_after_a_restart_the_visit_keeps_its_number_and_its_calls(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """The pool comes back from the store: the returning page keeps its number, and a
+    call on it is still credited to the visit started before the restart."""
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    async with start_daemon(settings, asyncio.Event()) as running:
+        assert running.daemon.http is not None
+        first = await start_visit(running.daemon.http.port)
+    async with start_daemon(settings, asyncio.Event()) as running:
+        assert running.daemon.http is not None
+        port = running.daemon.http.port
+        other = await start_visit(port, visitor_id="another-browser-0001")
+        again = await start_visit(port)
+        assert other["number"] != first["number"]
+        assert (again["visit_id"], again["number"]) == (first["visit_id"], first["number"])
+        await asterisk.play(call_on(first["number"]))
+        await running.wait_for_records(1)
+    (row,) = await stored_calls(database_url)
+    assert row.session_id == first["visit_id"]
+
+
+async def test_calls_on_pool_numbers_no_visit_holds_keep_the_pools_source(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    async with start_daemon(settings, asyncio.Event()) as running:
+        await asterisk.play(trace_events(TRACES / "11_concurrent.jsonl"))
+        await running.wait_for_records(5)
+    by_method = {
+        row.did: (row.attribution and row.attribution["method"], row.source)
+        for row in await stored_calls(database_url)
+    }
+    assert by_method["+74951110012"] == ("unattributed", "pool")
+    assert by_method["+74951110015"] == ("unattributed", "pool")
+    assert by_method["+74951110001"] == ("static", "yandex-direct")
+
+
+async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    token = "status-token-0123456789"
+    environ = http_environ(PBX_TRACKER_HTTP__STATUS_TOKEN=token)
+    settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+    async with start_daemon(settings, asyncio.Event()) as running:
+        assert running.daemon.http is not None
+        port = running.daemon.http.port
+        await start_visit(port)
+        url = f"http://127.0.0.1:{port}/api/v1/pools/status"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as refused:
+                assert refused.status == 401
+                assert refused.headers["WWW-Authenticate"] == "Bearer"
+            wrong = {"Authorization": "Bearer not-the-token-at-all"}
+            async with session.get(url, headers=wrong) as refused:
+                assert refused.status == 401
+            good = {"Authorization": f"Bearer {token}"}
+            async with session.get(url, headers=good) as answer:
+                assert answer.status == 200
+                (site,) = (await answer.json())["pools"]
+    assert (site["pool"], site["size"], site["in_use"]) == ("site", 10, 1)
+    assert site["leases_started"] == 1
+    assert site["recommended_size"] == 4
+
+
+async def test_an_http_port_in_use_stops_the_start_with_exit_code_1(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        environ = http_environ(PBX_TRACKER_HTTP__PORT=port)
+        settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+        async with open_writer(settings) as writer:
+            daemon = Daemon(settings, writer)
+            with capture_logs() as logs:
+                code = await asyncio.wait_for(daemon.run(asyncio.Event()), 30)
+    assert code == 1
+    failed = [entry for entry in logs if entry["event"] == "daemon.http_listen_failed"]
+    assert failed and failed[0]["port"] == int(port)
