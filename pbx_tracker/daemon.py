@@ -19,6 +19,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,7 @@ from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.metrics import PoolCollector, metrics_registry
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pools import VisitPools
 from pbx_tracker.web.snippet import LandingPage
@@ -104,8 +106,8 @@ class Daemon:
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.ringme = self._ring_me(settings)
         self.callbacks = self._callbacks(settings, writer)
-        self.visit_pools, self.http = self._http(settings, writer, landing)
         self.attribution_watch = AttributionWatch(settings.attribution)
+        self.visit_pools, self.http = self._http(settings, writer, landing)
         if settings.number_pools:
             _also_on_written(writer, self.attribution_watch.call_written)
         self.ready = asyncio.Event()
@@ -185,15 +187,35 @@ class Daemon:
                 settings.number_pools,
                 region=settings.phone_region,
                 store_client_ip=settings.attribution.store_client_ip,
-                clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+                clock=self._now,
             )
         status = None if pools is None else partial(self._pool_status, writer.engine)
-        server = HttpServer(settings.http, pools or NoPools(), landing=landing, pool_status=status)
+        server = HttpServer(
+            settings.http,
+            pools or NoPools(),
+            landing=landing,
+            pool_status=status,
+            metrics=metrics_registry(self._metrics(pools)),
+        )
         return pools, server
+
+    def _metrics(self, pools: VisitPools | None) -> PoolCollector:
+        def api_counters() -> dict[str, int]:
+            return {} if self.http is None else asdict(self.http.stats)
+
+        return PoolCollector(
+            [] if pools is None else list(pools.pools.values()),
+            self.attribution_watch,
+            api_counters,
+            clock=self._now,
+        )
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     async def _pool_status(self, engine: AsyncEngine) -> list[PoolStatus]:
         """Every pool's figures over the last day, for the status endpoint."""
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        now = self._now()
         async with engine.connect() as conn:
             return [
                 await pool_status(

@@ -48,6 +48,11 @@ class AttributionWatch:
             return None
         return calls.unexplained / len(calls.calls)
 
+    def warned(self, pool: str) -> bool:
+        """True while the pool's share is over the limit (warned in the log)."""
+        calls = self._pools.get(pool)
+        return calls is not None and calls.warned
+
     def call_written(self, record: CallRecord, new: bool) -> None:
         detail = record.attribution or {}
         pool = detail.get("pool")

@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import (
     ValidationError,
 )
@@ -141,6 +142,7 @@ STATS = web.AppKey("stats", ApiStats)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 PoolStatusSource = Callable[[], Awaitable[list[PoolStatus]]]
 POOL_STATUS = web.AppKey[PoolStatusSource | None]("pool_status")
+METRICS = web.AppKey[CollectorRegistry | None]("metrics")
 
 
 def client_key(request: web.Request, trust_proxy: bool) -> str:
@@ -266,6 +268,19 @@ async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+def _authorize(request: web.Request) -> None:
+    """401 unless ``Authorization: Bearer <http.status_token>``."""
+    token = request.app[SETTINGS].status_token
+    if token is None:
+        raise ApiError(404, "off: set http.status_token")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        log.warning("http.status_refused", client=request.remote, path=request.path)
+        challenge = {"WWW-Authenticate": "Bearer"}
+        raise ApiError(401, "a valid bearer token is needed", headers=challenge)
+
+
 async def pool_status_json(request: web.Request) -> web.Response:
     """Each pool's use and attribution; needs ``Authorization: Bearer <status_token>``."""
     token = request.app[SETTINGS].status_token
@@ -281,6 +296,16 @@ async def pool_status_json(request: web.Request) -> web.Response:
         )
     answer = PoolStatusAnswer(pools=await status())
     return web.json_response(answer.model_dump(mode="json"))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; the same bearer token as the pool status."""
+    registry = request.app[METRICS]
+    if registry is None:
+        raise ApiError(404, "metrics are off (set http.status_token)")
+    _authorize(request)
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -366,6 +391,20 @@ OPERATIONS: tuple[tuple[Operation, Handler], ...] = (
     (
         Operation(
             "GET",
+            "/metrics",
+            "metrics",
+            "Prometheus metrics (Authorization: Bearer <http.status_token>)",
+            {
+                200: Response("Prometheus text format"),
+                401: Response("No or a wrong bearer token", ErrorAnswer),
+                404: Response("Metrics are off: no http.status_token", ErrorAnswer),
+            },
+        ),
+        metrics,
+    ),
+    (
+        Operation(
+            "GET",
             f"{API_PREFIX}/openapi.json",
             "openapi",
             "This description",
@@ -399,6 +438,7 @@ def make_app(
     clock: Callable[[], float] | None = None,
     landing: LandingPage | None = None,
     pool_status: PoolStatusSource | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> web.Application:
     """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
     snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``."""
@@ -417,6 +457,7 @@ def make_app(
     app[STATS] = ApiStats()
     app[OPENAPI] = openapi_document()
     app[POOL_STATUS] = pool_status
+    app[METRICS] = metrics
     for operation, handler in OPERATIONS:
         app.router.add_route(operation.method, operation.path, handler)
     app.router.add_route("OPTIONS", _VISITS, preflight)
@@ -438,9 +479,12 @@ class HttpServer:
         clock: Callable[[], float] | None = None,
         landing: LandingPage | None = None,
         pool_status: PoolStatusSource | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.app = make_app(settings, pool, clock=clock, landing=landing, pool_status=pool_status)
+        self.app = make_app(
+            settings, pool, clock=clock, landing=landing, pool_status=pool_status, metrics=metrics
+        )
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 

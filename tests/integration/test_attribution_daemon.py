@@ -53,6 +53,16 @@ def call_on(number: str, stem: str = "04_missed_caller_abandon") -> list[dict[st
     ]
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format as {'name{labels}': value}."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 async def start_visit(port: int, **changes: Any) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{port}/api/v1/visits"
@@ -146,6 +156,18 @@ async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
             async with session.get(url, headers=good) as answer:
                 assert answer.status == 200
                 (site,) = (await answer.json())["pools"]
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            async with session.get(metrics_url) as refused:
+                assert refused.status == 401
+            async with session.get(metrics_url, headers=good) as answer:
+                assert answer.status == 200
+                assert answer.content_type == "text/plain"
+                metrics = parse_metrics(await answer.text())
+    assert metrics['pbx_tracker_pool_numbers{pool="site"}'] == 10
+    assert metrics['pbx_tracker_pool_in_use{pool="site"}'] == 1
+    assert metrics['pbx_tracker_pool_exhaustions_total{pool="site"}'] == 0
+    assert metrics['pbx_tracker_pool_attribution_warning{pool="site"}'] == 0
+    assert metrics["pbx_tracker_http_visits_started_total"] == 1
     assert (site["pool"], site["size"], site["in_use"]) == ("site", 10, 1)
     assert site["leases_started"] == 1
     assert site["recommended_size"] == 4

@@ -1,0 +1,99 @@
+"""`/metrics` in Prometheus' text format: the website number pools and the visits API.
+
+Read at scrape time from what the daemon holds in memory (no database query):
+
+- ``pbx_tracker_pool_numbers{pool}``: numbers in the pool;
+- ``pbx_tracker_pool_in_use{pool}``: numbers held by a visit now (hold not run out);
+- ``pbx_tracker_pool_exhaustions_total{pool}``: visits shown the fallback since start;
+- ``pbx_tracker_pool_unattributed_share{pool}``: share of the pool's calls over the
+  last day with no single visit (absent before the first call);
+- ``pbx_tracker_pool_attribution_warning{pool}``: 1 while that share is over
+  ``attribution.warn_unattributed_share`` (the log says so too);
+- ``pbx_tracker_http_visits_started_total``, ``..._keep_alives_total``,
+  ``..._rate_limited_total``, ``..._rejected_total``, ``..._errors_total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pbx_tracker.attribution.watch import AttributionWatch
+from pbx_tracker.web.memory_pool import MemoryVisitPool
+
+__all__ = ["PoolCollector", "metrics_registry"]
+
+Clock = Callable[[], datetime]
+ApiCounters = Callable[[], dict[str, int]]
+
+
+class PoolCollector(Collector):
+    """The pools' and the API's figures, gathered on every scrape."""
+
+    def __init__(
+        self,
+        pools: list[MemoryVisitPool],
+        watch: AttributionWatch,
+        api_counters: ApiCounters,
+        clock: Clock,
+    ) -> None:
+        self._pools = pools
+        self._watch = watch
+        self._api_counters = api_counters
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._pool_metrics()
+        for name, value in self._api_counters().items():
+            yield CounterMetricFamily(
+                f"pbx_tracker_http_{name}", f"Visits API: {name.replace('_', ' ')}", value=value
+            )
+
+    def _pool_metrics(self) -> Iterator[Metric]:
+        labels = ["pool"]
+        numbers = GaugeMetricFamily(
+            "pbx_tracker_pool_numbers", "Numbers in the pool", labels=labels
+        )
+        in_use = GaugeMetricFamily(
+            "pbx_tracker_pool_in_use", "Numbers held by a visit now", labels=labels
+        )
+        exhausted = CounterMetricFamily(
+            "pbx_tracker_pool_exhaustions",
+            "Visits shown the fallback number since the daemon started",
+            labels=labels,
+        )
+        share = GaugeMetricFamily(
+            "pbx_tracker_pool_unattributed_share",
+            "Share of the pool's calls over the last day with no single visit",
+            labels=labels,
+        )
+        warning = GaugeMetricFamily(
+            "pbx_tracker_pool_attribution_warning",
+            "1 while that share is over attribution.warn_unattributed_share",
+            labels=labels,
+        )
+        now = self._clock()
+        for pool in self._pools:
+            allocator = pool.allocator
+            held = sum(
+                1 for lease in allocator.live_leases() if lease.ends_at(allocator.hold) > now
+            )
+            numbers.add_metric([pool.name], len(allocator.numbers))
+            in_use.add_metric([pool.name], held)
+            exhausted.add_metric([pool.name], allocator.exhaustions)
+            warning.add_metric([pool.name], float(self._watch.warned(pool.name)))
+            unexplained = self._watch.share(pool.name)
+            if unexplained is not None:
+                share.add_metric([pool.name], unexplained)
+        yield from (numbers, in_use, exhausted, share, warning)
+
+
+def metrics_registry(collector: PoolCollector) -> CollectorRegistry:
+    """A registry of our own (not the process-wide default) holding ``collector``."""
+    registry = CollectorRegistry(auto_describe=False)  # collect() only on a scrape
+    registry.register(collector)
+    return registry
