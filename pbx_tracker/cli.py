@@ -65,13 +65,15 @@ def run(config_path: str | None) -> None:
 def check_config(config_path: str | None) -> None:
     """Validate the config: exit 0, or 1 with each problem on a line naming the key."""
     settings = load_or_exit(config_path)
-    agi = settings.agi
+    agi, http = settings.agi, settings.http
     router = f"FastAGI {agi.host}:{agi.port}" if agi.enabled else "FastAGI off"
+    website = f"HTTP {http.host}:{http.port}" if http.enabled else "HTTP off"
     click.echo(
         f"config OK: {len(settings.tracked_numbers)} tracked numbers, "
-        f"{sum(len(p.numbers) for p in settings.number_pools)} pool numbers, "
+        f"{sum(len(p.numbers) for p in settings.number_pools)} pool numbers in "
+        f"{len(settings.number_pools)} pool(s), "
         f"{len(settings.managers)} managers in {len(settings.routing.groups) or 1} routing "
-        f"group(s), AMI {settings.ami.host}:{settings.ami.port}, {router}"
+        f"group(s), AMI {settings.ami.host}:{settings.ami.port}, {router}, {website}"
     )
 
 
