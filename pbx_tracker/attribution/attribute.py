@@ -18,8 +18,11 @@ within the pool's grace before t.  Then:
 
 ``attribution`` on the record explains it: the method, confidence, reason in
 words, candidates, whether the pool ran out of numbers in that hour, the
-attribution model, the touch visit under first-touch, and the caller's earlier
-visits (same browser) and earlier attributed calls' visits.
+attribution model and the visit whose source the call took (``touch_session_id``),
+the first and the last touch (``first_touch`` / ``last_touch``: the visitor's
+first visit in ``first_touch_days`` and the calling visit, each with its source,
+medium and campaign, so a report can apply either model later), and the
+caller's earlier visits (same browser) and earlier attributed calls' visits.
 """
 
 from __future__ import annotations
@@ -139,15 +142,18 @@ class Attributor:
             detail.update(method="unattributed", confidence=None, reason="the visit is gone")
             return record.replace(attribution=detail)
         earlier = await self._earlier_visits(conn, visit, newest_first=True)
-        touch = visit
-        if self._model == "first_touch" and earlier:
-            touch = (await self._earlier_visits(conn, visit, newest_first=False))[0]
+        first = visit
+        if earlier:
+            first = (await self._earlier_visits(conn, visit, newest_first=False))[0]
+        touch = first if self._model == "first_touch" else visit
         channel = channel_of(touch)
         detail.update(
             method="session",
             confidence=1.0 if chosen.held_at_call else GRACE_CONFIDENCE,
             reason=_session_reason(record, chosen, channel.why),
             touch_session_id=touch.id,
+            first_touch=_touch(first),
+            last_touch=_touch(visit),
             earlier_sessions=[v.id for v in earlier],
             earlier_call_sessions=await _earlier_call_sessions(conn, record),
         )
@@ -182,6 +188,17 @@ class Attributor:
             .limit(EARLIER_LIMIT)
         )
         return [Visit(**row._asdict()) for row in (await conn.execute(query)).all()]
+
+
+def _touch(visit: Visit) -> dict[str, Any]:
+    """A visit's channel, kept on the call so reports can apply either model later."""
+    channel = channel_of(visit)
+    return {
+        "session_id": visit.id,
+        "source": channel.source,
+        "medium": channel.medium,
+        "campaign": channel.campaign,
+    }
 
 
 def _candidate(lease: StoredLease, t: datetime, hold: timedelta) -> _Candidate:

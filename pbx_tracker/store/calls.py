@@ -274,8 +274,17 @@ def _call_values(record: CallRecord) -> dict[str, Any]:
 
 
 def _attribution_values(record: CallRecord) -> dict[str, Any]:
+    """The attribution's flat columns; a call with no visit has its own labels as both
+    first and last touch."""
     detail = record.attribution or {}
+    own = {"source": record.source, "medium": record.medium, "campaign": record.campaign}
+    touches = {
+        f"{which}_{label}": (detail.get(which) or own).get(label)
+        for which in ("first_touch", "last_touch")
+        for label in ("source", "medium", "campaign")
+    }
     return {
+        **touches,
         "session_id": record.session_id,
         "utm_source": record.utm_source,
         "utm_medium": record.utm_medium,

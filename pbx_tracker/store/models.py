@@ -116,6 +116,12 @@ class CallRow(Base):
     attribution_method: Mapped[str | None] = mapped_column(String(16))
     attribution_confidence: Mapped[float | None] = mapped_column(Float)
     attribution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    first_touch_source: Mapped[str | None] = mapped_column(String(255))
+    first_touch_medium: Mapped[str | None] = mapped_column(String(255))
+    first_touch_campaign: Mapped[str | None] = mapped_column(String(255))
+    last_touch_source: Mapped[str | None] = mapped_column(String(255))
+    last_touch_medium: Mapped[str | None] = mapped_column(String(255))
+    last_touch_campaign: Mapped[str | None] = mapped_column(String(255))
     variables: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.attribute import Attributor
@@ -21,6 +22,7 @@ from pbx_tracker.attribution.visits import (
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.store.calls import list_calls, mark_first_time_callers, save_calls
+from pbx_tracker.store.models import CallRow
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 POOL_NUMBERS = ["+74951110010", "+74951110011"]
@@ -227,6 +229,10 @@ async def test_first_or_last_touch_is_a_config_choice(
     assert record.attribution is not None
     assert record.attribution["touch_session_id"] == touch
     assert record.attribution["earlier_sessions"] == ["first"]
+    # both touches are kept, whatever the model, so reports can apply the other one
+    async with engine.connect() as conn:
+        columns = select(CallRow.first_touch_source, CallRow.last_touch_source)
+        assert (await conn.execute(columns)).one() == ("vk", "yandex")
 
 
 async def test_the_callers_earlier_calls_visits_are_recorded(engine: AsyncEngine) -> None:
@@ -245,6 +251,9 @@ async def test_a_tracked_numbers_call_says_its_source_is_from_the_config(
 ) -> None:
     record = await stored(engine, call(did="+74951110001"))
     assert record.source == "billboard"
+    async with engine.connect() as conn:
+        columns = select(CallRow.first_touch_source, CallRow.last_touch_source)
+        assert (await conn.execute(columns)).one() == ("billboard", "billboard")
     assert record.attribution is not None
     assert record.attribution["method"] == "static"
     assert "+74951110001" in record.attribution["reason"]
