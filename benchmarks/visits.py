@@ -1,6 +1,7 @@
 """Visits started per second through the visits API, next to a constant answer of the same stack.
 
     .venv/bin/python benchmarks/visits.py [--visits 5000] [--concurrency 50] [--runs 3]
+        [--mode both|saturation|steady] [--rates 50,200,500] [--steady-seconds 4]
 
 Each server runs in its own process on 127.0.0.1: the daemon's `HttpServer`
 (the same aiohttp application and middlewares) with a `StoredVisitPool` on a
@@ -19,10 +20,23 @@ so neither the per-client cap nor the rate limiter is what is measured.
 Bodies are realistic (page URL with utm tags, referrer, utm fields, yclid,
 ym/ga client ids) and encoded before the clock starts.
 
+``--linger``: the pool's ``linger_seconds`` (its writer and reader keep their
+connections between quiet batches).
+
 The pool has ``--numbers`` numbers and a short hold (``--hold`` seconds), so
 numbers are handed on all the time: most starts also end an old lease, as on
 a busy site at its steady state.  Answers with the fallback (pool exhausted)
 are counted and shown.
+
+Two modes (both by default):
+
+* saturation (closed loop): ``--concurrency`` requests always in flight, as
+  fast as the server answers: the most visits per second.
+* steady rate (open loop, as benchmarks/agi_route.py does for AGI): visit
+  starts sent at a fixed rate (``--rates``, per second) for ``--steady-seconds``
+  each, whatever the answers: the latency a visitor sees at that load (a real
+  site sees a few visits per second).  The achieved rate is printed too: below
+  the target, the server (or the client) could not keep up.
 
 Runs alternate (SQLite visits, SQLite constant, PostgreSQL visits, ...);
 medians are printed, with p50/p99 latency, the server's CPU per request and
@@ -30,7 +44,8 @@ the client's CPU use (2 cores: when the client is near 100 % of a core, the
 client, not the server, limits the rate), and for the pool the requests each
 group commit answered on average (the pool's `WriteStats`, read from a
 benchmark-only route).  Target: visits/s at least half the
-constant endpoint's, p99 under 20 ms.
+constant endpoint's, p99 under 20 ms.  Every run is bounded (``--run-timeout``),
+so the benchmark stops by itself.
 """
 
 from __future__ import annotations
@@ -115,12 +130,14 @@ def serve(url: str, args: argparse.Namespace, ports: multiprocessing.Queue[int])
     async def main() -> None:
         configure_logging("error", "json")
         engine = make_async_engine(url)
+        linger = {"linger_seconds": args.linger} if args.linger else {}  # older pools: none
         pool = pool_class(args.pool)(
             engine,
             name="site",
             numbers=[f"+7495{n:07d}" for n in range(numbers)],
             fallback="+74950000000",
             hold_seconds=hold,
+            **linger,
         )
         await pool.restore()
         server = HttpServer(http_settings(), pool)
@@ -247,6 +264,39 @@ async def load(port: int, path: str, requests: list[Request], concurrency: int) 
     return Result(len(requests) / elapsed, latencies, fallbacks, used / elapsed)
 
 
+async def paced(port: int, path: str, requests: list[Request], rate: float) -> Result:
+    """Send request n at ``n / rate`` seconds from the start (open loop: not waiting for
+    the answers); any non-200 answer stops the benchmark.  ``Result.rate``: the rate
+    achieved (requests over the time until the last answer)."""
+    url = f"http://127.0.0.1:{port}{path}"
+    latencies: list[float] = []
+    fallbacks = 0
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=0)  # as many connections as in flight
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async def one(session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> None:
+        nonlocal fallbacks
+        began = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as response:
+            answer = await response.read()
+        latencies.append(time.perf_counter() - began)
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status}: {answer[:200]!r}")
+        fallbacks += b'"fallback":true' in answer
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        cpu, began, start = time.process_time(), time.perf_counter(), loop.time()
+        tasks = []
+        for n, (body, headers) in enumerate(requests):
+            await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
+            tasks.append(asyncio.create_task(one(session, body, headers)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - began
+        used = time.process_time() - cpu
+    return Result(len(requests) / elapsed, latencies, fallbacks, used / elapsed)
+
+
 async def write_stats(port: int) -> tuple[int, int]:
     """(batches committed, requests they answered) so far: the pool's `WriteStats`."""
     async with (
@@ -285,13 +335,19 @@ class Bench:
         first, self.next_visitor = self.next_visitor, self.next_visitor + count
         return visit_requests(first, count)
 
-    async def measure(self, server: Server, path: str, label: str) -> None:
-        requests = self.requests(self.args.visits)
+    async def measure(
+        self, server: Server, path: str, label: str, rate: float | None = None
+    ) -> None:
+        """One run: saturation (``rate`` None) or steady ``rate`` per second."""
+        if rate is None:
+            requests = self.requests(self.args.visits)
+            running = load(server.port, path, requests, self.args.concurrency)
+        else:
+            requests = self.requests(max(1, round(rate * self.args.steady_seconds)))
+            running = paced(server.port, path, requests, rate)
         before = await write_stats(server.port)
         cpu = cpu_seconds(server.process.pid)
-        result = await asyncio.wait_for(
-            load(server.port, path, requests, self.args.concurrency), self.args.run_timeout
-        )
+        result = await asyncio.wait_for(running, self.args.run_timeout)
         cpu_us = (cpu_seconds(server.process.pid) - cpu) / len(requests) * 1e6
         after = await write_stats(server.port)
         batches = after[0] - before[0]
@@ -300,8 +356,8 @@ class Bench:
         p99 = percentile(result.latencies, 0.99) * 1000
         fallback = result.fallbacks / len(requests)
         row = (result.rate, p50, p99, cpu_us, result.client_cpu, fallback, batch)
-        self.results.setdefault(label, []).append(row)
-        print(line(label, row))
+        self.results.setdefault(label if rate is None else f"{label} @{rate:g}/s", []).append(row)
+        print(line(label if rate is None else f"{rate:5g}/s {label}", row))
 
     async def warm_up(self, server: Server) -> None:
         for path in (VISITS_PATH, CONSTANT_PATH):
@@ -317,15 +373,30 @@ def line(label: str, row: Row) -> str:
     )
 
 
-def report(results: dict[str, list[Row]], names: list[str]) -> None:
-    print("\nMedians:")
+def medians_of(results: dict[str, list[Row]]) -> dict[str, Row]:
     medians: dict[str, Row] = {}
     for label, rows in results.items():
         rate, p50, p99, cpu, client, fallback, batch = (
             statistics.median(row[i] for row in rows) for i in range(7)
         )
         medians[label] = (rate, p50, p99, cpu, client, fallback, batch)
-        print(line(label, medians[label]))
+    return medians
+
+
+CLIENT_NOTE = (
+    "  Client CPU: this process (one core at most) sends the load.  Near 100 %, the\n"
+    "  client, not the server, limits the rate and adds to the latency; on 2 cores the\n"
+    "  client, the server (and PostgreSQL) also share the CPUs, so the figures are\n"
+    "  lower bounds of what the server does alone."
+)
+
+
+def report(results: dict[str, list[Row]], names: list[str]) -> None:
+    """Saturation: medians, and the targets."""
+    medians = medians_of(results)
+    print("\nSaturation, medians:")
+    for label, row in medians.items():
+        print(line(label, row))
     print()
     for name in names:
         visits, fixed = medians[f"{name} visits"], medians[f"{name} constant"]
@@ -335,23 +406,65 @@ def report(results: dict[str, list[Row]], names: list[str]) -> None:
             f" (target >= 50 %), p99 {visits[2]:.1f} ms (target < 20 ms): "
             + ("met" if ok else "NOT met")
         )
+    print(CLIENT_NOTE)
+
+
+def steady_report(results: dict[str, list[Row]], names: list[str], rates: list[float]) -> None:
+    """Steady rates: one table, a row per rate and server, visits next to constant."""
+    medians = medians_of(results)
+    print("\nSteady rate, medians (the latency a visitor sees at that load):")
+    print(
+        f"  {'rate':>7}  {'server':<11}"
+        f" {'visits: achieved':>16} {'p50':>7} {'p99':>7} {'CPU/req':>8}"
+        f"  {'constant: achieved':>18} {'p50':>7} {'p99':>7} {'CPU/req':>8}  client CPU"
+    )
+    for rate in rates:
+        for name in names:
+            visits = medians[f"{name} visits @{rate:g}/s"]
+            fixed = medians[f"{name} constant @{rate:g}/s"]
+            print(
+                f"  {rate:5g}/s  {name:<11}"
+                f" {visits[0]:14,.0f}/s {visits[1]:5.1f}ms {visits[2]:5.1f}ms {visits[3]:6.0f}us"
+                f"  {fixed[0]:16,.0f}/s {fixed[1]:5.1f}ms {fixed[2]:5.1f}ms {fixed[3]:6.0f}us"
+                f"  {visits[4]:4.0%} / {fixed[4]:4.0%}"
+            )
+    print("  (achieved below the rate: the load was more than the server could take)")
+    print(CLIENT_NOTE)
 
 
 async def run(args: argparse.Namespace, servers: list[Server]) -> None:
     bench = Bench(args)
     print(
-        f"{args.visits:,} requests per run, {args.concurrency} in flight, {args.runs} runs; "
-        f"pool of {args.numbers} numbers, hold {args.hold} s; each visit a distinct visitor "
+        f"pool of {args.numbers} numbers, hold {args.hold} s, linger {args.linger:g} s; "
+        "each visit a distinct visitor "
         "and client address (X-Forwarded-For, trust_proxy on): no per-client cap or "
         "rate limit hit"
     )
     for server in servers:
         await bench.warm_up(server)
-    for _ in range(args.runs):
-        for server in servers:
-            await bench.measure(server, VISITS_PATH, f"{server.name} visits")
-            await bench.measure(server, CONSTANT_PATH, f"{server.name} constant")
-    report(bench.results, [server.name for server in servers])
+    names = [server.name for server in servers]
+    if args.mode in ("both", "saturation"):
+        print(
+            f"\nSaturation: {args.visits:,} requests per run, {args.concurrency} in flight, "
+            f"{args.runs} runs"
+        )
+        for _ in range(args.runs):
+            for server in servers:
+                await bench.measure(server, VISITS_PATH, f"{server.name} visits")
+                await bench.measure(server, CONSTANT_PATH, f"{server.name} constant")
+        report(bench.results, names)
+    if args.mode in ("both", "steady"):
+        bench.results = {}
+        print(
+            f"\nSteady rate: {', '.join(f'{r:g}' for r in args.rates)} starts/s,"
+            f" {args.steady_seconds:g} s each, {args.runs} runs"
+        )
+        for _ in range(args.runs):
+            for rate in args.rates:
+                for server in servers:
+                    await bench.measure(server, VISITS_PATH, f"{server.name} visits", rate)
+                    await bench.measure(server, CONSTANT_PATH, f"{server.name} constant", rate)
+        steady_report(bench.results, names, args.rates)
 
 
 def main() -> None:
@@ -362,6 +475,22 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=1000, help="numbers in the pool")
     parser.add_argument("--hold", type=float, default=0.2, help="lease hold, seconds")
     parser.add_argument("--run-timeout", type=float, default=120.0, help="seconds per run")
+    parser.add_argument("--mode", choices=("both", "saturation", "steady"), default="both")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        default=[50.0, 200.0, 500.0],
+        help="steady rates, visit starts per second (comma-separated)",
+    )
+    parser.add_argument(
+        "--steady-seconds", type=float, default=4.0, help="seconds of each steady-rate run"
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        help="the pool's linger_seconds (0, its default: connection per quiet batch)",
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument(
         "--pool",

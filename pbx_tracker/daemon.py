@@ -125,6 +125,7 @@ class Daemon:
         if not await self._start_agi():
             return 1
         if not await self._start_http():
+            await self._stop_http()
             await self._stop_agi()
             return 1
         if not await self._start_callbacks():
@@ -186,7 +187,7 @@ class Daemon:
                 writer.engine,
                 settings.number_pools,
                 region=settings.phone_region,
-                store_client_ip=settings.attribution.store_client_ip,
+                privacy=settings.attribution,
                 clock=self._now,
             )
         status = None if pools is None else partial(self._pool_status, writer.engine)

@@ -29,29 +29,39 @@ lease, so they cannot be counted from the leases; hourly rows keep the status
 query to a few rows however busy the site.
 
 Batch variants (`save_visits`, `touch_visits`, `start_leases`, `extend_leases`,
-`release_leases`, `last_numbers_of`) do the same for many rows in one statement
-(executemany): a group commit writes a whole batch of requests with a few
-statements instead of a few per request.
+`release_leases`, `last_numbers_of`) do the same for many rows at once, and
+`write_visit_batch` writes everything one group commit of a pool decided, in
+order.  They bypass SQLAlchemy's statement machinery (its per-row cost was most
+of a batch's): plain SQL, one statement per kind, on the driver's connection
+inside the caller's transaction.  PostgreSQL: each kind is one statement over
+``unnest()`` of one array per column (not one execution per row), the kinds of
+a batch sent together in one pipeline (one round trip).  SQLite: one
+``executemany`` per kind (SQLite's per-row cost is small in process), the whole
+batch in one call on aiosqlite's worker thread (one thread hop, not a few per
+statement).  Driver errors are raised as SQLAlchemy's (`DBAPIError` and its
+subclasses), like everywhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Dialect, Row, Table, and_, case, exc, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.pool import Lease
-from pbx_tracker.store.engine import dialect_insert
 from pbx_tracker.store.models import NumberLeaseRow, PoolStatsRow, VisitRow
 
 __all__ = [
     "PoolUsage",
+    "PoolUse",
     "StoredLease",
     "Visit",
+    "VisitBatch",
     "extend_lease",
     "extend_leases",
     "get_visit",
@@ -70,6 +80,7 @@ __all__ = [
     "start_leases",
     "touch_visit",
     "touch_visits",
+    "write_visit_batch",
 ]
 
 visits_table = cast(Table, VisitRow.__table__)
@@ -143,20 +154,12 @@ async def save_visit(conn: AsyncConnection, visit: Visit) -> None:
 
 async def save_visits(conn: AsyncConnection, visits: Sequence[Visit]) -> None:
     """Insert new visits (their ids must be new), one statement for all."""
-    if visits:
-        await conn.execute(insert(visits_table), [_visit_values(visit) for visit in visits])
-
-
-def _visit_values(visit: Visit) -> dict[str, Any]:
-    """``asdict`` without its deep copies: a visit holds only strings and times."""
-    return {name: getattr(visit, name) for name in _VISIT_FIELDS}
+    await _write(conn, [_Step.visits(visits)])
 
 
 async def touch_visits(conn: AsyncConnection, seen: Mapping[str, datetime]) -> None:
     """`touch_visit` for many visits at once: visit id -> when it was last seen."""
-    if seen:
-        rows = [{"b_id": visit_id, "b_at": at} for visit_id, at in seen.items()]
-        await conn.execute(_touch_many, rows)
+    await _write(conn, [_Step.of(_TOUCH_VISITS, seen)])
 
 
 async def get_visit(conn: AsyncConnection, visit_id: str) -> Visit | None:
@@ -201,34 +204,13 @@ async def start_lease(
 
 async def start_leases(conn: AsyncConnection, pool: str, leases: Sequence[Lease]) -> None:
     """`start_lease` for many leases at once, each stored as it is by now (its last
-    keep-alive, its release when it already ended), in one statement.
+    keep-alive, its release when it already ended).
 
     At most one of them may be live per DID.  Live leases of their DIDs still open
     in the store (left by a daemon that stopped before storing their end) are closed
     first, at the earliest start among ``leases``: before any of them began.
     """
-    if not leases:
-        return
-    c = leases_table.c
-    dids = sorted({lease.number for lease in leases})
-    first = min(lease.started_at for lease in leases)
-    await conn.execute(
-        update(leases_table)
-        .where(c.did.in_(dids), c.released_at.is_(None))
-        .values(released_at=first)
-    )
-    rows = [
-        {
-            "pool": pool,
-            "did": lease.number,
-            "visit_id": lease.visit_id,
-            "started_at": lease.started_at,
-            "last_seen_at": lease.last_seen_at,
-            "released_at": lease.released_at,
-        }
-        for lease in leases
-    ]
-    await conn.execute(insert(leases_table), rows)
+    await _write(conn, _Step.leases(pool, leases))
 
 
 async def extend_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> bool:
@@ -255,16 +237,12 @@ async def release_lease(conn: AsyncConnection, visit_id: str, at: datetime) -> b
 
 async def extend_leases(conn: AsyncConnection, seen: Mapping[str, datetime]) -> None:
     """`extend_lease` for many visits at once: visit id -> its last keep-alive."""
-    if seen:
-        rows = [{"b_visit_id": visit_id, "b_at": at} for visit_id, at in seen.items()]
-        await conn.execute(_extend_many, rows)
+    await _write(conn, [_Step.of(_EXTEND_LEASES, seen)])
 
 
 async def release_leases(conn: AsyncConnection, ended: Mapping[str, datetime]) -> None:
     """`release_lease` for many visits at once: visit id -> when its lease ended."""
-    if ended:
-        rows = [{"b_visit_id": visit_id, "b_at": at} for visit_id, at in ended.items()]
-        await conn.execute(_release_many, rows)
+    await _write(conn, [_Step.of(_RELEASE_LEASES, ended)])
 
 
 async def live_leases(conn: AsyncConnection, pool: str) -> list[StoredLease]:
@@ -352,21 +330,47 @@ async def last_numbers_of(
 ) -> dict[str, str]:
     """`last_number_of` for many visitors in one query: visitor id -> the DID last shown
     to them (visitors never shown one are left out)."""
-    c, v = leases_table.c, visits_table.c
     wanted = sorted(set(visitor_ids))
-    found: dict[str, tuple[datetime, int, str]] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        query = (
-            select(v.visitor_id, c.started_at, c.id, c.did)
-            .select_from(leases_table.join(visits_table, c.visit_id == v.id))
-            .where(v.visitor_id.in_(wanted[start : start + _IN_CHUNK]))
-        )
-        if pool is not None:
-            query = query.where(c.pool == pool)
-        for visitor_id, started_at, lease_id, did in (await conn.execute(query)).all():
-            latest = found.get(visitor_id)
-            if latest is None or (started_at, lease_id) > latest[:2]:
-                found[visitor_id] = (started_at, lease_id, did)
+    if not wanted:
+        return {}
+    query = (
+        f"SELECT v.visitor_id, l.started_at, l.id, l.did FROM {_LEASES} AS l"
+        f" JOIN {_VISITS} AS v ON l.visit_id = v.id WHERE "
+    )
+    on_pool = "" if pool is None else " AND l.pool = {}"
+    found: dict[str, tuple[Any, int, str]] = {}
+    driver = await _driver(conn)
+    sql = ""
+    try:
+        if conn.dialect.name == "postgresql":
+            # per visitor its latest lease: index steps whatever the history (and the
+            # planner's statistics), not a join over every lease of the pool
+            sql = (
+                "SELECT w.visitor_id, l.started_at, l.id, l.did"
+                " FROM unnest(%s::text[]) AS w(visitor_id) CROSS JOIN LATERAL"
+                f" (SELECT l.started_at, l.id, l.did FROM {_LEASES} AS l"
+                f" JOIN {_VISITS} AS v ON l.visit_id = v.id"
+                " WHERE v.visitor_id = w.visitor_id" + on_pool.format("%s") + ""
+                " ORDER BY l.started_at DESC, l.id DESC LIMIT 1) AS l"
+            )
+            params: list[Any] = [wanted] if pool is None else [wanted, pool]
+            rows = await (await driver.execute(sql, params)).fetchall()
+        else:
+            rows = []
+            for first in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[first : first + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                sql = query + f"v.visitor_id IN ({marks})" + on_pool.format("?")
+                rows += await driver.execute_fetchall(
+                    sql, [*chunk, *([] if pool is None else [pool])]
+                )
+    except Exception as error:
+        raise _db_error(conn, sql, error) from error
+    # the times compare as stored: timestamptz, or SQLite's fixed-width UTC text
+    for visitor_id, started_at, lease_id, did in rows:
+        latest = found.get(visitor_id)
+        if latest is None or (started_at, lease_id) > latest[:2]:
+            found[visitor_id] = (started_at, lease_id, did)
     return {visitor_id: latest[2] for visitor_id, latest in found.items()}
 
 
@@ -393,28 +397,7 @@ async def record_pool_use(
 ) -> None:
     """Add to the pool's row for the hour of ``at``: leases started and exhaustions are
     summed, ``in_use`` raises the hour's peak."""
-    s = stats_table.c
-    values = {
-        "pool": pool,
-        "hour": hour_of(at),
-        "leases_started": leases_started,
-        "exhaustions": exhaustions,
-        "peak_in_use": in_use,
-    }
-    statement = dialect_insert(conn)(stats_table).values(**values)
-    new = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[s.pool, s.hour],
-            set_={
-                "leases_started": s.leases_started + new.leases_started,
-                "exhaustions": s.exhaustions + new.exhaustions,
-                "peak_in_use": case(
-                    (new.peak_in_use > s.peak_in_use, new.peak_in_use), else_=s.peak_in_use
-                ),
-            },
-        )
-    )
+    await _write(conn, [_Step.use(pool, [PoolUse(at, leases_started, exhaustions, in_use)])])
 
 
 async def pool_usage(conn: AsyncConnection, pool: str, since: datetime) -> PoolUsage:
@@ -431,30 +414,243 @@ async def pool_usage(conn: AsyncConnection, pool: str, since: datetime) -> PoolU
     return PoolUsage(int(live), int(peak), int(started), int(exhausted))
 
 
-# --- statements of the batch variants (executemany: one set of values per row) --
+# --- batch writes: plain SQL on the driver's connection (module docstring) -----------
 
 
-def _later(column: Any) -> Any:
-    """``column`` moved to the bound ``b_at`` when that is later (never back)."""
-    at = bindparam("b_at", type_=column.type)
-    return case((column < at, at), else_=column)
+@dataclass(frozen=True, slots=True)
+class PoolUse:
+    """What `record_pool_use` adds for one hour (``at``: any time in it)."""
+
+    at: datetime
+    leases_started: int = 0
+    exhaustions: int = 0
+    in_use: int = 0
 
 
-_touch_many = (
-    update(visits_table)
-    .where(visits_table.c.id == bindparam("b_id"))
-    .values(last_seen_at=_later(visits_table.c.last_seen_at))
+@dataclass(frozen=True, slots=True)
+class VisitBatch:
+    """Everything one group commit of ``pool`` stores, for `write_visit_batch`: new
+    visits, keep-alives of stored visits and of their live leases, ends of stored
+    leases, new leases (as they are by now), and pool use."""
+
+    pool: str
+    visits: Sequence[Visit] = ()
+    touched: Mapping[str, datetime] = field(default_factory=dict)
+    extended: Mapping[str, datetime] = field(default_factory=dict)
+    released: Mapping[str, datetime] = field(default_factory=dict)
+    leases: Sequence[Lease] = ()
+    use: Sequence[PoolUse] = ()
+
+
+async def write_visit_batch(conn: AsyncConnection, batch: VisitBatch) -> None:
+    """Store ``batch`` in this order: new visits, keep-alives of visits, keep-alives
+    and ends of stored leases, then the new leases (`start_leases`: a number's old
+    lease is closed before its new one starts), then pool use; one statement per
+    kind that has rows, one round trip (PostgreSQL) or thread hop (SQLite) for all."""
+    await _write(
+        conn,
+        [
+            _Step.visits(batch.visits),
+            _Step.of(_TOUCH_VISITS, batch.touched),
+            _Step.of(_EXTEND_LEASES, batch.extended),
+            _Step.of(_RELEASE_LEASES, batch.released),
+            *_Step.leases(batch.pool, batch.leases),
+            _Step.use(batch.pool, batch.use),
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One kind of batch write: SQLite's statement (executemany, ``?`` per column) and
+    PostgreSQL's (``unnest`` of one array per column, in the same order); ``times``:
+    the positions of the time columns."""
+
+    sqlite: str
+    postgresql: str
+    times: tuple[int, ...]
+
+
+def _insert(table: str, columns: Sequence[str], types: Sequence[str], conflict: str = "") -> _Kind:
+    names = ", ".join(columns)
+    marks = ", ".join("?" * len(columns))
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    return _Kind(
+        f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict}",
+        f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){conflict}",
+        tuple(n for n, kind in enumerate(types) if kind == "timestamptz"),
+    )
+
+
+def _update(table: str, sqlite_set: str, pg_set: str, key: str, live_only: bool) -> _Kind:
+    """Rows of (time, key value): ``sqlite_set``/``pg_set`` use the time (``?1``, ``v.at``)."""
+    live = " AND released_at IS NULL" if live_only else ""
+    return _Kind(
+        f"UPDATE {table} SET {sqlite_set} WHERE {key} = ?2{live}",
+        f"UPDATE {table} AS t SET {pg_set} FROM unnest(%s::timestamptz[], %s::text[])"
+        f" AS v(at, key) WHERE t.{key} = v.key{live.replace(' released_at', ' t.released_at')}",
+        (0,),
+    )
+
+
+_VISITS, _LEASES, _STATS = visits_table.name, leases_table.name, stats_table.name
+_LATER = "max(last_seen_at, ?1)", "last_seen_at = GREATEST(t.last_seen_at, v.at)"
+_TOUCH_VISITS = _update(_VISITS, f"last_seen_at = {_LATER[0]}", _LATER[1], "id", False)
+_EXTEND_LEASES = _update(_LEASES, f"last_seen_at = {_LATER[0]}", _LATER[1], "visit_id", True)
+_RELEASE_LEASES = _update(_LEASES, "released_at = ?1", "released_at = v.at", "visit_id", True)
+_CLOSE_DIDS = _update(_LEASES, "released_at = ?1", "released_at = v.at", "did", True)
+_INSERT_VISITS = _insert(
+    _VISITS,
+    _VISIT_FIELDS,
+    ["timestamptz" if name in ("started_at", "last_seen_at") else "text" for name in _VISIT_FIELDS],
 )
-_live_lease_of_bound_visit = and_(
-    leases_table.c.visit_id == bindparam("b_visit_id"), leases_table.c.released_at.is_(None)
+_LEASE_COLUMNS = ("pool", "did", "visit_id", "started_at", "last_seen_at", "released_at")
+_INSERT_LEASES = _insert(_LEASES, _LEASE_COLUMNS, ["text"] * 3 + ["timestamptz"] * 3)
+_ADD_USE = _insert(
+    _STATS,
+    ("pool", "hour", "leases_started", "exhaustions", "peak_in_use"),
+    ("text", "timestamptz", "integer", "integer", "integer"),
+    f" ON CONFLICT (pool, hour) DO UPDATE SET"
+    f" leases_started = {_STATS}.leases_started + excluded.leases_started,"
+    f" exhaustions = {_STATS}.exhaustions + excluded.exhaustions,"
+    f" peak_in_use = {{}}({_STATS}.peak_in_use, excluded.peak_in_use)",
 )
-_extend_many = (
-    update(leases_table)
-    .where(_live_lease_of_bound_visit)
-    .values(last_seen_at=_later(leases_table.c.last_seen_at))
+_ADD_USE = _Kind(
+    _ADD_USE.sqlite.format("max"), _ADD_USE.postgresql.format("GREATEST"), _ADD_USE.times
 )
-_release_many = (
-    update(leases_table)
-    .where(_live_lease_of_bound_visit)
-    .values(released_at=bindparam("b_at", type_=leases_table.c.released_at.type))
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One statement of a batch write: its kind and its rows (times not yet bound)."""
+
+    kind: _Kind
+    rows: Sequence[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, kind: _Kind, times: Mapping[str, datetime]) -> _Step:
+        """Rows of (time, key) for an `_update` kind."""
+        return cls(kind, [(at, key) for key, at in times.items()])
+
+    @classmethod
+    def visits(cls, visits: Sequence[Visit]) -> _Step:
+        return cls(_INSERT_VISITS, [_visit_row(visit) for visit in visits])
+
+    @classmethod
+    def leases(cls, pool: str, leases: Sequence[Lease]) -> list[_Step]:
+        if not leases:
+            return []
+        first = min(lease.started_at for lease in leases)
+        close = cls(_CLOSE_DIDS, [(first, did) for did in sorted({le.number for le in leases})])
+        rows = [
+            (pool, le.number, le.visit_id, le.started_at, le.last_seen_at, le.released_at)
+            for le in leases
+        ]
+        return [close, cls(_INSERT_LEASES, rows)]
+
+    @classmethod
+    def use(cls, pool: str, use: Sequence[PoolUse]) -> _Step:
+        added: dict[datetime, list[int]] = {}  # one row per hour (PostgreSQL upserts a row once)
+        for item in use:
+            row = added.setdefault(hour_of(item.at), [0, 0, 0])
+            row[0] += item.leases_started
+            row[1] += item.exhaustions
+            row[2] = max(row[2], item.in_use)
+        return cls(_ADD_USE, [(pool, hour, *counts) for hour, counts in added.items()])
+
+
+def _visit_row(visit: Visit) -> tuple[Any, ...]:
+    return tuple(getattr(visit, name) for name in _VISIT_FIELDS)
+
+
+async def _write(conn: AsyncConnection, steps: Sequence[_Step]) -> None:
+    """Run ``steps`` in order within the caller's transaction (module docstring)."""
+    steps = [step for step in steps if step.rows]
+    if not steps:
+        return
+    bind = _memo(_time_binder(conn.dialect))
+    statements = [
+        (step.kind, [_bound(row, step.kind.times, bind) for row in step.rows]) for step in steps
+    ]
+    driver = await _driver(conn)
+    sql = ""
+    try:
+        if conn.dialect.name == "postgresql":
+            async with driver.pipeline():
+                for kind, rows in statements:
+                    sql = kind.postgresql
+                    await driver.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        else:
+            await _in_sqlite_thread(driver, [(kind.sqlite, rows) for kind, rows in statements])
+    except Exception as error:
+        raise _db_error(
+            conn, sql or "; ".join(kind.sqlite for kind, _ in statements), error
+        ) from error
+
+
+def _bound(
+    row: tuple[Any, ...], times: tuple[int, ...], bind: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    if not times:
+        return row
+    values = list(row)
+    for n in times:
+        values[n] = bind(values[n])
+    return tuple(values)
+
+
+def _memo(bind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``bind`` once per distinct time of a batch (most of its rows share a few)."""
+    bound: dict[Any, Any] = {}
+
+    def memo(value: Any) -> Any:
+        if value in bound:
+            return bound[value]
+        result = bound[value] = bind(value)
+        return result
+
+    return memo
+
+
+@functools.lru_cache(maxsize=8)
+def _time_binder(dialect: Dialect) -> Callable[[Any], Any]:
+    """What SQLAlchemy binds for a `UTCDateTime` (naive times refused, UTC; SQLite's text
+    form), so rows written here read back and compare like the rest."""
+    kind = leases_table.c.started_at.type
+    processor = kind.dialect_impl(dialect).bind_processor(dialect)
+    return processor if processor is not None else (lambda value: value)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection under ``conn``: aiosqlite's or psycopg's (async)."""
+    name = conn.dialect.name
+    if name not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database dialect {name!r}")
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def _in_sqlite_thread(driver: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
+    """``executemany`` each statement in one call on aiosqlite's worker thread (its
+    internal ``_execute`` and ``_conn``, which SQLAlchemy's adapter uses as well); one
+    public call per statement when an aiosqlite version lacks them."""
+    run = getattr(driver, "_execute", None)
+    if run is None or not hasattr(driver, "_conn"):
+        for sql, rows in statements:
+            await driver.executemany(sql, rows)
+        return
+
+    def write() -> None:
+        connection = driver._conn
+        for sql, rows in statements:
+            connection.executemany(sql, rows)
+
+    await run(write)
+
+
+def _db_error(conn: AsyncConnection, sql: str, error: Exception) -> Exception:
+    """A driver's error as SQLAlchemy raises it (`IntegrityError`, `OperationalError`...)."""
+    dialect = conn.dialect
+    base = dialect.loaded_dbapi.Error
+    if not isinstance(error, base):
+        return error
+    return exc.DBAPIError.instance(sql, None, error, base, hide_parameters=True, dialect=dialect)

@@ -12,12 +12,16 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.attribution.settings import NumberPool
+from pbx_tracker.attribution.settings import AttributionSettings, NumberPool
 from pbx_tracker.web.memory_pool import Clock
 from pbx_tracker.web.models import KeepAliveAnswer, UnknownPool, VisitAnswer, VisitStart
 from pbx_tracker.web.stored_pool import StoredVisitPool
 
 __all__ = ["VisitPools"]
+
+# the pools' writers keep their database connection this long after the last request
+# (saves PostgreSQL's connection checks on a busy site; `close` ends them)
+LINGER_SECONDS = 1.0
 
 
 class VisitPools:
@@ -36,10 +40,10 @@ class VisitPools:
         pools: Sequence[NumberPool],
         *,
         region: str,
-        store_client_ip: bool,
+        privacy: AttributionSettings,
         clock: Clock,
     ) -> VisitPools:
-        return cls([_stored_pool(engine, pool, region, store_client_ip, clock) for pool in pools])
+        return cls([_stored_pool(engine, pool, region, privacy, clock) for pool in pools])
 
     async def restore(self) -> None:
         """Each pool's live visits back from the store (at start)."""
@@ -65,7 +69,7 @@ class VisitPools:
 
 
 def _stored_pool(
-    engine: AsyncEngine, pool: NumberPool, region: str, store_client_ip: bool, clock: Clock
+    engine: AsyncEngine, pool: NumberPool, region: str, privacy: AttributionSettings, clock: Clock
 ) -> StoredVisitPool:
     return StoredVisitPool(
         engine,
@@ -76,6 +80,8 @@ def _stored_pool(
         hold_seconds=pool.hold.total_seconds(),
         quarantine_seconds=pool.quarantine_minutes * 60,
         max_visits_per_client=pool.max_visits_per_client,
-        store_client_ip=store_client_ip,
+        store_client_ip=privacy.store_client_ip,
+        store_analytics_ids=privacy.store_analytics_ids,
+        linger_seconds=LINGER_SECONDS,
         clock=clock,
     )

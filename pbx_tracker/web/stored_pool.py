@@ -12,9 +12,12 @@ Group commit.  A request decides in memory, under the lock, with no await
 between the allocator's choice and its reservation; it then adds what it
 changed to the open `_Batch` and waits for that batch's commit before it
 answers (an answered number is stored).  One writer task writes the batches one
-after the other, each in one transaction with a few executemany statements,
-while the next batch fills up: under load one commit serves every request
-decided during the previous one.  A batch holds the net effect of its requests
+after the other, each in one transaction (`write_visit_batch`: one statement per
+kind of write, sent in one round trip to PostgreSQL or one hop to SQLite's
+thread), while the next batch fills up: under load one commit serves every
+request decided during the previous one.  The writer (and the reader of
+returning visitors' numbers) keeps its connection while it has work, rather
+than taking one from the engine's pool per batch.  A batch holds the net effect of its requests
 in decision order (a lease started and ended within the batch is inserted
 ended; keep-alives keep the latest time), written as: new visits, keep-alives
 of stored visits and leases, ends of stored leases, then the new leases (so a
@@ -30,7 +33,8 @@ batch's writes about rows stored earlier (keep-alives, ends of leases) are
 idempotent and carried over to the next batch, so the store still learns when
 those leases ended; its pool-use counts are lost (hourly statistics only).
 
-The writer task runs while there is something to write and ends when idle;
+The writer task runs while there is something to write and ends when idle
+(after ``linger_seconds`` without work);
 `aclose` waits until every decided write is committed or failed (the daemon
 calls it on stop, after the HTTP server stopped taking requests).
 """
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,17 +55,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
 from pbx_tracker.attribution.visits import (
+    PoolUse,
     Visit,
-    extend_leases,
+    VisitBatch,
     get_visit,
     hour_of,
     last_numbers_of,
     latest_leases,
-    record_pool_use,
-    release_leases,
-    save_visits,
-    start_leases,
-    touch_visits,
+    write_visit_batch,
 )
 from pbx_tracker.store.engine import describe_error
 from pbx_tracker.web.memory_pool import Clock, MemoryVisitPool, _LiveVisit, _utc_now
@@ -75,6 +77,7 @@ from pbx_tracker.web.models import (
 __all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)  # where structlog's events of ``log`` end
 
 _Done = asyncio.Future[None]
 _T = TypeVar("_T")
@@ -174,8 +177,15 @@ class StoredVisitPool(MemoryVisitPool):
     """One number pool whose visits, leases and use are stored through ``engine``.
 
     ``store_client_ip`` False: visits are stored without the client's address (the
-    per-client cap still counts it in memory; visits restored after a restart then
-    belong to no client and are not resumed, only kept alive).
+    per-client cap still counts it in memory; a visit restored after a restart counts
+    for the address it is next resumed from).  ``store_analytics_ids`` False: without
+    the Google Analytics and Yandex Metrica client ids (no upload to them then).
+
+    ``linger_seconds``: how long the writer and the reader wait for more work before
+    they end and give their connection back to the engine's pool.  0: at once (every
+    request of a quiet site takes a connection, and PostgreSQL's pre-ping and reset
+    cost round trips); more saves that, and then the pool holds up to two connections
+    until `aclose`, which its owner must call (the daemon does).
     """
 
     def __init__(
@@ -191,6 +201,8 @@ class StoredVisitPool(MemoryVisitPool):
         max_visits_per_client: int = 5,
         remembered_visitors: int = 10_000,
         store_client_ip: bool = True,
+        store_analytics_ids: bool = True,
+        linger_seconds: float = 0.0,
         clock: Clock = _utc_now,
     ) -> None:
         super().__init__(
@@ -206,12 +218,17 @@ class StoredVisitPool(MemoryVisitPool):
         )
         self.engine = engine
         self.store_client_ip = store_client_ip
+        self.store_analytics_ids = store_analytics_ids
+        self.linger_seconds = linger_seconds
         self._quarantine_seconds = quarantine_seconds
         self._lock = asyncio.Lock()
         self._batch = _Batch()
         self._writer: asyncio.Task[None] | None = None
         self._lookups: dict[str, list[asyncio.Future[str | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._more_writes = asyncio.Event()  # for a lingering writer: a batch to write
+        self._more_lookups = asyncio.Event()  # for a lingering reader: lookups to answer
+        self._closing = False
         self.stats = WriteStats()
 
     async def restore(self) -> None:
@@ -248,7 +265,8 @@ class StoredVisitPool(MemoryVisitPool):
             done = self._batch.wait(visit.visit_id)
             self._write_soon()
         await _committed(done)
-        log.debug("visit.started", visit_id=visit.visit_id, number=visit.number, client=client)
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # structlog's own filter costs more
+            log.debug("visit.started", visit_id=visit.visit_id, number=visit.number, client=client)
         return self._answer(visit)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
@@ -283,10 +301,16 @@ class StoredVisitPool(MemoryVisitPool):
     async def aclose(self) -> None:
         """Wait until every decided write is committed (or failed): at shutdown, after
         the HTTP server stopped.  The pool still works afterwards."""
-        while self._writer is not None or self._reader is not None:
-            for task in (self._writer, self._reader):
-                if task is not None:
-                    await asyncio.shield(task)
+        self._closing = True  # lingering tasks end now
+        try:
+            while self._writer is not None or self._reader is not None:
+                self._more_writes.set()
+                self._more_lookups.set()
+                for task in (self._writer, self._reader):
+                    if task is not None:
+                        await asyncio.shield(task)
+        finally:
+            self._closing = False
 
     close = aclose
 
@@ -306,6 +330,8 @@ class StoredVisitPool(MemoryVisitPool):
         self._add(visit)
         lease = self.allocator.lease_of(visit_id) if assignment.started else None
         stored = _stored_visit(self.name, visit, request, self.store_client_ip)
+        if not self.store_analytics_ids:
+            stored = replace(stored, ga_client_id=None, ym_client_id=None)
         self._batch.start(stored, lease)
         self._batch.count(now, assignment, self.allocator.in_use)
         return visit
@@ -335,6 +361,8 @@ class StoredVisitPool(MemoryVisitPool):
         self._lookups.setdefault(visitor_id, []).append(found)
         if self._reader is None:
             self._reader = asyncio.create_task(self._read_lookups())
+        else:
+            self._more_lookups.set()
         return await found
 
     async def _restore_visit(self, conn: AsyncConnection, lease: Lease) -> None:
@@ -346,14 +374,23 @@ class StoredVisitPool(MemoryVisitPool):
     # internals: the reader and the writer tasks
 
     async def _read_lookups(self) -> None:
-        """Answer the pending visitor lookups, one query per round, until none is left."""
+        """Answer the pending visitor lookups, one query per round, until none is left
+        (on one connection while there are any)."""
+        conn: AsyncConnection | None = None
         try:
-            while self._lookups:
+            while True:
+                self._more_lookups.clear()
+                if not self._lookups:
+                    if await self._linger(self._more_lookups) or self._lookups:
+                        continue
+                    break
                 pending, self._lookups = self._lookups, {}
                 try:
-                    async with self.engine.connect() as conn:
-                        found = await last_numbers_of(conn, pending, self.name)
+                    conn = conn or await self.engine.connect().start()
+                    found = await last_numbers_of(conn, pending, self.name)
                 except Exception as error:
+                    await _closed(conn)
+                    conn = None
                     log.error(
                         "visit_pool.lookup_failed", pool=self.name, error=describe_error(error)
                     )
@@ -370,21 +407,43 @@ class StoredVisitPool(MemoryVisitPool):
             for futures in self._lookups.values():  # only when cancelled
                 for future in futures:
                     future.cancel()
+            await _closed(conn)
 
     def _write_soon(self) -> None:
         if self._writer is None and self._batch:
             self._writer = asyncio.create_task(self._write_batches())
+        elif self._batch:
+            self._more_writes.set()
+
+    async def _linger(self, more: asyncio.Event) -> bool:
+        """Out of work: wait up to ``linger_seconds`` for more (True), keeping the task
+        and its connection; False at once when closing."""
+        if self._closing or self.linger_seconds <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(more.wait(), self.linger_seconds)
+        return more.is_set() and not self._closing
 
     async def _write_batches(self) -> None:
-        """Write the batches one after the other until none is left (then end)."""
+        """Write the batches one after the other until none is left (then end), on one
+        connection while there are any (a new one after a failure)."""
         batch = _Batch()
+        conn: AsyncConnection | None = None
         try:
-            while self._batch:
+            while True:
+                self._more_writes.clear()
+                if not self._batch:
+                    if await self._linger(self._more_writes) or self._batch:
+                        continue
+                    break
                 batch, self._batch = self._batch, _Batch()
                 try:
-                    async with self.engine.begin() as conn:
-                        await self._write(conn, batch)
+                    conn = conn or await self.engine.connect().start()
+                    async with conn.begin():
+                        await write_visit_batch(conn, self._stored(batch))
                 except Exception as error:
+                    await _closed(conn)
+                    conn = None
                     self.stats.failed_batches += 1
                     self._failed(batch, error)
                 else:
@@ -398,25 +457,25 @@ class StoredVisitPool(MemoryVisitPool):
             self._writer = None
             for _, done in batch.waiting + self._batch.waiting:  # only when cancelled
                 _fail(done, RuntimeError("the visit pool's writer was cancelled"))
+            await _closed(conn)
 
-    async def _write(self, conn: AsyncConnection, batch: _Batch) -> None:
-        """The batch's net effect, in an order that keeps the store consistent."""
-        visits = [_seen_at(visit, batch.touched.get(visit.id)) for visit in batch.visits.values()]
-        await save_visits(conn, visits)
-        await touch_visits(conn, _without(batch.touched, batch.visits))
-        leases = [_kept_at(lease, batch.extended.get(id_)) for id_, lease in batch.leases.items()]
-        await extend_leases(conn, _without(batch.extended, batch.leases))
-        await release_leases(conn, _without(batch.released, batch.leases))
-        await start_leases(conn, self.name, leases)
-        for hour, use in batch.use.items():
-            await record_pool_use(
-                conn,
-                self.name,
-                hour,
-                leases_started=use.leases_started,
-                exhaustions=use.exhaustions,
-                in_use=use.in_use,
-            )
+    def _stored(self, batch: _Batch) -> VisitBatch:
+        """The batch's net effect, in the order `write_visit_batch` keeps consistent."""
+        extended = batch.extended
+        return VisitBatch(
+            pool=self.name,
+            visits=[
+                _seen_at(visit, batch.touched.get(visit.id)) for visit in batch.visits.values()
+            ],
+            touched=_without(batch.touched, batch.visits),
+            extended=_without(extended, batch.leases),
+            released=_without(batch.released, batch.leases),
+            leases=[_kept_at(lease, extended.get(id_)) for id_, lease in batch.leases.items()],
+            use=[
+                PoolUse(hour, use.leases_started, use.exhaustions, use.in_use)
+                for hour, use in batch.use.items()
+            ],
+        )
 
     def _failed(self, batch: _Batch, error: Exception) -> None:
         """Fail the batch's requests and undo its new visits in memory (module docstring)."""
@@ -446,6 +505,13 @@ class StoredVisitPool(MemoryVisitPool):
             self.allocator.release(visit_id, now)
         ended = self.allocator.expire(now)
         self._leases_ended([lease for lease in ended if lease.visit_id not in visit_ids])
+
+
+async def _closed(conn: AsyncConnection | None) -> None:
+    """Give ``conn`` back to the engine's pool (after a failure: it may be broken)."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 async def _committed(done: _Done) -> None:

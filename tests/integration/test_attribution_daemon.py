@@ -13,8 +13,10 @@ import aiohttp
 from daemons import start_daemon, trace_settings
 from structlog.testing import capture_logs
 
+from pbx_tracker.attribution.visits import get_visit
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
 from stored import stored_calls
@@ -190,3 +192,25 @@ async def test_an_http_port_in_use_stops_the_start_with_exit_code_1(
     assert code == 1
     failed = [entry for entry in logs if entry["event"] == "daemon.http_listen_failed"]
     assert failed and failed[0]["port"] == int(port)
+
+
+async def test_only_the_personal_data_the_config_allows_is_stored(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """By default no client address; with store_analytics_ids false no analytics ids."""
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    environ = http_environ(PBX_TRACKER_ATTRIBUTION__STORE_ANALYTICS_IDS="false")
+    settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+    ids = {"ga_client_id": "1234567890.1700000000", "ym_client_id": "1700000000123456789"}
+    async with start_daemon(settings, asyncio.Event()) as running:
+        assert running.daemon.http is not None
+        visit = await start_visit(running.daemon.http.port, **ids)
+    engine = make_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            stored = await get_visit(conn, visit["visit_id"])
+    finally:
+        await engine.dispose()
+    assert stored is not None
+    assert stored.utm_source == "yandex" and stored.landing_page == VISIT["page"]
+    assert (stored.client_ip, stored.ga_client_id, stored.ym_client_id) == (None, None, None)

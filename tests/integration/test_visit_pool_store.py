@@ -336,3 +336,26 @@ async def test_returning_visitor_is_remembered_without_the_store(
         await rename_table(engine, "visits_away", "visits")
     back = await pool.start(request(visitor_id="v-1"), "192.0.2.9")
     assert back.number == first.number
+
+
+async def test_lingering_writer_keeps_its_connection_until_aclose(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    pool = StoredVisitPool(
+        engine, name=POOL, numbers=[A, B, C], fallback=FALLBACK, linger_seconds=60.0, clock=clock
+    )
+    try:
+        first = await pool.start(request(visitor_id="v-1"), "192.0.2.1")
+        writer = pool._writer
+        assert writer is not None and not writer.done()  # waiting for more, not ended
+        second = await pool.start(request(visitor_id="v-2"), "192.0.2.2")
+        assert pool._writer is writer  # the same task (and connection) wrote it
+        assert await pool.keep_alive(first.visit_id, "192.0.2.1") is not None
+        assert await stored_visits(engine) == {first.visit_id, second.visit_id}
+    finally:
+        await asyncio.wait_for(pool.aclose(), 10)
+    assert pool._writer is None and pool._reader is None
+    assert {lease.did for lease in await live(engine)} == {A, B}
+    third = await pool.start(request(), "192.0.2.3")  # works after aclose
+    await asyncio.wait_for(pool.aclose(), 10)
+    assert third.visit_id in await stored_visits(engine)

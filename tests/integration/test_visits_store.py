@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pbx_tracker.attribution.pool import Lease, PoolAllocator
 from pbx_tracker.attribution.visits import (
     PoolUsage,
+    PoolUse,
     Visit,
+    VisitBatch,
     extend_lease,
     extend_leases,
     get_visit,
@@ -38,6 +40,7 @@ from pbx_tracker.attribution.visits import (
     touch_visit,
     touch_visits,
     visits_table,
+    write_visit_batch,
 )
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -382,3 +385,49 @@ class TestBatches:
             assert found == {"ann": B}
             assert await last_numbers_of(conn, ["bob", "ann"]) == {"ann": B, "bob": C}
             assert await last_numbers_of(conn, []) == {}
+
+    async def test_one_batch_writes_everything_in_order(self, engine: AsyncEngine) -> None:
+        old = visit("v0", visitor_id="ann")
+        async with engine.begin() as conn:
+            await save_visit(conn, old)
+            await start_lease(conn, POOL, A, "v0", at(0))
+        new = visit("v1", minutes=10, visitor_id="ann", utm_source="yandex", client_ip="192.0.2.1")
+        bare = visit("v2", minutes=10)  # every label None: a column of NULLs
+        batch = VisitBatch(
+            POOL,
+            visits=[new, bare],
+            touched={"v0": at(9)},
+            extended={"v0": at(9)},
+            released={"v0": at(9.5)},
+            leases=[Lease(A, "v1", at(10), at(10)), Lease(B, "v2", at(10), at(10), at(11))],
+            use=[PoolUse(at(10), leases_started=2, in_use=1), PoolUse(at(11), exhaustions=1)],
+        )
+        async with engine.begin() as conn:
+            await write_visit_batch(conn, batch)
+            await write_visit_batch(conn, VisitBatch(POOL))  # nothing to write
+        async with engine.connect() as conn:
+            assert await get_visit(conn, "v1") == new
+            assert await get_visit(conn, "v2") == bare
+            assert await get_visit(conn, "v0") == replace(old, last_seen_at=at(9))
+            (a_then,) = await leases_at(conn, A, at(5))
+            assert (a_then.visit_id, a_then.last_seen_at, a_then.released_at) == (
+                "v0",
+                at(9),
+                at(9.5),
+            )
+            live = await live_leases(conn, POOL)
+            assert [(lease.visit_id, lease.did) for lease in live] == [("v1", A)]
+            assert await last_numbers_of(conn, ["ann"], POOL) == {"ann": A}
+            usage = await pool_usage(conn, POOL, T0)
+        assert (usage.leases_started, usage.exhaustions, usage.peak_in_use) == (2, 1, 1)
+
+    async def test_batch_errors_are_sqlalchemy_errors(self, engine: AsyncEngine) -> None:
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await write_visit_batch(conn, VisitBatch(POOL, visits=[visit("v1"), visit("v1")]))
+        naive = datetime(2026, 11, 24, 10, 0)
+        with pytest.raises(ValueError, match="naive"):
+            async with engine.begin() as conn:
+                await touch_visits(conn, {"v1": naive})
+        async with engine.connect() as conn:
+            assert await get_visit(conn, "v1") is None  # rolled back
