@@ -63,7 +63,9 @@ async def show_pool_status(
 
 
 def _table(status: PoolStatus, hours: float) -> str:
-    table = Table(title=f"Pool {status.pool}, last {hours:g} h", title_justify="left")
+    table = Table(
+        title=f"Pool {status.pool}, last {hours:g} h", title_justify="left", show_header=False
+    )
     table.add_column("")
     table.add_column("", justify="right")
     for label, field in _ROWS:
