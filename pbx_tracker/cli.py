@@ -276,6 +276,152 @@ def pool_status(config_path: str | None, name: str | None, hours: float, fmt: st
         sys.exit(1)
 
 
+@main.group()
+def export() -> None:
+    """Calls as conversions for the ad platforms: Yandex Metrica offline calls, GA4 events.
+
+    Dates are YYYY-MM-DD in UTC, both included (--from 2026-03-01 --to 2026-03-01 is that
+    whole UTC day)."""
+
+
+def _export_command(coroutine: Any) -> None:
+    """Run one `export` command; its problem on stderr and exit 1 when it fails."""
+    from pbx_tracker.exports.commands import ExportError
+
+    try:
+        click.echo(asyncio.run(coroutine))
+    except ExportError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@export.command("metrica")
+@config_option
+@click.option("--from", "first", required=True, metavar="DATE", help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, metavar="DATE", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="CSV to write."
+)
+def export_metrica(config_path: str | None, first: str, last: str, out_path: str) -> None:
+    """Yandex Metrica offline-calls CSV of the period.
+
+    One row per call with a Metrica ClientId; calls more than 21 days old are left out
+    (Metrica joins calls to visits only within 21 days: run it daily)."""
+    from pbx_tracker.exports.commands import export_metrica as run_export
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _export_command(run_export(settings, first, last, Path(out_path), now=_now()))
+
+
+@export.command("ga4")
+@config_option
+@click.option("--from", "first", required=True, metavar="DATE", help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, metavar="DATE", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), help="JSON Lines file to write."
+)
+@click.option("--send", is_flag=True, help="Send to GA4 (exports.ga4 in the config).")
+def export_ga4(
+    config_path: str | None, first: str, last: str, out_path: str | None, send: bool
+) -> None:
+    """GA4 Measurement Protocol events of the period, to a file or sent.
+
+    One phone_call event per call with a GA client id; calls more than 72 hours old are
+    left out (GA4 refuses them).  --out FILE writes one request body per line (JSON
+    Lines), --send posts them to exports.ga4.endpoint, up to 25 per request."""
+    from pbx_tracker.exports.commands import export_ga4 as run_export
+    from pbx_tracker.logging import configure_logging
+
+    if (out_path is None) == (not send):
+        click.echo("error: give either --out FILE or --send", err=True)
+        sys.exit(1)
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    # stdout is for the outcome, stderr for the one-line error; the log only when debugging
+    level = "debug" if settings.logging.level == "debug" else "critical"
+    configure_logging(
+        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    )
+    out = None if out_path is None else Path(out_path)
+    _export_command(run_export(settings, first, last, out=out, now=_now()))
+
+
+@main.group()
+def report() -> None:
+    """Reports over a period: calls, leads, answering, callbacks and ad spend.
+
+    Days are cut in routing.timezone (else the machine's zone); --from and --to
+    take a date (both days included) or a date and time (--to not included)."""
+
+
+def _report_command(coroutine: Any) -> None:
+    """Run one `report`/`spend` command; its problem on stderr and exit 1 when it fails."""
+    from pbx_tracker.reports.commands import ReportCommandError
+
+    try:
+        click.echo(asyncio.run(coroutine))
+    except ReportCommandError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _report_kind(kind: str, summary: str) -> None:
+    @report.command(kind, help=summary)
+    @config_option
+    @click.option("--from", "start", required=True, metavar="DATE", help="First day or moment.")
+    @click.option("--to", "end", required=True, metavar="DATE", help="Last day, or end moment.")
+    @click.option(
+        "--group-by",
+        metavar="DIMS",
+        help="Comma-separated: source, medium, campaign, keyword, number, manager, day, hour.",
+    )
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+    )
+    def command(
+        config_path: str | None, start: str, end: str, group_by: str | None, fmt: str
+    ) -> None:
+        from pbx_tracker.reports.commands import show_report
+
+        settings = load_or_exit(config_path, need_ami_secret=False)
+        _report_command(
+            show_report(settings, kind, start=start, end=end, group_by=group_by, fmt=fmt)
+        )
+
+
+for _kind, _summary in (
+    ("sources", "Calls, leads, answering and cost by source."),
+    ("campaigns", "Calls, leads, answering and cost by source and campaign."),
+    ("keywords", "Calls, leads and answering by source and keyword (utm_term)."),
+    ("numbers", "Calls, leads and answering by tracked number."),
+    ("days", "Calls, leads, answering and cost by day."),
+    ("callbacks", "Missed calls and callbacks (done, within the SLA, median minutes) by day."),
+    ("managers", "Per manager: answered, missed while free, answer and callback speed, talk."),
+):
+    _report_kind(_kind, _summary)
+
+
+@main.group()
+def spend() -> None:
+    """Ad spend per source or campaign per day, for cost per call and per lead."""
+
+
+@spend.command("import")
+@config_option
+@click.argument("file", type=click.Path(dir_okay=False))
+def spend_import(config_path: str | None, file: str) -> None:
+    """Import FILE.csv: header date,source,campaign,amount[,currency]; date YYYY-MM-DD,
+    amount with . or , as decimal mark, empty campaign = the whole source.  A day,
+    source and campaign imported again replaces its amount; a bad line stores nothing."""
+    from pbx_tracker.reports.commands import import_spend_file
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _report_command(import_spend_file(settings, Path(file), now=_now()))
+
+
 @main.command()
 @click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
 @click.option(

@@ -59,7 +59,9 @@ from pbx_tracker.config_fields import (
     problem,
     try_expand_pool_entry,
 )
+from pbx_tracker.exports.settings import ExportSettings
 from pbx_tracker.phones import is_known_region, normalize_number
+from pbx_tracker.reports.settings import ReportSettings
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.routing.hours import HoursLine
 from pbx_tracker.routing.settings import RoutingSettings
@@ -332,6 +334,8 @@ class Settings(ConfigModel):
     agi: AgiSettings = Field(default_factory=AgiSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    exports: ExportSettings = Field(default_factory=ExportSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     _numbers: dict[str, NumberLabels] = PrivateAttr(default_factory=dict)
@@ -388,6 +392,7 @@ class Settings(ConfigModel):
             self.ami.secret.get_secret_value(),
             *self.database.password_values(),
             *self.callbacks.secret_values(),
+            *self.exports.secret_values(),
             *([self.http.status_token.get_secret_value()] if self.http.status_token else []),
         ]
         return [value for value in dict.fromkeys(values) if value]
@@ -477,6 +482,8 @@ _SECTIONS = (
     "http",
     "attribution",
     "routing",
+    "exports",
+    "reports",
     "logging",
     "tracked_numbers",
     "number_pools",

@@ -6,13 +6,15 @@ Times are `UTCDateTime`: timezone-aware UTC in Python on both engines
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -350,3 +353,41 @@ class PoolStatsRow(Base):
     leases_started: Mapped[int] = mapped_column(Integer, server_default="0")
     exhaustions: Mapped[int] = mapped_column(Integer, server_default="0")
     peak_in_use: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+WHOLE_SOURCE = "campaign IS NULL"
+
+
+class AdSpendRow(Base):
+    """Money spent on a source (``campaign`` NULL: the whole source) or on one of its
+    campaigns on one day, as imported by ``pbx-tracker spend import``.
+
+    One row per (day, source, campaign): a unique constraint for campaigns, a
+    partial unique index for whole sources (NULLs are distinct in the former).
+    """
+
+    __tablename__ = "ad_spend"
+    __table_args__ = (
+        UniqueConstraint("day", "source", "campaign"),
+        Index(
+            "uq_ad_spend_day_source_whole",
+            "day",
+            "source",
+            unique=True,
+            sqlite_where=text(WHOLE_SOURCE),
+            postgresql_where=text(WHOLE_SOURCE),
+        ),
+        CheckConstraint("amount >= 0", name="amount"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    imported_at: Mapped[datetime]
+
+
+# reports find the callback tasks of a period by their first missed call
+Index("ix_callback_tasks_first_missed_at", CallbackTaskRow.first_missed_at)

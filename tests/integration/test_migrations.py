@@ -38,6 +38,7 @@ TABLES = {
     "callback_events",
     "visits",
     "number_leases",
+    "ad_spend",
     "pool_stats",
 }
 

@@ -1,0 +1,132 @@
+"""The calls of a period with the website visit each was credited to.
+
+A period is given as two dates (``YYYY-MM-DD``), both included, in UTC: from
+00:00 UTC of the first to 24:00 UTC of the last.  Each call is read with the
+visit of its ``session_id`` (an outer join: calls without a visit come too,
+their visit fields empty), oldest first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pbx_tracker.attribution.visits import visits_table
+from pbx_tracker.store.calls import calls_table
+
+__all__ = ["ExportError", "ExportedCall", "Period", "load_calls", "parse_period"]
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class ExportError(Exception):
+    """What went wrong, in one line for the terminal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """``start`` included, ``end`` excluded, both UTC midnights."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedCall:
+    """What the exports need of one stored call and the visit it was credited to."""
+
+    id: int
+    started_at: datetime
+    caller: str | None
+    answered: bool
+    ring_seconds: int
+    talk_seconds: int
+    first_time_caller: bool | None
+    source: str | None
+    medium: str | None
+    campaign: str | None
+    utm_term: str | None
+    landing_page: str | None = None
+    ga_client_id: str | None = None
+    ym_client_id: str | None = None
+
+
+def parse_period(first: str, last: str) -> Period:
+    """The UTC period of the dates ``first`` to ``last`` (both included); ExportError if bad."""
+    start, end = _date("--from", first), _date("--to", last)
+    if end < start:
+        raise ExportError(f"--to {last} is before --from {first}")
+    midnight = datetime.min.time()
+    return Period(
+        datetime.combine(start, midnight, UTC),
+        datetime.combine(end + timedelta(days=1), midnight, UTC),
+    )
+
+
+def _date(option: str, text: str) -> date:
+    try:
+        if _DATE.fullmatch(text.strip()) is None:
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ExportError(f"{option} {text!r}: not a date, write YYYY-MM-DD") from None
+
+
+_CALL_COLUMNS = (
+    "id",
+    "started_at",
+    "caller",
+    "status",
+    "ring_seconds",
+    "talk_seconds",
+    "first_time_caller",
+    "source",
+    "medium",
+    "campaign",
+    "utm_term",
+)
+_VISIT_COLUMNS = ("landing_page", "ga_client_id", "ym_client_id")
+
+
+async def load_calls(conn: AsyncConnection, period: Period) -> list[ExportedCall]:
+    """Every inbound call that started in ``period``, oldest first, with its visit."""
+    calls, visits = calls_table, visits_table
+    query = (
+        select(
+            *(calls.c[name] for name in _CALL_COLUMNS),
+            *(visits.c[name] for name in _VISIT_COLUMNS),
+        )
+        .select_from(calls.outerjoin(visits, visits.c.id == calls.c.session_id))
+        .where(calls.c.started_at >= period.start, calls.c.started_at < period.end)
+        .order_by(calls.c.started_at, calls.c.id)
+    )
+    return [_exported(row) for row in (await conn.execute(query)).all()]
+
+
+def _exported(row: Row[Any]) -> ExportedCall:
+    return ExportedCall(
+        id=row.id,
+        started_at=row.started_at,
+        caller=row.caller,
+        answered=row.status == "answered",
+        ring_seconds=row.ring_seconds,
+        talk_seconds=row.talk_seconds,
+        first_time_caller=row.first_time_caller,
+        source=row.source,
+        medium=row.medium,
+        campaign=row.campaign,
+        utm_term=row.utm_term,
+        landing_page=row.landing_page,
+        ga_client_id=_text(row.ga_client_id),
+        ym_client_id=_text(row.ym_client_id),
+    )
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` stripped; None when empty."""
+    return value.strip() or None if value is not None else None

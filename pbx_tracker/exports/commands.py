@@ -1,0 +1,97 @@
+"""`pbx-tracker export metrica|ga4`: the calls of a period for the ad platforms.
+
+Each command reads the period's calls (dates in UTC, both included) with
+their visits, writes or sends them, and answers one line saying how many went
+out and how many were left out and why.  Every problem is an `ExportError`
+with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exc
+
+from pbx_tracker.exports.calls import ExportedCall, ExportError, load_calls, parse_period
+from pbx_tracker.exports.ga4 import Ga4SendError, ga4_events, send_events, write_ga4
+from pbx_tracker.exports.metrica import metrica_file, write_metrica
+from pbx_tracker.store.engine import describe_error, make_async_engine
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = ["ExportError", "export_ga4", "export_metrica"]
+
+GA4_NOT_CONFIGURED = (
+    "GA4 is not configured: set exports.ga4.measurement_id and exports.ga4.api_secret "
+    "(or PBX_TRACKER_EXPORTS__GA4__API_SECRET)"
+)
+
+
+async def export_metrica(
+    settings: Settings, first: str, last: str, out: Path, *, now: datetime
+) -> str:
+    """Write the Metrica offline-calls CSV of the dates ``first`` to ``last`` to ``out``."""
+    calls = await _calls(settings, first, last)
+    file = metrica_file(calls, tag=settings.exports.metrica.tag, now=now)
+    _write(out, lambda: write_metrica(out, file))
+    return (
+        f"{_calls_text(file.written)} written to {out}; "
+        f"{file.too_old} older than 21 days left out (Metrica joins calls to visits "
+        f"only within 21 days); {file.without_client_id} without a Metrica ClientId left out"
+    )
+
+
+async def export_ga4(
+    settings: Settings, first: str, last: str, *, out: Path | None, now: datetime
+) -> str:
+    """Write the GA4 events of the dates ``first`` to ``last`` to ``out``, or send them
+    (``out`` None)."""
+    ga4 = settings.exports.ga4
+    if out is None and not ga4.configured:
+        raise ExportError(GA4_NOT_CONFIGURED)
+    calls = await _calls(settings, first, last)
+    found = ga4_events(calls, target_seconds=settings.calls.target_seconds, now=now)
+    if out is not None:
+        _write(out, lambda: write_ga4(out, found.events))
+        done = f"{_events_text(len(found.events))} written to {out}"
+    else:
+        try:
+            sent = await send_events(ga4, found.events)
+        except Ga4SendError as error:
+            raise ExportError(str(error)) from None
+        done = f"{_events_text(sent)} sent to GA4"
+    return (
+        f"{done}; {found.too_old} older than 72 hours left out (GA4 accepts events "
+        f"only 72 hours back); {found.without_client_id} without a GA client id left out"
+    )
+
+
+async def _calls(settings: Settings, first: str, last: str) -> list[ExportedCall]:
+    period = parse_period(first, last)
+    engine = make_async_engine(settings.database.url)
+    try:
+        async with engine.connect() as conn:
+            return await load_calls(conn, period)
+    except exc.SQLAlchemyError as error:
+        raise ExportError(f"cannot read the calls: {describe_error(error)}") from None
+    finally:
+        await engine.dispose()
+
+
+def _write(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as error:
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _calls_text(count: int) -> str:
+    return f"{count} call" + ("" if count == 1 else "s")
+
+
+def _events_text(count: int) -> str:
+    return f"{count} event" + ("" if count == 1 else "s")

@@ -1,0 +1,118 @@
+"""Callback figures of a report: the callback tasks whose first missed call is in a group.
+
+A task's first missed call is the lowest call id linked to it (the call that
+opened it; later missed calls join it and are stored after it).  Per group:
+
+- ``callbacks_opened``: tasks;
+- ``callbacks_done``: tasks resolved, however (the customer was called back,
+  called again and was answered, or a manager closed the task);
+- ``callbacks_in_sla``: tasks resolved within ``callbacks.sla_minutes`` of
+  the first missed call;
+- ``callback_minutes``: median minutes from the first missed call to the
+  resolution, over the resolved tasks (the middle one, or the mean of the
+  two middle ones).
+
+The ``manager`` of a task is who resolved it, or while it is open its assignee.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from pbx_tracker.reports.calls import Figures, Key, fetch_grouped
+from pbx_tracker.reports.dialect import seconds_between
+from pbx_tracker.reports.dimensions import Dimension, ReportScope, calls_table, labelled
+from pbx_tracker.store.models import CallbackTaskCallRow, CallbackTaskRow
+
+__all__ = ["callback_figures"]
+
+tasks_table = cast(Table, CallbackTaskRow.__table__)
+task_calls_table = cast(Table, CallbackTaskCallRow.__table__)
+
+
+def _task_facts(
+    dimensions: list[Dimension], scope: ReportScope, *, managers_only: bool
+) -> tuple[list[ColumnElement[Any]], Any, list[ColumnElement[bool]]]:
+    """(key columns, FROM clause, WHERE) of tasks joined to their first missed call.
+
+    Grouped by nothing but the manager, the call is not needed: the task's
+    ``first_missed_at`` is that call's start.
+    """
+    t, c = tasks_table.c, calls_table.c
+    manager = func.coalesce(t.resolved_by, t.assignee)
+    keys = labelled(dimensions, scope, manager=manager)
+    where = scope.in_period(t.first_missed_at)
+    joined: Any = tasks_table
+    if any(d is not Dimension.MANAGER for d in dimensions):
+        first_call = (
+            select(
+                task_calls_table.c.task_id, func.min(task_calls_table.c.call_id).label("call_id")
+            )
+            .group_by(task_calls_table.c.task_id)
+            .subquery("first_call")
+        )
+        joined = tasks_table.join(first_call, first_call.c.task_id == t.id).join(
+            calls_table, c.id == first_call.c.call_id
+        )
+        where = scope.in_period(c.started_at)
+    if managers_only:
+        where.append(manager.is_not(None))
+    return keys, joined, where
+
+
+def _minutes(scope: ReportScope) -> ColumnElement[Any]:
+    t = tasks_table.c
+    return seconds_between(scope.dialect, t.resolved_at, t.first_missed_at) / 60.0
+
+
+def _one(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return case((condition, 1), else_=0)
+
+
+async def callback_figures(
+    conn: AsyncConnection,
+    dimensions: list[Dimension],
+    scope: ReportScope,
+    *,
+    managers_only: bool = False,
+) -> dict[Key, Figures]:
+    """Opened, done, done within the SLA, and the median minutes, in one query: the
+    median is the middle done task (or the mean of the two middle ones) of each
+    group, ranked with window functions (SQLite has no percentile function)."""
+    keys, joined, where = _task_facts(dimensions, scope, managers_only=managers_only)
+    done = tasks_table.c.status == "done"
+    minutes = _minutes(scope)
+    facts = (
+        select(
+            *keys,
+            _one(done).label("done"),
+            _one(and_(done, minutes <= scope.rules.sla_minutes)).label("in_sla"),
+            case((done, minutes)).label("minutes"),
+        )
+        .select_from(joined)
+        .where(*where)
+        .subquery("facts")
+    )
+    parts = [facts.c[f"d{i}"] for i in range(len(dimensions))]
+    ranked = select(
+        facts,
+        func.row_number()
+        .over(partition_by=[*parts, facts.c.done], order_by=facts.c.minutes)
+        .label("rank"),
+        func.count().over(partition_by=[*parts, facts.c.done]).label("size"),
+    ).subquery("ranked")
+    r = ranked.c
+    grouped = [r[f"d{i}"] for i in range(len(dimensions))]
+    middle = and_(r.done == 1, r.rank * 2 >= r.size, r.rank * 2 <= r.size + 2)
+    query: Select[Any] = select(
+        *grouped,
+        func.count().label("callbacks_opened"),
+        func.sum(r.done).label("callbacks_done"),
+        func.sum(r.in_sla).label("callbacks_in_sla"),
+        func.avg(case((middle, r.minutes))).label("callback_minutes"),
+    ).group_by(*grouped)
+    return await fetch_grouped(conn, query, len(dimensions))

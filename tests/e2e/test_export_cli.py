@@ -1,0 +1,304 @@
+"""`pbx-tracker export metrica|ga4` as a marketer runs it: a subprocess, a config file, a
+real database (SQLite and PostgreSQL through `migrated_url`).
+
+Calls are stored relative to the real clock (the command judges the 21-day and
+72-hour windows against it).  `ga4 --send` posts to an aiohttp server on
+127.0.0.1 that runs in the test's event loop, so the subprocess is started
+with `asyncio.create_subprocess_exec`.  Every run is bounded by a timeout; the
+tests check what the user sees (stdout, stderr, exit code) and the files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from pbx_tracker.attribution.visits import Visit, save_visit
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
+from pbx_tracker.store.calls import save_calls
+from pbx_tracker.store.engine import make_async_engine
+
+pytestmark = pytest.mark.slow
+
+WAIT = 30.0  # seconds any one CLI run may take
+API_SECRET = "cli-ga4-s3cret-7f2a"
+YM_ID = "1700000000123456789"
+GA_ID = "1122334455.1700000000"
+NOW = datetime.now(UTC).replace(microsecond=0)
+FIRST_DAY = (NOW - timedelta(days=30)).date().isoformat()
+LAST_DAY = NOW.date().isoformat()
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the user saw: exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_line(self) -> str:
+        """stderr, which must be one line and no traceback."""
+        lines = self.err.strip().splitlines()
+        assert "Traceback" not in self.err, self.err
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+@dataclass(frozen=True)
+class Cli:
+    """`python -m pbx_tracker export …` with the test's config file."""
+
+    config: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def __call__(self, *args: str) -> Run:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pbx_tracker",
+            "export",
+            *args,
+            "--config",
+            str(self.config),
+            env={**env, **self.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), WAIT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"export {' '.join(args)}: still running after {WAIT:g} s")
+        assert process.returncode is not None
+        return Run(process.returncode, out.decode(), err.decode())
+
+    async def ok(self, *args: str) -> str:
+        """stdout of a command that must succeed (exit 0, nothing on stderr)."""
+        run = await self(*args)
+        assert run.code == 0, run
+        assert run.err == "", run.err
+        return run.out
+
+    async def fails(self, *args: str) -> Run:
+        """A run that must fail with exit 1 and a one-line error."""
+        run = await self(*args)
+        assert run.code == 1, run
+        assert run.error_line.startswith("error: "), run.err
+        return run
+
+
+def write_config(tmp_path: Path, database_url: str, ga4: dict[str, Any] | None = None) -> Path:
+    config: dict[str, Any] = {
+        "node": "pbx1",
+        "database": {"url": database_url, "spill_path": str(tmp_path / "spill.jsonl")},
+        "logging": {"level": "info", "format": "json"},
+    }
+    if ga4 is not None:
+        config["exports"] = {"ga4": ga4}
+    path = tmp_path / "pbx-tracker.yaml"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def answered_call(linkedid: str, started_at: datetime, session_id: str | None) -> CallRecord:
+    return CallRecord(
+        linkedid=linkedid,
+        node="pbx1",
+        direction=Direction.INBOUND,
+        did="+74951110010",
+        caller="+79161234567",
+        caller_name=None,
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by="101",
+        transferred_to=None,
+        started_at=started_at,
+        answered_at=started_at + timedelta(seconds=6),
+        ended_at=started_at + timedelta(seconds=86),
+        ring_seconds=6,
+        talk_seconds=80,
+        recording_path=None,
+        source="yandex-direct",
+        medium="cpc",
+        campaign="spring",
+        first_time_caller=True,
+        session_id=session_id,
+    )
+
+
+CALL_AT = NOW - timedelta(hours=2)
+OLD_CALL_AT = NOW - timedelta(days=25)
+
+
+@pytest.fixture(name="database")
+async def _database(migrated_url: str) -> str:
+    """Two calls of the visit with both analytics ids (2 hours and 25 days ago), one
+    without a visit (1 hour ago)."""
+    started = NOW - timedelta(days=26)
+    visit = Visit(
+        id="v1",
+        pool="site",
+        started_at=started,
+        last_seen_at=started,
+        landing_page="https://okna.example/",
+        ym_client_id=YM_ID,
+        ga_client_id=GA_ID,
+    )
+    calls = [
+        answered_call("old", OLD_CALL_AT, "v1"),
+        answered_call("recent", CALL_AT, "v1"),
+        answered_call("static", NOW - timedelta(hours=1), None),
+    ]
+    engine = make_async_engine(migrated_url)
+    try:
+        async with engine.begin() as conn:
+            await save_visit(conn, visit)
+            await save_calls(conn, calls)
+    finally:
+        await engine.dispose()
+    return migrated_url
+
+
+@dataclass
+class Collector:
+    """A GA4 stand-in on loopback: records each request body, answers from a script."""
+
+    url: str = ""
+    answers: list[int] = field(default_factory=list)
+    seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append((dict(request.query), json.loads(await request.read())))
+        return web.Response(status=self.answers.pop(0) if self.answers else 204)
+
+
+@pytest.fixture(name="collector")
+async def _collector() -> AsyncIterator[Collector]:
+    collector = Collector()
+    app = web.Application()
+    app.router.add_post("/mp/collect", collector.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    collector.url = f"http://127.0.0.1:{runner.addresses[0][1]}/mp/collect"
+    try:
+        yield collector
+    finally:
+        await runner.cleanup()
+
+
+async def test_metrica_file(tmp_path: Path, database: str) -> None:
+    cli = Cli(write_config(tmp_path, database))
+    out = tmp_path / "metrica.csv"
+    stdout = await cli.ok("metrica", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
+    assert stdout == (
+        f"1 call written to {out}; 1 older than 21 days left out (Metrica joins calls to "
+        "visits only within 21 days); 1 without a Metrica ClientId left out\n"
+    )
+    with out.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    assert out.read_text(encoding="utf-8").splitlines()[0] == (
+        "ClientId,DateTime,PhoneNumber,TalkDuration,HoldDuration,CallMissed,Tag,FirstTimeCaller,URL"
+    )
+    assert rows[1:] == [
+        [
+            YM_ID,
+            str(int(CALL_AT.timestamp())),
+            "+79161234567",
+            "80",
+            "6",
+            "0",
+            "yandex-direct:spring",
+            "1",
+            "https://okna.example/",
+        ],
+    ]
+
+
+async def test_ga4_file(tmp_path: Path, database: str) -> None:
+    cli = Cli(write_config(tmp_path, database))
+    out = tmp_path / "ga4.jsonl"
+    stdout = await cli.ok("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
+    assert stdout.startswith(f"1 event written to {out}; 1 older than 72 hours left out")
+    [line] = out.read_text(encoding="utf-8").splitlines()
+    body = json.loads(line)
+    assert body["client_id"] == GA_ID
+    [event] = body["events"]
+    assert event["name"] == "phone_call"
+    assert event["timestamp_micros"] == int(CALL_AT.timestamp()) * 1_000_000
+    assert event["params"]["call_status"] == "answered"
+
+
+async def test_ga4_send_with_the_secret_from_the_environment(
+    tmp_path: Path, database: str, collector: Collector
+) -> None:
+    config = write_config(
+        tmp_path, database, {"measurement_id": "G-E2E", "endpoint": collector.url}
+    )
+    cli = Cli(config, {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": API_SECRET})
+    stdout = await cli.ok("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
+    assert stdout.startswith("1 event sent to GA4; 1 older than 72 hours left out")
+    [(query, body)] = collector.seen
+    assert query == {"measurement_id": "G-E2E", "api_secret": API_SECRET}
+    assert body["client_id"] == GA_ID and len(body["events"]) == 1
+
+
+async def test_ga4_send_failure(tmp_path: Path, database: str, collector: Collector) -> None:
+    ga4 = {"measurement_id": "G-E2E", "api_secret": API_SECRET, "endpoint": collector.url}
+    cli = Cli(write_config(tmp_path, database, ga4 | {"backoff": 0}))
+    collector.answers = [403]
+    run = await cli.fails("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
+    assert run.error_line == "error: GA4 request 1 of 1: HTTP 403; 0 of 1 events were sent"
+    assert API_SECRET not in run.out + run.err
+
+
+async def test_ga4_send_without_configuration(tmp_path: Path, database: str) -> None:
+    cli = Cli(write_config(tmp_path, database))
+    run = await cli.fails("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
+    assert run.error_line.startswith("error: GA4 is not configured: set exports.ga4.measurement_id")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["metrica", "--from", "2026-02-30", "--to", "2026-03-01", "--out", "x.csv"],
+            "error: --from '2026-02-30': not a date, write YYYY-MM-DD",
+        ),
+        (
+            ["metrica", "--from", "2026-03-02", "--to", "2026-03-01", "--out", "x.csv"],
+            "error: --to 2026-03-01 is before --from 2026-03-02",
+        ),
+        (
+            ["ga4", "--from", "2026-03-01", "--to", "1.3.2026", "--out", "x.jsonl"],
+            "error: --to '1.3.2026': not a date, write YYYY-MM-DD",
+        ),
+        (
+            ["ga4", "--from", "2026-03-01", "--to", "2026-03-01"],
+            "error: give either --out FILE or --send",
+        ),
+    ],
+)
+async def test_wrong_arguments_are_one_line(
+    tmp_path: Path, migrated_url: str, args: list[str], error: str
+) -> None:
+    cli = Cli(write_config(tmp_path, migrated_url))
+    run = await cli.fails(*args)
+    assert run.error_line == error
+    assert run.out == ""

@@ -1,0 +1,117 @@
+"""The export formats without a database: periods, batching, event values, the config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pbx_tracker.config import ConfigError, settings_from_mapping
+from pbx_tracker.exports.calls import ExportedCall, ExportError, parse_period
+from pbx_tracker.exports.ga4 import call_event, request_bodies
+from pbx_tracker.exports.metrica import metrica_row
+from pbx_tracker.exports.settings import ExportSettings
+
+SECRET = "unit-ga4-secret"
+
+
+def exported(**more: object) -> ExportedCall:
+    values: dict[str, object] = {
+        "id": 1,
+        "started_at": datetime(2026, 3, 10, 9, 0, 5, 250_000, tzinfo=UTC),
+        "caller": "+79161234567",
+        "answered": True,
+        "ring_seconds": 7,
+        "talk_seconds": 30,
+        "first_time_caller": False,
+        "source": "yandex-direct",
+        "medium": None,
+        "campaign": None,
+        "utm_term": None,
+    }
+    return ExportedCall(**(values | more))  # type: ignore[arg-type]
+
+
+def test_a_period_runs_from_midnight_to_midnight_utc() -> None:
+    period = parse_period("2026-03-01", "2026-03-31")
+    assert period.start == datetime(2026, 3, 1, tzinfo=UTC)
+    assert period.end == datetime(2026, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["20260301", "2026-3-1", "", "tomorrow", "2026-02-29"])
+def test_only_real_dates_in_yyyy_mm_dd(text: str) -> None:
+    with pytest.raises(ExportError, match="not a date, write YYYY-MM-DD"):
+        parse_period(text, "2026-03-31")
+
+
+def test_events_are_grouped_by_client_at_most_25_a_request() -> None:
+    events = [("a", {"n": n}) for n in range(26)] + [("b", {"n": 99}), ("a", {"n": 26})]
+    bodies = request_bodies(events)
+    assert [(body["client_id"], len(body["events"])) for body in bodies] == [
+        ("a", 25),
+        ("a", 2),
+        ("b", 1),
+    ]
+    assert [e["n"] for e in bodies[1]["events"]] == [25, 26]
+
+
+def test_event_time_is_in_microseconds_and_long_labels_are_cut() -> None:
+    event = call_event(exported(campaign="x" * 150), target_seconds=30)
+    assert event["timestamp_micros"] == 1_773_133_205_250_000
+    assert event["params"]["campaign"] == "x" * 100
+    assert event["params"]["target_call"] == 1  # 30 s of talk, threshold 30 s
+    assert "medium" not in event["params"] and "term" not in event["params"]
+
+
+def test_target_call_follows_the_configured_threshold() -> None:
+    assert call_event(exported(), target_seconds=31)["params"]["target_call"] == 0
+
+
+@pytest.mark.parametrize(
+    ("tag", "campaign", "expected"),
+    [
+        ("source_campaign", "spring", "yandex-direct:spring"),
+        ("source_campaign", None, "yandex-direct"),
+        ("source", "spring", "yandex-direct"),
+        ("campaign", "spring", "spring"),
+        ("none", "spring", ""),
+    ],
+)
+def test_metrica_tag(tag: str, campaign: str | None, expected: str) -> None:
+    row = metrica_row(exported(campaign=campaign, ym_client_id="42"), tag)  # type: ignore[arg-type]
+    assert row[6] == expected
+    assert row[:6] == ["42", "1773133205", "+79161234567", "30", "7", "0"]
+
+
+def load(exports: dict[str, object], environ: dict[str, str] | None = None) -> ExportSettings:
+    data = {"exports": exports}
+    return settings_from_mapping(data, environ=environ or {}, need_ami_secret=False).exports
+
+
+def test_export_settings_defaults() -> None:
+    exports = load({})
+    assert exports.ga4.endpoint == "https://www.google-analytics.com/mp/collect"
+    assert not exports.ga4.configured
+    assert exports.metrica.tag == "source_campaign"
+
+
+def test_the_api_secret_may_come_from_the_environment() -> None:
+    env = {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": SECRET}
+    exports = load({"ga4": {"measurement_id": "G-1"}}, env)
+    assert exports.ga4.api_secret is not None
+    assert exports.ga4.api_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(exports)
+
+
+def test_wrong_export_settings_are_named_without_the_secret() -> None:
+    ga4 = {"api_secret": 123456789, "endpoint": "ftp://x", "attempts": 0, "oops": 1}
+    with pytest.raises(ConfigError) as caught:
+        load({"ga4": ga4, "metrica": {"tag": "utm"}})
+    lines = caught.value.problems
+    assert [line.partition(":")[0] for line in lines] == [
+        "exports.ga4.endpoint",
+        "exports.ga4.attempts",
+        "exports.ga4.oops",
+        "exports.metrica.tag",
+    ]
+    assert all("123456789" not in line for line in lines)
