@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import WAIT, Cli
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
@@ -37,7 +36,7 @@ from stored import missed_call
 
 pytestmark = pytest.mark.slow
 
-WAIT = 30.0  # seconds any one CLI run may take
+CALLBACKS = ("callbacks",)
 USER = "tracker"
 SECRET = "cli-ami-secret-5c1e"
 MANAGERS = {"101": "Anna", "102": "Boris", "103": "Vera"}
@@ -61,67 +60,6 @@ TIME_FIELDS = {
 
 
 # -- running the command line ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    """What the user saw: exit code, stdout and stderr."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_line(self) -> str:
-        """stderr, which must be one line and no traceback."""
-        lines = self.err.strip().splitlines()
-        assert "Traceback" not in self.err, self.err
-        assert len(lines) == 1, self.err
-        return lines[0]
-
-
-@dataclass(frozen=True)
-class Cli:
-    """`python -m pbx_tracker callbacks …` with the test's config file."""
-
-    config: Path
-
-    async def __call__(self, *args: str) -> Run:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pbx_tracker",
-            "callbacks",
-            *args,
-            "--config",
-            str(self.config),
-            env={**env, "COLUMNS": "200"},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), WAIT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            pytest.fail(f"callbacks {' '.join(args)}: still running after {WAIT:g} s")
-        assert process.returncode is not None
-        return Run(process.returncode, out.decode(), err.decode())
-
-    async def ok(self, *args: str) -> str:
-        """stdout of a command that must succeed (exit 0, nothing on stderr)."""
-        run = await self(*args)
-        assert run.code == 0, run
-        assert run.err == "", run.err
-        return run.out
-
-    async def fails(self, *args: str) -> str:
-        """The one-line error of a command that must fail with exit 1."""
-        run = await self(*args)
-        assert run.code == 1, run
-        return run.error_line
 
 
 def write_config(tmp_path: Path, database_url: str, *, ami_port: int, **manager_dial: str) -> Path:
@@ -169,7 +107,7 @@ def free_port() -> int:
 @pytest.fixture
 def cli(tmp_path: Path, migrated_url: str) -> Cli:
     """The CLI on the migrated database; AMI points at a port nobody listens on."""
-    return Cli(write_config(tmp_path, migrated_url, ami_port=free_port()))
+    return Cli(write_config(tmp_path, migrated_url, ami_port=free_port()), CALLBACKS)
 
 
 @pytest.fixture
@@ -181,7 +119,7 @@ async def pbx() -> AsyncIterator[FakeAsterisk]:
 @pytest.fixture
 def ami_cli(tmp_path: Path, migrated_url: str, pbx: FakeAsterisk) -> Cli:
     """The CLI with AMI at the FakeAsterisk."""
-    return Cli(write_config(tmp_path, migrated_url, ami_port=pbx.port))
+    return Cli(write_config(tmp_path, migrated_url, ami_port=pbx.port), CALLBACKS)
 
 
 # -- seeding tasks as the daemon opens them ---------------------------------------------
@@ -592,7 +530,7 @@ async def test_call_says_when_asterisk_rejects_the_originate(
     three: tuple[int, int, int],
 ) -> None:
     anna, _, _ = three
-    cli = Cli(write_config(tmp_path, migrated_url, ami_port=pbx.port, m101="Bogus/101"))
+    cli = Cli(write_config(tmp_path, migrated_url, ami_port=pbx.port, m101="Bogus/101"), CALLBACKS)
     line = await cli.fails("call", str(anna))
     assert line == "error: Asterisk rejected the Originate: Invalid channel"
     (originate,) = pbx.actions_named("Originate")
@@ -615,7 +553,7 @@ async def test_call_with_a_wrong_secret_exits_1_saying_so(
 ) -> None:
     anna, _, _ = three
     async with FakeAsterisk(username=USER, secret="another-secret") as other:
-        cli = Cli(write_config(tmp_path, migrated_url, ami_port=other.port))
+        cli = Cli(write_config(tmp_path, migrated_url, ami_port=other.port), CALLBACKS)
         run = await cli("call", str(anna))
         assert run.code == 1, run
         assert run.error_line.startswith(f"error: AMI 127.0.0.1:{other.port}: "), run.err

@@ -10,11 +10,8 @@ tests check what the user sees (stdout, stderr, exit code) and the files.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cli_runner import Cli
 
 from pbx_tracker.attribution.visits import Visit, save_visit
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
@@ -31,76 +29,13 @@ from pbx_tracker.store.engine import make_async_engine
 
 pytestmark = pytest.mark.slow
 
-WAIT = 30.0  # seconds any one CLI run may take
+EXPORT = ("export",)
 API_SECRET = "cli-ga4-s3cret-7f2a"
 YM_ID = "1700000000123456789"
 GA_ID = "1122334455.1700000000"
 NOW = datetime.now(UTC).replace(microsecond=0)
 FIRST_DAY = (NOW - timedelta(days=30)).date().isoformat()
 LAST_DAY = NOW.date().isoformat()
-
-
-@dataclass(frozen=True)
-class Run:
-    """What the user saw: exit code, stdout and stderr."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_line(self) -> str:
-        """stderr, which must be one line and no traceback."""
-        lines = self.err.strip().splitlines()
-        assert "Traceback" not in self.err, self.err
-        assert len(lines) == 1, self.err
-        return lines[0]
-
-
-@dataclass(frozen=True)
-class Cli:
-    """`python -m pbx_tracker export …` with the test's config file."""
-
-    config: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    async def __call__(self, *args: str) -> Run:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pbx_tracker",
-            "export",
-            *args,
-            "--config",
-            str(self.config),
-            env={**env, **self.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), WAIT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            pytest.fail(f"export {' '.join(args)}: still running after {WAIT:g} s")
-        assert process.returncode is not None
-        return Run(process.returncode, out.decode(), err.decode())
-
-    async def ok(self, *args: str) -> str:
-        """stdout of a command that must succeed (exit 0, nothing on stderr)."""
-        run = await self(*args)
-        assert run.code == 0, run
-        assert run.err == "", run.err
-        return run.out
-
-    async def fails(self, *args: str) -> Run:
-        """A run that must fail with exit 1 and a one-line error."""
-        run = await self(*args)
-        assert run.code == 1, run
-        assert run.error_line.startswith("error: "), run.err
-        return run
 
 
 def write_config(tmp_path: Path, database_url: str, ga4: dict[str, Any] | None = None) -> Path:
@@ -204,7 +139,7 @@ async def _collector() -> AsyncIterator[Collector]:
 
 
 async def test_metrica_file(tmp_path: Path, database: str) -> None:
-    cli = Cli(write_config(tmp_path, database))
+    cli = Cli(write_config(tmp_path, database), EXPORT)
     out = tmp_path / "metrica.csv"
     stdout = await cli.ok("metrica", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
     assert stdout == (
@@ -232,7 +167,7 @@ async def test_metrica_file(tmp_path: Path, database: str) -> None:
 
 
 async def test_ga4_file(tmp_path: Path, database: str) -> None:
-    cli = Cli(write_config(tmp_path, database))
+    cli = Cli(write_config(tmp_path, database), EXPORT)
     out = tmp_path / "ga4.jsonl"
     stdout = await cli.ok("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
     assert stdout.startswith(f"1 event written to {out}; 1 older than 72 hours left out")
@@ -251,7 +186,7 @@ async def test_ga4_send_with_the_secret_from_the_environment(
     config = write_config(
         tmp_path, database, {"measurement_id": "G-E2E", "endpoint": collector.url}
     )
-    cli = Cli(config, {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": API_SECRET})
+    cli = Cli(config, EXPORT, {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": API_SECRET})
     stdout = await cli.ok("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
     assert stdout.startswith("1 event sent to GA4; 1 older than 72 hours left out")
     [(query, body)] = collector.seen
@@ -261,16 +196,16 @@ async def test_ga4_send_with_the_secret_from_the_environment(
 
 async def test_ga4_send_failure(tmp_path: Path, database: str, collector: Collector) -> None:
     ga4 = {"measurement_id": "G-E2E", "api_secret": API_SECRET, "endpoint": collector.url}
-    cli = Cli(write_config(tmp_path, database, ga4 | {"backoff": 0}))
+    cli = Cli(write_config(tmp_path, database, ga4 | {"backoff": 0}), EXPORT)
     collector.answers = [403]
-    run = await cli.fails("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
+    run = await cli.failure("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
     assert run.error_line == "error: GA4 request 1 of 1: HTTP 403; 0 of 1 events were sent"
     assert API_SECRET not in run.out + run.err
 
 
 async def test_ga4_send_without_configuration(tmp_path: Path, database: str) -> None:
-    cli = Cli(write_config(tmp_path, database))
-    run = await cli.fails("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
+    cli = Cli(write_config(tmp_path, database), EXPORT)
+    run = await cli.failure("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
     assert run.error_line.startswith("error: GA4 is not configured: set exports.ga4.measurement_id")
 
 
@@ -298,7 +233,7 @@ async def test_ga4_send_without_configuration(tmp_path: Path, database: str) -> 
 async def test_wrong_arguments_are_one_line(
     tmp_path: Path, migrated_url: str, args: list[str], error: str
 ) -> None:
-    cli = Cli(write_config(tmp_path, migrated_url))
-    run = await cli.fails(*args)
+    cli = Cli(write_config(tmp_path, migrated_url), EXPORT)
+    run = await cli.failure(*args)
     assert run.error_line == error
     assert run.out == ""

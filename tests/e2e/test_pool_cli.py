@@ -3,38 +3,17 @@ database (SQLite and PostgreSQL) with a day of a pool's use."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cli_runner import Cli
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import Visit, record_pool_use, save_visit, start_lease
 
-WAIT = 60.0
-
-
-async def pool_status(config: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pbx_tracker",
-        "pool",
-        "status",
-        "--config",
-        str(config),
-        *args,
-        env={**env, "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), WAIT)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+POOL_STATUS = ("pool", "status")
 
 
 def write_config(tmp_path: Path, url: str) -> Path:
@@ -60,14 +39,14 @@ async def test_status_table_json_and_a_pool_too_small(
         )
     config = write_config(tmp_path, migrated_url)
 
-    code, out, err = await pool_status(config)
+    code, out, err = astuple(await Cli(config, POOL_STATUS)())
     assert (code, err) == (0, "")
     assert "Pool site, last 24 h" in out and "Pool promo, last 24 h" in out
     assert "fallback shown (exhausted)" in out
     # 72 new visits in the busiest hour, visits of 0 min + 20 min hold: 72 * 20 / 60 * 1.2
     assert "The pool is smaller than its traffic needs: add 25 numbers." in out
 
-    code, out, err = await pool_status(config, "--pool", "site", "--format", "json")
+    code, out, err = astuple(await Cli(config, POOL_STATUS)("--pool", "site", "--format", "json"))
     assert (code, err) == (0, "")
     (site,) = json.loads(out)
     assert (site["pool"], site["size"], site["in_use"], site["exhaustions"]) == ("site", 4, 1, 12)
@@ -76,10 +55,10 @@ async def test_status_table_json_and_a_pool_too_small(
 
 async def test_unknown_pool_and_unreachable_database_are_one_line_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path, "postgresql://nobody@127.0.0.1:1/none")
-    code, out, err = await pool_status(config, "--pool", "shop")
+    code, out, err = astuple(await Cli(config, POOL_STATUS)("--pool", "shop"))
     assert (code, out) == (1, "")
     assert err.strip() == "error: unknown pool 'shop' (pools: site, promo)"
-    code, out, err = await pool_status(config)
+    code, out, err = astuple(await Cli(config, POOL_STATUS)())
     assert code == 1
     (line,) = err.strip().splitlines()
     assert line.startswith("error: database postgresql://nobody@127.0.0.1:1/none")

@@ -16,20 +16,16 @@ The tests check what the user sees: stdout, the one-line error, the exit code.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
+from cli_runner import Cli
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,7 +39,6 @@ from pbx_tracker.store.models import (
 
 pytestmark = pytest.mark.slow
 
-WAIT = 60.0  # seconds any one CLI run may take
 MOSCOW = ZoneInfo("Europe/Moscow")
 SPEND_CSV = """date,source,campaign,amount
 2026-11-02,yandex,brand,"1000,50"
@@ -52,50 +47,6 @@ SPEND_CSV = """date,source,campaign,amount
 """
 calls_table = cast(Table, CallRow.__table__)
 spend_table = cast(Table, AdSpendRow.__table__)
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_line(self) -> str:
-        lines = self.err.strip().splitlines()
-        assert "Traceback" not in self.err, self.err
-        assert len(lines) == 1, self.err
-        return lines[0]
-
-
-@dataclass(frozen=True)
-class Cli:
-    config: Path
-
-    async def __call__(self, *args: str) -> Run:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-        command = [sys.executable, "-m", "pbx_tracker", *args, "--config", str(self.config)]
-        done = await asyncio.to_thread(
-            subprocess.run,
-            command,
-            env={**env, "COLUMNS": "200"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=WAIT,
-        )
-        return Run(done.returncode, done.stdout, done.stderr)
-
-    async def ok(self, *args: str) -> str:
-        run = await self(*args)
-        assert run.code == 0, run
-        assert run.err == "", run.err
-        return run.out
-
-    async def fails(self, *args: str) -> str:
-        run = await self(*args)
-        assert run.code == 1, run
-        return run.error_line
 
 
 def moscow(day: int, hour: int, minute: int = 0) -> datetime:

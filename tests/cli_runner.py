@@ -1,0 +1,84 @@
+"""The command line as a user runs it: `python -m pbx_tracker …` in a subprocess with the
+test's config file, what it printed, and how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+WAIT = 60.0  # seconds any one command may take
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the user saw: exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_line(self) -> str:
+        """stderr, which must be one line and no traceback."""
+        lines = self.err.strip().splitlines()
+        assert "Traceback" not in self.err, self.err
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+@dataclass(frozen=True)
+class Cli:
+    """`python -m pbx_tracker <command…> ARGS --config CONFIG`; ``env`` on top of a clean
+    environment (no PBX_TRACKER_ variables of the test run), 200 columns wide."""
+
+    config: Path
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def __call__(self, *args: str) -> Run:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pbx_tracker",
+            *self.command,
+            *args,
+            "--config",
+            str(self.config),
+            env={**clean, "COLUMNS": "200", **self.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), WAIT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            words = " ".join((*self.command, *args))
+            pytest.fail(f"{words}: still running after {WAIT:g} s")
+        assert process.returncode is not None
+        return Run(process.returncode, out.decode(), err.decode())
+
+    async def ok(self, *args: str) -> str:
+        """stdout of a command that must succeed (exit 0, nothing on stderr)."""
+        run = await self(*args)
+        assert run.code == 0, run
+        assert run.err == "", run.err
+        return run.out
+
+    async def failure(self, *args: str) -> Run:
+        """A run that must fail with exit 1 and a one-line ``error: …``."""
+        run = await self(*args)
+        assert run.code == 1, run
+        assert run.error_line.startswith("error: "), run.err
+        return run
+
+    async def fails(self, *args: str) -> str:
+        """The one-line error of a command that must fail with exit 1."""
+        return (await self.failure(*args)).error_line
