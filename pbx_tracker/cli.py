@@ -422,6 +422,23 @@ def spend_import(config_path: str | None, file: str) -> None:
     _report_command(import_spend_file(settings, Path(file), now=_now()))
 
 
+@main.group()
+def web() -> None:
+    """The web pages: users and their passwords (``web:`` in the config)."""
+
+
+@web.command("hash-password")
+def web_hash_password() -> None:
+    """Ask for a password twice (not shown) and print its hash for web.users[].password_hash."""
+    from pbx_tracker.web.auth import MIN_PASSWORD_CHARS, hash_password
+
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_CHARS:
+        click.echo(f"error: use at least {MIN_PASSWORD_CHARS} characters", err=True)
+        sys.exit(1)
+    click.echo(hash_password(password))
+
+
 @main.command()
 @click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
 @click.option(

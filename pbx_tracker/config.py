@@ -65,6 +65,7 @@ from pbx_tracker.reports.settings import ReportSettings
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.routing.hours import HoursLine
 from pbx_tracker.routing.settings import RoutingSettings
+from pbx_tracker.web.pages_settings import WebSettings
 from pbx_tracker.web.settings import HttpSettings
 
 __all__ = [
@@ -330,6 +331,7 @@ class Settings(ConfigModel):
     number_pools: list[NumberPool] = Field(default_factory=list)
     managers: list[Manager] = Field(default_factory=list)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
@@ -480,6 +482,7 @@ _SECTIONS = (
     "calls",
     "agi",
     "http",
+    "web",
     "attribution",
     "routing",
     "exports",
@@ -609,7 +612,7 @@ _MESSAGES = {
     "path_type": "Input should be a valid path",
 }
 _WITHOUT_INPUT = frozenset({"extra_forbidden", "missing"})
-_SECRET_KEYS = frozenset({"secret", "url", "password", "status_token"})
+_SECRET_KEYS = frozenset({"secret", "url", "password", "status_token", "password_hash"})
 _MAX_SHOWN = 60
 
 

@@ -49,6 +49,7 @@ from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.metrics import PoolCollector, metrics_registry
 from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.pools import VisitPools
 from pbx_tracker.web.snippet import LandingPage
 
@@ -197,8 +198,19 @@ class Daemon:
             landing=landing,
             pool_status=status,
             metrics=metrics_registry(self._metrics(pools)),
+            pages=self._pages(settings, writer) if settings.web.users else None,
         )
         return pools, server
+
+    def _pages(self, settings: Settings, writer: CallWriter) -> Pages:
+        """Login and the managers' callbacks page; "Call now" goes out on our AMI connection."""
+        return Pages(
+            settings.web,
+            writer.engine,
+            region=settings.phone_region,
+            ringme=self.ringme,
+            dial=self.board.plan.dial_string,
+        )
 
     def _metrics(self, pools: VisitPools | None) -> PoolCollector:
         def api_counters() -> dict[str, int]:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv6Address, ip_address, ip_network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -56,6 +56,9 @@ from pbx_tracker.web.models import (
 from pbx_tracker.web.openapi import Operation, Parameter, Response, build_document
 from pbx_tracker.web.settings import HttpSettings
 from pbx_tracker.web.snippet import SNIPPET_OPERATIONS, LandingPage, add_snippet_routes
+
+if TYPE_CHECKING:
+    from pbx_tracker.web.pages import Pages
 
 __all__ = [
     "API_PREFIX",
@@ -439,9 +442,11 @@ def make_app(
     landing: LandingPage | None = None,
     pool_status: PoolStatusSource | None = None,
     metrics: CollectorRegistry | None = None,
+    pages: Pages | None = None,
 ) -> web.Application:
     """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
-    snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``."""
+    snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``;
+    the pages for people (login, callbacks) with ``pages``."""
     app = web.Application(
         middlewares=[_cors, _errors, _rate_limit], client_max_size=settings.max_body_bytes
     )
@@ -463,6 +468,10 @@ def make_app(
     app.router.add_route("OPTIONS", _VISITS, preflight)
     app.router.add_route("OPTIONS", _KEEP_ALIVE, preflight)
     add_snippet_routes(app, landing=landing)
+    if pages is not None:
+        from pbx_tracker.web.pages import add_page_routes  # it imports this module
+
+        add_page_routes(app, pages)
     return app
 
 
@@ -480,10 +489,17 @@ class HttpServer:
         landing: LandingPage | None = None,
         pool_status: PoolStatusSource | None = None,
         metrics: CollectorRegistry | None = None,
+        pages: Pages | None = None,
     ) -> None:
         self.settings = settings
         self.app = make_app(
-            settings, pool, clock=clock, landing=landing, pool_status=pool_status, metrics=metrics
+            settings,
+            pool,
+            clock=clock,
+            landing=landing,
+            pool_status=pool_status,
+            metrics=metrics,
+            pages=pages,
         )
         self.port = settings.port
         self._runner: web.AppRunner | None = None

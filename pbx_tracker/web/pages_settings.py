@@ -1,0 +1,83 @@
+"""Settings of the web pages for people (``web:`` in the config): who may log in, and how.
+
+Passwords are stored as scrypt hashes made by ``pbx-tracker web hash-password``
+(`pbx_tracker.web.auth.hash_password`); a hash that cannot be read is a config
+problem (its value is never shown).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from pbx_tracker.config_fields import ConfigModel, Extension, NonEmptyStr, problem
+
+__all__ = ["Role", "WebSettings", "WebUser", "parse_password_hash"]
+
+Role = Literal["manager", "marketer", "admin"]
+SCHEME = "scrypt"
+MAX_N = 2**20  # scrypt cost ceilings: a hash from the config must not exhaust the machine
+MAX_R = 32
+MAX_P = 16
+_HASH_MESSAGE = "must be the output of `pbx-tracker web hash-password` (scrypt$n$r$p$salt$hash)"
+
+
+def parse_password_hash(value: str) -> tuple[int, int, int, str, str]:
+    """(n, r, p, salt, hash) of ``scrypt$n$r$p$salt_b64$hash_b64``; ValueError otherwise."""
+    parts = value.strip().split("$")
+    if len(parts) != 6 or parts[0] != SCHEME:
+        raise ValueError(_HASH_MESSAGE)
+    try:
+        n, r, p = (int(part) for part in parts[1:4])
+    except ValueError:
+        raise ValueError(_HASH_MESSAGE) from None
+    if not (1 < n <= MAX_N and n & (n - 1) == 0 and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
+        raise ValueError(f"{_HASH_MESSAGE}; n a power of 2 up to {MAX_N}, r <= 32, p <= 16")
+    if not parts[4] or not parts[5]:
+        raise ValueError(_HASH_MESSAGE)
+    return n, r, p, parts[4], parts[5]
+
+
+def _password_hash(value: str) -> str:
+    try:
+        parse_password_hash(value)
+    except ValueError as error:
+        raise problem("password_hash", str(error)) from None
+    return value.strip()
+
+
+class WebUser(ConfigModel):
+    """One person who logs in to the pages: a manager sees their callbacks (by
+    ``extension``), a marketer the reports, an admin everything."""
+
+    name: NonEmptyStr
+    role: Role
+    extension: Extension | None = None
+    password_hash: Annotated[str, AfterValidator(_password_hash)]
+
+    @model_validator(mode="after")
+    def _manager_has_extension(self) -> WebUser:
+        if self.role == "manager" and self.extension is None:
+            raise problem("extension", "a manager needs the extension their callbacks are for")
+        return self
+
+
+class WebSettings(ConfigModel):
+    """The pages are on when ``users`` is not empty (and ``http.enabled``)."""
+
+    users: list[WebUser] = Field(default_factory=list)
+    session_minutes: int = Field(default=480, ge=1, le=30 * 24 * 60)
+    cookie_secure: bool = True
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> WebSettings:
+        seen: set[str] = set()
+        for user in self.users:
+            if user.name in seen:
+                raise problem("name", f"user {user.name!r} is listed twice")
+            seen.add(user.name)
+        return self
+
+    def user(self, name: str) -> WebUser | None:
+        return next((user for user in self.users if user.name == name), None)

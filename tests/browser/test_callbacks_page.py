@@ -1,0 +1,398 @@
+"""The managers' callbacks page in a real browser (Chromium through Playwright).
+
+The daemon's HTTP server runs on loopback with the pages on a real database
+(SQLite and PostgreSQL), and "Call now" goes out through a real AMI
+connection to the fake Asterisk, as in the daemon.  Sessions and the login
+brake run on a clock the tests move; waits are on conditions with bounded
+timeouts, never sleeps.  Screenshots go to the test's tmp_path.
+
+Needs the Debian chromium at /usr/bin/chromium (``playwright install`` is never
+run): skipped without it, failed under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from ami_settings import ListenerSettings
+from playwright.async_api import Browser, Page, async_playwright, expect
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
+
+from pbx_tracker.ami.connection import AmiListener, Resync
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.policy import Resolution, TaskStatus
+from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.callbacks.settings import CallbackSettings, RingMeSettings
+from pbx_tracker.calls.records import RingAttempt
+from pbx_tracker.phones import display_number
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.store.calls import save_call
+from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pages import Pages
+from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.settings import HttpSettings
+from stored import missed_call
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 10_000
+PASSWORD = "anna-password-1"
+SESSION_MINUTES = 30
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+CHEAP = {"n": 2**10, "r": 8, "p": 1}  # a fast hash for tests; the default costs more
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def user(name: str, role: str, extension: str | None = None) -> WebUser:
+    return WebUser(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        extension=extension,
+        password_hash=hash_password(f"{name}-password-1", **CHEAP),
+    )
+
+
+USERS = [user("anna", "manager", "101"), user("boris", "manager", "102")]
+USERS += [user("mark", "marketer"), user("root", "admin")]
+
+
+class Clock:
+    """Monotonic seconds for sessions and the login brake, moved by the tests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- the browser ------------------------------------------------------------------
+
+
+@pytest.fixture(name="chromium")
+def _chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the browser tests")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(name="browser")
+async def _browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=dict(viewport))  # type: ignore[arg-type]
+    try:
+        page = await context.new_page()
+        errors: list[Exception] = []
+        page.on("pageerror", lambda error: errors.append(error))
+        yield page
+        assert errors == []
+    finally:
+        await context.close()
+
+
+# --- the daemon's side ---------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    server: HttpServer
+    pages: Pages
+    clock: Clock
+    engine: AsyncEngine
+    asterisk: FakeAsterisk
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+    async def task(self, task_id: int) -> tasks.CallbackTask:
+        async with self.engine.connect() as conn:
+            found = await tasks.get_task(conn, task_id)
+        assert found is not None
+        return found
+
+    async def missed(self, customer: str, manager: str, minutes_ago: float, tries: int = 1) -> int:
+        """An open callback task for `manager`: `tries` missed calls from `customer`."""
+        settings = CallbackSettings()
+        change = None
+        async with self.engine.begin() as conn:
+            for number in range(tries):
+                start = datetime.now(UTC) - timedelta(minutes=minutes_ago - number)
+                ring = RingAttempt(
+                    manager, f"PJSIP/{manager}-0000000{number}", start, start, "noanswer"
+                )
+                record = missed_call(f"{customer}.{number}", start, customer).replace(
+                    source="yandex",
+                    attempts=(ring,),
+                    variables={"ROUTE_GROUP": "sales", "ROUTE_MANAGER": manager},
+                )
+                await save_call(conn, record)
+                change = await tasks.apply_call(conn, record, settings, now=start)
+        assert change is not None and change.task.assignee == manager
+        return change.task_id
+
+
+@contextlib.asynccontextmanager
+async def ami_ringme(asterisk: FakeAsterisk) -> AsyncIterator[RingMe]:
+    """RingMe on a logged-in AMI connection, as the daemon has it."""
+    listener = AmiListener(ListenerSettings(SecretStr("tracker-secret"), port=asterisk.port))
+    running = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(WAIT_MS / 1000):
+            while not isinstance(await listener.events.get(), Resync):
+                pass
+
+        async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
+            return await listener.send_action(action, timeout=timeout)
+
+        settings = RingMeSettings.model_validate({"context": "callback"})
+        yield RingMe(send, settings, region="RU")
+    finally:
+        await asyncio.wait_for(listener.close(), 5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, 5)
+
+
+@pytest.fixture(name="site")
+async def _site(engine: AsyncEngine, asterisk: FakeAsterisk) -> AsyncIterator[Site]:
+    clock = Clock()
+    web = WebSettings(users=USERS, session_minutes=SESSION_MINUTES, cookie_secure=False)
+    async with ami_ringme(asterisk) as ringme:
+        pages = Pages(
+            web,
+            engine,
+            region="RU",
+            ringme=ringme,
+            dial=lambda extension: f"IAX2/{extension}/{extension}",
+            clock=clock,
+            poll_seconds=0.5,
+        )
+        server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
+        await server.start()
+        try:
+            yield Site(server, pages, clock, engine, asterisk)
+        finally:
+            await server.stop()
+
+
+async def sign_in(page: Page, site: Site, name: str, password: str | None = None) -> None:
+    await page.goto(site.url("/callbacks"))
+    await expect(page).to_have_url(site.url("/login?next=/callbacks"))
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(password or f"{name}-password-1")
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def csrf_of(page: Page) -> str:
+    token = await page.locator("#tasks").get_attribute("data-csrf")
+    assert token
+    return token
+
+
+def shown(number: str) -> str:
+    return display_number(number, "RU")
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+async def test_a_manager_calls_back_and_marks_done(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    mine = await site.missed("+79161234567", "101", minutes_ago=12, tries=3)
+    older = await site.missed("+79167654321", "101", minutes_ago=47)
+    await site.missed("+79160000000", "102", minutes_ago=3)  # boris's: not on anna's page
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        await expect(page).to_have_url(site.url("/callbacks"))
+        rows = page.locator(".task")
+        await expect(rows).to_have_count(2)
+        first = page.locator(f"#task-{mine}")
+        await expect(rows.first).to_have_id(f"task-{mine}")  # newest first
+        await expect(first.locator(".customer")).to_have_text(shown("+79161234567"))
+        await expect(first.locator(".meta")).to_contain_text("yandex")
+        await expect(first.locator(".meta")).to_contain_text("3 calls")
+        await expect(first.locator(".age")).to_have_text("12 min")
+        await expect(page.locator(f"#task-{older} .age")).to_have_text("47 min")
+        await page.screenshot(path=tmp_path / "callbacks-laptop.png", full_page=True)
+
+        await first.get_by_role("button", name="Call now").click()
+        await expect(page.locator("#toast")).to_contain_text("Your phone rings now")
+        await page.screenshot(path=tmp_path / "callbacks-calling.png", full_page=True)
+        await site.asterisk.wait_for_action("Originate", timeout=WAIT_MS / 1000)
+        (originate,) = site.asterisk.actions_named("Originate")
+        assert (originate["Channel"], originate["Exten"]) == ("IAX2/101/101", "79161234567")
+        assert f"CALLBACK_TASK={mine}" in originate["Variable"]
+        assert (await site.task(mine)).ringme_attempts == 1
+
+        await first.get_by_role("button", name="Done").click()
+        await expect(first).to_have_count(0)
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#task-count")).to_have_text("1")
+        closed = await site.task(mine)
+        assert (closed.status, closed.resolution) == (TaskStatus.DONE, Resolution.CLOSED_BY_MANAGER)
+        assert closed.resolved_by == "anna"
+
+    async with tab(browser, PHONE) as phone:
+        await sign_in(phone, site, "anna")
+        await expect(phone.locator(".task")).to_have_count(1)
+        await phone.screenshot(path=tmp_path / "callbacks-phone.png", full_page=True)
+
+
+async def test_a_new_callback_appears_without_a_reload(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        await expect(page.locator("#empty")).to_be_visible()
+        await page.screenshot(path=tmp_path / "callbacks-empty.png", full_page=True)
+        await page.evaluate("() => { window.notReloaded = true; }")
+        task_id = await site.missed("+79165550101", "101", minutes_ago=0)
+        row = page.locator(f"#task-{task_id}")
+        await expect(row).to_be_visible(timeout=WAIT_MS)
+        await expect(row.locator(".age")).to_have_text("just now")
+        await expect(page.locator("#empty")).to_be_hidden()
+        await expect(page).to_have_title("Callbacks (1) · pbx-tracker")
+        assert await page.evaluate("() => window.notReloaded") is True
+
+
+async def test_an_admin_sees_every_managers_callbacks(site: Site, browser: Browser) -> None:
+    await site.missed("+79161234567", "101", minutes_ago=5)
+    await site.missed("+79160000000", "102", minutes_ago=3)
+    async with tab(browser) as page:
+        await sign_in(page, site, "root")
+        await expect(page.locator(".task")).to_have_count(2)
+        await expect(page.locator("h1")).to_have_text("All open callbacks")
+        await expect(page.locator(".task").first.locator(".meta")).to_contain_text("for 102")
+
+
+async def test_a_marketer_may_not_see_callbacks(site: Site, browser: Browser) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark")
+        await expect(page.locator("h1")).to_have_text("Not for you")
+        answer = await page.request.get(site.url("/callbacks"))
+        assert answer.status == 403
+        answer = await page.request.get(site.url("/callbacks/tasks.json"))
+        assert answer.status == 403
+        await page.goto(site.url("/"))
+        await expect(page.locator("h1")).to_have_text("Hello, mark")
+
+
+async def test_a_manager_may_not_act_on_another_managers_callback(
+    site: Site, browser: Browser
+) -> None:
+    theirs = await site.missed("+79160000000", "102", minutes_ago=3)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        token = await csrf_of(page)
+        for action in ("done", "call"):
+            answer = await page.request.post(
+                site.url(f"/callbacks/{theirs}/{action}"), form={"csrf": token}
+            )
+            assert answer.status == 403
+        assert (await site.task(theirs)).is_open
+        assert site.asterisk.actions_named("Originate") == []
+
+
+async def test_a_wrong_password_gives_the_form_again_and_is_logged_without_it(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    async with tab(browser, PHONE) as page:
+        with capture_logs() as logs:
+            for name in ("anna", "nobody"):
+                async with page.expect_response(lambda r: r.url.endswith("/login")) as sent:
+                    await sign_in(page, site, name, password="not-the-password")
+                assert (await sent.value).status == 401
+                await expect(page.get_by_role("alert")).to_have_text("Wrong name or password.")
+                await expect(page.get_by_label("Name")).to_have_value(name)
+                await expect(page.get_by_label("Password")).to_have_value("")
+        await page.screenshot(path=tmp_path / "login-wrong-phone.png", full_page=True)
+        failed = [entry for entry in logs if entry["event"] == "web.login_failed"]
+        assert [entry["user"] for entry in failed] == ["anna", "nobody"]
+        assert "not-the-password" not in repr(logs)
+
+        # After five failures in a row from this client: wait, even with the right password.
+        for _ in range(3):
+            await sign_in(page, site, "anna", password="still-wrong")
+        async with page.expect_response(lambda r: r.url.endswith("/login")) as sent:
+            await sign_in(page, site, "anna")
+        assert (await sent.value).status == 429
+        await expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+        site.clock.now += 3600
+        await sign_in(page, site, "anna")
+        await expect(page).to_have_url(site.url("/callbacks"))
+
+
+async def test_an_expired_session_goes_back_to_the_login(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        await expect(page.locator("#tasks")).to_have_attribute("data-ready", "1")
+        site.clock.now += SESSION_MINUTES * 60 + 1
+        # the page's next poll is refused: the browser goes to the sign-in form
+        await expect(page).to_have_url(site.url("/login?next=/callbacks&expired=1"))
+        await expect(page.get_by_role("status")).to_have_text(
+            "Your session ended. Please sign in again."
+        )
+        await page.screenshot(path=tmp_path / "login-expired.png", full_page=True)
+        await page.goto(site.url("/callbacks"))
+        await expect(page).to_have_url(site.url("/login?next=/callbacks&expired=1"))
+
+
+async def test_a_forged_csrf_token_is_refused_and_changes_nothing(
+    site: Site, browser: Browser
+) -> None:
+    task_id = await site.missed("+79161234567", "101", minutes_ago=5)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        token = await csrf_of(page)
+        with capture_logs() as logs:
+            for form in ({"csrf": "forged-" + token[7:]}, {}):
+                for action in ("done", "call"):
+                    answer = await page.request.post(
+                        site.url(f"/callbacks/{task_id}/{action}"), form=form
+                    )
+                    assert answer.status == 403
+            answer = await page.request.post(site.url("/logout"), form={"csrf": "forged"})
+            assert answer.status == 403
+        assert sum(entry["event"] == "web.csrf_refused" for entry in logs) == 5
+        task = await site.task(task_id)
+        assert task.is_open and task.ringme_attempts == 0
+        assert site.asterisk.actions_named("Originate") == []
+        await page.reload()
+        await expect(page.locator(f"#task-{task_id}")).to_be_visible()  # still signed in
+
+        # the sign-in form has its own token
+        answer = await page.request.post(
+            site.url("/login"), form={"name": "anna", "password": PASSWORD, "csrf": "x"}
+        )
+        assert answer.status == 403
+
+        await page.get_by_role("button", name="Log out").click()
+        await expect(page).to_have_url(site.url("/login"))
+        answer = await page.request.get(site.url("/callbacks/tasks.json"))
+        assert answer.status == 401
