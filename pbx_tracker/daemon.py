@@ -38,6 +38,7 @@ from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.service import CallbackService
+from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
@@ -47,7 +48,13 @@ from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.metrics import PoolCollector, metrics_registry
+from pbx_tracker.web.metrics import (
+    OPEN_CALLBACKS_SECONDS,
+    CallCounter,
+    DaemonCollector,
+    PoolCollector,
+    metrics_registry,
+)
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.pools import VisitPools
@@ -108,6 +115,13 @@ class Daemon:
         self.ringme = self._ring_me(settings)
         self.callbacks = self._callbacks(settings, writer)
         self.attribution_watch = AttributionWatch(settings.attribution)
+        self.calls_counted = CallCounter()
+        _also_on_written(writer, self.calls_counted.call_written)
+        self.daemon_metrics = DaemonCollector(
+            self.calls_counted,
+            ami_connected=lambda: self.listener.connected,
+            events_seen=lambda: self.correlator.events_seen,
+        )
         self.visit_pools, self.http = self._http(settings, writer, landing)
         if settings.number_pools:
             _also_on_written(writer, self.attribution_watch.call_written)
@@ -136,6 +150,7 @@ class Daemon:
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
         history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
+        counting = asyncio.create_task(self._count_open_callbacks(), name="open-callbacks")
         watchdog = self._start_watchdog(stop)
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({listener, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,7 +159,7 @@ class Daemon:
         if listener.done() and isinstance(listener.exception(), AmiLoginError):
             log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
             code = 1
-        await self._shutdown(listener, consumer, history, watchdog, stopped)
+        await self._shutdown(listener, consumer, history, counting, watchdog, stopped)
         return code
 
     def _ring_me(self, settings: Settings) -> RingMe | None:
@@ -197,7 +212,7 @@ class Daemon:
             pools or NoPools(),
             landing=landing,
             pool_status=status,
-            metrics=metrics_registry(self._metrics(pools)),
+            metrics=metrics_registry(self._metrics(pools), self.daemon_metrics),
             pages=self._pages(settings, writer) if settings.web.users else None,
         )
         return pools, server
@@ -288,6 +303,18 @@ class Daemon:
             return False
         log.info("daemon.agi_listening", host=agi.host, port=self.agi.port)
         return True
+
+    async def _count_open_callbacks(self) -> None:
+        """Open callback tasks for /metrics, counted in the database now and then."""
+        if self.http is None or self.callbacks is None:
+            return
+        while True:
+            try:
+                async with self.writer.engine.connect() as conn:
+                    self.daemon_metrics.open_callbacks = await count_open_tasks(conn)
+            except Exception as error:  # the database is down: the last count stays
+                log.debug("daemon.open_callbacks_unknown", error=str(error) or type(error).__name__)
+            await asyncio.sleep(OPEN_CALLBACKS_SECONDS)
 
     async def _keep_caller_history(self) -> None:
         """Callers' last managers in memory (sticky routing), refreshed from the database."""

@@ -343,6 +343,13 @@ async def list_tasks(
     return [_task_from_row(row) for row in (await conn.execute(query)).all()]
 
 
+async def count_open_tasks(conn: AsyncConnection) -> int:
+    """How many callback tasks are open (for monitoring)."""
+    query = select(func.count()).select_from(tasks_table)
+    query = query.where(tasks_table.c.status == TaskStatus.OPEN.value)
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def task_events(conn: AsyncConnection, task_id: int) -> list[TaskEvent]:
     """The task's events in the order they were recorded."""
     e = events_table.c

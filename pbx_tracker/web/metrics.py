@@ -1,6 +1,13 @@
-"""`/metrics` in Prometheus' text format: the website number pools and the visits API.
+"""`/metrics` in Prometheus' text format: calls, the AMI link, callbacks, the website
+number pools and the visits API.
 
 Read at scrape time from what the daemon holds in memory (no database query):
+
+- ``pbx_tracker_calls_total{status,source}``: calls stored since the daemon started;
+- ``pbx_tracker_ami_connected``: 1 while logged in to Asterisk;
+- ``pbx_tracker_ami_events_total``: AMI events correlated (``rate()`` = events/s);
+- ``pbx_tracker_callbacks_open``: open callback tasks (counted in the database by the
+  daemon every ``OPEN_CALLBACKS_SECONDS``; absent until the first count);
 
 - ``pbx_tracker_pool_numbers{pool}``: numbers in the pool;
 - ``pbx_tracker_pool_in_use{pool}``: numbers held by a visit now (hold not run out);
@@ -15,6 +22,7 @@ Read at scrape time from what the daemon holds in memory (no database query):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -23,9 +31,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pbx_tracker.attribution.watch import AttributionWatch
+from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.web.memory_pool import MemoryVisitPool
 
-__all__ = ["PoolCollector", "metrics_registry"]
+__all__ = ["CallCounter", "DaemonCollector", "PoolCollector", "metrics_registry"]
+
+OPEN_CALLBACKS_SECONDS = 15.0
 
 Clock = Callable[[], datetime]
 ApiCounters = Callable[[], dict[str, int]]
@@ -92,8 +103,55 @@ class PoolCollector(Collector):
         yield from (numbers, in_use, exhausted, share, warning)
 
 
-def metrics_registry(collector: PoolCollector) -> CollectorRegistry:
-    """A registry of our own (not the process-wide default) holding ``collector``."""
+class CallCounter:
+    """Calls stored since start, by status and source (fed by the writer's on_written)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def call_written(self, record: CallRecord, new: bool) -> None:
+        if new and record.direction is Direction.INBOUND:
+            self.counts[(str(record.status), record.source or "unknown")] += 1
+
+
+class DaemonCollector(Collector):
+    """The daemon's own figures: calls, the AMI link and events, open callbacks."""
+
+    def __init__(
+        self,
+        calls: CallCounter,
+        ami_connected: Callable[[], bool],
+        events_seen: Callable[[], int],
+    ) -> None:
+        self._calls = calls
+        self._ami_connected = ami_connected
+        self._events_seen = events_seen
+        self.open_callbacks: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "pbx_tracker_calls", "Calls stored since start", labels=["status", "source"]
+        )
+        for (status, source), count in sorted(self._calls.counts.items()):
+            calls.add_metric([status, source], count)
+        yield calls
+        yield GaugeMetricFamily(
+            "pbx_tracker_ami_connected",
+            "1 while logged in to Asterisk's AMI",
+            value=float(self._ami_connected()),
+        )
+        yield CounterMetricFamily(
+            "pbx_tracker_ami_events", "AMI events correlated", value=self._events_seen()
+        )
+        if self.open_callbacks is not None:
+            yield GaugeMetricFamily(
+                "pbx_tracker_callbacks_open", "Open callback tasks", value=self.open_callbacks
+            )
+
+
+def metrics_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of our own (not the process-wide default) holding ``collectors``."""
     registry = CollectorRegistry(auto_describe=False)  # collect() only on a scrape
-    registry.register(collector)
+    for collector in collectors:
+        registry.register(collector)
     return registry

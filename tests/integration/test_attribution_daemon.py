@@ -170,6 +170,8 @@ async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
     assert metrics['pbx_tracker_pool_exhaustions_total{pool="site"}'] == 0
     assert metrics['pbx_tracker_pool_attribution_warning{pool="site"}'] == 0
     assert metrics["pbx_tracker_http_visits_started_total"] == 1
+    assert metrics["pbx_tracker_ami_connected"] == 1
+    assert "pbx_tracker_ami_events_total" in metrics
     assert (site["pool"], site["size"], site["in_use"]) == ("site", 10, 1)
     assert site["leases_started"] == 1
     assert site["recommended_size"] == 4

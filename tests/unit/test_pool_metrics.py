@@ -1,20 +1,23 @@
-"""What Prometheus scrapes about the pools: use, exhaustion, the attribution warning."""
+"""What Prometheus scrapes: calls, the AMI link, callbacks, and the pools' use,
+exhaustion and attribution warning."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import generate_latest
+from prometheus_client.registry import Collector
 
 from pbx_tracker.attribution.settings import AttributionSettings
 from pbx_tracker.attribution.watch import AttributionWatch
+from pbx_tracker.calls.records import CallStatus
 from pbx_tracker.web.memory_pool import MemoryVisitPool
-from pbx_tracker.web.metrics import PoolCollector, metrics_registry
+from pbx_tracker.web.metrics import CallCounter, DaemonCollector, PoolCollector, metrics_registry
 from pbx_tracker.web.models import VisitStart
 from stored import missed_call
 
 
-def scrape(collector: PoolCollector) -> dict[str, float]:
+def scrape(collector: Collector) -> dict[str, float]:
     samples = {}
     for line in generate_latest(metrics_registry(collector)).decode().splitlines():
         if line and not line.startswith("#"):
@@ -49,3 +52,23 @@ async def test_use_exhaustion_and_warning_are_scraped() -> None:
     assert samples["pbx_tracker_http_visits_started_total"] == 3
     later = PoolCollector([pool], watch, dict, clock=lambda: now + timedelta(seconds=601))
     assert scrape(later)['pbx_tracker_pool_in_use{pool="site"}'] == 0  # holds ran out
+
+
+def test_calls_ami_and_open_callbacks_are_scraped() -> None:
+    counter = CallCounter()
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    answered = missed_call("1.1", now, "+79161234567").replace(
+        status=CallStatus.ANSWERED, missed_reason=None, source="yandex"
+    )
+    counter.call_written(answered, new=True)
+    counter.call_written(answered, new=False)  # stored again: not a new call
+    counter.call_written(missed_call("1.2", now, None).replace(source="yandex"), new=True)
+    collector = DaemonCollector(counter, ami_connected=lambda: True, events_seen=lambda: 1234)
+    samples = scrape(collector)
+    assert samples['pbx_tracker_calls_total{source="yandex",status="answered"}'] == 1
+    assert samples['pbx_tracker_calls_total{source="yandex",status="missed"}'] == 1
+    assert samples["pbx_tracker_ami_connected"] == 1
+    assert samples["pbx_tracker_ami_events_total"] == 1234
+    assert "pbx_tracker_callbacks_open" not in samples  # not counted yet
+    collector.open_callbacks = 3
+    assert scrape(collector)["pbx_tracker_callbacks_open"] == 3
