@@ -10,7 +10,11 @@ Routes (HTML unless said otherwise):
   newest first, with "Call now" and "Done"; ``GET /callbacks/tasks.json`` the
   same rows as JSON, which ``/static/pages.js`` polls to keep the list current;
 - ``POST /callbacks/{id}/call``: ring the manager's phone, then the customer
-  (`RingMe`, the daemon's AMI connection); ``POST /callbacks/{id}/done``: close it.
+  (`RingMe`, the daemon's AMI connection); ``POST /callbacks/{id}/done``: close it;
+- ``GET /calls`` (everyone), ``GET /recordings/{call_id}``: the calls list and a
+  call's recording (`pbx_tracker.web.pages_calls`);
+- ``GET /reports``, ``GET /reports.csv`` (marketers, admins): the sources report
+  with charts, and its CSV (`pbx_tracker.web.pages_reports`).
 
 Every POST needs the session's CSRF token (the login form: the token of its own
 cookie); without it: 403, logged.  A marketer gets 403 on /callbacks, a
@@ -28,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
 from pbx_tracker.phones import display_number
+from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.web import pages_html
 from pbx_tracker.web.api import SETTINGS, client_key
 from pbx_tracker.web.auth import (
@@ -80,7 +86,9 @@ class Pages:
 
     ``dial``: the channel string to ring a manager's phone (`RoutingPlan.dial_string`);
     ``clock``: monotonic seconds for sessions and the login brake; ``now``: wall time
-    for the tasks' ages and the close time."""
+    for the tasks' ages and the close time; ``recordings_dir``: the only folder
+    recordings are played from; ``rules``: the reports' rules and time zone
+    (`rules_of`); ``managers``: extension -> name, to show who answered."""
 
     def __init__(
         self,
@@ -93,6 +101,9 @@ class Pages:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_seconds: float = 5.0,
+        recordings_dir: Path | None = None,
+        rules: ReportRules | None = None,
+        managers: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -101,6 +112,11 @@ class Pages:
         self.dial = dial
         self.now = now
         self.poll_seconds = poll_seconds
+        self.recordings_dir = recordings_dir
+        self.rules = rules or ReportRules(
+            target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=None
+        )
+        self.managers = dict(managers or {})
         self.sessions = SessionStore(settings.session_minutes * 60.0, clock=clock)
         self.throttle = LoginThrottle(clock=clock)
 
@@ -150,7 +166,7 @@ def _safe_next(value: str | None) -> str:
     """Where to go after signing in: a path on this site only."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
-    return "/callbacks"
+    return "/"
 
 
 def _set_cookie(response: web.Response, pages: Pages, name: str, value: str) -> None:
@@ -180,7 +196,7 @@ def _to_login(request: web.Request) -> web.Response:
     expired = "&expired=1" if SESSION_COOKIE in request.cookies else ""
     if _wants_json(request):
         return web.json_response({"error": "login needed"}, status=401, headers=HEADERS)
-    back = request.path if request.method == "GET" else "/callbacks"
+    back = request.path_qs if request.method == "GET" else "/"
     return _redirect(f"/login?next={quote(back)}{expired}")
 
 
@@ -469,6 +485,9 @@ def _static(name: str, content_type: str) -> Handler:
 
 def add_page_routes(app: web.Application, pages: Pages) -> None:
     """The pages' routes on the daemon's application."""
+    from pbx_tracker.web.pages_calls import add_calls_routes  # they import this module
+    from pbx_tracker.web.pages_reports import add_reports_routes
+
     app[PAGES] = pages
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
@@ -478,5 +497,7 @@ def add_page_routes(app: web.Application, pages: Pages) -> None:
     app.router.add_get("/callbacks/tasks.json", callbacks_json)
     app.router.add_post(r"/callbacks/{task_id}/call", call_now)
     app.router.add_post(r"/callbacks/{task_id}/done", done)
+    add_calls_routes(app)
+    add_reports_routes(app)
     app.router.add_get("/static/pages.css", _static("pages.css", "text/css"))
     app.router.add_get("/static/pages.js", _static("pages.js", "application/javascript"))

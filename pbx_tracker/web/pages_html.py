@@ -11,7 +11,16 @@ import html
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["callbacks_page", "home_page", "login_page", "problem_page"]
+__all__ = [
+    "callbacks_page",
+    "csrf_field",
+    "escape",
+    "home_page",
+    "layout",
+    "login_page",
+    "nav_links",
+    "problem_page",
+]
 
 APP = "pbx-tracker"
 
@@ -24,20 +33,42 @@ def _csrf(token: str) -> str:
     return f'<input type="hidden" name="csrf" value="{_e(token)}">'
 
 
-def layout(title: str, body: str, *, user: Any = None, csrf: str = "") -> str:
-    """The page around ``body``; a header with the user and "Log out" when logged in."""
+escape = _e
+csrf_field = _csrf
+
+
+# The header's links: (path, label, roles that may open it).
+NAV = (
+    ("/callbacks", "Callbacks", ("manager", "admin")),
+    ("/calls", "Calls", ("manager", "marketer", "admin")),
+    ("/reports", "Reports", ("marketer", "admin")),
+)
+
+
+def nav_links(role: str) -> list[tuple[str, str]]:
+    """(path, label) of the pages ``role`` may open, in the header's order."""
+    return [(path, label) for path, label, roles in NAV if role in roles]
+
+
+def layout(title: str, body: str, *, user: Any = None, csrf: str = "", wide: bool = False) -> str:
+    """The page around ``body``; a header with the pages the user may open, the user and
+    "Log out" when logged in.  ``wide``: room for tables and charts."""
     bar = ""
     if user is not None:
-        here = ' aria-current="page"' if title.startswith("Callbacks") else ""
-        link = f'<a class="nav-link" href="/callbacks"{here}>Callbacks</a>'
-        nav = "" if user.role == "marketer" else link
+        here = ' aria-current="page"'
+        links = "".join(
+            f'<a class="nav-link" href="{path}"{here if title.startswith(label) else ""}>'
+            f"{label}</a>"
+            for path, label in nav_links(user.role)
+        )
         bar = (
-            f'<nav class="nav">{nav}</nav>'
+            f'<nav class="nav" aria-label="Pages">{links}</nav>'
             f'<div class="who"><span class="who-name">{_e(user.name)}</span>'
             f'<span class="who-role">{_e(user.role)}</span>'
             f'<form method="post" action="/logout">{_csrf(csrf)}'
             '<button class="btn btn-quiet" type="submit">Log out</button></form></div>'
         )
+    main = "main main-wide" if wide else "main"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -45,7 +76,7 @@ def layout(title: str, body: str, *, user: Any = None, csrf: str = "") -> str:
         '<link rel="stylesheet" href="/static/pages.css">'
         '<script defer src="/static/pages.js"></script></head><body>'
         f'<header class="top"><a class="brand" href="/">{APP}</a>{bar}</header>'
-        f'<main class="main">{body}</main></body></html>'
+        f'<main class="{main}">{body}</main></body></html>'
     )
 
 
@@ -87,10 +118,17 @@ def problem_page(title: str, text: str, *, user: Any = None, csrf: str = "") -> 
 
 
 def home_page(*, user: Any, csrf: str) -> str:
-    body = (
-        f'<section class="card"><h1>Hello, {_e(user.name)}</h1>'
-        "<p>Reports for marketers will appear here.</p></section>"
+    about = {
+        "/callbacks": "Missed calls waiting for a call back.",
+        "/calls": "Every call: who, from which ad, answered or not; play the recordings.",
+        "/reports": "Calls, leads and their cost by source, with charts and CSV.",
+    }
+    cards = "".join(
+        f'<li><a class="tile" href="{path}"><span class="tile-title">{label}</span>'
+        f'<span class="tile-text">{_e(about[path])}</span></a></li>'
+        for path, label in nav_links(user.role)
     )
+    body = f'<h1>Hello, {_e(user.name)}</h1><ul class="tiles">{cards}</ul>'
     return layout("Start", body, user=user, csrf=csrf)
 
 

@@ -136,3 +136,23 @@
   });
   refresh().then(schedule);
 }());
+
+// The calls list: "Play" puts an <audio> player in place of the link (without this
+// script the link opens the recording in the browser's own player).
+(function () {
+  'use strict';
+  document.addEventListener('click', function (event) {
+    var link = event.target instanceof Element ? event.target.closest('a[data-play]') : null;
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
+    event.preventDefault();
+    var audio = document.createElement('audio');
+    audio.controls = true;
+    audio.preload = 'metadata';
+    audio.className = 'player';
+    audio.src = link.getAttribute('href');
+    audio.setAttribute('aria-label', link.getAttribute('aria-label') || 'Recording');
+    link.replaceWith(audio);
+    var playing = audio.play();
+    if (playing && playing.catch) { playing.catch(function () { /* the user presses play */ }); }
+  });
+}());

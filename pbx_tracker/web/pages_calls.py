@@ -1,0 +1,528 @@
+"""The calls list (``GET /calls``) and a call's recording (``GET /recordings/{call_id}``).
+
+Anyone signed in may open them.  The list shows the inbound calls of a period
+(default: today in the reports' zone, ``routing.timezone`` or the machine's),
+newest first, 50 a page, filtered by the query string:
+
+- ``from``, ``to``: dates (``2026-11-01``), ``to`` included, at most a year apart;
+- ``source``: the credited source, 1 to 64 letters, digits, spaces or ``._-:/+@``;
+- ``status``: ``answered`` or ``missed``;
+- ``manager``: an extension (digits): calls it answered or that rang its phone;
+- ``caller``, ``did``: digits the caller's or the tracked number contains (spaces,
+  dashes, brackets and a leading ``+`` are dropped first).
+
+Any other value is refused with 400 and logged (which filter, the value cut
+short); no call is shown then.  Values go into SQL only as bound parameters.
+
+A recording is served only from ``recordings_dir``: the call's
+``recording_path`` (absolute, or a name in that folder) must not contain
+``..`` and its real path (symlinks resolved) must lie inside the folder's real
+path, else 403 (logged); a missing file is 404.  aiohttp's `FileResponse`
+answers Range requests (206), so the browser's ``<audio>`` can seek.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from sqlalchemy import Table, and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from pbx_tracker.phones import display_number
+from pbx_tracker.reports.period import in_zone, local_date
+from pbx_tracker.store.models import CallRow, RingAttemptRow
+from pbx_tracker.web import pages_html
+from pbx_tracker.web.pages import (
+    PAGES,
+    Pages,
+    _current,
+    _forbidden,
+    _html,
+    _to_login,
+)
+from pbx_tracker.web.pages_html import escape as _e
+
+__all__ = ["CallFilters", "FilterError", "add_calls_routes", "find_calls", "parse_filters"]
+
+log = structlog.get_logger(__name__)
+
+calls_table = cast(Table, CallRow.__table__)
+attempts_table = cast(Table, RingAttemptRow.__table__)
+PER_PAGE = 50
+MAX_PAGE = 10_000
+MAX_DAYS = 366
+MAX_LOGGED = 64
+MAX_SOURCES = 200
+_SOURCE = re.compile(r"[\w .:/+@-]{1,64}")
+_NUMBER = re.compile(r"\d{1,15}")
+_FORMATTING = re.compile(r"[\s\-().]")
+_EXTENSION = re.compile(r"\d{1,10}")
+_PAGE = re.compile(r"[1-9]\d{0,4}")
+STATUSES = ("answered", "missed")
+REASONS = {
+    "no_answer": "no answer",
+    "abandoned": "caller hung up",
+    "busy": "busy",
+    "unavailable": "nobody available",
+    "failed": "failed",
+}
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".gsm": "application/octet-stream",
+}
+
+
+class FilterError(ValueError):
+    """A filter value the page refuses: which field, and what to write instead."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilters:
+    """What the list shows: the days (in the zone), the filters, the page."""
+
+    first: date
+    last: date
+    source: str | None = None
+    status: str | None = None
+    manager: str | None = None
+    caller: str | None = None
+    did: str | None = None
+    page: int = 1
+
+    def query(self, **changes: Any) -> str:
+        """The query string of these filters (with ``changes``), for links."""
+        shown = replace(self, **changes)
+        values = {
+            "from": shown.first.isoformat(),
+            "to": shown.last.isoformat(),
+            "source": shown.source,
+            "status": shown.status,
+            "manager": shown.manager,
+            "caller": shown.caller,
+            "did": shown.did,
+            "page": None if shown.page == 1 else str(shown.page),
+        }
+        return urlencode({name: value for name, value in values.items() if value})
+
+
+def _day(query: Mapping[str, str], name: str, default: date) -> date:
+    text = query.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        if len(text) != len("2026-11-01"):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FilterError(name, "Write dates as YYYY-MM-DD, e.g. 2026-11-01.") from None
+
+
+def _number(query: Mapping[str, str], name: str) -> str | None:
+    text = _FORMATTING.sub("", query.get(name, "")).removeprefix("+")
+    if not text:
+        return None
+    if not _NUMBER.fullmatch(text):
+        raise FilterError(name, "Phone numbers take digits only (up to 15).")
+    return text
+
+
+def parse_filters(query: Mapping[str, str], today: date) -> CallFilters:
+    """The filters of a query string; FilterError names the first bad one."""
+    first = _day(query, "from", today)
+    last = _day(query, "to", first if query.get("from", "").strip() else today)
+    if last < first:
+        raise FilterError("to", "The period ends before it starts.")
+    if (last - first).days >= MAX_DAYS:
+        raise FilterError("to", f"Pick a period of at most {MAX_DAYS} days.")
+    source = query.get("source", "").strip() or None
+    if source is not None and not _SOURCE.fullmatch(source):
+        raise FilterError(
+            "source", "A source is up to 64 letters, digits, spaces and . _ - : / + @."
+        )
+    status = query.get("status", "").strip() or None
+    if status is not None and status not in STATUSES:
+        raise FilterError("status", "The status is answered or missed.")
+    manager = query.get("manager", "").strip() or None
+    if manager is not None and not _EXTENSION.fullmatch(manager):
+        raise FilterError("manager", "A manager is an extension: 1 to 10 digits.")
+    page_text = query.get("page", "").strip() or "1"
+    if not _PAGE.fullmatch(page_text) or int(page_text) > MAX_PAGE:
+        raise FilterError("page", "The page is a number.")
+    return CallFilters(
+        first,
+        last,
+        source=source,
+        status=status,
+        manager=manager,
+        caller=_number(query, "caller"),
+        did=_number(query, "did"),
+        page=int(page_text),
+    )
+
+
+# --- the query ------------------------------------------------------------------------------
+
+
+def _credited(label: str, pages: Pages) -> ColumnElement[Any]:
+    """The call's source/campaign as the reports credit it (first or last touch)."""
+    c = calls_table.c
+    touch = "first_touch" if pages.rules.model == "first_touch" else "last_touch"
+    return func.coalesce(c[f"{touch}_{label}"], c[label])
+
+
+def _conditions(filters: CallFilters, pages: Pages) -> list[ColumnElement[bool]]:
+    c, zone = calls_table.c, pages.rules.zone
+    start = in_zone(datetime(filters.first.year, filters.first.month, filters.first.day), zone)
+    after = filters.last + timedelta(days=1)
+    end = in_zone(datetime(after.year, after.month, after.day), zone)
+    where: list[ColumnElement[bool]] = [c.started_at >= start, c.started_at < end]
+    if filters.source is not None:
+        where.append(func.lower(_credited("source", pages)) == filters.source.lower())
+    if filters.status is not None:
+        where.append(c.status == filters.status)
+    if filters.manager is not None:
+        a = attempts_table.c
+        rang = exists().where(a.call_id == c.id, a.manager == filters.manager)
+        where.append(or_(c.answered_by == filters.manager, rang))
+    if filters.caller is not None:
+        where.append(c.caller.contains(filters.caller, autoescape=True))
+    if filters.did is not None:
+        where.append(c.did.contains(filters.did, autoescape=True))
+    return where
+
+
+async def find_calls(
+    conn: AsyncConnection, filters: CallFilters, pages: Pages
+) -> tuple[list[Any], int]:
+    """One page of the calls the filters select (newest first), and how many there are."""
+    c = calls_table.c
+    where = and_(*_conditions(filters, pages))
+    total = (await conn.execute(select(func.count()).where(where))).scalar_one()
+    query = (
+        select(
+            c.id,
+            c.started_at,
+            c.caller,
+            c.did,
+            c.status,
+            c.missed_reason,
+            c.answered_by,
+            c.ring_seconds,
+            c.talk_seconds,
+            c.recording_path,
+            c.utm_term,
+            _credited("source", pages).label("credited_source"),
+            _credited("campaign", pages).label("credited_campaign"),
+        )
+        .where(where)
+        .order_by(c.started_at.desc(), c.id.desc())
+        .limit(PER_PAGE)
+        .offset((filters.page - 1) * PER_PAGE)
+    )
+    return list((await conn.execute(query)).all()), int(total)
+
+
+async def _known_sources(conn: AsyncConnection, filters: CallFilters, pages: Pages) -> list[str]:
+    """The sources of the period, for the source field's suggestions."""
+    period = replace(filters, source=None, status=None, manager=None, caller=None, did=None)
+    source = _credited("source", pages)
+    query = (
+        select(source)
+        .distinct()
+        .where(*_conditions(period, pages), source.is_not(None))
+        .order_by(source)
+        .limit(MAX_SOURCES)
+    )
+    return [str(value) for value in (await conn.execute(query)).scalars()]
+
+
+# --- what a row shows -----------------------------------------------------------------------
+
+
+def _duration(seconds: int | None) -> str:
+    whole = max(0, int(seconds or 0))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
+    """What one call shows, ready to print."""
+    started = row.started_at.astimezone(pages.rules.zone)
+    answered = row.status == "answered"
+    reason = REASONS.get(row.missed_reason or "", row.missed_reason or "")
+    manager = row.answered_by or ""
+    if manager and manager in pages.managers:
+        manager = f"{pages.managers[manager]} ({manager})"
+    return {
+        "id": int(row.id),
+        "time": f"{started:%H:%M}",
+        "date": f"{started:%a %d %b}" if with_date else "",
+        "when": f"{started:%Y-%m-%d %H:%M:%S %Z}".strip(),
+        "caller": display_number(row.caller, pages.region) if row.caller else "Hidden number",
+        "did": display_number(row.did, pages.region) if row.did else "",
+        "source": row.credited_source or "no source",
+        "campaign": row.credited_campaign or "",
+        "keyword": row.utm_term or "",
+        "status": "answered" if answered else "missed",
+        "status_text": "Answered" if answered else "Missed",
+        "reason": "" if answered else reason,
+        "manager": manager,
+        "ring": _duration(row.ring_seconds),
+        "talk": _duration(row.talk_seconds) if answered else "",
+        "recording": bool(row.recording_path),
+    }
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _today(pages: Pages) -> date:
+    return local_date(pages.now(), pages.rules.zone)
+
+
+async def calls_page(request: web.Request) -> web.Response:
+    current = _current(request)
+    if current is None:
+        return _to_login(request)
+    session, user = current
+    pages = request.app[PAGES]
+    today = _today(pages)
+    try:
+        filters = parse_filters(request.query, today)
+    except FilterError as error:
+        value = request.query.get(error.field, "")
+        log.warning(
+            "web.filter_refused", user=user.name, field=error.field, value=value[:MAX_LOGGED]
+        )
+        shown = {k: v for k, v in request.query.items() if k != error.field}
+        try:
+            fallback = parse_filters(shown, today)
+        except FilterError:
+            fallback = CallFilters(today, today)
+        page = calls_html(
+            user=user,
+            csrf=session.csrf,
+            filters=fallback,
+            rows=[],
+            total=0,
+            sources=[],
+            managers=pages.managers,
+            error=f"{error} Nothing was searched.",
+        )
+        return _html(page, 400)
+    async with pages.engine.connect() as conn:
+        found, total = await find_calls(conn, filters, pages)
+        sources = await _known_sources(conn, filters, pages)
+    several_days = filters.first != filters.last
+    rows = [call_row(row, pages, with_date=several_days) for row in found]
+    page = calls_html(
+        user=user,
+        csrf=session.csrf,
+        filters=filters,
+        rows=rows,
+        total=total,
+        sources=sources,
+        managers=pages.managers,
+    )
+    return _html(page)
+
+
+# --- recordings ---------------------------------------------------------------------------
+
+
+def _resolve(recordings_dir: Path, stored: str) -> tuple[Path | None, str]:
+    """(the real path to serve, "") or (None, why it is refused: "parent", "outside")."""
+    path = Path(stored)
+    if ".." in path.parts:
+        return None, "parent"
+    folder = recordings_dir.resolve()
+    real = (path if path.is_absolute() else folder / path).resolve()
+    if not real.is_relative_to(folder) or real == folder:
+        return None, "outside"
+    return real, ""
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    current = _current(request)
+    if current is None:
+        return _to_login(request)
+    session, user = current
+    pages = request.app[PAGES]
+    call_id = request.match_info["call_id"]
+    stored = None
+    if call_id.isdigit() and len(call_id) <= 18:
+        async with pages.engine.connect() as conn:
+            query = select(calls_table.c.recording_path).where(calls_table.c.id == int(call_id))
+            stored = (await conn.execute(query)).scalar_one_or_none()
+    if not stored or pages.recordings_dir is None:
+        return _missing(request, session, user)
+    real, why = await asyncio.to_thread(_resolve, pages.recordings_dir, stored)
+    if real is None:
+        log.warning("web.recording_refused", user=user.name, call=call_id, reason=why)
+        return _forbidden(request, session, user, "This recording is not in the recordings folder.")
+    content_type = AUDIO_TYPES.get(real.suffix.lower())
+    if content_type is None:
+        log.warning("web.recording_refused", user=user.name, call=call_id, reason="type")
+        return _forbidden(request, session, user, "This file is not a recording.")
+    if not await asyncio.to_thread(real.is_file):
+        return _missing(request, session, user)
+    log.info("web.recording", user=user.name, call=call_id)
+    headers = {
+        "Content-Type": content_type,
+        "Content-Disposition": f'inline; filename="call-{call_id}{real.suffix.lower()}"',
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=300",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    return web.FileResponse(real, headers=headers)
+
+
+def _missing(request: web.Request, session: Any, user: Any) -> web.Response:
+    text = "There is no recording of this call (or its file is gone)."
+    page = pages_html.problem_page("No recording", text, user=user, csrf=session.csrf)
+    return _html(page, 404)
+
+
+def add_calls_routes(app: web.Application) -> None:
+    app.router.add_get("/calls", calls_page)
+    app.router.add_get(r"/recordings/{call_id}", recording)
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+
+def _options(values: list[tuple[str, str]], chosen: str | None) -> str:
+    return "".join(
+        f'<option value="{_e(value)}"{" selected" if value == (chosen or "") else ""}>'
+        f"{_e(label)}</option>"
+        for value, label in values
+    )
+
+
+def _filters_form(filters: CallFilters, sources: list[str], managers: Mapping[str, str]) -> str:
+    statuses = [("", "Any"), ("answered", "Answered"), ("missed", "Missed")]
+    people = [("", "Anyone")] + [(ext, f"{name} ({ext})") for ext, name in managers.items()]
+    if filters.manager and filters.manager not in managers:
+        people.append((filters.manager, filters.manager))
+    suggestions = "".join(f'<option value="{_e(source)}">' for source in sources)
+    return (
+        '<form class="filters card" method="get" action="/calls" role="search">'
+        f'<label>From<input type="date" name="from" value="{filters.first}"></label>'
+        f'<label>To<input type="date" name="to" value="{filters.last}"></label>'
+        '<label>Source<input name="source" list="sources" maxlength="64" '
+        f'value="{_e(filters.source or "")}" placeholder="any" autocomplete="off"></label>'
+        f'<datalist id="sources">{suggestions}</datalist>'
+        f'<label>Status<select name="status">{_options(statuses, filters.status)}</select>'
+        "</label>"
+        f'<label>Manager<select name="manager">{_options(people, filters.manager)}</select>'
+        "</label>"
+        '<label>Caller<input name="caller" inputmode="tel" maxlength="24" '
+        f'value="{_e(filters.caller or "")}" placeholder="digits"></label>'
+        '<label>Tracked number<input name="did" inputmode="tel" maxlength="24" '
+        f'value="{_e(filters.did or "")}" placeholder="digits"></label>'
+        '<div class="filter-actions"><button class="btn btn-brand" type="submit">Show</button>'
+        '<a class="btn btn-quiet" href="/calls">Today</a></div></form>'
+    )
+
+
+def _call_item(row: Mapping[str, Any]) -> str:
+    campaign = f'<span class="meta-item">{_e(row["campaign"])}</span>' if row["campaign"] else ""
+    keyword = ""
+    if row["keyword"]:
+        keyword = f'<span class="meta-item keyword">“{_e(row["keyword"])}”</span>'
+    reason = f' <span class="reason">{_e(row["reason"])}</span>' if row["reason"] else ""
+    talk = f'<span class="talk">talk {_e(row["talk"])}</span>' if row["talk"] else ""
+    play = ""
+    if row["recording"]:
+        play = (
+            f'<a class="btn btn-play" href="/recordings/{row["id"]}" data-play '
+            f'aria-label="Play the recording of call {row["id"]}">Play</a>'
+        )
+    date_part = f'<span class="call-date">{_e(row["date"])}</span>' if row["date"] else ""
+    return (
+        f'<tr class="call call-{_e(row["status"])}" id="call-{row["id"]}" data-id="{row["id"]}">'
+        f'<td class="c-time" title="{_e(row["when"])}">{date_part}'
+        f'<span class="call-time">{_e(row["time"])}</span></td>'
+        f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>'
+        f'<span class="did">to {_e(row["did"]) or "—"}</span></td>'
+        f'<td class="c-source"><div class="meta"><span class="meta-item">{_e(row["source"])}'
+        f"</span>{campaign}{keyword}</div></td>"
+        f'<td class="c-status"><span class="badge badge-{_e(row["status"])}">'
+        f"{_e(row['status_text'])}</span>{reason}</td>"
+        f'<td class="c-manager{"" if row["manager"] else " is-none"}">'
+        f"{_e(row['manager']) or '—'}</td>"
+        f'<td class="c-times"><span class="ring">ring {_e(row["ring"])}</span>{talk}</td>'
+        f'<td class="c-play">{play}</td></tr>'
+    )
+
+
+def _pager(filters: CallFilters, total: int) -> str:
+    if total <= PER_PAGE:
+        return ""
+    last_page = (total + PER_PAGE - 1) // PER_PAGE
+    newer = older = ""
+    if filters.page > 1:
+        back = _e(filters.query(page=filters.page - 1))
+        newer = f'<a class="btn btn-quiet" rel="prev" href="/calls?{back}">← Newer</a>'
+    if filters.page < last_page:
+        on = _e(filters.query(page=filters.page + 1))
+        older = f'<a class="btn btn-quiet" rel="next" href="/calls?{on}">Older →</a>'
+    return (
+        f'<nav class="pager" aria-label="Pages of calls">{newer}'
+        f'<span class="pager-at">Page {filters.page} of {last_page}</span>{older}</nav>'
+    )
+
+
+def calls_html(
+    *,
+    user: Any,
+    csrf: str,
+    filters: CallFilters,
+    rows: list[dict[str, Any]],
+    total: int,
+    sources: list[str],
+    managers: Mapping[str, str],
+    error: str | None = None,
+) -> str:
+    alert = f'<p class="alert alert-error" role="alert">{_e(error)}</p>' if error else ""
+    first = (filters.page - 1) * PER_PAGE + 1
+    if filters.first == filters.last:
+        period = f"{filters.first:%a %d %b %Y}"
+    else:
+        period = f"{filters.first:%d %b %Y} &ndash; {filters.last:%d %b %Y}"
+    shown = f"{first}&ndash;{first + len(rows) - 1} of {total}" if total > len(rows) else str(total)
+    summary = "" if error else f'<p class="summary" id="summary">{period}: {shown} calls</p>'
+    table = ""
+    if rows:
+        items = "".join(_call_item(row) for row in rows)
+        table = (
+            '<div class="table-wrap"><table class="calls" id="calls"><thead><tr>'
+            '<th scope="col">Time</th><th scope="col">Caller</th>'
+            '<th scope="col">Source</th><th scope="col">Status</th>'
+            '<th scope="col">Manager</th><th scope="col">Ring / talk</th>'
+            '<th scope="col"><span class="sr-only">Recording</span></th>'
+            f"</tr></thead><tbody>{items}</tbody></table></div>"
+        )
+    elif not error:
+        table = '<p class="empty" id="empty">No calls match. Try a longer period.</p>'
+    body = (
+        '<div class="heading"><h1>Calls</h1></div>'
+        f"{_filters_form(filters, sources, managers)}{alert}{summary}{table}"
+        f"{_pager(filters, total)}"
+    )
+    return pages_html.layout("Calls", body, user=user, csrf=csrf, wide=True)

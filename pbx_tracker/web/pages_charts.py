@@ -1,0 +1,153 @@
+"""Charts for the reports page: inline SVG made on the server, no script, no library.
+
+The Content-Security-Policy allows no inline style, so the SVG carries only
+geometry and presentation attributes; colours come from classes in
+``/static/pages.css`` (``.s0`` … ``.s7``: a series' colour as ``currentColor``;
+``.bar`` fills with it, ``.line`` and ``.point`` stroke with it).  Every bar
+and point has a ``<title>`` (the browser's tooltip) and ``data-`` attributes
+with its series, day and value, so tests and people can read the figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from pbx_tracker.web.pages_html import escape as _e
+
+__all__ = ["COLOURS", "Series", "legend", "line_chart", "nice_ceiling", "stacked_bars"]
+
+COLOURS = 8  # .s0 … .s7 in pages.css
+WIDTH, HEIGHT = 640, 260
+LEFT, RIGHT, TOP, BOTTOM = 60, 14, 14, 34
+MAX_X_LABELS = 8
+TICKS = 4
+
+
+@dataclass(slots=True)
+class Series:
+    """One line or one colour of bars: a value per day (missing: nothing that day)."""
+
+    name: str
+    values: dict[date, float] = field(default_factory=dict)
+
+
+def nice_ceiling(value: float) -> float:
+    """The top of the y axis: ``TICKS`` steps of 1, 2, 2.5 or 5 times a power of ten
+    (at least 1), together at least ``value``."""
+    wanted = max(1.0, value / TICKS)
+    power = 10.0 ** math.floor(math.log10(wanted))
+    step = next(s * power for s in (1.0, 2.0, 2.5, 5.0, 10.0) if s * power >= wanted - 1e-9)
+    return step * TICKS
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _frame(
+    days: Sequence[date], top: float, label: Callable[[float], str], title: str
+) -> tuple[list[str], float]:
+    """The chart's grid, y labels and day labels; the width of one day's slot."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / max(1, len(days))
+    parts = [
+        f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for tick in range(TICKS + 1):
+        value = top * tick / TICKS
+        y = TOP + plot_h - plot_h * tick / TICKS
+        parts.append(
+            f'<line class="grid{" grid-base" if tick == 0 else ""}" x1="{LEFT}" '
+            f'x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_e(label(value))}</text>"
+        )
+    every = max(1, math.ceil(len(days) / MAX_X_LABELS))
+    for index, day in enumerate(days):
+        if index % every:
+            continue
+        x = LEFT + slot * (index + 0.5)
+        parts.append(
+            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+            f"{day.day} {day:%b}</text>"
+        )
+    return parts, slot
+
+
+def stacked_bars(
+    days: Sequence[date], series: Sequence[Series], *, title: str, unit: str = "calls"
+) -> str:
+    """A bar per day, one coloured part per series (in the order given)."""
+    totals = [sum(s.values.get(day, 0) for s in series) for day in days]
+    top = nice_ceiling(max(totals, default=0))
+    parts, slot = _frame(days, top, _number, title)
+    plot_h = HEIGHT - TOP - BOTTOM
+    bar_w = max(1.0, min(36.0, slot * 0.72))
+    for index, day in enumerate(days):
+        x = LEFT + slot * index + (slot - bar_w) / 2
+        base = float(TOP + plot_h)
+        for number, one in enumerate(series):
+            value = one.values.get(day, 0)
+            if value <= 0:
+                continue
+            height = plot_h * value / top
+            base -= height
+            tip = f"{one.name}, {day:%a %d %b}: {_number(value)} {unit}"
+            parts.append(
+                f'<rect class="bar s{number % COLOURS}" x="{x:.1f}" y="{base:.1f}" '
+                f'width="{bar_w:.1f}" height="{height:.1f}" data-series="{_e(one.name)}" '
+                f'data-day="{day.isoformat()}" data-value="{_number(value)}">'
+                f"<title>{_e(tip)}</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(
+    days: Sequence[date],
+    series: Sequence[Series],
+    *,
+    title: str,
+    label: Callable[[float], str],
+) -> str:
+    """A line per series through its days' values (days without a value are skipped)."""
+    values = [v for one in series for v in one.values.values()]
+    top = nice_ceiling(max(values, default=0))
+    parts, slot = _frame(days, top, label, title)
+    plot_h = HEIGHT - TOP - BOTTOM
+    where = {day: LEFT + slot * (index + 0.5) for index, day in enumerate(days)}
+    for number, one in enumerate(series):
+        colour = f"s{number % COLOURS}"
+        points = [
+            (where[day], TOP + plot_h - plot_h * value / top, day, value)
+            for day, value in sorted(one.values.items())
+            if day in where
+        ]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+            parts.append(
+                f'<polyline class="line {colour}" fill="none" stroke-width="2.5" '
+                f'stroke-linejoin="round" points="{path}"/>'
+            )
+        for x, y, day, value in points:
+            tip = f"{one.name}, {day:%a %d %b}: {value:.2f}"
+            parts.append(
+                f'<circle class="point {colour}" cx="{x:.1f}" cy="{y:.1f}" r="4" '
+                f'stroke-width="2" data-series="{_e(one.name)}" data-day="{day.isoformat()}" '
+                f'data-value="{value:.2f}"><title>{_e(tip)}</title></circle>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def legend(names: Sequence[str]) -> str:
+    """The series' names with their colours, as an HTML list under a chart."""
+    items = "".join(
+        f'<li><span class="swatch s{number % COLOURS}" aria-hidden="true"></span>{_e(name)}</li>'
+        for number, name in enumerate(names)
+    )
+    return f'<ul class="legend">{items}</ul>'

@@ -1,0 +1,272 @@
+"""The marketers' page: ``GET /reports`` and ``GET /reports.csv`` (marketers and admins).
+
+For a period (``from``/``to`` dates, ``to`` included; default: the last 30
+days in the reports' zone) the page shows the sources report (calls, leads =
+first-time callers, target calls, missed rate, and with ad spend its cost and
+cost per lead) and two charts made on the server (`pbx_tracker.web.pages_charts`):
+calls per source per day, and cost per lead per source per day.  The numbers
+are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
+the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from pbx_tracker.reports.compute import Report, ReportError, ReportKind, compute
+from pbx_tracker.reports.dimensions import Dimension, ReportScope
+from pbx_tracker.reports.period import Period, in_zone, local_date, zone_name
+from pbx_tracker.reports.render import as_csv
+from pbx_tracker.web import pages_html
+from pbx_tracker.web.pages import HEADERS, PAGES, Pages, _current, _forbidden, _html, _to_login
+from pbx_tracker.web.pages_calls import MAX_DAYS, MAX_LOGGED, FilterError, _day
+from pbx_tracker.web.pages_charts import COLOURS, Series, legend, line_chart, stacked_bars
+from pbx_tracker.web.pages_html import escape as _e
+
+__all__ = ["add_reports_routes", "parse_period"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DAYS = 30
+NO_SOURCE = "(no source)"
+OTHER = "other"
+
+
+def parse_period(query: Mapping[str, str], today: date) -> tuple[date, date]:
+    """The days of ``from``/``to``; FilterError for a bad or too long period."""
+    last = _day(query, "to", today)
+    first = _day(query, "from", last - timedelta(days=DEFAULT_DAYS - 1))
+    if last < first:
+        raise FilterError("to", "The period ends before it starts.")
+    if (last - first).days >= MAX_DAYS:
+        raise FilterError("to", f"Pick a period of at most {MAX_DAYS} days.")
+    return first, last
+
+
+def _period(pages: Pages, first: date, last: date) -> Period:
+    zone = pages.rules.zone
+    after = last + timedelta(days=1)
+    start = in_zone(datetime(first.year, first.month, first.day), zone)
+    return Period(start, in_zone(datetime(after.year, after.month, after.day), zone), zone)
+
+
+async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Report]:
+    """The sources report, and the same grouped by source and day (for the charts)."""
+    async with pages.engine.connect() as conn:
+        scope = ReportScope.of(conn.dialect.name, pages.rules, _period(pages, first, last))
+        sources = await compute(conn, ReportKind.SOURCES, scope)
+        daily = await compute(conn, ReportKind.SOURCES, scope, [Dimension.SOURCE, Dimension.DAY])
+    return sources, daily
+
+
+def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
+    current = _current(request)
+    if current is None:
+        return _to_login(request)
+    session, user = current
+    if user.role == "manager":
+        return _forbidden(request, session, user, "Reports are for marketers.")
+    return current
+
+
+def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | FilterError:
+    today = local_date(request.app[PAGES].now(), request.app[PAGES].rules.zone)
+    try:
+        return parse_period(request.query, today)
+    except FilterError as error:
+        value = request.query.get(error.field, "")
+        log.warning(
+            "web.filter_refused", user=user.name, field=error.field, value=value[:MAX_LOGGED]
+        )
+        return error
+
+
+async def reports_page(request: web.Request) -> web.Response:
+    allowed = _allowed(request)
+    if isinstance(allowed, web.Response):
+        return allowed
+    session, user = allowed
+    pages = request.app[PAGES]
+    asked = _asked_period(request, user)
+    if isinstance(asked, FilterError):
+        today = local_date(pages.now(), pages.rules.zone)
+        default = today - timedelta(days=DEFAULT_DAYS - 1)
+        page = reports_html(
+            user, session.csrf, default, today, error=f"{asked} Nothing was computed."
+        )
+        return _html(page, 400)
+    first, last = asked
+    try:
+        sources, daily = await _reports(pages, first, last)
+    except ReportError as error:
+        return _html(reports_html(user, session.csrf, first, last, error=str(error)), 409)
+    page = reports_html(
+        user, session.csrf, first, last, sources=sources, daily=daily, zone=pages.rules.zone
+    )
+    return _html(page)
+
+
+async def reports_csv(request: web.Request) -> web.Response:
+    allowed = _allowed(request)
+    if isinstance(allowed, web.Response):
+        return allowed
+    _, user = allowed
+    asked = _asked_period(request, user)
+    if isinstance(asked, FilterError):
+        return web.Response(text=f"{asked}\n", status=400, headers=HEADERS)
+    first, last = asked
+    try:
+        sources, _ = await _reports(request.app[PAGES], first, last)
+    except ReportError as error:
+        return web.Response(text=f"{error}\n", status=409, headers=HEADERS)
+    log.info("web.report_csv", user=user.name, start=str(first), end=str(last))
+    name = f"sources-{first}-{last}.csv"
+    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    return web.Response(
+        text=as_csv(sources) + "\n", content_type="text/csv", charset="utf-8", headers=headers
+    )
+
+
+def add_reports_routes(app: web.Application) -> None:
+    app.router.add_get("/reports", reports_page)
+    app.router.add_get("/reports.csv", reports_csv)
+
+
+# --- HTML ---------------------------------------------------------------------------------
+
+
+def _money(value: Decimal | float | None) -> str:
+    return "—" if value is None else f"{value:,.2f}".replace(",", "\u202f")
+
+
+def _axis_money(value: float) -> str:
+    """Money on an axis: whole units (the points' tooltips have the cents)."""
+    return f"{value:,.0f}".replace(",", "\u202f") if value >= 10 else f"{value:.2f}"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+def _source(value: str | None) -> str:
+    return NO_SOURCE if value is None else value
+
+
+def _table(report: Report) -> str:
+    with_cost = report.with_cost and any(
+        row.figures["cost"] is not None for row in [*report.rows, report.total] if row
+    )
+    money = f" ({_e(report.currency)})" if report.currency else ""
+    heads = ["Calls", "Leads", "Target", "Missed"]
+    heads += [f"Cost{money}", "Per lead"] if with_cost else []
+    head = "".join(f'<th scope="col" class="num">{h}</th>' for h in heads)
+
+    def cells(figures: Mapping[str, Any]) -> str:
+        values = [
+            str(figures["calls"]),
+            str(figures["first_time_callers"]),
+            str(figures["target_calls"]),
+            _rate(figures["missed_rate"]),
+        ]
+        if with_cost:
+            values += [_money(figures["cost"]), _money(figures["cost_per_lead"])]
+        return "".join(f'<td class="num">{_e(v)}</td>' for v in values)
+
+    body = "".join(
+        f'<tr><th scope="row">{_e(_source(row.key[0]))}</th>{cells(row.figures)}</tr>'
+        for row in report.rows
+    )
+    foot = ""
+    if report.total is not None:
+        foot = f'<tfoot><tr><th scope="row">Total</th>{cells(report.total.figures)}</tr></tfoot>'
+    return (
+        '<div class="table-wrap"><table class="report" id="sources-report"><thead><tr>'
+        f'<th scope="col">Source</th>{head}</tr></thead><tbody>{body}</tbody>{foot}'
+        "</table></div>"
+    )
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _charts(sources: Report, daily: Report, first: date, last: date) -> str:
+    """Calls per source per day (the busiest sources, the rest as "other"), and the
+    cost per lead of the sources with ad spend."""
+    order = [_source(row.key[0]) for row in sources.rows]
+    shown = order if len(order) <= COLOURS else order[: COLOURS - 1]
+    calls = {name: Series(name) for name in shown}
+    costs: dict[str, Series] = {}
+    for row in daily.rows:
+        name, day = _source(row.key[0]), date.fromisoformat(str(row.key[1]))
+        series = calls.setdefault(name if name in calls else OTHER, Series(OTHER))
+        series.values[day] = series.values.get(day, 0) + row.figures["calls"]
+        per_lead = row.figures["cost_per_lead"]
+        if per_lead is not None:
+            costs.setdefault(name, Series(name)).values[day] = float(per_lead)
+    days = _days(first, last)
+    bars = stacked_bars(days, list(calls.values()), title="Calls per source per day")
+    parts = [
+        '<section class="card chart" id="calls-chart"><h2>Calls per day</h2>'
+        f'<div class="chart-scroll">{bars}</div>{legend(list(calls))}</section>'
+    ]
+    if costs:
+        ordered = sorted(costs.values(), key=lambda s: order.index(s.name))
+        money = f" ({sources.currency})" if sources.currency else ""
+        chart = line_chart(days, ordered, title="Cost per lead per source", label=_axis_money)
+        parts.append(
+            f'<section class="card chart" id="cost-chart"><h2>Cost per lead{_e(money)}</h2>'
+            f'<div class="chart-scroll">{chart}</div>{legend([s.name for s in ordered])}'
+            "</section>"
+        )
+    else:
+        parts.append(
+            '<section class="card chart chart-empty" id="cost-chart"><h2>Cost per lead</h2>'
+            '<p class="muted">No ad spend in this period. Import it with '
+            "<code>pbx-tracker spend import FILE.csv</code> to see what a lead costs.</p>"
+            "</section>"
+        )
+    return '<div class="charts">' + "".join(parts) + "</div>"
+
+
+def reports_html(
+    user: Any,
+    csrf: str,
+    first: date,
+    last: date,
+    *,
+    sources: Report | None = None,
+    daily: Report | None = None,
+    zone: Any = None,
+    error: str | None = None,
+) -> str:
+    period = f"from={first.isoformat()}&amp;to={last.isoformat()}"
+    form = (
+        '<form class="filters filters-short card" method="get" action="/reports">'
+        f'<label>From<input type="date" name="from" value="{first}"></label>'
+        f'<label>To<input type="date" name="to" value="{last}"></label>'
+        '<div class="filter-actions"><button class="btn btn-brand" type="submit">Show</button>'
+        f'<a class="btn btn-quiet" id="csv" href="/reports.csv?{period}" download>'
+        "Download CSV</a></div></form>"
+    )
+    alert = f'<p class="alert alert-error" role="alert">{_e(error)}</p>' if error else ""
+    content = ""
+    if sources is not None and daily is not None:
+        days = (last - first).days + 1
+        note = (
+            f'<p class="summary">{first:%d %b %Y} &ndash; {last:%d %b %Y}, {days} days '
+            f"({_e(zone_name(zone))}) · target call ≥ {sources.scope.rules.target_seconds} s"
+            " · a lead is a first-time caller</p>"
+        )
+        if sources.rows:
+            content = note + _table(sources) + _charts(sources, daily, first, last)
+        else:
+            content = note + '<p class="empty" id="empty">No calls in this period.</p>'
+    body = f'<div class="heading"><h1>Reports</h1></div>{form}{alert}{content}'
+    return pages_html.layout("Reports", body, user=user, csrf=csrf, wide=True)

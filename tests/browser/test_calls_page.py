@@ -1,0 +1,466 @@
+"""The calls list and recording playback in a real browser (Chromium through Playwright).
+
+The daemon's HTTP server runs on loopback with the pages on a real database
+(SQLite and PostgreSQL); "today" is a fixed moment in Europe/Moscow, and the
+recordings folder is a tmp folder with a small WAV file the test writes.
+Waits are on conditions with bounded timeouts, never sleeps.  Screenshots go
+to the test's tmp_path.
+
+Needs the Debian chromium at /usr/bin/chromium (``playwright install`` is never
+run): skipped without it, failed under CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import struct
+import wave
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
+
+from pbx_tracker.calls.records import CallRecord, CallStatus, RingAttempt
+from pbx_tracker.phones import display_number
+from pbx_tracker.reports.settings import ReportRules
+from pbx_tracker.store.calls import save_calls
+from pbx_tracker.store.models import CallRow
+from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pages import Pages
+from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.settings import HttpSettings
+from stored import missed_call
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 10_000
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+CHEAP = {"n": 2**10, "r": 8, "p": 1}
+MOSCOW = ZoneInfo("Europe/Moscow")
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # 15:00 in Moscow
+TODAY = "2026-03-10"
+YESTERDAY = "2026-03-09"
+SQLISH = "' OR 1=1 --"
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def user(name: str, role: str, extension: str | None = None) -> WebUser:
+    return WebUser(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        extension=extension,
+        password_hash=hash_password(f"{name}-password-1", **CHEAP),
+    )
+
+
+USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]
+MANAGERS = {"101": "Anna Petrova", "102": "Boris Orlov"}
+
+
+# --- the browser ------------------------------------------------------------------
+
+
+@pytest.fixture(name="chromium")
+def _chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the browser tests")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(name="browser")
+async def _browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=dict(viewport))  # type: ignore[arg-type]
+    try:
+        page = await context.new_page()
+        errors: list[Exception] = []
+        page.on("pageerror", lambda error: errors.append(error))
+        yield page
+        assert errors == []
+    finally:
+        await context.close()
+
+
+# --- the daemon's side ---------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    server: HttpServer
+    engine: AsyncEngine
+    recordings: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+    async def add(self, *records: CallRecord) -> None:
+        async with self.engine.begin() as conn:
+            await save_calls(conn, list(records))
+
+    async def call_id(self, linkedid: str) -> int:
+        async with self.engine.connect() as conn:
+            query = select(CallRow.id).where(CallRow.linkedid == linkedid)
+            return int((await conn.execute(query)).scalar_one())
+
+
+@pytest.fixture(name="site")
+async def _site(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Site]:
+    recordings = tmp_path / "monitor"
+    recordings.mkdir()
+    rules = ReportRules(
+        target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=MOSCOW
+    )
+    web = WebSettings(users=USERS, cookie_secure=False)
+    pages = Pages(
+        web,
+        engine,
+        region="RU",
+        now=lambda: NOW,
+        recordings_dir=recordings,
+        rules=rules,
+        managers=MANAGERS,
+    )
+    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
+    await server.start()
+    try:
+        yield Site(server, engine, recordings)
+    finally:
+        await server.stop()
+
+
+def call(
+    linkedid: str,
+    moscow: str,
+    caller: str | None,
+    *,
+    answered_by: str | None = None,
+    talk: int = 0,
+    did: str = "+74951234567",
+    **changes: Any,
+) -> CallRecord:
+    """A call that started at ``moscow`` (``2026-03-10 14:05``, Moscow time)."""
+    start = datetime.fromisoformat(moscow).replace(tzinfo=MOSCOW).astimezone(UTC)
+    record = missed_call(linkedid, start, caller).replace(did=did, **changes)
+    if answered_by is None:
+        return record
+    return record.replace(
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by=answered_by,
+        answered_at=start + timedelta(seconds=8),
+        ring_seconds=8,
+        talk_seconds=talk,
+        ended_at=start + timedelta(seconds=8 + talk),
+    )
+
+
+def write_wav(path: Path, seconds: float = 1.0) -> None:
+    """A short 8 kHz mono tone, as Asterisk's MixMonitor writes them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = 8000
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(rate * seconds))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
+async def sign_in(page: Page, site: Site, name: str, path: str = "/calls") -> None:
+    await page.goto(site.url(path))
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(f"{name}-password-1")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(site.url(path))
+
+
+def shown(number: str) -> str:
+    return display_number(number, "RU")
+
+
+DAY_CALLS = [
+    call(
+        "c1",
+        "2026-03-10 09:15",
+        "+79161234567",
+        answered_by="101",
+        talk=95,
+        source="yandex",
+        campaign="brand",
+        utm_term="buy a sofa",
+        recording_path="2026/03/10/in-c1.wav",
+    ),
+    call("c2", "2026-03-10 11:40", "+79167654321", source="google"),
+    call(
+        "c3",
+        "2026-03-10 13:05",
+        None,
+        answered_by="102",
+        talk=20,
+        source="google",
+        did="+74957654321",
+        attempts=(
+            RingAttempt(
+                "101",
+                "PJSIP/101-1",
+                datetime(2026, 3, 10, 10, 5, tzinfo=UTC),
+                datetime(2026, 3, 10, 10, 5, 10, tzinfo=UTC),
+                "noanswer",
+            ),
+        ),
+    ),
+    call("c4", "2026-03-10 14:30", "+79035550000"),
+    call("old", "2026-03-09 18:00", "+79161234567", source="yandex"),
+]
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+async def test_the_calls_of_today_newest_first_and_filtered(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    await site.add(*DAY_CALLS)
+    write_wav(site.recordings / "2026/03/10/in-c1.wav")
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        rows = page.locator("#calls tbody tr")
+        await expect(rows).to_have_count(4)
+        ids = [await site.call_id(name) for name in ("c4", "c3", "c2", "c1")]
+        for index, call_id in enumerate(ids):
+            await expect(rows.nth(index)).to_have_id(f"call-{call_id}")
+        await expect(page.locator("#summary")).to_have_text("Tue 10 Mar 2026: 4 calls")
+        first = page.locator(f"#call-{ids[3]}")
+        await expect(first.locator(".call-time")).to_have_text("09:15")
+        await expect(first.locator(".caller")).to_have_text(shown("+79161234567"))
+        await expect(first.locator(".did")).to_have_text(f"to {shown('+74951234567')}")
+        await expect(first.locator(".c-source")).to_contain_text("yandex")
+        await expect(first.locator(".c-source")).to_contain_text("brand")
+        await expect(first.locator(".keyword")).to_have_text("“buy a sofa”")
+        await expect(first.locator(".badge")).to_have_text("Answered")
+        await expect(first.locator(".c-manager")).to_have_text("Anna Petrova (101)")
+        await expect(first.locator(".c-times")).to_contain_text("ring 0:08")
+        await expect(first.locator(".c-times")).to_contain_text("talk 1:35")
+        await expect(
+            first.get_by_role("link", name=f"Play the recording of call {ids[3]}")
+        ).to_be_visible()
+        missed = page.locator(f"#call-{ids[2]}")
+        await expect(missed.locator(".badge")).to_have_text("Missed")
+        await expect(missed.locator(".reason")).to_have_text("no answer")
+        await expect(missed.locator(".c-play a")).to_have_count(0)
+        await expect(page.locator(f"#call-{ids[1]} .caller")).to_have_text("Hidden number")
+        await expect(page.locator(f"#call-{ids[0]} .c-source")).to_have_text("no source")
+        await page.screenshot(path=tmp_path / "calls-laptop.png", full_page=True)
+
+        async def only(expected: list[str]) -> None:
+            want = [f"call-{await site.call_id(name)}" for name in expected]
+            await expect(rows).to_have_count(len(want))
+            for index, row_id in enumerate(want):
+                await expect(rows.nth(index)).to_have_id(row_id)
+
+        await page.get_by_label("Status").select_option("missed")
+        await page.get_by_role("button", name="Show").click()
+        await only(["c4", "c2"])
+        await page.get_by_label("Source").fill("Google")  # the case does not matter
+        await page.get_by_role("button", name="Show").click()
+        await only(["c2"])
+        await page.goto(site.url("/calls"))
+        await page.get_by_label("Manager").select_option("101")  # answered or rang
+        await page.get_by_role("button", name="Show").click()
+        await only(["c3", "c1"])
+        await page.goto(site.url("/calls?caller=916 123"))
+        await only(["c1"])
+        await page.goto(site.url("/calls?did=%2B7 495 765"))
+        await only(["c3"])
+        await page.goto(site.url("/calls"))
+        await page.get_by_label("From").fill(YESTERDAY)
+        await page.get_by_label("Source").fill("yandex")
+        await page.get_by_role("button", name="Show").click()
+        await only(["c1", "old"])
+        await expect(rows.nth(1).locator(".call-date")).to_have_text("Mon 09 Mar")
+        await page.goto(site.url(f"/calls?from={TODAY}&status=answered&source=nobody"))
+        await expect(page.locator("#empty")).to_be_visible()
+
+    async with tab(browser, PHONE) as phone:
+        await sign_in(phone, site, "mark")
+        await expect(phone.locator("#calls tbody tr")).to_have_count(4)
+        await expect(phone.get_by_role("link", name="Reports")).to_be_visible()
+        await expect(phone.get_by_role("link", name="Callbacks")).to_have_count(0)
+        await phone.screenshot(path=tmp_path / "calls-phone.png", full_page=True)
+
+
+async def test_a_long_day_has_pages(site: Site, browser: Browser, tmp_path: Path) -> None:
+    await site.add(
+        *(call(f"p{n}", f"2026-03-10 08:{n // 60:02d}", f"+7916000{n:04d}") for n in range(55))
+    )
+    async with tab(browser) as page:
+        await sign_in(page, site, "root")
+        await expect(page.locator("#calls tbody tr")).to_have_count(50)
+        await expect(page.locator("#summary")).to_contain_text("1\u201350 of 55 calls")
+        await page.get_by_role("link", name="Older →").click()
+        await expect(page.locator("#calls tbody tr")).to_have_count(5)
+        await expect(page.locator(".pager-at")).to_have_text("Page 2 of 2")
+        await page.screenshot(path=tmp_path / "calls-page-2.png", full_page=True)
+        await page.get_by_role("link", name="← Newer").click()
+        await expect(page.locator("#calls tbody tr")).to_have_count(50)
+
+
+async def test_a_recording_plays_in_the_browser(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    await site.add(*DAY_CALLS)
+    write_wav(site.recordings / "2026/03/10/in-c1.wav", seconds=2.0)
+    call_id = await site.call_id("c1")
+    for viewport, name in ((LAPTOP, "laptop"), (PHONE, "phone")):
+        async with tab(browser, viewport) as page:
+            await sign_in(page, site, "anna")
+            await page.locator(f"#call-{call_id}").get_by_role("link", name="Play").click()
+            audio = page.locator(f"#call-{call_id} audio")
+            await expect(audio).to_have_count(1)
+            await page.wait_for_function(
+                "() => { const a = document.querySelector('audio');"
+                " return a && a.readyState >= 1 && a.duration > 1.9 && a.duration < 2.1; }",
+                timeout=WAIT_MS,
+            )
+            await page.screenshot(path=tmp_path / f"calls-playing-{name}.png", full_page=True)
+
+            answer = await page.request.get(
+                site.url(f"/recordings/{call_id}"), headers={"Range": "bytes=0-99"}
+            )
+            assert answer.status == 206
+            assert answer.headers["content-type"] == "audio/wav"
+            assert answer.headers["content-range"].startswith("bytes 0-99/")
+            assert (await answer.body())[:4] == b"RIFF" and len(await answer.body()) == 100
+            whole = await page.request.get(site.url(f"/recordings/{call_id}"))
+            assert whole.status == 200
+            assert whole.headers["accept-ranges"] == "bytes"
+
+
+async def test_recordings_outside_the_folder_are_refused(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "secret.wav"
+    write_wav(outside)
+    (site.recordings / "link.wav").symlink_to(outside)
+    write_wav(site.recordings / "notes.txt")
+    paths = {
+        "parent": "../elsewhere/secret.wav",
+        "absolute": str(outside),
+        "dotted": f"{site.recordings}/2026/../../elsewhere/secret.wav",
+        "symlink": "link.wav",
+        "type": "notes.txt",
+        "missing": "2026/03/10/gone.wav",
+        "none": None,
+    }
+    await site.add(
+        *(
+            call(name, "2026-03-10 10:00", "+79161234567", recording_path=path)
+            for name, path in paths.items()
+        )
+    )
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        with capture_logs() as logs:
+            answers = {}
+            for name in paths:
+                answer = await page.request.get(site.url(f"/recordings/{await site.call_id(name)}"))
+                answers[name] = answer.status
+                assert b"elsewhere" not in await answer.body()
+                assert b"RIFF" not in await answer.body()
+            for path in ("/recordings/999999", "/recordings/..%2F..%2Fetc%2Fpasswd"):
+                answers[path] = (await page.request.get(site.url(path))).status
+        assert answers == {
+            "parent": 403,
+            "absolute": 403,
+            "dotted": 403,
+            "symlink": 403,
+            "type": 403,
+            "missing": 404,
+            "none": 404,
+            "/recordings/999999": 404,
+            "/recordings/..%2F..%2Fetc%2Fpasswd": 404,
+        }
+        refused = [entry["reason"] for entry in logs if entry["event"] == "web.recording_refused"]
+        assert refused == ["parent", "outside", "parent", "outside", "type"]
+        await page.goto(site.url(f"/recordings/{await site.call_id('parent')}"))
+        await expect(page.locator("h1")).to_have_text("Not for you")
+        await page.screenshot(path=tmp_path / "recording-refused.png", full_page=True)
+
+
+async def test_sql_ish_filters_are_refused(site: Site, browser: Browser, tmp_path: Path) -> None:
+    await site.add(*DAY_CALLS)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        with capture_logs() as logs:
+            for field in ("source", "caller", "did", "status", "manager", "from", "to", "page"):
+                async with page.expect_response(lambda r: "/calls?" in r.url) as sent:
+                    await page.goto(site.url("/calls?" + f"{field}={SQLISH}"))
+                assert (await sent.value).status == 400
+                await expect(page.get_by_role("alert")).to_contain_text("Nothing was searched")
+                await expect(page.locator("#calls")).to_have_count(0)
+                await expect(page.locator("#summary")).to_have_count(0)
+        refused = [entry for entry in logs if entry["event"] == "web.filter_refused"]
+        assert [entry["field"] for entry in refused] == [
+            "source",
+            "caller",
+            "did",
+            "status",
+            "manager",
+            "from",
+            "to",
+            "page",
+        ]
+        assert all(entry["value"] == SQLISH for entry in refused)
+        await page.screenshot(path=tmp_path / "calls-refused.png", full_page=True)
+        # the form typed into by a person: the same answer
+        await page.goto(site.url("/calls"))
+        await page.get_by_label("Source").fill("yandex'; DROP TABLE calls; --")
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.get_by_role("alert")).to_contain_text("A source is up to 64")
+        await page.goto(site.url("/calls"))
+        await expect(page.locator("#calls tbody tr")).to_have_count(4)  # the table is still there
+
+
+async def test_the_pages_need_a_sign_in(site: Site, browser: Browser) -> None:
+    await site.add(*DAY_CALLS)
+    write_wav(site.recordings / "2026/03/10/in-c1.wav")
+    call_id = await site.call_id("c1")
+    async with tab(browser) as page:
+        answer = await page.request.get(site.url(f"/recordings/{call_id}"), max_redirects=0)
+        assert answer.status == 303
+        assert answer.headers["location"].startswith("/login")
+        await page.goto(site.url("/calls?status=missed"))
+        await expect(page).to_have_url(site.url("/login?next=/calls%3Fstatus%3Dmissed"))
+        await page.get_by_label("Name").fill("anna")
+        await page.get_by_label("Password").fill("anna-password-1")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page).to_have_url(site.url("/calls?status=missed"))  # back where it was
+        await expect(page.locator("#calls tbody tr")).to_have_count(2)

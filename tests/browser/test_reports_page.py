@@ -1,0 +1,306 @@
+"""The marketers' reports page in a real browser (Chromium through Playwright).
+
+A small fixed data set (calls and ad spend over three days in Europe/Moscow)
+with hand-computed answers: the sources table, the SVG charts' bars and
+points, and the CSV download; a manager may not open the page.  Both
+databases; waits on conditions, never sleeps; screenshots in tmp_path.
+
+Needs the Debian chromium at /usr/bin/chromium (``playwright install`` is never
+run): skipped without it, failed under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
+
+from pbx_tracker.calls.records import CallRecord, CallStatus
+from pbx_tracker.reports.compute import ReportKind, compute
+from pbx_tracker.reports.dimensions import ReportScope
+from pbx_tracker.reports.period import period_of
+from pbx_tracker.reports.render import as_csv
+from pbx_tracker.reports.settings import ReportRules
+from pbx_tracker.reports.spend import SpendLine, import_spend
+from pbx_tracker.store.calls import save_calls
+from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pages import Pages
+from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.settings import HttpSettings
+from stored import missed_call
+
+CHROMIUM = "/usr/bin/chromium"
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+CHEAP = {"n": 2**10, "r": 8, "p": 1}
+MOSCOW = ZoneInfo("Europe/Moscow")
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+RULES = ReportRules(
+    target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=MOSCOW
+)
+PERIOD = "from=2026-03-08&to=2026-03-10"
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def user(name: str, role: str, extension: str | None = None) -> WebUser:
+    return WebUser(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        extension=extension,
+        password_hash=hash_password(f"{name}-password-1", **CHEAP),
+    )
+
+
+USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]
+
+
+@pytest.fixture(name="chromium")
+def _chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the browser tests")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(name="browser")
+async def _browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=dict(viewport), accept_downloads=True)  # type: ignore[arg-type]
+    try:
+        page = await context.new_page()
+        errors: list[Exception] = []
+        page.on("pageerror", lambda error: errors.append(error))
+        yield page
+        assert errors == []
+    finally:
+        await context.close()
+
+
+@dataclass
+class Site:
+    server: HttpServer
+    engine: AsyncEngine
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+
+def call(linkedid: str, day: int, caller: str, source: str, talk: int | None) -> CallRecord:
+    """A call at 13:00 Moscow on 2026-03-``day``; ``talk`` None: missed."""
+    start = datetime(2026, 3, day, 10, 0, tzinfo=UTC) + timedelta(minutes=len(linkedid))
+    record = missed_call(linkedid, start, caller).replace(source=source)
+    if talk is None:
+        return record
+    return record.replace(
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by="101",
+        answered_at=start + timedelta(seconds=5),
+        ring_seconds=5,
+        talk_seconds=talk,
+        ended_at=start + timedelta(seconds=5 + talk),
+    )
+
+
+# yandex: 4 calls, 3 leads (A, B, C; A again is no lead), 2 target (60 s, 45 s), 1 missed
+# google: 2 calls, 2 leads, 1 target (40 s), 1 missed
+CALLS = [
+    call("y1", 8, "+79160000001", "yandex", 60),
+    call("y22", 8, "+79160000002", "yandex", None),
+    call("y3", 9, "+79160000003", "yandex", 10),
+    call("y4", 10, "+79160000001", "yandex", 45),
+    call("g1", 9, "+79160000004", "google", 40),
+    call("g22", 9, "+79160000005", "google", None),
+]
+SPEND = [  # yandex 550 / 3 leads = 183.33; google 200 / 2 = 100.00
+    SpendLine(date(2026, 3, 8), "yandex", None, Decimal("300"), "RUB"),
+    SpendLine(date(2026, 3, 9), "yandex", None, Decimal("150"), "RUB"),
+    SpendLine(date(2026, 3, 10), "yandex", None, Decimal("100"), "RUB"),
+    SpendLine(date(2026, 3, 9), "google", None, Decimal("200"), "RUB"),
+]
+
+
+@pytest.fixture(name="site")
+async def _site(engine: AsyncEngine) -> AsyncIterator[Site]:
+    async with engine.begin() as conn:
+        await save_calls(conn, CALLS)
+        await import_spend(conn, SPEND, NOW)
+    web = WebSettings(users=USERS, cookie_secure=False)
+    pages = Pages(web, engine, region="RU", now=lambda: NOW, rules=RULES)
+    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
+    await server.start()
+    try:
+        yield Site(server, engine)
+    finally:
+        await server.stop()
+
+
+async def sign_in(page: Page, site: Site, name: str, path: str) -> None:
+    await page.goto(site.url(path))
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(f"{name}-password-1")
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def table(page: Page) -> list[list[str]]:
+    rows = page.locator("#sources-report tr")
+    return [
+        [" ".join(text.split()) for text in await rows.nth(n).locator("th, td").all_text_contents()]
+        for n in range(await rows.count())
+    ]
+
+
+async def test_a_marketer_sees_the_sources_with_charts_and_downloads_the_csv(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark", f"/reports?{PERIOD}")
+        await expect(page.locator("h1")).to_have_text("Reports")
+        assert await table(page) == [
+            ["Source", "Calls", "Leads", "Target", "Missed", "Cost (RUB)", "Per lead"],
+            ["yandex", "4", "3", "2", "25%", "550.00", "183.33"],
+            ["google", "2", "2", "1", "50%", "200.00", "100.00"],
+            ["Total", "6", "5", "3", "33%", "750.00", "150.00"],
+        ]
+        bars = page.locator("#calls-chart rect.bar")
+        await expect(bars).to_have_count(4)
+        found = [
+            (
+                await bar.get_attribute("data-series"),
+                await bar.get_attribute("data-day"),
+                await bar.get_attribute("data-value"),
+            )
+            for bar in await bars.all()
+        ]
+        assert found == [
+            ("yandex", "2026-03-08", "2"),
+            ("yandex", "2026-03-09", "1"),
+            ("google", "2026-03-09", "2"),
+            ("yandex", "2026-03-10", "1"),
+        ]
+        heights = [float(await bar.get_attribute("height") or 0) for bar in await bars.all()]
+        assert heights[0] == pytest.approx(2 * heights[1])  # 2 calls twice as tall as 1
+        points = page.locator("#cost-chart circle.point")
+        found = [
+            (
+                await point.get_attribute("data-series"),
+                await point.get_attribute("data-day"),
+                await point.get_attribute("data-value"),
+            )
+            for point in await points.all()
+        ]
+        assert found == [  # 10 March: yandex spent 100 but had no lead, so no point
+            ("yandex", "2026-03-08", "150.00"),
+            ("yandex", "2026-03-09", "150.00"),
+            ("google", "2026-03-09", "100.00"),
+        ]
+        await expect(page.locator("#cost-chart polyline.line")).to_have_count(1)
+        await expect(page.locator("#calls-chart .legend li")).to_have_text(["yandex", "google"])
+        await page.screenshot(path=tmp_path / "reports-laptop.png", full_page=True)
+
+        async with page.expect_download() as waiting:
+            await page.get_by_role("link", name="Download CSV").click()
+        download = await waiting.value
+        assert download.suggested_filename == "sources-2026-03-08-2026-03-10.csv"
+        saved = tmp_path / "sources.csv"
+        await download.save_as(saved)
+        text = await asyncio.to_thread(saved.read_text, encoding="utf-8")
+        rows = {row["source"]: row for row in csv.DictReader(io.StringIO(text))}
+        assert {k: rows["yandex"][k] for k in ("calls", "first_time_callers", "target_calls")} == {
+            "calls": "4",
+            "first_time_callers": "3",
+            "target_calls": "2",
+        }
+        assert (rows["yandex"]["missed_rate"], rows["yandex"]["cost_per_lead"]) == (
+            "0.25",
+            "183.33",
+        )
+        assert (rows["google"]["cost"], rows["google"]["cost_per_lead"]) == ("200.0", "100.0")
+        async with site.engine.connect() as conn:
+            scope = ReportScope.of(
+                conn.dialect.name, RULES, period_of("2026-03-08", "2026-03-10", MOSCOW)
+            )
+            expected = as_csv(await compute(conn, ReportKind.SOURCES, scope))
+        assert text == expected + "\n"  # what `pbx-tracker report sources --format csv` prints
+
+    async with tab(browser, PHONE) as phone:
+        await sign_in(phone, site, "mark", f"/reports?{PERIOD}")
+        await expect(phone.locator("#calls-chart rect.bar")).to_have_count(4)
+        await phone.screenshot(path=tmp_path / "reports-phone.png", full_page=True)
+
+
+async def test_the_default_period_is_the_last_30_days(site: Site, browser: Browser) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "root", "/reports")
+        await expect(page.get_by_label("From")).to_have_value("2026-02-09")
+        await expect(page.get_by_label("To")).to_have_value("2026-03-10")
+        await expect(page.locator("#sources-report tbody tr")).to_have_count(2)
+        href = await page.get_by_role("link", name="Download CSV").get_attribute("href")
+        assert href == "/reports.csv?from=2026-02-09&to=2026-03-10"
+        await page.get_by_label("From").fill("2026-03-10")
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.locator("#sources-report tbody tr")).to_have_count(1)  # only yandex
+        await page.goto(
+            page.url.replace("from=2026-03-10", "from=2026-03-01").replace(
+                "to=2026-03-10", "to=2026-03-02"
+            )
+        )
+        await expect(page.locator("#empty")).to_have_text("No calls in this period.")
+
+
+async def test_a_manager_may_not_see_the_reports(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna", "/reports")
+        await expect(page.locator("h1")).to_have_text("Not for you")
+        await expect(page.get_by_role("link", name="Reports")).to_have_count(0)
+        await page.screenshot(path=tmp_path / "reports-forbidden.png", full_page=True)
+        with capture_logs() as logs:
+            for path in ("/reports", f"/reports?{PERIOD}", f"/reports.csv?{PERIOD}"):
+                answer = await page.request.get(site.url(path))
+                assert answer.status == 403
+                assert b"yandex" not in await answer.body()
+        assert [entry["event"] for entry in logs] == ["web.forbidden"] * 3
+
+
+async def test_bad_periods_are_refused(site: Site, browser: Browser) -> None:
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark", "/reports")
+        with capture_logs() as logs:
+            for query in ("from=' OR 1=1 --", "to=2026-13-01", "from=2026-03-10&to=2026-03-01"):
+                answer = await page.request.get(site.url(f"/reports?{query}"))
+                assert answer.status == 400
+                assert b"yandex" not in await answer.body()
+                answer = await page.request.get(site.url(f"/reports.csv?{query}"))
+                assert answer.status == 400
+        assert sum(entry["event"] == "web.filter_refused" for entry in logs) == 6
+        await page.goto(site.url("/reports?from=2025-01-01&to=2026-03-10"))
+        await expect(page.get_by_role("alert")).to_contain_text("at most 366 days")
