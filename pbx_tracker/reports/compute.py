@@ -85,7 +85,10 @@ ADDITIVE = (
     "cost",
 )
 WEIGHTED = {"wait_seconds": "answered", "answer_seconds": "answer_count"}
-WORK_MEM = "64MB"
+POSTGRESQL_SETTINGS = (
+    "work_mem = '64MB'",  # room for the hashes of a year of calls
+    "jit = off",  # compiling the expressions costs more than it saves at a million rows
+)
 _CENT = Decimal("0.01")
 
 
@@ -131,11 +134,12 @@ async def compute(
     report.with_cost = kind is not ReportKind.MANAGERS and set(dimensions) <= SPEND_DIMENSIONS
     if report.with_cost:
         report.currency = await _one_currency(conn, scope)
-    if scope.dialect == "postgresql":  # room for the hashes of a year of calls
-        await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    if scope.dialect == "postgresql":
+        for setting in POSTGRESQL_SETTINGS:
+            await conn.execute(text(f"SET LOCAL {setting}"))
     rows = await _figures(conn, report, dimensions)
     report.rows = _sorted(dimensions, [ReportRow(key, _derived(f)) for key, f in rows.items()])
-    totals = _summed(rows.values()) | await _whole_report_figures(conn, report)
+    totals = _summed(rows.values()) | await _whole_report_figures(conn, report, rows)
     report.total = ReportRow((), _derived(totals))
     return report
 
@@ -155,10 +159,17 @@ def _summed(groups: Iterable[Figures]) -> Figures:
     return total
 
 
-async def _whole_report_figures(conn: AsyncConnection, report: Report) -> Figures:
-    """What is not a sum of the rows: distinct callers, medians, distinct missed calls."""
+async def _whole_report_figures(
+    conn: AsyncConnection, report: Report, rows: dict[Key, Figures]
+) -> Figures:
+    """What is not a sum of the rows: distinct callers (but each number's first call
+    of the period is in one row), medians, distinct missed calls."""
     scope, managers = report.scope, report.kind is ReportKind.MANAGERS
-    figures: Figures = {"unique_callers": await unique_callers(conn, scope, managers_only=managers)}
+    if managers:  # only the answered calls: their first is not marked
+        callers = await unique_callers(conn, scope, managers_only=True)
+    else:
+        callers = sum(int(f.get("period_firsts") or 0) for f in rows.values())
+    figures: Figures = {"unique_callers": callers}
     callbacks = await callback_figures(conn, [], scope, managers_only=managers)
     figures["callback_minutes"] = callbacks.get((), {}).get("callback_minutes")
     if managers:

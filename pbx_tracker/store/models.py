@@ -108,6 +108,7 @@ class CallRow(Base):
     talk_seconds: Mapped[int] = mapped_column(Integer)
     recording_path: Mapped[str | None] = mapped_column(Text)
     first_time_caller: Mapped[bool | None] = mapped_column(Boolean)
+    previous_call_at: Mapped[datetime | None]  # set by triggers (migration 0006)
     is_target: Mapped[bool | None] = mapped_column(Boolean)
     complete: Mapped[bool] = mapped_column(Boolean)
     session_id: Mapped[str | None] = mapped_column(String(64))

@@ -221,3 +221,62 @@ def test_setup_cfg_lists_every_package() -> None:
     missing = on_disk - listed
     assert not missing, f"add to [options] packages in setup.cfg: {sorted(missing)}"
     assert {"pbx_tracker._migrations", "pbx_tracker._migrations.versions"} <= listed
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+
+    from pbx_tracker.store.migrate import alembic_config
+
+    config = alembic_config()
+    engine = make_sync_engine(url, foreign_keys=False)
+    try:
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+async def test_0006_backfills_previous_call_at(database_url: str) -> None:
+    """Calls stored before 0006 get the start of their caller's previous call."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    await asyncio.to_thread(_upgrade_to, database_url, "0005")
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    # (linkedid, caller, hours after t0), stored out of order
+    calls = [("c3", "A", 3), ("c1", "A", 1), ("b1", "B", 2), ("h", None, 0), ("c2", "A", 2)]
+
+    def insert_and_upgrade() -> dict[str, Any]:
+        engine = make_sync_engine(database_url)
+        try:
+            with engine.begin() as conn:
+                for linkedid, caller, hours in calls:
+                    start = t0 + timedelta(hours=hours)
+                    if engine.dialect.name == "sqlite":
+                        start = start.replace(tzinfo=None)  # stored as UTC text
+                    conn.execute(
+                        text(
+                            "INSERT INTO calls (node, linkedid, direction, caller, status,"
+                            " started_at, ended_at, ring_seconds, talk_seconds, complete,"
+                            " variables) VALUES ('pbx1', :linkedid, 'inbound', :caller,"
+                            " 'missed', :start, :start, 0, 0, true, '{}')"
+                        ),
+                        {"linkedid": linkedid, "caller": caller, "start": start},
+                    )
+            upgrade_to_head(database_url)
+            with engine.connect() as conn:
+                rows = conn.execute(text("SELECT linkedid, previous_call_at FROM calls"))
+                return {row[0]: row[1] for row in rows}
+        finally:
+            engine.dispose()
+
+    found = await asyncio.to_thread(insert_and_upgrade)
+    assert {k for k, v in found.items() if v is None} == {"c1", "b1", "h"}
+    for linkedid, hours in {"c2": 1, "c3": 2}.items():
+        value = found[linkedid]  # SQLite: UTC text; PostgreSQL: an aware datetime
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        assert moment.replace(tzinfo=moment.tzinfo or UTC) == t0 + timedelta(hours=hours)

@@ -24,6 +24,7 @@ from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAtt
 from pbx_tracker.store.calls import (
     attempts_table,
     caller_has_earlier_call,
+    calls_table,
     count_calls,
     list_calls,
     list_outbound_calls,
@@ -394,3 +395,71 @@ class TestBatches:
         assert [(r.linkedid, r.first_time_caller, r.attempts) for r in rows] == [
             (r.linkedid, r.first_time_caller, r.attempts) for r in expected_rows
         ]
+
+
+async def previous_calls(engine: AsyncEngine) -> dict[str, datetime | None]:
+    """linkedid -> previous_call_at of every stored inbound call."""
+    c = calls_table.c
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(c.linkedid, c.previous_call_at))).all()
+    return {row.linkedid: row.previous_call_at for row in rows}
+
+
+def expected_previous(calls: list[tuple[str, datetime, str | None]]) -> dict[str, datetime | None]:
+    """previous_call_at worked out by hand: the same caller's previous call by start."""
+    found: dict[str, datetime | None] = {}
+    for linkedid, start, caller in calls:
+        earlier = [s for _, s, c in calls if caller is not None and c == caller and s < start]
+        found[linkedid] = max(earlier) if earlier else None
+    return found
+
+
+class TestPreviousCall:
+    """calls.previous_call_at (migration 0006's triggers) after any order of writes."""
+
+    async def test_in_order_out_of_order_and_resaved(self, engine: AsyncEngine) -> None:
+        hour = timedelta(hours=1)
+        calls = [
+            ("p.3", T0 + 3 * hour, "+79160000001"),
+            ("p.1", T0 + hour, "+79160000001"),  # before a stored call: p.3 now follows it
+            ("p.other", T0 + 2 * hour, "+79160000002"),
+            ("p.hidden", T0 + 2 * hour, None),
+            ("p.2", T0 + 2 * hour, "+79160000001"),  # between p.1 and p.3
+            ("p.0", T0, "+79160000001"),  # before all of them
+        ]
+        records = [missed_call(linkedid, start, caller) for linkedid, start, caller in calls]
+        async with engine.begin() as conn:
+            await save_calls(conn, records[:3])
+        async with engine.begin() as conn:
+            await save_call(conn, records[3])
+            await save_calls(conn, records[4:])
+            await save_calls(conn, [records[0], records[1]])  # saved again: no change
+        assert await previous_calls(engine) == expected_previous(calls)
+
+    async def test_one_batch_in_any_order(self, engine: AsyncEngine) -> None:
+        minutes = random.Random(6).sample(range(600), 30)  # distinct starts, any order
+        calls = [
+            (f"b.{i}", T0 + timedelta(minutes=m), f"+7916000000{i % 3}")
+            for i, m in enumerate(minutes)
+        ]
+        records = [missed_call(linkedid, start, caller) for linkedid, start, caller in calls]
+        async with engine.begin() as conn:
+            await save_calls(conn, records)
+        assert await previous_calls(engine) == expected_previous(calls)
+
+    async def test_a_deleted_or_moved_call_hands_over_its_follower(
+        self, engine: AsyncEngine
+    ) -> None:
+        hour = timedelta(hours=1)
+        calls = [(f"d.{i}", T0 + i * hour, "+79160000001") for i in range(4)]
+        async with engine.begin() as conn:
+            await save_calls(conn, [missed_call(*call) for call in calls])
+        c = calls_table.c
+        async with engine.begin() as conn:
+            await conn.execute(calls_table.delete().where(c.linkedid == "d.1"))
+            moved = T0 + 10 * hour
+            await conn.execute(
+                calls_table.update().where(c.linkedid == "d.2").values(started_at=moved)
+            )
+        left = [calls[0], ("d.2", T0 + 10 * hour, "+79160000001"), calls[3]]
+        assert await previous_calls(engine) == expected_previous(left)
