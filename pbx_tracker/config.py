@@ -59,6 +59,7 @@ from pbx_tracker.config_fields import (
     problem,
     try_expand_pool_entry,
 )
+from pbx_tracker.crm.settings import CrmSettings
 from pbx_tracker.exports.settings import ExportSettings
 from pbx_tracker.phones import is_known_region, normalize_number
 from pbx_tracker.reports.settings import ReportSettings
@@ -332,6 +333,7 @@ class Settings(ConfigModel):
     managers: list[Manager] = Field(default_factory=list)
     http: HttpSettings = Field(default_factory=HttpSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    crm: CrmSettings = Field(default_factory=CrmSettings)
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
@@ -395,6 +397,7 @@ class Settings(ConfigModel):
             *self.database.password_values(),
             *self.callbacks.secret_values(),
             *self.exports.secret_values(),
+            *self.crm.secret_values(),
             *([self.http.status_token.get_secret_value()] if self.http.status_token else []),
         ]
         return [value for value in dict.fromkeys(values) if value]
@@ -483,6 +486,7 @@ _SECTIONS = (
     "agi",
     "http",
     "web",
+    "crm",
     "attribution",
     "routing",
     "exports",

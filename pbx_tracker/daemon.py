@@ -36,13 +36,16 @@ from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem,
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.watch import AttributionWatch
+from pbx_tracker.callbacks.notifiers import WebhookNotifier
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.replay import topology_of
+from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
@@ -123,6 +126,7 @@ class Daemon:
             events_seen=lambda: self.correlator.events_seen,
         )
         self.visit_pools, self.http = self._http(settings, writer, landing)
+        self.crm = self._crm(settings, writer)
         if settings.number_pools:
             _also_on_written(writer, self.attribution_watch.call_written)
         self.ready = asyncio.Event()
@@ -151,6 +155,7 @@ class Daemon:
         consumer = asyncio.create_task(self._consume(), name="correlator")
         history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
         counting = asyncio.create_task(self._count_open_callbacks(), name="open-callbacks")
+        crm = None if self.crm is None else asyncio.create_task(self.crm.run(), name="crm")
         watchdog = self._start_watchdog(stop)
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({listener, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -159,7 +164,9 @@ class Daemon:
         if listener.done() and isinstance(listener.exception(), AmiLoginError):
             log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
             code = 1
-        await self._shutdown(listener, consumer, history, counting, watchdog, stopped)
+        await self._shutdown(listener, consumer, history, counting, crm, watchdog, stopped)
+        if self.crm is not None:
+            await self.crm.close()
         return code
 
     def _ring_me(self, settings: Settings) -> RingMe | None:
@@ -217,14 +224,26 @@ class Daemon:
         )
         return pools, server
 
+    def _crm(self, settings: Settings, writer: CallWriter) -> CrmDelivery | None:
+        """The CRM webhook: events from the outbox the writer fills, woken by each call."""
+        if settings.crm.webhook is None:
+            return None
+        notifier = WebhookNotifier(settings.crm.webhook)
+        delivery = CrmDelivery(writer.engine, settings.crm, notifier, lambda: datetime.now(UTC))
+        _also_on_written(writer, lambda record, new: delivery.wake())
+        return delivery
+
     def _pages(self, settings: Settings, writer: CallWriter) -> Pages:
-        """Login and the managers' callbacks page; "Call now" goes out on our AMI connection."""
+        """The pages for people; "Call now" goes out on our AMI connection."""
         return Pages(
             settings.web,
             writer.engine,
             region=settings.phone_region,
             ringme=self.ringme,
             dial=self.board.plan.dial_string,
+            recordings_dir=settings.recordings_dir,
+            rules=rules_of(settings),
+            managers={manager.extension: manager.name for manager in settings.managers},
         )
 
     def _metrics(self, pools: VisitPools | None) -> PoolCollector:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.attribution.attribute import Attributor
 from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.crm.outbox import enqueue_calls
 from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
 from pbx_tracker.store.migrate import is_at_head
 from pbx_tracker.store.writer import CallWriter
@@ -40,6 +42,7 @@ async def open_writer(
             spill_path=settings.database.spill_path,
             on_written=on_written,
             attribute=Attributor(settings).attribute if settings.number_pools else None,
+            after_save=_crm_outbox if settings.crm.webhook is not None else None,
         )
         await writer.start()
         try:
@@ -49,6 +52,11 @@ async def open_writer(
             await writer.stop()
     finally:
         await engine.dispose()
+
+
+async def _crm_outbox(conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]]) -> None:
+    """Each stored call's event for the CRM, in the call's own transaction."""
+    await enqueue_calls(conn, saved, datetime.now(UTC))
 
 
 async def _check(engine: AsyncEngine, url: str) -> None:

@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 OnWritten = Callable[[CallRecord, bool], object]
 # fills what the stored facts say about calls (pbx_tracker.attribution.attribute.Attributor)
 Attribute = Callable[[AsyncConnection, Sequence[CallRecord]], Awaitable[list[CallRecord]]]
+# writes more in the same transaction, e.g. the CRM outbox's events: (record, was new)
+AfterSave = Callable[[AsyncConnection, Sequence[tuple[CallRecord, bool]]], Awaitable[object]]
 SPILL_BATCH = 100
 WRITE_BATCH = 100
 _P = ParamSpec("_P")
@@ -158,6 +160,7 @@ class CallWriter:
         first_time_window: timedelta | None = None,
         on_written: OnWritten | None = None,
         attribute: Attribute | None = None,
+        after_save: AfterSave | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
     ) -> None:
@@ -165,6 +168,7 @@ class CallWriter:
             raise ValueError("queue_size must be at least 1")
         self.on_written = on_written
         self._attribute = attribute
+        self._after_save = after_save
         self._engine = engine
         self._queue_size = queue_size
         self._first_time_window = first_time_window
@@ -353,6 +357,8 @@ class CallWriter:
                 records = await self._attributed(conn, [t.record for t in self._held])
                 records = await mark_first_time_callers(conn, records)
                 saved = list(zip(records, await save_calls(conn, records), strict=True))
+                if self._after_save is not None:
+                    await self._after_save(conn, saved)
         except Exception:
             first = self._held.popleft()
             self._queue.extendleft(reversed([taken.record for taken in self._held]))
@@ -372,7 +378,10 @@ class CallWriter:
         async with self._engine.begin() as conn:
             (record,) = await self._attributed(conn, [record])
             record = await self._with_first_time(conn, record)
-            return record, await save_call(conn, record)
+            new = await save_call(conn, record)
+            if self._after_save is not None:
+                await self._after_save(conn, [(record, new)])
+            return record, new
 
     async def _attributed(
         self, conn: AsyncConnection, records: list[CallRecord]

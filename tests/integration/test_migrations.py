@@ -39,6 +39,7 @@ TABLES = {
     "visits",
     "number_leases",
     "ad_spend",
+    "crm_outbox",
     "pool_stats",
 }
 

@@ -1,0 +1,177 @@
+"""The CRM outbox table: one row per call event to deliver, written in the transaction
+that stores the call, so no stored call is ever without its event (and no event is
+for a call that was not stored).
+
+A row's ``idempotency_key`` (``node:linkedid:<hash of the payload>``) is sent as the
+delivery id and is the same on every try; storing the same call again with the
+same content adds nothing, a changed call adds a ``call.updated`` event.  Events of
+one call are delivered in the order they were written: a row is due only when no
+earlier row of the same call is still waiting.  Rows are claimed with a
+conditional update, so several daemons on one database never send a row at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from pbx_tracker.calls.records import CallRecord, Direction
+from pbx_tracker.store.engine import dialect_insert
+from pbx_tracker.store.models import CrmOutboxRow
+
+__all__ = [
+    "Delivery",
+    "claim",
+    "due_deliveries",
+    "enqueue_calls",
+    "mark_delivered",
+    "mark_failed",
+    "mark_retry",
+    "outbox_table",
+]
+
+outbox_table = cast(Table, CrmOutboxRow.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    call_key: str
+    event: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int
+
+
+def call_payload(record: CallRecord, event: str, key: str) -> dict[str, Any]:
+    """What the CRM receives: the event, its delivery id, and the call record."""
+    return {"event": event, "delivery": key, "call": record.to_json()}
+
+
+async def enqueue_calls(
+    conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]], now: datetime
+) -> int:
+    """Add an event for each inbound call just stored (``True``: new); the number added."""
+    rows = []
+    for record, new in saved:
+        if record.direction is not Direction.INBOUND:
+            continue
+        event = "call.finished" if new else "call.updated"
+        call_key = f"{record.node}:{record.linkedid}"
+        content = json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False)
+        key = f"{call_key}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+        rows.append(
+            {
+                "call_key": call_key,
+                "event": event,
+                "idempotency_key": key,
+                "payload": call_payload(record, event, key),
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            }
+        )
+    if not rows:
+        return 0
+    # counted from RETURNING: rowcount is not reliable for this on every driver
+    statement = (
+        dialect_insert(conn)(outbox_table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[outbox_table.c.idempotency_key])
+        .returning(outbox_table.c.id)
+    )
+    return len((await conn.execute(statement)).all())
+
+
+def _pending(table: Any) -> Any:
+    return and_(table.c.delivered_at.is_(None), table.c.failed_at.is_(None))
+
+
+async def due_deliveries(conn: AsyncConnection, now: datetime, limit: int) -> list[Delivery]:
+    """Rows to send now, oldest first: due, not claimed, and first of their call."""
+    o = outbox_table.c
+    earlier = aliased(outbox_table)
+    waiting_before = exists().where(
+        earlier.c.call_key == o.call_key, earlier.c.id < o.id, _pending(earlier)
+    )
+    query = (
+        select(outbox_table)
+        .where(
+            _pending(outbox_table),
+            o.next_attempt_at <= now,
+            or_(o.claimed_until.is_(None), o.claimed_until < now),
+            ~waiting_before,
+        )
+        .order_by(o.id)
+        .limit(limit)
+    )
+    return [
+        Delivery(
+            row.id,
+            row.call_key,
+            row.event,
+            row.idempotency_key,
+            dict(row.payload),
+            row.created_at,
+            row.attempts,
+        )
+        for row in (await conn.execute(query)).all()
+    ]
+
+
+async def claim(conn: AsyncConnection, delivery_id: int, now: datetime, until: datetime) -> bool:
+    """Take the row for one try (False: another daemon has it)."""
+    o = outbox_table.c
+    query = (
+        update(outbox_table)
+        .where(
+            o.id == delivery_id,
+            _pending(outbox_table),
+            or_(o.claimed_until.is_(None), o.claimed_until < now),
+        )
+        .values(claimed_until=until)
+    )
+    return (await conn.execute(query)).rowcount == 1
+
+
+async def mark_delivered(conn: AsyncConnection, delivery_id: int, now: datetime) -> None:
+    o = outbox_table.c
+    await conn.execute(
+        update(outbox_table)
+        .where(o.id == delivery_id)
+        .values(delivered_at=now, claimed_until=None, attempts=o.attempts + 1, last_error=None)
+    )
+
+
+async def mark_retry(
+    conn: AsyncConnection, delivery_id: int, next_attempt_at: datetime, error: str
+) -> None:
+    o = outbox_table.c
+    await conn.execute(
+        update(outbox_table)
+        .where(o.id == delivery_id)
+        .values(
+            next_attempt_at=next_attempt_at,
+            claimed_until=None,
+            attempts=o.attempts + 1,
+            last_error=error[:1000],
+        )
+    )
+
+
+async def mark_failed(conn: AsyncConnection, delivery_id: int, now: datetime, error: str) -> None:
+    o = outbox_table.c
+    await conn.execute(
+        update(outbox_table)
+        .where(o.id == delivery_id)
+        .values(failed_at=now, claimed_until=None, attempts=o.attempts + 1, last_error=error[:1000])
+    )
