@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from ami_settings import ListenerSettings
-from playwright.async_api import Browser, Page, async_playwright, expect
+from browsing import PHONE, tab
+from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
@@ -44,12 +44,9 @@ from pbx_tracker.web.pages_settings import WebSettings, WebUser
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 10_000
 PASSWORD = "anna-password-1"
 SESSION_MINUTES = 30
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 CHEAP = {"n": 2**10, "r": 8, "p": 1}  # a fast hash for tests; the default costs more
 
 pytestmark = pytest.mark.timeout(90)
@@ -79,39 +76,6 @@ class Clock:
 
 
 # --- the browser ------------------------------------------------------------------
-
-
-@pytest.fixture(name="chromium")
-def _chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the browser tests")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture(name="browser")
-async def _browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=dict(viewport))  # type: ignore[arg-type]
-    try:
-        page = await context.new_page()
-        errors: list[Exception] = []
-        page.on("pageerror", lambda error: errors.append(error))
-        yield page
-        assert errors == []
-    finally:
-        await context.close()
 
 
 # --- the daemon's side ---------------------------------------------------------------

@@ -12,12 +12,10 @@ run): skipped without it, failed under CI.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import struct
 import wave
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from browsing import LAPTOP, PHONE, tab
+from playwright.async_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
@@ -43,10 +42,7 @@ from pbx_tracker.web.pages_settings import WebSettings, WebUser
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 10_000
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # 15:00 in Moscow
@@ -71,39 +67,6 @@ MANAGERS = {"101": "Anna Petrova", "102": "Boris Orlov"}
 
 
 # --- the browser ------------------------------------------------------------------
-
-
-@pytest.fixture(name="chromium")
-def _chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the browser tests")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture(name="browser")
-async def _browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=dict(viewport))  # type: ignore[arg-type]
-    try:
-        page = await context.new_page()
-        errors: list[Exception] = []
-        page.on("pageerror", lambda error: errors.append(error))
-        yield page
-        assert errors == []
-    finally:
-        await context.close()
 
 
 # --- the daemon's side ---------------------------------------------------------------

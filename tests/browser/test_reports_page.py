@@ -12,11 +12,9 @@ run): skipped without it, failed under CI.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +22,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from browsing import PHONE, tab
+from playwright.async_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
@@ -44,9 +43,6 @@ from pbx_tracker.web.pages_settings import WebSettings, WebUser
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
-CHROMIUM = "/usr/bin/chromium"
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -68,39 +64,6 @@ def user(name: str, role: str, extension: str | None = None) -> WebUser:
 
 
 USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]
-
-
-@pytest.fixture(name="chromium")
-def _chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the browser tests")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture(name="browser")
-async def _browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=dict(viewport), accept_downloads=True)  # type: ignore[arg-type]
-    try:
-        page = await context.new_page()
-        errors: list[Exception] = []
-        page.on("pageerror", lambda error: errors.append(error))
-        yield page
-        assert errors == []
-    finally:
-        await context.close()
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import Visit, get_visit
@@ -37,7 +36,6 @@ from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 from pbx_tracker.web.snippet import LandingPage
 from pbx_tracker.web.stored_pool import StoredVisitPool
 
-CHROMIUM = "/usr/bin/chromium"
 POOL = "site"
 SITE_NUMBER = "+74951110000"  # the company's own number, also the fallback
 SITE_DISPLAY = display_number(SITE_NUMBER, "RU")  # 8 (495) 111-00-00
@@ -53,27 +51,6 @@ def shown(number: str) -> str:
 
 
 # --- the browser ------------------------------------------------------------------
-
-
-@pytest.fixture(name="chromium")
-def _chromium() -> str:
-    """The system's Chromium; Playwright's own download is never used."""
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the browser tests")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture(name="browser")
-async def _browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @dataclass
