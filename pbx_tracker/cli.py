@@ -424,7 +424,7 @@ def spend_import(config_path: str | None, file: str) -> None:
 
 @main.group()
 def web() -> None:
-    """The web pages: users and their passwords (``web:`` in the config)."""
+    """The web pages: users and their passwords (web: in the config)."""
 
 
 @web.command("hash-password")
