@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -34,6 +33,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from alembic import command
 from sqlalchemy import Table, insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import drop_postgres, postgres_url
 
 from pbx_tracker.reports.compute import ReportKind, compute
 from pbx_tracker.reports.dimensions import Dimension, ReportScope
@@ -355,24 +358,6 @@ def _upgrade(url: str, revision: str) -> None:
             connection.commit()
     finally:
         engine.dispose()
-
-
-def postgres_url(explicit: str | None) -> str | None:
-    base = explicit or "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"pbx_tracker_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as error:
-        print(f"PostgreSQL skipped: {error}".strip())
-        return None
-    return base.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_postgres(url: str) -> None:
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from ga4_server import Collector, serving
 from mailserver import Mailbox
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -156,3 +157,10 @@ def _mailbox() -> Iterator[Mailbox]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(name="collector")
+async def _collector() -> AsyncIterator[Collector]:
+    """A GA4 Measurement Protocol endpoint on loopback (tests/ga4_server.py)."""
+    async with serving() as collector:
+        yield collector

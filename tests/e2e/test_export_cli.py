@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from cli_runner import Cli
+from ga4_server import Collector
 
 from pbx_tracker.attribution.visits import Visit, save_visit
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
@@ -108,34 +106,6 @@ async def _database(migrated_url: str) -> str:
     finally:
         await engine.dispose()
     return migrated_url
-
-
-@dataclass
-class Collector:
-    """A GA4 stand-in on loopback: records each request body, answers from a script."""
-
-    url: str = ""
-    answers: list[int] = field(default_factory=list)
-    seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append((dict(request.query), json.loads(await request.read())))
-        return web.Response(status=self.answers.pop(0) if self.answers else 204)
-
-
-@pytest.fixture(name="collector")
-async def _collector() -> AsyncIterator[Collector]:
-    collector = Collector()
-    app = web.Application()
-    app.router.add_post("/mp/collect", collector.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    collector.url = f"http://127.0.0.1:{runner.addresses[0][1]}/mp/collect"
-    try:
-        yield collector
-    finally:
-        await runner.cleanup()
 
 
 async def test_metrica_file(tmp_path: Path, database: str) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from aiohttp import web
+from ga4_server import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import Visit, save_visit
@@ -308,34 +306,6 @@ async def test_a_missed_call_is_no_target_call(
 
 
 # -- GA4: sending -------------------------------------------------------------------------
-
-
-@dataclass
-class Collector:
-    """A GA4 stand-in on loopback: records each request, answers from a script, then 204."""
-
-    url: str = ""
-    answers: list[int] = field(default_factory=list)
-    seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append((dict(request.query), json.loads(await request.read())))
-        return web.Response(status=self.answers.pop(0) if self.answers else 204)
-
-
-@pytest.fixture(name="collector")
-async def _collector() -> AsyncIterator[Collector]:
-    collector = Collector()
-    app = web.Application()
-    app.router.add_post("/mp/collect", collector.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    collector.url = f"http://127.0.0.1:{runner.addresses[0][1]}/mp/collect"
-    try:
-        yield collector
-    finally:
-        await runner.cleanup()
 
 
 def ga4_settings(url: str, endpoint: str, **more: Any) -> Settings:
