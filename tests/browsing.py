@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Mapping
 
 from playwright.async_api import Browser, Page
 
+from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.pages_settings import WebUser
+
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -27,3 +30,17 @@ async def tab(browser: Browser, viewport: Mapping[str, int] = LAPTOP) -> AsyncIt
         assert errors == []
     finally:
         await context.close()
+
+
+# a cheap scrypt cost: the tests sign in many times
+CHEAP = {"n": 2**10, "r": 8, "p": 1}
+
+
+def web_user(name: str, role: str, extension: str | None = None) -> WebUser:
+    """A user of the pages whose password is ``<name>-password-1``."""
+    return WebUser(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        extension=extension,
+        password_hash=hash_password(f"{name}-password-1", **CHEAP),
+    )

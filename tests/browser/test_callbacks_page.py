@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from ami_settings import ListenerSettings
-from browsing import PHONE, tab
+from browsing import PHONE, tab, web_user
 from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,28 +37,20 @@ from pbx_tracker.phones import display_number
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.pages_settings import WebSettings
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
 WAIT_MS = 10_000
 PASSWORD = "anna-password-1"
 SESSION_MINUTES = 30
-CHEAP = {"n": 2**10, "r": 8, "p": 1}  # a fast hash for tests; the default costs more
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def user(name: str, role: str, extension: str | None = None) -> WebUser:
-    return WebUser(
-        name=name,
-        role=role,  # type: ignore[arg-type]
-        extension=extension,
-        password_hash=hash_password(f"{name}-password-1", **CHEAP),
-    )
+user = web_user
 
 
 USERS = [user("anna", "manager", "101"), user("boris", "manager", "102")]

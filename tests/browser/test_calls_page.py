@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from browsing import LAPTOP, PHONE, tab
+from browsing import LAPTOP, PHONE, tab, web_user
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,15 +35,13 @@ from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.store.calls import save_calls
 from pbx_tracker.store.models import CallRow
 from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.pages_settings import WebSettings
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
 WAIT_MS = 10_000
-CHEAP = {"n": 2**10, "r": 8, "p": 1}
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # 15:00 in Moscow
 TODAY = "2026-03-10"
@@ -53,13 +51,7 @@ SQLISH = "' OR 1=1 --"
 pytestmark = pytest.mark.timeout(90)
 
 
-def user(name: str, role: str, extension: str | None = None) -> WebUser:
-    return WebUser(
-        name=name,
-        role=role,  # type: ignore[arg-type]
-        extension=extension,
-        password_hash=hash_password(f"{name}-password-1", **CHEAP),
-    )
+user = web_user
 
 
 USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]

@@ -22,7 +22,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from browsing import PHONE, tab
+from browsing import PHONE, tab, web_user
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
@@ -36,14 +36,12 @@ from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.reports.spend import SpendLine, import_spend
 from pbx_tracker.store.calls import save_calls
 from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.pages_settings import WebSettings
 from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
-CHEAP = {"n": 2**10, "r": 8, "p": 1}
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 RULES = ReportRules(
@@ -54,13 +52,7 @@ PERIOD = "from=2026-03-08&to=2026-03-10"
 pytestmark = pytest.mark.timeout(90)
 
 
-def user(name: str, role: str, extension: str | None = None) -> WebUser:
-    return WebUser(
-        name=name,
-        role=role,  # type: ignore[arg-type]
-        extension=extension,
-        password_hash=hash_password(f"{name}-password-1", **CHEAP),
-    )
+user = web_user
 
 
 USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]
