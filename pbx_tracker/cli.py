@@ -250,6 +250,66 @@ def callbacks_call(config_path: str | None, task_id: int, manager: str | None) -
 
 
 @main.group()
+def spam() -> None:
+    """Spam calls (spam: in the config): list them, mark a call as spam, undo the marking.
+
+    CALL_ID is the call's id on the calls page (and in `spam list`).  Spam calls are kept
+    but open no callback task and count as no lead."""
+
+
+def _spam_command(coroutine: Any) -> None:
+    """Run one `spam` command; its problem on stderr and exit 1 when it fails."""
+    from pbx_tracker.spam.commands import SpamCommandError
+
+    try:
+        click.echo(asyncio.run(coroutine))
+    except SpamCommandError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@spam.command("list")
+@config_option
+@click.option("--from", "start", required=True, metavar="DATE", help="First day or moment.")
+@click.option("--to", "end", required=True, metavar="DATE", help="Last day, or end moment.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def spam_list(config_path: str | None, start: str, end: str, fmt: str) -> None:
+    """The calls that are spam now, newest first: id, caller, number, reason, who marked it.
+
+    Days are cut in routing.timezone, as in the reports (--to's day included)."""
+    from pbx_tracker.spam.commands import list_spam_calls
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _spam_command(list_spam_calls(settings, start=start, end=end, fmt=fmt))
+
+
+@spam.command("mark")
+@config_option
+@click.argument("call_id", type=int)
+@click.option("--by", required=True, metavar="EXT", help="Who marks it (e.g. an extension).")
+def spam_mark(config_path: str | None, call_id: int, by: str) -> None:
+    """Mark a call as spam; an open callback task left with only spam calls is closed."""
+    from pbx_tracker.spam.commands import mark_call
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _spam_command(mark_call(settings, call_id, by=by, now=_now()))
+
+
+@spam.command("undo")
+@config_option
+@click.argument("call_id", type=int)
+@click.option("--by", required=True, metavar="EXT", help="Who undoes it (e.g. an extension).")
+def spam_undo(config_path: str | None, call_id: int, by: str) -> None:
+    """The call is no spam: a missed call opens (or joins) its customer's callback task."""
+    from pbx_tracker.spam.commands import undo_call
+
+    settings = load_or_exit(config_path, need_ami_secret=False)
+    _spam_command(undo_call(settings, call_id, by=by, now=_now()))
+
+
+@main.group()
 def pool() -> None:
     """Website number pools: use, exhaustion, attribution, recommended size."""
 
@@ -280,8 +340,8 @@ def pool_status(config_path: str | None, name: str | None, hours: float, fmt: st
 def export() -> None:
     """Calls as conversions for the ad platforms: Yandex Metrica offline calls, GA4 events.
 
-    Dates are YYYY-MM-DD in UTC, both included (--from 2026-03-01 --to 2026-03-01 is that
-    whole UTC day)."""
+    Dates are YYYY-MM-DD, both included, days cut in routing.timezone (else the machine's
+    zone) as reports cut them (--from 2026-03-01 --to 2026-03-01 is that whole day)."""
 
 
 def _export_command(coroutine: Any) -> None:

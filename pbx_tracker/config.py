@@ -66,7 +66,8 @@ from pbx_tracker.reports.settings import ReportSettings
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.routing.hours import HoursLine
 from pbx_tracker.routing.settings import RoutingSettings
-from pbx_tracker.web.pages_settings import WebSettings
+from pbx_tracker.spam.settings import SpamSettings
+from pbx_tracker.web.pages_settings import WebSettings, web_user_problems
 from pbx_tracker.web.settings import HttpSettings
 
 __all__ = [
@@ -337,6 +338,7 @@ class Settings(ConfigModel):
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    spam: SpamSettings = Field(default_factory=SpamSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     exports: ExportSettings = Field(default_factory=ExportSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
@@ -487,6 +489,7 @@ _SECTIONS = (
     "http",
     "web",
     "crm",
+    "spam",
     "attribution",
     "routing",
     "exports",
@@ -740,4 +743,5 @@ def _cross_entry_problems(raw: Mapping[str, Any], region: str) -> list[str]:
         *routing_problems(raw, region),
         *callback_problems(raw),
         *pool_problems(raw, region),
+        *web_user_problems(raw),
     ]

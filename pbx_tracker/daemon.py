@@ -244,6 +244,7 @@ class Daemon:
             recordings_dir=settings.recordings_dir,
             rules=rules_of(settings),
             managers={manager.extension: manager.name for manager in settings.managers},
+            callbacks=settings.callbacks,
         )
 
     def _metrics(self, pools: VisitPools | None) -> PoolCollector:

@@ -7,6 +7,7 @@ customer the call concerns (`customer_of`), and answers with one decision:
 - a missed inbound call on a tracked number, for a reason in
   ``callbacks.reasons``: `Join` the customer's open task, else `Open` one
   (a hidden or undialable caller always gets a task of its own, not dialable);
+  a spam call (`CallRecord.spam`) neither opens nor joins one;
 - an answered inbound call from a customer with an open task: `Resolve` it
   (answered_inbound, by whoever talked to them last);
 - a call a manager placed to such a customer: `Resolve` it when answered
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pbx_tracker.callbacks.settings import CallbackSettings
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
 from pbx_tracker.phones import is_dialable
 
 __all__ = [
@@ -126,6 +127,12 @@ class Nothing:
 
 
 Decision = Open | Join | Resolve | Attempt | Nothing
+SPAM_REASONS = {
+    SpamReason.BLOCKED: "blocked number",
+    SpamReason.HIDDEN: "hidden number",
+    SpamReason.REPEAT: "repeat calls",
+    SpamReason.MANUAL: "marked by a manager",
+}
 
 
 def customer_of(record: CallRecord) -> str | None:
@@ -156,6 +163,8 @@ def _missed_inbound(
     reason = record.missed_reason
     if reason is None or reason.value not in settings.reasons:
         return Nothing(f"missed ({reason or 'no reason'}): not a reason to call back")
+    if record.spam is not None:
+        return Nothing(f"spam: {SPAM_REASONS[record.spam]}")
     customer = customer_of(record)
     if customer is not None and task is not None:
         return Join(task.id)

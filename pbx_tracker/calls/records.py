@@ -3,6 +3,8 @@
 ``session_id``, ``utm_*`` and ``attribution`` are filled by attribution
 (`pbx_tracker.attribution.attribute`) when the call is stored: the website visit
 a pool number was shown to, its tags, and why the call got its source.
+``spam`` is filled when the call is stored too (`pbx_tracker.spam.classify`):
+why the call is left out of leads and callbacks, or None.
 
 `CallRecord` is the contract of DESIGN.md ("Call record"): the database row,
 the JSON line of `replay --dry-run` and, later, the HTTP API all carry these
@@ -29,6 +31,13 @@ class MissedReason(enum.StrEnum):
     BUSY = "busy"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+
+
+class SpamReason(enum.StrEnum):
+    BLOCKED = "blocked"  # the caller is on spam.block
+    HIDDEN = "hidden"  # no caller number, and spam.block_hidden
+    REPEAT = "repeat"  # past spam.repeat_limit calls within the window
+    MANUAL = "manual"  # a manager marked it
 
 
 class Direction(enum.StrEnum):
@@ -87,6 +96,7 @@ class CallRecord:
     utm_term: str | None = None
     utm_content: str | None = None
     attribution: dict[str, Any] | None = None
+    spam: SpamReason | None = None
     variables: dict[str, str] = field(default_factory=dict)
     attempts: tuple[RingAttempt, ...] = ()
 

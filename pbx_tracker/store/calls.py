@@ -22,6 +22,7 @@ from pbx_tracker.calls.records import (
     Direction,
     MissedReason,
     RingAttempt,
+    SpamReason,
 )
 from pbx_tracker.store.engine import dialect_insert
 from pbx_tracker.store.models import CallRow, OutboundCallRow, RingAttemptRow
@@ -163,6 +164,15 @@ async def list_calls(
     return [_record_from_call_row(row, attempts[row.id]) for row in rows]
 
 
+async def get_call(executor: Executor, call_id: int) -> CallRecord | None:
+    """The inbound call with this id (``calls.id``) and its ring attempts, or None."""
+    row = (await executor.execute(select(calls_table).where(calls_table.c.id == call_id))).first()
+    if row is None:
+        return None
+    attempts = await _attempts_of(executor, [row.id])
+    return _record_from_call_row(row, attempts[row.id])
+
+
 async def list_outbound_calls(
     executor: Executor, *, limit: int = 1000, offset: int = 0, since: datetime | None = None
 ) -> list[CallRecord]:
@@ -182,12 +192,13 @@ async def count_calls(executor: Executor) -> int:
 
 def record_from_json(data: dict[str, Any]) -> CallRecord:
     """The inverse of CallRecord.to_json() (ISO 8601 times back to aware UTC)."""
-    missed = data.get("missed_reason")
+    missed, spam = data.get("missed_reason"), data.get("spam")
     fields = {
         **data,
         "direction": Direction(data["direction"]),
         "status": CallStatus(data["status"]),
         "missed_reason": MissedReason(missed) if missed else None,
+        "spam": SpamReason(spam) if spam else None,  # lines spilled before 0008 have none
         "variables": dict(data.get("variables") or {}),
         "attempts": tuple(_attempt_from_json(item) for item in data.get("attempts") or ()),
     }
@@ -267,6 +278,8 @@ def _call_values(record: CallRecord) -> dict[str, Any]:
         "first_time_caller": record.first_time_caller,
         "is_target": record.is_target,
         "complete": record.complete,
+        "spam": record.spam is not None,
+        "spam_reason": record.spam.value if record.spam else None,
         **_attribution_values(record),
         "created_at": now,
         "updated_at": now,
@@ -357,6 +370,7 @@ def _record_from_call_row(row: Row[Any], attempts: list[RingAttempt]) -> CallRec
         utm_term=row.utm_term,
         utm_content=row.utm_content,
         attribution=row.attribution,
+        spam=SpamReason(row.spam_reason or SpamReason.MANUAL) if row.spam else None,
         attempts=tuple(attempts),
     )
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -72,6 +73,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+SPAM_CALL = "spam"
+
+
 class CallRow(Base):
     """One inbound call on a tracked number (CallRecord, direction inbound)."""
 
@@ -84,6 +88,12 @@ class CallRow(Base):
         Index("ix_calls_did_started_at", "did", "started_at"),
         Index("ix_calls_started_at", "started_at"),
         Index("ix_calls_session_id", "session_id"),
+        Index(
+            "ix_calls_spam_started_at",
+            "started_at",
+            sqlite_where=text(SPAM_CALL),
+            postgresql_where=text(SPAM_CALL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -129,6 +139,13 @@ class CallRow(Base):
     variables: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    # spam (migration 0008): true = left out of leads and callbacks now; spam_reason is
+    # blocked | hidden | repeat | manual while spam, NULL otherwise; spam_changed_by/_at:
+    # the last manager who marked or unmarked it (a re-saved call keeps their decision)
+    spam: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    spam_reason: Mapped[str | None] = mapped_column(String(16))
+    spam_changed_by: Mapped[str | None] = mapped_column(String(64))
+    spam_changed_at: Mapped[datetime | None]
 
 
 class RingAttemptRow(Base):

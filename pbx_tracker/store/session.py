@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pbx_tracker.attribution.attribute import Attributor
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.crm.outbox import enqueue_calls
+from pbx_tracker.spam.classify import SpamClassifier
 from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
 from pbx_tracker.store.migrate import is_at_head
 from pbx_tracker.store.writer import CallWriter
@@ -42,6 +43,8 @@ async def open_writer(
             spill_path=settings.database.spill_path,
             on_written=on_written,
             attribute=Attributor(settings).attribute if settings.number_pools else None,
+            # always: a call re-saved keeps what a manager decided about it by hand
+            classify=SpamClassifier(settings.spam).classify,
             after_save=_crm_outbox if settings.crm.webhook is not None else None,
         )
         await writer.start()

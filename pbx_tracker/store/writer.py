@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 OnWritten = Callable[[CallRecord, bool], object]
 # fills what the stored facts say about calls (pbx_tracker.attribution.attribute.Attributor)
 Attribute = Callable[[AsyncConnection, Sequence[CallRecord]], Awaitable[list[CallRecord]]]
+# fills `spam` on the records about to be stored (pbx_tracker.spam.classify.SpamClassifier)
+Classify = Attribute
 # writes more in the same transaction, e.g. the CRM outbox's events: (record, was new)
 AfterSave = Callable[[AsyncConnection, Sequence[tuple[CallRecord, bool]]], Awaitable[object]]
 SPILL_BATCH = 100
@@ -160,6 +162,7 @@ class CallWriter:
         first_time_window: timedelta | None = None,
         on_written: OnWritten | None = None,
         attribute: Attribute | None = None,
+        classify: Classify | None = None,
         after_save: AfterSave | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
@@ -168,6 +171,7 @@ class CallWriter:
             raise ValueError("queue_size must be at least 1")
         self.on_written = on_written
         self._attribute = attribute
+        self._classify = classify
         self._after_save = after_save
         self._engine = engine
         self._queue_size = queue_size
@@ -356,6 +360,7 @@ class CallWriter:
             async with self._engine.begin() as conn:
                 records = await self._attributed(conn, [t.record for t in self._held])
                 records = await mark_first_time_callers(conn, records)
+                records = await self._classified(conn, records)
                 saved = list(zip(records, await save_calls(conn, records), strict=True))
                 if self._after_save is not None:
                     await self._after_save(conn, saved)
@@ -378,6 +383,7 @@ class CallWriter:
         async with self._engine.begin() as conn:
             (record,) = await self._attributed(conn, [record])
             record = await self._with_first_time(conn, record)
+            (record,) = await self._classified(conn, [record])
             new = await save_call(conn, record)
             if self._after_save is not None:
                 await self._after_save(conn, [(record, new)])
@@ -389,6 +395,13 @@ class CallWriter:
         if self._attribute is None:
             return records
         return await self._attribute(conn, records)
+
+    async def _classified(
+        self, conn: AsyncConnection, records: list[CallRecord]
+    ) -> list[CallRecord]:
+        if self._classify is None:
+            return records
+        return await self._classify(conn, records)
 
     async def _with_first_time(self, conn: AsyncConnection, record: CallRecord) -> CallRecord:
         if record.first_time_caller is not None or record.caller is None:

@@ -12,7 +12,9 @@ Routes (HTML unless said otherwise):
 - ``POST /callbacks/{id}/call``: ring the manager's phone, then the customer
   (`RingMe`, the daemon's AMI connection); ``POST /callbacks/{id}/done``: close it;
 - ``GET /calls`` (everyone), ``GET /recordings/{call_id}``: the calls list and a
-  call's recording (`pbx_tracker.web.pages_calls`);
+  call's recording (`pbx_tracker.web.pages_calls`); ``POST /calls/{call_id}/spam``,
+  ``POST /calls/{call_id}/not-spam`` (managers, admins): mark a call as spam or
+  undo it (`pbx_tracker.web.pages_spam`);
 - ``GET /reports``, ``GET /reports.csv`` (marketers, admins): the sources report
   with charts, and its CSV (`pbx_tracker.web.pages_reports`).
 
@@ -42,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.phones import display_number
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.web import pages_html
@@ -88,7 +91,8 @@ class Pages:
     ``clock``: monotonic seconds for sessions and the login brake; ``now``: wall time
     for the tasks' ages and the close time; ``recordings_dir``: the only folder
     recordings are played from; ``rules``: the reports' rules and time zone
-    (`rules_of`); ``managers``: extension -> name, to show who answered."""
+    (`rules_of`); ``managers``: extension -> name, to show who answered; ``callbacks``:
+    the callback policy a call unmarked as spam goes through."""
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class Pages:
         recordings_dir: Path | None = None,
         rules: ReportRules | None = None,
         managers: dict[str, str] | None = None,
+        callbacks: CallbackSettings | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -117,6 +122,7 @@ class Pages:
             target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=None
         )
         self.managers = dict(managers or {})
+        self.callbacks = callbacks or CallbackSettings()
         self.sessions = SessionStore(settings.session_minutes * 60.0, clock=clock)
         self.throttle = LoginThrottle(clock=clock)
 

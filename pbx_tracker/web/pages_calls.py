@@ -19,6 +19,10 @@ A recording is served only from ``recordings_dir``: the call's
 ``..`` and its real path (symlinks resolved) must lie inside the folder's real
 path, else 403 (logged); a missing file is 404.  aiohttp's `FileResponse`
 answers Range requests (206), so the browser's ``<audio>`` can seek.
+
+Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
+"Spam" badge with the reason on spam calls and, for managers and admins, a
+"Spam" / "Not spam" button (`pbx_tracker.web.pages_spam`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pbx_tracker.web.pages import (
     _html,
     _to_login,
 )
+from pbx_tracker.web.pages_html import csrf_field
 from pbx_tracker.web.pages_html import escape as _e
 
 __all__ = ["CallFilters", "FilterError", "add_calls_routes", "find_calls", "parse_filters"]
@@ -76,6 +81,13 @@ REASONS = {
     "unavailable": "nobody available",
     "failed": "failed",
 }
+SPAM_REASONS = {
+    "blocked": "blocked number",
+    "hidden": "hidden number",
+    "repeat": "repeat calls",
+    "manual": "marked by hand",
+}
+MARKERS = ("manager", "admin")  # who may mark calls as spam
 AUDIO_TYPES = {
     ".wav": "audio/wav",
     ".mp3": "audio/mpeg",
@@ -227,6 +239,9 @@ async def find_calls(
             c.talk_seconds,
             c.recording_path,
             c.utm_term,
+            c.direction,
+            c.spam,
+            c.spam_reason,
             _credited("source", pages).label("credited_source"),
             _credited("campaign", pages).label("credited_campaign"),
         )
@@ -285,6 +300,8 @@ def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
         "ring": _duration(row.ring_seconds),
         "talk": _duration(row.talk_seconds) if answered else "",
         "recording": bool(row.recording_path),
+        "inbound": row.direction == "inbound",
+        "spam": SPAM_REASONS.get(row.spam_reason or "manual", row.spam_reason) if row.spam else "",
     }
 
 
@@ -302,6 +319,7 @@ async def calls_page(request: web.Request) -> web.Response:
     session, user = current
     pages = request.app[PAGES]
     today = _today(pages)
+    flash = session.take_flash()
     try:
         filters = parse_filters(request.query, today)
     except FilterError as error:
@@ -338,6 +356,7 @@ async def calls_page(request: web.Request) -> web.Response:
         total=total,
         sources=sources,
         managers=pages.managers,
+        flash=flash,
     )
     return _html(page)
 
@@ -399,8 +418,11 @@ def _missing(request: web.Request, session: Any, user: Any) -> web.Response:
 
 
 def add_calls_routes(app: web.Application) -> None:
+    from pbx_tracker.web.pages_spam import add_spam_routes  # it imports this module
+
     app.router.add_get("/calls", calls_page)
     app.router.add_get(r"/recordings/{call_id}", recording)
+    add_spam_routes(app)
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -440,7 +462,30 @@ def _filters_form(filters: CallFilters, sources: list[str], managers: Mapping[st
     )
 
 
-def _call_item(row: Mapping[str, Any]) -> str:
+def _spam_badge(row: Mapping[str, Any]) -> str:
+    if not row["spam"]:
+        return ""
+    return (
+        '<span class="badge badge-spam" title="Left out of leads and callbacks">'
+        f'Spam · <span class="spam-reason">{_e(row["spam"])}</span></span>'
+    )
+
+
+def _spam_button(row: Mapping[str, Any], marking: tuple[str, str] | None) -> str:
+    """The "Spam" / "Not spam" form of an inbound call (``marking``: csrf, back query)."""
+    if marking is None or not row["inbound"]:
+        return ""
+    csrf, back = marking
+    action, label = ("not-spam", "Not spam") if row["spam"] else ("spam", "Spam")
+    return (
+        f'<form class="spam-form" method="post" action="/calls/{row["id"]}/{action}">'
+        f'{csrf_field(csrf)}<input type="hidden" name="back" value="{_e(back)}">'
+        f'<button class="btn btn-quiet btn-spam" type="submit" '
+        f'aria-label="{label}: call {row["id"]}">{label}</button></form>'
+    )
+
+
+def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -> str:
     campaign = f'<span class="meta-item">{_e(row["campaign"])}</span>' if row["campaign"] else ""
     keyword = ""
     if row["keyword"]:
@@ -454,20 +499,24 @@ def _call_item(row: Mapping[str, Any]) -> str:
             f'aria-label="Play the recording of call {row["id"]}">Play</a>'
         )
     date_part = f'<span class="call-date">{_e(row["date"])}</span>' if row["date"] else ""
+    spam = " is-spam" if row["spam"] else ""
     return (
-        f'<tr class="call call-{_e(row["status"])}" id="call-{row["id"]}" data-id="{row["id"]}">'
+        f'<tr class="call call-{_e(row["status"])}{spam}" id="call-{row["id"]}" '
+        f'data-id="{row["id"]}">'
         f'<td class="c-time" title="{_e(row["when"])}">{date_part}'
-        f'<span class="call-time">{_e(row["time"])}</span></td>'
+        f'<span class="call-time">{_e(row["time"])}</span>'
+        f'<span class="call-id" title="Call id">#{row["id"]}</span></td>'
         f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>'
         f'<span class="did">to {_e(row["did"]) or "—"}</span></td>'
         f'<td class="c-source"><div class="meta"><span class="meta-item">{_e(row["source"])}'
         f"</span>{campaign}{keyword}</div></td>"
         f'<td class="c-status"><span class="badge badge-{_e(row["status"])}">'
-        f"{_e(row['status_text'])}</span>{reason}</td>"
+        f"{_e(row['status_text'])}</span>{reason}{_spam_badge(row)}</td>"
         f'<td class="c-manager{"" if row["manager"] else " is-none"}">'
         f"{_e(row['manager']) or '—'}</td>"
         f'<td class="c-times"><span class="ring">ring {_e(row["ring"])}</span>{talk}</td>'
-        f'<td class="c-play">{play}</td></tr>'
+        f'<td class="c-play">{play}</td>'
+        f'<td class="c-spam">{_spam_button(row, marking)}</td></tr>'
     )
 
 
@@ -498,8 +547,12 @@ def calls_html(
     sources: list[str],
     managers: Mapping[str, str],
     error: str | None = None,
+    flash: str | None = None,
 ) -> str:
     alert = f'<p class="alert alert-error" role="alert">{_e(error)}</p>' if error else ""
+    if flash:
+        alert += f'<p class="alert alert-info" role="status" id="flash">{_e(flash)}</p>'
+    marking = (csrf, filters.query()) if user.role in MARKERS else None
     first = (filters.page - 1) * PER_PAGE + 1
     if filters.first == filters.last:
         period = f"{filters.first:%a %d %b %Y}"
@@ -509,13 +562,14 @@ def calls_html(
     summary = "" if error else f'<p class="summary" id="summary">{period}: {shown} calls</p>'
     table = ""
     if rows:
-        items = "".join(_call_item(row) for row in rows)
+        items = "".join(_call_item(row, marking) for row in rows)
         table = (
             '<div class="table-wrap"><table class="calls" id="calls"><thead><tr>'
             '<th scope="col">Time</th><th scope="col">Caller</th>'
             '<th scope="col">Source</th><th scope="col">Status</th>'
             '<th scope="col">Manager</th><th scope="col">Ring / talk</th>'
             '<th scope="col"><span class="sr-only">Recording</span></th>'
+            '<th scope="col"><span class="sr-only">Spam</span></th>'
             f"</tr></thead><tbody>{items}</tbody></table></div>"
         )
     elif not error:

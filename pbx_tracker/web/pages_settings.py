@@ -2,18 +2,22 @@
 
 Passwords are stored as scrypt hashes made by ``pbx-tracker web hash-password``
 (`pbx_tracker.web.auth.hash_password`); a hash that cannot be read is a config
-problem (its value is never shown).
+problem (its value is never shown).  A user with role manager sees the
+callbacks of their ``extension``, so it must be one of ``managers:``
+(`web_user_problems`, a check across sections run where the config is read).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from pbx_tracker.config_fields import ConfigModel, Extension, NonEmptyStr, problem
 
-__all__ = ["Role", "WebSettings", "WebUser", "parse_password_hash"]
+__all__ = ["Role", "WebSettings", "WebUser", "parse_password_hash", "web_user_problems"]
 
 Role = Literal["manager", "marketer", "admin"]
 SCHEME = "scrypt"
@@ -21,6 +25,8 @@ MAX_N = 2**20  # scrypt cost ceilings: a hash from the config must not exhaust t
 MAX_R = 32
 MAX_P = 16
 _HASH_MESSAGE = "must be the output of `pbx-tracker web hash-password` (scrypt$n$r$p$salt$hash)"
+_MAX_LISTED = 10  # extensions named in a problem line
+_EXTENSION = re.compile(r"\d{1,10}")  # as `config_fields.Extension` takes it
 
 
 def parse_password_hash(value: str) -> tuple[int, int, int, str, str]:
@@ -81,3 +87,45 @@ class WebSettings(ConfigModel):
 
     def user(self, name: str) -> WebUser | None:
         return next((user for user in self.users if user.name == name), None)
+
+
+def web_user_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Problems across sections of the unvalidated config: a ``web.users`` entry with
+    role manager whose extension is no manager's in ``managers:``.
+
+    ``web.users[1].extension: user 'anna' is a manager with extension 105, which is
+    not in managers (their extensions: 101, 102)``.  Entries the models refuse anyway
+    (no extension, not digits, another role written wrong) are left to them.
+    """
+    web = raw.get("web")
+    users = web.get("users") if isinstance(web, Mapping) else None
+    if not isinstance(users, list):
+        return []
+    managers = raw.get("managers")
+    known = [
+        str(manager["extension"]).strip()
+        for manager in (managers if isinstance(managers, list) else [])
+        if isinstance(manager, Mapping) and isinstance(manager.get("extension"), str | int)
+    ]
+    problems = []
+    for index, user in enumerate(users):
+        if not isinstance(user, Mapping) or user.get("role") != "manager":
+            continue
+        extension = user.get("extension")
+        if not isinstance(extension, str) or not _EXTENSION.fullmatch(extension):
+            continue
+        if extension not in known:
+            problems.append(
+                f"web.users[{index}].extension: user {user.get('name')!r} is a manager with "
+                f"extension {extension}, which is not in managers ({_known(known)})"
+            )
+    return problems
+
+
+def _known(extensions: list[str]) -> str:
+    unique = list(dict.fromkeys(extensions))
+    if not unique:
+        return "it lists none"
+    shown = ", ".join(unique[:_MAX_LISTED])
+    more = f" and {len(unique) - _MAX_LISTED} more" if len(unique) > _MAX_LISTED else ""
+    return f"their extensions: {shown}{more}"

@@ -29,7 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from pbx_tracker.calls.records import CallRecord, CallStatus, RingAttempt
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.calls.records import CallRecord, CallStatus, RingAttempt, SpamReason
 from pbx_tracker.phones import display_number
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.store.calls import save_calls
@@ -419,3 +420,65 @@ async def test_the_pages_need_a_sign_in(site: Site, browser: Browser) -> None:
         await page.get_by_role("button", name="Sign in").click()
         await expect(page).to_have_url(site.url("/calls?status=missed"))  # back where it was
         await expect(page.locator("#calls tbody tr")).to_have_count(2)
+
+
+async def test_a_manager_takes_a_call_out_of_spam_and_marks_another(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    robot = "+78001000000"
+    await site.add(
+        call("s1", "2026-03-10 10:00", robot, source="google", spam=SpamReason.BLOCKED),
+        call("c2", "2026-03-10 11:00", "+79167654321", source="google"),
+        call("a3", "2026-03-10 12:00", "+79035550000", answered_by="101", talk=30),
+    )
+    spam_id, plain_id = await site.call_id("s1"), await site.call_id("c2")
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna", "/calls?status=missed")
+        row = page.locator(f"#call-{spam_id}")
+        await expect(row.locator(".badge-spam")).to_have_text("Spam · blocked number")
+        await expect(row.locator(".call-id")).to_have_text(f"#{spam_id}")
+        await expect(page.locator(f"#call-{plain_id} .badge-spam")).to_have_count(0)
+        await page.screenshot(path=tmp_path / "calls-spam.png", full_page=True)
+        with capture_logs() as logs:
+            await row.get_by_role("button", name=f"Not spam: call {spam_id}").click()
+            await expect(page.locator("#flash")).to_have_text(
+                f"Call {spam_id} is no spam any more. It is in the callbacks now."
+            )
+            await expect(page).to_have_url(
+                site.url(f"/calls?from={TODAY}&to={TODAY}&status=missed#call-{spam_id}")
+            )
+            await expect(row.locator(".badge-spam")).to_have_count(0)
+            await expect(page.locator("#calls tbody tr")).to_have_count(2)  # still only missed
+
+            await page.locator(f"#call-{plain_id}").get_by_role("button", name="Spam").click()
+            await expect(page.locator(f"#call-{plain_id} .badge-spam")).to_have_text(
+                "Spam · marked by hand"
+            )
+            await expect(row.get_by_role("button", name=f"Spam: call {spam_id}")).to_be_visible()
+        changes = [entry for entry in logs if entry["event"] == "web.spam_changed"]
+        assert [(e["user"], e["call"], e["was"], e["now"]) for e in changes] == [
+            ("anna", spam_id, "blocked", "not spam"),
+            ("anna", plain_id, "not spam", "manual"),
+        ]
+    async with site.engine.connect() as conn:
+        [task] = await tasks.list_tasks(conn, status="open")
+    assert (task.customer, task.source) == (robot, "google")
+
+
+async def test_a_marketer_sees_spam_but_may_not_change_it(site: Site, browser: Browser) -> None:
+    await site.add(call("s1", "2026-03-10 10:00", "+78001000000", spam=SpamReason.REPEAT))
+    spam_id = await site.call_id("s1")
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark")
+        row = page.locator(f"#call-{spam_id}")
+        await expect(row.locator(".badge-spam")).to_have_text("Spam · repeat calls")
+        await expect(row.locator(".spam-form")).to_have_count(0)
+        token = await page.locator("input[name=csrf]").first.get_attribute("value")
+        assert token
+        for action in ("not-spam", "spam"):
+            answer = await page.request.post(
+                site.url(f"/calls/{spam_id}/{action}"), form={"csrf": token}, max_redirects=0
+            )
+            assert answer.status == 403
+        await page.reload()
+        await expect(row.locator(".badge-spam")).to_have_text("Spam · repeat calls")

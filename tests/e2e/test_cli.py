@@ -43,7 +43,17 @@ def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     code, out, _ = invoke("--help")
     assert code == 0
-    for command in ("run", "check-config", "db", "replay", "capture", "callbacks", "pool", "demo"):
+    for command in (
+        "run",
+        "check-config",
+        "db",
+        "replay",
+        "capture",
+        "callbacks",
+        "spam",
+        "pool",
+        "demo",
+    ):
         assert command in out
 
 

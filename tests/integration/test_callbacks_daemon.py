@@ -19,11 +19,12 @@ from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
-from stored import missed_call
+from stored import missed_call, stored_calls
 from traces import TRACE_CONFIG, TRACES
 
 WAIT = 20.0
@@ -191,3 +192,21 @@ async def test_a_call_missed_while_no_daemon_ran_gets_its_task_at_start(
         async with running(settings) as pbx:
             [task] = await pbx.until(lambda found: len(found) == 1)
     assert (task.customer, task.tries, task.did) == (CUSTOMER, 1, "+74951110003")
+
+
+async def test_a_missed_call_from_a_blocked_number_is_kept_as_spam_and_opens_no_task(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    """Trace 03's caller is on spam.block (written as a national number); trace 04's is not."""
+    settings = callback_settings(migrated_url, asterisk.port, tmp_path)
+    blocking = SpamSettings.model_validate({"block": ["8 916 123-45-03"]})
+    settings = settings.model_copy(update={"spam": blocking})
+    async with running(settings) as pbx:
+        await asterisk.play(trace_events(TRACES / "03_missed_no_answer.jsonl"))
+        await asterisk.play(trace_events(TRACES / "04_missed_caller_abandon.jsonl"))
+        [task] = await pbx.until(lambda found: len(found) >= 1)
+    assert (task.customer, task.tries) == ("+79161234504", 1)  # only the customer's call
+    calls = {record.caller: record for record in await stored_calls(migrated_url)}
+    assert calls[CUSTOMER].spam == "blocked"
+    assert (calls[CUSTOMER].status, calls[CUSTOMER].source) == ("missed", "offline-flyer")
+    assert calls["+79161234504"].spam is None

@@ -856,3 +856,57 @@ def test_http_and_attribution_from_the_environment() -> None:
     assert (settings.http.enabled, settings.http.port) == (True, 8181)
     assert settings.attribution.model == "first_touch"
     assert settings.attribution.store_client_ip is False
+
+
+# --- spam ---------------------------------------------------------------------------------
+
+
+def test_spam_is_off_by_default() -> None:
+    spam = load(minimal()).spam
+    assert (spam.block, spam.block_hidden, spam.repeat_limit) == ([], False, None)
+    assert spam.repeat_window_minutes == 10
+
+
+def test_spam_block_entries_are_stored_in_e164_and_prefixes_as_written() -> None:
+    settings = load(
+        minimal(
+            phone_region="RU",
+            spam={
+                "block": ["8 (916) 000-11-22", "+7 495 777-00-00", "79031112233", "+7800*"],
+                "block_hidden": True,
+                "repeat_limit": 3,
+                "repeat_window_minutes": 5,
+            },
+        )
+    )
+    assert settings.spam.block == ["+79160001122", "+74957770000", "+79031112233", "+7800*"]
+    assert (settings.spam.block_hidden, settings.spam.repeat_limit) == (True, 3)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("call me", "'call me' is not a phone number"),
+        ("12", "'12' is not a phone number"),
+        ("8800*", "'8800*': a prefix is + and the country code and digits, then *"),
+        ("+7*800", "'+7*800' is not a phone number"),
+        ("*", "'*': a prefix is +"),
+    ],
+)
+def test_a_bad_block_entry_is_named_with_its_key(entry: str, message: str) -> None:
+    (line,) = problems_of(minimal(spam={"block": ["+74957770000", entry]}))
+    assert line.startswith(f"spam.block[1]: {message}"), line
+
+
+@pytest.mark.parametrize(
+    ("spam", "key"),
+    [
+        ({"repeat_limit": 0}, "spam.repeat_limit"),
+        ({"repeat_window_minutes": 0}, "spam.repeat_window_minutes"),
+        ({"block_hidden": "sometimes"}, "spam.block_hidden"),
+        ({"blocked": ["+74957770000"]}, "spam.blocked: unknown key"),
+    ],
+)
+def test_spam_problems_name_the_key(spam: dict[str, Any], key: str) -> None:
+    (line,) = problems_of(minimal(spam=spam))
+    assert line.startswith(key), line

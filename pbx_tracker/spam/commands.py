@@ -1,0 +1,134 @@
+"""`pbx-tracker spam …`: list a period's spam calls, mark a call as spam, undo the marking.
+
+Each command works on the database directly.  Undoing the marking of a missed
+call opens (or joins) the customer's callback task; the running daemon sends
+its reminders from its next sweep (within half a minute).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pbx_tracker.calls.records import format_time
+from pbx_tracker.phones import display_number
+from pbx_tracker.reports.period import PeriodError, period_of
+from pbx_tracker.routing.settings import zone_of
+from pbx_tracker.spam import marking
+from pbx_tracker.store.engine import make_async_engine
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = ["SpamCommandError", "list_spam_calls", "mark_call", "undo_call"]
+
+_T = TypeVar("_T")
+COLUMNS = ("id", "time", "caller", "number", "source", "status", "reason", "changed by")
+_REASONS = {
+    "blocked": "blocked number",
+    "hidden": "hidden number",
+    "repeat": "repeat calls",
+    "manual": "marked by hand",
+}
+
+
+class SpamCommandError(Exception):
+    """What went wrong, in one line for the terminal."""
+
+
+async def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+    engine = make_async_engine(settings.database.url)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    except marking.SpamError as error:
+        raise SpamCommandError(str(error)) from None
+    finally:
+        await engine.dispose()
+
+
+async def list_spam_calls(settings: Settings, *, start: str, end: str, fmt: str) -> str:
+    """The spam calls of the period (days in routing.timezone), newest first."""
+    zone = zone_of(settings.routing.timezone)
+    try:
+        period = period_of(start, end, zone)
+    except PeriodError as error:
+        raise SpamCommandError(str(error)) from None
+
+    async def work(conn: AsyncConnection) -> list[marking.SpamCall]:
+        return await marking.list_spam(conn, period.start, period.end, limit=10_000)
+
+    found = await _run(settings, work)
+    if fmt == "json":
+        return json.dumps([_as_json(call) for call in found], ensure_ascii=False, indent=2)
+    return _table(found, settings)
+
+
+def _as_json(call: marking.SpamCall) -> dict[str, Any]:
+    row = asdict(call)
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = format_time(value)
+    return row
+
+
+def _table(found: Sequence[marking.SpamCall], settings: Settings) -> str:
+    if not found:
+        return "no spam calls in this period"
+    zone = zone_of(settings.routing.timezone)
+    region = settings.phone_region
+    table = Table(title="Spam calls", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column == "id" else "left")
+    for call in found:
+        started = call.started_at.astimezone(zone)
+        status = call.status if call.missed_reason is None else f"missed ({call.missed_reason})"
+        table.add_row(
+            str(call.id),
+            f"{started:%Y-%m-%d %H:%M}",
+            display_number(call.caller, region) if call.caller else "hidden number",
+            display_number(call.did, region),
+            call.source or "",
+            status,
+            _REASONS.get(call.reason, call.reason),
+            call.changed_by or "",
+        )
+    console = Console(record=True, width=160, force_terminal=False)
+    with console.capture() as captured:
+        console.print(table)
+    return captured.get().rstrip()
+
+
+async def mark_call(settings: Settings, call_id: int, *, by: str, now: datetime) -> str:
+    """Mark the call as spam; say which callback tasks that closed."""
+
+    async def work(conn: AsyncConnection) -> marking.SpamChange:
+        return await marking.mark_spam(conn, call_id, by=by, now=now)
+
+    change = await _run(settings, work)
+    text = f"call {call_id} marked as spam by {by}"
+    if change.closed_tasks:
+        closed = ", ".join(str(task_id) for task_id in change.closed_tasks)
+        text += f"; callback task {closed} closed (only spam calls left)"
+    return text
+
+
+async def undo_call(settings: Settings, call_id: int, *, by: str, now: datetime) -> str:
+    """Undo the marking; say which callback task the call opened or joined."""
+
+    async def work(conn: AsyncConnection) -> marking.SpamChange:
+        return await marking.undo_spam(conn, call_id, by=by, now=now, callbacks=settings.callbacks)
+
+    change = await _run(settings, work)
+    was = _REASONS.get(change.was.value, change.was.value) if change.was else "spam"
+    text = f"call {call_id} is no spam any more (was: {was}), changed by {by}"
+    if change.task is not None:
+        text += f"; it {change.task.kind} callback task {change.task.task_id}"
+    return text

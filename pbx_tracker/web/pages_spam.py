@@ -1,0 +1,112 @@
+"""The calls page's "Spam" / "Not spam" buttons (``POST /calls/{call_id}/spam|not-spam``).
+
+Managers and admins may press them; a marketer gets 403.  Every POST needs
+the session's CSRF token.  The change is `pbx_tracker.spam.marking`: marking
+closes a callback task left with only spam calls, undoing lets a missed call
+open or join its customer's callback task.  Each change is logged (who, which
+call, from what to what); the answer is 303 back to the same filtered list,
+the outcome shown once.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+
+from pbx_tracker.spam import marking
+from pbx_tracker.web.pages import (
+    PAGES,
+    Pages,
+    _checked_post,
+    _current,
+    _forbidden,
+    _redirect,
+    _text,
+    _to_login,
+)
+from pbx_tracker.web.pages_calls import FilterError, _today, parse_filters
+
+__all__ = ["add_spam_routes"]
+
+log = structlog.get_logger(__name__)
+
+MAX_BACK = 1000
+ROLES = ("manager", "admin")
+
+
+async def mark(request: web.Request) -> web.Response:
+    return await _change(request, spam=True)
+
+
+async def unmark(request: web.Request) -> web.Response:
+    return await _change(request, spam=False)
+
+
+async def _change(request: web.Request, *, spam: bool) -> web.Response:
+    current = _current(request)
+    if current is None:
+        return _to_login(request)
+    session, user = current
+    if user.role not in ROLES:
+        return _forbidden(request, session, user, "Only managers and admins mark spam.")
+    refused = await _checked_post(request, session, user)
+    if refused is not None:
+        return refused
+    pages = request.app[PAGES]
+    form = await request.post()
+    back = _back(_text(form.get("back")), pages)
+    text = request.match_info["call_id"]
+    if not text.isdigit() or len(text) > 18:
+        session.flash = "There is no such call."
+        return _redirect(back)
+    session.flash = await _apply(pages, int(text), spam=spam, by=user.name)
+    return _redirect(f"{back}#call-{text}")
+
+
+async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> str:
+    """Mark or unmark the call; the outcome for the user (and the log line)."""
+    try:
+        async with pages.engine.begin() as conn:
+            if spam:
+                change = await marking.mark_spam(conn, call_id, by=by, now=pages.now())
+            else:
+                change = await marking.undo_spam(
+                    conn, call_id, by=by, now=pages.now(), callbacks=pages.callbacks
+                )
+    except marking.SpamError as error:
+        log.info("web.spam_refused", user=by, call=call_id, reason=str(error))
+        return f"Not changed: {error}."
+    now = change.call.spam
+    log.info(
+        "web.spam_changed",
+        user=by,
+        call=call_id,
+        was=change.was.value if change.was else "not spam",
+        now=now.value if now else "not spam",
+        closed_tasks=list(change.closed_tasks),
+        task=change.task.task_id if change.task else None,
+    )
+    if spam:
+        closed = " Its callback is closed." if change.closed_tasks else ""
+        return f"Call {call_id} is marked as spam.{closed}"
+    opened = " It is in the callbacks now." if change.task is not None else ""
+    return f"Call {call_id} is no spam any more.{opened}"
+
+
+def _back(query: str | None, pages: Pages) -> str:
+    """The calls list with the filters it was sent from (only filters it accepts)."""
+    if not query or len(query) > MAX_BACK:
+        return "/calls"
+    try:
+        filters = parse_filters(dict(parse_qsl(query)), _today(pages))
+    except FilterError:
+        return "/calls"
+    shown = filters.query()
+    return f"/calls?{shown}" if shown else "/calls"
+
+
+def add_spam_routes(app: web.Application) -> None:
+    app.router.add_post(r"/calls/{call_id}/spam", mark)
+    app.router.add_post(r"/calls/{call_id}/not-spam", unmark)
