@@ -1,25 +1,32 @@
 """The calls of a period with the website visit each was credited to.
 
-A period is given as two dates (``YYYY-MM-DD``), both included, in UTC: from
-00:00 UTC of the first to 24:00 UTC of the last.  Each call is read with the
-visit of its ``session_id`` (an outer join: calls without a visit come too,
-their visit fields empty), oldest first.
+A period is given as two dates (``YYYY-MM-DD``), both included, cut in the
+reports' zone (``routing.timezone``, else the machine's zone; see
+`pbx_tracker.reports.period`): from 00:00 of the first day to 24:00 of the last
+in that zone, so an export and a report over the same days hold the same
+calls.  Each call is read with the visit of its ``session_id`` (an outer join:
+calls without a visit come too, their visit fields empty), oldest first.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.visits import visits_table
+from pbx_tracker.reports.period import in_zone
+from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.store.calls import calls_table
 
-__all__ = ["ExportError", "ExportedCall", "Period", "load_calls", "parse_period"]
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = ["ExportError", "ExportedCall", "Period", "export_zone", "load_calls", "parse_period"]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -30,7 +37,8 @@ class ExportError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """``start`` included, ``end`` excluded, both UTC midnights."""
+    """``start`` included, ``end`` excluded: aware UTC moments, the midnights of the
+    zone the days are cut in."""
 
     start: datetime
     end: datetime
@@ -54,17 +62,24 @@ class ExportedCall:
     landing_page: str | None = None
     ga_client_id: str | None = None
     ym_client_id: str | None = None
+    spam: bool = False  # marked spam (`pbx_tracker.spam`): never sent as a conversion
 
 
-def parse_period(first: str, last: str) -> Period:
-    """The UTC period of the dates ``first`` to ``last`` (both included); ExportError if bad."""
+def export_zone(settings: Settings) -> tzinfo | None:
+    """The zone export days are cut in: the reports' (None: the machine's zone)."""
+    return rules_of(settings).zone
+
+
+def parse_period(first: str, last: str, zone: tzinfo | None) -> Period:
+    """The dates ``first`` to ``last`` (both included) as days of ``zone`` (None: the
+    machine's zone), as reports cut them; ExportError if bad."""
     start, end = _date("--from", first), _date("--to", last)
     if end < start:
         raise ExportError(f"--to {last} is before --from {first}")
     midnight = datetime.min.time()
     return Period(
-        datetime.combine(start, midnight, UTC),
-        datetime.combine(end + timedelta(days=1), midnight, UTC),
+        in_zone(datetime.combine(start, midnight), zone),
+        in_zone(datetime.combine(end + timedelta(days=1), midnight), zone),
     )
 
 
@@ -89,6 +104,7 @@ _CALL_COLUMNS = (
     "medium",
     "campaign",
     "utm_term",
+    "spam",
 )
 _VISIT_COLUMNS = ("landing_page", "ga_client_id", "ym_client_id")
 
@@ -124,6 +140,7 @@ def _exported(row: Row[Any]) -> ExportedCall:
         landing_page=row.landing_page,
         ga_client_id=_text(row.ga_client_id),
         ym_client_id=_text(row.ym_client_id),
+        spam=bool(row.spam),
     )
 
 

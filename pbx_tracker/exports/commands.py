@@ -1,9 +1,10 @@
 """`pbx-tracker export metrica|ga4`: the calls of a period for the ad platforms.
 
-Each command reads the period's calls (dates in UTC, both included) with
-their visits, writes or sends them, and answers one line saying how many went
-out and how many were left out and why.  Every problem is an `ExportError`
-with a one-line message.
+Each command reads the period's calls (dates both included, days cut in the
+reports' zone: ``routing.timezone``, else the machine's) with their visits,
+writes or sends them, and answers one line saying how many went out and how
+many were left out and why.  Every problem is an `ExportError` with a
+one-line message.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exc
 
-from pbx_tracker.exports.calls import ExportedCall, ExportError, load_calls, parse_period
+from pbx_tracker.exports.calls import (
+    ExportedCall,
+    ExportError,
+    export_zone,
+    load_calls,
+    parse_period,
+)
 from pbx_tracker.exports.ga4 import Ga4SendError, ga4_events, send_events, write_ga4
 from pbx_tracker.exports.metrica import metrica_file, write_metrica
 from pbx_tracker.store.engine import describe_error, make_async_engine
@@ -42,6 +49,7 @@ async def export_metrica(
         f"{_calls_text(file.written)} written to {out}; "
         f"{file.too_old} older than 21 days left out (Metrica joins calls to visits "
         f"only within 21 days); {file.without_client_id} without a Metrica ClientId left out"
+        f"{_spam_text(file.spam)}"
     )
 
 
@@ -67,11 +75,19 @@ async def export_ga4(
     return (
         f"{done}; {found.too_old} older than 72 hours left out (GA4 accepts events "
         f"only 72 hours back); {found.without_client_id} without a GA client id left out"
+        f"{_spam_text(found.spam)}"
     )
 
 
+def _spam_text(count: int) -> str:
+    """The spam calls left out (said only when there are some)."""
+    if not count:
+        return ""
+    return f"; {count} spam {'call' if count == 1 else 'calls'} left out"
+
+
 async def _calls(settings: Settings, first: str, last: str) -> list[ExportedCall]:
-    period = parse_period(first, last)
+    period = parse_period(first, last, export_zone(settings))
     engine = make_async_engine(settings.database.url)
     try:
         async with engine.connect() as conn:

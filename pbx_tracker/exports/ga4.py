@@ -73,6 +73,7 @@ class Ga4Events:
     events: list[tuple[str, Event]]
     without_client_id: int
     too_old: int
+    spam: int = 0
 
 
 class Ga4SendError(Exception):
@@ -84,17 +85,20 @@ class Ga4SendError(Exception):
 
 
 def ga4_events(calls: Iterable[ExportedCall], *, target_seconds: int, now: datetime) -> Ga4Events:
-    """The events of ``calls``: those without a client id or older than 72 hours out."""
+    """The events of ``calls``: spam calls, those without a client id and those older
+    than 72 hours out."""
     events: list[tuple[str, Event]] = []
-    without_client_id = too_old = 0
+    without_client_id = too_old = spam = 0
     for call in calls:
-        if call.ga_client_id is None:
+        if call.spam:
+            spam += 1
+        elif call.ga_client_id is None:
             without_client_id += 1
         elif call.started_at < now - GA4_WINDOW:
             too_old += 1
         else:
             events.append((call.ga_client_id, call_event(call, target_seconds)))
-    return Ga4Events(events, without_client_id, too_old)
+    return Ga4Events(events, without_client_id, too_old, spam)
 
 
 def call_event(call: ExportedCall, target_seconds: int) -> Event:

@@ -10,7 +10,10 @@ the first line::
 
 - ``ClientId``: the Metrica ClientID of the visit the call was credited to
   (``visits.ym_client_id``, sent by the website snippet);
-- ``DateTime``: when the call started, a Unix timestamp in seconds (UTC);
+- ``DateTime``: when the call started, a Unix timestamp in seconds (counted
+  from 1970-01-01 00:00 UTC, as Metrica asks: one moment whatever the zone of
+  the site, the counter or the PBX; the zone only decides which day's file a
+  call is in);
 - ``PhoneNumber``: the caller in E.164 (``+79161234567``), empty when hidden;
 - ``TalkDuration``: talk seconds; ``HoldDuration``: seconds it rang before it
   was answered (or given up);
@@ -62,6 +65,7 @@ class MetricaFile:
     rows: list[list[str]]
     without_client_id: int
     too_old: int
+    spam: int = 0
 
     @property
     def written(self) -> int:
@@ -70,16 +74,19 @@ class MetricaFile:
 
 
 def metrica_file(calls: Iterable[ExportedCall], *, tag: MetricaTag, now: datetime) -> MetricaFile:
-    """The file's rows for ``calls``: those without a ClientId or older than 21 days out."""
-    rows, without_client_id, too_old = [list(COLUMNS)], 0, 0
+    """The file's rows for ``calls``: spam calls, those without a ClientId and those older
+    than 21 days out (a spam call is no conversion to teach the ads)."""
+    rows, without_client_id, too_old, spam = [list(COLUMNS)], 0, 0, 0
     for call in calls:
-        if call.ym_client_id is None:
+        if call.spam:
+            spam += 1
+        elif call.ym_client_id is None:
             without_client_id += 1
         elif call.started_at < now - METRICA_WINDOW:
             too_old += 1
         else:
             rows.append(metrica_row(call, tag))
-    return MetricaFile(rows, without_client_id, too_old)
+    return MetricaFile(rows, without_client_id, too_old, spam)
 
 
 def metrica_row(call: ExportedCall, tag: MetricaTag) -> list[str]:

@@ -2,7 +2,10 @@
 real database (SQLite and PostgreSQL through `migrated_url`).
 
 Calls are stored relative to the real clock (the command judges the 21-day and
-72-hour windows against it).  `ga4 --send` posts to an aiohttp server on
+72-hour windows against it).  Days are cut in the reports' zone: the tests of
+that store calls near Moscow midnight and check the file against
+`pbx-tracker report` over the same day, and run the shipped systemd unit's
+command as the timer would.  `ga4 --send` posts to an aiohttp server on
 127.0.0.1 that runs in the test's event loop, so the subprocess is started
 with `asyncio.create_subprocess_exec`.  Every run is bounded by a timeout; the
 tests check what the user sees (stdout, stderr, exit code) and the files.
@@ -10,11 +13,17 @@ tests check what the user sees (stdout, stderr, exit code) and the files.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
-from datetime import UTC, datetime, timedelta
+import os
+import re
+import shlex
+import sys
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from cli_runner import Cli
@@ -34,14 +43,28 @@ GA_ID = "1122334455.1700000000"
 NOW = datetime.now(UTC).replace(microsecond=0)
 FIRST_DAY = (NOW - timedelta(days=30)).date().isoformat()
 LAST_DAY = NOW.date().isoformat()
+MOSCOW = ZoneInfo("Europe/Moscow")
+ROOT = Path(__file__).resolve().parents[2]
+METRICA_UNIT = ROOT / "systemd" / "pbx-tracker-export-metrica.service"
+WAIT = 60.0  # seconds the unit's command may take
 
 
-def write_config(tmp_path: Path, database_url: str, ga4: dict[str, Any] | None = None) -> Path:
+def write_config(
+    tmp_path: Path,
+    database_url: str,
+    ga4: dict[str, Any] | None = None,
+    *,
+    timezone: str | None = "UTC",
+) -> Path:
+    """The config file; days in ``timezone`` (None: the machine's zone)."""
     config: dict[str, Any] = {
         "node": "pbx1",
+        "ami": {"secret": "unused"},
         "database": {"url": database_url, "spill_path": str(tmp_path / "spill.jsonl")},
         "logging": {"level": "info", "format": "json"},
     }
+    if timezone is not None:
+        config["routing"] = {"timezone": timezone}
     if ga4 is not None:
         config["exports"] = {"ga4": ga4}
     path = tmp_path / "pbx-tracker.yaml"
@@ -207,3 +230,133 @@ async def test_wrong_arguments_are_one_line(
     run = await cli.failure(*args)
     assert run.error_line == error
     assert run.out == ""
+
+
+# -- days in the reports' zone ---------------------------------------------------------------
+
+
+def moscow(day: date, clock: str) -> datetime:
+    """A Moscow wall-clock time of ``day`` as a UTC moment."""
+    return datetime.combine(day, time.fromisoformat(clock), MOSCOW).astimezone(UTC)
+
+
+def near_midnight(day: date) -> list[tuple[str, datetime]]:
+    """The day's first and last second in Moscow, and 01:30 (22:30 UTC the day before)."""
+    return [
+        (f"{day}-first", moscow(day, "00:00:00")),
+        (f"{day}-early", moscow(day, "01:30:00")),
+        (f"{day}-last", moscow(day, "23:59:59")),
+    ]
+
+
+async def store_days(url: str, days: list[date]) -> dict[date, list[datetime]]:
+    """Calls of one visit with a Metrica ClientId near each day's Moscow midnights; when
+    each day's calls started."""
+    started = NOW - timedelta(days=20)
+    visit = Visit(id="v-msk", pool="site", started_at=started, last_seen_at=started,
+                  landing_page="https://okna.example/", ym_client_id=YM_ID)  # fmt: skip
+    moments = {day: near_midnight(day) for day in days}
+    calls = [answered_call(name, at, "v-msk") for day in days for name, at in moments[day]]
+    engine = make_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await save_visit(conn, visit)
+            await save_calls(conn, calls)
+    finally:
+        await engine.dispose()
+    return {day: [at for _, at in moments[day]] for day in days}
+
+
+def metrica_times(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as file:
+        return [row["DateTime"] for row in csv.DictReader(file)]
+
+
+def unix(moments: list[datetime]) -> list[str]:
+    return [str(int(moment.timestamp())) for moment in moments]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "machine_zone"),
+    [("Europe/Moscow", "UTC"), (None, "Europe/Moscow")],
+    ids=["routing-timezone", "machine-zone"],
+)
+async def test_a_day_is_the_same_day_as_in_reports(
+    tmp_path: Path, migrated_url: str, timezone: str | None, machine_zone: str
+) -> None:
+    """Moscow days (from routing.timezone, or the machine's zone when it is unset): a
+    call at 22:30 UTC is in the next day's file, and the file holds the calls that
+    `report` counts for that day."""
+    day = NOW.astimezone(MOSCOW).date() - timedelta(days=3)
+    started = await store_days(
+        migrated_url, [day - timedelta(days=1), day, day + timedelta(days=1)]
+    )
+    config = write_config(tmp_path, migrated_url, timezone=timezone)
+    cli = Cli(config, (), {"TZ": machine_zone})
+    out = tmp_path / "metrica.csv"
+    one_day = ("--from", day.isoformat(), "--to", day.isoformat())
+
+    stdout = await cli.ok("export", "metrica", *one_day, "--out", str(out))
+    report = json.loads(await cli.ok("report", "days", *one_day, "--format", "json"))
+
+    assert stdout.startswith(f"3 calls written to {out};")
+    assert metrica_times(out) == unix(started[day])
+    early = started[day][1]
+    assert (early.hour, early.minute, early.date()) == (22, 30, day - timedelta(days=1))
+    assert [(row["day"], row["calls"]) for row in report["rows"]] == [(day.isoformat(), 3)]
+
+
+def unit_command(config: Path, folder: Path) -> str:
+    """The shell command of the shipped unit's ExecStart, with this test's program, config
+    file and folder in place of the installed ones."""
+    text = METRICA_UNIT.read_text(encoding="utf-8")
+    match = re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.MULTILINE)
+    assert match is not None, "ExecStart=/bin/sh -c '…' not found"
+    command = match.group(1).replace("%%", "%")
+    program = f"{shlex.quote(sys.executable)} -m pbx_tracker"
+    for installed, here in [
+        ("/opt/pbx-tracker/bin/pbx-tracker", program),
+        ("/etc/pbx-tracker/config.yaml", shlex.quote(str(config))),
+        ("/var/lib/pbx-tracker/exports", str(folder)),
+    ]:
+        assert installed in command, installed
+        command = command.replace(installed, here)
+    return command
+
+
+async def test_the_timer_unit_writes_yesterdays_file_of_the_zone(
+    tmp_path: Path, migrated_url: str
+) -> None:
+    """The unit's command with TZ=Europe/Moscow (what its comments say to set when
+    routing.timezone names another zone than the machine's) writes the file of
+    Moscow's yesterday, holding that day's calls only."""
+    today = NOW.astimezone(MOSCOW).date()
+    days = [today - timedelta(days=n) for n in (3, 2, 1, 0)] + [today + timedelta(days=1)]
+    started = await store_days(migrated_url, days)
+    config = write_config(tmp_path, migrated_url, timezone="Europe/Moscow")
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
+    process = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        unit_command(config, folder),
+        env={**clean, "TZ": "Europe/Moscow"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"the unit's command still running after {WAIT:g} s")
+    assert process.returncode == 0, stderr.decode()
+
+    [written] = folder.iterdir()
+    day = date.fromisoformat(written.name.removeprefix("metrica-").removesuffix(".csv"))
+    # yesterday in Moscow (or today, had Moscow's midnight passed while it ran)
+    assert day in (today - timedelta(days=1), today)
+    assert stdout.decode().startswith(f"3 calls written to {written};")
+    assert metrica_times(written) == unix(started[day])

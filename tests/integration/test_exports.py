@@ -3,6 +3,8 @@
 Visits and calls are stored as the daemon stores them; the Metrica file and
 the GA4 events of a small data set are checked value by value, and GA4
 sending goes to an aiohttp server on 127.0.0.1 that records every request.
+Days are cut in the reports' zone (UTC for the small data set; Moscow for the
+calls near midnight, checked against the report of the same day).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
 from ga4_server import Collector
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import Visit, save_visit
@@ -24,7 +28,8 @@ from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedR
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.exports.calls import load_calls, parse_period
 from pbx_tracker.exports.commands import ExportError, export_ga4, export_metrica
-from pbx_tracker.store.calls import save_calls
+from pbx_tracker.reports.commands import show_report
+from pbx_tracker.store.calls import calls_table, save_calls
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 API_SECRET = "ga4-api-s3cret-value"
@@ -134,8 +139,13 @@ CALLS = [
 ]
 
 
-def settings_for(url: str, **exports: Any) -> Settings:
-    data = {"node": "pbx1", "database": {"url": url}, "exports": exports}
+def settings_for(url: str, *, timezone: str = "UTC", **exports: Any) -> Settings:
+    data = {
+        "node": "pbx1",
+        "database": {"url": url},
+        "routing": {"timezone": timezone},
+        "exports": exports,
+    }
     return settings_from_mapping(data, environ={}, need_ami_secret=False)
 
 
@@ -161,12 +171,62 @@ def read_csv(path: Path) -> list[list[str]]:
 # -- the period ---------------------------------------------------------------------------
 
 
-async def test_a_period_is_whole_utc_days_both_included(engine: AsyncEngine, url: str) -> None:
+async def test_a_period_is_whole_days_both_included(engine: AsyncEngine, url: str) -> None:
+    utc = ZoneInfo("UTC")
     async with engine.connect() as conn:
-        one_day = await load_calls(conn, parse_period("2026-03-09", "2026-03-09"))
-        last_days = await load_calls(conn, parse_period("2026-03-06", "2026-03-10"))
+        one_day = await load_calls(conn, parse_period("2026-03-09", "2026-03-09", utc))
+        last_days = await load_calls(conn, parse_period("2026-03-06", "2026-03-10", utc))
     assert [c.started_at for c in one_day] == [at("2026-03-09 18:30:00")]
     assert len(last_days) == 7
+
+
+# Moscow is UTC+3: its 9 March runs from 8 March 21:00 UTC to 9 March 21:00 UTC.
+NEAR_MIDNIGHT = [
+    call("msk-8th-last", "2026-03-08 20:59:59", talk=30, session_id="v-anna"),
+    call("msk-9th-first", "2026-03-08 21:00:00", talk=30, session_id="v-anna"),
+    call("msk-9th-0130", "2026-03-08 22:30:00", talk=30, session_id="v-anna"),
+    call("msk-9th-last", "2026-03-09 20:59:59", talk=30, session_id="v-anna"),
+    call("msk-10th-0130", "2026-03-09 22:30:00", talk=30, session_id="v-anna"),
+]
+MOSCOW_9TH = ["2026-03-08 21:00:00", "2026-03-08 22:30:00", "2026-03-09 20:59:59"]
+
+
+async def test_a_day_is_cut_in_the_reports_zone(
+    engine: AsyncEngine, migrated_url: str, tmp_path: Path
+) -> None:
+    """A call at 22:30 UTC is the next day's in Moscow: 9 March's Metrica file and GA4
+    events hold the calls of Moscow's 9 March, the ones its report counts."""
+    await store(engine, NEAR_MIDNIGHT, VISITS[:1])
+    settings = settings_for(migrated_url, timezone="Europe/Moscow")
+    metrica, ga4 = tmp_path / "metrica.csv", tmp_path / "ga4.jsonl"
+
+    await export_metrica(settings, "2026-03-09", "2026-03-09", metrica, now=NOW)
+    await export_ga4(settings, "2026-03-09", "2026-03-09", out=ga4, now=NOW)
+    report = await show_report(
+        settings, "days", start="2026-03-09", end="2026-03-09", group_by=None, fmt="json"
+    )
+
+    assert [row[1] for row in read_csv(metrica)[1:]] == [unix(t) for t in MOSCOW_9TH]
+    lines = ga4.read_text(encoding="utf-8").splitlines()
+    stamps = [json.loads(line)["events"][0]["timestamp_micros"] for line in lines]
+    assert stamps == [micros(t) for t in MOSCOW_9TH]
+    assert [(row["day"], row["calls"]) for row in json.loads(report)["rows"]] == [("2026-03-09", 3)]
+
+
+async def test_a_day_with_a_summer_time_change(engine: AsyncEngine, migrated_url: str) -> None:
+    """Berlin's 29 March 2026 has 23 hours (clocks go forward at 02:00): it runs from
+    28 March 23:00 UTC to 29 March 22:00 UTC."""
+    calls = [
+        call("berlin-28th-last", "2026-03-28 22:59:59"),
+        call("berlin-29th-first", "2026-03-28 23:00:00"),
+        call("berlin-29th-last", "2026-03-29 21:59:59"),
+        call("berlin-30th-first", "2026-03-29 22:00:00"),
+    ]
+    await store(engine, calls, [])
+    period = parse_period("2026-03-29", "2026-03-29", ZoneInfo("Europe/Berlin"))
+    async with engine.connect() as conn:
+        found = await load_calls(conn, period)
+    assert [c.started_at for c in found] == [at("2026-03-28 23:00:00"), at("2026-03-29 21:59:59")]
 
 
 # -- Yandex Metrica -----------------------------------------------------------------------
@@ -191,6 +251,21 @@ async def test_metrica_file_rows(url: str, tmp_path: Path) -> None:
         f"4 calls written to {out}; 1 older than 21 days left out (Metrica joins calls to "
         "visits only within 21 days); 3 without a Metrica ClientId left out"
     )
+
+
+async def test_a_spam_call_is_left_out_and_counted(
+    engine: AsyncEngine, url: str, tmp_path: Path
+) -> None:
+    """Boris's call marked spam (a manager's mark) is no conversion for Metrica."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(calls_table).where(calls_table.c.caller == "+79031112233").values(spam=True)
+        )
+    out = tmp_path / "metrica.csv"
+    summary = await export_metrica(settings_for(url), "2026-02-01", "2026-03-10", out, now=NOW)
+    assert YM_BORIS not in out.read_text(encoding="utf-8")
+    assert summary.startswith(f"3 calls written to {out};")
+    assert summary.endswith("without a Metrica ClientId left out; 1 spam call left out")
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from pbx_tracker.config import ConfigError, settings_from_mapping
-from pbx_tracker.exports.calls import ExportedCall, ExportError, parse_period
-from pbx_tracker.exports.ga4 import call_event, request_bodies
-from pbx_tracker.exports.metrica import metrica_row
+from pbx_tracker.exports.calls import ExportedCall, ExportError, export_zone, parse_period
+from pbx_tracker.exports.ga4 import call_event, ga4_events, request_bodies
+from pbx_tracker.exports.metrica import metrica_file, metrica_row
 from pbx_tracker.exports.settings import ExportSettings
 
 SECRET = "unit-ga4-secret"
@@ -32,16 +33,48 @@ def exported(**more: object) -> ExportedCall:
     return ExportedCall(**(values | more))  # type: ignore[arg-type]
 
 
-def test_a_period_runs_from_midnight_to_midnight_utc() -> None:
-    period = parse_period("2026-03-01", "2026-03-31")
-    assert period.start == datetime(2026, 3, 1, tzinfo=UTC)
-    assert period.end == datetime(2026, 4, 1, tzinfo=UTC)
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [
+        ("UTC", "2026-03-01 00:00", "2026-04-01 00:00"),
+        # Moscow's midnight is 21:00 UTC the day before
+        ("Europe/Moscow", "2026-02-28 21:00", "2026-03-31 21:00"),
+        # Berlin: winter time (UTC+1) on 1 March, summer time (UTC+2) from 29 March
+        ("Europe/Berlin", "2026-02-28 23:00", "2026-03-31 22:00"),
+    ],
+)
+def test_a_period_runs_from_midnight_to_midnight_in_the_zone(
+    zone: str, start: str, end: str
+) -> None:
+    period = parse_period("2026-03-01", "2026-03-31", ZoneInfo(zone))
+    utc = (
+        datetime.fromisoformat(start).replace(tzinfo=UTC),
+        datetime.fromisoformat(end).replace(tzinfo=UTC),
+    )
+    assert (period.start, period.end) == utc
 
 
 @pytest.mark.parametrize("text", ["20260301", "2026-3-1", "", "tomorrow", "2026-02-29"])
 def test_only_real_dates_in_yyyy_mm_dd(text: str) -> None:
     with pytest.raises(ExportError, match="not a date, write YYYY-MM-DD"):
-        parse_period(text, "2026-03-31")
+        parse_period(text, "2026-03-31", ZoneInfo("UTC"))
+
+
+def test_the_export_zone_is_the_reports_zone() -> None:
+    data = {"routing": {"timezone": "Europe/Moscow"}}
+    settings = settings_from_mapping(data, environ={}, need_ami_secret=False)
+    assert export_zone(settings) == ZoneInfo("Europe/Moscow")
+    unset = settings_from_mapping({}, environ={}, need_ami_secret=False)
+    assert export_zone(unset) is None  # the machine's zone, as reports use
+
+
+def test_metrica_date_time_is_unix_seconds_whatever_the_zone() -> None:
+    """Metrica takes DateTime as a Unix timestamp (UTC): 22:30 UTC is 01:30 in Moscow the
+    next day, and the same number either way."""
+    moscow = datetime(2026, 3, 11, 1, 30, tzinfo=ZoneInfo("Europe/Moscow"))
+    row = metrica_row(exported(started_at=moscow, ym_client_id="42"), "none")
+    assert row[1] == str(int(datetime(2026, 3, 10, 22, 30, tzinfo=UTC).timestamp()))
+    assert row[1] == "1773181800"
 
 
 def test_events_are_grouped_by_client_at_most_25_a_request() -> None:
@@ -81,6 +114,21 @@ def test_metrica_tag(tag: str, campaign: str | None, expected: str) -> None:
     row = metrica_row(exported(campaign=campaign, ym_client_id="42"), tag)  # type: ignore[arg-type]
     assert row[6] == expected
     assert row[:6] == ["42", "1773133205", "+79161234567", "30", "7", "0"]
+
+
+def test_spam_calls_are_no_conversions() -> None:
+    """A call marked spam is left out of both exports, and counted as left out."""
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    calls = [
+        exported(id=1, ym_client_id="42", ga_client_id="1.2"),
+        exported(id=2, ym_client_id="43", ga_client_id="1.3", spam=True),
+    ]
+    metrica = metrica_file(calls, tag="source", now=now)
+    assert [row[0] for row in metrica.rows[1:]] == ["42"]
+    assert metrica.spam == 1
+    ga4 = ga4_events(calls, target_seconds=30, now=now)
+    assert [client for client, _ in ga4.events] == ["1.2"]
+    assert ga4.spam == 1
 
 
 def load(exports: dict[str, object], environ: dict[str, str] | None = None) -> ExportSettings:
