@@ -17,13 +17,23 @@ from datetime import date
 
 from pbx_tracker.web.pages_html import escape as _e
 
-__all__ = ["COLOURS", "Series", "legend", "line_chart", "nice_ceiling", "stacked_bars"]
+__all__ = [
+    "COLOURS",
+    "Series",
+    "label_width",
+    "legend",
+    "line_chart",
+    "nice_ceiling",
+    "stacked_bars",
+]
 
 COLOURS = 8  # .s0 … .s7 in pages.css
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 60, 14, 14, 34
+LEFT, RIGHT, TOP, BOTTOM = 60, 14, 14, 34  # LEFT: at least; wider for long y labels
 MAX_X_LABELS = 8
 TICKS = 4
+AXIS_FONT = 21  # the axis labels' largest font-size in pages.css (phones), in SVG units
+CHAR_WIDTH = 0.6  # a digit's width in system-ui fonts, in ems (a narrow space: half)
 
 
 @dataclass(slots=True)
@@ -47,35 +57,43 @@ def _number(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def label_width(text: str) -> float:
+    """About how wide ``text`` is drawn as an axis label at its largest, in SVG units."""
+    narrow = sum(char in " \u202f\u00a0.," for char in text)
+    return (len(text) - narrow / 2) * CHAR_WIDTH * AXIS_FONT
+
+
 def _frame(
     days: Sequence[date], top: float, label: Callable[[float], str], title: str
-) -> tuple[list[str], float]:
-    """The chart's grid, y labels and day labels; the width of one day's slot."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+) -> tuple[list[str], float, float]:
+    """The chart's grid, y labels and day labels; the width of one day's slot, and the
+    left edge of the plot (past the longest y label)."""
+    ticks = [(tick, label(top * tick / TICKS)) for tick in range(TICKS + 1)]
+    left = max(LEFT, math.ceil(max(label_width(text) for _, text in ticks)) + 14)
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(1, len(days))
     parts = [
         f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for tick in range(TICKS + 1):
-        value = top * tick / TICKS
+    for tick, text in ticks:
         y = TOP + plot_h - plot_h * tick / TICKS
         parts.append(
-            f'<line class="grid{" grid-base" if tick == 0 else ""}" x1="{LEFT}" '
+            f'<line class="grid{" grid-base" if tick == 0 else ""}" x1="{left}" '
             f'x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="axis" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{_e(label(value))}</text>"
+            f'<text class="axis" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_e(text)}</text>"
         )
     every = max(1, math.ceil(len(days) / MAX_X_LABELS))
     for index, day in enumerate(days):
         if index % every:
             continue
-        x = LEFT + slot * (index + 0.5)
+        x = left + slot * (index + 0.5)
         parts.append(
             f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
             f"{day.day} {day:%b}</text>"
         )
-    return parts, slot
+    return parts, slot, left
 
 
 def stacked_bars(
@@ -84,11 +102,11 @@ def stacked_bars(
     """A bar per day, one coloured part per series (in the order given)."""
     totals = [sum(s.values.get(day, 0) for s in series) for day in days]
     top = nice_ceiling(max(totals, default=0))
-    parts, slot = _frame(days, top, _number, title)
+    parts, slot, left = _frame(days, top, _number, title)
     plot_h = HEIGHT - TOP - BOTTOM
     bar_w = max(1.0, min(36.0, slot * 0.72))
     for index, day in enumerate(days):
-        x = LEFT + slot * index + (slot - bar_w) / 2
+        x = left + slot * index + (slot - bar_w) / 2
         base = float(TOP + plot_h)
         for number, one in enumerate(series):
             value = one.values.get(day, 0)
@@ -117,9 +135,9 @@ def line_chart(
     """A line per series through its days' values (days without a value are skipped)."""
     values = [v for one in series for v in one.values.values()]
     top = nice_ceiling(max(values, default=0))
-    parts, slot = _frame(days, top, label, title)
+    parts, slot, left = _frame(days, top, label, title)
     plot_h = HEIGHT - TOP - BOTTOM
-    where = {day: LEFT + slot * (index + 0.5) for index, day in enumerate(days)}
+    where = {day: left + slot * (index + 0.5) for index, day in enumerate(days)}
     for number, one in enumerate(series):
         colour = f"s{number % COLOURS}"
         points = [

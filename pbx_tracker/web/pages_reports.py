@@ -7,6 +7,8 @@ cost per lead) and two charts made on the server (`pbx_tracker.web.pages_charts`
 calls per source per day, and cost per lead per source per day.  The numbers
 are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
 the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
+On a phone the table turns into a card per source with every figure labelled
+(``data-label``, shown by pages.css), so nothing scrolls sideways.
 """
 
 from __future__ import annotations
@@ -146,8 +148,20 @@ def _money(value: Decimal | float | None) -> str:
 
 
 def _axis_money(value: float) -> str:
-    """Money on an axis: whole units (the points' tooltips have the cents)."""
-    return f"{value:,.0f}".replace(",", "\u202f") if value >= 10 else f"{value:.2f}"
+    """Money on an axis, short: 2.5, 150, 1 500, 25k, 1.25M (the points' tooltips have
+    the cents)."""
+    if value >= 1_000_000:
+        return _decimals(value / 1_000_000) + "M"
+    if value >= 10_000:
+        return _decimals(value / 1_000) + "k"
+    if value >= 10:
+        return f"{value:,.0f}".replace(",", "\u202f")
+    return _decimals(value)
+
+
+def _decimals(value: float) -> str:
+    """At most two decimals, without trailing zeros."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _rate(value: float | None) -> str:
@@ -166,6 +180,8 @@ def _table(report: Report) -> str:
     heads = ["Calls", "Leads", "Target", "Missed"]
     heads += [f"Cost{money}", "Per lead"] if with_cost else []
     head = "".join(f'<th scope="col" class="num">{h}</th>' for h in heads)
+    # on a phone each row is a card and each figure shows its column's name (pages.css)
+    labels = [f' data-label="{h}"' for h in heads]
 
     def cells(figures: Mapping[str, Any]) -> str:
         values = [
@@ -176,7 +192,9 @@ def _table(report: Report) -> str:
         ]
         if with_cost:
             values += [_money(figures["cost"]), _money(figures["cost_per_lead"])]
-        return "".join(f'<td class="num">{_e(v)}</td>' for v in values)
+        return "".join(
+            f'<td class="num"{label}>{_e(v)}</td>' for label, v in zip(labels, values, strict=True)
+        )
 
     body = "".join(
         f'<tr><th scope="row">{_e(_source(row.key[0]))}</th>{cells(row.figures)}</tr>'

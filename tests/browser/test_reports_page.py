@@ -211,6 +211,73 @@ async def test_a_marketer_sees_the_sources_with_charts_and_downloads_the_csv(
         await phone.screenshot(path=tmp_path / "reports-phone.png", full_page=True)
 
 
+SIDEWAYS = "document.documentElement.scrollWidth - window.innerWidth"
+CELLS_OUTSIDE = """() => [...document.querySelectorAll('#sources-report th, #sources-report td')]
+    .filter(cell => cell.offsetParent !== null)
+    .filter(cell => {
+        const box = cell.getBoundingClientRect();
+        return box.left < 0 || box.right > window.innerWidth;
+    })
+    .map(cell => cell.textContent)"""
+CROWDED = """() => [...document.querySelectorAll('#sources-report th, #sources-report td')]
+    .filter(cell => cell.offsetParent !== null && cell.scrollWidth > cell.clientWidth)
+    .map(cell => cell.textContent)"""
+AXIS_OUTSIDE = """() => [...document.querySelectorAll('svg.chart-svg')].flatMap(svg => {
+    const frame = svg.getBoundingClientRect();
+    return [...svg.querySelectorAll('text.axis')].filter(text => {
+        const box = text.getBoundingClientRect();
+        return box.left < frame.left || box.right > frame.right;
+    }).map(text => text.textContent);
+})"""
+LABELS = """row => [...row.querySelectorAll('td')].map(cell =>
+    getComputedStyle(cell, '::before').content.replace(/^"|"$/g, '') + ' ' + cell.textContent)"""
+
+
+async def test_the_report_fits_a_phone_without_scrolling_sideways(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """With spend (so the cost columns show), a long source name and a big amount, the
+    page does not scroll sideways on a phone: each source is a card whose figures are
+    all on screen and fit their place, each under its column's name; the charts' axis
+    labels stay inside the charts.  On a laptop it stays one table."""
+    long_name = "yandex-direct-retargeting-spring-sale"
+    async with site.engine.begin() as conn:
+        await save_calls(conn, [call("r1", 10, "+79160000009", long_name, 75)])
+        spend = SpendLine(date(2026, 3, 10), long_name, None, Decimal("1234567.89"), "RUB")
+        await import_spend(conn, [spend], NOW)
+
+    async with tab(browser, PHONE) as phone:
+        await sign_in(phone, site, "mark", f"/reports?{PERIOD}")
+        yandex = phone.locator("#sources-report tbody tr", has_text="yandex").first
+        await expect(yandex).to_be_visible()
+        await expect(phone.locator("#cost-chart circle.point")).to_have_count(4)
+        await phone.screenshot(path=tmp_path / "reports-phone-cost.png", full_page=True)
+        assert await phone.evaluate(SIDEWAYS) <= 0
+        assert await phone.evaluate(CELLS_OUTSIDE) == []
+        assert await phone.evaluate(CROWDED) == []
+        assert await phone.evaluate(AXIS_OUTSIDE) == []
+        assert await yandex.evaluate(LABELS) == [
+            "Calls 4", "Leads 3", "Target 2", "Missed 25%", "Cost (RUB) 550.00", "Per lead 183.33",
+        ]  # fmt: skip
+        total = phone.locator("#sources-report tfoot tr")  # 1 235 317.89 over 6 leads
+        assert (await total.evaluate(LABELS))[-2:] == [
+            "Cost (RUB) 1\u202f235\u202f317.89",
+            "Per lead 205\u202f886.32",
+        ]
+
+    async with tab(browser) as laptop:
+        await sign_in(laptop, site, "mark", f"/reports?{PERIOD}")
+        await expect(laptop.locator("#sources-report thead th")).to_have_count(7)
+        await expect(laptop.locator("#sources-report thead")).to_be_visible()
+        await laptop.screenshot(path=tmp_path / "reports-laptop-cost.png", full_page=True)
+        assert await laptop.evaluate(SIDEWAYS) <= 0
+        assert await laptop.evaluate(CELLS_OUTSIDE) == []
+        assert await laptop.evaluate(CROWDED) == []
+        assert await laptop.evaluate(AXIS_OUTSIDE) == []
+        labels = laptop.locator("#cost-chart text.axis")
+        assert (await labels.all_text_contents())[:5] == ["0", "500k", "1M", "1.5M", "2M"]
+
+
 async def test_the_default_period_is_the_last_30_days(site: Site, browser: Browser) -> None:
     async with tab(browser) as page:
         await sign_in(page, site, "root", "/reports")
