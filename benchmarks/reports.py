@@ -90,11 +90,11 @@ CALL_COLUMNS = [
     "variables",
 ]
 RULES = ReportRules(
-    target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=ZONE
+    target_seconds=30, unique_days=30, model="last_touch", sla_minutes=15, zone=ZONE
 )
 CASES: list[tuple[str, ReportKind, list[Dimension] | None, ReportRules]] = [
     ("sources", ReportKind.SOURCES, None, RULES),
-    ("sources, 30-day window", ReportKind.SOURCES, None, replace(RULES, unique_days=30)),
+    ("sources, no window", ReportKind.SOURCES, None, replace(RULES, unique_days=None)),
     ("sources, first touch", ReportKind.SOURCES, None, replace(RULES, model="first_touch")),
     ("campaigns", ReportKind.CAMPAIGNS, None, RULES),
     ("keywords", ReportKind.KEYWORDS, None, RULES),

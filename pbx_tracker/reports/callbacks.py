@@ -1,7 +1,9 @@
 """Callback figures of a report: the callback tasks whose first missed call is in a group.
 
 A task's first missed call is the lowest call id linked to it (the call that
-opened it; later missed calls join it and are stored after it).  Per group:
+opened it; later missed calls join it and are stored after it).  Only missed
+calls are ever linked to a task, so the join looks at missed calls only (a
+year holds far fewer of them than calls).  Per group:
 
 - ``callbacks_opened``: tasks;
 - ``callbacks_done``: tasks resolved, however (the customer was called back,
@@ -56,7 +58,7 @@ def _task_facts(
             .subquery("first_call")
         )
         joined = tasks_table.join(first_call, first_call.c.task_id == t.id).join(
-            calls_table, c.id == first_call.c.call_id
+            calls_table, and_(c.id == first_call.c.call_id, c.status == "missed")
         )
         where = scope.in_period(c.started_at)
     if managers_only:
@@ -80,10 +82,48 @@ async def callback_figures(
     *,
     managers_only: bool = False,
 ) -> dict[Key, Figures]:
-    """Opened, done, done within the SLA, and the median minutes, in one query: the
-    median is the middle done task (or the mean of the two middle ones) of each
-    group, ranked with window functions (SQLite has no percentile function)."""
+    """Opened, done, done within the SLA, and the median minutes, in one query."""
     keys, joined, where = _task_facts(dimensions, scope, managers_only=managers_only)
+    build = _percentile_query if scope.dialect == "postgresql" else _ranked_query
+    query = build(keys, joined, where, scope, len(dimensions))
+    return await fetch_grouped(conn, query, len(dimensions))
+
+
+def _percentile_query(
+    keys: list[ColumnElement[Any]],
+    joined: Any,
+    where: list[ColumnElement[bool]],
+    scope: ReportScope,
+    size: int,
+) -> Select[Any]:
+    """PostgreSQL: the median is ``percentile_cont(0.5)`` over the done tasks."""
+    done = tasks_table.c.status == "done"
+    minutes = _minutes(scope)
+    return (
+        select(
+            *keys,
+            func.count().label("callbacks_opened"),
+            func.sum(_one(done)).label("callbacks_done"),
+            func.sum(_one(and_(done, minutes <= scope.rules.sla_minutes))).label(
+                "callbacks_in_sla"
+            ),
+            func.percentile_cont(0.5).within_group(minutes).filter(done).label("callback_minutes"),
+        )
+        .select_from(joined)
+        .where(*where)
+        .group_by(*keys)
+    )
+
+
+def _ranked_query(
+    keys: list[ColumnElement[Any]],
+    joined: Any,
+    where: list[ColumnElement[bool]],
+    scope: ReportScope,
+    size: int,
+) -> Select[Any]:
+    """SQLite has no percentile function: the median is the middle done task (or the
+    mean of the two middle ones) of each group, ranked with window functions."""
     done = tasks_table.c.status == "done"
     minutes = _minutes(scope)
     facts = (
@@ -97,7 +137,7 @@ async def callback_figures(
         .where(*where)
         .subquery("facts")
     )
-    parts = [facts.c[f"d{i}"] for i in range(len(dimensions))]
+    parts = [facts.c[f"d{i}"] for i in range(size)]
     ranked = select(
         facts,
         func.row_number()
@@ -106,13 +146,12 @@ async def callback_figures(
         func.count().over(partition_by=[*parts, facts.c.done]).label("size"),
     ).subquery("ranked")
     r = ranked.c
-    grouped = [r[f"d{i}"] for i in range(len(dimensions))]
+    grouped = [r[f"d{i}"] for i in range(size)]
     middle = and_(r.done == 1, r.rank * 2 >= r.size, r.rank * 2 <= r.size + 2)
-    query: Select[Any] = select(
+    return select(
         *grouped,
         func.count().label("callbacks_opened"),
         func.sum(r.done).label("callbacks_done"),
         func.sum(r.in_sla).label("callbacks_in_sla"),
         func.avg(case((middle, r.minutes))).label("callback_minutes"),
     ).group_by(*grouped)
-    return await fetch_grouped(conn, query, len(dimensions))

@@ -15,8 +15,9 @@ are then put side by side by their key, and the ratios worked out:
 
 The total line adds up the rows where a figure is a sum (each call, task or
 amount is in exactly one row; averages weighted by what they average over)
-and asks SQL again for what is not: distinct callers, the median minutes to
-callback, and (manager view) distinct calls missed while managers were free.
+and asks SQL again for what is not: the median minutes to callback, and
+(manager view) distinct calls missed while managers were free.  On
+PostgreSQL the queries run side by side on one snapshot (`parallel`).
 """
 
 from __future__ import annotations
@@ -25,20 +26,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.reports.callbacks import callback_figures
-from pbx_tracker.reports.calls import CALL_FIGURES, Figures, Key, call_figures, unique_callers
+from pbx_tracker.reports.calls import CALL_FIGURES, Figures, Key, call_figures
 from pbx_tracker.reports.dimensions import (
     SPEND_DIMENSIONS,
     TIME_DIMENSIONS,
     Dimension,
     ReportScope,
 )
-from pbx_tracker.reports.managers import attempt_figures
+from pbx_tracker.reports.managers import attempt_figures, missed_while_available
+from pbx_tracker.reports.parallel import Job, run_side_by_side
 from pbx_tracker.reports.spend import spend_currencies, spend_figures
 
 __all__ = ["DEFAULT_GROUPING", "Report", "ReportError", "ReportKind", "ReportRow", "compute"]
@@ -72,7 +75,9 @@ COUNTS = (
 )
 ADDITIVE = (
     "calls",
+    "unique_callers",
     "first_time_callers",
+    "spam_calls",
     "target_calls",
     "answered",
     "missed",
@@ -86,10 +91,11 @@ ADDITIVE = (
 )
 WEIGHTED = {"wait_seconds": "answered", "answer_seconds": "answer_count"}
 POSTGRESQL_SETTINGS = (
-    "work_mem = '64MB'",  # room for the hashes of a year of calls
+    "work_mem = '256MB'",  # room for the hashes of a year of calls
     "jit = off",  # compiling the expressions costs more than it saves at a million rows
 )
 _CENT = Decimal("0.01")
+Part = dict[Key, Figures]  # one query's figures by key
 
 
 class ReportError(ValueError):
@@ -137,9 +143,16 @@ async def compute(
     if scope.dialect == "postgresql":
         for setting in POSTGRESQL_SETTINGS:
             await conn.execute(text(f"SET LOCAL {setting}"))
-    rows = await _figures(conn, report, dimensions)
+    grouped, whole = _jobs(report, dimensions)
+    found = await run_side_by_side(conn, [*grouped, *whole], POSTGRESQL_SETTINGS)
+    rows: dict[Key, Figures] = {}
+    for part in found[: len(grouped)]:
+        for key, figures in part.items():
+            rows.setdefault(key, {}).update(figures)
     report.rows = _sorted(dimensions, [ReportRow(key, _derived(f)) for key, f in rows.items()])
-    totals = _summed(rows.values()) | await _whole_report_figures(conn, report, rows)
+    totals = _summed(rows.values())
+    for part in found[len(grouped) :]:
+        totals.update(part.get((), {}))
     report.total = ReportRow((), _derived(totals))
     return report
 
@@ -159,25 +172,6 @@ def _summed(groups: Iterable[Figures]) -> Figures:
     return total
 
 
-async def _whole_report_figures(
-    conn: AsyncConnection, report: Report, rows: dict[Key, Figures]
-) -> Figures:
-    """What is not a sum of the rows: distinct callers (but each number's first call
-    of the period is in one row), medians, distinct missed calls."""
-    scope, managers = report.scope, report.kind is ReportKind.MANAGERS
-    if managers:  # only the answered calls: their first is not marked
-        callers = await unique_callers(conn, scope, managers_only=True)
-    else:
-        callers = sum(int(f.get("period_firsts") or 0) for f in rows.values())
-    figures: Figures = {"unique_callers": callers}
-    callbacks = await callback_figures(conn, [], scope, managers_only=managers)
-    figures["callback_minutes"] = callbacks.get((), {}).get("callback_minutes")
-    if managers:
-        attempts = await attempt_figures(conn, [], scope)
-        figures["missed_while_available"] = attempts.get((), {}).get("missed_while_available")
-    return figures
-
-
 async def _one_currency(conn: AsyncConnection, scope: ReportScope) -> str | None:
     currencies = await spend_currencies(conn, scope)
     if len(currencies) > 1:
@@ -188,23 +182,35 @@ async def _one_currency(conn: AsyncConnection, scope: ReportScope) -> str | None
     return currencies[0] if currencies else None
 
 
-async def _figures(
-    conn: AsyncConnection, report: Report, dimensions: list[Dimension]
-) -> dict[Key, Figures]:
+def _jobs(report: Report, dimensions: list[Dimension]) -> tuple[list[Job[Part]], list[Job[Part]]]:
+    """The queries of the rows (merged by key), and of what the total line cannot add
+    up from them: the median minutes to callback and, in the manager view, the
+    distinct calls missed while managers were free (a call may ring several)."""
     scope, managers = report.scope, report.kind is ReportKind.MANAGERS
-    parts = [
-        await call_figures(conn, dimensions, scope, managers_only=managers),
-        await callback_figures(conn, dimensions, scope, managers_only=managers),
+    grouped: list[Job[Part]] = [
+        partial(call_figures, dimensions=dimensions, scope=scope, managers_only=managers),
+        partial(callback_figures, dimensions=dimensions, scope=scope, managers_only=managers),
+    ]
+    whole: list[Job[Part]] = [
+        partial(_median_only, scope=scope, managers_only=managers),
     ]
     if managers:
-        parts.append(await attempt_figures(conn, dimensions, scope))
+        grouped.append(partial(attempt_figures, dimensions=dimensions, scope=scope))
+        whole.append(partial(_missed_total, scope=scope))
     if report.with_cost:
-        parts.append(await spend_figures(conn, dimensions, scope))
-    merged: dict[Key, Figures] = {}
-    for part in parts:
-        for key, figures in part.items():
-            merged.setdefault(key, {}).update(figures)
-    return merged
+        grouped.append(partial(spend_figures, dimensions=dimensions, scope=scope))
+    return grouped, whole
+
+
+async def _median_only(
+    conn: AsyncConnection, *, scope: ReportScope, managers_only: bool
+) -> dict[Key, Figures]:
+    found = await callback_figures(conn, [], scope, managers_only=managers_only)
+    return {(): {"callback_minutes": found.get((), {}).get("callback_minutes")}}
+
+
+async def _missed_total(conn: AsyncConnection, *, scope: ReportScope) -> dict[Key, Figures]:
+    return {(): {"missed_while_available": await missed_while_available(conn, scope)}}
 
 
 def _ratio(part: Any, whole: Any) -> float | None:

@@ -5,25 +5,26 @@ Times are `UTCDateTime` columns: PostgreSQL ``timestamptz``; SQLite text
 time plus the zone's offset at that moment: a CASE over the offsets in force
 in the period (`pbx_tracker.reports.period.offset_steps`; one branch, or a
 few around a summer-time change), formatted as ``2026-11-01`` or
-``2026-11-01 09:00``.  The same CASE works on both engines, for any zone,
-including the machine's own.
+``2026-11-01 09:00`` on SQLite.  PostgreSQL groups by the cheaper ``date``
+or hour-truncated ``timestamp`` (formatting every row costs more than the
+rest of a report's pass); `label_text` formats those few keys.  The same CASE
+works on both engines, for any zone, including the machine's own.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, case, cast, func, literal, literal_column
+from sqlalchemy import Date, Integer, String, case, cast, func, literal, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.store.models import UTCDateTime
 
-__all__ = ["Dialect", "local_label", "seconds_between"]
+__all__ = ["Dialect", "label_text", "local_label", "seconds_between"]
 
 DAY = "day"
 HOUR = "hour"
-_PG_FORMAT = {DAY: "YYYY-MM-DD", HOUR: "YYYY-MM-DD HH24:00"}
 _SQLITE_FORMAT = {DAY: "%Y-%m-%d", HOUR: "%Y-%m-%d %H:00"}
 
 Dialect = str  # "sqlite" or "postgresql"
@@ -49,13 +50,26 @@ def local_label(
     steps: list[tuple[datetime | None, int]],
     unit: str,
 ) -> ColumnElement[Any]:
-    """``moment``'s local day (``2026-11-01``) or hour (``2026-11-01 09:00``) as text."""
+    """``moment``'s local day (``2026-11-01``) or hour (``2026-11-01 09:00``): text on
+    SQLite, a ``date`` or ``timestamp`` on PostgreSQL (see `label_text`)."""
     offset = _offset_seconds(moment, steps)
     if dialect == "postgresql":
         shifted = func.timezone("UTC", moment) + offset * literal_column("interval '1 second'")
-        return func.to_char(shifted, _PG_FORMAT[unit])
+        return cast(shifted, Date) if unit == DAY else func.date_trunc("hour", shifted)
     modifier = cast(offset, String) + literal(" seconds")
     return func.strftime(_SQLITE_FORMAT[unit], moment, modifier)
+
+
+def label_text(value: object) -> str | None:
+    """A grouped key as the report shows it: a local hour as ``2026-11-01 09:00``, a
+    day as ``2026-11-01``, anything else as text."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:00")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def seconds_between(

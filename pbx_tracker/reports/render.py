@@ -29,6 +29,7 @@ FIGURE_ORDER = (
     "calls",
     "unique_callers",
     "first_time_callers",
+    "spam_calls",
     "target_calls",
     "answered",
     "missed",
@@ -84,6 +85,7 @@ _CALLS: list[Column] = [
     ("Calls", "calls", _count),
     ("Unique", "unique_callers", _count),
     ("First-time", "first_time_callers", _count),
+    ("Spam", "spam_calls", _count),
     ("Target", "target_calls", _count),
     ("Answered", "answered", _count),
     ("Missed", "missed", _count),
@@ -147,7 +149,7 @@ def _title(report: Report) -> str:
     money = f", money in {report.currency}" if report.currency else ""
     return (
         f"Report {report.kind.value}, {_shown_period(report)}; target call ≥ "
-        f"{rules.target_seconds} s, first-time window {window}, "
+        f"{rules.target_seconds} s, unique-caller window {window}, "
         f"{rules.model.replace('_', ' ')}{money}"
     )
 

@@ -5,8 +5,9 @@ each call, so changing one re-computes past periods too:
 
 - ``target_seconds``: a target call was answered and talked at least this
   long (default: ``calls.target_seconds``);
-- ``unique_days``: a first-time caller had no call from the same number in
-  the ``unique_days`` * 24 hours before (default: none ever before);
+- ``unique_days``: the uniqueness window: a unique caller's call came with no
+  call from the same number in the ``unique_days`` * 24 hours before
+  (default 30; null: never before, as a first-time caller -- a lead -- always is);
 - ``model``: which touch credits a call on a pool number, ``last_touch`` or
   ``first_touch`` (default: ``attribution.model``);
 - ``currency``: the currency of ad spend lines that name none.
@@ -34,7 +35,7 @@ class ReportSettings(ConfigModel):
     """Rules of the reports; None means "as the rest of the config says"."""
 
     target_seconds: int | None = Field(default=None, ge=0)
-    unique_days: int | None = Field(default=None, ge=1, le=3650)
+    unique_days: int | None = Field(default=30, ge=1, le=3650)
     model: Annotated[AttributionModel | None, BeforeValidator(lower_text)] = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "RUB"
 

@@ -161,12 +161,13 @@ async def test_spend_import_then_a_table_for_people(cli: Cli, tmp_path: Path) ->
     assert "Europe/Moscow" in lines[0]
     assert "target call ≥ 30 s" in out
     yandex = next(line for line in lines if line.strip().startswith("│ yandex"))
-    # 3 calls, 3 callers, all first-time, target k1 k4, 1 missed = 33.3%, waits 10 and 4 s
+    # 3 calls, 3 callers, all first-time, no spam, target k1 k4, 1 missed = 33.3%, waits
+    # 10 and 4 s
     # -> 0:07, talk 130 s, cost 1000.50 + 499.50 = 1 500.00, per call 500.00, per
     # target 750.00, per lead 500.00
     cells = [cell.strip() for cell in yandex.strip("│ ").split("│")]
     assert cells == [
-        "yandex", "3", "3", "3", "2", "2", "1", "33.3%", "0:07", "0:02:10",
+        "yandex", "3", "3", "3", "0", "2", "2", "1", "33.3%", "0:07", "0:02:10",
         "1 500.00", "500.00", "750.00", "500.00",
     ]  # fmt: skip
     total = next(line for line in lines if "Total" in line)

@@ -72,7 +72,7 @@ from pbx_tracker.store.models import (
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 RULES = ReportRules(
-    target_seconds=30, unique_days=None, model="last_touch", sla_minutes=15, zone=MOSCOW
+    target_seconds=30, unique_days=7, model="last_touch", sla_minutes=15, zone=MOSCOW
 )
 CALLERS = {
     "A": "+79160000001",
@@ -342,8 +342,8 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
     assert [row.key for row in found.rows] == [("yandex",), ("flyer",), ("google",)]
 
     yandex = by_source[("yandex",)]
-    # c15 c1 c2 c5 c11; callers I A B D B -> 4; first-time c15 c1 c2 c5 (c11: B called on
-    # the 2nd); target (>= 30 s) c15 35, c1 120, c5 45, c11 60; missed c2
+    # c15 c1 c2 c5 c11; unique and first-time c15 c1 c2 c5 (c11: B called on the 2nd,
+    # within the week); target (>= 30 s) c15 35, c1 120, c5 45, c11 60; missed c2
     assert pick(yandex, *CALL_COLUMNS) == (5, 4, 4, 4, 4, 1)
     assert yandex["missed_rate"] == pytest.approx(1 / 5)
     assert yandex["wait_seconds"] == pytest.approx((5 + 10 + 8 + 3) / 4)  # 6.5
@@ -358,9 +358,9 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
     assert yandex["callback_minutes"] == pytest.approx(10)
 
     google = by_source[("google",)]
-    # c3 c7 c8 c12; callers A E E G -> 3; first-time c7 c12 (A called at 09:10, c8 is E's
-    # second); c3 talked 20 s: no target call
-    assert pick(google, *CALL_COLUMNS) == (4, 3, 2, 0, 1, 3)
+    # c3 c7 c8 c12; unique and first-time c7 c12 (A called yandex at 09:10: c3 is a
+    # repeat call wherever it went; c8 is E's second); c3 talked 20 s: no target call
+    assert pick(google, *CALL_COLUMNS) == (4, 2, 2, 0, 1, 3)
     assert google["missed_rate"] == pytest.approx(3 / 4)
     assert google["cost"] == Decimal("1500.00")  # 900 + 600; 777 and the 5th are outside
     assert google["cost_per_call"] == Decimal("375.00")
@@ -370,8 +370,9 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
     assert pick(google, "callbacks_opened", "callbacks_done", "callback_minutes") == (2, 0, None)
 
     flyer = by_source[("flyer",)]
-    # c4 c6 c9 c10; callers C C hidden F -> 2; first-time c4 only (F called on 10-20;
-    # hidden numbers never count); target c6 200 s, c10 31 s
+    # c4 c6 c9 c10; unique c4 and c10 (F's call on 10-20 is 15 days before, outside the
+    # week); first-time c4 only (F called before); hidden numbers never count; target
+    # c6 200 s, c10 31 s
     assert pick(flyer, *CALL_COLUMNS) == (4, 2, 1, 2, 2, 2)
     assert flyer["wait_seconds"] == pytest.approx((6 + 12) / 2)
     assert flyer["cost"] is None  # no spend imported for flyer
@@ -380,12 +381,14 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
     assert flyer["callback_minutes"] == pytest.approx(317.5)
 
 
-async def test_totals_are_counted_not_summed(seeded: AsyncEngine) -> None:
-    total = (await report(seeded, ReportKind.SOURCES)).total
+async def test_totals(seeded: AsyncEngine) -> None:
+    found = await report(seeded, ReportKind.SOURCES)
+    total = found.total
     assert total is not None
     figures = total.figures
-    # 13 calls; callers I A B C D E F G -> 8 (A, B, C, E call twice: not a sum of rows,
-    # which would say 9); first-time c15 c1 c2 c4 c5 c7 c12 -> 7
+    # 13 calls; unique c15 c1 c2 c4 c5 c7 c10 c12 -> 8, the sum of the rows (a number's
+    # repeat call is a repeat in whichever row it falls); first-time the same but c10 -> 7
+    assert figures["unique_callers"] == sum(r.figures["unique_callers"] for r in found.rows)
     assert pick(figures, *CALL_COLUMNS) == (13, 8, 7, 6, 7, 6)
     assert figures["wait_seconds"] == pytest.approx((5 + 10 + 4 + 8 + 6 + 12 + 3) / 7)
     assert figures["talk_seconds"] == 35 + 120 + 20 + 45 + 200 + 31 + 60
@@ -520,17 +523,14 @@ async def test_changing_the_rules_recomputes_the_past(seeded: AsyncEngine) -> No
     assert total.figures["target_calls"] == 3
     assert total.figures["cost_per_target_call"] == Decimal("1433.33")  # 4300 / 3
 
-    # F's call on 10-20 is 15 days before c10: a week's window makes F first-time again
-    weekly = replace(RULES, unique_days=7)
-    total = (await report(seeded, ReportKind.SOURCES, rules=weekly)).total
-    assert total is not None and total.figures["first_time_callers"] == 8
-    # ... but B's c11 (2 days after c2) stays a repeat call
-    assert (
-        rows(await report(seeded, ReportKind.SOURCES, rules=weekly))[("yandex",)][
-            "first_time_callers"
-        ]
-        == 4
-    )
+    # F's call on 10-20 is 15 days before c10: unique within a week, not within a month;
+    # first-time callers (leads) do not depend on the window
+    for days, unique in ((7, 8), (30, 7), (None, 7)):
+        found = await report(seeded, ReportKind.SOURCES, rules=replace(RULES, unique_days=days))
+        assert found.total is not None
+        assert pick(found.total.figures, "unique_callers", "first_time_callers") == (unique, 7)
+        # B's c11 (2 days after c2) is a repeat call in every window
+        assert rows(found)[("yandex",)]["unique_callers"] == 4
 
     first_touch = replace(RULES, model="first_touch")
     by_source = rows(await report(seeded, ReportKind.SOURCES, rules=first_touch))
@@ -549,6 +549,31 @@ async def test_stored_flags_are_not_used(seeded: AsyncEngine) -> None:
     total = (await report(seeded, ReportKind.SOURCES)).total
     assert total is not None
     assert (total.figures["first_time_callers"], total.figures["target_calls"]) == (7, 6)
+
+
+async def test_spam_calls_are_calls_but_not_leads(seeded: AsyncEngine) -> None:
+    """A call marked spam still counts as a call (answered or missed), never as a unique
+    or first-time caller; undoing the mark counts it again."""
+    c5 = calls_table.c.linkedid == "c5"  # D's first call, on yandex
+    async with seeded.begin() as conn:
+        await conn.execute(calls_table.update().where(c5).values(spam=True, spam_reason="blocked"))
+    found = await report(seeded, ReportKind.SOURCES)
+    yandex = rows(found)[("yandex",)]
+    assert pick(yandex, "calls", "unique_callers", "first_time_callers", "spam_calls") == (
+        5,
+        3,
+        3,
+        1,
+    )
+    assert yandex["answered"] == 4  # c5 was answered, and still is
+    assert yandex["cost_per_lead"] == Decimal("933.33")  # 2800 / 3
+    assert found.total is not None
+    assert pick(found.total.figures, "first_time_callers", "spam_calls") == (6, 1)
+
+    async with seeded.begin() as conn:
+        await conn.execute(calls_table.update().where(c5).values(spam=False, spam_reason=None))
+    yandex = rows(await report(seeded, ReportKind.SOURCES))[("yandex",)]
+    assert pick(yandex, "first_time_callers", "spam_calls") == (4, 0)
 
 
 # -- managers and callbacks ------------------------------------------------------------------
@@ -610,6 +635,20 @@ async def test_importing_a_day_again_replaces_its_amount(seeded: AsyncEngine) ->
     assert count == len(SPEND)  # replaced, not added
     yandex = rows(await report(seeded, ReportKind.SOURCES))[("yandex",)]
     assert yandex["cost"] == Decimal("2800.50")  # 1200 + 500 + 1000 + 100.50
+
+
+async def test_a_report_sees_what_its_own_transaction_wrote(seeded: AsyncEngine) -> None:
+    """On PostgreSQL a report's queries run side by side on other connections that share
+    its snapshot; they could not see its uncommitted writes, so then they do not."""
+    late = Call("c16", "2026-11-04 12:00", "J", "flyer", None, None, "101", 3, 40)
+    period = period_of("2026-11-02", "2026-11-04", RULES.zone)
+    async with seeded.begin() as conn:
+        await conn.execute(insert(calls_table).values(_call_row(late)))
+        scope = ReportScope.of(seeded.dialect.name, RULES, period)
+        found = await compute(conn, ReportKind.SOURCES, scope)
+        await conn.rollback()
+    assert found.total is not None and found.total.figures["calls"] == 14
+    assert rows(found)[("flyer",)]["calls"] == 5
 
 
 async def test_no_calls_no_rows(engine: AsyncEngine) -> None:
