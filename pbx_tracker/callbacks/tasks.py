@@ -119,6 +119,7 @@ class CallbackTask:
     resolved_by: str | None
     resolved_call: str | None
     updated_at: datetime
+    first_call_id: int | None = None  # the call that opened it
 
     @property
     def is_open(self) -> bool:
@@ -211,6 +212,7 @@ async def _open(
         "created_at": now,
         "first_missed_at": record.started_at,
         "last_missed_at": record.started_at,
+        "first_call_id": call_id,
         "reminders_sent": 0,
         "ringme_attempts": 0,
         "updated_at": now,

@@ -1,9 +1,9 @@
 """Callback figures of a report: the callback tasks whose first missed call is in a group.
 
-A task's first missed call is the lowest call id linked to it (the call that
-opened it; later missed calls join it and are stored after it).  Only missed
-calls are ever linked to a task, so the join looks at missed calls only (a
-year holds far fewer of them than calls).  Per group:
+A task's first missed call is the call that opened it (``first_call_id``,
+migration 0009; later missed calls join it).  Only missed calls open tasks, so
+the join looks at missed calls only (a year holds far fewer of them than
+calls).  Per group:
 
 - ``callbacks_opened``: tasks;
 - ``callbacks_done``: tasks resolved, however (the customer was called back,
@@ -28,12 +28,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from pbx_tracker.reports.calls import Figures, Key, fetch_grouped
 from pbx_tracker.reports.dialect import seconds_between
 from pbx_tracker.reports.dimensions import Dimension, ReportScope, calls_table, labelled
-from pbx_tracker.store.models import CallbackTaskCallRow, CallbackTaskRow
+from pbx_tracker.store.models import CallbackTaskRow
 
 __all__ = ["callback_figures"]
 
 tasks_table = cast(Table, CallbackTaskRow.__table__)
-task_calls_table = cast(Table, CallbackTaskCallRow.__table__)
 
 
 def _task_facts(
@@ -50,16 +49,7 @@ def _task_facts(
     where = scope.in_period(t.first_missed_at)
     joined: Any = tasks_table
     if any(d is not Dimension.MANAGER for d in dimensions):
-        first_call = (
-            select(
-                task_calls_table.c.task_id, func.min(task_calls_table.c.call_id).label("call_id")
-            )
-            .group_by(task_calls_table.c.task_id)
-            .subquery("first_call")
-        )
-        joined = tasks_table.join(first_call, first_call.c.task_id == t.id).join(
-            calls_table, and_(c.id == first_call.c.call_id, c.status == "missed")
-        )
+        joined = tasks_table.join(calls_table, and_(c.id == t.first_call_id, c.status == "missed"))
         where = scope.in_period(c.started_at)
     if managers_only:
         where.append(manager.is_not(None))

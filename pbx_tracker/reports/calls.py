@@ -21,7 +21,11 @@ Per group of calls started in the period:
 - ``target_calls``: answered calls with talk time >= ``target_seconds``;
 - ``answered``, ``missed`` (no manager was ever connected);
 - ``wait_seconds``: average ring time of the answered calls (caller's wait);
-- ``talk_seconds``: total talk time.
+- ``talk_seconds``: total talk time;
+- manager view only, over the calls a manager answered: ``answer_seconds``,
+  the average seconds their phone rang before they took the call
+  (``calls.answer_seconds``, stored with the call), and ``answer_count``, the
+  calls that average is over.
 
 Both caller figures are judged now from the stored fact ``previous_call_at``
 (the start of the number's previous call, calls ordered by start then id;
@@ -33,6 +37,7 @@ of its rows and one pass over the calls gives every figure.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, or_, select, text
@@ -40,9 +45,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.reports.dialect import days_before, label_text
-from pbx_tracker.reports.dimensions import Dimension, ReportScope, calls_table, labelled
+from pbx_tracker.reports.dimensions import (
+    TIME_DIMENSIONS,
+    Dimension,
+    ReportScope,
+    calls_table,
+    labelled,
+)
 
-__all__ = ["Figures", "Key", "call_figures", "fetch_grouped"]
+__all__ = ["CALL_FIGURES", "Figures", "Key", "call_figures", "fetch_grouped", "period_parts"]
 
 Key = tuple[str | None, ...]
 Figures = dict[str, Any]
@@ -93,22 +104,37 @@ def call_figures_query(
     where = scope.in_period(c.started_at)
     if managers_only:
         where.append(c.answered_by.is_not(None))
-    return (
-        select(
-            *keys,
-            func.count().label("calls"),
-            _count(unique_condition(scope)).label("unique_callers"),
-            _count(first_time_condition()).label("first_time_callers"),
-            _count(c.spam.is_(True)).label("spam_calls"),
-            _count(target).label("target_calls"),
-            _count(answered).label("answered"),
-            _count(c.status == "missed").label("missed"),
-            func.avg(case((answered, c.ring_seconds))).label("wait_seconds"),
-            func.coalesce(func.sum(c.talk_seconds), 0).label("talk_seconds"),
-        )
-        .where(*where)
-        .group_by(*keys)
-    )
+    figures = [
+        func.count().label("calls"),
+        _count(unique_condition(scope)).label("unique_callers"),
+        _count(first_time_condition()).label("first_time_callers"),
+        _count(c.spam.is_(True)).label("spam_calls"),
+        _count(target).label("target_calls"),
+        _count(answered).label("answered"),
+        _count(c.status == "missed").label("missed"),
+        func.avg(case((answered, c.ring_seconds))).label("wait_seconds"),
+        func.coalesce(func.sum(c.talk_seconds), 0).label("talk_seconds"),
+    ]
+    if managers_only:
+        figures.append(func.avg(c.answer_seconds).label("answer_seconds"))
+        figures.append(func.count(c.answer_seconds).label("answer_count"))
+    return select(*keys, *figures).where(*where).group_by(*keys)
+
+
+def period_parts(dimensions: list[Dimension], scope: ReportScope) -> list[ReportScope]:
+    """The scopes the call figures are asked in, side by side, then added up by key.
+
+    PostgreSQL runs a pass grouped by day or hour in one process (it cannot tell how
+    few groups the expression makes, so it sees no gain in splitting the work): there
+    the period is asked in two halves, one per connection.  Otherwise the whole."""
+    if scope.dialect != "postgresql" or not TIME_DIMENSIONS.intersection(dimensions):
+        return [scope]
+    period = scope.period
+    middle = period.start + (period.end - period.start) / 2
+    return [
+        replace(scope, period=replace(period, end=middle)),
+        replace(scope, period=replace(period, start=middle)),
+    ]
 
 
 async def fetch_grouped(conn: AsyncConnection, query: Select[Any], size: int) -> dict[Key, Figures]:

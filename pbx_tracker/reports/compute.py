@@ -33,14 +33,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.reports.callbacks import callback_figures
-from pbx_tracker.reports.calls import CALL_FIGURES, Figures, Key, call_figures
+from pbx_tracker.reports.calls import CALL_FIGURES, Figures, Key, call_figures, period_parts
 from pbx_tracker.reports.dimensions import (
     SPEND_DIMENSIONS,
     TIME_DIMENSIONS,
     Dimension,
     ReportScope,
 )
-from pbx_tracker.reports.managers import attempt_figures, missed_while_available
+from pbx_tracker.reports.managers import attempt_figures
 from pbx_tracker.reports.parallel import Job, run_side_by_side
 from pbx_tracker.reports.spend import spend_currencies, spend_figures
 
@@ -143,14 +143,16 @@ async def compute(
     if scope.dialect == "postgresql":
         for setting in POSTGRESQL_SETTINGS:
             await conn.execute(text(f"SET LOCAL {setting}"))
-    grouped, whole = _jobs(report, dimensions)
-    found = await run_side_by_side(conn, [*grouped, *whole], POSTGRESQL_SETTINGS)
-    rows: dict[Key, Figures] = {}
+    calls, grouped, whole = _jobs(report, dimensions)
+    found = await run_side_by_side(conn, [*calls, *grouped, *whole], POSTGRESQL_SETTINGS)
+    rows: dict[Key, Figures] = _added(found[: len(calls)])
+    found = found[len(calls) :]
+    whole_report: Figures = {}  # what a part says of the whole report, under ()
     for part in found[: len(grouped)]:
         for key, figures in part.items():
-            rows.setdefault(key, {}).update(figures)
+            (rows.setdefault(key, {}) if key else whole_report).update(figures)
     report.rows = _sorted(dimensions, [ReportRow(key, _derived(f)) for key, f in rows.items()])
-    totals = _summed(rows.values())
+    totals = _summed(rows.values()) | whole_report
     for part in found[len(grouped) :]:
         totals.update(part.get((), {}))
     report.total = ReportRow((), _derived(totals))
@@ -182,24 +184,45 @@ async def _one_currency(conn: AsyncConnection, scope: ReportScope) -> str | None
     return currencies[0] if currencies else None
 
 
-def _jobs(report: Report, dimensions: list[Dimension]) -> tuple[list[Job[Part]], list[Job[Part]]]:
-    """The queries of the rows (merged by key), and of what the total line cannot add
-    up from them: the median minutes to callback and, in the manager view, the
-    distinct calls missed while managers were free (a call may ring several)."""
+def _jobs(
+    report: Report, dimensions: list[Dimension]
+) -> tuple[list[Job[Part]], list[Job[Part]], list[Job[Part]]]:
+    """The queries of the call figures (of parts of the period, added up by key), of
+    the rest of the rows (merged by key), and of what the total line cannot add up
+    from them: the median minutes to callback and, in the manager view, the distinct
+    calls missed while managers were free (a call may ring several)."""
     scope, managers = report.scope, report.kind is ReportKind.MANAGERS
+    calls: list[Job[Part]] = [
+        partial(call_figures, dimensions=dimensions, scope=part, managers_only=managers)
+        for part in period_parts(dimensions, scope)
+    ]
     grouped: list[Job[Part]] = [
-        partial(call_figures, dimensions=dimensions, scope=scope, managers_only=managers),
         partial(callback_figures, dimensions=dimensions, scope=scope, managers_only=managers),
     ]
     whole: list[Job[Part]] = [
         partial(_median_only, scope=scope, managers_only=managers),
     ]
-    if managers:
+    if managers:  # its rows, and under () the distinct calls of the whole report
         grouped.append(partial(attempt_figures, dimensions=dimensions, scope=scope))
-        whole.append(partial(_missed_total, scope=scope))
     if report.with_cost:
         grouped.append(partial(spend_figures, dimensions=dimensions, scope=scope))
-    return grouped, whole
+    return calls, grouped, whole
+
+
+def _added(parts: list[Part]) -> Part:
+    """The call figures of the parts of the period, put together per key."""
+    if len(parts) == 1:
+        return parts[0]
+    keys = {key for part in parts for key in part}
+    names = {name for part in parts for figures in part.values() for name in figures}
+    return {
+        key: {
+            name: value
+            for name, value in _summed([part[key] for part in parts if key in part]).items()
+            if name in names
+        }
+        for key in keys
+    }
 
 
 async def _median_only(
@@ -207,10 +230,6 @@ async def _median_only(
 ) -> dict[Key, Figures]:
     found = await callback_figures(conn, [], scope, managers_only=managers_only)
     return {(): {"callback_minutes": found.get((), {}).get("callback_minutes")}}
-
-
-async def _missed_total(conn: AsyncConnection, *, scope: ReportScope) -> dict[Key, Figures]:
-    return {(): {"missed_while_available": await missed_while_available(conn, scope)}}
 
 
 def _ratio(part: Any, whole: Any) -> float | None:

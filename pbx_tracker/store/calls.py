@@ -280,10 +280,22 @@ def _call_values(record: CallRecord) -> dict[str, Any]:
         "complete": record.complete,
         "spam": record.spam is not None,
         "spam_reason": record.spam.value if record.spam else None,
+        "answer_seconds": answer_seconds(record),
         **_attribution_values(record),
         "created_at": now,
         "updated_at": now,
     }
+
+
+def answer_seconds(record: CallRecord) -> float | None:
+    """How long the answering manager's phone rang before they took the call: the
+    answer moment minus the ``rang_at`` of their answered leg (None when unknown)."""
+    if record.answered_at is None or record.answered_by is None:
+        return None
+    for attempt in record.attempts:
+        if attempt.outcome == "answer" and attempt.manager == record.answered_by:
+            return (record.answered_at - attempt.rang_at).total_seconds()
+    return None
 
 
 def _attribution_values(record: CallRecord) -> dict[str, Any]:

@@ -146,6 +146,8 @@ class CallRow(Base):
     spam_reason: Mapped[str | None] = mapped_column(String(16))
     spam_changed_by: Mapped[str | None] = mapped_column(String(64))
     spam_changed_at: Mapped[datetime | None]
+    # seconds the answering manager's phone rang before they took it (migration 0009)
+    answer_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class RingAttemptRow(Base):
@@ -243,6 +245,7 @@ class CallbackTaskRow(Base):
     created_at: Mapped[datetime]
     first_missed_at: Mapped[datetime]
     last_missed_at: Mapped[datetime]
+    first_call_id: Mapped[int | None]  # the call that opened it (migration 0009)
     reminders_sent: Mapped[int] = mapped_column(Integer, server_default="0")
     last_reminder_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]

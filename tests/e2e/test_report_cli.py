@@ -106,6 +106,7 @@ async def seed(engine: AsyncEngine) -> None:
             "created_at": moscow(2, 10),
             "first_missed_at": moscow(2, 10),
             "last_missed_at": moscow(2, 10),
+            "first_call_id": ids[1],
             "resolved_at": moscow(2, 10, 12),
             "resolution": "called_back",
             "resolved_by": "101",

@@ -166,6 +166,13 @@ class TestMissedCalls:
         assert task.created_at == NOW
         assert await linked_calls(engine, task.id) == ["m.1", "m.2"]
         assert await events_of(engine, task.id) == [EventKind.OPENED, EventKind.JOINED]
+        # the reports group the task by the call that opened it
+        first_call = select(tasks_table.c.first_call_id).where(tasks_table.c.id == task.id)
+        opening = select(calls_table.c.id).where(calls_table.c.linkedid == "m.1")
+        async with engine.connect() as conn:
+            assert (await conn.execute(first_call)).scalar() == (
+                await conn.execute(opening)
+            ).scalar()
 
     async def test_applying_a_missed_call_again_changes_nothing(self, engine: AsyncEngine) -> None:
         """A call saved twice (a spill file replayed) is not a second try."""

@@ -281,3 +281,72 @@ async def test_0006_backfills_previous_call_at(database_url: str) -> None:
         value = found[linkedid]  # SQLite: UTC text; PostgreSQL: an aware datetime
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
         assert moment.replace(tzinfo=moment.tzinfo or UTC) == t0 + timedelta(hours=hours)
+
+
+async def test_0009_backfills_the_answer_speed_and_the_first_call(database_url: str) -> None:
+    """Calls stored before 0009 get their answering leg's ring time; tasks their first
+    linked call."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from pbx_tracker.store.models import (
+        CallbackTaskCallRow,
+        CallbackTaskRow,
+        CallRow,
+        RingAttemptRow,
+    )
+
+    await asyncio.to_thread(_upgrade_to, database_url, "0008")
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    calls, attempts = CallRow.__table__, RingAttemptRow.__table__
+    tasks, links = CallbackTaskRow.__table__, CallbackTaskCallRow.__table__
+
+    def call(linkedid: str, by: str | None, minutes: int) -> dict[str, Any]:
+        start = t0 + timedelta(minutes=minutes)
+        return {
+            "node": "pbx1", "linkedid": linkedid, "direction": "inbound", "caller": "+7916",
+            "status": "answered" if by else "missed", "answered_by": by,
+            "started_at": start, "answered_at": start + timedelta(seconds=9) if by else None,
+            "ended_at": start + timedelta(seconds=60), "ring_seconds": 9, "talk_seconds": 0,
+            "complete": True, "variables": {},
+        }  # fmt: skip
+
+    def insert_and_upgrade() -> tuple[dict[str, Any], Any]:
+        engine = make_sync_engine(database_url)
+        try:
+            with engine.begin() as conn:
+                ids = {
+                    name: conn.execute(insert(calls).values(row).returning(calls.c.id)).scalar()
+                    for name, row in (
+                        ("answered", call("a", "101", 0)),
+                        ("missed", call("m1", None, 5)),
+                        ("again", call("m2", None, 9)),
+                    )
+                }
+                for manager, outcome, after in (("102", "noanswer", 0), ("101", "answer", 2)):
+                    conn.execute(
+                        insert(attempts).values(
+                            call_id=ids["answered"], manager=manager, channel=f"PJSIP/{manager}",
+                            rang_at=t0 + timedelta(seconds=after), outcome=outcome,
+                        )
+                    )  # fmt: skip
+                task = {
+                    "node": "pbx1", "dialable": True, "status": "open", "created_at": t0,
+                    "first_missed_at": t0, "last_missed_at": t0, "updated_at": t0,
+                }  # fmt: skip
+                task_id = conn.execute(insert(tasks).values(task).returning(tasks.c.id)).scalar()
+                for name in ("again", "missed"):  # linked in any order
+                    conn.execute(insert(links).values(task_id=task_id, call_id=ids[name]))
+            upgrade_to_head(database_url)
+            with engine.connect() as conn:
+                speeds = dict(conn.execute(select(calls.c.linkedid, calls.c.answer_seconds)).all())
+                first = conn.execute(select(tasks.c.first_call_id)).scalar()
+                return speeds, (first, ids["missed"])
+        finally:
+            engine.dispose()
+
+    speeds, (first, expected) = await asyncio.to_thread(insert_and_upgrade)
+    assert speeds["a"] == pytest.approx(7.0)  # rang at second 2, answered at second 9
+    assert speeds["m1"] is None and speeds["m2"] is None
+    assert first == expected

@@ -204,6 +204,8 @@ def _call_row(call: Call) -> dict[str, Any]:
     static = call.first is None
     first, last = _labels(call.first), (None, None, None) if static else (source, medium, campaign)
     answered = call.by is not None
+    # as the writer stores it: the answering manager's leg, from its ring to the answer
+    leg = [after for name, by, outcome, after in ATTEMPTS if (name, by) == (call.name, call.by)]
     return {
         "node": "pbx1",
         "linkedid": call.name,
@@ -221,6 +223,7 @@ def _call_row(call: Call) -> dict[str, Any]:
         "ended_at": started + timedelta(seconds=call.ring + call.talk),
         "ring_seconds": call.ring,
         "talk_seconds": call.talk,
+        "answer_seconds": call.ring - leg[0] if answered and leg else None,
         "first_time_caller": None,
         "is_target": None,
         "complete": True,
@@ -282,6 +285,7 @@ async def _insert_task(conn: Any, task: tuple[Any, ...], ids: dict[str, int]) ->
         "created_at": first,
         "first_missed_at": first,
         "last_missed_at": last,
+        "first_call_id": ids[names[0]],
         "resolved_at": None if resolved is None else moscow(resolved),
         "resolution": resolution,
         "resolved_by": by,
@@ -600,6 +604,9 @@ async def test_managers_by_hand(seeded: AsyncEngine) -> None:
     assert pick(by_manager[("102",)], *callbacks) == (2, 1, pytest.approx(10))
     assert pick(by_manager[("103",)], *callbacks) == (2, 1, pytest.approx(5))
     assert not found.with_cost
+    # the total counts calls, not rings: c2 c4 c7 (rang 102 and 103) c12 -> 4, not 5
+    assert found.total is not None
+    assert found.total.figures["missed_while_available"] == 4
 
 
 async def test_managers_by_day(seeded: AsyncEngine) -> None:

@@ -463,3 +463,19 @@ class TestPreviousCall:
             )
         left = [calls[0], ("d.2", T0 + 10 * hour, "+79160000001"), calls[3]]
         assert await previous_calls(engine) == expected_previous(left)
+
+
+async def test_the_answer_speed_is_stored_with_the_call(engine: AsyncEngine) -> None:
+    """101's phone rang from second 1 and they answered at second 7: 6 s; a missed call,
+    or one whose answering leg is not among the attempts, has none."""
+    unknown_leg = answered_call("1732095000.12", answered_by="105")
+    async with engine.begin() as conn:
+        missed = missed_call("1732095000.11", T0, "+79161234567")
+        for record in (answered_call(), missed, unknown_leg):
+            await save_call(conn, record)
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(calls_table.c.linkedid, calls_table.c.answer_seconds))
+        found = dict(rows.all())
+    assert found["1732095000.10"] == pytest.approx(6.0)
+    assert found["1732095000.11"] is None
+    assert found["1732095000.12"] is None
