@@ -154,15 +154,21 @@ def callbacks() -> None:
     """Missed calls to call back: list them, close, snooze, reassign, call the customer."""
 
 
+def _run_command(coroutine: Any, expected: type[Exception]) -> None:
+    """Print what the command answers; an ``expected`` problem goes to stderr as one
+    line and exits 1."""
+    try:
+        click.echo(asyncio.run(coroutine))
+    except expected as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
 def _callback_command(coroutine: Any) -> None:
     """Run one `callbacks` command; its problem on stderr and exit 1 when it fails."""
     from pbx_tracker.callbacks.commands import CommandError
 
-    try:
-        click.echo(asyncio.run(coroutine))
-    except CommandError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    _run_command(coroutine, CommandError)
 
 
 def _now() -> Any:
@@ -261,11 +267,7 @@ def _spam_command(coroutine: Any) -> None:
     """Run one `spam` command; its problem on stderr and exit 1 when it fails."""
     from pbx_tracker.spam.commands import SpamCommandError
 
-    try:
-        click.echo(asyncio.run(coroutine))
-    except SpamCommandError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    _run_command(coroutine, SpamCommandError)
 
 
 @spam.command("list")
@@ -348,11 +350,7 @@ def _export_command(coroutine: Any) -> None:
     """Run one `export` command; its problem on stderr and exit 1 when it fails."""
     from pbx_tracker.exports.commands import ExportError
 
-    try:
-        click.echo(asyncio.run(coroutine))
-    except ExportError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    _run_command(coroutine, ExportError)
 
 
 @export.command("metrica")
@@ -417,11 +415,7 @@ def _report_command(coroutine: Any) -> None:
     """Run one `report`/`spend` command; its problem on stderr and exit 1 when it fails."""
     from pbx_tracker.reports.commands import ReportCommandError
 
-    try:
-        click.echo(asyncio.run(coroutine))
-    except ReportCommandError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    _run_command(coroutine, ReportCommandError)
 
 
 def _report_kind(kind: str, summary: str) -> None:
