@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, case, func, select
+from sqlalchemy import Select, Table, and_, case, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.reports.calls import Figures, Key, fetch_grouped
-from pbx_tracker.reports.dialect import seconds_between
+from pbx_tracker.reports.dialect import label_text, seconds_between
 from pbx_tracker.reports.dimensions import Dimension, ReportScope, calls_table, labelled
 from pbx_tracker.store.models import CallbackTaskRow
 
@@ -72,11 +72,19 @@ async def callback_figures(
     *,
     managers_only: bool = False,
 ) -> dict[Key, Figures]:
-    """Opened, done, done within the SLA, and the median minutes, in one query."""
+    """Opened, done, done within the SLA, and the median minutes, in one query; on
+    PostgreSQL grouped by something, also those of the whole report under ``()``
+    (a median is no sum of the rows)."""
     keys, joined, where = _task_facts(dimensions, scope, managers_only=managers_only)
-    build = _percentile_query if scope.dialect == "postgresql" else _ranked_query
-    query = build(keys, joined, where, scope, len(dimensions))
-    return await fetch_grouped(conn, query, len(dimensions))
+    if scope.dialect != "postgresql":
+        query = _ranked_query(keys, joined, where, scope, len(dimensions))
+        return await fetch_grouped(conn, query, len(dimensions))
+    found: dict[Key, Figures] = {}
+    for row in (await conn.execute(_percentile_query(keys, joined, where, scope))).mappings():
+        figures = dict(row)
+        key = tuple(label_text(figures.pop(f"d{i}")) for i in range(len(dimensions)))
+        found[() if figures.pop("whole") else key] = figures
+    return found
 
 
 def _percentile_query(
@@ -84,14 +92,17 @@ def _percentile_query(
     joined: Any,
     where: list[ColumnElement[bool]],
     scope: ReportScope,
-    size: int,
 ) -> Select[Any]:
-    """PostgreSQL: the median is ``percentile_cont(0.5)`` over the done tasks."""
+    """PostgreSQL: the median is ``percentile_cont(0.5)`` over the done tasks; the
+    groups and the whole (``whole`` 1) as two grouping sets of one pass."""
     done = tasks_table.c.status == "done"
     minutes = _minutes(scope)
+    sets = func.grouping_sets(tuple_(*keys), tuple_()) if keys else None
+    whole = func.grouping(*keys) if keys else literal(1)
     return (
         select(
             *keys,
+            whole.label("whole"),
             func.count().label("callbacks_opened"),
             func.sum(_one(done)).label("callbacks_done"),
             func.sum(_one(and_(done, minutes <= scope.rules.sla_minutes))).label(
@@ -101,7 +112,7 @@ def _percentile_query(
         )
         .select_from(joined)
         .where(*where)
-        .group_by(*keys)
+        .group_by(*([sets] if sets is not None else []))
     )
 
 

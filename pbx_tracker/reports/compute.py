@@ -199,9 +199,9 @@ def _jobs(
     grouped: list[Job[Part]] = [
         partial(callback_figures, dimensions=dimensions, scope=scope, managers_only=managers),
     ]
-    whole: list[Job[Part]] = [
-        partial(_median_only, scope=scope, managers_only=managers),
-    ]
+    whole: list[Job[Part]] = []
+    if scope.dialect != "postgresql":  # PostgreSQL's callback figures say it under ()
+        whole.append(partial(_median_only, scope=scope, managers_only=managers))
     if managers:  # its rows, and under () the distinct calls of the whole report
         grouped.append(partial(attempt_figures, dimensions=dimensions, scope=scope))
     if report.with_cost:
@@ -210,18 +210,20 @@ def _jobs(
 
 
 def _added(parts: list[Part]) -> Part:
-    """The call figures of the parts of the period, put together per key."""
+    """The call figures of the parts of the period, put together per key (a key in
+    one part only, as most are when the parts are halves of the period, as it is)."""
     if len(parts) == 1:
         return parts[0]
-    keys = {key for part in parts for key in part}
+    found: dict[Key, list[Figures]] = {}
+    for part in parts:
+        for key, figures in part.items():
+            found.setdefault(key, []).append(figures)
     names = {name for part in parts for figures in part.values() for name in figures}
     return {
-        key: {
-            name: value
-            for name, value in _summed([part[key] for part in parts if key in part]).items()
-            if name in names
-        }
-        for key in keys
+        key: pieces[0]
+        if len(pieces) == 1
+        else {name: value for name, value in _summed(pieces).items() if name in names}
+        for key, pieces in found.items()
     }
 
 
