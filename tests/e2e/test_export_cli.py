@@ -72,6 +72,17 @@ def write_config(
     return path
 
 
+async def store(url: str, visit: Visit, calls: list[CallRecord]) -> None:
+    """The visit and its calls, stored as the daemon would."""
+    engine = make_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await save_visit(conn, visit)
+            await save_calls(conn, calls)
+    finally:
+        await engine.dispose()
+
+
 def answered_call(linkedid: str, started_at: datetime, session_id: str | None) -> CallRecord:
     return CallRecord(
         linkedid=linkedid,
@@ -121,13 +132,7 @@ async def _database(migrated_url: str) -> str:
         answered_call("recent", CALL_AT, "v1"),
         answered_call("static", NOW - timedelta(hours=1), None),
     ]
-    engine = make_async_engine(migrated_url)
-    try:
-        async with engine.begin() as conn:
-            await save_visit(conn, visit)
-            await save_calls(conn, calls)
-    finally:
-        await engine.dispose()
+    await store(migrated_url, visit, calls)
     return migrated_url
 
 
@@ -257,13 +262,7 @@ async def store_days(url: str, days: list[date]) -> dict[date, list[datetime]]:
                   landing_page="https://okna.example/", ym_client_id=YM_ID)  # fmt: skip
     moments = {day: near_midnight(day) for day in days}
     calls = [answered_call(name, at, "v-msk") for day in days for name, at in moments[day]]
-    engine = make_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await save_visit(conn, visit)
-            await save_calls(conn, calls)
-    finally:
-        await engine.dispose()
+    await store(url, visit, calls)
     return {day: [at for _, at in moments[day]] for day in days}
 
 
