@@ -11,6 +11,7 @@ calls without a visit come too, their visit fields empty), oldest first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,16 @@ from pbx_tracker.store.calls import calls_table
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
 
-__all__ = ["ExportError", "ExportedCall", "Period", "export_zone", "load_calls", "parse_period"]
+__all__ = [
+    "ExportError",
+    "ExportedCall",
+    "Kept",
+    "Period",
+    "export_zone",
+    "kept_calls",
+    "load_calls",
+    "parse_period",
+]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -63,6 +73,41 @@ class ExportedCall:
     ga_client_id: str | None = None
     ym_client_id: str | None = None
     spam: bool = False  # marked spam (`pbx_tracker.spam`): never sent as a conversion
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The calls an export sends, each with its visit's client id, and how many it left
+    out, by why."""
+
+    calls: list[tuple[str, ExportedCall]]
+    spam: int
+    without_client_id: int
+    too_old: int
+
+
+def kept_calls(
+    calls: Iterable[ExportedCall],
+    client_id: Callable[[ExportedCall], str | None],
+    *,
+    window: timedelta,
+    now: datetime,
+) -> Kept:
+    """``calls`` but spam calls, those without a ``client_id`` and those that started
+    more than ``window`` before ``now`` (the platform would refuse them)."""
+    kept: list[tuple[str, ExportedCall]] = []
+    spam = without_client_id = too_old = 0
+    for call in calls:
+        client = client_id(call)
+        if call.spam:
+            spam += 1
+        elif client is None:
+            without_client_id += 1
+        elif call.started_at < now - window:
+            too_old += 1
+        else:
+            kept.append((client, call))
+    return Kept(kept, spam, without_client_id, too_old)
 
 
 def export_zone(settings: Settings) -> tzinfo | None:

@@ -40,7 +40,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from pbx_tracker.exports.calls import ExportedCall
+from pbx_tracker.exports.calls import ExportedCall, kept_calls
 from pbx_tracker.exports.settings import Ga4Settings
 
 __all__ = [
@@ -87,18 +87,9 @@ class Ga4SendError(Exception):
 def ga4_events(calls: Iterable[ExportedCall], *, target_seconds: int, now: datetime) -> Ga4Events:
     """The events of ``calls``: spam calls, those without a client id and those older
     than 72 hours out."""
-    events: list[tuple[str, Event]] = []
-    without_client_id = too_old = spam = 0
-    for call in calls:
-        if call.spam:
-            spam += 1
-        elif call.ga_client_id is None:
-            without_client_id += 1
-        elif call.started_at < now - GA4_WINDOW:
-            too_old += 1
-        else:
-            events.append((call.ga_client_id, call_event(call, target_seconds)))
-    return Ga4Events(events, without_client_id, too_old, spam)
+    kept = kept_calls(calls, lambda call: call.ga_client_id, window=GA4_WINDOW, now=now)
+    events = [(client, call_event(call, target_seconds)) for client, call in kept.calls]
+    return Ga4Events(events, kept.without_client_id, kept.too_old, kept.spam)
 
 
 def call_event(call: ExportedCall, target_seconds: int) -> Event:

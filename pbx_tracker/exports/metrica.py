@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pbx_tracker.exports.calls import ExportedCall
+from pbx_tracker.exports.calls import ExportedCall, kept_calls
 from pbx_tracker.exports.settings import MetricaTag
 
 __all__ = ["COLUMNS", "METRICA_WINDOW", "MetricaFile", "metrica_file", "write_metrica"]
@@ -76,17 +76,9 @@ class MetricaFile:
 def metrica_file(calls: Iterable[ExportedCall], *, tag: MetricaTag, now: datetime) -> MetricaFile:
     """The file's rows for ``calls``: spam calls, those without a ClientId and those older
     than 21 days out (a spam call is no conversion to teach the ads)."""
-    rows, without_client_id, too_old, spam = [list(COLUMNS)], 0, 0, 0
-    for call in calls:
-        if call.spam:
-            spam += 1
-        elif call.ym_client_id is None:
-            without_client_id += 1
-        elif call.started_at < now - METRICA_WINDOW:
-            too_old += 1
-        else:
-            rows.append(metrica_row(call, tag))
-    return MetricaFile(rows, without_client_id, too_old, spam)
+    kept = kept_calls(calls, lambda call: call.ym_client_id, window=METRICA_WINDOW, now=now)
+    rows = [list(COLUMNS), *(metrica_row(call, tag) for _, call in kept.calls)]
+    return MetricaFile(rows, kept.without_client_id, kept.too_old, kept.spam)
 
 
 def metrica_row(call: ExportedCall, tag: MetricaTag) -> list[str]:
