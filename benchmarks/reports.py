@@ -31,7 +31,6 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import psycopg
-from alembic import command
 from sqlalchemy import Table, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +42,7 @@ from pbx_tracker.reports.dimensions import Dimension, ReportScope
 from pbx_tracker.reports.period import period_of
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.store.engine import make_async_engine, make_sync_engine
-from pbx_tracker.store.migrate import alembic_config, upgrade_to_head
+from pbx_tracker.store.migrate import upgrade_to, upgrade_to_head
 from pbx_tracker.store.models import (
     AdSpendRow,
     CallbackTaskCallRow,
@@ -346,20 +345,6 @@ async def time_reports(url: str) -> dict[str, float]:
     return medians
 
 
-def _upgrade(url: str, revision: str) -> None:
-    """Migrate to ``revision``: the calls are loaded before the triggers of 0006 exist,
-    then its backfill fills ``previous_call_at`` as it would on an upgraded install."""
-    config = alembic_config()
-    engine = make_sync_engine(url, foreign_keys=False)
-    try:
-        with engine.connect() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-            connection.commit()
-    finally:
-        engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1_000_000, help="calls on PostgreSQL")
@@ -370,7 +355,7 @@ def main() -> None:
     url = postgres_url(args.pg)
     if url is not None:
         try:
-            _upgrade(url, BEFORE_PREVIOUS_CALL)
+            upgrade_to(url, BEFORE_PREVIOUS_CALL)
             began = time.perf_counter()
             load_postgres(url, args.calls)
             print(f"PostgreSQL load: {time.perf_counter() - began:.0f} s")
@@ -388,7 +373,7 @@ def main() -> None:
     if args.sqlite_calls:
         with tempfile.TemporaryDirectory() as scratch:
             sqlite_url = f"sqlite:///{Path(scratch) / 'bench.sqlite3'}"
-            _upgrade(sqlite_url, BEFORE_PREVIOUS_CALL)
+            upgrade_to(sqlite_url, BEFORE_PREVIOUS_CALL)
             load_sqlite(sqlite_url, args.sqlite_calls)
             upgrade_to_head(sqlite_url)
             results[f"SQLite, {args.sqlite_calls:,} calls"] = asyncio.run(time_reports(sqlite_url))

@@ -29,7 +29,13 @@ class MigrationsNotFoundError(RuntimeError):
 
 
 def upgrade_to_head(url: str) -> None:
-    _run_command(url, lambda config: command.upgrade(config, "head"))
+    upgrade_to(url, "head")
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """Migrate up to ``revision`` (benchmarks and tests stop before a migration that fills
+    what was stored before it)."""
+    _run_command(url, lambda config: command.upgrade(config, revision))
 
 
 def downgrade_to_base(url: str) -> None:

@@ -24,6 +24,7 @@ from pbx_tracker.store.migrate import (
     head_revision,
     is_at_head,
     migrations_dir,
+    upgrade_to,
     upgrade_to_head,
 )
 from pbx_tracker.store.models import Base
@@ -224,29 +225,13 @@ def test_setup_cfg_lists_every_package() -> None:
     assert {"pbx_tracker._migrations", "pbx_tracker._migrations.versions"} <= listed
 
 
-def _upgrade_to(url: str, revision: str) -> None:
-    from alembic import command
-
-    from pbx_tracker.store.migrate import alembic_config
-
-    config = alembic_config()
-    engine = make_sync_engine(url, foreign_keys=False)
-    try:
-        with engine.connect() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-            connection.commit()
-    finally:
-        engine.dispose()
-
-
 async def test_0006_backfills_previous_call_at(database_url: str) -> None:
     """Calls stored before 0006 get the start of their caller's previous call."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import text
 
-    await asyncio.to_thread(_upgrade_to, database_url, "0005")
+    await asyncio.to_thread(upgrade_to, database_url, "0005")
     t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     # (linkedid, caller, hours after t0), stored out of order
     calls = [("c3", "A", 3), ("c1", "A", 1), ("b1", "B", 2), ("h", None, 0), ("c2", "A", 2)]
@@ -297,7 +282,7 @@ async def test_0009_backfills_the_answer_speed_and_the_first_call(database_url: 
         RingAttemptRow,
     )
 
-    await asyncio.to_thread(_upgrade_to, database_url, "0008")
+    await asyncio.to_thread(upgrade_to, database_url, "0008")
     t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     calls, attempts = CallRow.__table__, RingAttemptRow.__table__
     tasks, links = CallbackTaskRow.__table__, CallbackTaskCallRow.__table__
