@@ -73,22 +73,7 @@ COUNTS = (
     "callbacks_in_sla",
     "missed_while_available",
 )
-ADDITIVE = (
-    "calls",
-    "unique_callers",
-    "first_time_callers",
-    "spam_calls",
-    "target_calls",
-    "answered",
-    "missed",
-    "talk_seconds",
-    "callbacks_opened",
-    "callbacks_done",
-    "callbacks_in_sla",
-    "missed_while_available",
-    "answer_count",
-    "cost",
-)
+ADDITIVE = (*COUNTS, "answer_count", "cost")  # what the total line adds up over the rows
 WEIGHTED = {"wait_seconds": "answered", "answer_seconds": "answer_count"}
 POSTGRESQL_SETTINGS = (
     "work_mem = '256MB'",  # room for the hashes of a year of calls
