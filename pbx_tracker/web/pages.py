@@ -326,14 +326,22 @@ async def home(request: web.Request) -> web.Response:
 # --- callbacks -------------------------------------------------------------------------------
 
 
-def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.Response:
+def _with_role(
+    request: web.Request, roles: tuple[str, ...], because: str
+) -> tuple[Session, WebUser] | web.Response:
+    """The signed-in session and user when the user's role is one of ``roles``; else the
+    way to the login page, or 403 (logged) saying ``because``."""
     current = _current(request)
     if current is None:
         return _to_login(request)
     session, user = current
-    if user.role == "marketer":
-        return _forbidden(request, session, user, "This page is for managers.")
+    if user.role not in roles:
+        return _forbidden(request, session, user, because)
     return current
+
+
+def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.Response:
+    return _with_role(request, ("manager", "admin"), "This page is for managers.")
 
 
 async def _rows(pages: Pages, user: WebUser) -> list[dict[str, Any]]:

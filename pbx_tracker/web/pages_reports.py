@@ -26,7 +26,7 @@ from pbx_tracker.reports.dimensions import Dimension, ReportScope
 from pbx_tracker.reports.period import Period, in_zone, local_date, zone_name
 from pbx_tracker.reports.render import as_csv
 from pbx_tracker.web import pages_html
-from pbx_tracker.web.pages import HEADERS, PAGES, Pages, _current, _forbidden, _html, _to_login
+from pbx_tracker.web.pages import HEADERS, PAGES, Pages, _html, _with_role
 from pbx_tracker.web.pages_calls import MAX_DAYS, MAX_LOGGED, FilterError, _day
 from pbx_tracker.web.pages_charts import COLOURS, Series, legend, line_chart, stacked_bars
 from pbx_tracker.web.pages_html import escape as _e
@@ -68,13 +68,7 @@ async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Repor
 
 
 def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
-    current = _current(request)
-    if current is None:
-        return _to_login(request)
-    session, user = current
-    if user.role == "manager":
-        return _forbidden(request, session, user, "Reports are for marketers.")
-    return current
+    return _with_role(request, ("marketer", "admin"), "Reports are for marketers.")
 
 
 def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | FilterError:

@@ -20,11 +20,9 @@ from pbx_tracker.web.pages import (
     PAGES,
     Pages,
     _checked_post,
-    _current,
-    _forbidden,
     _redirect,
     _text,
-    _to_login,
+    _with_role,
 )
 from pbx_tracker.web.pages_calls import FilterError, _today, parse_filters
 
@@ -45,12 +43,10 @@ async def unmark(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, *, spam: bool) -> web.Response:
-    current = _current(request)
-    if current is None:
-        return _to_login(request)
-    session, user = current
-    if user.role not in ROLES:
-        return _forbidden(request, session, user, "Only managers and admins mark spam.")
+    allowed = _with_role(request, ROLES, "Only managers and admins mark spam.")
+    if isinstance(allowed, web.Response):
+        return allowed
+    session, user = allowed
     refused = await _checked_post(request, session, user)
     if refused is not None:
         return refused
