@@ -31,6 +31,25 @@ class Run:
         return lines[0]
 
 
+async def run_process(argv: list[str], env: dict[str, str], what: str) -> Run:
+    """Run ``argv`` with ``env`` and no stdin; fail the test if it takes over `WAIT`."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), WAIT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"{what}: still running after {WAIT:g} s")
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
 @dataclass(frozen=True)
 class Cli:
     """`python -m pbx_tracker <command…> ARGS --config CONFIG`; ``env`` on top of a clean
@@ -42,28 +61,10 @@ class Cli:
 
     async def __call__(self, *args: str) -> Run:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pbx_tracker",
-            *self.command,
-            *args,
-            "--config",
-            str(self.config),
-            env={**clean, "COLUMNS": "200", **self.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), WAIT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            words = " ".join((*self.command, *args))
-            pytest.fail(f"{words}: still running after {WAIT:g} s")
-        assert process.returncode is not None
-        return Run(process.returncode, out.decode(), err.decode())
+        argv = [sys.executable, "-m", "pbx_tracker", *self.command, *args]
+        argv += ["--config", str(self.config)]
+        env = {**clean, "COLUMNS": "200", **self.env}
+        return await run_process(argv, env, " ".join((*self.command, *args)))
 
     async def ok(self, *args: str) -> str:
         """stdout of a command that must succeed (exit 0, nothing on stderr)."""

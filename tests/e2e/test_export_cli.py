@@ -13,7 +13,6 @@ tests check what the user sees (stdout, stderr, exit code) and the files.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, run_process
 from ga4_server import Collector
 
 from pbx_tracker.attribution.visits import Visit, save_visit
@@ -46,7 +45,6 @@ LAST_DAY = NOW.date().isoformat()
 MOSCOW = ZoneInfo("Europe/Moscow")
 ROOT = Path(__file__).resolve().parents[2]
 METRICA_UNIT = ROOT / "systemd" / "pbx-tracker-export-metrica.service"
-WAIT = 60.0  # seconds the unit's command may take
 
 
 def write_config(
@@ -336,26 +334,13 @@ async def test_the_timer_unit_writes_yesterdays_file_of_the_zone(
     folder = tmp_path / "exports"
     folder.mkdir()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
-    process = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        unit_command(config, folder),
-        env={**clean, "TZ": "Europe/Moscow"},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        pytest.fail(f"the unit's command still running after {WAIT:g} s")
-    assert process.returncode == 0, stderr.decode()
+    command = ["/bin/sh", "-c", unit_command(config, folder)]
+    run = await run_process(command, {**clean, "TZ": "Europe/Moscow"}, "the unit's command")
+    assert run.code == 0, run.err
 
     [written] = folder.iterdir()
     day = date.fromisoformat(written.name.removeprefix("metrica-").removesuffix(".csv"))
     # yesterday in Moscow (or today, had Moscow's midnight passed while it ran)
     assert day in (today - timedelta(days=1), today)
-    assert stdout.decode().startswith(f"3 calls written to {written};")
+    assert run.out.startswith(f"3 calls written to {written};")
     assert metrica_times(written) == unix(started[day])
