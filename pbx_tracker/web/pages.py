@@ -82,6 +82,7 @@ HEADERS = {
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Outcome = tuple[bool, str]  # done?, and what to tell the user
+MANAGER_ROLES = ("manager", "admin")  # who works the callbacks and marks spam
 
 
 class Pages:
@@ -341,7 +342,18 @@ def _with_role(
 
 
 def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.Response:
-    return _with_role(request, ("manager", "admin"), "This page is for managers.")
+    return _with_role(request, MANAGER_ROLES, "This page is for managers.")
+
+
+async def _posted_with_role(
+    request: web.Request, roles: tuple[str, ...], because: str
+) -> tuple[Session, WebUser] | web.Response:
+    """`_with_role`, for a form posted with the session's CSRF token (else 403)."""
+    allowed = _with_role(request, roles, because)
+    if isinstance(allowed, web.Response):
+        return allowed
+    refused = await _checked_post(request, *allowed)
+    return allowed if refused is None else refused
 
 
 async def _rows(pages: Pages, user: WebUser) -> list[dict[str, Any]]:
@@ -413,13 +425,10 @@ async def _task_action(
     act: Callable[[Pages, WebUser, tasks.CallbackTask], Awaitable[Outcome]],
 ) -> web.Response:
     """The checks every task button shares, then ``act``; its outcome shown once."""
-    allowed = _manager_only(request)
+    allowed = await _posted_with_role(request, MANAGER_ROLES, "This page is for managers.")
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
-    refused = await _checked_post(request, session, user)
-    if refused is not None:
-        return refused
     pages = request.app[PAGES]
     task = await _task(pages, request.match_info["task_id"])
     if task is None:

@@ -17,12 +17,12 @@ from aiohttp import web
 
 from pbx_tracker.spam import marking
 from pbx_tracker.web.pages import (
+    MANAGER_ROLES,
     PAGES,
     Pages,
-    _checked_post,
+    _posted_with_role,
     _redirect,
     _text,
-    _with_role,
 )
 from pbx_tracker.web.pages_calls import FilterError, _today, parse_filters
 
@@ -31,7 +31,6 @@ __all__ = ["add_spam_routes"]
 log = structlog.get_logger(__name__)
 
 MAX_BACK = 1000
-ROLES = ("manager", "admin")
 
 
 async def mark(request: web.Request) -> web.Response:
@@ -43,13 +42,10 @@ async def unmark(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, *, spam: bool) -> web.Response:
-    allowed = _with_role(request, ROLES, "Only managers and admins mark spam.")
+    allowed = await _posted_with_role(request, MANAGER_ROLES, "Only managers and admins mark spam.")
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
-    refused = await _checked_post(request, session, user)
-    if refused is not None:
-        return refused
     pages = request.app[PAGES]
     form = await request.post()
     back = _back(_text(form.get("back")), pages)
