@@ -4,7 +4,8 @@
 
 Generates a year (2025-11-01 .. 2026-10-31, Europe/Moscow) of inbound calls
 into a fresh PostgreSQL database (created, then dropped; bulk-loaded with
-COPY) and, smaller, a SQLite file: a realistic mix of sources, campaigns,
+COPY, in the order the calls happened, as the daemon stores them) and,
+smaller, a SQLite file: a realistic mix of sources, campaigns,
 keywords, tracked numbers and 20 managers; 15 % missed; repeat callers
 (about 1.6 calls per number); ring attempts for about 60 % of the calls (one
 to three phones); a callback task for every missed call, most resolved
@@ -127,12 +128,14 @@ def _start(rng: random.Random) -> datetime:
 
 
 def generate(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """``count`` calls as row dicts (ids from 1), with their attempts and task."""
+    """``count`` calls as row dicts, with their attempts and task.  Ids (from 1) follow
+    the start times, and so does the order of the rows on disk, as calls are stored
+    when they happen."""
     rng = random.Random(seed)
     callers = max(1, int(count / 1.6))
     waiting: set[str] = set()  # customers with an open task (one each at most)
-    for call_id in range(1, count + 1):
-        started = _start(rng)
+    starts = sorted(_start(rng) for _ in range(count))
+    for call_id, started in enumerate(starts, start=1):
         caller = f"+7916{rng.randrange(callers):07d}" if rng.random() > 0.02 else None
         pool = rng.random() < 0.8
         source, medium = _pick(rng, SOURCES if pool else STATIC)
@@ -362,7 +365,7 @@ def main() -> None:
             began = time.perf_counter()
             upgrade_to_head(url)
             with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE calls")  # as autovacuum would after the backfill
+                conn.execute("VACUUM ANALYZE")  # as autovacuum would after the backfills
             print(
                 f"PostgreSQL upgrade to head (previous_call_at backfill): "
                 f"{time.perf_counter() - began:.0f} s"

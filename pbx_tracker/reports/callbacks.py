@@ -27,12 +27,19 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.reports.calls import Figures, Key, fetch_grouped
 from pbx_tracker.reports.dialect import label_text, seconds_between
-from pbx_tracker.reports.dimensions import Dimension, ReportScope, calls_table, labelled
+from pbx_tracker.reports.dimensions import (
+    TIME_DIMENSIONS,
+    Dimension,
+    ReportScope,
+    calls_table,
+    labelled,
+)
 from pbx_tracker.store.models import CallbackTaskRow
 
 __all__ = ["callback_figures"]
 
 tasks_table = cast(Table, CallbackTaskRow.__table__)
+CALL_LABELS = frozenset(Dimension) - {Dimension.MANAGER, *TIME_DIMENSIONS}  # from the call
 
 
 def _task_facts(
@@ -40,17 +47,20 @@ def _task_facts(
 ) -> tuple[list[ColumnElement[Any]], Any, list[ColumnElement[bool]]]:
     """(key columns, FROM clause, WHERE) of tasks joined to their first missed call.
 
-    Grouped by nothing but the manager, the call is not needed: the task's
-    ``first_missed_at`` is that call's start.
+    Grouped by nothing but the manager, day and hour, the call is not needed: the
+    task's ``first_missed_at`` is that call's start (a year's tasks are read, not
+    its calls).
     """
     t, c = tasks_table.c, calls_table.c
     manager = func.coalesce(t.resolved_by, t.assignee)
-    keys = labelled(dimensions, scope, manager=manager)
-    where = scope.in_period(t.first_missed_at)
     joined: Any = tasks_table
-    if any(d is not Dimension.MANAGER for d in dimensions):
+    if CALL_LABELS.intersection(dimensions):
+        keys = labelled(dimensions, scope, manager=manager)
         joined = tasks_table.join(calls_table, and_(c.id == t.first_call_id, c.status == "missed"))
         where = scope.in_period(c.started_at)
+    else:
+        keys = labelled(dimensions, scope, manager=manager, moment=t.first_missed_at)
+        where = scope.in_period(t.first_missed_at)
     if managers_only:
         where.append(manager.is_not(None))
     return keys, joined, where

@@ -14,10 +14,6 @@ Per group of calls started in the period:
   flood of repeat calls, or a manager's mark; `pbx_tracker.spam`).  They are
   counted as calls, answered or missed, but never as unique or first-time
   callers;
-- ``spam_calls``: calls marked spam (``calls.spam``: a blocked number, a
-  flood of repeat calls, or a manager's mark; `pbx_tracker.spam`).  They are
-  counted as calls, answered or missed, but never as unique or first-time
-  callers;
 - ``target_calls``: answered calls with talk time >= ``target_seconds``;
 - ``answered``, ``missed`` (no manager was ever connected);
 - ``wait_seconds``: average ring time of the answered calls (caller's wait);
@@ -40,7 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select, text
+from sqlalchemy import Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -72,7 +68,9 @@ CALL_FIGURES = (
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.sum(case((condition, 1), else_=0))
+    """The calls that meet ``condition`` (``count(*) FILTER``: cheaper than a sum of
+    CASE on a million rows)."""
+    return func.count().filter(condition)
 
 
 def unique_condition(scope: ReportScope) -> ColumnElement[bool]:
@@ -112,7 +110,7 @@ def call_figures_query(
         _count(target).label("target_calls"),
         _count(answered).label("answered"),
         _count(c.status == "missed").label("missed"),
-        func.avg(case((answered, c.ring_seconds))).label("wait_seconds"),
+        func.avg(c.ring_seconds).filter(answered).label("wait_seconds"),
         func.coalesce(func.sum(c.talk_seconds), 0).label("talk_seconds"),
     ]
     if managers_only:

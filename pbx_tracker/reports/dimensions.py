@@ -92,8 +92,10 @@ def call_dimension(
     scope: ReportScope,
     calls: Any = calls_table,
     manager: ColumnElement[Any] | None = None,
+    moment: ColumnElement[Any] | None = None,
 ) -> ColumnElement[Any]:
-    """The SQL of ``dimension`` for a call row; ``manager`` overrides who "manager" is."""
+    """The SQL of ``dimension`` for a call row; ``manager`` overrides who "manager" is,
+    ``moment`` the time a day or hour is of (else the call's start)."""
     if dimension in (Dimension.SOURCE, Dimension.MEDIUM, Dimension.CAMPAIGN):
         return _touch(calls, dimension.value, scope.rules)
     if dimension is Dimension.KEYWORD:
@@ -103,7 +105,8 @@ def call_dimension(
     if dimension is Dimension.MANAGER:
         return manager if manager is not None else cast(ColumnElement[Any], calls.c.answered_by)
     unit = DAY if dimension is Dimension.DAY else HOUR
-    return local_label(scope.dialect, calls.c.started_at, scope.steps, unit)
+    started = moment if moment is not None else calls.c.started_at
+    return local_label(scope.dialect, started, scope.steps, unit)
 
 
 def labelled(
@@ -111,8 +114,10 @@ def labelled(
     scope: ReportScope,
     calls: Any = calls_table,
     manager: ColumnElement[Any] | None = None,
+    moment: ColumnElement[Any] | None = None,
 ) -> list[ColumnElement[Any]]:
     """The dimensions as labelled columns ``d0``, ``d1``, …"""
     return [
-        call_dimension(d, scope, calls, manager).label(f"d{i}") for i, d in enumerate(dimensions)
+        call_dimension(d, scope, calls, manager, moment).label(f"d{i}")
+        for i, d in enumerate(dimensions)
     ]
