@@ -89,11 +89,13 @@ async def callback_figures(
     if scope.dialect != "postgresql":
         query = _ranked_query(keys, joined, where, scope, len(dimensions))
         return await fetch_grouped(conn, query, len(dimensions))
+    size = len(dimensions)
+    result = await conn.execute(_percentile_query(keys, joined, where, scope))
+    names = list(result.keys())[size + 1 :]  # after the key and ``whole``
     found: dict[Key, Figures] = {}
-    for row in (await conn.execute(_percentile_query(keys, joined, where, scope))).mappings():
-        figures = dict(row)
-        key = tuple(label_text(figures.pop(f"d{i}")) for i in range(len(dimensions)))
-        found[() if figures.pop("whole") else key] = figures
+    for row in result:
+        key = () if row[size] else tuple(map(label_text, row[:size]))
+        found[key] = dict(zip(names, row[size + 1 :], strict=True))
     return found
 
 

@@ -137,12 +137,12 @@ def period_parts(dimensions: list[Dimension], scope: ReportScope) -> list[Report
 
 async def fetch_grouped(conn: AsyncConnection, query: Select[Any], size: int) -> dict[Key, Figures]:
     """Rows of a grouped query: the first ``size`` columns are the key, the rest figures."""
-    found: dict[Key, Figures] = {}
-    for row in (await conn.execute(query)).mappings():
-        values = list(row.items())
-        key = tuple(label_text(v) for _, v in values[:size])
-        found[key] = {name: value for name, value in values[size:]}
-    return found
+    result = await conn.execute(query)
+    names = list(result.keys())[size:]
+    return {
+        tuple(map(label_text, row[:size])): dict(zip(names, row[size:], strict=True))
+        for row in result
+    }
 
 
 async def call_figures(

@@ -66,7 +66,7 @@ def label_text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:00")
+        return value.replace(minute=0, tzinfo=None).isoformat(" ", "minutes")
     if isinstance(value, date):
         return value.isoformat()
     return str(value)

@@ -74,6 +74,24 @@ def _now() -> datetime:
 
 
 SPAM_CALL = "spam"
+MISSED_CALL = "status = 'missed'"
+# What a report reads of a missed call that opened a callback task (its start and
+# every label it may be grouped by): on PostgreSQL the index on missed calls carries
+# them, so the callback figures read a small index instead of a year of calls.
+MISSED_CALL_LABELS = (
+    "started_at",
+    "source",
+    "medium",
+    "campaign",
+    "first_touch_source",
+    "first_touch_medium",
+    "first_touch_campaign",
+    "last_touch_source",
+    "last_touch_medium",
+    "last_touch_campaign",
+    "utm_term",
+    "did",
+)
 
 
 class CallRow(Base):
@@ -93,6 +111,13 @@ class CallRow(Base):
             "started_at",
             sqlite_where=text(SPAM_CALL),
             postgresql_where=text(SPAM_CALL),
+        ),
+        Index(
+            "ix_calls_missed_labels",
+            "id",
+            sqlite_where=text(MISSED_CALL),
+            postgresql_where=text(MISSED_CALL),
+            postgresql_include=list(MISSED_CALL_LABELS),
         ),
     )
 

@@ -27,7 +27,7 @@ from pbx_tracker.store.migrate import (
     upgrade_to,
     upgrade_to_head,
 )
-from pbx_tracker.store.models import Base
+from pbx_tracker.store.models import MISSED_CALL_LABELS, Base
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -93,6 +93,23 @@ class TestMigrations:
     async def test_models_match_the_migrated_schema(self, migrated_url: str) -> None:
         """Autogenerate finds nothing to add: the migrations build exactly models.py."""
         assert await asyncio.to_thread(_schema_differences, migrated_url) == []
+
+    async def test_missed_calls_index_carries_the_report_labels(self, migrated_url: str) -> None:
+        """Alembic does not compare an index's INCLUDE list: 0010 is checked here."""
+
+        def indexes() -> list[dict[str, Any]]:
+            engine = make_sync_engine(migrated_url)
+            try:
+                with engine.connect() as conn:
+                    return inspect(conn).get_indexes("calls")
+            finally:
+                engine.dispose()
+
+        found = await asyncio.to_thread(indexes)
+        index = next(i for i in found if i["name"] == "ix_calls_missed_labels")
+        assert index["column_names"] == ["id"]
+        if migrated_url.startswith("postgresql"):
+            assert index["dialect_options"]["postgresql_include"] == list(MISSED_CALL_LABELS)
 
     async def test_comparison_sees_a_missing_schema(self, database_url: str) -> None:
         """The comparison above is not vacuous: on an empty database it lists the tables."""
