@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pbx_tracker import __version__
-
-CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
-
-
-def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP
-    )(func)
-
-
-def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> Any:
-    """Settings, or every problem on its own line and exit 1."""
-    from pbx_tracker.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings(config_path, need_ami_secret=need_ami_secret)
-    except ConfigError as error:
-        for problem in error.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
-    return settings
+from pbx_tracker.cli_common import config_option, load_or_exit
+from pbx_tracker.cli_common import run_command as _run_command
+from pbx_tracker.cli_web import web
 
 
 def setup_logging(settings: Any) -> None:
@@ -152,16 +133,6 @@ def capture(config_path: str | None, out_path: str) -> None:
 @main.group()
 def callbacks() -> None:
     """Missed calls to call back: list them, close, snooze, reassign, call the customer."""
-
-
-def _run_command(coroutine: Any, expected: type[Exception]) -> None:
-    """Print what the command answers; an ``expected`` problem goes to stderr as one
-    line and exits 1."""
-    try:
-        click.echo(asyncio.run(coroutine))
-    except expected as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
 
 
 def _callback_command(coroutine: Any) -> None:
@@ -476,23 +447,6 @@ def spend_import(config_path: str | None, file: str) -> None:
     _report_command(import_spend_file(settings, Path(file), now=_now()))
 
 
-@main.group()
-def web() -> None:
-    """The web pages: users and their passwords (web: in the config)."""
-
-
-@web.command("hash-password")
-def web_hash_password() -> None:
-    """Ask for a password twice (not shown) and print its hash for web.users[].password_hash."""
-    from pbx_tracker.web.auth import MIN_PASSWORD_CHARS, hash_password
-
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD_CHARS:
-        click.echo(f"error: use at least {MIN_PASSWORD_CHARS} characters", err=True)
-        sys.exit(1)
-    click.echo(hash_password(password))
-
-
 @main.command()
 @click.option("--calls", default=20, show_default=True, help="How many calls to simulate.")
 @click.option(
@@ -514,6 +468,8 @@ def demo(calls: int, speed: float, directory: str | None, seed: int) -> None:
 
     sys.exit(asyncio.run(run_demo(calls=calls, speed=speed, directory=directory, seed=seed)))
 
+
+main.add_command(web)
 
 if __name__ == "__main__":
     main()

@@ -220,7 +220,7 @@ class Daemon:
             landing=landing,
             pool_status=status,
             metrics=metrics_registry(self._metrics(pools), self.daemon_metrics),
-            pages=self._pages(settings, writer) if settings.web.users else None,
+            pages=self._pages(settings, writer),  # 404 while nobody can sign in
         )
         return pools, server
 

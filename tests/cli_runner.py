@@ -31,17 +31,21 @@ class Run:
         return lines[0]
 
 
-async def run_process(argv: list[str], env: dict[str, str], what: str) -> Run:
-    """Run ``argv`` with ``env`` and no stdin; fail the test if it takes over `WAIT`."""
+async def run_process(
+    argv: list[str], env: dict[str, str], what: str, stdin: str | None = None
+) -> Run:
+    """Run ``argv`` with ``env`` and ``stdin`` (else none); fail the test if it takes
+    over `WAIT`."""
     process = await asyncio.create_subprocess_exec(
         *argv,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    given = None if stdin is None else stdin.encode()
     try:
-        out, err = await asyncio.wait_for(process.communicate(), WAIT)
+        out, err = await asyncio.wait_for(process.communicate(given), WAIT)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -59,27 +63,27 @@ class Cli:
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
-    async def __call__(self, *args: str) -> Run:
+    async def __call__(self, *args: str, stdin: str | None = None) -> Run:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PBX_TRACKER_")}
         argv = [sys.executable, "-m", "pbx_tracker", *self.command, *args]
         argv += ["--config", str(self.config)]
         env = {**clean, "COLUMNS": "200", **self.env}
-        return await run_process(argv, env, " ".join((*self.command, *args)))
+        return await run_process(argv, env, " ".join((*self.command, *args)), stdin)
 
-    async def ok(self, *args: str) -> str:
+    async def ok(self, *args: str, stdin: str | None = None) -> str:
         """stdout of a command that must succeed (exit 0, nothing on stderr)."""
-        run = await self(*args)
+        run = await self(*args, stdin=stdin)
         assert run.code == 0, run
         assert run.err == "", run.err
         return run.out
 
-    async def failure(self, *args: str) -> Run:
+    async def failure(self, *args: str, stdin: str | None = None) -> Run:
         """A run that must fail with exit 1 and a one-line ``error: …``."""
-        run = await self(*args)
+        run = await self(*args, stdin=stdin)
         assert run.code == 1, run
         assert run.error_line.startswith("error: "), run.err
         return run
 
-    async def fails(self, *args: str) -> str:
+    async def fails(self, *args: str, stdin: str | None = None) -> str:
         """The one-line error of a command that must fail with exit 1."""
-        return (await self.failure(*args)).error_line
+        return (await self.failure(*args, stdin=stdin)).error_line

@@ -470,3 +470,21 @@ class CrmOutboxRow(Base):
     delivered_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebUserRow(Base):
+    """A person who signs in to the pages, added by ``pbx-tracker web user add`` (users
+    may also be listed in the config, ``web.users``); `pbx_tracker.web.users`."""
+
+    __tablename__ = "web_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('manager', 'marketer', 'admin')", name="role"),
+        CheckConstraint("role <> 'manager' OR extension IS NOT NULL", name="manager_extension"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    extension: Mapped[str | None] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

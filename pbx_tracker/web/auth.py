@@ -77,13 +77,15 @@ def same_token(given: str | None, expected: str) -> bool:
 
 @dataclass(slots=True)
 class Session:
-    """One logged-in browser: whose it is, its CSRF token, a message for its next page."""
+    """One logged-in browser: whose it is, its CSRF token, a message for its next page,
+    and the stamp of the password it signed in with (`pbx_tracker.web.users`)."""
 
     id: str
     user: str
     csrf: str
     last_seen: float
     flash: str | None = None
+    stamp: str = ""
 
     def take_flash(self) -> str | None:
         flash, self.flash = self.flash, None
@@ -104,13 +106,14 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, user: str) -> Session:
+    def create(self, user: str, stamp: str = "") -> Session:
         """A new session (a new id: never one the browser had before logging in)."""
         self._prune()
         if len(self._sessions) >= self._max:  # the least recently used one goes
             oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
             del self._sessions[oldest.id]
-        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), self._clock())
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        session = Session(token, user, csrf, self._clock(), stamp=stamp)
         self._sessions[session.id] = session
         return session
 

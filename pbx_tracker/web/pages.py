@@ -58,6 +58,7 @@ from pbx_tracker.web.auth import (
     verify_password,
 )
 from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.users import Users, password_stamp
 
 __all__ = ["PAGES", "Pages", "add_page_routes"]
 
@@ -124,6 +125,7 @@ class Pages:
         )
         self.managers = dict(managers or {})
         self.callbacks = callbacks or CallbackSettings()
+        self.users = Users(settings, engine)
         self.sessions = SessionStore(settings.session_minutes * 60.0, clock=clock)
         self.throttle = LoginThrottle(clock=clock)
 
@@ -190,11 +192,16 @@ def _set_cookie(response: web.Response, pages: Pages, name: str, value: str) -> 
 # --- who is asking ------------------------------------------------------------------------
 
 
-def _current(request: web.Request) -> tuple[Session, WebUser] | None:
+async def _current(request: web.Request) -> tuple[Session, WebUser] | None:
+    """The signed-in session and its user, looked up again (a removed user, or one
+    whose password changed since, is signed out)."""
     pages = request.app[PAGES]
     session = pages.sessions.get(request.cookies.get(SESSION_COOKIE))
-    user = None if session is None else pages.settings.user(session.user)
-    if session is None or user is None:
+    if session is None:
+        return None
+    user = await pages.users.find(session.user)
+    if user is None or password_stamp(user) != session.stamp:
+        pages.sessions.drop(session.id)
         return None
     return session, user
 
@@ -231,7 +238,9 @@ async def _checked_post(
 
 
 async def login_form(request: web.Request) -> web.Response:
-    if _current(request) is not None:
+    if not await request.app[PAGES].users.any():
+        return _nobody_yet()
+    if await _current(request) is not None:
         return _redirect(_safe_next(request.query.get("next")))
     notice = "Your session ended. Please sign in again." if request.query.get("expired") else None
     return _login_answer(request, notice=notice)
@@ -257,6 +266,14 @@ def _login_answer(
     return response
 
 
+def _nobody_yet() -> web.Response:
+    text = (
+        "No one can sign in yet. Add a user on the server: "
+        "pbx-tracker web user add NAME --role admin"
+    )
+    return _html(pages_html.problem_page("No users yet", text), 404)
+
+
 def _new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -274,7 +291,9 @@ async def login(request: web.Request) -> web.Response:
     wait = pages.throttle.retry_after(client)
     if wait:
         return _too_many(request, name, client, wait)
-    user = pages.settings.user(name)
+    if not await pages.users.any():
+        return _nobody_yet()
+    user = await pages.users.find(name)
     stored = user.password_hash if user is not None else _dummy_hash()
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
         wait = pages.throttle.failed(client)
@@ -283,7 +302,7 @@ async def login(request: web.Request) -> web.Response:
             return _too_many(request, name, client, wait)
         return _login_answer(request, status=401, name=name, error=WRONG_LOGIN)
     pages.throttle.succeeded(client)
-    session = pages.sessions.create(user.name)
+    session = pages.sessions.create(user.name, password_stamp(user))
     log.info("web.login", user=user.name, role=user.role, client=client)
     response = _redirect(_safe_next(str(form.get("next", ""))))
     _set_cookie(response, pages, SESSION_COOKIE, session.id)
@@ -300,7 +319,7 @@ def _too_many(request: web.Request, name: str, client: str, wait: int) -> web.Re
 
 
 async def logout(request: web.Request) -> web.Response:
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         return _redirect("/login")
     session, user = current
@@ -315,7 +334,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def home(request: web.Request) -> web.Response:
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         return _to_login(request)
     session, user = current
@@ -327,12 +346,12 @@ async def home(request: web.Request) -> web.Response:
 # --- callbacks -------------------------------------------------------------------------------
 
 
-def _with_role(
+async def _with_role(
     request: web.Request, roles: tuple[str, ...], because: str
 ) -> tuple[Session, WebUser] | web.Response:
     """The signed-in session and user when the user's role is one of ``roles``; else the
     way to the login page, or 403 (logged) saying ``because``."""
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         return _to_login(request)
     session, user = current
@@ -341,15 +360,15 @@ def _with_role(
     return current
 
 
-def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.Response:
-    return _with_role(request, MANAGER_ROLES, "This page is for managers.")
+async def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.Response:
+    return await _with_role(request, MANAGER_ROLES, "This page is for managers.")
 
 
 async def _posted_with_role(
     request: web.Request, roles: tuple[str, ...], because: str
 ) -> tuple[Session, WebUser] | web.Response:
     """`_with_role`, for a form posted with the session's CSRF token (else 403)."""
-    allowed = _with_role(request, roles, because)
+    allowed = await _with_role(request, roles, because)
     if isinstance(allowed, web.Response):
         return allowed
     refused = await _checked_post(request, *allowed)
@@ -400,7 +419,7 @@ def age_text(waited: timedelta) -> str:
 
 
 async def callbacks_page(request: web.Request) -> web.Response:
-    allowed = _manager_only(request)
+    allowed = await _manager_only(request)
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
@@ -413,7 +432,7 @@ async def callbacks_page(request: web.Request) -> web.Response:
 
 
 async def callbacks_json(request: web.Request) -> web.Response:
-    allowed = _manager_only(request)
+    allowed = await _manager_only(request)
     if isinstance(allowed, web.Response):
         return allowed
     rows = await _rows(request.app[PAGES], allowed[1])

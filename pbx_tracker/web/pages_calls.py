@@ -313,7 +313,7 @@ def _today(pages: Pages) -> date:
 
 
 async def calls_page(request: web.Request) -> web.Response:
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         return _to_login(request)
     session, user = current
@@ -377,7 +377,7 @@ def _resolve(recordings_dir: Path, stored: str) -> tuple[Path | None, str]:
 
 
 async def recording(request: web.Request) -> web.StreamResponse:
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         return _to_login(request)
     session, user = current

@@ -67,8 +67,8 @@ async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Repor
     return sources, daily
 
 
-def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
-    return _with_role(request, ("marketer", "admin"), "Reports are for marketers.")
+async def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
+    return await _with_role(request, ("marketer", "admin"), "Reports are for marketers.")
 
 
 def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | FilterError:
@@ -84,7 +84,7 @@ def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | Filter
 
 
 async def reports_page(request: web.Request) -> web.Response:
-    allowed = _allowed(request)
+    allowed = await _allowed(request)
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
@@ -109,7 +109,7 @@ async def reports_page(request: web.Request) -> web.Response:
 
 
 async def reports_csv(request: web.Request) -> web.Response:
-    allowed = _allowed(request)
+    allowed = await _allowed(request)
     if isinstance(allowed, web.Response):
         return allowed
     _, user = allowed

@@ -70,7 +70,8 @@ class WebUser(ConfigModel):
 
 
 class WebSettings(ConfigModel):
-    """The pages are on when ``users`` is not empty (and ``http.enabled``)."""
+    """The pages' users listed in the config (more may be kept in the database,
+    `pbx_tracker.web.users`), and how sessions behave."""
 
     users: list[WebUser] = Field(default_factory=list)
     session_minutes: int = Field(default=480, ge=1, le=30 * 24 * 60)

@@ -42,6 +42,7 @@ TABLES = {
     "ad_spend",
     "crm_outbox",
     "pool_stats",
+    "web_users",
 }
 
 

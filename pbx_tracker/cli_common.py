@@ -1,0 +1,44 @@
+"""What the command line's modules share: the --config option, loading the config,
+and running one command that prints its answer or its problem."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+__all__ = ["CONFIG_HELP", "config_option", "load_or_exit", "run_command"]
+
+CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
+
+
+def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP
+    )(func)
+
+
+def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> Any:
+    """Settings, or every problem on its own line and exit 1."""
+    from pbx_tracker.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_path, need_ami_secret=need_ami_secret)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    return settings
+
+
+def run_command(coroutine: Any, expected: type[Exception]) -> None:
+    """Print what the command answers; an ``expected`` problem goes to stderr as one
+    line and exits 1."""
+    try:
+        click.echo(asyncio.run(coroutine))
+    except expected as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)

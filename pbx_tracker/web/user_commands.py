@@ -1,0 +1,145 @@
+"""`pbx-tracker web user …`: the pages' users kept in the database.
+
+Each command works on the database directly; the running daemon looks users up
+at every request, so a change applies at the user's next click.  The users of
+the config (``web.users``) are listed too, and are changed in the config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pbx_tracker.store.engine import describe_error, make_async_engine, mask_url
+from pbx_tracker.web import users
+from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.pages_settings import WebUser
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
+
+__all__ = ["UserCommandError", "add_user", "change_password", "list_users", "remove_user"]
+
+_T = TypeVar("_T")
+COLUMNS = ("name", "role", "extension", "kept in")
+
+
+class UserCommandError(Exception):
+    """What went wrong, in one line for the terminal."""
+
+
+async def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+    url = settings.database.url
+    engine = make_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    except users.UserError as error:
+        raise UserCommandError(str(error)) from None
+    except (exc.SQLAlchemyError, OSError) as error:
+        raise UserCommandError(
+            f"database {mask_url(url)}: {describe_error(error)}"
+            " (is it reachable, and migrated with `pbx-tracker db upgrade`?)"
+        ) from None
+    finally:
+        await engine.dispose()
+
+
+def _in_config(settings: Settings, name: str) -> None:
+    if settings.web.user(name) is not None:
+        raise UserCommandError(
+            f"user {name!r} is listed in the config (web.users): change or remove them there"
+        )
+
+
+def _new_user(
+    settings: Settings, name: str, role: str, extension: str | None, password: str
+) -> WebUser:
+    """The user as the config would hold them; UserCommandError names what is wrong."""
+    if role == "manager" and not extension:
+        raise UserCommandError("a manager needs --extension: the phone their callbacks ring")
+    try:
+        user = WebUser.model_validate(
+            {
+                "name": name,
+                "role": role,
+                "extension": extension,
+                "password_hash": hash_password(password),
+            }
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        where = {"name": "NAME", "extension": "--extension"}.get(field, "")
+        raise UserCommandError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+    managers = {manager.extension for manager in settings.managers}
+    if user.role == "manager" and user.extension not in managers:
+        known = ", ".join(sorted(managers)) or "none"
+        raise UserCommandError(
+            f"extension {user.extension} is no manager's in the config (managers: {known})"
+        )
+    return user
+
+
+async def add_user(
+    settings: Settings,
+    name: str,
+    role: str,
+    extension: str | None,
+    password: str,
+    *,
+    now: datetime,
+) -> str:
+    name = name.strip()
+    _in_config(settings, name)
+    user = _new_user(settings, name, role, extension, password)
+    await _run(settings, lambda conn: users.add_user(conn, user, now))
+    phone = f", extension {user.extension}" if user.extension else ""
+    return f"added {user.name} ({user.role}{phone}): they can sign in now"
+
+
+async def change_password(settings: Settings, name: str, password: str, *, now: datetime) -> str:
+    _in_config(settings, name)
+    stored = hash_password(password)
+    if not await _run(settings, lambda conn: users.set_password(conn, name, stored, now)):
+        raise UserCommandError(f"no user {name!r} in the database")
+    return f"{name} has a new password; their open sessions have ended"
+
+
+async def remove_user(settings: Settings, name: str) -> str:
+    _in_config(settings, name)
+    if not await _run(settings, lambda conn: users.remove_user(conn, name)):
+        raise UserCommandError(f"no user {name!r} in the database")
+    return f"removed {name}: they are signed out at their next click"
+
+
+async def list_users(settings: Settings, *, fmt: str) -> str:
+    stored = await _run(settings, users.stored_users)
+    configured = {user.name for user in settings.web.users}
+    found = [(user, "config") for user in settings.web.users]
+    found += [(user, "database") for user in stored if user.name not in configured]
+    if fmt == "json":
+        rows = [
+            {"name": u.name, "role": u.role, "extension": u.extension, "kept_in": kept}
+            for u, kept in found
+        ]
+        return json.dumps(rows, ensure_ascii=False, indent=2)
+    if not found:
+        return "no users: add one with `pbx-tracker web user add NAME --role admin`"
+    table = Table(title="Users of the web pages", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column)
+    for user, kept in found:
+        table.add_row(user.name, user.role, user.extension or "", kept)
+    console = Console(record=True, width=120, force_terminal=False)
+    with console.capture() as captured:
+        console.print(table)
+    return captured.get().rstrip()
