@@ -1,19 +1,47 @@
-"""Tabs for the page tests: a fresh browser context each, at a laptop's or a phone's size,
-failing the test on any error the page's scripts raise."""
+"""What the page tests share: the pages served on a loopback port (`serving`), tabs (a
+fresh browser context each, at a laptop's or a phone's size, failing the test on
+any error the page's scripts raise), and users."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from playwright.async_api import Browser, Page
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.auth import hash_password
+from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.pages_settings import WebUser
+from pbx_tracker.web.settings import HttpSettings
 
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+
+
+@dataclass
+class Site:
+    """The daemon's HTTP server with the pages, on a loopback port, and its database."""
+
+    server: HttpServer
+    engine: AsyncEngine
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def serving(pages: Pages) -> AsyncIterator[Site]:
+    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
+    await server.start()
+    try:
+        yield Site(server, pages.engine)
+    finally:
+        await server.stop()
 
 
 @contextlib.asynccontextmanager

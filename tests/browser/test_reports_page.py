@@ -15,14 +15,13 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from browsing import PHONE, tab, web_user
+from browsing import PHONE, Site, serving, tab, web_user
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
@@ -35,11 +34,8 @@ from pbx_tracker.reports.render import as_csv
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.reports.spend import SpendLine, import_spend
 from pbx_tracker.store.calls import save_calls
-from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.pages_settings import WebSettings
-from pbx_tracker.web.settings import HttpSettings
 from stored import missed_call
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -56,15 +52,6 @@ user = web_user
 
 
 USERS = [user("anna", "manager", "101"), user("mark", "marketer"), user("root", "admin")]
-
-
-@dataclass
-class Site:
-    server: HttpServer
-    engine: AsyncEngine
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.port}{path}"
 
 
 def call(linkedid: str, day: int, caller: str, source: str, talk: int | None) -> CallRecord:
@@ -109,12 +96,8 @@ async def _site(engine: AsyncEngine) -> AsyncIterator[Site]:
         await import_spend(conn, SPEND, NOW)
     web = WebSettings(users=USERS, cookie_secure=False)
     pages = Pages(web, engine, region="RU", now=lambda: NOW, rules=RULES)
-    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
-    await server.start()
-    try:
-        yield Site(server, engine)
-    finally:
-        await server.stop()
+    async with serving(pages) as site:
+        yield site
 
 
 async def sign_in(page: Page, site: Site, name: str, path: str) -> None:

@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
 import pytest
-from browsing import web_user
+from browsing import CHEAP, Site, serving, web_user
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from pbx_tracker.store.models import WebUserRow
 from pbx_tracker.web import users
-from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.auth import hash_password
-from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.pages_settings import WebSettings, WebUser
-from pbx_tracker.web.settings import HttpSettings
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-CHEAP = {"n": 2**4, "r": 1, "p": 1}  # scrypt settings that cost nothing in tests
 pytestmark = pytest.mark.timeout(60)
-
-
-def stored(name: str, role: str, extension: str | None = None) -> WebUser:
-    return WebUser(
-        name=name,
-        role=role,  # type: ignore[arg-type]
-        extension=extension,
-        password_hash=hash_password(f"{name}-password-1", **CHEAP),
-    )
 
 
 async def add(engine: AsyncEngine, user: WebUser) -> None:
@@ -52,8 +38,8 @@ async def add(engine: AsyncEngine, user: WebUser) -> None:
 
 
 async def test_added_users_are_found_listed_changed_and_removed(engine: AsyncEngine) -> None:
-    await add(engine, stored("vera", "marketer"))
-    await add(engine, stored("anna", "manager", "101"))
+    await add(engine, web_user("vera", "marketer"))
+    await add(engine, web_user("anna", "manager", "101"))
     async with engine.begin() as conn:
         assert [u.name for u in await users.stored_users(conn)] == ["anna", "vera"]
         anna = await users.stored_user(conn, "anna")
@@ -69,20 +55,20 @@ async def test_added_users_are_found_listed_changed_and_removed(engine: AsyncEng
 
 
 async def test_a_taken_or_overlong_name_is_refused(engine: AsyncEngine) -> None:
-    await add(engine, stored("anna", "manager", "101"))
+    await add(engine, web_user("anna", "manager", "101"))
     with pytest.raises(users.UserError, match="user 'anna' already exists"):
-        await add(engine, stored("anna", "admin"))
+        await add(engine, web_user("anna", "admin"))
     with pytest.raises(users.UserError, match="longer than 64"):
-        await add(engine, stored("x" * 65, "admin"))
+        await add(engine, web_user("x" * 65, "admin"))
     async with engine.connect() as conn:
         kept = await users.stored_user(conn, "anna")
     assert kept is not None and kept.role == "manager"
 
 
 async def test_the_config_wins_and_a_spoiled_row_signs_no_one_in(engine: AsyncEngine) -> None:
-    await add(engine, stored("root", "marketer"))
-    await add(engine, stored("mark", "marketer"))
-    directory = users.Users(WebSettings(users=[stored("root", "admin")]), engine)
+    await add(engine, web_user("root", "marketer"))
+    await add(engine, web_user("mark", "marketer"))
+    directory = users.Users(WebSettings(users=[web_user("root", "admin")]), engine)
     found = await directory.find("root")
     assert found is not None and found.role == "admin"
     async with engine.begin() as conn:
@@ -97,25 +83,12 @@ async def test_the_config_wins_and_a_spoiled_row_signs_no_one_in(engine: AsyncEn
 # --- signing in over HTTP ----------------------------------------------------------------
 
 
-@dataclass
-class Site:
-    server: HttpServer
-    engine: AsyncEngine
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.port}{path}"
-
-
 @pytest.fixture(name="site")
 async def _site(engine: AsyncEngine) -> AsyncIterator[Site]:
     """The pages with no user in the config."""
     pages = Pages(WebSettings(users=[], cookie_secure=False), engine, region="RU")
-    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
-    await server.start()
-    try:
-        yield Site(server, engine)
-    finally:
-        await server.stop()
+    async with serving(pages) as site:
+        yield site
 
 
 @pytest.fixture(name="browser")
@@ -154,7 +127,7 @@ async def test_with_no_user_at_all_sign_in_says_how_to_add_one(
 async def test_a_stored_user_signs_in_and_changes_apply_at_the_next_click(
     site: Site, browser: aiohttp.ClientSession
 ) -> None:
-    await add(site.engine, stored("anna", "manager", "101"))  # no restart
+    await add(site.engine, web_user("anna", "manager", "101"))  # no restart
     assert await sign_in(site, browser, "anna", "wrong-password") == 401
     assert await sign_in(site, browser, "anna", "anna-password-1") == 200
     assert await page_status(site, browser, "/callbacks") == (200, "/callbacks")
@@ -173,7 +146,7 @@ async def test_a_stored_user_signs_in_and_changes_apply_at_the_next_click(
 
     async with site.engine.begin() as conn:
         await users.remove_user(conn, "anna")
-        await users.add_user(conn, stored("root", "admin"), NOW)  # someone can still sign in
+        await users.add_user(conn, web_user("root", "admin"), NOW)  # someone can still sign in
     assert await page_status(site, browser, "/reports") == (200, "/login")
     assert await sign_in(site, browser, "anna", "another-one-2") == 401
 
