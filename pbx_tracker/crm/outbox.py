@@ -58,9 +58,17 @@ def call_payload(record: CallRecord, event: str, key: str) -> dict[str, Any]:
 
 
 async def enqueue_calls(
-    conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]], now: datetime
+    conn: AsyncConnection,
+    saved: Sequence[tuple[CallRecord, bool]],
+    now: datetime,
+    *,
+    decision: str | None = None,
 ) -> int:
-    """Add an event for each inbound call just stored (``True``: new); the number added."""
+    """Add an event for each inbound call just stored (``True``: new); the number added.
+
+    ``decision``: the call was changed by someone's decision at ``now`` (``spam``: a
+    manager marked it or undid the mark).  Its ``call.updated`` is a new event even
+    when the call is as it was once before (a mark undone)."""
     rows = []
     for record, new in saved:
         if record.direction is not Direction.INBOUND:
@@ -68,7 +76,9 @@ async def enqueue_calls(
         event = "call.finished" if new else "call.updated"
         call_key = f"{record.node}:{record.linkedid}"
         content = json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False)
-        key = f"{call_key}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+        digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+        when = "" if decision is None else f"{decision}@{now:%Y%m%dT%H%M%S%f}:"
+        key = f"{call_key}:{when}{digest}"
         rows.append(
             {
                 "call_key": call_key,

@@ -12,7 +12,8 @@ passed in.  The call is named by its ``calls.id`` (the calls page shows it).
   back after all (the running daemon schedules the reminders at its next sweep).
 
 Either way ``spam_changed_by`` and ``spam_changed_at`` keep who decided and
-when, and saving the call again (a replay) keeps that decision.
+when, saving the call again (a replay) keeps that decision, and the CRM gets
+the call again as a ``call.updated`` event (`pbx_tracker.crm.outbox`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import TaskStatus
 from pbx_tracker.callbacks.settings import CallbackSettings
+from pbx_tracker.crm.outbox import enqueue_calls
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
 from pbx_tracker.store.calls import get_call
 from pbx_tracker.store.models import CallbackTaskCallRow, CallbackTaskRow, CallRow
@@ -65,6 +67,7 @@ async def mark_spam(conn: AsyncConnection, call_id: int, *, by: str, now: dateti
             await tasks.close_task(conn, task_id, by=by, now=now)
             closed.append(task_id)
     after = before.replace(spam=SpamReason.MANUAL)
+    await enqueue_calls(conn, [(after, False)], now, decision="spam")
     return SpamChange(call_id, after, before.spam, closed_tasks=tuple(closed))
 
 
@@ -82,6 +85,7 @@ async def undo_spam(
         raise SpamError(f"call {call_id} is not marked as spam")
     await _set(conn, call_id, None, by=by, now=now, was=before.spam)
     after = before.replace(spam=None)
+    await enqueue_calls(conn, [(after, False)], now, decision="spam")
     change = None
     if after.status is CallStatus.MISSED:
         try:

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import Nothing, Resolve, decide
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
+from pbx_tracker.crm.outbox import enqueue_calls, outbox_table
 from pbx_tracker.spam import marking
 from pbx_tracker.spam.classify import SpamClassifier
 from pbx_tracker.spam.settings import SpamSettings
@@ -180,6 +181,31 @@ async def test_undo_opens_the_callback_and_marking_closes_a_task_of_only_spam(
     assert marked.closed_tasks == (undone.task.task_id,)
     assert task is not None and not task.is_open
     assert (task.resolution, task.resolved_by) == ("closed_by_manager", "102")
+
+
+async def test_the_crm_hears_of_every_decision(engine: AsyncEngine) -> None:
+    """Each mark and undo is a ``call.updated`` event, even one that brings the call
+    back to how the CRM first got it."""
+    missed = call("m1", 0, "+79161234567")
+    async with engine.begin() as conn:
+        await save_call(conn, missed)
+        await enqueue_calls(conn, [(missed, True)], T0)  # as the writer does
+        call_id = (await conn.execute(text("SELECT id FROM calls"))).scalar_one()
+        off = CallbackSettings(enabled=False)
+        await marking.mark_spam(conn, call_id, by="101", now=T0 + timedelta(minutes=1))
+        later = T0 + timedelta(minutes=2)
+        await marking.undo_spam(conn, call_id, by="101", now=later, callbacks=off)
+        await marking.mark_spam(conn, call_id, by="102", now=T0 + timedelta(minutes=3))
+        rows = (
+            (await conn.execute(select(outbox_table).order_by(outbox_table.c.id))).mappings().all()
+        )
+    assert [(row["event"], row["payload"]["call"]["spam"]) for row in rows] == [
+        ("call.finished", None),
+        ("call.updated", "manual"),
+        ("call.updated", None),
+        ("call.updated", "manual"),
+    ]
+    assert len({row["idempotency_key"] for row in rows}) == 4
 
 
 def test_spam_calls_open_and_join_no_callback_but_answered_ones_still_resolve() -> None:
