@@ -123,13 +123,16 @@ class CallbackService:
 
         A daemon killed while sending a reminder left no job for it (APScheduler
         removes a date job when it starts it): this puts it back.  Extra runs
-        send nothing (`_remind` counts what is due against what was sent).
+        send nothing (`_remind` counts what is due against what was sent).  A task
+        opened by another process with no assignee gets the routing board's pick.
         """
         async with self.engine.connect() as conn:
             open_tasks = await tasks.list_tasks(conn, status="open", limit=10_000)
         jobs = self.scheduler.scheduled()
         now = self.now()
         for task in open_tasks:
+            if task.assignee is None:
+                task = await self._assign_unassigned(task)
             if _snooze_over(task, now):
                 self.scheduler.schedule("remind", task.id, now)
             elif _missing_jobs(task, jobs, len(self.config.remind_after_minutes)):
@@ -220,6 +223,23 @@ class CallbackService:
                 self.on_change(what, task)
             except Exception:
                 log.exception("callbacks.on_change_failed", task_id=task.id)
+
+    async def _assign_unassigned(self, task: tasks.CallbackTask) -> tasks.CallbackTask:
+        """A task opened elsewhere with nobody to call back (a spam mark undone on the
+        command line or the calls page): the board's pick, as a missed call's task gets."""
+        assignee = self._pick_assignee(task.group_name, task.did)
+        if assignee is None:
+            return task
+        async with self.engine.begin() as conn:
+            fresh = await tasks.get_task(conn, task.id)
+            if fresh is None or not fresh.is_open or fresh.assignee is not None:
+                return fresh or task  # closed or given to someone meanwhile
+            task = await tasks.assign_task(
+                conn, task.id, extension=assignee, by=SYSTEM, now=self.now()
+            )
+        log.info("callback.assigned", task_id=task.id, assignee=assignee, by=SYSTEM)
+        self._tell("assigned", task)
+        return task
 
     def _pick_assignee(self, group: str | None, did: str | None) -> str | None:
         """The free member of the group (default: the number's) idle longest, else its first."""

@@ -2,7 +2,8 @@
 
 Each command works on the database directly.  Undoing the marking of a missed
 call opens (or joins) the customer's callback task; the running daemon sends
-its reminders from its next sweep (within half a minute).
+its reminders from its next sweep (within half a minute), and gives a task
+whose call rang nobody to a free manager of the number's group.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ passed in.  The call is named by its ``calls.id`` (the calls page shows it).
 - `undo_spam`: the call is no spam any more; a missed call then goes through
   the callback policy as the daemon would have taken it in (`tasks.apply_call`):
   it opens or joins the customer's callback task, so the customer is called
-  back after all (the running daemon schedules the reminders at its next sweep).
+  back after all (the running daemon schedules the reminders at its next sweep,
+  and gives a task that has no assignee to a free manager).
 
 Either way ``spam_changed_by`` and ``spam_changed_at`` keep who decided and
 when, saving the call again (a replay) keeps that decision, and the CRM gets
@@ -28,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import TaskStatus
 from pbx_tracker.callbacks.settings import CallbackSettings
-from pbx_tracker.crm.outbox import enqueue_calls
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
+from pbx_tracker.crm.outbox import enqueue_calls
 from pbx_tracker.store.calls import get_call
 from pbx_tracker.store.models import CallbackTaskCallRow, CallbackTaskRow, CallRow
 

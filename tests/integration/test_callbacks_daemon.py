@@ -12,17 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from mailserver import Mailbox
+from sqlalchemy import select
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
+from pbx_tracker.calls.records import SpamReason
 from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.spam import marking
 from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.store.models import CallRow
 from pbx_tracker.store.session import open_writer
 from stored import missed_call, stored_calls
 from traces import TRACE_CONFIG, TRACES
@@ -210,3 +214,35 @@ async def test_a_missed_call_from_a_blocked_number_is_kept_as_spam_and_opens_no_
     assert calls[CUSTOMER].spam == "blocked"
     assert (calls[CUSTOMER].status, calls[CUSTOMER].source) == ("missed", "offline-flyer")
     assert calls["+79161234504"].spam is None
+
+
+async def test_a_task_opened_by_undoing_spam_elsewhere_gets_a_free_manager(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    """The blocked caller's call rang no phone.  A manager undoes the mark on the command
+    line (another process): the task it opens has nobody to call back, until the
+    daemon's next sweep gives it to the group's free manager idle longest."""
+    now = datetime.now(UTC)
+    blocked = missed_call("1795000000.7", now - timedelta(minutes=10), CUSTOMER)
+    blocked = blocked.replace(
+        did="+74951110003", source="offline-flyer", node="pbx", spam=SpamReason.BLOCKED
+    )
+    engine = make_async_engine(migrated_url)
+    async with engine.begin() as conn:
+        await save_call(conn, blocked)
+    settings = callback_settings(migrated_url, asterisk.port, tmp_path)
+    try:
+        async with running(settings) as pbx:
+            async with engine.begin() as conn:
+                [call_id] = (await conn.execute(select(CallRow.id))).scalars().all()
+                undone = await marking.undo_spam(
+                    conn, call_id, by="102", now=now, callbacks=settings.callbacks
+                )
+            assert undone.task is not None and undone.task.task.assignee is None
+            service = pbx.daemon.callbacks
+            assert service is not None
+            await service.sweep()
+            [task] = await pbx.tasks("open")
+    finally:
+        await engine.dispose()
+    assert (task.id, task.customer, task.assignee) == (undone.task.task_id, CUSTOMER, "101")
