@@ -300,13 +300,9 @@ def pool_status(config_path: str | None, name: str | None, hours: float, fmt: st
     from pbx_tracker.attribution.commands import PoolCommandError, show_pool_status
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    try:
-        click.echo(
-            asyncio.run(show_pool_status(settings, pool=name, hours=hours, fmt=fmt, now=_now()))
-        )
-    except PoolCommandError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    _run_command(
+        show_pool_status(settings, pool=name, hours=hours, fmt=fmt, now=_now()), PoolCommandError
+    )
 
 
 @main.group()

@@ -35,10 +35,12 @@ def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> An
 
 
 def run_command(coroutine: Any, expected: type[Exception]) -> None:
-    """Print what the command answers; an ``expected`` problem goes to stderr as one
-    line and exits 1."""
+    """Print what the command answers; an ``expected`` problem, or a database that
+    cannot be used, goes to stderr as one line and exits 1."""
+    from pbx_tracker.store.engine import DatabaseProblem
+
     try:
         click.echo(asyncio.run(coroutine))
-    except expected as error:
+    except (expected, DatabaseProblem) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.status import PoolStatus, pool_status
-from pbx_tracker.store.engine import describe_error, make_async_engine, mask_url
+from pbx_tracker.store.engine import in_transaction
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -40,23 +40,20 @@ async def show_pool_status(
     settings: Settings, *, pool: str | None, hours: float, fmt: str, now: datetime
 ) -> str:
     """The status of every pool (or ``pool``) over the last ``hours``, as a table or JSON."""
+    if not settings.number_pools:
+        raise PoolCommandError("no number pools in the config (number_pools:)")
     pools = [p for p in settings.number_pools if pool is None or p.name == pool]
     if not pools:
-        known = ", ".join(p.name for p in settings.number_pools) or "none configured"
+        known = ", ".join(p.name for p in settings.number_pools)
         raise PoolCommandError(f"unknown pool {pool!r} (pools: {known})")
     since = now - timedelta(hours=hours)
-    engine = make_async_engine(settings.database.url)
-    try:
-        async with engine.connect() as conn:
-            found = [
-                await pool_status(conn, p, settings.attribution, since=since, now=now)
-                for p in pools
-            ]
-    except (SQLAlchemyError, OSError) as error:
-        url = mask_url(settings.database.url)
-        raise PoolCommandError(f"database {url}: {describe_error(error)}") from None
-    finally:
-        await engine.dispose()
+
+    async def work(conn: AsyncConnection) -> list[PoolStatus]:
+        return [
+            await pool_status(conn, p, settings.attribution, since=since, now=now) for p in pools
+        ]
+
+    found = await in_transaction(settings.database.url, work)
     if fmt == "json":
         return json.dumps([status.to_json() for status in found], ensure_ascii=False, indent=2)
     return "\n".join(_table(status, hours) for status in found)

@@ -27,7 +27,7 @@ from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused, Ring
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.phones import display_number
 from pbx_tracker.routing.plan import RoutingPlan
-from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.store.engine import in_transaction
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -71,14 +71,10 @@ def parse_duration(text: str) -> timedelta:
 
 
 async def _run(settings: Settings, work: Any) -> Any:
-    engine = make_async_engine(settings.database.url)
     try:
-        async with engine.begin() as conn:
-            return await work(conn)
+        return await in_transaction(settings.database.url, work)
     except tasks.TaskError as error:
         raise CommandError(str(error)) from None
-    finally:
-        await engine.dispose()
 
 
 async def list_callbacks(

@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exc
-
 from pbx_tracker.exports.calls import (
     ExportedCall,
     ExportError,
@@ -25,7 +23,7 @@ from pbx_tracker.exports.calls import (
 )
 from pbx_tracker.exports.ga4 import Ga4SendError, ga4_events, send_events, write_ga4
 from pbx_tracker.exports.metrica import metrica_file, write_metrica
-from pbx_tracker.store.engine import describe_error, make_async_engine
+from pbx_tracker.store.engine import in_transaction
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -88,14 +86,7 @@ def _spam_text(count: int) -> str:
 
 async def _calls(settings: Settings, first: str, last: str) -> list[ExportedCall]:
     period = parse_period(first, last, export_zone(settings))
-    engine = make_async_engine(settings.database.url)
-    try:
-        async with engine.connect() as conn:
-            return await load_calls(conn, period)
-    except exc.SQLAlchemyError as error:
-        raise ExportError(f"cannot read the calls: {describe_error(error)}") from None
-    finally:
-        await engine.dispose()
+    return await in_transaction(settings.database.url, lambda conn: load_calls(conn, period))
 
 
 def _write(path: Path, write: Callable[[], None]) -> None:

@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc
-
 from pbx_tracker.phones import display_number
 from pbx_tracker.reports.compute import Report, ReportError, ReportKind, compute
 from pbx_tracker.reports.dimensions import Dimension, GroupingError, ReportScope, parse_group_by
@@ -20,7 +18,7 @@ from pbx_tracker.reports.period import PeriodError, period_of
 from pbx_tracker.reports.render import as_csv, as_json, as_table
 from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.reports.spend import SpendFileError, import_spend, read_spend_file
-from pbx_tracker.store.engine import describe_error, make_async_engine, mask_url
+from pbx_tracker.store.engine import in_transaction
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -79,18 +77,7 @@ async def import_spend_file(settings: Settings, path: Path, now: datetime) -> st
 
 
 async def _run(settings: Settings, work: Any) -> Any:
-    url = settings.database.url
-    engine = make_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            return await work(conn)
-    except (exc.SQLAlchemyError, OSError) as error:
-        raise ReportCommandError(
-            f"database {mask_url(url)}: {describe_error(error)}"
-            " (is it reachable, and migrated with `pbx-tracker db upgrade`?)"
-        ) from None
-    finally:
-        await engine.dispose()
+    return await in_transaction(settings.database.url, work)
 
 
 def _namer(settings: Settings) -> Any:

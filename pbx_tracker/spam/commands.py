@@ -23,7 +23,7 @@ from pbx_tracker.phones import display_number
 from pbx_tracker.reports.period import PeriodError, period_of
 from pbx_tracker.routing.settings import zone_of
 from pbx_tracker.spam import marking
-from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.store.engine import in_transaction
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -45,14 +45,10 @@ class SpamCommandError(Exception):
 
 
 async def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-    engine = make_async_engine(settings.database.url)
     try:
-        async with engine.begin() as conn:
-            return await work(conn)
+        return await in_transaction(settings.database.url, work)
     except marking.SpamError as error:
         raise SpamCommandError(str(error)) from None
-    finally:
-        await engine.dispose()
 
 
 async def list_spam_calls(settings: Settings, *, start: str, end: str, fmt: str) -> str:

@@ -8,15 +8,16 @@ SQLite connections get WAL, a busy timeout and foreign keys on every connect.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
+T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 10
 
@@ -117,6 +118,26 @@ def describe_error(error: BaseException) -> str:
         error = error.orig
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+
+
+class DatabaseProblem(Exception):
+    """A command could not use the database: one line naming it (password masked)."""
+
+
+async def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``work`` in one transaction on an engine of its own, as a command line command uses
+    the database; DatabaseProblem (with what to check) when the database fails."""
+    engine = make_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    except (exc.SQLAlchemyError, OSError) as error:
+        raise DatabaseProblem(
+            f"database {mask_url(url)}: {describe_error(error)}"
+            " (is it reachable, and migrated with `pbx-tracker db upgrade`?)"
+        ) from None
+    finally:
+        await engine.dispose()
 
 
 def is_transient_error(error: BaseException) -> bool:

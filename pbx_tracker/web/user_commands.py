@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pbx_tracker.store.engine import describe_error, make_async_engine, mask_url
+from pbx_tracker.store.engine import in_transaction
 from pbx_tracker.web import users
 from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.pages_settings import WebUser
@@ -37,20 +36,10 @@ class UserCommandError(Exception):
 
 
 async def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-    url = settings.database.url
-    engine = make_async_engine(url)
     try:
-        async with engine.begin() as conn:
-            return await work(conn)
+        return await in_transaction(settings.database.url, work)
     except users.UserError as error:
         raise UserCommandError(str(error)) from None
-    except (exc.SQLAlchemyError, OSError) as error:
-        raise UserCommandError(
-            f"database {mask_url(url)}: {describe_error(error)}"
-            " (is it reachable, and migrated with `pbx-tracker db upgrade`?)"
-        ) from None
-    finally:
-        await engine.dispose()
 
 
 def _in_config(settings: Settings, name: str) -> None:

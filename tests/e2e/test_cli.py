@@ -52,6 +52,10 @@ def test_help_lists_every_command() -> None:
         "callbacks",
         "spam",
         "pool",
+        "report",
+        "spend",
+        "export",
+        "web",
         "demo",
     ):
         assert command in out

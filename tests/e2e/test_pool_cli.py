@@ -62,3 +62,10 @@ async def test_unknown_pool_and_unreachable_database_are_one_line_errors(tmp_pat
     assert code == 1
     (line,) = err.strip().splitlines()
     assert line.startswith("error: database postgresql://nobody@127.0.0.1:1/none")
+
+
+async def test_a_config_without_pools_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"ami": {"secret": "x"}, "database": {"url": "sqlite://"}}))
+    error = await Cli(config, POOL_STATUS).fails()
+    assert error == "error: no number pools in the config (number_pools:)"
