@@ -6,12 +6,13 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import RenderableType
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.store.engine import in_transaction
+from pbx_tracker.terminal import as_text
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -71,12 +72,10 @@ def _table(status: PoolStatus, hours: float) -> str:
         table.add_row(f"  {method}", str(count))
     if status.unattributed_share is not None:
         table.add_row("without a single visit", f"{status.unattributed_share:.0%}")
-    console = Console(record=True, width=100, force_terminal=False)
-    with console.capture() as captured:
-        console.print(table)
-        if status.size < status.recommended_size:
-            missing = status.recommended_size - status.size
-            console.print(f"The pool is smaller than its traffic needs: add {missing} numbers.")
-        if status.warning:
-            console.print(f"warning: {status.warning}")
-    return captured.get().rstrip()
+    shown: list[RenderableType] = [table]
+    if status.size < status.recommended_size:
+        missing = status.recommended_size - status.size
+        shown.append(f"The pool is smaller than its traffic needs: add {missing} numbers.")
+    if status.warning:
+        shown.append(f"warning: {status.warning}")
+    return as_text(*shown, width=100)

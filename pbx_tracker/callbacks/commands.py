@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
 from pbx_tracker.callbacks import tasks
@@ -28,6 +27,7 @@ from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.phones import display_number
 from pbx_tracker.routing.plan import RoutingPlan
 from pbx_tracker.store.engine import in_transaction
+from pbx_tracker.terminal import as_text
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -119,10 +119,7 @@ def _table(found: Sequence[tasks.CallbackTask], settings: Settings, now: datetim
             _assignee(task, settings),
             _state(task, now),
         )
-    console = Console(record=True, width=140, force_terminal=False)
-    with console.capture() as captured:
-        console.print(table)
-    return captured.get().rstrip()
+    return as_text(table, width=140)
 
 
 def _customer(task: tasks.CallbackTask, settings: Settings) -> str:

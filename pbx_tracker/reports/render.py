@@ -16,12 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from pbx_tracker.reports.compute import Report, ReportKind, ReportRow
 from pbx_tracker.reports.dimensions import Dimension
 from pbx_tracker.reports.period import zone_name
+from pbx_tracker.terminal import as_text
 
 __all__ = ["FIGURE_ORDER", "as_csv", "as_json", "as_table"]
 
@@ -168,10 +168,7 @@ def as_table(report: Report, name: Namer) -> str:
     for row in report.rows:
         labels = [name(d, value) for d, value in zip(report.dimensions, row.key, strict=True)]
         table.add_row(*labels, *(show(row.figures[figure]) for _, figure, show in columns))
-    console = Console(record=True, width=220, force_terminal=False)
-    with console.capture() as captured:
-        console.print(table)
-    return "\n".join(line.rstrip() for line in captured.get().rstrip().splitlines())
+    return "\n".join(line.rstrip() for line in as_text(table, width=220).splitlines())
 
 
 def _raw(value: Any) -> Any:

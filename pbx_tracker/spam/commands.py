@@ -14,7 +14,6 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +23,7 @@ from pbx_tracker.reports.period import PeriodError, period_of
 from pbx_tracker.routing.settings import zone_of
 from pbx_tracker.spam import marking
 from pbx_tracker.store.engine import in_transaction
+from pbx_tracker.terminal import as_text
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -97,10 +97,7 @@ def _table(found: Sequence[marking.SpamCall], settings: Settings) -> str:
             _REASONS.get(call.reason, call.reason),
             call.changed_by or "",
         )
-    console = Console(record=True, width=160, force_terminal=False)
-    with console.capture() as captured:
-        console.print(table)
-    return captured.get().rstrip()
+    return as_text(table, width=160)
 
 
 async def mark_call(settings: Settings, call_id: int, *, by: str, now: datetime) -> str:

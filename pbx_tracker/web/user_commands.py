@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.store.engine import in_transaction
+from pbx_tracker.terminal import as_text
 from pbx_tracker.web import users
 from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.pages_settings import WebUser
@@ -128,7 +128,4 @@ async def list_users(settings: Settings, *, fmt: str) -> str:
         table.add_column(column)
     for user, kept in found:
         table.add_row(user.name, user.role, user.extension or "", kept)
-    console = Console(record=True, width=120, force_terminal=False)
-    with console.capture() as captured:
-        console.print(table)
-    return captured.get().rstrip()
+    return as_text(table, width=120)
