@@ -87,3 +87,12 @@ class Cli:
     async def fails(self, *args: str, stdin: str | None = None) -> str:
         """The one-line error of a command that must fail with exit 1."""
         return (await self.failure(*args, stdin=stdin)).error_line
+
+
+def table_rows(out: str, columns: list[str]) -> list[dict[str, str]]:
+    """The rows of a table a command printed, by column name (the header checked too)."""
+    lines = out.splitlines()
+    (header,) = [line for line in lines if line.startswith("┃")]
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == columns, out
+    rows = [line.strip("│").split("│") for line in lines if line.startswith("│")]
+    return [dict(zip(columns, [cell.strip() for cell in row], strict=True)) for row in rows]

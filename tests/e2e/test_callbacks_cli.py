@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import WAIT, Cli
+from cli_runner import WAIT, Cli, table_rows
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
@@ -162,15 +162,6 @@ async def events_in_db(engine: AsyncEngine, task_id: int) -> list[tasks.TaskEven
         return await tasks.task_events(conn, task_id)
 
 
-def table_rows(out: str) -> list[dict[str, str]]:
-    """The rows of the printed table, by column name (the header checked too)."""
-    lines = out.splitlines()
-    (header,) = [line for line in lines if line.startswith("┃")]
-    assert [cell.strip() for cell in header.strip("┃").split("┃")] == COLUMNS, out
-    rows = [line.strip("│").split("│") for line in lines if line.startswith("│")]
-    return [dict(zip(COLUMNS, [cell.strip() for cell in row], strict=True)) for row in rows]
-
-
 def near_now(moment: datetime | None, plus: timedelta = timedelta(0)) -> bool:
     assert moment is not None
     return abs(moment - (datetime.now(UTC) + plus)) < timedelta(seconds=WAIT)
@@ -210,7 +201,7 @@ async def test_list_shows_a_readable_table_newest_first(
     anna, boris, hidden = three
     out = await cli.ok("list")
     assert "Callback tasks" in out
-    rows = table_rows(out)
+    rows = table_rows(out, COLUMNS)
     assert [row["id"] for row in rows] == [str(hidden), str(boris), str(anna)]
     assert rows[2] == {
         "id": str(anna),
@@ -241,11 +232,12 @@ async def test_list_mine_shows_only_that_managers_tasks(
     cli: Cli, three: tuple[int, int, int]
 ) -> None:
     anna, boris, hidden = three
-    assert [row["id"] for row in table_rows(await cli.ok("list", "--mine", "102"))] == [
+    assert [row["id"] for row in table_rows(await cli.ok("list", "--mine", "102"), COLUMNS)] == [
         str(hidden),
         str(boris),
     ]
-    assert [row["id"] for row in table_rows(await cli.ok("list", "--mine", "101"))] == [str(anna)]
+    rows = table_rows(await cli.ok("list", "--mine", "101"), COLUMNS)
+    assert [row["id"] for row in rows] == [str(anna)]
     assert (await cli.ok("list", "--mine", "103")).strip() == "no callback tasks"
 
 
@@ -254,8 +246,9 @@ async def test_list_all_includes_done_tasks(
 ) -> None:
     anna, boris, hidden = three
     await cli.ok("done", str(boris), "--by", "101")
-    assert [row["id"] for row in table_rows(await cli.ok("list"))] == [str(hidden), str(anna)]
-    rows = table_rows(await cli.ok("list", "--all"))
+    rows = table_rows(await cli.ok("list"), COLUMNS)
+    assert [row["id"] for row in rows] == [str(hidden), str(anna)]
+    rows = table_rows(await cli.ok("list", "--all"), COLUMNS)
     assert [row["id"] for row in rows] == [str(hidden), str(boris), str(anna)]
     assert rows[1]["state"] == "closed by 101"
     assert [row["state"] for row in (rows[0], rows[2])] == ["open", "open"]
@@ -346,7 +339,7 @@ async def test_snooze_shows_in_the_list(
     task = await task_in_db(engine, boris)
     assert task.is_open and near_now(task.snoozed_until, length)
     assert (await events_in_db(engine, boris))[-1].detail["by"] == "102"
-    states = {row["id"]: row["state"] for row in table_rows(await cli.ok("list"))}
+    states = {row["id"]: row["state"] for row in table_rows(await cli.ok("list"), COLUMNS)}
     assert re.fullmatch(listed, states[str(boris)]), states
     assert states[str(anna)] == "open"
 
@@ -383,7 +376,7 @@ async def test_assign_moves_the_task_to_another_manager(
     out = await cli.ok("assign", str(anna), "103", "--by", "101")
     assert out.strip() == f"callback task {anna} assigned to 103 Vera"
     assert (await task_in_db(engine, anna)).assignee == "103"
-    (row,) = table_rows(await cli.ok("list", "--mine", "103"))
+    (row,) = table_rows(await cli.ok("list", "--mine", "103"), COLUMNS)
     assert (row["id"], row["assignee"]) == (str(anna), "103 Vera")
     assert (await cli.ok("list", "--mine", "101")).strip() == "no callback tasks"
     event = (await events_in_db(engine, anna))[-1]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, table_rows
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,14 +73,6 @@ async def store(
         return int((await conn.execute(query)).scalar_one())
 
 
-def table_rows(out: str) -> list[dict[str, str]]:
-    lines = out.splitlines()
-    (header,) = [line for line in lines if line.startswith("┃")]
-    assert [cell.strip() for cell in header.strip("┃").split("┃")] == COLUMNS, out
-    rows = [line.strip("│").split("│") for line in lines if line.startswith("│")]
-    return [dict(zip(COLUMNS, [cell.strip() for cell in row], strict=True)) for row in rows]
-
-
 async def open_tasks(cli: Cli) -> list[dict[str, object]]:
     return list(json.loads(await cli.ok("list", "--format", "json")))
 
@@ -92,7 +84,7 @@ async def test_list_mark_and_undo(cli: Cli, callbacks_cli: Cli, engine: AsyncEng
     [task] = await open_tasks(callbacks_cli)  # the customer's first call; the robot has none
     assert task["tries"] == 1
 
-    rows = table_rows(await cli.ok("list", "--from", TODAY, "--to", TODAY))
+    rows = table_rows(await cli.ok("list", "--from", TODAY, "--to", TODAY), COLUMNS)
     assert [(row["id"], row["reason"]) for row in rows] == [
         (str(redial), "repeat calls"),
         (str(robot), "blocked number"),
@@ -124,7 +116,7 @@ async def test_list_mark_and_undo(cli: Cli, callbacks_cli: Cli, engine: AsyncEng
         f" callback task {task['id']} closed (only spam calls left)"
     )
     assert await open_tasks(callbacks_cli) == []
-    rows = table_rows(await cli.ok("list", "--from", TODAY, "--to", TODAY))
+    rows = table_rows(await cli.ok("list", "--from", TODAY, "--to", TODAY), COLUMNS)
     assert [(row["id"], row["reason"], row["changed by"]) for row in rows] == [
         (str(redial), "marked by hand", "101"),
         (str(first), "marked by hand", "101"),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, table_rows
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.web import users
@@ -53,9 +53,12 @@ async def test_add_list_change_and_remove(cli: Cli, engine: AsyncEngine) -> None
     assert first is not None and verify_password("anna-password-1", first)
     await cli.ok("add", "vera", "--role", "marketer", "--password-stdin", stdin="vera-pass-1\n")
 
-    table = await cli.ok("list")
-    lines = [line.split() for line in table.splitlines() if line.split()[:1] != ["Users"]]
-    assert ["root", "admin", "config"] in [[w for w in row if w not in "│┃"] for row in lines]
+    rows = table_rows(await cli.ok("list"), ["name", "role", "extension", "kept in"])
+    assert [list(row.values()) for row in rows] == [
+        ["root", "admin", "", "config"],
+        ["anna", "manager", "101", "database"],
+        ["vera", "marketer", "", "database"],
+    ]
     listed = json.loads(await cli.ok("list", "--format", "json"))
     assert listed == [
         {"name": "root", "role": "admin", "extension": None, "kept_in": "config"},
