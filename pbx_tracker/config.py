@@ -44,6 +44,7 @@ from pydantic_core import ErrorDetails
 from pbx_tracker.agi.settings import AgiSettings
 from pbx_tracker.attribution.settings import AttributionSettings, NumberPool, pool_problems
 from pbx_tracker.callbacks.settings import CallbackSettings, Channel, callback_problems
+from pbx_tracker.calls.topology import DEFAULT_LOCAL_CHANNELS
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
     ConfigModel,
@@ -264,6 +265,11 @@ class CallsSettings(ConfigModel):
     )
     did_variable: NonEmptyStr = "TRACK_DID"
     target_seconds: int = Field(default=30, ge=0)
+    local_channels: list[NonEmptyStr] = Field(
+        default_factory=lambda: list(DEFAULT_LOCAL_CHANNELS), min_length=1
+    )
+    dead_letters: ResolvedPath = Path("/var/lib/pbx-tracker/dead-letters.jsonl")
+    dead_letters_max_events: int = Field(default=10_000, ge=1)
 
 
 class TrackedNumber(ConfigModel):
@@ -287,6 +293,7 @@ class Manager(ConfigModel):
     extension: Extension
     group: str | None = None
     devices: list[Device] = Field(default_factory=list)
+    external_numbers: list[Did] = Field(default_factory=list)
     email: Email | None = None
     hours: list[HoursLine] | None = None
     dial: NonEmptyStr | None = None

@@ -12,7 +12,7 @@ from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.attribution.sources import CallLabeler, FirstTimeCallers
 from pbx_tracker.calls.correlator import Correlator, Topology
 from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.calls.state import default_manager_for_channel
+from pbx_tracker.calls.topology import default_manager_for_channel
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings

@@ -13,9 +13,9 @@ caller's channel going Up, which an IVR, a queue or voicemail also do.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pbx_tracker.calls.events import AmiEvent, channel_variables
 from pbx_tracker.calls.outcome import build_record
@@ -24,25 +24,27 @@ from pbx_tracker.calls.state import (
     Call,
     Channel,
     Leg,
-    default_manager_for_channel,
     device_of,
     is_local_channel,
     uniqueid_epoch,
 )
+from pbx_tracker.calls.topology import Topology
+
+__all__ = ["Correlator", "FailedEvent", "Topology"]
 
 KEPT_VARIABLE_PREFIXES = ("TRACK_", "CALLBACK_", "ROUTE_")
 _FINISHED_MEMORY = 10_000
 _UNTIMED_CLOSING_EVENTS = 500
+_FAILURES_KEPT = 1_000
 
 
 @dataclass(frozen=True, slots=True)
-class Topology:
-    """What the correlator must know about the PBX (from the config)."""
+class FailedEvent:
+    """An event the correlator could not apply: what it was, which call, what went wrong."""
 
-    node: str = "asterisk"
-    inbound_contexts: frozenset[str] = frozenset({"from-trunk"})
-    did_variable: str = "TRACK_DID"
-    manager_for_channel: Callable[[str], str | None] = field(default=default_manager_for_channel)
+    event: AmiEvent
+    error: str
+    linkedid: str | None
 
 
 class Correlator:
@@ -57,6 +59,7 @@ class Correlator:
         self._closing: OrderedDict[str, tuple[Call, float, int]] = OrderedDict()
         self.events_seen = 0
         self.events_failed = 0
+        self.failures: deque[FailedEvent] = deque(maxlen=_FAILURES_KEPT)
 
     @property
     def calls_in_progress(self) -> int:
@@ -71,9 +74,17 @@ class Correlator:
             return records
         try:
             return records + (handler(self, event) or [])
-        except (KeyError, ValueError, TypeError, AttributeError):
+        except Exception as error:  # one bad event must not lose the others
             self.events_failed += 1
+            linkedid = event.get("Linkedid") or self._linkedid_of(event.get("Uniqueid")) or None
+            self.failures.append(FailedEvent(event, type(error).__name__, linkedid))
             return records
+
+    def take_failures(self) -> list[FailedEvent]:
+        """The events that could not be applied since the last call (at most the last 1000)."""
+        failed = list(self.failures)
+        self.failures.clear()
+        return failed
 
     def flush(self) -> list[CallRecord]:
         """At the end of a capture: finish calls that hung up but were waiting for their Cdr."""

@@ -50,8 +50,13 @@ class RingAttempt:
     """One phone that rang for a call: who, when, and how that leg ended.
 
     `outcome` is Asterisk's DialStatus of the leg (ANSWER, NOANSWER, BUSY,
-    CANCEL, CHANUNAVAIL, ...), lower-cased; `answered_elsewhere` legs of a ring
-    group or queue stay attempts of the one call, never calls of their own.
+    CANCEL, CHANUNAVAIL, ...), lower-cased, or ``not_accepted`` for a leg that
+    picked up but was never connected with the caller (a mobile's call
+    confirmation refused or timed out, its voicemail); the cancelled legs of a
+    ring group or queue stay attempts of the one call, never calls of their own.
+    `manager` is None for a phone or number no manager declared; `via` says how
+    the leg was reached: ``device`` (a manager's phone) or ``number`` (an
+    external number through a trunk, in `number`).
     """
 
     manager: str | None
@@ -60,11 +65,22 @@ class RingAttempt:
     ended_at: datetime | None
     outcome: str | None
     queue: str | None = None
+    via: str | None = None
+    number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One inbound call (or, with direction=outbound, one call a manager placed)."""
+    """One inbound call (or, with direction=outbound, one call a manager placed).
+
+    ``answered_via`` / ``answered_number``: how the first party who answered was
+    reached (``device`` or ``number``) and, for ``number``, the external number;
+    for a device nobody declared, ``answered_number`` names the device
+    (``PJSIP/104``).  ``transfer_wait_seconds``: time after the first answer
+    when the caller was connected to nobody before being connected again
+    (waiting for a transfer target, back in a queue); it is not in
+    ``talk_seconds``.
+    """
 
     linkedid: str
     node: str
@@ -99,6 +115,9 @@ class CallRecord:
     spam: SpamReason | None = None
     variables: dict[str, str] = field(default_factory=dict)
     attempts: tuple[RingAttempt, ...] = ()
+    answered_via: str | None = None
+    answered_number: str | None = None
+    transfer_wait_seconds: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form printed by `replay --dry-run` (ISO 8601 UTC times)."""

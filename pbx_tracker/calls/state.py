@@ -6,9 +6,23 @@ import re
 from dataclasses import dataclass, field
 
 from pbx_tracker.calls.records import Direction
+from pbx_tracker.calls.topology import (
+    default_manager_for_channel,
+    device_of,
+    is_local_channel,
+)
+
+__all__ = [
+    "Call",
+    "Channel",
+    "Leg",
+    "default_manager_for_channel",
+    "device_of",
+    "is_local_channel",
+    "uniqueid_epoch",
+]
 
 _UNIQUEID_EPOCH = re.compile(r"(?:^|-)(\d{9,11})\.\d+$")
-_CHANNEL_SUFFIX = re.compile(r"-[0-9a-zA-Z]+(;\d)?$")
 
 
 @dataclass(slots=True)
@@ -93,26 +107,6 @@ class Call:
 
     def customer_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.manager is None]
-
-
-def is_local_channel(name: str) -> bool:
-    return name.lower().startswith("local/")
-
-
-def device_of(channel: str) -> str:
-    """`PJSIP/101-0000001a` → `PJSIP/101`; `Local/101@ctx-0001;2` → `Local/101@ctx`."""
-    return _CHANNEL_SUFFIX.sub("", channel)
-
-
-def default_manager_for_channel(channel: str) -> str | None:
-    """Without a manager list, a phone whose peer name is an extension number is a manager.
-
-    `PJSIP/101-0000001a` → `101`; trunks (`IAX2/carrier-1902`) and Local channels → None.
-    """
-    if is_local_channel(channel) or "/" not in channel:
-        return None
-    peer = device_of(channel).split("/", 1)[1]
-    return peer if peer.isdigit() and len(peer) <= 6 else None
 
 
 def uniqueid_epoch(uniqueid: str) -> float | None:
