@@ -6,9 +6,13 @@ context, or the first channel of an originated call) and grouped by Linkedid;
 a `Uniqueid → call` map keeps legs attached even when Asterisk rewrites a
 channel's Linkedid in a transfer.
 
-"Answered" means a manager's phone was connected to the caller (bridged, via
-Local channel pairs if need be, or `AgentConnect` in a queue) — never the
-caller's channel going Up, which an IVR, a queue or voicemail also do.
+"Answered" means the caller's channel was bridged with a person's leg —
+directly or through any chain of Local channel halves (`Switchboard`) — never
+the caller's channel going Up, a `DialEnd ANSWER` or an `AgentConnect`, which
+an IVR, a queue, voicemail or a mobile's unconfirmed pick-up also produce.
+Who that person is comes from `Topology` (a manager's device, a manager's
+external number, a Local channel that rings a manager).  Why a missed call was
+missed comes from the caller's side first (`offers`).
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pbx_tracker.calls.events import AmiEvent, channel_variables
+from pbx_tracker.calls.offers import DIAL, QUEUE, Offer
 from pbx_tracker.calls.outcome import build_record
 from pbx_tracker.calls.records import CallRecord, Direction
-from pbx_tracker.calls.state import (
-    Call,
-    Channel,
-    Leg,
+from pbx_tracker.calls.state import Call, Channel, Leg, uniqueid_epoch
+from pbx_tracker.calls.switchboard import Switchboard
+from pbx_tracker.calls.topology import (
+    VIA_DEVICE,
+    VIA_NUMBER,
+    Reach,
+    Topology,
     device_of,
-    is_local_channel,
-    uniqueid_epoch,
+    is_pseudo_channel,
+    local_target,
 )
-from pbx_tracker.calls.topology import Topology
 
 __all__ = ["Correlator", "FailedEvent", "Topology"]
 
@@ -52,9 +59,9 @@ class Correlator:
 
     def __init__(self, topology: Topology | None = None) -> None:
         self.topology = topology or Topology()
-        self._channels: dict[str, Channel] = {}
+        self._board = Switchboard()
         self._calls: dict[str, Call] = {}
-        self._bridges: dict[str, set[str]] = {}
+        self._inbound_roots: set[str] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._closing: OrderedDict[str, tuple[Call, float, int]] = OrderedDict()
         self.events_seen = 0
@@ -113,15 +120,15 @@ class Correlator:
         self._call_of(event, late=False)
 
     def _register(self, uniqueid: str, name: str, linkedid: str) -> Channel:
-        manager = None if is_local_channel(name) else self.topology.manager_for_channel(name)
+        manager = None if is_pseudo_channel(name) else self.topology.manager_for_channel(name)
         channel = Channel(uniqueid=uniqueid, name=name, linkedid=linkedid, manager=manager)
-        self._channels[uniqueid] = channel
+        self._board.add(channel)
         return channel
 
     def _start_call(self, channel: Channel, event: AmiEvent, *, late: bool = False) -> None:
         if channel.is_local and not late:
             direction = Direction.OUTBOUND
-        elif event.get("Context") in self.topology.inbound_contexts:
+        elif self.topology.is_inbound_context(event.get("Context")):
             direction = Direction.INBOUND
         elif channel.manager is not None or channel.is_local:
             direction = Direction.OUTBOUND
@@ -147,6 +154,7 @@ class Correlator:
             call.did = event.get("Exten") or None
             call.caller = _known(event.get("CallerIDNum"))
             call.caller_name = _known(event.get("CallerIDName"))
+            self._inbound_roots.add(channel.uniqueid)
         self._calls[call.linkedid] = call
 
     def _call_of(self, event: AmiEvent, prefix: str = "", *, late: bool = True) -> Call | None:
@@ -158,7 +166,7 @@ class Correlator:
         uniqueid = event.get(prefix + "Uniqueid")
         if not uniqueid:
             return None
-        channel = self._channels.get(uniqueid)
+        channel = self._board.get(uniqueid)
         if channel is None:
             linkedid = event.get(prefix + "Linkedid") or uniqueid
             channel = self._register(uniqueid, event.get(prefix + "Channel"), linkedid)
@@ -178,14 +186,14 @@ class Correlator:
         call = self._call_of(event)
         if call is not None:
             name = event.get("Variable").lstrip("_")
-            self._apply_variable(call, event.get("Uniqueid"), name, event.get("Value"))
+            self._apply_variable(call, event, name, event.get("Value"))
 
     def _apply_variables(self, call: Call, event: AmiEvent) -> None:
         for name, value in channel_variables(event.fields).items():
-            self._apply_variable(call, event.get("Uniqueid"), name.lstrip("_"), value)
+            self._apply_variable(call, event, name.lstrip("_"), value)
 
-    def _apply_variable(self, call: Call, uniqueid: str, name: str, value: str) -> None:
-        on_root = uniqueid == call.root
+    def _apply_variable(self, call: Call, event: AmiEvent, name: str, value: str) -> None:
+        on_root = event.get("Uniqueid") == call.root
         is_did = name == self.topology.did_variable and call.direction is Direction.INBOUND
         if is_did and value and (on_root or not call.did_from_variable):
             call.did, call.did_from_variable = value, True
@@ -193,22 +201,22 @@ class Correlator:
             call.recording = value
         if name.startswith(KEPT_VARIABLE_PREFIXES) and value:
             call.variables[name] = value
-        if not on_root or not value:
+        if not on_root:
             return
         if name == "DIALSTATUS":
-            call.dial_status = value.upper()
-        elif name == "QUEUESTATUS":
-            call.queue_status = value.upper()
-        elif name == "ANSWEREDTIME_MS":
+            self._dial_status(call, value, event.time)
+        elif name == "QUEUESTATUS" and value:
+            self._queue_status(call, value, event.time)
+        elif name == "ANSWEREDTIME_MS" and value:
             call.answered_ms = _number(value)
-        elif name == "DIALEDTIME_MS":
+        elif name == "DIALEDTIME_MS" and value:
             call.dialed_ms = _number(value)
 
     def _on_newexten(self, event: AmiEvent) -> None:
         call = self._call_of(event)
         on_root = call is not None and event.get("Uniqueid") == call.root
         if call is not None and on_root and event.get("Application").lower() == "voicemail":
-            call.voicemail = True
+            call.voicemail_at = call.voicemail_at or event.time
 
     def _on_snapshot(self, event: AmiEvent) -> None:
         """Any other channel event: adopt unknown channels, read `ChanVariable`s."""
@@ -216,48 +224,149 @@ class Correlator:
         if call is not None and "ChanVariable" in event.fields:
             self._apply_variables(call, event)
 
+    # -- what the caller went through: Dial and queue offers --------------
+
+    def _caller_dial(self, call: Call, time: float) -> Offer:
+        """The offer a Dial of the caller's channel belongs to (the open one, or a new one)."""
+        last = call.last_offer()
+        if last is not None and last.kind == QUEUE and last.ended_at is None:
+            return last  # the queue rings its members with Dial events of its own
+        if last is not None and last.kind == DIAL and last.open:
+            return last
+        offer = Offer(DIAL, time)
+        call.offers.append(offer)
+        return offer
+
+    def _dial_status(self, call: Call, value: str, time: float) -> None:
+        """DIALSTATUS on the caller's channel: empty when a Dial starts, its result after."""
+        last = call.last_offer()
+        if not value:
+            if last is None or last.kind != DIAL or last.statuses or last.ringing or last.status:
+                call.offers.append(Offer(DIAL, time))
+            return
+        if last is not None and last.kind == DIAL and last.status is None:
+            last.summary(value, time)
+        elif last is None or last.kind != DIAL:
+            offer = Offer(DIAL, time)
+            offer.summary(value, time)
+            call.offers.append(offer)
+
+    def _queue_status(self, call: Call, value: str, time: float) -> None:
+        """QUEUESTATUS after Queue() returns; alone when the caller never joined (JOINEMPTY)."""
+        last = call.last_offer()
+        if last is None or last.kind != QUEUE or last.status is not None:
+            last = Offer(QUEUE, time, queue=call.queue)
+            call.offers.append(last)
+        last.summary(value, time)
+
+    def _on_queue_join(self, event: AmiEvent) -> None:
+        call = self._call_of(event)
+        if call is not None:
+            queue = event.get("Queue") or None
+            call.queue = call.queue or queue
+            call.offers.append(Offer(QUEUE, event.time, queue=queue))
+
+    def _on_queue_leave(self, event: AmiEvent) -> None:
+        call = self._call_of(event)
+        stint = call.last_offer(QUEUE) if call else None
+        if stint is not None and stint.ended_at is None:
+            stint.ended_at = event.time
+
+    def _on_queue_abandon(self, event: AmiEvent) -> None:
+        call = self._call_of(event)
+        if call is None:
+            return
+        queue = event.get("Queue") or None
+        call.queue = call.queue or queue
+        stint = call.last_offer(QUEUE)
+        if stint is None:
+            stint = Offer(QUEUE, event.time, queue=queue)
+            call.offers.append(stint)
+        stint.abandoned = True
+        stint.ended_at = stint.ended_at or event.time
+
     # -- dialing ----------------------------------------------------------
 
     def _on_dial_begin(self, event: AmiEvent) -> None:
         call = self._call_of(event, "Dest") or self._call_of(event)
-        dest = event.get("DestUniqueid")
-        if call is None or not dest:
+        dest_id = event.get("DestUniqueid")
+        if call is None or not dest_id:
             return
-        channel = self._channels[dest]
-        call.channels.add(dest)
-        if channel.is_local or dest in call.legs or dest == call.root:
+        dest = self._board.channels[dest_id]
+        call.channels.add(dest_id)
+        source = event.get("Uniqueid")
+        if dest.dialed_by is None and source and source != dest_id:
+            dest.dialed_by = source
+        dest.dial_string = dest.dial_string or event.get("DialString") or None
+        if source == call.root and call.direction is Direction.INBOUND:
+            self._caller_dial(call, event.time).dest_begins(dest_id)
+        if dest.is_local or dest_id in call.legs or dest_id == call.root:
             return
-        dialed = _dialed_number(event)
-        call.legs[dest] = Leg(dest, channel.name, channel.manager, event.time, dialed=dialed)
+        leg = self._new_leg(dest, event)
+        call.legs[dest_id] = leg
         if call.direction is Direction.OUTBOUND:
-            if channel.manager is None and call.customer is None:
-                call.customer, call.did = dialed, _known(event.get("CallerIDNum"))
-            call.placed_by = call.placed_by or channel.manager
+            if leg.manager is None and call.customer is None:
+                call.customer, call.did = leg.dialed, _known(event.get("CallerIDNum"))
+            call.placed_by = call.placed_by or leg.manager
+
+    def _new_leg(self, dest: Channel, event: AmiEvent) -> Leg:
+        reach = self._reach(dest)
+        queue = dest.queue or next(
+            (local.queue for local in self._board.dialling_locals(dest) if local.queue), None
+        )
+        return Leg(
+            dest.uniqueid,
+            dest.name,
+            reach.manager,
+            event.time,
+            queue=queue,
+            dialed=_dialed_number(event),
+            via=reach.via,
+            number=reach.number,
+        )
+
+    def _reach(self, channel: Channel) -> Reach:
+        """Who a channel reaches: a manager's device or number, or someone undeclared."""
+        if channel.reach is None:
+            channel.reach = self._find_reach(channel)
+        return channel.reach
+
+    def _find_reach(self, channel: Channel) -> Reach:
+        if channel.manager is not None:
+            return Reach(channel.manager, VIA_DEVICE)
+        reach = self.topology.reach_of_number(channel.dial_string or "")
+        if reach is not None:
+            return reach
+        for local in self._board.dialling_locals(channel):
+            target = local_target(local.name)
+            reach = self.topology.reach_of_local(target) if target else None
+            if reach is not None:
+                return reach
+        return Reach(None, VIA_DEVICE)
 
     def _on_dial_end(self, event: AmiEvent) -> None:
         call = self._call_of(event, "Dest") or self._call_of(event)
         if call is None:
             return
-        status = event.get("DialStatus").upper()
-        leg = call.legs.get(event.get("DestUniqueid"))
+        dest, status = event.get("DestUniqueid"), event.get("DialStatus").upper()
+        leg = call.legs.get(dest)
         if leg is not None:
             leg.end(event.time, status)
-        inbound = call.direction is Direction.INBOUND
-        if status == "ANSWER" and inbound and leg is not None and leg.manager is not None:
-            self._connect(call, leg.manager, event.time)
+        if event.get("Uniqueid") == call.root and status:
+            offer = next((o for o in reversed(call.offers) if dest in o.ringing), None)
+            if offer is not None:
+                offer.dest_ends(dest, status, event.time)
 
     def _on_agent_called(self, event: AmiEvent) -> None:
+        call = self._call_of(event, "Dest") or self._call_of(event)
+        dest = self._board.get(event.get("DestUniqueid"))
+        if call is None or dest is None:
+            return
+        dest.queue = event.get("Queue") or None
         self._on_dial_begin(event)
-        call = self._call_of(event)
-        leg = call.legs.get(event.get("DestUniqueid")) if call else None
+        leg = call.legs.get(dest.uniqueid)
         if leg is not None:
-            leg.queue = event.get("Queue") or None
-            if leg.manager is None:
-                leg.manager = self._queue_member(event)
-
-    def _queue_member(self, event: AmiEvent) -> str | None:
-        interface = event.get("Interface") or event.get("DestChannel")
-        return self.topology.manager_for_channel(interface) or _known(event.get("MemberName"))
+            leg.queue = leg.queue or dest.queue
 
     def _on_agent_ring_no_answer(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -265,56 +374,20 @@ class Correlator:
         if leg is not None:
             leg.end(event.time, "NOANSWER")
 
-    def _on_agent_connect(self, event: AmiEvent) -> None:
-        call = self._call_of(event)
-        if call is None:
-            return
-        leg = call.legs.get(event.get("DestUniqueid"))
-        manager = leg.manager if leg and leg.manager else self._queue_member(event)
-        if leg is not None:
-            leg.end(event.time, "ANSWER")
-        if manager is not None:
-            self._connect(call, manager, event.time)
-
-    # -- queues -----------------------------------------------------------
-
-    def _on_queue_join(self, event: AmiEvent) -> None:
-        call = self._call_of(event)
-        if call is not None:
-            call.queue = call.queue or event.get("Queue") or None
-
-    def _on_queue_leave(self, event: AmiEvent) -> None:
-        call = self._call_of(event)
-        if call is not None:
-            call.queue_left_at = event.time
-
-    def _on_queue_abandon(self, event: AmiEvent) -> None:
-        call = self._call_of(event)
-        if call is not None:
-            call.queue_abandoned = True
-            call.queue_left_at = event.time
-
-    # -- bridges ----------------------------------------------------------
+    # -- bridges: who is the caller talking to? -----------------------------
 
     def _on_local_bridge(self, event: AmiEvent) -> None:
-        one, two = event.get("LocalOneUniqueid"), event.get("LocalTwoUniqueid")
         self._call_of(event, "LocalOne")
         self._call_of(event, "LocalTwo")
-        if one in self._channels and two in self._channels:
-            self._channels[one].local_peer = two
-            self._channels[two].local_peer = one
+        self._board.pair(event.get("LocalOneUniqueid"), event.get("LocalTwoUniqueid"))
 
     def _on_bridge_enter(self, event: AmiEvent) -> None:
         call = self._call_of(event)
-        uniqueid, bridge = event.get("Uniqueid"), event.get("BridgeUniqueid")
-        channel = self._channels.get(uniqueid)
+        channel, bridge = self._board.get(event.get("Uniqueid")), event.get("BridgeUniqueid")
         if channel is None or not bridge:
             return
-        self._leave_bridge(channel)
-        channel.bridge = bridge
-        self._bridges.setdefault(bridge, set()).add(uniqueid)
-        for member in self._bridges[bridge]:
-            other = self._calls.get(self._channels[member].linkedid)
+        for member in self._board.enter(channel, bridge):
+            other = self._calls.get(member.linkedid)
             if other is not None and other is not call:
                 self._reconsider(other, event.time)
         if call is not None:
@@ -322,84 +395,53 @@ class Correlator:
 
     def _on_bridge_leave(self, event: AmiEvent) -> None:
         call = self._call_of(event)
-        channel = self._channels.get(event.get("Uniqueid"))
+        channel = self._board.get(event.get("Uniqueid"))
         if channel is None:
             return
-        self._leave_bridge(channel)
+        self._board.leave(channel)
         if call is not None:
             self._reconsider(call, event.time)
 
-    def _leave_bridge(self, channel: Channel) -> None:
-        if channel.bridge is None:
-            return
-        members = self._bridges.get(channel.bridge)
-        if members is not None:
-            members.discard(channel.uniqueid)
-            if not members:
-                del self._bridges[channel.bridge]
-        channel.bridge = None
-
     def _reconsider(self, call: Call, time: float) -> None:
         """Who is the caller talking to now that a bridge changed?"""
-        peer = self._connected_party(call)
+        reachable = self._board.reachable(call.root)
         if call.direction is Direction.OUTBOUND:
-            self._connect_outbound(call, peer, time)
-        elif peer is None:
+            customer = next((c.uniqueid for c in reachable if c.manager is None), None)
+            self._connect_outbound(call, customer, time)
+            return
+        parties = [c for c in reachable if c.uniqueid not in self._inbound_roots]
+        if any(c.uniqueid == call.connected_to for c in parties):
+            return
+        if not parties:
             self._disconnect(call, time)
-        else:
-            self._connect(call, peer, time)
+            return
+        declared = [c for c in parties if self._reach(c).manager is not None]
+        self._connect(call, (declared or parties)[0], time)
 
-    def _connected_party(self, call: Call) -> str | None:
-        """The manager (inbound) or customer leg (outbound) bridged with the call's root."""
-        seen: set[str] = set()
-        todo = [call.root]
-        while todo:
-            uniqueid = todo.pop()
-            if uniqueid in seen or uniqueid not in self._channels:
-                continue
-            seen.add(uniqueid)
-            channel = self._channels[uniqueid]
-            if uniqueid != call.root and self._is_party(call, channel):
-                return channel.manager if call.direction is Direction.INBOUND else uniqueid
-            if channel.bridge is not None:
-                todo.extend(self._bridges.get(channel.bridge, ()))
-            if channel.local_peer is not None:
-                todo.append(channel.local_peer)
-            elif channel.is_local:
-                todo.extend(self._local_twins(channel))
-        return None
-
-    def _is_party(self, call: Call, channel: Channel) -> bool:
-        if channel.is_local:
-            return False
-        if call.direction is Direction.INBOUND:
-            return channel.manager is not None
-        return channel.manager is None
-
-    def _local_twins(self, channel: Channel) -> list[str]:
-        """The other half of a Local pair, by name, when no LocalBridge event was seen."""
-        base = device_of(channel.name)
-        return [
-            other.uniqueid
-            for other in self._channels.values()
-            if other.is_local
-            and other.uniqueid != channel.uniqueid
-            and device_of(other.name) == base
-            and other.name[:-2] == channel.name[:-2]
-        ]
-
-    def _connect(self, call: Call, manager: str, time: float) -> None:
-        if call.answered_by is None:
-            call.answered_by, call.answered_at = manager, time
-        if call.connected_to != manager:
-            self._disconnect(call, time)
-            call.connected_to, call.connected_since = manager, time
-            if manager != call.answered_by or call.transferred_to is not None:
-                call.transferred_to = manager
+    def _connect(self, call: Call, channel: Channel, time: float) -> None:
+        reach = self._reach(channel)
+        number = reach.number if reach.via == VIA_NUMBER else None
+        if reach.manager is None and number is None:
+            number = device_of(channel.name)  # a phone nobody declared: name the device
+        party = (reach.manager, None if reach.manager else number)
+        self._disconnect(call, time)
+        if call.answered_at is None:
+            call.answered_at, call.answered_by = time, reach.manager
+            call.answered_via, call.answered_number = reach.via, number
+        elif call.disconnected_at is not None:
+            call.transfer_wait += max(0.0, time - call.disconnected_at)
+        if call.connected_party is not None and party != call.connected_party:
+            call.transferred_to = reach.manager
+        call.connected_party = party
+        call.connected_to, call.connected_since = channel.uniqueid, time
+        leg = call.legs.get(channel.uniqueid)
+        if leg is not None:
+            leg.connected = True
 
     def _disconnect(self, call: Call, time: float) -> None:
         if call.connected_since is not None:
             call.talk += max(0.0, time - call.connected_since)
+            call.disconnected_at = time
         call.connected_to, call.connected_since = None, None
 
     def _connect_outbound(self, call: Call, customer_leg: str | None, time: float) -> None:
@@ -432,9 +474,7 @@ class Correlator:
     def _on_hangup(self, event: AmiEvent) -> list[CallRecord] | None:
         uniqueid = event.get("Uniqueid")
         call = self._call_of(event)
-        channel = self._channels.pop(uniqueid, None)
-        if channel is not None:
-            self._leave_bridge(channel)
+        self._board.remove(uniqueid)
         if call is None:
             return None
         leg = call.legs.get(uniqueid)
@@ -444,11 +484,13 @@ class Correlator:
             call.channels.discard(uniqueid)
             self._reconsider(call, event.time)
             return None
+        call.hangup_cause = event.get("Cause") or None
         return self._finish(call, event.time)
 
     def _finish(self, call: Call, time: float) -> list[CallRecord]:
         self._disconnect(call, time)
         del self._calls[call.linkedid]
+        self._inbound_roots.discard(call.root)
         self._finished[call.linkedid] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
@@ -477,7 +519,7 @@ class Correlator:
         return self._record(call, closing[1])
 
     def _linkedid_of(self, uniqueid: str) -> str:
-        channel = self._channels.get(uniqueid)
+        channel = self._board.get(uniqueid)
         return channel.linkedid if channel else uniqueid
 
     # -- resynchronisation --------------------------------------------------
@@ -496,15 +538,14 @@ class Correlator:
             if call.root not in live:
                 call.complete = False
                 records.extend(self._finish(call, time))
-        for uniqueid in [u for u in self._channels if u not in live]:
-            self._leave_bridge(self._channels.pop(uniqueid))
+        self._board.keep_only(live)
         for entry in live.values():
             self._adopt(entry, time)
         return records
 
     def _adopt(self, entry: Mapping[str, str], time: float) -> None:
         uniqueid = entry.get("Uniqueid", "")
-        if not uniqueid or uniqueid in self._channels:
+        if not uniqueid or self._board.get(uniqueid) is not None:
             return
         event = AmiEvent(dict(entry), time)
         call = self._call_of(event)
@@ -512,7 +553,7 @@ class Correlator:
         if bridge:
             self._on_bridge_enter(AmiEvent({**entry, "BridgeUniqueid": bridge}, time))
         elif call is not None and entry.get("Application", "").lower() == "voicemail":
-            call.voicemail = True
+            call.voicemail_at = call.voicemail_at or time
 
 
 def _known(value: str) -> str | None:
@@ -550,7 +591,6 @@ _HANDLERS: dict[str, _Handler] = {
     "DialEnd": Correlator._on_dial_end,
     "AgentCalled": Correlator._on_agent_called,
     "AgentRingNoAnswer": Correlator._on_agent_ring_no_answer,
-    "AgentConnect": Correlator._on_agent_connect,
     "QueueCallerJoin": Correlator._on_queue_join,
     "QueueCallerLeave": Correlator._on_queue_leave,
     "QueueCallerAbandon": Correlator._on_queue_abandon,
@@ -565,4 +605,5 @@ _HANDLERS: dict[str, _Handler] = {
     "NewCallerid": Correlator._on_snapshot,
     "MixMonitorStart": Correlator._on_snapshot,
     "DialState": Correlator._on_snapshot,
+    "AgentConnect": Correlator._on_snapshot,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pbx_tracker.calls.offers import Offer, reason_of
 from pbx_tracker.calls.records import (
     CallRecord,
     CallStatus,
@@ -12,10 +13,9 @@ from pbx_tracker.calls.records import (
 )
 from pbx_tracker.calls.state import Call, Leg
 
-_UNAVAILABLE_QUEUE = {"JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL", "FULL"}
-_RANG_OUT = {"noanswer"}
-_UNREACHABLE = {"chanunavail"}
-_FAILED = {"congestion"}
+NOT_ACCEPTED = "not_accepted"
+# The caller's channel hung up by Dial() itself with these causes: no phone could be reached.
+_UNREACHABLE_CAUSES = frozenset({"20", "27", "3", "1"})
 
 
 def build_record(call: Call, ended_at: float, node: str) -> CallRecord | None:
@@ -49,54 +49,39 @@ def build_record(call: Call, ended_at: float, node: str) -> CallRecord | None:
         queue=call.queue,
         complete=call.complete,
         variables=dict(call.variables),
-        attempts=tuple(_attempt(leg) for leg in call.legs.values()),
+        attempts=tuple(_attempt(call, leg) for leg in call.legs.values()),
+        answered_via=call.answered_via if answered else None,
+        answered_number=call.answered_number if answered else None,
+        transfer_wait_seconds=round(call.transfer_wait) if answered else 0,
     )
 
 
 def missed_reason(call: Call) -> MissedReason:
-    """Why nobody talked to the caller, from what the legs and the queue said."""
-    outcomes = [leg.outcome for leg in _offered_legs(call)]
-    if _caller_gave_up(call):
+    """Why nobody talked to the caller, judged from the caller's side first.
+
+    The last Dial or queue stint of the caller's channel decides (NOANSWER →
+    no_answer, BUSY / CONGESTION → busy, CHANUNAVAIL → unavailable, CANCEL or
+    hanging up in the queue → abandoned); without any, hanging up (in an IVR,
+    an announcement) is abandoned and voicemail alone is no_answer.
+    """
+    last = call.last_offer()
+    if last is not None:
+        reason = reason_of(last.result(_hung_up_during(call, last)))
+        if reason is not None:
+            return reason
+    if call.voicemail_at is not None:
+        return MissedReason.NO_ANSWER
+    if call.caller_hangup_at is not None:
         return MissedReason.ABANDONED
-    if any(o in _RANG_OUT for o in outcomes) or call.queue_status == "TIMEOUT":
-        return MissedReason.NO_ANSWER
-    if call.queue_abandoned or call.dial_status == "NOANSWER":
-        return MissedReason.NO_ANSWER
-    if any(o == "busy" for o in outcomes) or call.dial_status == "BUSY":
-        return MissedReason.BUSY
-    if call.queue_status in _UNAVAILABLE_QUEUE or call.dial_status == "CHANUNAVAIL":
+    if last is None and call.hangup_cause in _UNREACHABLE_CAUSES:
         return MissedReason.UNAVAILABLE
-    if any(o in _UNREACHABLE for o in outcomes):
-        return MissedReason.UNAVAILABLE
-    if call.voicemail:
-        return MissedReason.NO_ANSWER
-    if any(o in _FAILED for o in outcomes) or call.dial_status == "CONGESTION":
-        return MissedReason.FAILED
-    if call.caller_hangup_at is not None or outcomes:
-        return MissedReason.ABANDONED
     return MissedReason.FAILED
 
 
-def _offered_legs(call: Call) -> list[Leg]:
-    """The legs whose fate decides a missed call: managers rung, or the customer dialled."""
-    if call.direction is Direction.OUTBOUND and call.customer_legs():
-        return call.customer_legs()
-    return call.manager_legs() or call.customer_legs()
-
-
-def _caller_gave_up(call: Call) -> bool:
-    """The caller hung up while phones still rang or while waiting in a queue."""
+def _hung_up_during(call: Call, offer: Offer) -> bool:
+    """The caller hung up while this offer still tried to reach someone."""
     hangup = call.caller_hangup_at
-    if hangup is None:
-        return False
-    legs = _offered_legs(call)
-    if any(leg.ended_at is None or leg.ended_at >= hangup for leg in legs):
-        return True
-    if call.queue is not None and (call.queue_left_at is None or call.queue_left_at >= hangup):
-        return True
-    if call.voicemail:
-        return False
-    return not legs or all(leg.outcome == "cancel" for leg in legs)
+    return hangup is not None and (offer.ended_at is None or hangup <= offer.ended_at)
 
 
 def _durations(call: Call, ended_at: float) -> tuple[int, int]:
@@ -109,7 +94,25 @@ def _durations(call: Call, ended_at: float) -> tuple[int, int]:
             return reported
     if call.answered_at is not None:
         return round(call.answered_at - call.started_at), round(call.talk)
-    return round(_offer_end(call, ended_at) - call.started_at), 0
+    return round(_waited_until(call, ended_at) - call.started_at), 0
+
+
+def _waited_until(call: Call, ended_at: float) -> float:
+    """When a missed caller stopped waiting for a manager.
+
+    They hung up while phones rang, in a queue or in the IVR before any phone
+    rang; or the last Dial or queue stint ended and voicemail or a closing
+    message took the call.
+    """
+    last = call.last_offer()
+    hangup = call.caller_hangup_at
+    if last is None:
+        end = min(t for t in (hangup, call.voicemail_at, ended_at) if t is not None)
+    elif _hung_up_during(call, last) and hangup is not None:
+        end = hangup
+    else:
+        end = last.ended_at if last.ended_at is not None else ended_at
+    return min(end, ended_at)
 
 
 def _reported_durations(call: Call) -> tuple[int, int] | None:
@@ -128,15 +131,6 @@ def _reported_durations(call: Call) -> tuple[int, int] | None:
     return round(call.cdr_duration), 0
 
 
-def _offer_end(call: Call, ended_at: float) -> float:
-    ends = [leg.ended_at for leg in call.legs.values() if leg.ended_at is not None]
-    if call.queue_left_at is not None:
-        ends.append(call.queue_left_at)
-    if call.caller_hangup_at is not None:
-        ends.append(call.caller_hangup_at)
-    return min(max(ends), ended_at) if ends else ended_at
-
-
 def _outbound_durations(call: Call, ended_at: float) -> tuple[int, int]:
     # Dial's *TIME variables count from the manager's answer here, not the customer's:
     # only event times tell the customer's ring and talk.
@@ -148,12 +142,17 @@ def _outbound_durations(call: Call, ended_at: float) -> tuple[int, int]:
     return round(end - rang_at), 0
 
 
-def _attempt(leg: Leg) -> RingAttempt:
+def _attempt(call: Call, leg: Leg) -> RingAttempt:
+    outcome = leg.outcome
+    if outcome == "answer" and not leg.connected and call.direction is Direction.INBOUND:
+        outcome = NOT_ACCEPTED  # picked up, never with the caller: an unconfirmed mobile
     return RingAttempt(
         manager=leg.manager,
         channel=leg.channel,
         rang_at=from_epoch(leg.rang_at),
         ended_at=from_epoch(leg.ended_at) if leg.ended_at is not None else None,
-        outcome=leg.outcome,
+        outcome=outcome,
         queue=leg.queue,
+        via=leg.via,
+        number=leg.number,
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pbx_tracker.calls.offers import Offer
 from pbx_tracker.calls.records import Direction
 from pbx_tracker.calls.topology import (
+    Reach,
     default_manager_for_channel,
     device_of,
     is_local_channel,
+    is_pseudo_channel,
 )
 
 __all__ = [
@@ -27,7 +30,12 @@ _UNIQUEID_EPOCH = re.compile(r"(?:^|-)(\d{9,11})\.\d+$")
 
 @dataclass(slots=True)
 class Channel:
-    """One Asterisk channel (a leg) as far as the correlator cares."""
+    """One Asterisk channel as far as the correlator cares.
+
+    ``dialed_by`` is the channel whose Dial (or queue) created it, with the
+    ``dial_string`` it used; ``queue`` the queue that rang it; ``reach`` who it
+    reaches, decided once when it is first needed.
+    """
 
     uniqueid: str
     name: str
@@ -35,15 +43,24 @@ class Channel:
     manager: str | None = None
     bridge: str | None = None
     local_peer: str | None = None
+    dialed_by: str | None = None
+    dial_string: str | None = None
+    queue: str | None = None
+    reach: Reach | None = None
 
     @property
     def is_local(self) -> bool:
         return is_local_channel(self.name)
 
+    @property
+    def is_person(self) -> bool:
+        """A channel a human may be on: not a Local half, announcer, recorder or snoop."""
+        return not is_pseudo_channel(self.name)
+
 
 @dataclass(slots=True)
 class Leg:
-    """A phone that was rung for a call: a ring attempt."""
+    """A phone or number that was rung for a call: a ring attempt."""
 
     uniqueid: str
     channel: str
@@ -53,6 +70,9 @@ class Leg:
     outcome: str | None = None
     queue: str | None = None
     dialed: str | None = None
+    via: str | None = None
+    number: str | None = None
+    connected: bool = False
 
     def end(self, time: float, outcome: str | None) -> None:
         """The first terminal status of a leg wins (queues repeat NOANSWER as CANCEL)."""
@@ -64,7 +84,12 @@ class Leg:
 
 @dataclass(slots=True)
 class Call:
-    """An inbound (or manager-placed) call being correlated, keyed by its Linkedid."""
+    """An inbound (or manager-placed) call being correlated, keyed by its Linkedid.
+
+    ``offers`` is what the caller went through while waiting (each Dial of
+    their channel, each queue stint); ``connected_to`` the channel of the party
+    the caller is talking to now, ``answered_*`` the first one.
+    """
 
     linkedid: str
     root: str
@@ -79,20 +104,23 @@ class Call:
     channels: set[str] = field(default_factory=set)
     recording: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    offers: list[Offer] = field(default_factory=list)
     answered_by: str | None = None
     answered_at: float | None = None
+    answered_via: str | None = None
+    answered_number: str | None = None
     transferred_to: str | None = None
     connected_to: str | None = None
+    connected_party: tuple[str | None, str | None] | None = None
     connected_since: float | None = None
+    disconnected_at: float | None = None
     talk: float = 0.0
+    transfer_wait: float = 0.0
     caller_hangup_at: float | None = None
     pbx_hangup: bool = False
+    hangup_cause: str | None = None
     queue: str | None = None
-    queue_left_at: float | None = None
-    queue_abandoned: bool = False
-    queue_status: str | None = None
-    dial_status: str | None = None
-    voicemail: bool = False
+    voicemail_at: float | None = None
     complete: bool = True
     estimated: bool = False
     answered_ms: float | None = None
@@ -107,6 +135,13 @@ class Call:
 
     def customer_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.manager is None]
+
+    def last_offer(self, kind: str | None = None) -> Offer | None:
+        """The latest offer (of that kind)."""
+        for offer in reversed(self.offers):
+            if kind is None or offer.kind == kind:
+                return offer
+        return None
 
 
 def uniqueid_epoch(uniqueid: str) -> float | None:
