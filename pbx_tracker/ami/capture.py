@@ -52,8 +52,8 @@ def _json_lines(data: bytes, name: str) -> Iterator[tuple[dict[str, str], float 
             raise CaptureError(f"{name}:{number}: not a JSON line ({error.msg})") from None
         if not isinstance(item, dict):
             raise CaptureError(f"{name}:{number}: expected a JSON object")
-        offset = item.pop("_ts", None)
-        yield {str(k): _text(v) for k, v in item.items()}, _float(offset)
+        offset = item.pop("_ts", None)  # other "_" keys are notes, e.g. a dead letter's "_error"
+        yield {k: _text(v) for k, v in item.items() if not k.startswith("_")}, _float(offset)
 
 
 def _text(value: Any) -> str:
