@@ -311,9 +311,8 @@ class Correlator:
 
     def _new_leg(self, dest: Channel, event: AmiEvent) -> Leg:
         reach = self._reach(dest)
-        queue = dest.queue or next(
-            (local.queue for local in self._board.dialling_locals(dest) if local.queue), None
-        )
+        locals_ = list(self._board.dialling_locals(dest))
+        queue = dest.queue or next((local.queue for local in locals_ if local.queue), None)
         return Leg(
             dest.uniqueid,
             dest.name,
@@ -323,6 +322,7 @@ class Correlator:
             dialed=_dialed_number(event),
             via=reach.via,
             number=reach.number,
+            caller_dest=(locals_[-1] if locals_ else dest).uniqueid,
         )
 
     def _reach(self, channel: Channel) -> Reach:

@@ -143,16 +143,37 @@ def _outbound_durations(call: Call, ended_at: float) -> tuple[int, int]:
 
 
 def _attempt(call: Call, leg: Leg) -> RingAttempt:
-    outcome = leg.outcome
-    if outcome == "answer" and not leg.connected and call.direction is Direction.INBOUND:
-        outcome = NOT_ACCEPTED  # picked up, never with the caller: an unconfirmed mobile
     return RingAttempt(
         manager=leg.manager,
         channel=leg.channel,
         rang_at=from_epoch(leg.rang_at),
         ended_at=from_epoch(leg.ended_at) if leg.ended_at is not None else None,
-        outcome=outcome,
+        outcome=_leg_outcome(call, leg),
         queue=leg.queue,
         via=leg.via,
         number=leg.number,
     )
+
+
+def _leg_outcome(call: Call, leg: Leg) -> str | None:
+    """The leg's own DialStatus, read with what the caller's side knows.
+
+    A phone behind Local channels is cancelled by the Local when the caller's
+    Dial times out: it rang out (noanswer).  A leg that picked up but was never
+    with the caller (an unconfirmed mobile, its voicemail) was not accepted.
+    """
+    if call.direction is not Direction.INBOUND:
+        return leg.outcome
+    if leg.outcome == "answer" and not leg.connected:
+        return NOT_ACCEPTED
+    if leg.outcome == "cancel" and _caller_side_status(call, leg) == "NOANSWER":
+        return "noanswer"
+    return leg.outcome
+
+
+def _caller_side_status(call: Call, leg: Leg) -> str | None:
+    for offer in reversed(call.offers):
+        status = offer.statuses.get(leg.caller_dest or leg.uniqueid)
+        if status is not None:
+            return status
+    return None

@@ -73,6 +73,7 @@ class Leg:
     via: str | None = None
     number: str | None = None
     connected: bool = False
+    caller_dest: str | None = None  # what the caller's Dial rang to reach it (a Local ;1, or it)
 
     def end(self, time: float, outcome: str | None) -> None:
         """The first terminal status of a leg wins (queues repeat NOANSWER as CANCEL)."""
