@@ -288,7 +288,7 @@ class Correlator:
     # -- dialing ----------------------------------------------------------
 
     def _on_dial_begin(self, event: AmiEvent) -> None:
-        call = self._call_of(event, "Dest") or self._call_of(event)
+        call = self._call_of(event) or self._call_of(event, "Dest")
         dest_id = event.get("DestUniqueid")
         if call is None or not dest_id:
             return
@@ -345,7 +345,7 @@ class Correlator:
         return Reach(None, VIA_DEVICE)
 
     def _on_dial_end(self, event: AmiEvent) -> None:
-        call = self._call_of(event, "Dest") or self._call_of(event)
+        call = self._call_of(event) or self._call_of(event, "Dest")
         if call is None:
             return
         dest, status = event.get("DestUniqueid"), event.get("DialStatus").upper()
@@ -358,7 +358,7 @@ class Correlator:
                 offer.dest_ends(dest, status, event.time)
 
     def _on_agent_called(self, event: AmiEvent) -> None:
-        call = self._call_of(event, "Dest") or self._call_of(event)
+        call = self._call_of(event) or self._call_of(event, "Dest")
         dest = self._board.get(event.get("DestUniqueid"))
         if call is None or dest is None:
             return

@@ -4,7 +4,7 @@ confirmation, IVRs, queues, forwards to numbers nobody declared (replay path).""
 from __future__ import annotations
 
 import pytest
-from dialplans import TOPOLOGY, Chan, Leg, Pbx, answer, cancel, end_call, ring
+from dialplans import TOPOLOGY, Chan, Leg, Pbx, answer, cancel, connect, end_call, ring
 
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.records import CallRecord
@@ -478,3 +478,34 @@ def test_blind_transfer_keeps_the_wait_out_of_talk() -> None:
     record = correlate(pbx)
     assert outcome(record) == ("answered", "101", None, "102")
     assert (record.ring_seconds, record.talk_seconds, record.transfer_wait_seconds) == (2, 9, 3)
+
+
+def test_call_picked_up_by_another_manager_is_theirs() -> None:
+    """101's phone rings, 102 picks the call up from his own phone (*8): answered by 102,
+    101's ring attempt cancelled, and no second call appears for 102's pick-up."""
+    pbx = Pbx()
+    caller = pbx.caller()
+    ringing = ring(pbx, caller, ["101@from-internal"], "PJSIP/101", "101")
+    pbx.wait(4)
+    picker = pbx.new_channel("SIP/102-000000aa", context="from-internal", exten="*8")
+    pbx.up(picker)
+    (one, two), phone = ringing.chain[0], ringing.phone
+    assert phone is not None
+    pbx.dial_end(two, phone, "CANCEL")
+    pbx.dial(two, picker, "101")
+    pbx.send("Pickup", picker, TargetUniqueid=phone.uniqueid)
+    pbx.dial_end(two, picker, "ANSWER")
+    pbx.hangup(phone, "26", by_far_end=False)
+    picked = Leg(one, picker, [(one, two)], two)
+    connect(pbx, caller, picked)
+    pbx.wait(12)
+    pbx.hangup(caller)
+    for chan in (picker, one, two):
+        pbx.hangup(chan, by_far_end=False)
+    record = correlate(pbx)
+    assert outcome(record) == ("answered", "102", None, None)
+    assert (record.ring_seconds, record.talk_seconds) == (4, 12)
+    assert [(a.manager, a.outcome) for a in record.attempts] == [
+        ("101", "cancel"),
+        ("102", "answer"),
+    ]
