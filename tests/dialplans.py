@@ -310,6 +310,222 @@ def end_call(pbx: Pbx, caller: Chan, leg: Leg, *, caller_first: bool = True) -> 
         pbx.hangup(chan, by_far_end=False)
 
 
+def mobile_leg(pbx: Pbx, caller: Chan, number: str = "79160000103") -> tuple[Leg, Chan, Chan]:
+    """Follow-me with call confirmation (FreePBX): Local/LC-<number> dials
+    Local/<number>, whose ;2 dials the mobile through the trunk."""
+    lc_one, lc_two = pbx.local(f"LC-{number}@from-internal", caller, optimize=True)
+    pbx.dial(caller, lc_one, f"LC-{number}@from-internal")
+    out_one, out_two = pbx.local(f"{number}@from-internal", caller)
+    pbx.dial(lc_two, out_one, f"{number}@from-internal/n")
+    mobile = pbx.phone("PJSIP/carrier-out", caller)
+    pbx.dial(out_two, mobile, f"carrier-out/{number}")
+    leg = Leg(lc_one, mobile, [(lc_one, lc_two), (out_one, out_two)], out_two)
+    return leg, out_one, lc_two
+
+
+def mobile_picks_up(pbx: Pbx, leg: Leg) -> None:
+    """The mobile answers and hears "press 1": bridged with the inner Local only."""
+    assert leg.phone is not None and leg.inner_dialer is not None
+    pbx.up(leg.phone)
+    pbx.dial_end(leg.inner_dialer, leg.phone, "ANSWER")
+    bridge = pbx.bridge()
+    pbx.enter(bridge, leg.phone)
+    pbx.enter(bridge, leg.inner_dialer)
+    pbx.app(leg.chain[1][0], "Read", "INPUT,incoming-call-1-accept-2-decline,1,,1,5")
+
+
+def mobile_drops(pbx: Pbx, caller: Chan, leg: Leg, status: str) -> None:
+    """Not confirmed: the inner leg hangs up, the caller's Dial gets ``status`` for it."""
+    assert leg.phone is not None
+    (lc_one, lc_two), (out_one, out_two) = leg.chain
+    pbx.dial_end(lc_two, out_one, status)
+    for chan in (out_one, out_two, leg.phone, lc_two):
+        pbx.hangup(chan, by_far_end=False)
+    pbx.dial_end(caller, lc_one, status)
+    pbx.hangup(lc_one, by_far_end=False)
+
+
+def queue_call(pbx: Pbx, caller: Chan) -> list[Leg]:
+    """FreePBX queue 400: Answer(), Queue(400) ringing members Local/<ext>@from-queue/n."""
+    pbx.up(caller)
+    pbx.queue_join(caller, "400")
+    legs = []
+    for ext, device in (("101", "PJSIP/101"), ("102", "SIP/102")):
+        one, two = pbx.local(f"{ext}@from-queue", caller)
+        pbx.agent_called(caller, one, "400", f"Local/{ext}@from-queue/n")
+        pbx.dial(caller, one, f"Local/{ext}@from-queue/n")
+        phone = pbx.phone(device, caller)
+        pbx.dial(two, phone, ext)
+        legs.append(Leg(one, phone, [(one, two)], two))
+    return legs
+
+
+# -- whole calls, with what truly happened (shared by the replay and live-listener tests) --
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The true outcome of a scene's call (``did`` as the carrier delivered it)."""
+
+    did: str
+    caller: str
+    status: str
+    reason: str | None = None
+    answered_by: str | None = None
+    transferred_to: str | None = None
+    ring: int = 0
+    talk: int = 0
+    via: str | None = None
+    number: str | None = None
+    queue: str | None = None
+    transfer_wait: int = 0
+
+
+def mobile_confirms(pbx: Pbx) -> Expected:
+    """Follow-me: desk 103 and her mobile ring; the mobile picks up and presses 1 two
+    seconds later; the caller talks 6 s on her mobile."""
+    caller = pbx.caller(did="74951110010", number="79161230007")
+    desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
+    leg, out_one, lc_two = mobile_leg(pbx, caller)
+    pbx.wait(3)
+    mobile_picks_up(pbx, leg)
+    pbx.wait(2)
+    pbx.dtmf(leg.phone or caller, "1")
+    pbx.dial_end(lc_two, out_one, "ANSWER")
+    cancel(pbx, caller, desk)
+    bridge = pbx.bridge()
+    pbx.enter(bridge, out_one)
+    pbx.enter(bridge, lc_two)
+    pbx.dial_end(caller, leg.top, "ANSWER")
+    outer = pbx.bridge()
+    pbx.enter(outer, leg.top)
+    pbx.enter(outer, caller)
+    pbx.wait(6)
+    end_call(pbx, caller, leg)
+    return Expected(
+        "74951110010", "79161230007", "answered", None, "103", None, 5, 6,
+        "number", "+79160000103",
+    )  # fmt: skip
+
+
+def mobile_unconfirmed(pbx: Pbx, press: str | None = "2") -> Expected:
+    """The mobile (or its voicemail) picks up but refuses (2) or never presses 1; the desk
+    rings out at 20 s and voicemail takes the call."""
+    caller = pbx.caller(did="74951110010", number="79161230008")
+    desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
+    leg, _, _ = mobile_leg(pbx, caller)
+    pbx.wait(3)
+    mobile_picks_up(pbx, leg)
+    pbx.wait(2 if press else 10)
+    if press:
+        pbx.dtmf(leg.phone or caller, press)
+    mobile_drops(pbx, caller, leg, "NOANSWER")
+    pbx.wait(20 - pbx.now)
+    cancel(pbx, caller, desk, "NOANSWER")
+    pbx.varset(caller, "DIALSTATUS", "NOANSWER")
+    pbx.up(caller)
+    pbx.app(caller, "VoiceMail", "103@default,u")
+    pbx.wait(8)
+    pbx.hangup(caller)
+    return Expected("74951110010", "79161230008", "missed", "no_answer", ring=20)
+
+
+def queue_abandoned(pbx: Pbx, *, join_seen: bool = True) -> Expected:
+    """Queue 400 answers the caller, who hangs up after 12 s of waiting."""
+    caller = pbx.caller(did="74951110003", number="79161230006")
+    pbx.up(caller)
+    if join_seen:
+        pbx.queue_join(caller, "400")
+    pbx.wait(12)
+    pbx.send("HangupRequest", caller, Cause="16")
+    pbx.queue_abandon(caller, "400", hold=12)
+    pbx.queue_leave(caller, "400")
+    pbx.send("Hangup", caller, Cause="16")
+    return Expected("74951110003", "79161230006", "missed", "abandoned", ring=12, queue="400")
+
+
+def ivr_hang_up(pbx: Pbx) -> Expected:
+    """The IVR answers and plays its greeting; the caller hangs up after 3 s."""
+    caller = pbx.caller(did="74951110001", number="79161230002")
+    pbx.up(caller)
+    pbx.app(caller, "Background", "custom/welcome-sales")
+    pbx.wait(3)
+    pbx.hangup(caller)
+    return Expected("74951110001", "79161230002", "missed", "abandoned", ring=3)
+
+
+def forward_to_stranger(pbx: Pbx) -> Expected:
+    """101 forwards to a number no manager declared, which answers after 5 s."""
+    caller = pbx.caller(did="74951110011", number="79161230009")
+    leg = ring(
+        pbx,
+        caller,
+        ["101@from-internal", "79169999999@from-internal"],
+        "PJSIP/carrier-out",
+        "carrier-out/79169999999",
+    )
+    pbx.wait(5)
+    answer(pbx, caller, leg)
+    pbx.wait(30)
+    end_call(pbx, caller, leg)
+    return Expected(
+        "74951110011", "79161230009", "answered", ring=5, talk=30,
+        via="number", number="+79169999999",
+    )  # fmt: skip
+
+
+def national_did(pbx: Pbx) -> Expected:
+    """The carrier sends the DID in national form (8495...); hunt group: 101 answers."""
+    caller = pbx.caller(did="84951110002", number="79161230010")
+    pbx.varset(caller, "__FROM_DID", "84951110002")
+    leg = ring(pbx, caller, ["101@from-internal"], "PJSIP/101", "101")
+    pbx.wait(2)
+    answer(pbx, caller, leg)
+    pbx.wait(4)
+    end_call(pbx, caller, leg)
+    return Expected("84951110002", "79161230010", "answered", None, "101", None, 2, 4, "device")
+
+
+def blind_transfer(pbx: Pbx) -> Expected:
+    """101 answers after 2 s, talks 3 s and blind-transfers (##) to 102, who picks up
+    3 s later and talks 6 s."""
+    caller = pbx.caller(did="74951110002", number="79161230011")
+    first = ring(pbx, caller, ["101@from-internal"], "PJSIP/101", "101")
+    pbx.wait(2)
+    answer(pbx, caller, first)
+    pbx.wait(3)
+    assert first.phone is not None and first.inner_dialer is not None
+    transferee = first.inner_dialer  # the ;2 half leaves 101 and dials 102
+    pbx.send("BlindTransfer", Result="Success", Extension="102", IsExternal="Yes")
+    pbx.leave(transferee)
+    pbx.hangup(first.phone, by_far_end=False)
+    one, two = pbx.local("102@from-internal", caller)
+    pbx.dial(transferee, one, "102@from-internal/n")
+    phone = pbx.phone("SIP/102", caller)
+    pbx.dial(two, phone, "102")
+    pbx.wait(3)
+    answer(pbx, transferee, Leg(one, phone, [(one, two)], two))
+    pbx.wait(6)
+    pbx.hangup(caller)
+    for chan in (phone, one, two, transferee, first.chain[0][0]):
+        pbx.hangup(chan, by_far_end=False)
+    return Expected(
+        "74951110002", "79161230011", "answered", None, "101", "102", 2, 9,
+        "device", transfer_wait=3,
+    )  # fmt: skip
+
+
+SCENES = {
+    "mobile_confirms": mobile_confirms,
+    "mobile_unconfirmed": mobile_unconfirmed,
+    "queue_abandoned": queue_abandoned,
+    "ivr_hang_up": ivr_hang_up,
+    "forward_to_stranger": forward_to_stranger,
+    "national_did": national_did,
+    "blind_transfer": blind_transfer,
+}
+
+
 # -- a PBX's people, for the correlator alone (the config builds the same from YAML) ----
 
 MANAGERS = {"101": "PJSIP/101", "102": "SIP/102", "103": "IAX2/103"}

@@ -3,13 +3,35 @@ confirmation, IVRs, queues, forwards to numbers nobody declared (replay path).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from dialplans import TOPOLOGY, Chan, Leg, Pbx, answer, cancel, connect, end_call, ring
+from dialplans import (
+    TOPOLOGY,
+    Expected,
+    Leg,
+    Pbx,
+    answer,
+    blind_transfer,
+    cancel,
+    connect,
+    end_call,
+    forward_to_stranger,
+    ivr_hang_up,
+    mobile_confirms,
+    mobile_drops,
+    mobile_leg,
+    mobile_picks_up,
+    mobile_unconfirmed,
+    national_did,
+    queue_abandoned,
+    queue_call,
+    ring,
+)
 
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.records import CallRecord
 
-DESK_101 = ("PJSIP/101", "101")
 MOBILE_103 = "79160000103"
 
 
@@ -19,6 +41,19 @@ def correlate(pbx: Pbx) -> CallRecord:
     assert correlator.events_failed == 0
     assert correlator.calls_in_progress == 0
     (record,) = records
+    return record
+
+
+def correlate_scene(scene: Callable[..., Expected], **options: str | bool | None) -> CallRecord:
+    """Build a scene, correlate it, and check the record against its true outcome."""
+    pbx = Pbx()
+    want = scene(pbx, **options)
+    record = correlate(pbx)
+    assert (record.did, record.caller) == (want.did, want.caller)
+    assert outcome(record) == (want.status, want.answered_by, want.reason, want.transferred_to)
+    assert (record.ring_seconds, record.talk_seconds) == (want.ring, want.talk)
+    assert (record.answered_via, record.answered_number) == (want.via, want.number)
+    assert (record.queue, record.transfer_wait_seconds) == (want.queue, want.transfer_wait)
     return record
 
 
@@ -70,97 +105,22 @@ def test_local_channels_optimised_away_mid_call_keep_one_conversation() -> None:
     assert (record.ring_seconds, record.talk_seconds, record.transfer_wait_seconds) == (3, 25, 0)
 
 
-def mobile_leg(pbx: Pbx, caller: Chan, number: str = MOBILE_103) -> tuple[Leg, Chan, Chan]:
-    """Follow-me with call confirmation (FreePBX): Local/LC-<number> dials
-    Local/<number>, whose ;2 dials the mobile through the trunk."""
-    lc_one, lc_two = pbx.local(f"LC-{number}@from-internal", caller, optimize=True)
-    pbx.dial(caller, lc_one, f"LC-{number}@from-internal")
-    out_one, out_two = pbx.local(f"{number}@from-internal", caller)
-    pbx.dial(lc_two, out_one, f"{number}@from-internal/n")
-    mobile = pbx.phone("PJSIP/carrier-out", caller)
-    pbx.dial(out_two, mobile, f"carrier-out/{number}")
-    leg = Leg(lc_one, mobile, [(lc_one, lc_two), (out_one, out_two)], out_two)
-    return leg, out_one, lc_two
-
-
-def mobile_picks_up(pbx: Pbx, leg: Leg) -> None:
-    """The mobile answers and hears "press 1": bridged with the inner Local only."""
-    assert leg.phone is not None and leg.inner_dialer is not None
-    pbx.up(leg.phone)
-    pbx.dial_end(leg.inner_dialer, leg.phone, "ANSWER")
-    bridge = pbx.bridge()
-    pbx.enter(bridge, leg.phone)
-    pbx.enter(bridge, leg.inner_dialer)
-    pbx.app(leg.chain[1][0], "Read", "INPUT,incoming-call-1-accept-2-decline,1,,1,5")
-
-
-def mobile_drops(pbx: Pbx, caller: Chan, leg: Leg, status: str) -> None:
-    """Not confirmed: the inner leg hangs up, the caller's Dial gets ``status`` for it."""
-    assert leg.phone is not None
-    (lc_one, lc_two), (out_one, out_two) = leg.chain
-    pbx.dial_end(lc_two, out_one, status)
-    for chan in (out_one, out_two, leg.phone, lc_two):
-        pbx.hangup(chan, by_far_end=False)
-    pbx.dial_end(caller, lc_one, status)
-    pbx.hangup(lc_one, by_far_end=False)
-
-
 def test_mobile_that_confirms_answers_for_its_manager() -> None:
     """The mobile picks up, presses 1 two seconds later: answered by 103 on her mobile,
-    ringing until the confirmation."""
-    pbx = Pbx()
-    caller = pbx.caller(did="74951110010")
-    desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
-    leg, out_one, lc_two = mobile_leg(pbx, caller)
-    pbx.wait(3)
-    mobile_picks_up(pbx, leg)
-    pbx.wait(2)
-    pbx.dtmf(leg.phone or caller, "1")
-    pbx.dial_end(lc_two, out_one, "ANSWER")
-    cancel(pbx, caller, desk)
-    bridge = pbx.bridge()
-    pbx.enter(bridge, out_one)
-    pbx.enter(bridge, lc_two)
-    pbx.dial_end(caller, leg.top, "ANSWER")
-    outer = pbx.bridge()
-    pbx.enter(outer, leg.top)
-    pbx.enter(outer, caller)
-    pbx.wait(6)
-    end_call(pbx, caller, leg)
-    record = correlate(pbx)
-    assert outcome(record) == ("answered", "103", None, None)
-    assert (record.answered_via, record.answered_number) == ("number", "+" + MOBILE_103)
-    assert (record.ring_seconds, record.talk_seconds) == (5, 6)
+    ringing until the confirmation; the desk's attempt cancelled."""
+    record = correlate_scene(mobile_confirms)
     assert [(a.channel.split("-")[0], a.outcome, a.via) for a in record.attempts] == [
         ("IAX2/103", "cancel", "device"),
         ("PJSIP/carrier", "answer", "number"),
     ]
 
 
-@pytest.mark.parametrize(("press", "status"), [("2", "NOANSWER"), (None, "NOANSWER")])
-def test_mobile_that_does_not_confirm_is_not_an_answer(press: str | None, status: str) -> None:
+@pytest.mark.parametrize("press", ["2", None])
+def test_mobile_that_does_not_confirm_is_not_an_answer(press: str | None) -> None:
     """The mobile (or its voicemail) picks up but refuses or never presses 1: the caller is
-    never connected to it; the desk rings out and voicemail takes the call: missed, no_answer."""
-    pbx = Pbx()
-    caller = pbx.caller(did="74951110010")
-    desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
-    leg, _, _ = mobile_leg(pbx, caller)
-    pbx.wait(3)
-    mobile_picks_up(pbx, leg)
-    pbx.wait(2 if press else 10)
-    if press:
-        pbx.dtmf(leg.phone or caller, press)
-    mobile_drops(pbx, caller, leg, status)
-    pbx.wait(20 - pbx.now)
-    cancel(pbx, caller, desk, "NOANSWER")
-    pbx.varset(caller, "DIALSTATUS", "NOANSWER")
-    pbx.up(caller)
-    pbx.app(caller, "VoiceMail", "103@default,u")
-    pbx.wait(8)
-    pbx.hangup(caller)
-    record = correlate(pbx)
-    assert outcome(record) == ("missed", None, "no_answer", None)
-    assert record.ring_seconds == 20
+    never connected to it; the desk rings out and voicemail takes the call: missed, no_answer,
+    the mobile's attempt not accepted."""
+    record = correlate_scene(mobile_unconfirmed, press=press)
     mobile = [a for a in record.attempts if a.via == "number"]
     assert [(a.manager, a.outcome, a.number) for a in mobile] == [
         ("103", "not_accepted", "+" + MOBILE_103)
@@ -215,16 +175,8 @@ def test_voicemail_behind_a_local_channel_is_a_missed_call() -> None:
 
 def test_caller_hanging_up_in_the_ivr_before_any_phone_rang_is_abandoned() -> None:
     """The IVR answers and plays its greeting; the caller hangs up: missed, abandoned,
-    ringing the whole time they waited."""
-    pbx = Pbx()
-    caller = pbx.caller()
-    pbx.up(caller)
-    pbx.app(caller, "Background", "custom/welcome-sales")
-    pbx.wait(3)
-    pbx.hangup(caller)
-    record = correlate(pbx)
-    assert outcome(record) == ("missed", None, "abandoned", None)
-    assert (record.ring_seconds, record.talk_seconds, record.attempts) == (3, 0, ())
+    ringing the whole time they waited, no ring attempt."""
+    assert correlate_scene(ivr_hang_up).attempts == ()
 
 
 @pytest.mark.parametrize(
@@ -283,21 +235,6 @@ def test_caller_who_gives_up_while_phones_ring_abandoned_even_after_a_ring_out()
     assert record.ring_seconds == 10
 
 
-def queue_call(pbx: Pbx, caller: Chan) -> list[Leg]:
-    """FreePBX queue 400: Answer(), Queue(400) ringing members Local/<ext>@from-queue/n."""
-    pbx.up(caller)
-    pbx.queue_join(caller, "400")
-    legs = []
-    for ext, device in (("101", "PJSIP/101"), ("102", "SIP/102")):
-        one, two = pbx.local(f"{ext}@from-queue", caller)
-        pbx.agent_called(caller, one, "400", f"Local/{ext}@from-queue/n")
-        pbx.dial(caller, one, f"Local/{ext}@from-queue/n")
-        phone = pbx.phone(device, caller)
-        pbx.dial(two, phone, ext)
-        legs.append(Leg(one, phone, [(one, two)], two))
-    return legs
-
-
 def test_queue_call_answered_through_a_local_member_is_not_a_transfer() -> None:
     """AgentConnect names the member "Anna", the bridge says extension 101: answered by 101,
     transferred to nobody, the queue on the record and on its attempts."""
@@ -321,19 +258,7 @@ def test_queue_call_answered_through_a_local_member_is_not_a_transfer() -> None:
 def test_queue_caller_abandon_alone_means_abandoned_and_names_the_queue(join_seen: bool) -> None:
     """The caller hangs up while queued (even if the join itself was not seen): missed,
     abandoned, queue 400 on the record, the wait as its ring time."""
-    pbx = Pbx()
-    caller = pbx.caller(did="74951110003")
-    pbx.up(caller)
-    if join_seen:
-        pbx.queue_join(caller, "400")
-    pbx.wait(12)
-    pbx.send("HangupRequest", caller, Cause="16")
-    pbx.queue_abandon(caller, "400", hold=12)
-    pbx.queue_leave(caller, "400")
-    pbx.send("Hangup", caller, Cause="16")
-    record = correlate(pbx)
-    assert outcome(record) == ("missed", None, "abandoned", None)
-    assert (record.queue, record.ring_seconds) == ("400", 12)
+    correlate_scene(queue_abandoned, join_seen=join_seen)
 
 
 @pytest.mark.parametrize(
@@ -396,23 +321,7 @@ def test_trunk_leg_to_a_managers_mobile_is_that_manager(dial_string: str) -> Non
 def test_forward_to_a_number_nobody_declared_is_answered_never_missed() -> None:
     """101 forwards to a number no manager declared: answered, by nobody known, with the
     number that answered on the record."""
-    pbx = Pbx()
-    caller = pbx.caller()
-    leg = ring(
-        pbx,
-        caller,
-        ["101@from-internal", "79169999999@from-internal"],
-        "PJSIP/carrier-out",
-        "carrier-out/79169999999",
-    )
-    pbx.wait(5)
-    answer(pbx, caller, leg)
-    pbx.wait(30)
-    end_call(pbx, caller, leg)
-    record = correlate(pbx)
-    assert outcome(record) == ("answered", None, None, None)
-    assert (record.answered_via, record.answered_number) == ("number", "+79169999999")
-    assert (record.ring_seconds, record.talk_seconds) == (5, 30)
+    correlate_scene(forward_to_stranger)
 
 
 def test_desk_phone_nobody_declared_answers_the_call() -> None:
@@ -446,38 +355,12 @@ def test_unknown_softphone_behind_a_managers_local_channel_is_that_manager() -> 
 def test_blind_transfer_keeps_the_wait_out_of_talk() -> None:
     """101 talks 3 s and blind-transfers; 102 picks up 3 s later and talks 6 s: talk 9,
     transfer wait 3, transferred to 102."""
-    pbx = Pbx()
-    caller = pbx.caller()
-    first = ring(pbx, caller, ["101@from-internal"], "PJSIP/101", "101")
-    pbx.wait(2)
-    answer(pbx, caller, first)
-    pbx.wait(3)
-    assert first.phone is not None and first.inner_dialer is not None
-    transferee = first.inner_dialer  # the ;2 half leaves 101 and dials 102
-    pbx.send("BlindTransfer", Result="Success", Extension="102", IsExternal="Yes")
-    pbx.leave(transferee)
-    pbx.hangup(first.phone, by_far_end=False)
-    one, two = pbx.local("102@from-internal", caller)
-    pbx.dial(transferee, one, "102@from-internal/n")
-    phone = pbx.phone("SIP/102", caller)
-    pbx.dial(two, phone, "102")
-    pbx.wait(3)
-    pbx.up(phone)
-    pbx.dial_end(two, phone, "ANSWER")
-    inner = pbx.bridge()
-    pbx.enter(inner, phone)
-    pbx.enter(inner, two)
-    pbx.dial_end(transferee, one, "ANSWER")
-    middle = pbx.bridge()
-    pbx.enter(middle, one)
-    pbx.enter(middle, transferee)
-    pbx.wait(6)
-    pbx.hangup(caller)
-    for chan in (phone, one, two, transferee, first.chain[0][0]):
-        pbx.hangup(chan, by_far_end=False)
-    record = correlate(pbx)
-    assert outcome(record) == ("answered", "101", None, "102")
-    assert (record.ring_seconds, record.talk_seconds, record.transfer_wait_seconds) == (2, 9, 3)
+    correlate_scene(blind_transfer)
+
+
+def test_national_did_is_kept_as_delivered_for_the_labeler() -> None:
+    """The carrier's national form reaches the record as delivered (the labeler maps it)."""
+    assert correlate_scene(national_did).did == "84951110002"
 
 
 def test_call_picked_up_by_another_manager_is_theirs() -> None:
