@@ -23,18 +23,23 @@ class Switchboard:
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
         self._bridges: dict[str, set[str]] = {}
+        self._by_name: dict[str, str] = {}  # Local channels only: name → Uniqueid
 
     def get(self, uniqueid: str) -> Channel | None:
         return self.channels.get(uniqueid)
 
     def add(self, channel: Channel) -> None:
         self.channels[channel.uniqueid] = channel
+        if channel.is_local:
+            self._by_name[channel.name] = channel.uniqueid
 
     def remove(self, uniqueid: str) -> Channel | None:
         """Forget a channel that hung up (it leaves its bridge)."""
         channel = self.channels.pop(uniqueid, None)
         if channel is not None:
             self.leave(channel)
+            if self._by_name.get(channel.name) == uniqueid:
+                del self._by_name[channel.name]
         return channel
 
     def keep_only(self, live: Iterable[str]) -> None:
@@ -79,7 +84,7 @@ class Switchboard:
         twin = {";1": ";2", ";2": ";1"}.get(half)
         if twin is None:
             return None
-        return next((c for c in self.channels.values() if c.name == base + twin), None)
+        return self.channels.get(self._by_name.get(base + twin, ""))
 
     # -- walks --------------------------------------------------------------
 

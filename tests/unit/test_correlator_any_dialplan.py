@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from dialplans import (
+    SCENES,
     TOPOLOGY,
     Expected,
     Leg,
@@ -392,3 +393,15 @@ def test_call_picked_up_by_another_manager_is_theirs() -> None:
         ("101", "cancel"),
         ("102", "answer"),
     ]
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+def test_local_halves_pair_up_by_name_when_localbridge_is_filtered(name: str) -> None:
+    """A site whose AMI user filters out LocalBridge events gets the same records: the two
+    halves of a Local channel are paired by their names."""
+    pbx = Pbx()
+    want = SCENES[name](pbx)
+    pbx.messages_sent = [m for m in pbx.messages_sent if m["Event"] != "LocalBridge"]
+    record = correlate(pbx)
+    assert outcome(record) == (want.status, want.answered_by, want.reason, want.transferred_to)
+    assert (record.ring_seconds, record.talk_seconds) == (want.ring, want.talk)
