@@ -391,7 +391,7 @@ class Daemon:
             try:
                 self._handle(item)
             except Exception:  # one bad event must not stop the tracking of all calls
-                log.exception("daemon.event_failed", event=getattr(item, "name", "resync"))
+                log.exception("daemon.event_failed", ami_event=getattr(item, "name", "resync"))
             self.handled.set()
 
     def _correlate_backlog(self) -> None:
