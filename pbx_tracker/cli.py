@@ -105,9 +105,14 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
         summary = asyncio.run(replay_into_database(paths, settings))
     for path, count in summary.unfinished.items():
         click.echo(f"{path}: {count} calls still in progress at the end, not recorded", err=True)
+    failed = summary.failed.total()
+    if failed:
+        kinds = ", ".join(f"{kind} ({count})" for kind, count in summary.failed.most_common())
+        click.echo(f"AMI messages the correlator could not apply: {kinds}", err=True)
     click.echo(
         f"{summary.files} files, {summary.events} AMI messages, {summary.records} call records, "
-        f"{summary.untracked} calls on untracked numbers ignored",
+        f"{summary.untracked} calls on untracked numbers ignored, "
+        f"{failed} AMI messages could not be applied",
         err=True,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,15 @@ def topology_of(settings: Settings) -> Topology:
 
 @dataclass
 class ReplaySummary:
+    """What a replay went through; ``failed``: the AMI messages the correlator could not
+    apply, counted by event and error (``"Hangup: KeyError"``)."""
+
     files: int = 0
     events: int = 0
     records: int = 0
     untracked: int = 0
     unfinished: dict[str, int] = field(default_factory=dict)
+    failed: Counter[str] = field(default_factory=Counter)
 
 
 def replay_files(
@@ -56,7 +61,7 @@ def replay_files(
     summary = ReplaySummary()
     for path in paths:
         correlator = Correlator(topology_of(settings))
-        records = correlator.feed_all(read_capture(path)) + correlator.flush()
+        records = _correlate(correlator, path, summary.failed) + correlator.flush()
         summary.files += 1
         summary.events += correlator.events_seen
         if correlator.calls_in_progress:
@@ -71,6 +76,15 @@ def replay_files(
             emit(labelled)
     summary.untracked = sum(labeler.untracked.values())
     return summary
+
+
+def _correlate(correlator: Correlator, path: Path, failed: Counter[str]) -> list[CallRecord]:
+    """The records of one capture; what could not be applied is counted in ``failed``."""
+    records: list[CallRecord] = []
+    for event in read_capture(path):
+        records.extend(correlator.feed(event))
+        failed.update(f"{f.event.name}: {f.error}" for f in correlator.take_failures())
+    return records
 
 
 def record_json_line(record: CallRecord) -> str:
