@@ -33,6 +33,7 @@ from pbx_tracker.agi.route import RouteHandler
 from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
+from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.watch import AttributionWatch
@@ -107,6 +108,8 @@ class Daemon:
         self.writer = writer
         self.clock = clock
         self.correlator = Correlator(topology_of(settings))
+        calls = settings.calls
+        self.dead_letters = DeadLetters(calls.dead_letters, calls.dead_letters_max_events)
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
         self.board = ManagerBoard(settings, clock)
@@ -124,6 +127,7 @@ class Daemon:
             self.calls_counted,
             ami_connected=lambda: self.listener.connected,
             events_seen=lambda: self.correlator.events_seen,
+            events_failed=lambda: self.correlator.events_failed,
         )
         self.visit_pools, self.http = self._http(settings, writer, landing)
         self.crm = self._crm(settings, writer)
@@ -412,6 +416,7 @@ class Daemon:
             if self.ringme is not None and item.name == "OriginateResponse":
                 self._ring_me_result(item)
             records = self.correlator.feed(item)
+        self.dead_letters.keep(self.correlator.take_failures())
         for record in records:
             labelled = self.labeler.label(record)
             if labelled is None:

@@ -6,6 +6,8 @@ Read at scrape time from what the daemon holds in memory (no database query):
 - ``pbx_tracker_calls_total{status,source}``: calls stored since the daemon started;
 - ``pbx_tracker_ami_connected``: 1 while logged in to Asterisk;
 - ``pbx_tracker_ami_events_total``: AMI events correlated (``rate()`` = events/s);
+- ``pbx_tracker_ami_events_failed_total``: AMI events the correlator could not apply
+  (each logged and kept in ``calls.dead_letters``);
 - ``pbx_tracker_callbacks_open``: open callback tasks (counted in the database by the
   daemon every ``OPEN_CALLBACKS_SECONDS``; absent until the first count);
 
@@ -122,10 +124,12 @@ class DaemonCollector(Collector):
         calls: CallCounter,
         ami_connected: Callable[[], bool],
         events_seen: Callable[[], int],
+        events_failed: Callable[[], int] = lambda: 0,
     ) -> None:
         self._calls = calls
         self._ami_connected = ami_connected
         self._events_seen = events_seen
+        self._events_failed = events_failed
         self.open_callbacks: int | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -142,6 +146,11 @@ class DaemonCollector(Collector):
         )
         yield CounterMetricFamily(
             "pbx_tracker_ami_events", "AMI events correlated", value=self._events_seen()
+        )
+        yield CounterMetricFamily(
+            "pbx_tracker_ami_events_failed",
+            "AMI events the correlator could not apply (kept in calls.dead_letters)",
+            value=self._events_failed(),
         )
         if self.open_callbacks is not None:
             yield GaugeMetricFamily(
