@@ -256,10 +256,21 @@ async def _attempts_of(executor: Executor, call_ids: list[int]) -> dict[int, lis
     a = attempts_table.c
     query = select(attempts_table).where(a.call_id.in_(call_ids)).order_by(a.call_id, a.id)
     for row in (await executor.execute(query)).all():
-        grouped[row.call_id].append(
-            RingAttempt(row.manager, row.channel, row.rang_at, row.ended_at, row.outcome, row.queue)
-        )
+        grouped[row.call_id].append(_attempt_from_row(row))
     return grouped
+
+
+def _attempt_from_row(row: Row[Any]) -> RingAttempt:
+    return RingAttempt(
+        row.manager,
+        row.channel,
+        row.rang_at,
+        row.ended_at,
+        row.outcome,
+        row.queue,
+        via=row.via,
+        number=row.number,
+    )
 
 
 def _call_values(record: CallRecord) -> dict[str, Any]:
@@ -281,6 +292,9 @@ def _call_values(record: CallRecord) -> dict[str, Any]:
         "spam": record.spam is not None,
         "spam_reason": record.spam.value if record.spam else None,
         "answer_seconds": answer_seconds(record),
+        "answered_via": record.answered_via,
+        "answered_number": record.answered_number,
+        "transfer_wait_seconds": record.transfer_wait_seconds,
         **_attribution_values(record),
         "created_at": now,
         "updated_at": now,
@@ -357,6 +371,8 @@ def _attempt_values(call_id: int, attempt: RingAttempt) -> dict[str, Any]:
         "ended_at": attempt.ended_at,
         "outcome": attempt.outcome,
         "queue": attempt.queue,
+        "via": attempt.via,
+        "number": attempt.number,
     }
 
 
@@ -384,6 +400,9 @@ def _record_from_call_row(row: Row[Any], attempts: list[RingAttempt]) -> CallRec
         attribution=row.attribution,
         spam=SpamReason(row.spam_reason or SpamReason.MANUAL) if row.spam else None,
         attempts=tuple(attempts),
+        answered_via=row.answered_via,
+        answered_number=row.answered_number,
+        transfer_wait_seconds=row.transfer_wait_seconds,
     )
 
 

@@ -173,6 +173,12 @@ class CallRow(Base):
     spam_changed_at: Mapped[datetime | None]
     # seconds the answering manager's phone rang before they took it (migration 0009)
     answer_seconds: Mapped[float | None] = mapped_column(Float)
+    # how the first party who answered was reached (migration 0012): answered_via is
+    # device | number; answered_number the external number (E.164), or the device no
+    # manager declared; transfer_wait_seconds: after the first answer, connected to nobody
+    answered_via: Mapped[str | None] = mapped_column(String(16))
+    answered_number: Mapped[str | None] = mapped_column(String(64))
+    transfer_wait_seconds: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class RingAttemptRow(Base):
@@ -192,6 +198,9 @@ class RingAttemptRow(Base):
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(32))
     queue: Mapped[str | None] = mapped_column(String(64))
+    # how the leg reached its target (migration 0012): device | number, and the number
+    via: Mapped[str | None] = mapped_column(String(16))
+    number: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboundCallRow(Base):

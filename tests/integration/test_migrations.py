@@ -19,6 +19,7 @@ from sqlalchemy import inspect
 
 from pbx_tracker.store.engine import make_sync_engine
 from pbx_tracker.store.migrate import (
+    alembic_config,
     current_revision,
     downgrade_to_base,
     head_revision,
@@ -353,3 +354,73 @@ async def test_0009_backfills_the_answer_speed_and_the_first_call(database_url: 
     assert speeds["a"] == pytest.approx(7.0)  # rang at second 2, answered at second 9
     assert speeds["m1"] is None and speeds["m2"] is None
     assert first == expected
+
+
+def _downgrade_to(url: str, revision: str) -> None:
+    """`alembic downgrade <revision>` on ``url``."""
+    from alembic import command
+
+    config = alembic_config()
+    engine = make_sync_engine(url, foreign_keys=False)
+    try:
+        with engine.connect() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+async def test_0012_adds_how_calls_were_answered_and_goes_back(database_url: str) -> None:
+    """Calls stored before 0012 read as answered in no known way with no transfer wait,
+    and going back to 0011 keeps the calls; on both sides of it new calls still learn
+    their caller's previous call (SQLite keeps the triggers of 0006)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from pbx_tracker.store.models import CallRow, RingAttemptRow
+
+    await asyncio.to_thread(upgrade_to, database_url, "0011")
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    calls, attempts = CallRow.__table__, RingAttemptRow.__table__
+
+    def call(linkedid: str, hours: int, **more: Any) -> dict[str, Any]:
+        start = t0 + timedelta(hours=hours)
+        return {
+            "node": "pbx1", "linkedid": linkedid, "direction": "inbound", "caller": "+7916",
+            "status": "missed", "started_at": start, "ended_at": start, "ring_seconds": 9,
+            "talk_seconds": 0, "complete": True, "variables": {}, **more,
+        }  # fmt: skip
+
+    def store_upgrade_and_go_back() -> tuple[list[Any], list[Any], list[Any], set[str]]:
+        engine = make_sync_engine(database_url)
+        try:
+            with engine.begin() as conn:
+                old = conn.execute(insert(calls).values(call("old", 0)).returning(calls.c.id))
+                leg = {"call_id": old.scalar(), "manager": "101", "channel": "PJSIP/101-1"}
+                conn.execute(insert(attempts).values(**leg, rang_at=t0, outcome="noanswer"))
+            upgrade_to_head(database_url)
+            with engine.begin() as conn:
+                conn.execute(insert(calls).values(call("new", 1, transfer_wait_seconds=5)))
+                c = calls.c
+                read = select(
+                    c.linkedid, c.answered_via, c.answered_number, c.transfer_wait_seconds
+                )
+                upgraded = list(conn.execute(read.order_by(c.id)))
+                legs = list(conn.execute(select(attempts.c.via, attempts.c.number)))
+            _downgrade_to(database_url, "0011")
+            with engine.begin() as conn:
+                conn.execute(insert(calls).values(call("later", 2)))
+                kept = list(conn.execute(select(c.linkedid, c.previous_call_at).order_by(c.id)))
+                left = {column["name"] for column in inspect(conn).get_columns("calls")}
+            return upgraded, legs, kept, left
+        finally:
+            engine.dispose()
+
+    upgraded, legs, kept, left = await asyncio.to_thread(store_upgrade_and_go_back)
+    assert [tuple(row) for row in upgraded] == [("old", None, None, 0), ("new", None, None, 5)]
+    assert [tuple(row) for row in legs] == [(None, None)]
+    hour = timedelta(hours=1)
+    assert [tuple(row) for row in kept] == [("old", None), ("new", t0), ("later", t0 + hour)]
+    assert not {"answered_via", "answered_number", "transfer_wait_seconds"} & left

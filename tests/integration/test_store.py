@@ -26,6 +26,7 @@ from pbx_tracker.store.calls import (
     caller_has_earlier_call,
     calls_table,
     count_calls,
+    get_call,
     list_calls,
     list_outbound_calls,
     mark_first_time_callers,
@@ -188,6 +189,88 @@ class TestSaveAndRead:
             await save_call(conn, answered_call())
             await conn.exec_driver_sql("DELETE FROM calls")
         assert await attempt_rows(engine) == 0
+
+
+def on_a_mobile(
+    linkedid: str = "1732095000.20", start: datetime = T0, **changes: object
+) -> CallRecord:
+    """103's desk phone rang unanswered, then 103 took the call on their mobile through
+    the trunk; the caller later waited 14 s for a transfer."""
+    mobile = "+79160000103"
+    attempts = (
+        RingAttempt("103", "PJSIP/103-00000003", start, start + timedelta(seconds=6),
+                    "noanswer", via="device"),
+        RingAttempt("103", "PJSIP/trunk-00000004", start + timedelta(seconds=6),
+                    start + timedelta(seconds=95), "answer", via="number", number=mobile),
+    )  # fmt: skip
+    record = answered_call(
+        linkedid,
+        start,
+        answered_by="103",
+        transferred_to=None,
+        answered_via="number",
+        answered_number=mobile,
+        transfer_wait_seconds=14,
+        talk_seconds=74,
+        attempts=attempts,
+    )
+    return record.replace(**changes)
+
+
+class TestHowAnswered:
+    async def test_a_call_answered_on_a_mobile_reads_back_the_same(
+        self, engine: AsyncEngine
+    ) -> None:
+        """The mobile number, the transfer wait and each leg's way come back as stored."""
+        record = on_a_mobile()
+        async with engine.begin() as conn:
+            await save_call(conn, record)
+        async with engine.connect() as conn:
+            assert await list_calls(conn) == [record]
+            call_id = (await conn.execute(select(calls_table.c.id))).scalar_one()
+            assert await get_call(conn, call_id) == record
+
+    async def test_saved_again_the_new_answer_and_legs_replace_the_old(
+        self, engine: AsyncEngine
+    ) -> None:
+        """A call saved again with a phone nobody declared keeps only the new facts."""
+        leg = RingAttempt(None, "PJSIP/104-00000009", T0, None, "answer", via="device")
+        again = on_a_mobile(
+            answered_by=None,
+            answered_via="device",
+            answered_number="PJSIP/104",
+            transfer_wait_seconds=0,
+            attempts=(leg,),
+        )
+        async with engine.begin() as conn:
+            await save_call(conn, on_a_mobile())
+            await save_calls(conn, [on_a_mobile("1732095000.21"), again])
+        async with engine.connect() as conn:
+            assert await list_calls(conn) == [again, on_a_mobile("1732095000.21")]
+        assert await attempt_rows(engine) == 3
+
+    async def test_a_call_stored_without_them_reads_as_not_known(self, engine: AsyncEngine) -> None:
+        """A missed call has no way of answering, no number and no transfer wait."""
+        async with engine.begin() as conn:
+            await conn.execute(
+                calls_table.insert().values(
+                    node="pbx1", linkedid="old.1", direction="inbound", status="missed",
+                    started_at=T0, ended_at=T0, ring_seconds=20, talk_seconds=0,
+                    complete=True, variables={},
+                )
+            )  # fmt: skip
+        async with engine.connect() as conn:
+            (stored,) = await list_calls(conn)
+        assert (stored.answered_via, stored.answered_number, stored.transfer_wait_seconds) == (
+            None,
+            None,
+            0,
+        )
+
+    def test_the_spill_file_keeps_them(self) -> None:
+        """A call answered on a mobile, spilled while the database was down, loses nothing."""
+        record = on_a_mobile(start=T0_MS)
+        assert record_from_json(record.to_json()) == record
 
 
 class TestOutbound:

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.calls.records import CallRecord, Direction
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
 from pbx_tracker.store.calls import list_calls, list_outbound_calls
 from pbx_tracker.store.engine import make_async_engine, mask_url, normalise_url
 from pbx_tracker.store.migrate import upgrade_to_head
@@ -42,6 +42,33 @@ def call(index: int, caller: str | None = "+79160000000", **changes: Any) -> Cal
     """The index-th missed call of the day (one minute apart, millisecond times)."""
     started = T0 + timedelta(minutes=index)
     return missed_call(f"1732093200.{index}", started, caller).replace(**changes)
+
+
+def on_a_mobile(index: int) -> CallRecord:
+    """The index-th call of the day, answered by 103 on their mobile after their desk
+    phone rang 5 s; 9 s of it the caller waited for a transfer."""
+    mobile = "+79160000103"
+    record = call(index, caller=f"+7916100{index:04d}")
+    start = record.started_at
+    legs = (
+        RingAttempt("103", "PJSIP/103-1", start, start + timedelta(seconds=5), "noanswer",
+                    via="device"),
+        RingAttempt("103", "PJSIP/trunk-2", start + timedelta(seconds=5),
+                    start + timedelta(seconds=60), "answer", via="number", number=mobile),
+    )  # fmt: skip
+    return record.replace(
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by="103",
+        answered_at=start + timedelta(seconds=8),
+        ended_at=start + timedelta(seconds=60),
+        ring_seconds=8,
+        talk_seconds=43,
+        answered_via="number",
+        answered_number=mobile,
+        transfer_wait_seconds=9,
+        attempts=legs,
+    )
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
@@ -196,6 +223,26 @@ class TestWriting:
                 assert await list_calls(conn) == []
         finally:
             await engine.dispose()
+
+    async def test_how_a_call_was_answered_is_written_from_the_queue_and_the_spill_file(
+        self, migrated_url: str, make_writer: Callable[..., CallWriter], tmp_path: Path
+    ) -> None:
+        """Calls taken on a manager's mobile keep the number, the transfer wait and each
+        leg's way, whether they were spilled, queued together or written one by one."""
+        spill = tmp_path / "pending.jsonl"
+        spilled = on_a_mobile(0)
+        spill.write_text(json.dumps(spilled.to_json()) + "\n")
+        writer = make_writer(migrated_url, spill_path=spill)
+        queued = [on_a_mobile(i) for i in range(1, 4)]
+        for record in queued:  # waiting together: written in one batch
+            writer.submit(record)
+        await writer.start()
+        assert await writer.drain(timeout=30) == 0
+        alone = on_a_mobile(4)
+        writer.submit(alone)
+        assert await writer.drain(timeout=30) == 0
+        stored = [r.replace(first_time_caller=None) for r in await stored_calls(migrated_url)]
+        assert stored == [spilled, *queued, alone]
 
     async def test_a_refused_record_is_set_aside_and_the_rest_written(
         self, migrated_url: str, make_writer: Callable[..., CallWriter], tmp_path: Path
