@@ -22,7 +22,10 @@ answers Range requests (206), so the browser's ``<audio>`` can seek.
 
 Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
 "Spam" badge with the reason on spam calls and, for managers and admins, a
-"Spam" / "Not spam" button (`pbx_tracker.web.pages_spam`).
+"Spam" / "Not spam" button (`pbx_tracker.web.pages_spam`).  A call a manager
+answered on an external number (their mobile, by follow-me or forwarding) shows
+that number under the manager; one answered by a phone or number no manager
+declared shows "answered: " and it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from sqlalchemy import Table, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from pbx_tracker.phones import display_number
+from pbx_tracker.phones import display_number, is_dialable
 from pbx_tracker.reports.period import in_zone, local_date
 from pbx_tracker.store.models import CallRow, RingAttemptRow
 from pbx_tracker.web import pages_html
@@ -235,6 +238,8 @@ async def find_calls(
             c.status,
             c.missed_reason,
             c.answered_by,
+            c.answered_via,
+            c.answered_number,
             c.ring_seconds,
             c.talk_seconds,
             c.recording_path,
@@ -275,14 +280,26 @@ def _duration(seconds: int | None) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
+def _answerer(row: Any, pages: Pages) -> dict[str, str]:
+    """Who answered: the manager ("Anna Petrova (101)") and the external number they
+    answered on ("on 8 (916) 000-01-03"), or the phone or number no manager declared."""
+    number = row.answered_number or ""
+    if is_dialable(number):
+        number = display_number(number, pages.region)
+    manager = row.answered_by or ""
+    if not manager:
+        return {"manager": "", "answered_on": "", "answered_other": number}
+    if manager in pages.managers:
+        manager = f"{pages.managers[manager]} ({manager})"
+    on = f"on {number}" if number and row.answered_via == "number" else ""
+    return {"manager": manager, "answered_on": on, "answered_other": ""}
+
+
 def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
     """What one call shows, ready to print."""
     started = row.started_at.astimezone(pages.rules.zone)
     answered = row.status == "answered"
     reason = REASONS.get(row.missed_reason or "", row.missed_reason or "")
-    manager = row.answered_by or ""
-    if manager and manager in pages.managers:
-        manager = f"{pages.managers[manager]} ({manager})"
     return {
         "id": int(row.id),
         "time": f"{started:%H:%M}",
@@ -296,7 +313,7 @@ def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
         "status": "answered" if answered else "missed",
         "status_text": "Answered" if answered else "Missed",
         "reason": "" if answered else reason,
-        "manager": manager,
+        **_answerer(row, pages),
         "ring": _duration(row.ring_seconds),
         "talk": _duration(row.talk_seconds) if answered else "",
         "recording": bool(row.recording_path),
@@ -485,6 +502,25 @@ def _spam_button(row: Mapping[str, Any], marking: tuple[str, str] | None) -> str
     )
 
 
+def _manager_cell(row: Mapping[str, Any]) -> str:
+    """The manager who answered (and the external number they answered on, under the
+    name), else "answered: " and the phone or number no manager declared, else "—"."""
+    if row["manager"]:
+        on = ""
+        if row["answered_on"]:
+            on = (
+                '<span class="answered-on" title="Answered on an external number: '
+                f'follow-me or call forwarding">{_e(row["answered_on"])}</span>'
+            )
+        return f'<td class="c-manager">{_e(row["manager"])}{on}</td>'
+    if row["answered_other"]:
+        return (
+            '<td class="c-manager" title="No manager declared this phone or number">'
+            f'answered: <span class="answered-number">{_e(row["answered_other"])}</span></td>'
+        )
+    return '<td class="c-manager is-none">—</td>'
+
+
 def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -> str:
     campaign = f'<span class="meta-item">{_e(row["campaign"])}</span>' if row["campaign"] else ""
     keyword = ""
@@ -512,8 +548,7 @@ def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -
         f"</span>{campaign}{keyword}</div></td>"
         f'<td class="c-status"><span class="badge badge-{_e(row["status"])}">'
         f"{_e(row['status_text'])}</span>{reason}{_spam_badge(row)}</td>"
-        f'<td class="c-manager{"" if row["manager"] else " is-none"}">'
-        f"{_e(row['manager']) or '—'}</td>"
+        f"{_manager_cell(row)}"
         f'<td class="c-times"><span class="ring">ring {_e(row["ring"])}</span>{talk}</td>'
         f'<td class="c-play">{play}</td>'
         f'<td class="c-spam">{_spam_button(row, marking)}</td></tr>'

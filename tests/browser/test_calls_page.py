@@ -273,6 +273,43 @@ async def test_the_calls_of_today_newest_first_and_filtered(
         await phone.screenshot(path=tmp_path / "calls-phone.png", full_page=True)
 
 
+async def test_who_answered_on_a_mobile_or_an_undeclared_phone_is_shown(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """A manager who took a call on their mobile shows with that number, and a phone or
+    number no manager declared shows as "answered: " and it, on a laptop and a phone."""
+    mobile = "+79160000102"
+    nobody_declared: dict[str, Any] = {"status": CallStatus.ANSWERED, "missed_reason": None}
+    await site.add(
+        call("desk", "2026-03-10 09:00", "+79161234567", answered_by="101", talk=40,
+             answered_via="device"),
+        call("mobile", "2026-03-10 10:00", "+79167654321", answered_by="102", talk=65,
+             answered_via="number", answered_number=mobile, transfer_wait_seconds=12),
+        call("device", "2026-03-10 11:00", "+79035550000", **nobody_declared,
+             answered_via="device", answered_number="PJSIP/104"),
+        call("stranger", "2026-03-10 12:00", "+79035551111", **nobody_declared,
+             answered_via="number", answered_number="+79031112233"),
+    )  # fmt: skip
+    ids = {name: await site.call_id(name) for name in ("desk", "mobile", "device", "stranger")}
+    for viewport, name in ((LAPTOP, "laptop"), (PHONE, "phone")):
+        async with tab(browser, viewport) as page:
+            await sign_in(page, site, "root")
+            managers = {key: page.locator(f"#call-{ids[key]} .c-manager") for key in ids}
+            await expect(managers["desk"]).to_have_text("Anna Petrova (101)")
+            await expect(managers["mobile"]).to_contain_text("Boris Orlov (102)")
+            await expect(managers["mobile"].locator(".answered-on")).to_have_text(
+                f"on {shown(mobile)}"
+            )
+            await expect(managers["mobile"].locator(".answered-on")).to_be_visible()
+            await expect(managers["device"]).to_have_text("answered: PJSIP/104")
+            await expect(managers["device"]).to_be_visible()
+            await expect(managers["stranger"]).to_have_text(f"answered: {shown('+79031112233')}")
+            await expect(managers["stranger"].locator(".answered-number")).to_be_visible()
+            wrap = page.locator(".table-wrap")
+            assert await wrap.evaluate("box => box.scrollWidth <= box.clientWidth")  # no scroll
+            await page.screenshot(path=tmp_path / f"calls-answered-on-{name}.png", full_page=True)
+
+
 async def test_a_long_day_has_pages(site: Site, browser: Browser, tmp_path: Path) -> None:
     await site.add(
         *(call(f"p{n}", f"2026-03-10 08:{n // 60:02d}", f"+7916000{n:04d}") for n in range(55))
