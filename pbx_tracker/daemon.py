@@ -43,7 +43,7 @@ from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.replay import topology_of
 from pbx_tracker.reports.settings import rules_of
@@ -418,24 +418,41 @@ class Daemon:
             records = self.correlator.feed(item)
         self.dead_letters.keep(self.correlator.take_failures())
         for record in records:
-            labelled = self.labeler.label(record)
-            if labelled is None:
-                log.info("call.untracked", did=record.did, linkedid=record.linkedid)
-                continue
-            self.sticky.remember(labelled)
-            log.info(
-                "call.finished",
+            self._call_finished(record)
+
+    def _call_finished(self, record: CallRecord) -> None:
+        labelled = self.labeler.label(record)
+        if labelled is None:
+            log.info("call.untracked", did=record.did, linkedid=record.linkedid)
+            return
+        self.sticky.remember(labelled)
+        log.info(
+            "call.finished",
+            linkedid=labelled.linkedid,
+            direction=str(labelled.direction),
+            did=labelled.did,
+            source=labelled.source,
+            status=str(labelled.status),
+            missed_reason=labelled.missed_reason and str(labelled.missed_reason),
+            answered_by=labelled.answered_by,
+            ring=labelled.ring_seconds,
+            talk=labelled.talk_seconds,
+        )
+        if _answered_by_undeclared(labelled):
+            # the admin declares this number or device for a manager (managers[] in the config)
+            log.warning(
+                "call.answered_by_undeclared",
                 linkedid=labelled.linkedid,
-                direction=str(labelled.direction),
-                did=labelled.did,
-                source=labelled.source,
-                status=str(labelled.status),
-                missed_reason=labelled.missed_reason and str(labelled.missed_reason),
-                answered_by=labelled.answered_by,
-                ring=labelled.ring_seconds,
-                talk=labelled.talk_seconds,
+                answered_number=labelled.answered_number,
+                answered_via=labelled.answered_via,
             )
-            self.writer.submit(labelled)
+        self.writer.submit(labelled)
+
+
+def _answered_by_undeclared(record: CallRecord) -> bool:
+    """An inbound call someone answered whom no manager declared as a device or number."""
+    inbound = record.direction is Direction.INBOUND
+    return inbound and record.status is CallStatus.ANSWERED and record.answered_by is None
 
 
 def _also_on_written(writer: CallWriter, hook: Callable[[CallRecord, bool], None]) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.calls.correlator import Correlator, FailedEvent
 from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Manager, Settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.replay import replay_files, topology_of
@@ -244,6 +245,56 @@ async def test_unreadable_channel_at_resync_does_not_stop_the_daemon(
             await daemon.wait_for_records(1)
     assert named(logs, "daemon.event_failed")[0]["ami_event"] == "resync"
     assert [record.caller for record in daemon.written] == ["+79161234501"]
+
+
+class StrangerAnswers(Correlator):
+    """The real correlator, except that ``UserEvent: stranger`` finishes a call answered
+    through a number no manager declared (a test double of our own code)."""
+
+    def feed(self, event: AmiEvent) -> list[CallRecord]:
+        if event.get("UserEvent") == "stranger":
+            return [stranger_call()]
+        return super().feed(event)
+
+
+def stranger_call() -> CallRecord:
+    started = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    return CallRecord(
+        linkedid="1733541121.950",
+        node="pbx",
+        direction=Direction.INBOUND,
+        did="74951110001",
+        caller="79161234598",
+        caller_name=None,
+        status=CallStatus.ANSWERED,
+        missed_reason=None,
+        answered_by=None,
+        transferred_to=None,
+        started_at=started,
+        answered_at=started + timedelta(seconds=4),
+        ended_at=started + timedelta(seconds=60),
+        ring_seconds=4,
+        talk_seconds=56,
+        recording_path=None,
+        answered_via="number",
+        answered_number="+79160000104",
+    )
+
+
+async def test_call_answered_by_an_undeclared_number_is_a_warning(
+    asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """A call answered by a number no manager declared is stored and logged as a warning
+    naming that number, so the admin can declare it."""
+    settings = dead_letter_settings(tmp_path, asterisk.port, tmp_path / "dead-letters.jsonl")
+    with capture_logs() as logs:
+        async with running(settings, StrangerAnswers(topology_of(settings))) as daemon:
+            await asterisk.send_event(Event="UserEvent", UserEvent="stranger")
+            await daemon.wait_for_records(1)
+    (warning,) = named(logs, "call.answered_by_undeclared")
+    assert (warning["linkedid"], warning["answered_number"]) == ("1733541121.950", "+79160000104")
+    assert warning["log_level"] == "warning"
+    assert [record.answered_by for record in daemon.written] == [None]
 
 
 def failure(number: int) -> FailedEvent:
