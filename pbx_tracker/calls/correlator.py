@@ -287,12 +287,21 @@ class Correlator:
 
     # -- dialing ----------------------------------------------------------
 
+    def _dialling_call(self, event: AmiEvent) -> Call | None:
+        """The call of the channel that dials (the destination's when it is not known);
+        both channels are adopted if they are met for the first time."""
+        source = self._call_of(event)
+        dest = self._call_of(event, "Dest")
+        return source or dest
+
     def _on_dial_begin(self, event: AmiEvent) -> None:
-        call = self._call_of(event) or self._call_of(event, "Dest")
+        call = self._dialling_call(event)
         dest_id = event.get("DestUniqueid")
         if call is None or not dest_id:
             return
-        dest = self._board.channels[dest_id]
+        dest = self._board.get(dest_id)
+        if dest is None:
+            return
         call.channels.add(dest_id)
         source = event.get("Uniqueid")
         if dest.dialed_by is None and source and source != dest_id:
@@ -345,7 +354,7 @@ class Correlator:
         return Reach(None, VIA_DEVICE)
 
     def _on_dial_end(self, event: AmiEvent) -> None:
-        call = self._call_of(event) or self._call_of(event, "Dest")
+        call = self._dialling_call(event)
         if call is None:
             return
         dest, status = event.get("DestUniqueid"), event.get("DialStatus").upper()
@@ -358,7 +367,7 @@ class Correlator:
                 offer.dest_ends(dest, status, event.time)
 
     def _on_agent_called(self, event: AmiEvent) -> None:
-        call = self._call_of(event) or self._call_of(event, "Dest")
+        call = self._dialling_call(event)
         dest = self._board.get(event.get("DestUniqueid"))
         if call is None or dest is None:
             return

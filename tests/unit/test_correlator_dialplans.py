@@ -184,6 +184,7 @@ def test_resync_keeps_calls_that_are_still_live() -> None:
 
 
 def test_unknown_and_broken_events_change_nothing() -> None:
+    """Lone, partial or unknown events (a Dial of channels never seen) are taken in quietly."""
     correlator = Correlator()
     junk = [
         {},
@@ -192,6 +193,11 @@ def test_unknown_and_broken_events_change_nothing() -> None:
         {"Event": "BridgeEnter", "Uniqueid": "1.1"},
         {"Event": "PeerStatus", "Peer": "IAX2/104"},
         {"Event": "VarSet", "Variable": "", "Value": "x", "Uniqueid": "9.9"},
+        {"Event": "DialBegin", "Uniqueid": "2.1", "Channel": "PJSIP/x-1", "DestUniqueid": "2.2"},
+        {"Event": "DialBegin", "DestUniqueid": "3.2", "DestChannel": "PJSIP/101-2"},
+        {"Event": "AgentCalled", "Uniqueid": "4.1", "DestUniqueid": "4.2", "Queue": "400"},
+        {"Event": "LocalBridge", "LocalOneUniqueid": "5.1", "LocalTwoUniqueid": "5.2"},
     ]
     for fields in junk:
         assert correlator.feed(AmiEvent(fields, 1.0)) == []
+    assert correlator.events_failed == 0
