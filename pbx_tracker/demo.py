@@ -73,6 +73,7 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 "url": database_url or f"sqlite:///{directory / 'pbx-tracker.sqlite3'}",
                 "spill_path": str(directory / "pending-calls.jsonl"),
             },
+            "calls": {"dead_letters": str(directory / "dead-letters.jsonl")},
             "tracked_numbers": [
                 *(
                     {"did": did, "source": source, "medium": medium}

@@ -16,11 +16,13 @@ from traces import TRACE_CONFIG
 WAIT = 15.0
 
 
-def trace_settings(url: str, port: int, tmp_path: Path, **environ: str) -> Settings:
-    """The traces' config on ``url`` and the fake Asterisk's ``port``; ``environ``: more
-    ``PBX_TRACKER_...`` overrides."""
+def trace_settings(
+    url: str, port: int, tmp_path: Path, *, config: Path = TRACE_CONFIG, **environ: str
+) -> Settings:
+    """The traces' config (or ``config``) on ``url`` and the fake Asterisk's ``port``;
+    ``environ``: more ``PBX_TRACKER_...`` overrides."""
     return load_settings(
-        TRACE_CONFIG,
+        config,
         environ={
             **environ,
             "PBX_TRACKER_DATABASE__URL": url,
@@ -29,6 +31,7 @@ def trace_settings(url: str, port: int, tmp_path: Path, **environ: str) -> Setti
             "PBX_TRACKER_AMI__RECONNECT_INITIAL": "0.05",
             "PBX_TRACKER_AMI__RECONNECT_MAX": "0.2",
             "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
+            "PBX_TRACKER_CALLS__DEAD_LETTERS": str(tmp_path / "dead-letters.jsonl"),
         },
     )
 

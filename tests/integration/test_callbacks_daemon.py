@@ -40,6 +40,7 @@ def callback_settings(url: str, port: int, tmp_path: Path, **callbacks: Any) -> 
     data = base.model_dump(mode="json", exclude={"routing", "agi", "callbacks"})
     data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
     data["database"].update(url=url, spill_path=str(tmp_path / "spill.jsonl"))
+    data["calls"]["dead_letters"] = str(tmp_path / "dead-letters.jsonl")
     data["agi"] = {"port": 0}
     data["routing"] = {"dial_template": "IAX2/{extension}/{extension}"}
     for manager in data["managers"]:

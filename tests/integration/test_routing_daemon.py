@@ -57,6 +57,7 @@ def routing_settings(url: str, port: int, tmp_path: Path, **routing: Any) -> Set
     data = base.model_dump(mode="json", exclude={"routing", "agi"})
     data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
     data["database"].update(url=url, spill_path=str(tmp_path / "spill.jsonl"))
+    data["calls"]["dead_letters"] = str(tmp_path / "dead-letters.jsonl")
     data["recordings_dir"] = str(tmp_path / "monitor")
     data["agi"] = {"port": 0}
     data["routing"] = {**ROUTING, **routing}
