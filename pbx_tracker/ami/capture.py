@@ -9,8 +9,9 @@ Absolute times come from the messages themselves: a `Timestamp:` header
 (manager.conf `timestampevents = yes`) wins; otherwise the capture's start is
 anchored on an `EventTV` header (security events such as `SuccessfulAuth` carry
 one, with milliseconds) or on the epoch embedded in a channel's Uniqueid.
-Raw text without `Timestamp:` headers has no clock at all, so its times are
-estimated from those anchors and marked `estimated`.
+Raw text without `Timestamp:` headers has no clock at all: its times are
+estimated from what the messages say about each other (`pbx_tracker.ami.clock`:
+durations Asterisk reports, Uniqueid epochs, order) and marked `estimated`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pbx_tracker.ami.clock import estimate_times
 from pbx_tracker.ami.messages import parse_message
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.state import uniqueid_epoch
@@ -86,19 +88,39 @@ def _raw_messages(data: bytes) -> Iterator[tuple[dict[str, str], float | None]]:
 def _timed(messages: Iterable[tuple[dict[str, str], float | None]]) -> Iterator[AmiEvent]:
     items = list(messages)
     base = _capture_start(items)
-    last = 0.0
-    for fields, offset in items:
-        exact = _float(fields.get("Timestamp"))
-        if exact is not None:
-            last = exact
-            yield AmiEvent(fields, exact)
-        elif offset is not None and base is not None:
-            last = base + offset
-            yield AmiEvent(fields, last)
+    exact = [_exact_time(fields, offset, base) for fields, offset in items]
+    if None not in exact:
+        guessed: list[float] = []
+    elif base is None and any(offset is not None for _, offset in items):
+        guessed = _relative(items)
+    else:
+        guessed = estimate_times([fields for fields, _ in items], exact)
+    for index, (fields, _) in enumerate(items):
+        moment = exact[index]
+        if moment is not None:
+            yield AmiEvent(fields, moment)
         else:
-            anchor = _anchor(fields)
-            last = max(last, anchor or 0.0, (base or 0.0) + (offset or 0.0))
-            yield AmiEvent(fields, last, estimated=True)
+            yield AmiEvent(fields, guessed[index], estimated=True)
+
+
+def _exact_time(
+    fields: Mapping[str, str], offset: float | None, base: float | None
+) -> float | None:
+    """A message's own `Timestamp:`, else its JSON `_ts` from a dated capture start."""
+    stamp = _float(fields.get("Timestamp"))
+    if stamp is not None:
+        return stamp
+    return base + offset if offset is not None and base is not None else None
+
+
+def _relative(items: list[tuple[dict[str, str], float | None]]) -> list[float]:
+    """JSON Lines whose start nothing dates: `_ts` as it is, never decreasing."""
+    times: list[float] = []
+    last = 0.0
+    for _, offset in items:
+        last = max(last, offset or 0.0)
+        times.append(last)
+    return times
 
 
 def _capture_start(items: list[tuple[dict[str, str], float | None]]) -> float | None:
