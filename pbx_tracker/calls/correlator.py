@@ -41,7 +41,6 @@ __all__ = ["Correlator", "FailedEvent", "Topology"]
 
 KEPT_VARIABLE_PREFIXES = ("TRACK_", "CALLBACK_", "ROUTE_")
 _FINISHED_MEMORY = 10_000
-_UNTIMED_CLOSING_EVENTS = 500
 _FAILURES_KEPT = 1_000
 
 
@@ -63,7 +62,6 @@ class Correlator:
         self._calls: dict[str, Call] = {}
         self._inbound_roots: set[str] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._closing: OrderedDict[str, tuple[Call, float, int]] = OrderedDict()
         self.events_seen = 0
         self.events_failed = 0
         self.failures: deque[FailedEvent] = deque(maxlen=_FAILURES_KEPT)
@@ -75,17 +73,16 @@ class Correlator:
     def feed(self, event: AmiEvent) -> list[CallRecord]:
         """Apply one event; return the records of the calls it finished."""
         self.events_seen += 1
-        records = self._close_overdue() if self._closing else []
         handler = _HANDLERS.get(event.name)
         if handler is None:
-            return records
+            return []
         try:
-            return records + (handler(self, event) or [])
+            return handler(self, event) or []
         except Exception as error:  # one bad event must not lose the others
             self.events_failed += 1
             linkedid = event.get("Linkedid") or self._linkedid_of(event.get("Uniqueid")) or None
             self.failures.append(FailedEvent(event, type(error).__name__, linkedid))
-            return records
+            return []
 
     def take_failures(self) -> list[FailedEvent]:
         """The events that could not be applied since the last call (at most the last 1000)."""
@@ -94,19 +91,8 @@ class Correlator:
         return failed
 
     def flush(self) -> list[CallRecord]:
-        """At the end of a capture: finish calls that hung up but were waiting for their Cdr."""
-        return self._close_overdue(until=float("inf"))
-
-    def _close_overdue(self, until: float | None = None) -> list[CallRecord]:
-        records: list[CallRecord] = []
-        limit = self.events_seen if until is None else until
-        while self._closing:
-            call, time, deadline = next(iter(self._closing.values()))
-            if deadline > limit:
-                break
-            self._closing.popitem(last=False)
-            records.extend(self._record(call, time))
-        return records
+        """At the end of a capture: nothing waits to be finished (kept for callers)."""
+        return []
 
     def feed_all(self, events: Iterable[AmiEvent]) -> list[CallRecord]:
         records: list[CallRecord] = []
@@ -146,7 +132,6 @@ class Correlator:
             direction=direction,
             started_at=started,
             complete=not late,
-            estimated=event.estimated,
         )
         call.channels.add(channel.uniqueid)
         call.placed_by = channel.manager
@@ -175,10 +160,7 @@ class Correlator:
                 call.channels.add(uniqueid)
             elif uniqueid == linkedid and linkedid not in self._finished and not prefix:
                 self._start_call(channel, event, late=late)
-        call = self._calls.get(channel.linkedid)
-        if call is not None and event.estimated:
-            call.estimated = True
-        return call
+        return self._calls.get(channel.linkedid)
 
     # -- variables --------------------------------------------------------
 
@@ -207,10 +189,6 @@ class Correlator:
             self._dial_status(call, value, event.time)
         elif name == "QUEUESTATUS" and value:
             self._queue_status(call, value, event.time)
-        elif name == "ANSWEREDTIME_MS" and value:
-            call.answered_ms = _number(value)
-        elif name == "DIALEDTIME_MS" and value:
-            call.dialed_ms = _number(value)
 
     def _on_newexten(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -503,29 +481,11 @@ class Correlator:
         self._finished[call.linkedid] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
-        if call.estimated and call.cdr_duration is None:
-            # No clock in this capture: wait a little for the Cdr, which states the durations.
-            deadline = self.events_seen + _UNTIMED_CLOSING_EVENTS
-            self._closing[call.root] = (call, time, deadline)
-            return []
         return self._record(call, time)
 
     def _record(self, call: Call, time: float) -> list[CallRecord]:
         record = build_record(call, time, self.topology.node)
         return [record] if record is not None else []
-
-    def _on_cdr(self, event: AmiEvent) -> list[CallRecord] | None:
-        uniqueid = event.get("UniqueID")
-        closing = self._closing.get(uniqueid)
-        call = closing[0] if closing else self._calls.get(self._linkedid_of(uniqueid))
-        if call is None or uniqueid != call.root:
-            return None
-        call.cdr_duration = max(call.cdr_duration or 0.0, _number(event.get("Duration")))
-        call.cdr_billable = max(call.cdr_billable or 0.0, _number(event.get("BillableSeconds")))
-        if closing is None:
-            return None
-        del self._closing[uniqueid]
-        return self._record(call, closing[1])
 
     def _linkedid_of(self, uniqueid: str) -> str:
         channel = self._board.get(uniqueid)
@@ -570,13 +530,6 @@ def _known(value: str) -> str | None:
     return None if not value or value.lower() in {"<unknown>", "unknown"} else value
 
 
-def _number(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0
-
-
 def _dialed_number(event: AmiEvent) -> str | None:
     exten = event.get("DestExten")
     if exten and exten != "s":
@@ -609,7 +562,6 @@ _HANDLERS: dict[str, _Handler] = {
     "HangupRequest": Correlator._on_hangup_request,
     "SoftHangupRequest": Correlator._on_soft_hangup_request,
     "Hangup": Correlator._on_hangup,
-    "Cdr": Correlator._on_cdr,
     "Newstate": Correlator._on_snapshot,
     "NewCallerid": Correlator._on_snapshot,
     "MixMonitorStart": Correlator._on_snapshot,

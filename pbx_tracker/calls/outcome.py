@@ -26,9 +26,6 @@ def build_record(call: Call, ended_at: float, node: str) -> CallRecord | None:
         call.answered_by = call.placed_by
     answered = call.answered_at is not None
     ring, talk = _durations(call, ended_at)
-    answered_at = call.answered_at
-    if answered and call.estimated and call.answered_ms is not None:
-        answered_at = ended_at - talk
     return CallRecord(
         linkedid=call.linkedid,
         node=node,
@@ -41,7 +38,7 @@ def build_record(call: Call, ended_at: float, node: str) -> CallRecord | None:
         answered_by=call.answered_by if answered else None,
         transferred_to=call.transferred_to if answered else None,
         started_at=from_epoch(call.started_at),
-        answered_at=from_epoch(answered_at) if answered_at is not None else None,
+        answered_at=from_epoch(call.answered_at) if call.answered_at is not None else None,
         ended_at=from_epoch(ended_at),
         ring_seconds=ring,
         talk_seconds=talk,
@@ -88,10 +85,6 @@ def _durations(call: Call, ended_at: float) -> tuple[int, int]:
     """Ring (caller waiting for a manager) and talk seconds, rounded to whole seconds."""
     if call.direction is Direction.OUTBOUND:
         return _outbound_durations(call, ended_at)
-    if call.estimated:
-        reported = _reported_durations(call)
-        if reported is not None:
-            return reported
     if call.answered_at is not None:
         return round(call.answered_at - call.started_at), round(call.talk)
     return round(_waited_until(call, ended_at) - call.started_at), 0
@@ -113,22 +106,6 @@ def _waited_until(call: Call, ended_at: float) -> float:
     else:
         end = last.ended_at if last.ended_at is not None else ended_at
     return min(end, ended_at)
-
-
-def _reported_durations(call: Call) -> tuple[int, int] | None:
-    """Durations Asterisk itself reported (Dial's *TIME_MS variables, the Cdr).
-
-    Used when the capture has no clock (raw AMI text without `Timestamp:`).
-    """
-    if call.answered_at is not None and call.answered_ms is not None:
-        ring = ((call.dialed_ms or call.answered_ms) - call.answered_ms) / 1000
-        return round(ring), round(call.answered_ms / 1000)
-    if call.cdr_duration is None:
-        return None
-    if call.answered_at is not None:
-        talk = call.cdr_billable or 0.0
-        return round(call.cdr_duration - talk), round(talk)
-    return round(call.cdr_duration), 0
 
 
 def _outbound_durations(call: Call, ended_at: float) -> tuple[int, int]:

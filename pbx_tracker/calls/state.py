@@ -123,13 +123,8 @@ class Call:
     queue: str | None = None
     voicemail_at: float | None = None
     complete: bool = True
-    estimated: bool = False
-    answered_ms: float | None = None
-    dialed_ms: float | None = None
     customer: str | None = None
     placed_by: str | None = None
-    cdr_duration: float | None = None
-    cdr_billable: float | None = None
 
     def manager_legs(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.manager is not None]
