@@ -42,6 +42,7 @@ CALL_EVENTS = {
 }  # fmt: skip
 _ID = re.compile(r"^(.*?)(\d{9,11})\.(\d+)$")
 _CDR_TIME = "%Y-%m-%d %H:%M:%S"
+_CHANNEL_ID = re.compile(r"-([0-9a-zA-Z]+)((?:;[12])?)$")  # IAX2/101-1228, Local/…-0000000e;1
 
 
 def busy_day(copies: int, every: int) -> tuple[list[dict[str, str]], list[float]]:
@@ -71,7 +72,7 @@ def moved(fields: Mapping[str, str], shift: int, number: int) -> dict[str, str]:
             sequence = int(match.group(3)) + 1000 * number
             value = f"{match.group(1)}{int(match.group(2)) + shift}.{sequence}"
         elif key.endswith("Channel") and value:
-            value = f"{value}#{number}"
+            value = _CHANNEL_ID.sub(lambda m: f"-{m.group(1)}x{number}{m.group(2)}", value)
         elif key in ("StartTime", "AnswerTime", "EndTime") and value:
             moment = datetime.strptime(value, _CDR_TIME) + timedelta(seconds=shift)
             value = moment.strftime(_CDR_TIME)
