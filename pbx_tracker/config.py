@@ -5,7 +5,7 @@ traps) into a plain dict; overlay ``PBX_TRACKER_<SECTION>__<KEY>`` variables;
 find the AMI secret (``PBX_TRACKER_AMI__SECRET`` > ``ami.secret_file`` >
 ``$CREDENTIALS_DIRECTORY/ami_secret`` > ``ami.secret``); validate with pydantic
 (every model forbids unknown keys); check what spans several entries
-(duplicate DIDs, duplicate extensions).  Every problem found is reported at
+(a number or an extension given twice).  Every problem found is reported at
 once in `ConfigError.problems`, one ``key.path: message`` line each, and no
 line ever shows a secret.
 
@@ -13,7 +13,10 @@ Relative paths (``sqlite:///name.sqlite3``, ``spill_path``, ``secret_file``,
 ``recordings_dir``) are resolved against the config file's folder, or against
 ``base_dir`` (default: the working directory) in `settings_from_mapping`.
 Phone numbers are read with ``phone_region``; models built directly in code,
-without `settings_from_mapping`, read them with ``RU``.
+without `settings_from_mapping`, read them with ``RU``.  Tracked numbers,
+managers' external numbers and the numbers Asterisk reports follow one rule
+(`pbx_tracker.phones.canonical_number`): a phone number in any form becomes
+E.164, a short internal number (``401``) stays its digits.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from pbx_tracker.config_fields import (
     NonEmptyStr,
     Region,
     ResolvedPath,
+    TrackedDid,
     context_base_dir,
     lower_text,
     problem,
@@ -62,7 +66,7 @@ from pbx_tracker.config_fields import (
 )
 from pbx_tracker.crm.settings import CrmSettings
 from pbx_tracker.exports.settings import ExportSettings
-from pbx_tracker.phones import is_known_region, normalize_number
+from pbx_tracker.phones import canonical_number, is_dialable, is_known_region
 from pbx_tracker.reports.settings import ReportSettings
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.routing.hours import HoursLine
@@ -277,7 +281,7 @@ class TrackedNumber(ConfigModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    did: Did
+    did: TrackedDid
     source: NonEmptyStr
     medium: str | None = None
     campaign: str | None = None
@@ -375,12 +379,16 @@ class Settings(ConfigModel):
                 self._devices.setdefault(_device_key(device), manager)
 
     def find_number(self, did: str | None) -> NumberLabels | None:
-        """Labels of a tracked or pool DID, given as Asterisk reports it; else None."""
+        """Labels of a tracked or pool DID, given as Asterisk reports it; else None.
+
+        ``did`` is read by the config's rule: ``84951110002`` finds ``+74951110002``,
+        ``401`` finds the short number ``401``.
+        """
         if did is None:
             return None
         if did in self._numbers:
             return self._numbers[did]
-        number = normalize_number(did, self.phone_region)
+        number = canonical_number(did, self.phone_region)
         return None if number is None else self._numbers.get(number)
 
     def manager_for_channel(self, channel: str) -> Manager | None:
@@ -683,7 +691,8 @@ def _entries(raw: Mapping[str, Any], key: str) -> Iterator[tuple[int, dict[str, 
 def _did_entries(
     raw: Mapping[str, Any], region: str
 ) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
-    """(problem key, owner name, [(as written, E.164)]) for every usable DID entry."""
+    """(problem key, owner name, [(as written, canonical)]) for every usable number entry:
+    tracked numbers, pool numbers, then managers' external numbers."""
     for index, item in _entries(raw, "tracked_numbers"):
         with_numbers = try_expand_pool_entry(item.get("did"), region)
         yield f"tracked_numbers[{index}].did", f"tracked_numbers[{index}]", with_numbers
@@ -692,10 +701,22 @@ def _did_entries(
         for position, entry in enumerate(numbers if isinstance(numbers, list) else []):
             key = f"number_pools[{index}].numbers[{position}]"
             yield key, key, try_expand_pool_entry(entry, region)
+    for index, manager in _entries(raw, "managers"):
+        numbers = manager.get("external_numbers")
+        for position, entry in enumerate(numbers if isinstance(numbers, list) else []):
+            key = f"managers[{index}].external_numbers[{position}]"
+            yield key, key, _external_number(entry, region)
+
+
+def _external_number(entry: Any, region: str) -> list[tuple[str, str]]:
+    """[(as written, E.164)] of a phone number; [] for anything else (validation says why)."""
+    number = canonical_number(entry, region) if isinstance(entry, str) else None
+    return [(entry.strip(), number)] if is_dialable(number) and number else []
 
 
 def _duplicate_dids(raw: Mapping[str, Any], region: str) -> list[str]:
-    """``number_pools[0].numbers[2]: 74951110001 is already tracked_numbers[0]``."""
+    """``number_pools[0].numbers[2]: 74951110001 is already tracked_numbers[0]``; the same
+    number in two forms (``84951110001``, ``+74951110001``) counts as given twice."""
     owners: dict[str, str] = {}
     problems = []
     for key, owner, numbers in _did_entries(raw, region):

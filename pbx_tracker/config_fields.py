@@ -5,6 +5,13 @@ with a message fit for a ``key.path: message`` problem line.  Phone numbers are
 read with the ``phone_region`` and relative paths resolved against the
 ``base_dir`` that `pbx_tracker.config.settings_from_mapping` passes in the
 validation context.
+
+Two kinds of numbers: a `Did` is a phone number outside the PBX (a manager's
+mobile, a caller ID, a pool's fallback), stored in E.164; a `TrackedDid` (and
+each entry of a pool) is a number as the PBX sees it, stored by the one rule of
+`pbx_tracker.phones.canonical_number`: a phone number in any form becomes
+E.164, a short internal number (a ring group's or queue's ``401``) stays its
+digits.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pbx_tracker.phones import is_dialable, is_known_region, normalize_number
+from pbx_tracker.phones import (
+    canonical_number,
+    is_known_region,
+    is_short_number,
+    read_phone_number,
+)
 
 DEFAULT_REGION = "RU"
 MAX_RANGE_SIZE = 1000
@@ -42,6 +54,7 @@ _RANGE = re.compile(r"(\+?\d{5,})-(\+?\d{5,})")
 _EXTENSION = re.compile(r"\d{1,10}")
 _DEVICE = re.compile(r"[A-Za-z0-9_]+/\S+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_UNREADABLE = "not a phone number, nor an internal number of 1 to 6 digits"
 
 
 def problem(kind: str, message: str) -> PydanticCustomError:
@@ -50,11 +63,20 @@ def problem(kind: str, message: str) -> PydanticCustomError:
 
 
 def _did(text: str, region: str) -> str:
-    """``text`` as an E.164 DID; ValueError when it is not a phone number."""
-    number = normalize_number(text, region)
-    if not is_dialable(number):
+    """``text`` as an E.164 phone number; ValueError when it is not one."""
+    if is_short_number(text.strip()):
+        raise ValueError("an internal number (1 to 6 digits); a phone number is needed here")
+    number = read_phone_number(text, region)
+    if number is None:
         raise ValueError("not a phone number")
-    assert number is not None  # is_dialable(None) is False
+    return number
+
+
+def _tracked_did(text: str, region: str) -> str:
+    """``text`` by the one rule (E.164, or a short number's digits); ValueError if unreadable."""
+    number = canonical_number(text, region)
+    if number is None:
+        raise ValueError(_UNREADABLE)
     return number
 
 
@@ -71,14 +93,15 @@ def _range_bounds(first: str, last: str) -> range:
 
 
 def expand_pool_entry(entry: str, region: str) -> list[tuple[str, str]]:
-    """(as written, E.164) for a DID or a range ``74951110010-74951110019``.
+    """(as written, canonical) for a DID or a range of phone numbers ``74951110010-74951110019``.
 
+    A DID follows `canonical_number` (E.164, or a short number's digits).
     ValueError with a message when the entry is not usable.
     """
     compact = re.sub(r"\s", "", entry)
     match = _RANGE.fullmatch(compact)
     if match is None:
-        return [(entry.strip(), _did(entry, region))]
+        return [(entry.strip(), _tracked_did(entry, region))]
     first, last = match.groups()
     plus, width = ("+" if first.startswith("+") else ""), len(first.lstrip("+"))
     written = [f"{plus}{number:0{width}d}" for number in _range_bounds(first, last)]
@@ -106,6 +129,13 @@ def context_base_dir(info: ValidationInfo) -> Path:
 def _check_did(value: str, info: ValidationInfo) -> str:
     try:
         return _did(value, context_region(info))
+    except ValueError as exc:
+        raise problem("phone_number", str(exc)) from None
+
+
+def _check_tracked_did(value: str, info: ValidationInfo) -> str:
+    try:
+        return _tracked_did(value, context_region(info))
     except ValueError as exc:
         raise problem("phone_number", str(exc)) from None
 
@@ -164,6 +194,7 @@ def lower_text(value: Any) -> Any:
 
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Did = Annotated[str, AfterValidator(_check_did)]
+TrackedDid = Annotated[str, AfterValidator(_check_tracked_did)]
 PoolEntry = Annotated[str, AfterValidator(_check_pool_entry)]
 Region = Annotated[str, BeforeValidator(upper_text), AfterValidator(_check_region)]
 Extension = Annotated[str, check_pattern(_EXTENSION, "must be 1 to 10 digits")]

@@ -5,6 +5,11 @@ Asterisk hands over caller IDs and DIDs in whatever form the carrier used:
 123-45-01``, ``<unknown>``, or an internal extension such as ``101``.  Everything
 that is a phone number becomes ``+79161234501``; hidden callers become ``None``;
 anything else is kept as Asterisk said it, so a record still shows it.
+
+Numbers the config names (tracked DIDs, pool numbers, managers' external
+numbers) and the numbers looked up against them follow one rule,
+`canonical_number`: a short internal number (1 to 6 digits: a ring group's or
+queue's number) stays its digits, a phone number in any form becomes E.164.
 """
 
 from __future__ import annotations
@@ -15,16 +20,55 @@ from collections.abc import Iterator
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberFormat, ValidationResult
 
-__all__ = ["display_number", "is_dialable", "is_known_region", "normalize_number"]
+__all__ = [
+    "canonical_number",
+    "display_number",
+    "is_dialable",
+    "is_known_region",
+    "is_short_number",
+    "normalize_number",
+    "read_phone_number",
+]
 
 _HIDDEN = frozenset({"", "<unknown>", "unknown", "anonymous", "restricted", "unavailable"})
 _FORMATTING = re.compile(r"[\s\-().]")
 _DIALLED = re.compile(r"\+?\d+")
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
+_SHORT = re.compile(r"\d{1,6}")
 
 
 def normalize_number(raw: str | None, region: str) -> str | None:
-    """Return ``raw`` in E.164, ``None`` for a hidden caller, else ``raw`` stripped.
+    """Return ``raw`` in E.164, ``None`` for a hidden caller, else ``raw`` stripped."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.lower() in _HIDDEN:
+        return None
+    return read_phone_number(text, region) or text
+
+
+def canonical_number(raw: str | None, region: str) -> str | None:
+    """The one form of a number in the config and in every lookup; None when unreadable.
+
+    A short internal number (1 to 6 digits as written: ``401``, ``600``) stays
+    its digits; a phone number in any form (``+74951110002``, ``84951110002``,
+    ``4951110002``) becomes E.164, national forms read with ``region``.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if is_short_number(text):
+        return text
+    return read_phone_number(text, region)
+
+
+def is_short_number(text: str) -> bool:
+    """True for an internal number: 1 to 6 digits (an extension, a ring group, a queue)."""
+    return _SHORT.fullmatch(text) is not None
+
+
+def read_phone_number(raw: str, region: str) -> str | None:
+    """``raw`` in E.164 when it reads as a phone number, else None.
 
     ``region`` (``"RU"``) decides how numbers without a country code are read.
     Candidates are tried in order — as dialled in ``region``, as digits with a
@@ -32,14 +76,12 @@ def normalize_number(raw: str | None, region: str) -> str | None:
     else the first one of a possible length.  Answers are cached (parsing costs
     tens of microseconds, and the same callers and DIDs come back all day).
     """
-    if raw is None:
-        return None
     key = (raw, region)
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
-        number = _CACHE[key] = _normalize(raw, region)
-        if number is not None and is_dialable(number):
+        number = _CACHE[key] = _read(raw, region)
+        if number is not None:
             _CACHE[(number, region)] = number  # E.164 reads back as itself
     return _CACHE[key]
 
@@ -48,16 +90,13 @@ _CACHE: dict[tuple[str, str], str | None] = {}
 _CACHE_SIZE = 65536
 
 
-def _normalize(raw: str, region: str) -> str | None:
-    text = raw.strip()
-    if text.lower() in _HIDDEN:
-        return None
-    dialled = _FORMATTING.sub("", text)
+def _read(raw: str, region: str) -> str | None:
+    dialled = _FORMATTING.sub("", raw.strip())
     if not _DIALLED.fullmatch(dialled):
-        return text
+        return None
     number = _best_candidate(_candidates(dialled, region))
     if number is None:
-        return text
+        return None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

@@ -202,7 +202,8 @@ def test_three_mistakes_give_three_lines(tmp_path: Path) -> None:
     assert file_problems(path) == [
         "ami.port: Input should be a valid integer (got 'five')",
         "ami.scret: unknown key",
-        "tracked_numbers[1].did: not a phone number (got 'not-a-number')",
+        "tracked_numbers[1].did: not a phone number, nor an internal number of 1 to 6 digits"
+        " (got 'not-a-number')",
     ]
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})

@@ -1,0 +1,203 @@
+"""Numbers as the PBX sees them: one rule for every number the config names and every
+number Asterisk reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pbx_tracker.config import ConfigError, Settings, settings_from_mapping
+from pbx_tracker.phones import canonical_number
+
+SECRET = "s3cret-Ami-Pass"
+DELIVERED_FORMS = ["74951110002", "84951110002", "4951110002", "+74951110002", "+7 495 111-00-02"]
+
+
+def load(**data: Any) -> Settings:
+    return settings_from_mapping({"ami": {"secret": SECRET}, **data}, environ={})
+
+
+def problems_of(**data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(**data)
+    return caught.value.problems
+
+
+def tracked(*dids: str) -> list[dict[str, str]]:
+    return [{"did": did, "source": f"source-{index}"} for index, did in enumerate(dids)]
+
+
+def manager(extension: str, *numbers: str) -> dict[str, Any]:
+    return {"name": f"M{extension}", "extension": extension, "external_numbers": list(numbers)}
+
+
+# --- the rule ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("+74951110002", "+74951110002"),
+        ("74951110002", "+74951110002"),
+        ("84951110002", "+74951110002"),
+        ("4951110002", "+74951110002"),
+        ("8 (495) 111-00-02", "+74951110002"),
+        ("401", "401"),
+        (" 600 ", "600"),
+        ("0401", "0401"),
+        ("123456", "123456"),
+        ("1234567", None),
+        ("401-409", None),
+        ("+401", None),
+        ("s", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_one_rule_for_every_number(written: str | None, canonical: str | None) -> None:
+    """A phone number in any form becomes E.164, a short internal number stays its digits,
+    anything else is unreadable."""
+    assert canonical_number(written, "RU") == canonical
+
+
+@pytest.mark.parametrize("written", ["84951110002", "4951110002", "+74951110002"])
+@pytest.mark.parametrize("delivered", DELIVERED_FORMS)
+def test_a_national_did_matches_every_form_the_carrier_delivers(
+    written: str, delivered: str
+) -> None:
+    """A DID written in national form matches the E.164 number the carrier delivers, and
+    the other way round."""
+    settings = load(tracked_numbers=tracked(written))
+    assert settings.tracked_numbers[0].did == "+74951110002"
+    labels = settings.find_number(delivered)
+    assert labels is not None
+    assert (labels.did, labels.source) == ("+74951110002", "source-0")
+
+
+def test_a_short_number_is_tracked_as_its_digits() -> None:
+    """A queue's or ring group's number (401, 600) is tracked as written and found when
+    Asterisk reports it, and no other number is taken for it."""
+    settings = load(
+        tracked_numbers=tracked("401"),
+        number_pools=[{"name": "site", "numbers": ["600", "84951110020"]}],
+    )
+    assert settings.tracked_numbers[0].did == "401"
+    assert settings.number_pools[0].numbers == ["600", "+74951110020"]
+    found = {did: settings.find_number(did) for did in ("401", " 401", "600", "4951110020")}
+    assert {did: labels and labels.did for did, labels in found.items()} == {
+        "401": "401",
+        " 401": "401",
+        "600": "600",
+        "4951110020": "+74951110020",
+    }
+    assert settings.find_number("0401") is None
+    assert settings.find_number("+401") is None
+    assert settings.find_number("74950000401") is None
+
+
+def test_dids_are_read_with_the_phone_region() -> None:
+    """A German site writes its DIDs the German way and still finds them in any form."""
+    settings = settings_from_mapping(
+        {
+            "ami": {"secret": SECRET},
+            "phone_region": "DE",
+            "tracked_numbers": tracked("030 12345678", "555"),
+        },
+        environ={},
+    )
+    assert [t.did for t in settings.tracked_numbers] == ["+493012345678", "555"]
+    for delivered in ("03012345678", "493012345678", "+49 30 12345678", "555"):
+        assert settings.find_number(delivered) is not None
+
+
+# --- numbers check-config refuses ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (
+            {"tracked_numbers": tracked("+74951110001", "84951110001")},
+            "tracked_numbers[1].did: 84951110001 is already tracked_numbers[0]",
+        ),
+        (
+            {"tracked_numbers": tracked("401", "401")},
+            "tracked_numbers[1].did: 401 is already tracked_numbers[0]",
+        ),
+        (
+            {
+                "tracked_numbers": tracked("600"),
+                "number_pools": [{"name": "site", "numbers": ["4951110010", " 600"]}],
+            },
+            "number_pools[0].numbers[1]: 600 is already tracked_numbers[0]",
+        ),
+        (
+            {
+                "tracked_numbers": tracked("74951110001"),
+                "managers": [manager("101", "84951110001")],
+            },
+            "managers[0].external_numbers[0]: 84951110001 is already tracked_numbers[0]",
+        ),
+        (
+            {
+                "number_pools": [{"name": "site", "numbers": ["74951110010-74951110019"]}],
+                "managers": [manager("101", "+7 495 111-00-15")],
+            },
+            "managers[0].external_numbers[0]: +7 495 111-00-15 is already"
+            " number_pools[0].numbers[0]",
+        ),
+        (
+            {"managers": [manager("101", "79160000101"), manager("102", "89160000101")]},
+            "managers[1].external_numbers[0]: 89160000101 is already"
+            " managers[0].external_numbers[0]",
+        ),
+        (
+            {"managers": [manager("101", "79160000101", "+79160000101")]},
+            "managers[0].external_numbers[1]: +79160000101 is already"
+            " managers[0].external_numbers[0]",
+        ),
+    ],
+)
+def test_the_same_number_in_two_forms_is_refused(data: dict[str, Any], line: str) -> None:
+    """One number written twice, in any two forms and in any two places, is one problem line
+    naming the second place and the first."""
+    assert problems_of(**data) == [line]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (
+            {"tracked_numbers": tracked("12ab")},
+            "tracked_numbers[0].did: not a phone number, nor an internal number of 1 to 6"
+            " digits (got '12ab')",
+        ),
+        (
+            {"tracked_numbers": tracked("1234567")},
+            "tracked_numbers[0].did: not a phone number, nor an internal number",
+        ),
+        (
+            {"number_pools": [{"name": "site", "numbers": ["401-409"]}]},
+            "number_pools[0].numbers[0]: not a phone number, nor an internal number",
+        ),
+        (
+            {"number_pools": [{"name": "site", "numbers": ["40101-40109"]}]},
+            "number_pools[0].numbers[0]: range 40101-40109: not phone numbers",
+        ),
+        (
+            {"managers": [manager("101", "101")]},
+            "managers[0].external_numbers[0]: an internal number (1 to 6 digits); a phone"
+            " number is needed here (got '101')",
+        ),
+        (
+            {"managers": [manager("101", "mobile")]},
+            "managers[0].external_numbers[0]: not a phone number (got 'mobile')",
+        ),
+    ],
+)
+def test_a_number_that_cannot_be_read_is_refused(data: dict[str, Any], line: str) -> None:
+    """A number that is neither a phone number nor a short internal one is one problem line
+    naming its key."""
+    (problem,) = problems_of(**data)
+    assert problem.startswith(line)
