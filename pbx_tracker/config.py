@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -47,7 +48,11 @@ from pydantic_core import ErrorDetails
 from pbx_tracker.agi.settings import AgiSettings
 from pbx_tracker.attribution.settings import AttributionSettings, NumberPool, pool_problems
 from pbx_tracker.callbacks.settings import CallbackSettings, Channel, callback_problems
-from pbx_tracker.calls.topology import DEFAULT_LOCAL_CHANNELS
+from pbx_tracker.calls.topology import (
+    DEFAULT_LOCAL_CHANNELS,
+    is_pseudo_channel,
+    local_pattern_problem,
+)
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
     ConfigModel,
@@ -259,17 +264,43 @@ def _sqlite_location(rest: str, base_dir: Path) -> str:
     return location + sep + query
 
 
+def _check_inbound_context(value: str) -> str:
+    if not value.strip("*"):
+        raise problem(
+            "inbound_context",
+            "matches every context, internal calls too; name the trunks' contexts, "
+            "e.g. from-trunk*",
+        )
+    return value
+
+
+def _check_local_channel(value: str) -> str:
+    reason = local_pattern_problem(value)
+    if reason is not None:
+        raise problem("local_channel", reason)
+    return value
+
+
+def _without_inheritance(value: Any) -> Any:
+    """``__FROM_DID`` (as the dialplan sets it, inherited) is the variable ``FROM_DID``."""
+    return value.strip().lstrip("_") if isinstance(value, str) else value
+
+
+InboundContext = Annotated[NonEmptyStr, AfterValidator(_check_inbound_context)]
+LocalChannel = Annotated[NonEmptyStr, AfterValidator(_check_local_channel)]
+
+
 class CallsSettings(ConfigModel):
     """Which calls are inbound calls, and what makes a call count."""
 
     model_config = ConfigDict(extra="forbid")
 
-    inbound_contexts: list[NonEmptyStr] = Field(
+    inbound_contexts: list[InboundContext] = Field(
         default_factory=lambda: ["from-trunk"], min_length=1
     )
-    did_variable: NonEmptyStr = "TRACK_DID"
+    did_variable: Annotated[NonEmptyStr, BeforeValidator(_without_inheritance)] = "TRACK_DID"
     target_seconds: int = Field(default=30, ge=0)
-    local_channels: list[NonEmptyStr] = Field(
+    local_channels: list[LocalChannel] = Field(
         default_factory=lambda: list(DEFAULT_LOCAL_CHANNELS), min_length=1
     )
     dead_letters: ResolvedPath = Path("/var/lib/pbx-tracker/dead-letters.jsonl")
@@ -359,9 +390,14 @@ class Settings(ConfigModel):
     _devices: dict[str, Manager] = PrivateAttr(default_factory=dict)
     _bare_extensions: dict[str, Manager] = PrivateAttr(default_factory=dict)
     _extensions: dict[str, Manager] = PrivateAttr(default_factory=dict)
+    _external_numbers: dict[str, Manager] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
         """Build the lookup tables once (changing the lists afterwards is not seen)."""
+        self._index_numbers()
+        self._index_managers()
+
+    def _index_numbers(self) -> None:
         for tracked in self.tracked_numbers:
             labels = NumberLabels(
                 tracked.did, tracked.source, tracked.medium, tracked.campaign, None
@@ -371,12 +407,16 @@ class Settings(ConfigModel):
             for did in pool.numbers:
                 labels = NumberLabels(did, pool.source, pool.medium, pool.campaign, pool.name)
                 self._numbers.setdefault(did, labels)
+
+    def _index_managers(self) -> None:
         for manager in self.managers:
             self._extensions.setdefault(manager.extension, manager)
             if not manager.devices:
                 self._bare_extensions.setdefault(manager.extension, manager)
             for device in manager.devices:
                 self._devices.setdefault(_device_key(device), manager)
+            for number in manager.external_numbers:
+                self._external_numbers.setdefault(number, manager)
 
     def find_number(self, did: str | None) -> NumberLabels | None:
         """Labels of a tracked or pool DID, given as Asterisk reports it; else None.
@@ -391,10 +431,17 @@ class Settings(ConfigModel):
         number = canonical_number(did, self.phone_region)
         return None if number is None else self._numbers.get(number)
 
+    def manager_for_number(self, number: str) -> Manager | None:
+        """The manager one of whose external numbers this is, as a trunk or Dial() writes it
+        (``79160000103``, ``89160000103``, ``+79160000103``); else None."""
+        found = canonical_number(number, self.phone_region)
+        return None if found is None else self._external_numbers.get(found)
+
     def manager_for_channel(self, channel: str) -> Manager | None:
-        """The manager whose phone is ``channel`` (``IAX2/101-11234``); None for trunks."""
+        """The manager whose phone is ``channel`` (``IAX2/101-11234``, ``PJSIP/anna-0000001a``);
+        None for trunks, Local channels and other channels that are no phone."""
         tech, sep, name = channel.partition("/")
-        if not sep or not name or tech.lower() == "local":
+        if not sep or not name or is_pseudo_channel(channel):
             return None
         device = name.rsplit("-", 1)[0]
         for candidate in (device, name):

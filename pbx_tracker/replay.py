@@ -5,34 +5,53 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.attribution.sources import CallLabeler, FirstTimeCallers
-from pbx_tracker.calls.correlator import Correlator, Topology
+from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.calls.topology import default_manager_for_channel
+from pbx_tracker.calls.topology import Topology
+from pbx_tracker.phones import canonical_number, is_dialable
 
 if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
+    from pbx_tracker.config import Manager, Settings
 
 
 def topology_of(settings: Settings) -> Topology:
-    """What the correlator needs from the config."""
+    """What the correlator needs from the config: contexts, the DID variable, Local-channel
+    patterns, how phone numbers read, and whose devices, extensions and external numbers
+    are whose.  Without managers, Topology's defaults (a device named by digits is that
+    extension's manager)."""
+    region = settings.phone_region
 
-    def manager_for_channel(channel: str) -> str | None:
-        manager = settings.manager_for_channel(channel)
-        return manager.extension if manager is not None else None
+    def phone_number(text: str) -> str | None:
+        number = canonical_number(text, region)
+        return number if is_dialable(number) else None
 
-    return Topology(
+    def extension_of(lookup: Callable[[str], Manager | None]) -> Callable[[str], str | None]:
+        def extension(text: str) -> str | None:
+            manager = lookup(text)
+            return manager.extension if manager is not None else None
+
+        return extension
+
+    topology = Topology(
         node=settings.node,
         inbound_contexts=frozenset(settings.calls.inbound_contexts),
         did_variable=settings.calls.did_variable,
-        manager_for_channel=(
-            manager_for_channel if settings.managers else default_manager_for_channel
-        ),
+        phone_number=phone_number,
+        local_channels=tuple(settings.calls.local_channels),
+    )
+    if not settings.managers:
+        return topology
+    return replace(
+        topology,
+        manager_for_channel=extension_of(settings.manager_for_channel),
+        manager_for_extension=extension_of(settings.manager_for_extension),
+        manager_for_number=extension_of(settings.manager_for_number),
     )
 
 

@@ -1,5 +1,6 @@
-"""Numbers as the PBX sees them: one rule for every number the config names and every
-number Asterisk reports."""
+"""Numbers and managers as the PBX sees them: one rule for every number the config names
+and every number Asterisk reports, managers reached on any device or a mobile, and the
+topology the correlator gets from the config."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from pbx_tracker.calls.topology import Reach
 from pbx_tracker.config import ConfigError, Settings, settings_from_mapping
 from pbx_tracker.phones import canonical_number
+from pbx_tracker.replay import topology_of
 
 SECRET = "s3cret-Ami-Pass"
 DELIVERED_FORMS = ["74951110002", "84951110002", "4951110002", "+74951110002", "+7 495 111-00-02"]
@@ -201,3 +204,102 @@ def test_a_number_that_cannot_be_read_is_refused(data: dict[str, Any], line: str
     naming its key."""
     (problem,) = problems_of(**data)
     assert problem.startswith(line)
+
+
+# --- managers reached in several ways ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dialled",
+    ["79160000103", "89160000103", "+79160000103", "9160000103", "+7 916 000-01-03"],
+)
+def test_a_mobile_is_found_in_every_form_a_trunk_dials_it(dialled: str) -> None:
+    """A manager's mobile, written in any form, is recognised in whatever form the dial
+    string or the carrier writes it."""
+    settings = load(managers=[manager("101", "+79160000101"), manager("103", "89160000103")])
+    assert settings.managers[1].external_numbers == ["+79160000103"]
+    found = settings.manager_for_number(dialled)
+    assert found is not None and found.extension == "103"
+
+
+@pytest.mark.parametrize("dialled", ["79160000199", "103", "", "carrier-out"])
+def test_other_numbers_are_nobody_s_mobile(dialled: str) -> None:
+    """An outside number nobody declared, or an internal one, reaches no manager's mobile."""
+    settings = load(managers=[manager("103", "79160000103")])
+    assert settings.manager_for_number(dialled) is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "name"),
+    [
+        ("PJSIP/anna-0000001a", "Anna"),
+        ("SIP/anna-mobile-00000003", "Anna"),
+        ("IAX2/101-1234", "Anna"),
+        ("DAHDI/4-1", "Anna"),
+        ("PJSIP/boris-00000002", "Boris"),
+        ("PJSIP/102-00000002", None),
+        ("Local/101@from-internal-00000001;1", None),
+        ("IAX2/carrier-out-17", None),
+    ],
+)
+def test_a_manager_s_devices_on_any_channel_driver(channel: str, name: str | None) -> None:
+    """Every phone a manager has, on any channel driver, rings as that manager; trunks and
+    Local channels are nobody's phone."""
+    settings = load(
+        managers=[
+            {
+                "name": "Anna",
+                "extension": "101",
+                "devices": ["PJSIP/anna", "SIP/anna-mobile", "IAX2/101", "DAHDI/4"],
+            },
+            {"name": "Boris", "extension": "102", "devices": ["PJSIP/boris"]},
+        ]
+    )
+    found = settings.manager_for_channel(channel)
+    assert (found.name if found else None) == name
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("LC-@*", "must hold exactly one {extension} or {number}"),
+        ("{extension}-{number}@*", "must hold exactly one {extension} or {number}"),
+        ("from-internal@{extension}", "write it as EXTEN@CONTEXT with the placeholder in EXTEN"),
+        ("Local/{extension}@from-internal", "no spaces, slashes or ';'"),
+    ],
+)
+def test_a_bad_local_channel_pattern_is_refused_with_its_key(pattern: str, problem: str) -> None:
+    """A Local-channel pattern that could never match is one problem line naming which one."""
+    calls = {"local_channels": ["{extension}@from-internal", "LC-{number}@*", pattern]}
+    (line,) = problems_of(calls=calls)
+    assert line.startswith(f"calls.local_channels[2]: {problem}")
+
+
+def test_inbound_contexts_may_hold_wildcards_but_not_only_wildcards() -> None:
+    """``from-trunk*`` covers every per-trunk context; ``*`` alone, which would make
+    internal calls inbound, is refused."""
+    settings = load(calls={"inbound_contexts": ["from-trunk*", "from-pstn"]})
+    assert settings.calls.inbound_contexts == ["from-trunk*", "from-pstn"]
+    (line,) = problems_of(calls={"inbound_contexts": ["from-pstn", "*"]})
+    assert line.startswith("calls.inbound_contexts[1]: matches every context")
+
+
+def test_the_did_variable_may_be_written_as_the_dialplan_sets_it() -> None:
+    """``__FROM_DID``, copied from the dialplan's Set(), is the variable FROM_DID."""
+    settings = load(calls={"did_variable": "__FROM_DID"})
+    assert settings.calls.did_variable == "FROM_DID"
+
+
+# --- the topology the correlator gets ------------------------------------------------------
+
+
+def test_without_managers_a_phone_named_by_digits_is_its_extension() -> None:
+    """A site that lists no managers still sees who answered on phones named after their
+    extension, and no mobile is anybody's."""
+    topology = topology_of(load(calls={"local_channels": ["{extension}@from-internal"]}))
+    assert topology.manager_for_channel("PJSIP/101-0000001a") == "101"
+    assert topology.manager_for_channel("PJSIP/carrier-0000001b") is None
+    assert topology.manager_for_number("79160000103") is None
+    assert topology.reach_of_local("101@from-internal") == Reach("101", "device")
+    assert topology.reach_of_local("101@from-queue") is None
+    assert topology.phone_number("89160000103") == "+79160000103"
