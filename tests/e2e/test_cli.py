@@ -13,6 +13,8 @@ from pbx_tracker.cli import main
 from stored import stored_calls
 from traces import EXPECTED, TRACE_CONFIG, TRACES, e164
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -23,6 +25,36 @@ def test_check_config_accepts_the_trace_config() -> None:
     code, out, _ = invoke("check-config", "--config", str(TRACE_CONFIG))
     assert code == 0
     assert "3 tracked numbers" in out and "3 managers" in out
+
+
+def test_check_config_accepts_the_freepbx_site() -> None:
+    """The config the admin of the captured FreePBX-style PBX writes passes as it is."""
+    code, out, err = invoke(
+        "check-config", "--config", str(TRACES / "freepbx" / "pbx-tracker.yaml")
+    )
+    assert (code, err) == (0, "")
+    assert "3 tracked numbers, 10 pool numbers" in out and "3 managers" in out
+
+
+@pytest.mark.parametrize(
+    ("document", "heading"),
+    [("README.md", "## A FreePBX site"), ("config/pbx-tracker.example.yaml", None)],
+)
+def test_check_config_accepts_the_documented_configs(
+    tmp_path: Path, document: str, heading: str | None
+) -> None:
+    """The FreePBX config README shows, and the example config, pass once the AMI secret
+    is given."""
+    text = (REPO / document).read_text(encoding="utf-8")
+    if heading is not None:
+        section = text.split(f"\n{heading}\n", 1)[1]
+        text = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "config.yaml"
+    config.write_text(text, encoding="utf-8")
+    env = {"PBX_TRACKER_AMI__SECRET": "s3cret-value"}
+    code, out, err = invoke("check-config", "--config", str(config), env=env)
+    assert (code, err) == (0, ""), err
+    assert out.startswith("config OK: ")
 
 
 def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:

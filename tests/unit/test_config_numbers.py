@@ -4,15 +4,18 @@ topology the correlator gets from the config."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pbx_tracker.calls.topology import Reach
-from pbx_tracker.config import ConfigError, Settings, settings_from_mapping
+from pbx_tracker.config import ConfigError, Settings, load_settings, settings_from_mapping
 from pbx_tracker.phones import canonical_number
 from pbx_tracker.replay import topology_of
 
+REPO = Path(__file__).resolve().parents[2]
+FREEPBX = REPO / "tests" / "data" / "asterisk-traces" / "freepbx" / "pbx-tracker.yaml"
 SECRET = "s3cret-Ami-Pass"
 DELIVERED_FORMS = ["74951110002", "84951110002", "4951110002", "+74951110002", "+7 495 111-00-02"]
 
@@ -33,6 +36,11 @@ def tracked(*dids: str) -> list[dict[str, str]]:
 
 def manager(extension: str, *numbers: str) -> dict[str, Any]:
     return {"name": f"M{extension}", "extension": extension, "external_numbers": list(numbers)}
+
+
+@pytest.fixture(scope="module")
+def freepbx() -> Settings:
+    return load_settings(FREEPBX, environ={})
 
 
 # --- the rule ---------------------------------------------------------------------------
@@ -291,6 +299,92 @@ def test_the_did_variable_may_be_written_as_the_dialplan_sets_it() -> None:
 
 
 # --- the topology the correlator gets ------------------------------------------------------
+
+
+def test_the_freepbx_config_is_the_pbx_of_the_captures(freepbx: Settings) -> None:
+    """The FreePBX site's config names its trunks' contexts, FROM_DID, its managers' desk
+    phones and mobiles, and tracks the advertised numbers only."""
+    assert (freepbx.node, freepbx.calls.did_variable) == ("pbx-freepbx", "FROM_DID")
+    assert [(m.extension, m.name, m.group) for m in freepbx.managers] == [
+        ("101", "Anna", "sales"),
+        ("102", "Boris", "sales"),
+        ("103", "Vera", "sales"),
+    ]
+    assert [m.external_numbers for m in freepbx.managers] == [
+        ["+79160000101"],
+        ["+79160000102"],
+        ["+79160000103"],
+    ]
+    assert [t.source for t in freepbx.tracked_numbers] == [
+        "yandex-direct",
+        "google-ads",
+        "offline-flyer",
+    ]
+    assert freepbx.number_pools[0].numbers[0] == "+74951110010"
+    assert len(freepbx.number_pools[0].numbers) == 10
+    assert freepbx.find_number("74959999999") is None
+    assert freepbx.recordings_dir == Path("/var/spool/asterisk/monitor")
+
+
+@pytest.mark.parametrize(
+    ("channel", "extension"),
+    [
+        ("IAX2/101-1234", "101"),
+        ("IAX2/103-77", "103"),
+        ("IAX2/carrier-5803", None),
+        ("IAX2/carrier-out-2942", None),
+        ("Local/101@from-internal-00000001;2", None),
+    ],
+)
+def test_topology_knows_the_desk_phones(
+    freepbx: Settings, channel: str, extension: str | None
+) -> None:
+    """The correlator takes a desk phone's leg as its manager's and a trunk's as nobody's."""
+    assert topology_of(freepbx).manager_for_channel(channel) == extension
+
+
+@pytest.mark.parametrize(
+    ("target", "reach"),
+    [
+        ("LC-79160000103@from-internal", Reach("103", "number", "+79160000103")),
+        ("79160000101@from-internal", Reach("101", "number", "+79160000101")),
+        ("FMPR-103@from-internal", Reach("103", "device")),
+        ("102@from-internal", Reach("102", "device")),
+        ("101@from-queue", Reach("101", "device")),
+        ("600@from-internal", None),
+        ("LC-79161230007@from-internal", None),
+        ("101@ext-local", None),
+    ],
+)
+def test_topology_reads_freepbx_local_channels(
+    freepbx: Settings, target: str, reach: Reach | None
+) -> None:
+    """Ring groups, queues and follow-me ring a manager through Local channels: their desk
+    phone by extension, their mobile by number; a ring group's own number is nobody."""
+    assert topology_of(freepbx).reach_of_local(target) == reach
+
+
+def test_topology_reads_trunk_legs_and_numbers(freepbx: Settings) -> None:
+    """A trunk leg to a manager's mobile is that manager reached by number; to any other
+    outside number it is nobody's, and internal numbers are no phone numbers."""
+    topology = topology_of(freepbx)
+    assert topology.reach_of_number("IAX2/carrier-out/89160000102") == Reach(
+        "102", "number", "+79160000102"
+    )
+    assert topology.reach_of_number("IAX2/carrier-out/79161230007") == Reach(
+        None, "number", "+79161230007"
+    )
+    assert topology.manager_for_number("+79160000103") == "103"
+    assert topology.manager_for_extension("102") == "102"
+    assert topology.manager_for_extension("104") is None
+    assert topology.phone_number("84951110002") == "+74951110002"
+    assert topology.phone_number("101") is None
+    assert topology.phone_number("600") is None
+    assert topology.did_variable == "FROM_DID"
+    assert topology.is_inbound_context("from-trunk")
+    assert topology.is_inbound_context("from-trunk-iax2-carrier")
+    assert topology.is_inbound_context("from-pstn")
+    assert not topology.is_inbound_context("from-internal")
 
 
 def test_without_managers_a_phone_named_by_digits_is_its_extension() -> None:
