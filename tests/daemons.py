@@ -19,11 +19,13 @@ WAIT = 15.0
 def trace_settings(
     url: str, port: int, tmp_path: Path, *, config: Path = TRACE_CONFIG, **environ: str
 ) -> Settings:
-    """The traces' config (or ``config``) on ``url`` and the fake Asterisk's ``port``;
-    ``environ``: more ``PBX_TRACKER_...`` overrides."""
+    """The traces' config (or ``config``) on ``url`` and the fake Asterisk's ``port``, the
+    spill and dead-letter files in ``tmp_path``; ``environ``: more ``PBX_TRACKER_...``
+    overrides (a dead-letter file of its own too)."""
     return load_settings(
         config,
         environ={
+            "PBX_TRACKER_CALLS__DEAD_LETTERS": str(tmp_path / "dead-letters.jsonl"),
             **environ,
             "PBX_TRACKER_DATABASE__URL": url,
             "PBX_TRACKER_AMI__PORT": str(port),
@@ -31,7 +33,6 @@ def trace_settings(
             "PBX_TRACKER_AMI__RECONNECT_INITIAL": "0.05",
             "PBX_TRACKER_AMI__RECONNECT_MAX": "0.2",
             "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
-            "PBX_TRACKER_CALLS__DEAD_LETTERS": str(tmp_path / "dead-letters.jsonl"),
         },
     )
 
