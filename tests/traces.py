@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from pbx_tracker.calls.records import CallRecord
+
 TRACES = Path(__file__).parent / "data" / "asterisk-traces"
 TRACE_CONFIG = TRACES / "pbx-tracker.yaml"
 
@@ -50,3 +52,16 @@ ATTEMPTS = {
 
 def e164(number: str) -> str:
     return "+" + number
+
+
+def figures(record: CallRecord) -> tuple[object, ...]:
+    """What a call record says about the call's course: outcome, ring, talk, transfer wait."""
+    return (
+        record.status,
+        record.answered_by,
+        record.missed_reason,
+        record.transferred_to,
+        record.ring_seconds,
+        record.talk_seconds,
+        record.transfer_wait_seconds,
+    )

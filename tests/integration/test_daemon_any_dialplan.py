@@ -13,9 +13,10 @@ from daemons import start_daemon, trace_settings
 from dialplans import EPOCH, MANAGERS, MOBILES, SCENES, Expected, Pbx
 
 from pbx_tracker.calls.records import CallRecord
+from pbx_tracker.replay import replay_files
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_with_epoch
 from stored import stored_calls
-from traces import TRACES, e164
+from traces import TRACES, e164, figures
 
 FREEPBX = TRACES / "freepbx"
 FREEPBX_CONFIG = FREEPBX / "pbx-tracker.yaml"
@@ -34,7 +35,8 @@ async def test_freepbx_captures_through_the_listener(
     migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """Every captured FreePBX call is stored as its README states: answered on a desk or a
-    mobile, missed with the reason, transferred, untracked numbers left out."""
+    mobile, missed with the reason, transferred, untracked numbers left out; with the
+    same ring, talk and transfer wait as `replay` gives from the capture."""
     settings = trace_settings(migrated_url, asterisk.port, tmp_path, config=FREEPBX_CONFIG)
     truth = freepbx_truth()
     tracked = [call for call in truth if call["expect_call_record"]]
@@ -45,6 +47,10 @@ async def test_freepbx_captures_through_the_listener(
         await running.wait_for_records(len(tracked))
     rows = {row.linkedid: row for row in await stored_calls(migrated_url)}
     assert sorted(rows) == sorted(str(call["linkedid"]) for call in tracked)
+    replayed: list[CallRecord] = []
+    replay_files(sorted(FREEPBX.glob("*.jsonl")), settings, replayed.append)
+    for record in replayed:  # live and replayed: the same figures
+        assert figures(rows[record.linkedid]) == figures(record)
     for call in tracked:
         row = rows[str(call["linkedid"])]
         assert (row.did, row.caller) == (e164(str(call["did"])), e164(str(call["caller"])))

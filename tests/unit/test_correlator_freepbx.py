@@ -13,7 +13,7 @@ import pytest
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.replay import replay_files
-from traces import TRACE_CONFIG, TRACES, e164
+from traces import TRACE_CONFIG, TRACES, e164, figures
 
 FREEPBX = TRACES / "freepbx"
 SLACK = 1.5  # seconds: the truth is measured to the millisecond, records are whole seconds
@@ -101,15 +101,3 @@ def test_raw_text_and_json_lines_give_the_same_figures(capture: Path, config: Pa
             continue
         other = raw[linkedid]
         assert figures(other) == figures(record), linkedid
-
-
-def figures(record: CallRecord) -> tuple[object, ...]:
-    return (
-        record.status,
-        record.answered_by,
-        record.missed_reason,
-        record.transferred_to,
-        record.ring_seconds,
-        record.talk_seconds,
-        record.transfer_wait_seconds,
-    )
