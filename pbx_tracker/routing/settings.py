@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from pbx_tracker.config_fields import ConfigModel, Did, Extension, NonEmptyStr, lower_text, problem
+from pbx_tracker.config_fields import (
+    ConfigModel,
+    Extension,
+    NonEmptyStr,
+    TrackedDid,
+    lower_text,
+    problem,
+)
 from pbx_tracker.routing.hours import HoursLine
 
 __all__ = [
@@ -61,7 +68,7 @@ class GroupSettings(ConfigModel):
 class NumberRoute(ConfigModel):
     """Which group takes the calls of a tracked number, a pool or a source."""
 
-    did: Did | None = None
+    did: TrackedDid | None = None
     pool: NonEmptyStr | None = None
     source: NonEmptyStr | None = None
     group: NonEmptyStr

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from pbx_tracker.config import ConfigError, Settings, settings_from_mapping
+from pbx_tracker.routing.plan import RoutingPlan
 
 MANAGERS = [
     {"name": "Anna", "extension": "101", "group": "sales"},
@@ -211,3 +212,18 @@ def test_routing_problems_come_with_the_others() -> None:
     found = problems({"groups": [{"name": "sales", "overflow": "x"}]}, node="")
     assert found[0].startswith("node: ")
     assert "routing.groups[0].overflow: no group named 'x'" in found
+
+
+def test_a_rule_may_name_a_short_tracked_number() -> None:
+    """A ring group's internal number tracked as a DID (600) can have its own routing rule,
+    and a call the carrier delivers to 600 goes to that group."""
+    data = config(
+        {
+            "groups": [{"name": "sales"}, {"name": "support", "members": ["103"]}],
+            "numbers": [{"did": "600", "group": "support"}],
+        },
+        tracked_numbers=[*TRACKED, {"did": "600", "source": "ring-group"}],
+    )
+    plan = RoutingPlan(load(data))
+    assert plan.group_for_number("600").name == "support"
+    assert plan.group_for_number("74951110001").name != "support"
