@@ -80,7 +80,7 @@ def replay_files(
     summary = ReplaySummary()
     for path in paths:
         correlator = Correlator(topology_of(settings))
-        records = _correlate(correlator, path, summary.failed) + correlator.flush()
+        records = _correlate(correlator, path, summary.failed)
         summary.files += 1
         summary.events += correlator.events_seen
         if correlator.calls_in_progress:

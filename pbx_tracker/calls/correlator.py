@@ -90,10 +90,6 @@ class Correlator:
         self.failures.clear()
         return failed
 
-    def flush(self) -> list[CallRecord]:
-        """At the end of a capture: nothing waits to be finished (kept for callers)."""
-        return []
-
     def feed_all(self, events: Iterable[AmiEvent]) -> list[CallRecord]:
         records: list[CallRecord] = []
         for event in events:

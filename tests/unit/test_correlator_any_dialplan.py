@@ -38,7 +38,7 @@ MOBILE_103 = "79160000103"
 
 def correlate(pbx: Pbx) -> CallRecord:
     correlator = Correlator(TOPOLOGY)
-    records = correlator.feed_all(pbx.ami_events()) + correlator.flush()
+    records = correlator.feed_all(pbx.ami_events())
     assert correlator.events_failed == 0
     assert correlator.calls_in_progress == 0
     (record,) = records

@@ -191,7 +191,7 @@ def optimise_outermost(pbx: Pbx, caller: Chan, leg: Leg, inner_bridge: str) -> N
 
 def correlate(pbx: Pbx) -> CallRecord:
     correlator = Correlator(TOPOLOGY)
-    records = correlator.feed_all(pbx.ami_events()) + correlator.flush()
+    records = correlator.feed_all(pbx.ami_events())
     assert correlator.events_failed == 0 and correlator.calls_in_progress == 0
     (record,) = records
     return record

@@ -268,7 +268,7 @@ def correlate(messages: list[dict[str, str]]) -> tuple[list[CallRecord], Correla
         AmiEvent({k: v for k, v in m.items() if k != "_ts"}, START + float(m["_ts"]))
         for m in messages
     ]
-    records = correlator.feed_all(events) + correlator.flush()
+    records = correlator.feed_all(events)
     assert correlator.calls_in_progress == 0 and correlator.events_failed == 0
     return records, correlator
 
