@@ -21,12 +21,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from raw_clock import TRACES, busy_day, median_seconds, write_both
+from raw_clock import TRACES, median_seconds, write_both
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.config import load_settings
 from pbx_tracker.replay import replay_files, topology_of
+from pbx_tracker.sim.busy_day import busy_day
 
 
 def main() -> None:
@@ -36,7 +37,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     settings = load_settings(TRACES / "freepbx" / "pbx-tracker.yaml", environ={})
-    messages, real = busy_day(args.copies, args.every)
+    paths = sorted([*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")])
+    messages, real = busy_day(paths, args.copies, args.every)
     with tempfile.TemporaryDirectory() as name:
         capture = Path(name) / "day.jsonl"
         write_both(Path(name), messages, real)

@@ -4,10 +4,8 @@ times of the same messages captured as JSON Lines (tests/data/asterisk-traces)."
 from __future__ import annotations
 
 import math
-import re
 import statistics
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,12 +14,12 @@ from pbx_tracker.ami.capture import parse_raw, read_capture
 from pbx_tracker.ami.clock import estimate_times
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.sim.asterisk import encode_message
+from pbx_tracker.sim.busy_day import CALL_EVENTS, busy_day
+from pbx_tracker.sim.busy_day import offset_errors as day_errors
 from traces import TRACES
 
-STEMS = sorted(
-    str(path.relative_to(TRACES))[: -len(".jsonl")]
-    for path in [*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")]
-)
+PATHS = sorted([*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")])
+STEMS = [str(path.relative_to(TRACES))[: -len(".jsonl")] for path in PATHS]
 UNMEASURED_ANSWER = pytest.mark.xfail(
     strict=True,
     reason="an originated callback's customer answer is measured by no message "
@@ -34,10 +32,6 @@ ANSWERED = [
 ]
 # A caller who hangs up while leaving a voicemail: only the Cdr's whole seconds say when.
 WHOLE_SECONDS_ONLY = {"freepbx/f03_ringgroup_voicemail", "freepbx/f08_followme_mobile_declines"}
-CALL_EVENTS = {
-    "BridgeEnter", "BridgeLeave", "DialBegin", "DialEnd", "Hangup", "QueueCallerJoin",
-    "QueueCallerLeave", "QueueCallerAbandon", "AgentConnect",
-}  # fmt: skip
 
 
 def captured(stem: str) -> tuple[list[AmiEvent], list[AmiEvent]]:
@@ -149,10 +143,10 @@ def test_timestamp_headers_are_kept_and_the_rest_fits_between(tmp_path: Path) ->
 
 
 def test_a_busy_day_is_estimated_in_order_and_as_precisely() -> None:
-    """A day of overlapping calls (about 200,000 messages) is estimated without error, in
-    order, with each call's events as precise as when read alone."""
-    messages, real = busy_day(copies=32)
-    assert 190_000 < len(messages) < 210_000
+    """A day of overlapping calls (256 of them, about 100,000 messages) is estimated without
+    error, in order, with each call's events as precise as when read alone."""
+    messages, real = busy_day(PATHS, copies=16)
+    assert 90_000 < len(messages) < 110_000
     times = estimate_times(messages)
     assert len(times) == len(messages)
     assert times == sorted(times)
@@ -164,7 +158,7 @@ def test_a_busy_day_is_estimated_in_order_and_as_precisely() -> None:
 def test_a_misread_duration_costs_only_its_own_call() -> None:
     """A DIALEDTIME_MS longer than the whole capture is dropped: the other calls keep their
     times."""
-    messages, _ = busy_day(copies=1)
+    messages, _ = busy_day(PATHS, copies=1)
     clean = estimate_times(messages)
     broken = [dict(fields) for fields in messages]
     first = next(
@@ -216,64 +210,6 @@ def test_a_queue_caller_who_gave_up_is_placed_by_the_hold_time() -> None:
 
 
 # -- building inputs ------------------------------------------------------------------------
-
-
-_ID = re.compile(r"^(.*?)(\d{9,11})\.(\d+)$")
-_CDR_TIME = "%Y-%m-%d %H:%M:%S"
-
-
-def busy_day(copies: int, every: int = 1) -> tuple[list[dict[str, str]], list[float]]:
-    """Every capture `copies` times, a new call every `every` seconds, merged by their real
-    receive times: the messages and those times."""
-    captures = [list(read_capture(TRACES / f"{stem}.jsonl")) for stem in STEMS]
-    items: list[tuple[float, int, dict[str, str]]] = []
-    number = 0
-    for _ in range(copies):
-        for events in captures:
-            shift = every * number
-            for event in events:
-                if number and event.name in ("", "FullyBooted", "SuccessfulAuth"):
-                    continue  # one login is enough
-                items.append((event.time + shift, len(items), _moved(event.fields, shift, number)))
-            number += 1
-    items.sort()
-    return [fields for _, _, fields in items], [moment for moment, _, _ in items]
-
-
-def _moved(fields: Mapping[str, str], shift: int, number: int) -> dict[str, str]:
-    """A message as a copy of its call `shift` whole seconds later would read it."""
-    moved = {}
-    for key, value in fields.items():
-        match = _ID.match(value)
-        if match and key.lower().endswith(("uniqueid", "linkedid")):
-            sequence = int(match.group(3)) + 1000 * number
-            value = f"{match.group(1)}{int(match.group(2)) + shift}.{sequence}"
-        elif key.endswith("Channel") and value:
-            value = f"{value}#{number}"
-        elif key in ("StartTime", "AnswerTime", "EndTime") and value:
-            moment = datetime.strptime(value, _CDR_TIME) + timedelta(seconds=shift)
-            value = moment.strftime(_CDR_TIME)
-        elif key in ("LastCall", "LastPause", "LoginTime") and value not in ("", "0"):
-            value = str(int(value) + shift)
-        moved[key] = value
-    return moved
-
-
-def day_errors(
-    messages: Sequence[Mapping[str, str]], real: Sequence[float], times: Sequence[float]
-) -> list[float]:
-    """Seconds off of each call event's time from its call's first Newchannel."""
-    starts: dict[str, int] = {}
-    errors = []
-    for index, fields in enumerate(messages):
-        linkedid = fields.get("Linkedid", "")
-        if fields.get("Event") == "Newchannel" and fields.get("Uniqueid") == linkedid:
-            starts[linkedid] = index
-        start = starts.get(linkedid)
-        if start is not None and fields.get("Event") in CALL_EVENTS:
-            truth = real[index] - real[start]
-            errors.append(abs(times[index] - times[start] - truth))
-    return errors
 
 
 def _huge_duration(messages: list[dict[str, str]]) -> list[dict[str, str]]:
