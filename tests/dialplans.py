@@ -408,18 +408,25 @@ def mobile_confirms(pbx: Pbx) -> Expected:
     )  # fmt: skip
 
 
-def mobile_unconfirmed(pbx: Pbx, press: str | None = "2") -> Expected:
-    """The mobile (or its voicemail) picks up but refuses (2) or never presses 1; the desk
-    rings out at 20 s and voicemail takes the call."""
-    caller = pbx.caller(did="74951110010", number="79161230008")
+def mobile_refuses(pbx: Pbx, caller: Chan, press: str | None, after: float) -> Leg:
+    """Follow-me: desk 103 and her mobile ring; after 3 s the mobile picks up, and ``after``
+    seconds later presses ``press`` (not 1) or drops for want of a key.  The desk's leg."""
     desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
     leg, _, _ = mobile_leg(pbx, caller)
     pbx.wait(3)
     mobile_picks_up(pbx, leg)
-    pbx.wait(2 if press else 10)
+    pbx.wait(after)
     if press:
         pbx.dtmf(leg.phone or caller, press)
     mobile_drops(pbx, caller, leg, "NOANSWER")
+    return desk
+
+
+def mobile_unconfirmed(pbx: Pbx, press: str | None = "2") -> Expected:
+    """The mobile (or its voicemail) picks up but refuses (2) or never presses 1; the desk
+    rings out at 20 s and voicemail takes the call."""
+    caller = pbx.caller(did="74951110010", number="79161230008")
+    desk = mobile_refuses(pbx, caller, press, 2 if press else 10)
     pbx.wait(20 - pbx.now)
     cancel(pbx, caller, desk, "NOANSWER")
     pbx.varset(caller, "DIALSTATUS", "NOANSWER")

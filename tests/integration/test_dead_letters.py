@@ -28,12 +28,13 @@ from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.calls.correlator import Correlator, FailedEvent
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
+from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.config import Manager, Settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.replay import replay_files, topology_of
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
+from stored import missed_call
 from traces import TRACE_CONFIG, TRACES
 
 POISON = "IAX2/poison"
@@ -258,24 +259,16 @@ class StrangerAnswers(Correlator):
 
 
 def stranger_call() -> CallRecord:
+    """A call on a tracked number answered on +79160000104, which no manager declared."""
     started = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    return CallRecord(
-        linkedid="1733541121.950",
-        node="pbx",
-        direction=Direction.INBOUND,
+    return missed_call("1733541121.950", started, "79161234598").replace(
         did="74951110001",
-        caller="79161234598",
-        caller_name=None,
         status=CallStatus.ANSWERED,
         missed_reason=None,
-        answered_by=None,
-        transferred_to=None,
-        started_at=started,
         answered_at=started + timedelta(seconds=4),
         ended_at=started + timedelta(seconds=60),
         ring_seconds=4,
         talk_seconds=56,
-        recording_path=None,
         answered_via="number",
         answered_number="+79160000104",
     )

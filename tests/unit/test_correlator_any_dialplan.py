@@ -20,9 +20,7 @@ from dialplans import (
     forward_to_stranger,
     ivr_hang_up,
     mobile_confirms,
-    mobile_drops,
-    mobile_leg,
-    mobile_picks_up,
+    mobile_refuses,
     mobile_unconfirmed,
     national_did,
     queue_abandoned,
@@ -132,13 +130,7 @@ def test_unconfirmed_mobile_then_desk_answers() -> None:
     """The mobile refuses, then the desk phone picks up: answered by 103 on her desk."""
     pbx = Pbx()
     caller = pbx.caller(did="74951110010")
-    desk = ring(pbx, caller, ["FMPR-103@from-internal"], "IAX2/103", "103/103")
-    leg, _, _ = mobile_leg(pbx, caller)
-    pbx.wait(3)
-    mobile_picks_up(pbx, leg)
-    pbx.wait(1)
-    pbx.dtmf(leg.phone or caller, "2")
-    mobile_drops(pbx, caller, leg, "NOANSWER")
+    desk = mobile_refuses(pbx, caller, "2", 1)
     pbx.wait(4)
     answer(pbx, caller, desk)
     pbx.wait(10)
