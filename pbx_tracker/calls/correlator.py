@@ -215,7 +215,7 @@ class Correlator:
         """DIALSTATUS on the caller's channel: empty when a Dial starts, its result after."""
         last = call.last_offer()
         if not value:
-            if last is None or last.kind != DIAL or last.statuses or last.ringing or last.status:
+            if last is None or last.kind != DIAL or not last.fresh:
                 call.offers.append(Offer(DIAL, time))
             return
         if last is not None and last.kind == DIAL and last.status is None:

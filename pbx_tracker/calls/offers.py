@@ -57,6 +57,11 @@ class Offer:
     abandoned: bool = False  # QueueCallerAbandon
 
     @property
+    def fresh(self) -> bool:
+        """Nothing happened in it yet: no destination, no summary."""
+        return not self.statuses and not self.ringing and self.status is None
+
+    @property
     def open(self) -> bool:
         """Still trying to reach someone (no summary yet, a destination still ringing)."""
         return self.status is None and (bool(self.ringing) or not self.statuses)
