@@ -26,7 +26,7 @@ from pbx_tracker.store.models import RingAttemptRow
 __all__ = ["AVAILABLE_OUTCOMES", "attempt_figures"]
 
 attempts_table = cast(Table, RingAttemptRow.__table__)
-AVAILABLE_OUTCOMES = ("noanswer", "cancel")
+AVAILABLE_OUTCOMES = ("noanswer", "cancel", "not_accepted")  # rang, or picked up unconfirmed
 
 
 async def attempt_figures(

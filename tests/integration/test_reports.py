@@ -609,6 +609,19 @@ async def test_managers_by_hand(seeded: AsyncEngine) -> None:
     assert found.total.figures["missed_while_available"] == 4
 
 
+async def test_a_mobile_that_picked_up_unconfirmed_missed_the_call_while_available(
+    seeded: AsyncEngine,
+) -> None:
+    """102's mobile picked up c2 but never confirmed (not_accepted): 102 was reachable and
+    let a missed call go, like a phone that rang out."""
+    c2 = select(calls_table.c.id).where(calls_table.c.linkedid == "c2").scalar_subquery()
+    busy = (attempts_table.c.call_id == c2) & (attempts_table.c.manager == "102")
+    async with seeded.begin() as conn:
+        await conn.execute(attempts_table.update().where(busy).values(outcome="not_accepted"))
+    by_manager = rows(await report(seeded, ReportKind.MANAGERS))
+    assert by_manager[("102",)]["missed_while_available"] == 2  # c7 and now c2
+
+
 async def test_managers_by_day(seeded: AsyncEngine) -> None:
     found = await report(seeded, ReportKind.MANAGERS, [Dimension.DAY])
     by_key = rows(found)
