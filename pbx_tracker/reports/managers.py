@@ -5,7 +5,8 @@ Per manager (the extension whose phone rang), for calls started in the period,
 
 missed calls (nobody was ever connected) on which this manager's phone rang
 and the leg ended ``noanswer`` or ``cancel`` — the phone was free and rang,
-and nobody took the call.  A leg that ended ``busy``/``chanunavail`` (on
+and nobody took the call — or ``not_accepted`` (their mobile picked up and
+never confirmed).  A leg that ended ``busy``/``chanunavail`` (on
 another call, offline) does not count, nor a ring of an answered call (a
 colleague took it).  The answer speed comes with the call figures
 (`pbx_tracker.reports.calls`, from ``calls.answer_seconds``).
@@ -26,7 +27,7 @@ from pbx_tracker.store.models import RingAttemptRow
 __all__ = ["AVAILABLE_OUTCOMES", "attempt_figures"]
 
 attempts_table = cast(Table, RingAttemptRow.__table__)
-AVAILABLE_OUTCOMES = ("noanswer", "cancel", "not_accepted")  # rang, or picked up unconfirmed
+AVAILABLE_OUTCOMES = ("noanswer", "cancel", "not_accepted")
 
 
 async def attempt_figures(
