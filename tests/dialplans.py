@@ -132,8 +132,10 @@ class Pbx:
             self.send("Newstate", dest)
         self.send("DialBegin", src, **_prefixed("Dest", dest), DialString=dial_string)
 
-    def dial_end(self, src: Chan, dest: Chan, status: str) -> None:
-        self.send("DialEnd", src, **_prefixed("Dest", dest), DialStatus=status)
+    def dial_end(self, src: Chan, dest: Chan, status: str, *, forward: str = "") -> None:
+        """`src`'s Dial of `dest` ends (``forward``: where the phone redirected the call)."""
+        extra = {"Forward": forward} if forward else {}
+        self.send("DialEnd", src, **_prefixed("Dest", dest), DialStatus=status, **extra)
 
     def up(self, chan: Chan) -> None:
         chan.state = "Up"
@@ -144,11 +146,13 @@ class Pbx:
         self.send("BridgeCreate", BridgeUniqueid=bridge, BridgeType="basic")
         return bridge
 
-    def enter(self, bridge: str, chan: Chan) -> None:
+    def enter(self, bridge: str, chan: Chan, *, swap: Chan | None = None) -> None:
+        """``chan`` joins ``bridge`` (taking ``swap``'s place, as an optimisation does)."""
         if chan.bridge is not None:
             self.leave(chan)
         chan.bridge = bridge
-        self.send("BridgeEnter", chan, BridgeUniqueid=bridge, BridgeType="basic")
+        fields = {"SwapUniqueid": swap.uniqueid} if swap is not None else {}
+        self.send("BridgeEnter", chan, BridgeUniqueid=bridge, BridgeType="basic", **fields)
 
     def leave(self, chan: Chan) -> None:
         if chan.bridge is not None:

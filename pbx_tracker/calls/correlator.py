@@ -40,6 +40,7 @@ from pbx_tracker.calls.topology import (
 __all__ = ["Correlator", "FailedEvent", "Topology"]
 
 KEPT_VARIABLE_PREFIXES = ("TRACK_", "CALLBACK_", "ROUTE_")
+FORWARDED = "FORWARDED"  # the phone sent the call on (SIP 302): its DialEnd names where
 _FINISHED_MEMORY = 10_000
 _FAILURES_KEPT = 1_000
 
@@ -334,7 +335,7 @@ class Correlator:
         dest, status = event.get("DestUniqueid"), event.get("DialStatus").upper()
         leg = call.legs.get(dest)
         if leg is not None:
-            leg.end(event.time, status)
+            leg.end(event.time, FORWARDED if event.get("Forward") else status)
         if event.get("Uniqueid") == call.root and status:
             offer = next((o for o in reversed(call.offers) if dest in o.ringing), None)
             if offer is not None:
@@ -369,12 +370,13 @@ class Correlator:
         channel, bridge = self._board.get(event.get("Uniqueid")), event.get("BridgeUniqueid")
         if channel is None or not bridge:
             return
+        swap = bool(event.get("SwapUniqueid"))  # it takes another channel's place
         for member in self._board.enter(channel, bridge):
             other = self._calls.get(member.linkedid)
             if other is not None and other is not call:
-                self._reconsider(other, event.time)
+                self._reconsider(other, event.time, swap=swap)
         if call is not None:
-            self._reconsider(call, event.time)
+            self._reconsider(call, event.time, swap=swap)
 
     def _on_bridge_leave(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -385,8 +387,12 @@ class Correlator:
         if call is not None:
             self._reconsider(call, event.time)
 
-    def _reconsider(self, call: Call, time: float) -> None:
-        """Who is the caller talking to now that a bridge changed?"""
+    def _reconsider(self, call: Call, time: float, *, swap: bool = False) -> None:
+        """Who is the caller talking to now that a bridge changed?
+
+        ``swap``: a channel took another's place in a bridge (Local channels optimised
+        away): a moment without a person just before it is no pause in the talk.
+        """
         reachable = self._board.reachable(call.root)
         if call.direction is Direction.OUTBOUND:
             customer = next((c.uniqueid for c in reachable if c.manager is None), None)
@@ -399,9 +405,9 @@ class Correlator:
             self._disconnect(call, time)
             return
         declared = [c for c in parties if self._reach(c).manager is not None]
-        self._connect(call, (declared or parties)[0], time)
+        self._connect(call, (declared or parties)[0], time, swap=swap)
 
-    def _connect(self, call: Call, channel: Channel, time: float) -> None:
+    def _connect(self, call: Call, channel: Channel, time: float, *, swap: bool) -> None:
         reach = self._reach(channel)
         number = reach.number if reach.via == VIA_NUMBER else None
         if reach.manager is None and number is None:
@@ -412,7 +418,11 @@ class Correlator:
             call.answered_at, call.answered_by = time, reach.manager
             call.answered_via, call.answered_number = reach.via, number
         elif call.disconnected_at is not None:
-            call.transfer_wait += max(0.0, time - call.disconnected_at)
+            gap = max(0.0, time - call.disconnected_at)
+            if swap and party == call.connected_party:
+                call.talk += gap  # the same conversation, its channels swapped
+            else:
+                call.transfer_wait += gap
         if call.connected_party is not None and party != call.connected_party:
             call.transferred_to = reach.manager
         call.connected_party = party
@@ -468,6 +478,8 @@ class Correlator:
             self._reconsider(call, event.time)
             return None
         call.hangup_cause = event.get("Cause") or None
+        if call.caller_hangup_at is None and not call.pbx_hangup:
+            call.caller_hangup_at = event.time  # no (Soft)HangupRequest said who: the caller
         return self._finish(call, event.time)
 
     def _finish(self, call: Call, time: float) -> list[CallRecord]:

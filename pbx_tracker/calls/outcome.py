@@ -68,10 +68,10 @@ def missed_reason(call: Call) -> MissedReason:
             return reason
     if call.voicemail_at is not None:
         return MissedReason.NO_ANSWER
-    if call.caller_hangup_at is not None:
-        return MissedReason.ABANDONED
     if last is None and call.hangup_cause in _UNREACHABLE_CAUSES:
         return MissedReason.UNAVAILABLE
+    if call.caller_hangup_at is not None:
+        return MissedReason.ABANDONED
     return MissedReason.FAILED
 
 

@@ -50,9 +50,10 @@ class RingAttempt:
     """One phone that rang for a call: who, when, and how that leg ended.
 
     `outcome` is Asterisk's DialStatus of the leg (ANSWER, NOANSWER, BUSY,
-    CANCEL, CHANUNAVAIL, ...), lower-cased, or ``not_accepted`` for a leg that
+    CANCEL, CHANUNAVAIL, ...), lower-cased; ``not_accepted`` for a leg that
     picked up but was never connected with the caller (a mobile's call
-    confirmation refused or timed out, its voicemail); the cancelled legs of a
+    confirmation refused or timed out, its voicemail); ``forwarded`` for a phone
+    that sent the call on (SIP 302, the Dial's ``Forward``); the cancelled legs of a
     ring group or queue stay attempts of the one call, never calls of their own.
     `manager` is None for a phone or number no manager declared; `via` says how
     the leg was reached: ``device`` (a manager's phone) or ``number`` (an

@@ -182,7 +182,7 @@ def optimise_outermost(pbx: Pbx, caller: Chan, leg: Leg, inner_bridge: str) -> N
     bridge in, and both halves go away."""
     one, two = leg.chain.pop(0)
     pbx.send("LocalOptimizationBegin", SourceUniqueid=caller.uniqueid, DestUniqueId=two.uniqueid)
-    pbx.enter(inner_bridge, caller)
+    pbx.enter(inner_bridge, caller, swap=two)
     pbx.leave(two)
     pbx.send("LocalOptimizationEnd", Success="Yes", Id="0")
     pbx.hangup(one, by_far_end=False)
