@@ -3,15 +3,16 @@ same capture alone.
 
     .venv/bin/python benchmarks/replay.py [--copies 32] [--every 1] [--runs 3]
 
-The busy day of `raw_clock.py` (every capture of tests/data/asterisk-traces, ours
+The busy day of `pbx_tracker.sim.busy_day` (every capture of tests/data/asterisk-traces, ours
 and FreePBX's: IVR, ring groups and queue members as Local channels, follow-me to
 mobiles with call confirmation, transfers; all events of an unfiltered AMI user,
 copies overlapping) is written as JSON Lines and measured, median of ``--runs``:
 
 1. reading it (`read_capture`): the baseline;
-2. reading and correlating (`Correlator.feed_all`), what `pbx-tracker run` does
+2. correlating the events already read, the correlator alone;
+3. reading and correlating (`Correlator.feed_all`), what `pbx-tracker run` does
    with each event after parsing it;
-3. what `pbx-tracker replay --dry-run` does before printing: correlating,
+4. what `pbx-tracker replay --dry-run` does before printing: correlating,
    labelling with the FreePBX capture's config, first-time callers.
 """
 
@@ -45,8 +46,13 @@ def main() -> None:
         records = Correlator(topology_of(settings)).feed_all(read_capture(capture))
         print(f"{len(messages):,} AMI messages, {len(records):,} call records")
 
+        events = list(read_capture(capture))
+
         def read() -> object:
             return sum(1 for _ in read_capture(capture))
+
+        def correlate_only() -> object:
+            return Correlator(topology_of(settings)).feed_all(events)
 
         def correlate() -> object:
             correlator = Correlator(topology_of(settings))
@@ -59,6 +65,7 @@ def main() -> None:
 
         for label, work in (
             ("read the capture", read),
+            ("correlate (read)", correlate_only),
             ("read + correlate", correlate),
             ("replay (+ labels)", replay),
         ):
