@@ -54,14 +54,22 @@ def median_seconds(work: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def day_from_arguments(
+    description: str,
+) -> tuple[argparse.Namespace, list[dict[str, str]], list[float]]:
+    """The command line (--copies, --every, --runs) and the busy day of every capture."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--copies", type=int, default=32)
     parser.add_argument("--every", type=int, default=1, help="seconds between new calls")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     paths = sorted([*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")])
     messages, real = busy_day(paths, args.copies, args.every)
+    return args, messages, real
+
+
+def main() -> None:
+    args, messages, real = day_from_arguments(__doc__.split("\n\n")[0])
     calls = sum(
         1 for m in messages if m.get("Event") == "Newchannel" and m["Uniqueid"] == m["Linkedid"]
     )

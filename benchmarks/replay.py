@@ -18,28 +18,20 @@ copies overlapping) is written as JSON Lines and measured, median of ``--runs``:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from raw_clock import TRACES, median_seconds, write_both
+from raw_clock import TRACES, day_from_arguments, median_seconds, write_both
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.config import load_settings
 from pbx_tracker.replay import replay_files, topology_of
-from pbx_tracker.sim.busy_day import busy_day
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=32)
-    parser.add_argument("--every", type=int, default=1, help="seconds between new calls")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args, messages, real = day_from_arguments(__doc__.split("\n\n")[0])
     settings = load_settings(TRACES / "freepbx" / "pbx-tracker.yaml", environ={})
-    paths = sorted([*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")])
-    messages, real = busy_day(paths, args.copies, args.every)
     with tempfile.TemporaryDirectory() as name:
         capture = Path(name) / "day.jsonl"
         write_both(Path(name), messages, real)
