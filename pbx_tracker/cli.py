@@ -93,7 +93,8 @@ def db_downgrade(config_path: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Print call records as JSON lines; write nothing.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> None:
-    """Feed captured AMI traffic (JSON Lines or raw AMI text) through the correlator."""
+    """Feed captured AMI traffic (JSON Lines or raw AMI text) or a CEL log through the
+    correlator."""
     from pbx_tracker.replay import replay_into_database, replay_to_stdout
 
     settings = load_or_exit(config_path, need_ami_secret=False)
@@ -105,6 +106,8 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
         summary = asyncio.run(replay_into_database(paths, settings))
     for path, count in summary.unfinished.items():
         click.echo(f"{path}: {count} calls still in progress at the end, not recorded", err=True)
+    for line in summary.bad_lines:
+        click.echo(f"{line} (skipped)", err=True)
     failed = summary.failed.total()
     if failed:
         kinds = ", ".join(f"{kind} ({count})" for kind, count in summary.failed.most_common())

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.attribution.sources import CallLabeler, FirstTimeCallers
 from pbx_tracker.calls.correlator import Correlator
+from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.calls.topology import Topology
+from pbx_tracker.cel.events import ami_events
+from pbx_tracker.cel.log import CelLog, is_cel_file
 from pbx_tracker.phones import canonical_number, is_dialable
 
 if TYPE_CHECKING:
@@ -58,7 +61,8 @@ def topology_of(settings: Settings) -> Topology:
 @dataclass
 class ReplaySummary:
     """What a replay went through; ``failed``: the AMI messages the correlator could not
-    apply, counted by event and error (``"Hangup: KeyError"``)."""
+    apply, counted by event and error (``"Hangup: KeyError"``); ``bad_lines``: CEL lines
+    that could not be read (``file:line: why``)."""
 
     files: int = 0
     events: int = 0
@@ -66,6 +70,7 @@ class ReplaySummary:
     untracked: int = 0
     unfinished: dict[str, int] = field(default_factory=dict)
     failed: Counter[str] = field(default_factory=Counter)
+    bad_lines: list[str] = field(default_factory=list)
 
 
 def replay_files(
@@ -80,7 +85,7 @@ def replay_files(
     summary = ReplaySummary()
     for path in paths:
         correlator = Correlator(topology_of(settings))
-        records = _correlate(correlator, path, summary.failed)
+        records = _correlate(correlator, path, summary, str(settings.recordings_dir))
         summary.files += 1
         summary.events += correlator.events_seen
         if correlator.calls_in_progress:
@@ -97,13 +102,32 @@ def replay_files(
     return summary
 
 
-def _correlate(correlator: Correlator, path: Path, failed: Counter[str]) -> list[CallRecord]:
-    """The records of one capture; what could not be applied is counted in ``failed``."""
+def _correlate(
+    correlator: Correlator, path: Path, summary: ReplaySummary, monitor_dir: str
+) -> list[CallRecord]:
+    """The records of one capture (AMI or CEL); what could not be applied or read is
+    counted in the summary."""
     records: list[CallRecord] = []
-    for event in read_capture(path):
+    events, recovered_from = _events_of(path, summary, monitor_dir)
+    for event in events:
         records.extend(correlator.feed(event))
-        failed.update(f"{f.event.name}: {f.error}" for f in correlator.take_failures())
+        summary.failed.update(f"{f.event.name}: {f.error}" for f in correlator.take_failures())
+    if recovered_from is not None:
+        records = [record.replace(recovered_from=recovered_from) for record in records]
     return records
+
+
+def _events_of(
+    path: Path, summary: ReplaySummary, monitor_dir: str
+) -> tuple[Iterable[AmiEvent], str | None]:
+    """The AMI events of a capture file, or of a CEL log (told by content: then "cel")."""
+    if not is_cel_file(path):
+        return read_capture(path), None
+    log = CelLog(str(path))
+    with path.open(encoding="utf-8", errors="replace", newline="") as lines:
+        events = ami_events(log.rows(lines), monitor_dir)
+    summary.bad_lines.extend(log.bad_lines)
+    return events, "cel"
 
 
 def record_json_line(record: CallRecord) -> str:

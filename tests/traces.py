@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pbx_tracker.calls.records import CallRecord
 
@@ -65,3 +66,29 @@ def figures(record: CallRecord) -> tuple[object, ...]:
         record.talk_seconds,
         record.transfer_wait_seconds,
     )
+
+
+def truths(expected: Path) -> list[dict[str, Any]]:
+    """The true outcome of each call of a capture's ``*.expected.json``.
+
+    The FreePBX files list ``calls``; ours list ``expected_calls`` and, apart, what was
+    ``measured`` (linkedid, figures), matched here by caller and DID.  Each call has
+    ``linkedid``, ``answered``, ``answered_by``, ``missed_reason``, ``did``, ``caller``,
+    ``expect_call_record`` and, where measured, ``ring_s_measured`` / ``talk_s_measured``.
+    """
+    data = json.loads(expected.read_text(encoding="utf-8"))
+    if "calls" in data:
+        return list(data["calls"])
+    measured = list(data.get("measured") or [])
+    calls = []
+    for call in data.get("expected_calls") or []:
+        match = next(
+            (m for m in measured if (m["caller"], m["did"]) == (call["caller"], call["did"])), None
+        )
+        if match is not None:
+            measured.remove(match)
+        found = {**call, **(match or {})}
+        found.setdefault("expect_call_record", match is not None and call.get("tracked", True))
+        found.setdefault("transferred_to", None)
+        calls.append(found)
+    return calls

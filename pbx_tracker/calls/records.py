@@ -80,7 +80,8 @@ class CallRecord:
     (``PJSIP/104``).  ``transfer_wait_seconds``: time after the first answer
     when the caller was connected to nobody before being connected again
     (waiting for a transfer target, back in a queue); it is not in
-    ``talk_seconds``.
+    ``talk_seconds``.  ``recovered_from``: ``cel`` when the call was rebuilt from
+    Asterisk's own event log (it happened while pbx-tracker was not listening).
     """
 
     linkedid: str
@@ -119,6 +120,7 @@ class CallRecord:
     answered_via: str | None = None
     answered_number: str | None = None
     transfer_wait_seconds: int = 0
+    recovered_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form printed by `replay --dry-run` (ISO 8601 UTC times)."""

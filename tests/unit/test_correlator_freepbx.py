@@ -4,16 +4,14 @@ text alike; and every capture, ours too, gives the same figures in both formats.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.replay import replay_files
-from traces import TRACE_CONFIG, TRACES, e164, figures
+from traces import TRACE_CONFIG, TRACES, e164, figures, truths
 
 FREEPBX = TRACES / "freepbx"
 SLACK = 1.5  # seconds: the truth is measured to the millisecond, records are whole seconds
@@ -32,19 +30,13 @@ def replayed(path: Path, config: Path) -> dict[str, CallRecord]:
     return {record.linkedid: record for record in records}
 
 
-def truth(stem: str) -> list[dict[str, Any]]:
-    data = json.loads((FREEPBX / f"{stem}.expected.json").read_text(encoding="utf-8"))
-    calls: list[dict[str, Any]] = data["calls"]
-    return calls
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "raw.txt"])
 @pytest.mark.parametrize("stem", STEMS)
 def test_each_freepbx_call_gets_its_true_outcome(stem: str, fmt: str) -> None:
     """Answered on a desk or a mobile, missed with the caller-side reason, transferred,
     or not tracked at all: as the capture's README states."""
     records = replayed(FREEPBX / f"{stem}.{fmt}", FREEPBX / "pbx-tracker.yaml")
-    for call in truth(stem):
+    for call in truths(FREEPBX / f"{stem}.expected.json"):
         record = records.get(call["linkedid"])
         if not call["expect_call_record"]:
             assert record is None

@@ -1,0 +1,1 @@
+"""Asterisk's Channel Event Logging: the calls Asterisk logged itself, read back."""
