@@ -21,7 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "CelLog", "CelRow", "is_cel_file", "looks_like_cel", "parse_time"]
+__all__ = [
+    "COLUMNS",
+    "CelLog",
+    "CelRow",
+    "is_cel_file",
+    "looks_like_cel",
+    "parse_line",
+    "parse_time",
+]
 
 COLUMNS = 20
 _EVENT = re.compile(r"[A-Z][A-Z_]+")
@@ -68,6 +76,14 @@ class CelRow:
             peer=columns[16],
             extra=_extra(columns[19]),
         )
+
+
+def parse_line(text: str) -> CelRow | None:
+    """One CEL line as a row; None for a blank line; ValueError when it is not a record."""
+    columns = next(csv.reader([text]), [])
+    if not any(columns):
+        return None
+    return CelRow.from_columns(columns)
 
 
 def parse_time(text: str) -> float:
