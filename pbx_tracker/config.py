@@ -53,6 +53,7 @@ from pbx_tracker.calls.topology import (
     is_pseudo_channel,
     local_pattern_problem,
 )
+from pbx_tracker.cel.settings import CelSettings
 from pbx_tracker.config_fields import (
     DEFAULT_REGION,
     ConfigModel,
@@ -383,6 +384,7 @@ class Settings(ConfigModel):
     spam: SpamSettings = Field(default_factory=SpamSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     exports: ExportSettings = Field(default_factory=ExportSettings)
+    cel: CelSettings = Field(default_factory=CelSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
@@ -462,6 +464,7 @@ class Settings(ConfigModel):
             *self.callbacks.secret_values(),
             *self.exports.secret_values(),
             *self.crm.secret_values(),
+            *self.cel.secret_values(),
             *([self.http.status_token.get_secret_value()] if self.http.status_token else []),
         ]
         return [value for value in dict.fromkeys(values) if value]
@@ -555,6 +558,7 @@ _SECTIONS = (
     "attribution",
     "routing",
     "exports",
+    "cel",
     "reports",
     "logging",
     "tracked_numbers",
@@ -681,7 +685,9 @@ _MESSAGES = {
     "path_type": "Input should be a valid path",
 }
 _WITHOUT_INPUT = frozenset({"extra_forbidden", "missing"})
-_SECRET_KEYS = frozenset({"secret", "url", "password", "status_token", "password_hash"})
+_SECRET_KEYS = frozenset(
+    {"secret", "url", "database_url", "password", "status_token", "password_hash"}
+)
 _MAX_SHOWN = 60
 
 
