@@ -27,6 +27,7 @@ __all__ = [
     "CelRow",
     "is_cel_file",
     "looks_like_cel",
+    "parse_extra",
     "parse_line",
     "parse_time",
 ]
@@ -74,7 +75,7 @@ class CelRow:
             uniqueid=columns[14],
             linkedid=columns[15],
             peer=columns[16],
-            extra=_extra(columns[19]),
+            extra=parse_extra(columns[19]),
         )
 
 
@@ -100,8 +101,9 @@ def parse_time(text: str) -> float:
     raise ValueError(f"unreadable event time {text[:40]!r}")
 
 
-def _extra(text: str) -> dict[str, Any]:
-    if not text.strip():
+def parse_extra(text: str | None) -> dict[str, Any]:
+    """The record's extra JSON as a dict (empty when there is none or it is not JSON)."""
+    if not text or not text.strip():
         return {}
     try:
         value = json.loads(text)

@@ -23,7 +23,7 @@ import structlog
 from pbx_tracker.calls.correlator import Topology
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.log import CelRow
-from pbx_tracker.cel.reading import Position, read_since
+from pbx_tracker.cel.reading import Chunk, Position, read_since
 from pbx_tracker.cel.recovery import Recovered, recover
 from pbx_tracker.cel.settings import CelSettings
 
@@ -32,6 +32,9 @@ __all__ = ["CelRecovery", "Positions"]
 log = structlog.get_logger(__name__)
 
 _REPORTED_LINES = 20  # unreadable lines logged one by one per read; the rest are counted
+
+
+Read = Callable[[Position | None], Awaitable[Chunk]]
 
 
 class Positions(Protocol):
@@ -63,13 +66,16 @@ class CelRecovery:
         positions: Positions,
         finished: Callable[[CallRecord], None],
         stored: Callable[[], Awaitable[bool]],
+        read: Read | None = None,
     ) -> None:
+        """``read``: the log's reader (default: the CSV file, in a worker thread)."""
         self.settings = settings
         self.topology = topology
         self.monitor_dir = monitor_dir
         self.positions = positions
         self.finished = finished
         self.stored = stored
+        self.read = read or self._read_file
         self.state = RecoveryState()
         self._lock = asyncio.Lock()
 
@@ -86,9 +92,12 @@ class CelRecovery:
             await self._hand_over(result, time.monotonic() - started)
             return result.going
 
+    async def _read_file(self, position: Position | None) -> Chunk:
+        return await asyncio.to_thread(read_since, self.settings.file, position)
+
     async def _read(self) -> Recovered:
         position = await self.positions.load()
-        chunk = await asyncio.to_thread(read_since, self.settings.file, position)
+        chunk = await self.read(position)
         for line in chunk.bad_lines[:_REPORTED_LINES]:
             log.warning("cel.line_unreadable", line=line)
         for loss in chunk.lost:
@@ -100,7 +109,7 @@ class CelRecovery:
         if len(chunk.bad_lines) > _REPORTED_LINES:
             log.warning("cel.lines_unreadable", count=len(chunk.bad_lines))
         if chunk.end is None and position is None:
-            self.state.problem = f"{self.settings.file} does not exist (is CEL set up?)"
+            self.state.problem = f"{self.settings.source} does not exist (is CEL set up?)"
         return result
 
     async def _hand_over(self, result: Recovered, seconds: float) -> None:
