@@ -5,7 +5,8 @@ It speaks the protocol exactly as Asterisk does on the wire: the banner line
 after every message, the ActionID echoed on every response (and on every event
 of an EventList).  It answers the actions the tracker uses (Login, Challenge,
 Ping, CoreShowChannels, DeviceStateList, ExtensionStateList, QueueStatus,
-Originate, Logoff) and plays recorded or generated
+Originate, Logoff, and for the check of the config ListCommands, Command,
+ModuleCheck, ShowDialPlan and Getvar) and plays recorded or generated
 event streams to every logged-in client, optionally at a given speed and cut
 into tiny TCP writes.  Faults are one call away: `send_raw` (garbage),
 `drop_connections` (link drop), `restart` (Asterisk restart on the same port),
@@ -14,7 +15,10 @@ into tiny TCP writes.  Faults are one call away: `send_raw` (garbage),
 the hints and queue members the lists report).  An `Originate` places a
 simulated click-to-call callback (`sim.originate`): the manager's phone rings
 `originate_delay` seconds, then picks up or not as `originate_outcomes` says
-(by device, e.g. ``IAX2/101``, or by the customer's number).
+(by device, e.g. ``IAX2/101``, or by the customer's number).  `setup`
+(`sim.introspection.PbxSetup`) holds its loaded modules, dialplan contexts,
+known devices, CEL and the AMI user's write classes; an action outside those
+classes is refused "Permission denied", as Asterisk does.
 
 Everything runs inside the caller's event loop; `stop()` closes every socket
 and returns promptly.  Client handlers never leave unretrieved exceptions.
@@ -36,6 +40,7 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
+from pbx_tracker.sim.introspection import PbxSetup
 from pbx_tracker.sim.originate import (
     QUEUED,
     OriginatedCall,
@@ -253,6 +258,7 @@ class FakeAsterisk:
         self.actions: list[dict[str, str]] = []
         self.live_channels: dict[str, dict[str, str]] = {}
         self.states = PbxStates()
+        self.setup = PbxSetup()
         # Originate: outcome by device ("IAX2/101") or customer number; "answer" if absent
         self.originate_outcomes: dict[str, str] = {}
         self.originate_delay = 0.01  # seconds the manager's phone rings before the outcome
@@ -277,7 +283,13 @@ class FakeAsterisk:
             "queuestatus": self._queue_status,
             "originate": self._originate,
             "logoff": self._logoff,
+            "listcommands": self._list_commands,
+            "command": self._command,
+            "modulecheck": self._module_check,
+            "showdialplan": self._show_dialplan,
+            "getvar": self._getvar,
         }
+        self._answered = frozenset(self._handlers)
 
     # lifecycle
 
@@ -538,7 +550,8 @@ class FakeAsterisk:
         if not name:
             await self._reply(session, action, "Error", [("Message", "Missing action in request")])
             return True
-        if not session.logged_in and name not in ("login", "challenge"):
+        allowed = session.logged_in or name in ("login", "challenge")
+        if not (allowed and self.setup.may_run(name)):
             await self._reply(session, action, "Error", [("Message", "Permission denied")])
             return True
         handler = self._handlers.get(name, self._unknown)
@@ -703,6 +716,48 @@ class FakeAsterisk:
     async def _logoff(self, session: _Session, action: dict[str, str]) -> bool:
         await self._reply(session, action, "Goodbye", [("Message", "Thanks for all the fish.")])
         return False
+
+    async def _list_commands(self, session: _Session, action: dict[str, str]) -> bool:
+        missing = self._answered - self._handlers.keys()
+        await self._reply(session, action, "Success", self.setup.list_commands(missing))
+        return True
+
+    async def _command(self, session: _Session, action: dict[str, str]) -> bool:
+        ok, lines = self.setup.command(_header(action, "Command"))
+        output = [("Message", "Command output follows")] + [("Output", line) for line in lines]
+        await self._reply(session, action, "Success" if ok else "Error", output)
+        return True
+
+    async def _module_check(self, session: _Session, action: dict[str, str]) -> bool:
+        if self.setup.module_loaded(_header(action, "Module")):
+            await self._reply(session, action, "Success", [("Version", "")])
+        else:
+            await self._reply(session, action, "Error", [("Message", "Module not loaded")])
+        return True
+
+    async def _show_dialplan(self, session: _Session, action: dict[str, str]) -> bool:
+        context = _header(action, "Context")
+        contexts = [context] if context else sorted(self.setup.contexts)
+        if context and self.setup.dialplan(context) is None:
+            failure = [("Message", f"Did not find context {context}")]
+            await self._reply(session, action, "Error", failure)
+            return True
+        items = [
+            [("Event", "ListDialplan"), *item]
+            for name in contexts
+            for item in self.setup.dialplan(name) or []
+        ]
+        await self._event_list(session, action, "DialPlan list", items, "ShowDialPlan")
+        return True
+
+    async def _getvar(self, session: _Session, action: dict[str, str]) -> bool:
+        variable = _header(action, "Variable")
+        if not variable:
+            await self._reply(session, action, "Error", [("Message", "No variable specified")])
+            return True
+        value = self.setup.getvar(variable, self.states.devices)
+        await self._reply(session, action, "Success", [("Variable", variable), ("Value", value)])
+        return True
 
     async def _unknown(self, session: _Session, action: dict[str, str]) -> bool:
         await self._reply(session, action, "Error", [("Message", "Invalid/unknown command")])
