@@ -43,8 +43,14 @@ def run(config_path: str | None) -> None:
 
 @main.command("check-config")
 @config_option
-def check_config(config_path: str | None) -> None:
-    """Validate the config: exit 0, or 1 with each problem on a line naming the key."""
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also check it against the running Asterisk (logs in with the config's AMI user).",
+)
+def check_config(config_path: str | None, live: bool) -> None:
+    """Validate the config: exit 0, or 1 with each problem on a line naming the key;
+    with --live also against the running Asterisk (drivers, contexts, AMI classes)."""
     settings = load_or_exit(config_path)
     agi, http = settings.agi, settings.http
     router = f"FastAGI {agi.host}:{agi.port}" if agi.enabled else "FastAGI off"
@@ -56,6 +62,10 @@ def check_config(config_path: str | None) -> None:
         f"{len(settings.managers)} managers in {len(settings.routing.groups) or 1} routing "
         f"group(s), AMI {settings.ami.host}:{settings.ami.port}, {router}, {website}"
     )
+    if live:
+        from pbx_tracker.cli_common import check_against_asterisk
+
+        sys.exit(check_against_asterisk(settings))
 
 
 @main.group()

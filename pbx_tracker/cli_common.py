@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-__all__ = ["CONFIG_HELP", "config_option", "load_or_exit", "run_command"]
+__all__ = ["CONFIG_HELP", "check_against_asterisk", "config_option", "load_or_exit", "run_command"]
 
 CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
 
@@ -44,3 +44,26 @@ def run_command(coroutine: Any, expected: type[Exception]) -> None:
     except (expected, DatabaseProblem) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+def check_against_asterisk(settings: Any) -> int:
+    """`check-config --live`: each problem on stderr (one line naming the key), what
+    could not be checked on stdout as ``note: ...``; the exit code."""
+    from pbx_tracker.ami.live_check import check_live
+    from pbx_tracker.logging import configure_logging
+
+    # stdout and stderr are for the outcome; the log only when debugging
+    level = "debug" if settings.logging.level == "debug" else "critical"
+    configure_logging(
+        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    )
+    findings = asyncio.run(check_live(settings))
+    for note in findings.notes:
+        click.echo(f"note: {note}")
+    for problem in findings.problems:
+        click.echo(str(problem), err=True)
+    if findings.problems:
+        return 1
+    ami = settings.ami
+    click.echo(f"Asterisk OK: {ami.host}:{ami.port} as {ami.username}")
+    return 0
