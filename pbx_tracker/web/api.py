@@ -7,7 +7,9 @@ Routes (all answers JSON):
 - ``POST /api/v1/visits/{visit_id}/keep-alive``: the page is still open;
 - ``GET /api/v1/openapi.json``: the OpenAPI 3.1 description, built from the
   same models the handlers validate with;
-- ``GET /healthz``: ``{"status": "ok"}``.
+- ``GET /healthz``: the daemon's parts (database, AMI, FastAGI, CEL recovery)
+  and its self-check's problems; 503 while AMI or the database is down
+  (`pbx_tracker.web.health`).
 
 Every error is ``{"error": "...", "detail": [...]}``: 400 (bad JSON, invalid
 field, named in ``detail[].loc``), 403 (an ``Origin`` that is not a configured
@@ -37,6 +39,7 @@ from pydantic import (
 )
 
 from pbx_tracker.attribution.status import PoolStatus
+from pbx_tracker.web.health import HEALTH, Health, HealthAnswer, healthz
 from pbx_tracker.web.limits import RateLimiter
 from pbx_tracker.web.memory_pool import MemoryVisitPool
 from pbx_tracker.web.models import (
@@ -44,7 +47,6 @@ from pbx_tracker.web.models import (
     VISIT_ID_PATTERN,
     ErrorAnswer,
     ErrorDetail,
-    HealthAnswer,
     KeepAliveAnswer,
     PoolStatusAnswer,
     TooManyVisits,
@@ -315,10 +317,6 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response(HealthAnswer(status="ok").model_dump())
-
-
 # --- routes and their description -------------------------------------------------
 
 _VISITS = f"{API_PREFIX}/visits"
@@ -420,8 +418,11 @@ OPERATIONS: tuple[tuple[Operation, Handler], ...] = (
             "GET",
             "/healthz",
             "health",
-            "Liveness check",
-            {200: Response("The server answers", HealthAnswer)},
+            "Health: each part's state and the config problems found against Asterisk",
+            {
+                200: Response("Up (status ok, or degraded: a problem to fix)", HealthAnswer),
+                503: Response("AMI or the database is down", HealthAnswer),
+            },
         ),
         healthz,
     ),
@@ -443,10 +444,12 @@ def make_app(
     pool_status: PoolStatusSource | None = None,
     metrics: CollectorRegistry | None = None,
     pages: Pages | None = None,
+    health: Health | None = None,
 ) -> web.Application:
     """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
     snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``;
-    the pages for people (login, callbacks) with ``pages``."""
+    the pages for people (login, callbacks) with ``pages``; ``/healthz`` tells the
+    daemon's parts with ``health``."""
     app = web.Application(
         middlewares=[_cors, _errors, _rate_limit], client_max_size=settings.max_body_bytes
     )
@@ -463,6 +466,7 @@ def make_app(
     app[OPENAPI] = openapi_document()
     app[POOL_STATUS] = pool_status
     app[METRICS] = metrics
+    app[HEALTH] = health
     for operation, handler in OPERATIONS:
         app.router.add_route(operation.method, operation.path, handler)
     app.router.add_route("OPTIONS", _VISITS, preflight)
@@ -490,6 +494,7 @@ class HttpServer:
         pool_status: PoolStatusSource | None = None,
         metrics: CollectorRegistry | None = None,
         pages: Pages | None = None,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
         self.app = make_app(
@@ -500,6 +505,7 @@ class HttpServer:
             pool_status=pool_status,
             metrics=metrics,
             pages=pages,
+            health=health,
         )
         self.port = settings.port
         self._runner: web.AppRunner | None = None
