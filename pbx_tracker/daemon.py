@@ -34,6 +34,7 @@ from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.ami.dead_letters import DeadLetters
+from pbx_tracker.ami.live_check import SelfCheckRunner
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.watch import AttributionWatch
@@ -52,6 +53,7 @@ from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.health import Health, PartState, database_probe
 from pbx_tracker.web.metrics import (
     OPEN_CALLBACKS_SECONDS,
     CallCounter,
@@ -112,17 +114,21 @@ class Daemon:
         self.dead_letters = DeadLetters(calls.dead_letters, calls.dead_letters_max_events)
         self.labeler = CallLabeler(settings)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
+        self.ami_status = "connecting"
+        self.self_check = SelfCheckRunner(settings, self.listener.send_action)
         self.board = ManagerBoard(settings, clock)
         self.sticky = StickyMemory(writer.engine)
         self.router = Router(settings, self.board, self.sticky, clock)
         route = RouteHandler(settings, self.router, clock, lambda: self.listener.connected)
         handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
+        self.agi_listening = False
         self.ringme = self._ring_me(settings)
         self.callbacks = self._callbacks(settings, writer)
         self.attribution_watch = AttributionWatch(settings.attribution)
         self.calls_counted = CallCounter()
         _also_on_written(writer, self.calls_counted.call_written)
+        self.health = self._health(writer)
         self.daemon_metrics = DaemonCollector(
             self.calls_counted,
             ami_connected=lambda: self.listener.connected,
@@ -136,9 +142,14 @@ class Daemon:
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
         self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
+        self.ami_changed = asyncio.Event()  # set at each AMI status change (tests wait on it)
 
     def _on_ami_status(self, text: str, connected: bool) -> None:
         systemd.status(f"AMI {text}")
+        self.ami_status = text
+        self.ami_changed.set()
+        if connected:  # after each login: the config against this Asterisk
+            self.self_check.logged_in()
         if connected and not self.ready.is_set():
             self.ready.set()
             systemd.ready()
@@ -225,8 +236,28 @@ class Daemon:
             pool_status=status,
             metrics=metrics_registry(self._metrics(pools), self.daemon_metrics),
             pages=self._pages(settings, writer),  # 404 while nobody can sign in
+            health=self.health,
         )
         return pools, server
+
+    def _health(self, writer: CallWriter) -> Health:
+        """/healthz: the parts (AMI and the database critical) and the self-check's problems."""
+        health = Health(lambda: self.self_check.problems)
+        health.register("database", database_probe(writer.engine), critical=True)
+        health.register("ami", self._ami_state, critical=True)
+        health.register("fastagi", self._agi_state)
+        health.register("cel_recovery", lambda: PartState("not configured"))
+        return health
+
+    def _ami_state(self) -> PartState:
+        return PartState("ok") if self.listener.connected else PartState("down", self.ami_status)
+
+    def _agi_state(self) -> PartState:
+        if self.agi is None:
+            return PartState("off")
+        agi = self.settings.agi
+        where = f"{agi.host}:{self.agi.port}"
+        return PartState("ok", where) if self.agi_listening else PartState("down", where)
 
     def _crm(self, settings: Settings, writer: CallWriter) -> CrmDelivery | None:
         """The CRM webhook: events from the outbox the writer fills, woken by each call."""
@@ -301,6 +332,7 @@ class Daemon:
 
     async def _stop_agi(self) -> None:
         if self.agi is not None:
+            self.agi_listening = False
             await self.agi.stop()
 
     def _ring_me_result(self, event: AmiEvent) -> None:
@@ -326,6 +358,7 @@ class Daemon:
             log.error("daemon.agi_listen_failed", host=agi.host, port=agi.port, reason=reason)
             return False
         log.info("daemon.agi_listening", host=agi.host, port=self.agi.port)
+        self.agi_listening = True
         return True
 
     async def _count_open_callbacks(self) -> None:
@@ -377,6 +410,7 @@ class Daemon:
         await self._stop_agi()
         if self.callbacks is not None:
             await self.callbacks.stop()
+        await self.self_check.close()
         await self.listener.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listener
@@ -412,6 +446,7 @@ class Daemon:
             records = self.correlator.resync(channels, item.time)
             self.resynced.set()
         else:
+            self.self_check.observe(item.fields)
             self.board.feed(item)
             if self.ringme is not None and item.name == "OriginateResponse":
                 self._ring_me_result(item)
