@@ -74,6 +74,8 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
                 "spill_path": str(directory / "pending-calls.jsonl"),
             },
             "calls": {"dead_letters": str(directory / "dead-letters.jsonl")},
+            "recordings_dir": str(directory),
+            "cel": {"enabled": False},  # the simulated Asterisk keeps no CEL log
             "tracked_numbers": [
                 *(
                     {"did": did, "source": source, "medium": medium}

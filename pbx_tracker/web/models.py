@@ -106,10 +106,6 @@ class PoolStatusAnswer(_Model):
     pools: list[PoolStatus]
 
 
-class HealthAnswer(_Model):
-    status: str
-
-
 class ErrorDetail(_Model):
     """One problem: where (``loc``, e.g. ``["utm_source"]``), what, and its kind."""
 
