@@ -4,5 +4,6 @@
 - `models`: the tables (created only by the Alembic migrations in `migrations/`)
 - `migrate`: `upgrade_to_head`, `downgrade_to_base`, `current_revision`, `is_at_head`
 - `calls`: `save_call` (idempotent per node + linkedid), `list_calls`, first-time caller
+- `last_calls`: `last_call_ends`, when each manager's last conversation ended (routing)
 - `writer`: `CallWriter`, the single writer task, with its spill file for outages
 """

@@ -75,6 +75,9 @@ def _now() -> datetime:
 
 SPAM_CALL = "spam"
 MISSED_CALL = "status = 'missed'"
+# the conversations that end a manager's idle time (store/last_calls.py, migration 0013)
+ANSWERED_CALL = "status = 'answered'"
+TRANSFERRED_CALL = "status = 'answered' AND transferred_to IS NOT NULL"
 # What a report reads of a missed call that opened a callback task (its start and
 # every label it may be grouped by): on PostgreSQL the index on missed calls carries
 # them, so the callback figures read a small index instead of a year of calls.
@@ -118,6 +121,20 @@ class CallRow(Base):
             sqlite_where=text(MISSED_CALL),
             postgresql_where=text(MISSED_CALL),
             postgresql_include=list(MISSED_CALL_LABELS),
+        ),
+        Index(
+            "ix_calls_answered_by_ended_at",
+            "answered_by",
+            "ended_at",
+            sqlite_where=text(ANSWERED_CALL),
+            postgresql_where=text(ANSWERED_CALL),
+        ),
+        Index(
+            "ix_calls_transferred_to_ended_at",
+            "transferred_to",
+            "ended_at",
+            sqlite_where=text(TRANSFERRED_CALL),
+            postgresql_where=text(TRANSFERRED_CALL),
         ),
     )
 
@@ -211,6 +228,13 @@ class OutboundCallRow(Base):
         UniqueConstraint("node", "linkedid"),
         CheckConstraint("status IN ('answered', 'missed')", name="status"),
         Index("ix_outbound_calls_customer_started_at", "customer", "started_at"),
+        Index(
+            "ix_outbound_calls_manager_ended_at",
+            "manager",
+            "ended_at",
+            sqlite_where=text(ANSWERED_CALL),
+            postgresql_where=text(ANSWERED_CALL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
