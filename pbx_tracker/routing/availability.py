@@ -13,6 +13,11 @@
 - the router's reservations: a manager offered a call stays reserved until the
   ring time is over, the call's ``DialEnd`` to them, or the call's hang-up.
 
+At start, `restore_last_calls` gives back each manager's last call end from the
+call store (the latest end of an answered call they talked on), so longest idle
+and wrap-up decide as they would have without the restart; a later end from AMI
+wins.
+
 `status` combines them, the most restrictive winning: UNAVAILABLE > OFF_HOURS
 > PAUSED > ON_CALL > BUSY > RINGING > RESERVED > WRAPUP > FREE.  A manager is
 UNAVAILABLE when the hint says so or every phone with a known state is
@@ -22,10 +27,14 @@ states of any phone count.  A manager paused in any queue is PAUSED.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.config import Settings
@@ -39,8 +48,13 @@ from pbx_tracker.routing.desk import (
     hint_status,
 )
 from pbx_tracker.routing.plan import RoutingPlan
+from pbx_tracker.store.last_calls import last_call_ends
 
-__all__ = ["ManagerBoard", "ManagerStatus", "ManagerView"]
+__all__ = ["ManagerBoard", "ManagerStatus", "ManagerView", "restore_last_calls"]
+
+log = structlog.get_logger(__name__)
+
+RESTORE_SECONDS = 2.0  # the longest the start waits for the managers' last calls
 
 Fields = Mapping[str, str]
 _RINGING_STATES = frozenset({"0", "5"})  # Down (being set up), Ringing
@@ -375,6 +389,16 @@ class ManagerBoard:
             return ManagerStatus.WRAPUP, min(until, desk.last_call_end + self._wrapup)
         return ManagerStatus.FREE, until
 
+    def restore_last_calls(self, ends: Mapping[str, float]) -> None:
+        """Last call ends read back from the call store after a restart (epoch seconds);
+        a later end the AMI events told stays, none is later than our clock."""
+        self._version += 1
+        now = self._clock()
+        for extension, ended in ends.items():
+            desk = self._desks.get(extension)
+            if desk is not None:
+                desk.last_call_end = max(min(ended, now), desk.last_call_end or 0.0)
+
     def last_call_end(self, extension: str) -> float | None:
         """When the manager's last answered call ended (epoch seconds), if known."""
         desk = self._desks.get(extension)
@@ -406,6 +430,26 @@ class ManagerBoard:
                 )
             )
         return views
+
+
+async def restore_last_calls(
+    board: ManagerBoard, engine: AsyncEngine, *, seconds: float = RESTORE_SECONDS
+) -> int:
+    """Give ``board`` each manager's last call end from the call store; how many had one.
+
+    A database that fails, or does not answer within ``seconds``, costs only
+    this (logged): the board learns from AMI as before.
+    """
+    managers = [manager.extension for manager in board.settings.managers]
+    try:
+        async with asyncio.timeout(seconds), engine.connect() as conn:
+            ends = await last_call_ends(conn, managers)
+    except Exception as error:  # whatever the database does, the router must start
+        log.warning("routing.last_calls_unknown", error=str(error) or type(error).__name__)
+        return 0
+    board.restore_last_calls({extension: end.timestamp() for extension, end in ends.items()})
+    log.info("routing.last_calls_restored", managers=len(ends), of=len(managers))
+    return len(ends)
 
 
 def _forget_hint(desk: Desk) -> None:
