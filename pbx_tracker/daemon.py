@@ -1,7 +1,8 @@
 """The composition root: builds the services in order, runs them, shuts them down.
 
-Start: database (schema must be at head) → call writer → FastAGI server (the
-router: whom to ring) → HTTP server (the website's snippet and visits API, the
+Start: database (schema must be at head) → call writer → managers' last calls read
+back (bounded) → FastAGI server (the router: whom to ring) → HTTP server (the
+website's snippet and visits API, the
 number pools restored from the database) → callbacks (tasks for missed calls, the reminder
 scheduler) → AMI listener → event consumer (manager board, and correlator →
 labels → writer → callbacks).  A FastAGI or HTTP port that cannot be opened,
@@ -48,7 +49,7 @@ from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.replay import topology_of
 from pbx_tracker.reports.settings import rules_of
-from pbx_tracker.routing.availability import ManagerBoard
+from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
@@ -156,6 +157,7 @@ class Daemon:
             log.info("daemon.ready", node=self.settings.node)
 
     async def run(self, stop: asyncio.Event) -> int:
+        await restore_last_calls(self.board, self.writer.engine)  # before the router answers
         if not await self._start_agi():
             return 1
         if not await self._start_http():
