@@ -13,7 +13,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, delete, func, insert, not_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pbx_tracker.calls.records import (
@@ -34,27 +47,35 @@ attempts_table = cast(Table, RingAttemptRow.__table__)
 outbound_table = cast(Table, OutboundCallRow.__table__)
 
 
-async def save_call(executor: Executor, record: CallRecord) -> bool:
-    """Insert or update the record's row; True when the call was new."""
+async def save_call(executor: Executor, record: CallRecord) -> bool | None:
+    """Insert or update the record's row: True when the call was new, False when its row
+    was updated, None when the stored row was kept (`_replaceable`)."""
     if record.direction is Direction.OUTBOUND:
-        _, new = await _upsert(executor, outbound_table, _outbound_values(record))
-        return new
-    call_id, new = await _upsert(executor, calls_table, _call_values(record))
+        saved = await _upsert(executor, outbound_table, _outbound_values(record))
+        return None if saved is None else saved[1]
+    saved = await _upsert(executor, calls_table, _call_values(record))
+    if saved is None:
+        return None
+    call_id, new = saved
     await _replace_attempts(executor, call_id, record.attempts, new_call=new)
     return new
 
 
-async def save_calls(executor: Executor, records: Sequence[CallRecord]) -> list[bool]:
+async def save_calls(executor: Executor, records: Sequence[CallRecord]) -> list[bool | None]:
     """`save_call` for many records in order, with one statement for all ring attempts."""
-    news: list[bool] = []
+    news: list[bool | None] = []
     replaced: list[int] = []
     attempt_rows: list[dict[str, Any]] = []
     for record in records:
         if record.direction is Direction.OUTBOUND:
-            news.append((await _upsert(executor, outbound_table, _outbound_values(record)))[1])
+            saved = await _upsert(executor, outbound_table, _outbound_values(record))
+            news.append(None if saved is None else saved[1])
             continue
-        call_id, new = await _upsert(executor, calls_table, _call_values(record))
-        news.append(new)
+        saved = await _upsert(executor, calls_table, _call_values(record))
+        news.append(None if saved is None else saved[1])
+        if saved is None:
+            continue
+        call_id, new = saved
         if not new:
             replaced.append(call_id)
             attempt_rows = [row for row in attempt_rows if row["call_id"] != call_id]
@@ -221,8 +242,11 @@ def _parse_utc(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-async def _upsert(executor: Executor, table: Table, values: dict[str, Any]) -> tuple[int, bool]:
-    """Insert, or update the row with the same (node, linkedid): (id, was_new)."""
+async def _upsert(
+    executor: Executor, table: Table, values: dict[str, Any]
+) -> tuple[int, bool] | None:
+    """Insert, or update the row with the same (node, linkedid) when `_replaceable`:
+    (id, was_new), or None when the stored row was kept."""
     insert_stmt = dialect_insert(executor)(table).values(values)
     new_id = (
         await executor.execute(
@@ -235,8 +259,27 @@ async def _upsert(executor: Executor, table: Table, values: dict[str, Any]) -> t
         return int(new_id), True
     key = and_(table.c.node == values["node"], table.c.linkedid == values["linkedid"])
     changes = {k: v for k, v in values.items() if k != "created_at"}
-    update_stmt = update(table).where(key).values(changes).returning(table.c.id)
-    return int((await executor.execute(update_stmt)).scalar_one()), False
+    where = and_(key, _replaceable(table, values))
+    update_stmt = update(table).where(where).values(changes).returning(table.c.id)
+    call_id = (await executor.execute(update_stmt)).scalar_one_or_none()
+    return None if call_id is None else (int(call_id), False)
+
+
+def _replaceable(table: Table, values: dict[str, Any]) -> ColumnElement[bool]:
+    """Which stored row a record may replace, when a call comes both live and from CEL.
+
+    A call rebuilt from CEL replaces only another recovered row or a live record
+    marked incomplete (part of the call went unheard); a live record replaces any
+    row unless it is incomplete and the stored one was recovered whole.
+    """
+    recovered = table.c.recovered_from.is_not(None)
+    if values.get("recovered_from") is not None:
+        if "complete" not in table.c:  # outbound calls have no incomplete live records
+            return recovered
+        return or_(recovered, table.c.complete.is_(False))
+    if values.get("complete", True):
+        return true()
+    return table.c.recovered_from.is_(None)
 
 
 async def _replace_attempts(
@@ -359,6 +402,7 @@ def _common_values(record: CallRecord) -> dict[str, Any]:
         "talk_seconds": record.talk_seconds,
         "recording_path": record.recording_path,
         "variables": dict(record.variables),
+        "recovered_from": record.recovered_from,
     }
 
 
@@ -431,4 +475,5 @@ def _common_fields(row: Row[Any]) -> dict[str, Any]:
         "talk_seconds": row.talk_seconds,
         "recording_path": row.recording_path,
         "variables": dict(row.variables or {}),
+        "recovered_from": row.recovered_from,
     }

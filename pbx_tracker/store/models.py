@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -190,6 +191,8 @@ class CallRow(Base):
     spam_changed_at: Mapped[datetime | None]
     # seconds the answering manager's phone rang before they took it (migration 0009)
     answer_seconds: Mapped[float | None] = mapped_column(Float)
+    # "cel" for a call rebuilt from Asterisk's CEL log (migration 0014), NULL when heard live
+    recovered_from: Mapped[str | None] = mapped_column(String(16))
     # how the first party who answered was reached (migration 0012): answered_via is
     # device | number; answered_number the external number (E.164), or the device no
     # manager declared; transfer_wait_seconds: after the first answer, connected to nobody
@@ -253,6 +256,22 @@ class OutboundCallRow(Base):
     recording_path: Mapped[str | None] = mapped_column(Text)
     variables: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=_now, server_default=func.now())
+    recovered_from: Mapped[str | None] = mapped_column(String(16))  # migration 0014
+
+
+class CelPositionRow(Base):
+    """Where the next read of a node's CEL log starts (migration 0014): the file's
+    identity (device:inode) and first-line fingerprint and the byte offset, or for
+    cel_pgsql's table (``source`` ``table:<name>``) the id to start from."""
+
+    __tablename__ = "cel_positions"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(512), primary_key=True)
+    identity: Mapped[str | None] = mapped_column(String(64))
+    fingerprint: Mapped[str | None] = mapped_column(String(32))
+    byte_offset: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime]
 
 
 OPEN_CUSTOMER_TASK = "status = 'open' AND customer IS NOT NULL"

@@ -336,7 +336,8 @@ class CallWriter:
                 await self._pause(self._backoff.next())
                 continue
             self._note_recovery()
-            self._notify(saved, new)
+            if new is not None:  # None: the stored row was kept, nothing changed
+                self._notify(saved, new)
             return True
         return False
 
@@ -361,7 +362,8 @@ class CallWriter:
                 records = await self._attributed(conn, [t.record for t in self._held])
                 records = await mark_first_time_callers(conn, records)
                 records = await self._classified(conn, records)
-                saved = list(zip(records, await save_calls(conn, records), strict=True))
+                results = zip(records, await save_calls(conn, records), strict=True)
+                saved = [(record, new) for record, new in results if new is not None]
                 if self._after_save is not None:
                     await self._after_save(conn, saved)
         except Exception:
@@ -379,13 +381,14 @@ class CallWriter:
         self._progress.set()
         return True
 
-    async def _save(self, record: CallRecord) -> tuple[CallRecord, bool]:
+    async def _save(self, record: CallRecord) -> tuple[CallRecord, bool | None]:
+        """Store one record: (as stored, new) — new is None when the stored row was kept."""
         async with self._engine.begin() as conn:
             (record,) = await self._attributed(conn, [record])
             record = await self._with_first_time(conn, record)
             (record,) = await self._classified(conn, [record])
             new = await save_call(conn, record)
-            if self._after_save is not None:
+            if self._after_save is not None and new is not None:
                 await self._after_save(conn, [(record, new)])
             return record, new
 

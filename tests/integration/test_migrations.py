@@ -44,6 +44,7 @@ TABLES = {
     "crm_outbox",
     "pool_stats",
     "web_users",
+    "cel_positions",
 }
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
+from pbx_tracker.cel.reading import Position
 from pbx_tracker.store.calls import (
     attempts_table,
     caller_has_earlier_call,
@@ -34,6 +35,7 @@ from pbx_tracker.store.calls import (
     save_call,
     save_calls,
 )
+from pbx_tracker.store.cel_positions import StoredPositions
 from pbx_tracker.store.engine import (
     DatabaseUnavailableError,
     check_database,
@@ -215,6 +217,46 @@ def on_a_mobile(
         attempts=attempts,
     )
     return record.replace(**changes)
+
+
+class TestLiveAndRecovered:
+    """A call can reach the store twice: heard live and rebuilt from Asterisk's CEL log."""
+
+    async def stored(self, engine: AsyncEngine, *records: CallRecord) -> list[bool | None]:
+        results = []
+        for record in records:
+            async with engine.begin() as conn:
+                results.append(await save_call(conn, record))
+        return results
+
+    async def test_a_recovered_call_never_replaces_one_heard_live(
+        self, engine: AsyncEngine
+    ) -> None:
+        """CEL read after the live record was stored: the live row stays as it was."""
+        live = answered_call(variables={"ROUTE_TO": "PJSIP/101"})
+        recovered = answered_call(variables={}, recovered_from="cel")
+        assert await self.stored(engine, live, recovered) == [True, None]
+        async with engine.connect() as conn:
+            assert await list_calls(conn) == [live]
+
+    async def test_a_recovered_call_completes_a_live_record_with_a_gap(
+        self, engine: AsyncEngine
+    ) -> None:
+        """A live record marked incomplete (AMI was away for part of it) gives way to the
+        whole call rebuilt from CEL; an incomplete one coming after keeps it."""
+        gap = answered_call(complete=False, answered_by=None, talk_seconds=3)
+        recovered = answered_call(recovered_from="cel")
+        assert await self.stored(engine, gap, recovered, gap) == [True, False, None]
+        async with engine.connect() as conn:
+            assert await list_calls(conn) == [recovered]
+
+    async def test_a_call_recovered_twice_stays_one_row(self, engine: AsyncEngine) -> None:
+        """Reading the same CEL lines again (a crash before the position was saved)."""
+        recovered = answered_call(recovered_from="cel")
+        assert await self.stored(engine, recovered, recovered) == [True, False]
+        async with engine.connect() as conn:
+            assert await list_calls(conn) == [recovered]
+            assert (await conn.execute(select(func.count()).select_from(calls_table))).scalar() == 1
 
 
 class TestHowAnswered:
@@ -562,3 +604,16 @@ async def test_the_answer_speed_is_stored_with_the_call(engine: AsyncEngine) -> 
     assert found["1732095000.10"] == pytest.approx(6.0)
     assert found["1732095000.11"] is None
     assert found["1732095000.12"] is None
+
+
+async def test_the_cel_read_position_is_kept_per_node_and_log(engine: AsyncEngine) -> None:
+    """Where each node's CEL reading stands survives a restart and moves on when saved."""
+    first = StoredPositions(engine, "pbx1", "/var/log/asterisk/cel-custom/Master.csv")
+    other = StoredPositions(engine, "pbx2", "/var/log/asterisk/cel-custom/Master.csv")
+    assert await first.load() is None
+    await first.save(Position("2049:1234", 4096, "abc"))
+    await first.save(Position("2049:1234", 8192, "abc"))
+    await other.save(Position("2049:99", 10, "def"))
+    again = StoredPositions(engine, "pbx1", "/var/log/asterisk/cel-custom/Master.csv")
+    assert await again.load() == Position("2049:1234", 8192, "abc")
+    assert await other.load() == Position("2049:99", 10, "def")
