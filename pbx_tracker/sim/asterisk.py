@@ -18,7 +18,11 @@ simulated click-to-call callback (`sim.originate`): the manager's phone rings
 (by device, e.g. ``IAX2/101``, or by the customer's number).  `setup`
 (`sim.introspection.PbxSetup`) holds its loaded modules, dialplan contexts,
 known devices, CEL and the AMI user's write classes; an action outside those
-classes is refused "Permission denied", as Asterisk does.
+classes is refused "Permission denied", as Asterisk does.  With `cel_file`, every
+call event it plays is also logged in Asterisk's CEL file (`sim.cel_log`, with the
+applications of `cel_apps`; nothing while `setup.cel_enabled` is off), and
+`happen_offline` lets calls happen with the CEL file as their only witness (no AMI
+client hears them: the tracker is down).
 
 Everything runs inside the caller's event loop; `stop()` closes every socket
 and returns promptly.  Client handlers never leave unretrieved exceptions.
@@ -32,7 +36,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,6 +44,7 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
+from pbx_tracker.sim.cel_log import DEFAULT_APPS, CelFile, CelRecorder
 from pbx_tracker.sim.introspection import PbxSetup
 from pbx_tracker.sim.originate import (
     QUEUED,
@@ -246,6 +251,7 @@ class FakeAsterisk:
         chunk_size: int | None = None,
         answer_pings: bool = True,
         write_timeout: float | None = None,
+        cel_file: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -255,6 +261,10 @@ class FakeAsterisk:
         self.chunk_size = chunk_size
         self.answer_pings = answer_pings
         self.write_timeout = write_timeout
+        # Asterisk's CEL log (cel_custom's Master.csv); None: no CEL written
+        self.cel_file = None if cel_file is None else Path(cel_file)
+        self.cel_apps: Collection[str] = DEFAULT_APPS  # cel.conf apps =
+        self._cel: CelRecorder | None = None
         self.actions: list[dict[str, str]] = []
         self.live_channels: dict[str, dict[str, str]] = {}
         self.states = PbxStates()
@@ -318,6 +328,7 @@ class FakeAsterisk:
             self.drop_connections()
             self.live_channels.clear()
             self._created.clear()
+            self._cel = None
         if down_for > 0:
             await asyncio.sleep(down_for)
         await self.start()
@@ -457,10 +468,23 @@ class FakeAsterisk:
                 first = offset if first is None else first
                 if speed:
                     await _sleep_until(loop, started + (offset - first) / speed)
-            stamp = None
-            if self.timestamp_events:
-                stamp = _stamp(offset, first, epoch, wall)
-            await self._broadcast(message, stamp)
+            moment = _stamp(offset, first, epoch, wall)
+            await self._broadcast(message, moment if self.timestamp_events else None, moment)
+
+    def happen_offline(
+        self, messages: Iterable[Mapping[str, str]], *, epoch: float | None = None
+    ) -> None:
+        """Calls that happen while nobody listens (the tracker is down): Asterisk's
+        channel table, phone states and CEL file follow them, no client hears a thing.
+
+        Times as `play` stamps them: `epoch + _ts`, or from now for the first `_ts`.
+        """
+        wall, first = time.time(), None
+        for message in messages:
+            offset = _seconds(message.get("_ts"))
+            if offset is not None and first is None:
+                first = offset
+            self._happen(message, _stamp(offset, first, epoch, wall))
 
     async def send_raw(self, data: bytes) -> None:
         """Arbitrary bytes to every logged-in client (fault injection)."""
@@ -481,13 +505,24 @@ class FakeAsterisk:
         for fields in self.states.pause(interface, paused, reason):
             await self.send_event(**dict(fields))
 
-    async def _broadcast(self, message: Mapping[str, str], stamp: float | None) -> None:
-        self._track(message)
-        self.states.observe(message)
+    async def _broadcast(
+        self, message: Mapping[str, str], stamp: float | None, moment: float | None = None
+    ) -> None:
+        self._happen(message, time.time() if moment is None else moment)
         data = encode_message(message, stamp)
         for session in self._logged_in():
             if session.wants(message):
                 await session.send(data, self.chunk_size, self.write_timeout)
+
+    def _happen(self, message: Mapping[str, str], moment: float) -> None:
+        """What Asterisk keeps of a message: its channel table, phone states, CEL log."""
+        self._track(message)
+        self.states.observe(message)
+        if self.cel_file is None or not self.setup.cel_enabled:
+            return
+        if self._cel is None:
+            self._cel = CelRecorder(self.cel_apps)
+        CelFile(self.cel_file).append(record.line() for record in self._cel.feed(message, moment))
 
     def _logged_in(self) -> list[_Session]:
         return [s for s in self._sessions if s.logged_in and s.alive]

@@ -33,12 +33,13 @@ import functools
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 
 from pbx_tracker.sim.asterisk import trace_with_epoch
+from pbx_tracker.sim.cel_log import DEFAULT_APPS, cel_rows
 
 DEFAULT_EPOCH = 1795424400.0  # 2026-11-23 09:00:00 UTC, the day after the captures
 MONITOR_DIR = "/var/spool/asterisk/monitor/"
@@ -81,6 +82,14 @@ class ExpectedCall:
 class SimCall:
     expected: ExpectedCall
     messages: list[dict[str, str]]
+    epoch: float = DEFAULT_EPOCH  # epoch time of `_ts == 0` (the day's start)
+
+    def cel_lines(self, apps: Collection[str] = DEFAULT_APPS) -> list[str]:
+        """The CEL lines Asterisk writes for this call (`sim.cel_log`; no newlines).
+
+        Several calls: ``cel_rows(merge(calls), epoch=...)``.
+        """
+        return cel_rows(self.messages, epoch=self.epoch, apps=apps)
 
 
 class IdAllocator:
@@ -392,7 +401,7 @@ def make_call(
     manager = manager if template.spec.pick_manager else TEMPLATE_MANAGER
     table = _token_table(template, ids, times, did=did, caller=caller, manager=manager)
     messages = [_render(call, i, table, ids) for i in range(len(template.fields))]
-    return SimCall(_expected(call, messages, table, manager, start), messages)
+    return SimCall(_expected(call, messages, table, manager, start), messages, ids.epoch)
 
 
 def _timing(template: _Template, ring: float | None, talk: float | None) -> _Timing:
