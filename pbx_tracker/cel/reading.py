@@ -2,7 +2,8 @@
 
 A `Position` is a file's identity (device and inode), the byte offset of the
 next line to read and a fingerprint of the file's first line (so a new file
-that reuses the inode is not taken for the old one).  `read_since` reads
+that reuses the inode is not taken for the old one; an empty file has none
+yet).  `read_since` reads
 whole lines only (a line Asterisk is still writing waits for the next read):
 
 - same file, at least as long as the offset: from the offset;
@@ -14,6 +15,8 @@ whole lines only (a line Asterisk is still writing waits for the next read):
 
 Every row comes with the position of its own line, so the caller can save, as
 the place to start next time, the line of the earliest call not finished yet.
+One read takes at most ``limit`` bytes (a week of a busy PBX's log is not read
+into memory at once); `Chunk.more` says the file goes on, for the next read.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 
 from pbx_tracker.cel.log import CelRow, parse_line
 
-__all__ = ["Chunk", "Position", "identity_of", "read_since"]
+__all__ = ["READ_LIMIT", "Chunk", "Position", "end_of", "identity_of", "read_since"]
 
 _FINGERPRINT_BYTES = 512
+_TAIL_BYTES = 1024 * 1024  # where the last line of a log is looked for
+READ_LIMIT = 32 * 1024 * 1024  # bytes of the log one read takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class Chunk:
     end: Position | None = None
     bad_lines: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # rotated remainders that were gone
+    more: bool = False  # the read stopped at its limit: the log goes on after ``end``
+    missing: bool = False  # there is no log to read (yet)
 
 
 def identity_of(path: Path) -> tuple[str, str] | None:
@@ -54,51 +61,84 @@ def identity_of(path: Path) -> tuple[str, str] | None:
     try:
         status = path.stat()
         with path.open("rb") as stream:
-            head = stream.read(_FINGERPRINT_BYTES).split(b"\n", 1)[0]
+            head = stream.read(_FINGERPRINT_BYTES)
     except OSError:
         return None
-    return f"{status.st_dev}:{status.st_ino}", hashlib.sha256(head).hexdigest()[:16]
+    if b"\n" not in head and len(head) < _FINGERPRINT_BYTES:
+        return f"{status.st_dev}:{status.st_ino}", ""  # no first line yet: no fingerprint
+    first = head.split(b"\n", 1)[0]
+    return f"{status.st_dev}:{status.st_ino}", hashlib.sha256(first).hexdigest()[:16]
 
 
-def read_since(path: Path, position: Position | None) -> Chunk:
-    """The CEL rows of ``path`` after ``position`` (None: the whole file)."""
+def _same_file(position: Position, current: tuple[str, str]) -> bool:
+    """The file read last time (a position taken before its first line was written
+    matches the same inode with any first line)."""
+    if position.identity != current[0]:
+        return False
+    return position.fingerprint in ("", current[1])
+
+
+def end_of(path: Path) -> Position | None:
+    """The position after the last whole line of ``path`` (None: there is no file)."""
+    current = identity_of(path)
+    if current is None:
+        return None
+    with path.open("rb") as stream:
+        size = stream.seek(0, 2)
+        tail = max(0, size - _TAIL_BYTES)
+        stream.seek(tail)
+        newline = stream.read().rfind(b"\n")
+    return Position(current[0], tail + newline + 1 if newline >= 0 else tail, current[1])
+
+
+def read_since(path: Path, position: Position | None, limit: int = READ_LIMIT) -> Chunk:
+    """The CEL rows of ``path`` after ``position`` (None: from the start), ``limit``
+    bytes at most."""
     chunk = Chunk()
     current = identity_of(path)
     if current is None:
-        chunk.end = position
+        chunk.end, chunk.missing = position, True
         return chunk
     identity, fingerprint = current
     start = 0
-    if position is not None and (position.identity, position.fingerprint) == current:
+    if position is not None and _same_file(position, current):
         size = path.stat().st_size
         start = position.offset if position.offset <= size else 0
     elif position is not None:
-        _read_rotated(path, position, chunk)
-    end = _read_file(path, Position(identity, start, fingerprint), chunk)
-    chunk.end = end
+        rest = _read_rotated(path, position, chunk, limit)
+        if rest is not None and chunk.more:
+            chunk.end = rest  # the rotated file first, to its end
+            return chunk
+    chunk.end = _read_file(path, Position(identity, start, fingerprint), chunk, limit)
     return chunk
 
 
-def _read_rotated(path: Path, position: Position, chunk: Chunk) -> None:
+def _read_rotated(path: Path, position: Position, chunk: Chunk, limit: int) -> Position | None:
     """The rest of the file that was at ``path`` before it was rotated away: renamed (the
     same identity) or copied before being truncated (``copytruncate``: the same first line)."""
     siblings = [p for p in sorted(path.parent.glob(path.name + "*")) if p != path]
     found = {sibling: identity_of(sibling) for sibling in siblings}
-    renamed = [p for p, i in found.items() if i == (position.identity, position.fingerprint)]
-    copied = [p for p, i in found.items() if i is not None and i[1] == position.fingerprint]
+    renamed = [p for p, i in found.items() if i is not None and _same_file(position, i)]
+    copied = [p for p, i in found.items() if i is not None and i[1] == position.fingerprint != ""]
     for sibling in renamed or copied[-1:]:
         if sibling.stat().st_size >= position.offset:
-            _read_file(sibling, position, chunk)
-            return
+            return _read_file(sibling, position, chunk, limit)
     chunk.lost.append(f"{path}: the rotated file it was read from is gone ({position.identity})")
+    return None
 
 
-def _read_file(path: Path, start: Position, chunk: Chunk) -> Position:
-    """Append the rows of the whole lines from ``start.offset``; the position after them."""
+def _read_file(path: Path, start: Position, chunk: Chunk, limit: int) -> Position:
+    """Append the rows of the whole lines from ``start.offset`` (``limit`` bytes at most);
+    the position after them.  A line longer than ``limit`` is reported and skipped."""
     offset = start.offset
     with path.open("rb") as stream:
         stream.seek(offset)
-        data = stream.read()
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        chunk.more, data = True, data[:limit]
+        if b"\n" not in data:
+            chunk.bad_lines.append(f"{path} at byte {offset}: a line longer than {limit} bytes")
+            return Position(start.identity, offset + limit, start.fingerprint)
     for line in _whole_lines(data):
         here = Position(start.identity, offset, start.fingerprint)
         offset += len(line)

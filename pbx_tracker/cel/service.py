@@ -8,6 +8,14 @@ rows of the calls still going for the daemon to start them in its live
 correlator with their true beginning.  The read position is saved only once
 the records are stored (or kept in the spill file): a crash in between reads
 the same lines again, and the store keeps each call once (node, linkedid).
+
+The very first read (no position saved yet: a new install) starts at the
+log's end: the calls of the PBX's past are not imported on their own (and no
+callback task opens for a missed call of last month); `pbx-tracker replay`
+imports a CEL file on purpose.  A long log is read a part at a time
+(`Chunk.more`), each part stored before the next is read; the rows of the
+calls going at a part's end are carried into the next, so a call longer than a
+part is whole.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import structlog
 from pbx_tracker.calls.correlator import Topology
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.log import CelRow
-from pbx_tracker.cel.reading import Chunk, Position, read_since
+from pbx_tracker.cel.reading import Chunk, Position, end_of, read_since
 from pbx_tracker.cel.recovery import Recovered, recover
 from pbx_tracker.cel.settings import CelSettings
 
@@ -35,6 +43,7 @@ _REPORTED_LINES = 20  # unreadable lines logged one by one per read; the rest ar
 
 
 Read = Callable[[Position | None], Awaitable[Chunk]]
+End = Callable[[], Awaitable[Position | None]]
 
 
 class Positions(Protocol):
@@ -67,8 +76,10 @@ class CelRecovery:
         finished: Callable[[CallRecord], None],
         stored: Callable[[], Awaitable[bool]],
         read: Read | None = None,
+        end: End | None = None,
     ) -> None:
-        """``read``: the log's reader (default: the CSV file, in a worker thread)."""
+        """``read``: the log's reader, ``end``: where it ends now (default: the CSV file, in
+        a worker thread)."""
         self.settings = settings
         self.topology = topology
         self.monitor_dir = monitor_dir
@@ -76,50 +87,86 @@ class CelRecovery:
         self.finished = finished
         self.stored = stored
         self.read = read or self._read_file
+        self.end = end or self._file_end
         self.state = RecoveryState()
         self._lock = asyncio.Lock()
 
     async def run(self) -> dict[str, list[CelRow]]:
         """Recover what was logged since the last read; the rows of calls still going."""
         async with self._lock:
-            started = time.monotonic()
+            self.state.problem = None
             try:
-                result = await self._read()
+                return await self._read_all()
             except Exception as error:  # never the end of the daemon: the next read retries
                 self.state.status, self.state.problem = "failed", f"{type(error).__name__}: {error}"
                 log.exception("cel.recovery_failed", file=self.settings.source)
                 return {}
-            await self._hand_over(result, time.monotonic() - started)
-            return result.going
+
+    async def _read_all(self) -> dict[str, list[CelRow]]:
+        position = await self.positions.load()
+        if position is None:
+            return await self._first_read()
+        self.state.calls = 0
+        carried: list[tuple[Position, CelRow]] = []  # the calls going at a part's end
+        while True:
+            started = time.monotonic()
+            chunk, result = await self._read(position, carried)
+            if not await self._hand_over(result, time.monotonic() - started):
+                return result.going
+            if not chunk.more or chunk.end in (None, position):
+                return result.going
+            carried = [(at, row) for at, row in chunk.rows if row.linkedid in result.going]
+            position = chunk.end
+
+    async def _first_read(self) -> dict[str, list[CelRow]]:
+        """A new install: start at the log's end (its past is `replay`'s to import)."""
+        end = await self.end()
+        if end is None:
+            self.state.problem = f"{self.settings.source} does not exist (is CEL set up?)"
+            self.state.status = "waiting for the log"
+            return {}
+        await self.positions.save(end)
+        self.state.status, self.state.last_run = "ok", time.time()
+        log.info("cel.first_read", source=self.settings.source, starts_at=end.offset)
+        return {}
 
     async def _read_file(self, position: Position | None) -> Chunk:
         return await asyncio.to_thread(read_since, self.settings.file, position)
 
-    async def _read(self) -> Recovered:
-        position = await self.positions.load()
+    async def _file_end(self) -> Position | None:
+        return await asyncio.to_thread(end_of, self.settings.file)
+
+    async def _read(
+        self, position: Position, carried: list[tuple[Position, CelRow]]
+    ) -> tuple[Chunk, Recovered]:
+        """The next part of the log, after the rows ``carried`` over from the last part."""
         chunk = await self.read(position)
+        chunk.rows[:0] = carried
         for line in chunk.bad_lines[:_REPORTED_LINES]:
             log.warning("cel.line_unreadable", line=line)
         for loss in chunk.lost:
             log.warning("cel.rotated_file_gone", problem=loss)
+        if chunk.missing:
+            self.state.problem = f"{self.settings.source} does not exist (is CEL set up?)"
+            log.warning("cel.log_missing", source=self.settings.source)
         longest = self.settings.longest_call_hours * 3600
         result = await asyncio.to_thread(
             recover, chunk, self.topology, self.monitor_dir, longest_call=longest
         )
         if len(chunk.bad_lines) > _REPORTED_LINES:
             log.warning("cel.lines_unreadable", count=len(chunk.bad_lines))
-        if chunk.end is None and position is None:
-            self.state.problem = f"{self.settings.source} does not exist (is CEL set up?)"
-        return result
+        return chunk, result
 
-    async def _hand_over(self, result: Recovered, seconds: float) -> None:
+    async def _hand_over(self, result: Recovered, seconds: float) -> bool:
+        """Pass the records on; save the position once they are stored (False: not)."""
         for record in result.records:
             self.finished(record)
         saved = await self.stored()
         if saved:
             await self.positions.save(result.position)
         self.state.status = "ok" if saved else "waiting for the database"
-        self.state.last_run, self.state.calls = time.time(), len(result.records)
+        self.state.last_run = time.time()
+        self.state.calls += len(result.records)
         log.info(
             "cel.recovered",
             calls=len(result.records),
@@ -129,3 +176,4 @@ class CelRecovery:
             seconds=round(seconds, 3),
             position_saved=saved,
         )
+        return saved

@@ -11,15 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.cel.log import CelRow, parse_extra, parse_time
 from pbx_tracker.cel.reading import Chunk, Position
 
-__all__ = ["cel_table", "read_table"]
+__all__ = ["READ_ROWS", "cel_table", "read_table", "table_end"]
 
 _BATCH = 20_000
+READ_ROWS = 200_000  # rows of the table one read takes
 
 
 def cel_table(name: str) -> Table:
@@ -48,23 +49,37 @@ def cel_table(name: str) -> Table:
     )
 
 
-async def read_table(engine: AsyncEngine, name: str, position: Position | None) -> Chunk:
-    """The rows from ``position`` on (all of them the first time), in id order."""
+async def read_table(
+    engine: AsyncEngine, name: str, position: Position | None, limit: int = READ_ROWS
+) -> Chunk:
+    """The rows from ``position`` on (all of them the first time), in id order, ``limit``
+    rows at most (`Chunk.more` says there are more)."""
     table = cel_table(name)
     start = position.offset if position is not None else 0
     chunk = Chunk()
     last = start - 1
     async with engine.connect() as conn:
-        while True:
-            query = select(table).where(table.c.id > last).order_by(table.c.id).limit(_BATCH)
+        while len(chunk.rows) + len(chunk.bad_lines) < limit:
+            batch = min(_BATCH, limit - len(chunk.rows) - len(chunk.bad_lines))
+            query = select(table).where(table.c.id > last).order_by(table.c.id).limit(batch)
             rows = (await conn.execute(query)).mappings().all()
             for row in rows:
                 last = int(row["id"])
                 _take(chunk, name, row)
-            if len(rows) < _BATCH:
+            if len(rows) < batch:
                 break
+        else:
+            chunk.more = True
     chunk.end = Position(f"table:{name}", last + 1, "")
     return chunk
+
+
+async def table_end(engine: AsyncEngine, name: str) -> Position:
+    """The position after the table's last row."""
+    table = cel_table(name)
+    async with engine.connect() as conn:
+        last = (await conn.execute(select(func.max(table.c.id)))).scalar()
+    return Position(f"table:{name}", int(last or 0) + 1, "")
 
 
 def _take(chunk: Chunk, name: str, row: Any) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.calls.correlator import Topology
 from pbx_tracker.cel.recovery import recover
-from pbx_tracker.cel.table import read_table
+from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.store.engine import make_async_engine
 from traces import TRACES
 
@@ -85,3 +85,25 @@ async def test_the_table_gives_the_calls_of_the_file_each_once(cel_database: Asy
         ("79161234506", "answered", "102")
     ]
     assert again.rows == []
+
+
+async def test_the_table_is_read_a_part_at_a_time_and_ends_after_its_last_row(
+    cel_database: AsyncEngine,
+) -> None:
+    """A long table is read in parts that together are all of it; a first start begins
+    after its last row, so only the calls logged later are recovered."""
+    await store(cel_database, "11_concurrent")
+    end = await table_end(cel_database, "cel")
+    whole = await read_table(cel_database, "cel", None)
+    rows, position = [], None
+    while True:
+        chunk = await read_table(cel_database, "cel", position, limit=25)
+        rows += [row for _, row in chunk.rows]
+        position = chunk.end
+        if not chunk.more:
+            break
+    await store(cel_database, "06_ringgroup")
+    later = recover(await read_table(cel_database, "cel", end), TOPOLOGY, "/m", longest_call=HOUR)
+    assert rows == [row for _, row in whole.rows] and len(rows) > 50
+    assert end == whole.end
+    assert [r.caller for r in later.records] == ["79161234506"]

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from pbx_tracker.calls.correlator import Topology
-from pbx_tracker.cel.reading import Position, read_since
+from pbx_tracker.cel.reading import Position, end_of, read_since
 from pbx_tracker.cel.recovery import recover
 from traces import TRACES
 
@@ -132,3 +132,40 @@ def test_no_file_yet_reads_nothing(tmp_path: Path) -> None:
     """Before Asterisk writes its first record there is nothing to read, and no error."""
     chunk = read_since(tmp_path / "Master.csv", None)
     assert (chunk.rows, chunk.end, chunk.bad_lines) == ([], None, [])
+
+
+def test_an_empty_log_read_before_its_first_line_is_the_same_file_after(tmp_path: Path) -> None:
+    """A log that was empty at the last read (just rotated, or CEL just set up) is read
+    from the start once Asterisk writes to it: its first calls are not lost."""
+    log = tmp_path / "Master.csv"
+    log.touch()
+    position = read_since(log, None).end
+    write(log, lines_of("01_answered_simple"), "a")
+    callers, _ = recovered(log, position)
+    assert callers == ["79161234501"]
+
+
+def test_a_read_takes_at_most_its_limit_and_says_there_is_more(tmp_path: Path) -> None:
+    """A big log is read a part at a time, whole lines only, and the parts together are
+    the whole log."""
+    log = tmp_path / "Master.csv"
+    write(log, [*lines_of("11_concurrent"), *lines_of("06_ringgroup")])
+    rows, position, parts = [], None, 0
+    while True:
+        chunk = read_since(log, position, 4096)
+        rows += [row for _, row in chunk.rows]
+        position, parts = chunk.end, parts + 1
+        if not chunk.more:
+            break
+    assert rows == [row for _, row in read_since(log, None).rows]
+    assert parts > 3
+
+
+def test_the_end_of_a_log_is_after_its_last_whole_line(tmp_path: Path) -> None:
+    """Where a first start begins: after the last whole line, before one being written."""
+    log = tmp_path / "Master.csv"
+    lines = lines_of("01_answered_simple")
+    write(log, [*lines, lines[0][:30]])
+    end = end_of(log)
+    assert end is not None and end.offset == len("".join(lines).encode())
+    assert end_of(tmp_path / "none.csv") is None
