@@ -11,7 +11,7 @@ and returns every problem as one line naming the config key and the fix:
   routing snippet's ``pbx-tracker-inbound`` (when ``agi.enabled``) and the
   ring-me context exist in the dialplan;
 - ``recordings_dir`` is a folder this user can read;
-- CEL: Asterisk logs it (`check_cel`, the hook of CEL recovery).
+- CEL: Asterisk writes the log CEL recovery reads (`cel_check`).
 
 What cannot be asked with the user's classes is skipped with a note.  The
 event classes the user reads are not visible to any action (a Login with too
@@ -28,6 +28,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pbx_tracker.ami.cel_check import check_cel
 from pbx_tracker.ami.dial_check import check_dial_strings
 from pbx_tracker.ami.live_asterisk import Findings, LiveAsterisk, Send
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "NEEDED_EVENT_CLASSES",
     "check_actions",
-    "check_cel",
     "check_contexts",
     "check_event_classes",
     "check_recordings",
@@ -85,7 +85,7 @@ async def self_check(settings: Settings, send: Send) -> Findings:
     findings.extend(check_actions(settings, asterisk))
     findings.extend(await check_dial_strings(settings, asterisk))
     findings.extend(await check_contexts(settings, asterisk))
-    findings.extend(await check_cel(settings, asterisk))
+    findings.extend(await check_cel(settings.cel, asterisk, user_name()))
     return findings
 
 
@@ -219,31 +219,5 @@ def check_recordings(folder: Path) -> Findings:
             "recordings_dir",
             f"{folder} is not readable by {user}; let {user} read it "
             f"(e.g. usermod -aG asterisk {user}, and group read on the recordings)",
-        )
-    return findings
-
-
-# -- CEL ----------------------------------------------------------------------------
-
-
-async def check_cel(settings: Settings, asterisk: LiveAsterisk) -> Findings:
-    """CEL, the log CEL recovery reads: Asterisk writes it (``cel show status``).
-
-    The hook of CEL recovery: its settings (``calls.cel``) do not exist yet, so
-    a CEL that is off is only a note.  Once they do, check here that the
-    configured CEL file exists, is readable and grows (a problem naming
-    ``calls.cel``), and make CEL logging that is off a problem naming it too.
-    """
-    findings = Findings()
-    lines = await asterisk.command("cel show status") if asterisk.may("Command") else None
-    if lines is None:
-        findings.notes.append(
-            "CEL not checked: `cel show status` needs the AMI command class, which "
-            "pbx-tracker's user does not get (it would allow any CLI command)"
-        )
-    elif "CEL Logging: Enabled" not in lines:
-        findings.notes.append(
-            "Asterisk's CEL logging is off (cel.conf: [general] enable = yes); "
-            "CEL recovery will need it"
         )
     return findings

@@ -20,7 +20,7 @@ simulated click-to-call callback (`sim.originate`): the manager's phone rings
 known devices, CEL and the AMI user's write classes; an action outside those
 classes is refused "Permission denied", as Asterisk does.  With `cel_file`, every
 call event it plays is also logged in Asterisk's CEL file (`sim.cel_log`, with the
-applications of `cel_apps`; nothing while `setup.cel_enabled` is off), and
+applications of `setup.cel_apps`; nothing while `setup.cel_enabled` is off), and
 `happen_offline` lets calls happen with the CEL file as their only witness (no AMI
 client hears them: the tracker is down).
 
@@ -36,7 +36,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -44,7 +44,7 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
-from pbx_tracker.sim.cel_log import DEFAULT_APPS, CelFile, CelRecorder
+from pbx_tracker.sim.cel_log import CelFile, CelRecorder
 from pbx_tracker.sim.introspection import PbxSetup
 from pbx_tracker.sim.originate import (
     QUEUED,
@@ -263,7 +263,6 @@ class FakeAsterisk:
         self.write_timeout = write_timeout
         # Asterisk's CEL log (cel_custom's Master.csv); None: no CEL written
         self.cel_file = None if cel_file is None else Path(cel_file)
-        self.cel_apps: Collection[str] = DEFAULT_APPS  # cel.conf apps =
         self._cel: CelRecorder | None = None
         self.actions: list[dict[str, str]] = []
         self.live_channels: dict[str, dict[str, str]] = {}
@@ -521,7 +520,7 @@ class FakeAsterisk:
         if self.cel_file is None or not self.setup.cel_enabled:
             return
         if self._cel is None:
-            self._cel = CelRecorder(self.cel_apps)
+            self._cel = CelRecorder(self.setup.cel_apps)
         CelFile(self.cel_file).append(record.line() for record in self._cel.feed(message, moment))
 
     def _logged_in(self) -> list[_Session]:

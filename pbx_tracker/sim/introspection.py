@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from pbx_tracker.sim.cel_log import DEFAULT_APPS
+
 Fields = list[tuple[str, str]]
 
 NO_CLASS = "<none>"
@@ -96,7 +98,14 @@ DRIVER_ACTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
     "chan_dahdi": (("DAHDIShowChannels", "system,reporting", "Show status of DAHDI channels."),),
 }
-CEL_EVENTS = ("CHAN_START", "CHAN_END", "ANSWER", "HANGUP", "BRIDGE_ENTER", "BRIDGE_EXIT")
+# what `cel show status` lists with the shipped cel.conf (events = ALL, its apps =)
+CEL_EVENTS = (
+    "CHAN_START", "CHAN_END", "ANSWER", "HANGUP", "APP_START", "APP_END", "PARK_START",
+    "PARK_END", "USER_DEFINED", "BRIDGE_ENTER", "BRIDGE_EXIT", "BLINDTRANSFER",
+    "ATTENDEDTRANSFER", "PICKUP", "FORWARD", "LINKEDID_END", "LOCAL_OPTIMIZE",
+    "LOCAL_OPTIMIZE_BEGIN", "STREAM_BEGIN", "STREAM_END", "DTMF",
+)  # fmt: skip
+CEL_APPS = tuple(sorted(DEFAULT_APPS))
 CEL_SUBSCRIBERS = ("Manager Event", "CEL Custom CSV Logging")
 DEFAULT_CONTEXTS = (
     "default",
@@ -125,6 +134,8 @@ class PbxSetup:
     devices: set[str] | None = None
     write_classes: frozenset[str] | None = None
     cel_enabled: bool = True
+    cel_events: tuple[str, ...] = CEL_EVENTS
+    cel_apps: tuple[str, ...] = CEL_APPS
 
     def add_context(self, name: str, *extensions: str) -> None:
         self.contexts[name] = list(extensions or ("s",))
@@ -226,6 +237,7 @@ class PbxSetup:
         if not self.cel_enabled:
             return ["CEL Logging: Disabled"]
         lines = ["CEL Logging: Enabled"]
-        lines += [f"CEL Tracking Event: {name}" for name in CEL_EVENTS]
+        lines += [f"CEL Tracking Event: {name}" for name in self.cel_events]
+        lines += [f"CEL Tracking Application: {name}" for name in self.cel_apps]
         lines += [f"CEL Event Subscriber: {name}" for name in CEL_SUBSCRIBERS]
         return lines

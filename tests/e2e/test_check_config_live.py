@@ -11,7 +11,7 @@ import yaml
 from cli_runner import Cli
 
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from traces import TRACE_CONFIG
+from traces import TRACE_CONFIG, TRACES
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,16 @@ async def _fake() -> AsyncIterator[FakeAsterisk]:
 
 def cli(tmp_path: Path, port: int, secret: str = SECRET) -> Cli:
     """The traces' config (the default PJSIP/{extension} dial template) on ``port``, its
-    recordings folder in ``tmp_path``, the AMI secret from the environment."""
+    recordings folder and the CEL log Asterisk writes in ``tmp_path``, the AMI secret from
+    the environment."""
     raw = yaml.safe_load(TRACE_CONFIG.read_text(encoding="utf-8"))
     raw["ami"].update(port=port, secret="in-the-environment")
     raw["recordings_dir"] = str(tmp_path / "monitor")
     (tmp_path / "monitor").mkdir()
+    cel = tmp_path / "cel-custom" / "Master.csv"
+    cel.parent.mkdir()
+    cel.write_bytes((TRACES / "cel" / "01_answered_simple.cel.csv").read_bytes())
+    raw["cel"] = {"file": str(cel)}
     config = tmp_path / "pbx-tracker.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return Cli(config, ("check-config",), env={"PBX_TRACKER_AMI__SECRET": secret})
@@ -64,7 +69,7 @@ async def test_live_check_names_the_dial_template_on_a_site_without_pjsip(
     )
     assert problem.endswith("; set routing.dial_template to IAX2/{extension}")
     assert run.out.startswith("config OK: ")
-    assert "note: CEL not checked" in run.out
+    assert "note: CEL's events not checked" in run.out
 
 
 async def test_live_check_passes_on_an_asterisk_that_matches(

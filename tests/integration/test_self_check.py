@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,6 +48,7 @@ def shipped_write_classes() -> frozenset[str]:
 
 
 SHIPPED = shipped_write_classes()
+CEL_LOG = TRACES / "cel" / "01_answered_simple.cel.csv"
 TRAP = "routing.dial_template: PJSIP/{extension} — "
 FIX = "; set routing.dial_template to IAX2/{extension}"
 
@@ -72,7 +74,7 @@ def site(
     **environ: str,
 ) -> Settings:
     """The traces' config (changed by ``change``) against the fake on ``port``, its
-    recordings folder in ``tmp_path``."""
+    recordings folder and a CEL log Asterisk wrote in ``tmp_path``."""
     raw = yaml.safe_load(TRACE_CONFIG.read_text(encoding="utf-8"))
     if change is not None:
         change(raw)
@@ -80,7 +82,14 @@ def site(
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     recordings = tmp_path / "monitor"
     recordings.mkdir(exist_ok=True)
-    environ = {"PBX_TRACKER_RECORDINGS_DIR": str(recordings), **environ}
+    cel = tmp_path / "cel-custom" / "Master.csv"
+    cel.parent.mkdir(exist_ok=True)
+    cel.write_bytes(CEL_LOG.read_bytes())
+    environ = {
+        "PBX_TRACKER_RECORDINGS_DIR": str(recordings),
+        "PBX_TRACKER_CEL__FILE": str(cel),
+        **environ,
+    }
     return load_settings(config, environ={"PBX_TRACKER_AMI__PORT": str(port), **environ})
 
 
@@ -315,23 +324,76 @@ async def test_login_events_leaving_out_dialplan_are_named(
     ]
 
 
-@pytest.mark.parametrize(
-    ("classes", "enabled", "note"),
-    [
-        (SHIPPED, True, "CEL not checked: `cel show status` needs the AMI command class"),
-        (None, False, "Asterisk's CEL logging is off (cel.conf: [general] enable = yes)"),
-    ],
-    ids=["shipped-user", "cel-off"],
-)
-async def test_cel_is_a_note_until_cel_recovery_is_configured(
-    fake: FakeAsterisk, tmp_path: Path, classes: frozenset[str] | None, enabled: bool, note: str
+async def test_cel_that_the_shipped_user_cannot_ask_is_a_note(
+    fake: FakeAsterisk, tmp_path: Path
 ) -> None:
-    """CEL that cannot be checked, or is off, is said in a note and fails nothing."""
-    fake.setup.write_classes = classes
-    fake.setup.cel_enabled = enabled
+    """With the shipped AMI user CEL's events cannot be asked: a note; a CEL log in the
+    shipped column order is no problem."""
+    fake.setup.write_classes = SHIPPED
     found = await check_live(site(tmp_path, fake.port))
     assert found.problems == []
-    assert any(line.startswith(note) for line in found.notes)
+    assert any(note.startswith("CEL's events not checked: `cel show") for note in found.notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda setup: setattr(setup, "cel_enabled", False),
+            "cel.enabled: Asterisk's CEL logging is off: enable = yes in cel.conf",
+        ),
+        (
+            lambda setup: setattr(setup, "cel_apps", ("all",)),
+            "cel.enabled: CEL does not log the applications dial, queue, mixmonitor, set (",
+        ),
+        (
+            lambda setup: setattr(setup, "cel_events", ("CHAN_START", "CHAN_END", "HANGUP")),
+            "cel.enabled: CEL does not log ANSWER, APP_START, APP_END, BRIDGE_ENTER, ",
+        ),
+    ],
+    ids=["cel-off", "apps-all", "few-events"],
+)
+async def test_cel_that_cannot_serve_recovery_names_the_fix(
+    fake: FakeAsterisk, tmp_path: Path, change: Callable[[Any], None], problem: str
+) -> None:
+    """CEL off, ``apps = all`` (no recordings, queues or variables) or too few events is a
+    line naming cel.conf's fix."""
+    change(fake.setup)
+    found = await check_live(site(tmp_path, fake.port))
+    assert [line[: len(problem)] for line in lines(found.problems)] == [problem]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "problem"),
+    [
+        (lambda cel: shutil.rmtree(cel.parent), "does not exist and cel_custom writes nothing"),
+        (lambda cel: cel.unlink(), "is not written: load cel_custom with the mapping of"),
+        (
+            lambda cel: cel.write_text('"CHAN_START","2026-12-07 10:00:00","101"\n'),
+            "is not in pbx-tracker's column order; use the mapping of",
+        ),
+    ],
+    ids=["no-folder", "no-file", "other-mapping"],
+)
+async def test_a_cel_file_recovery_cannot_read_names_cel_file(
+    fake: FakeAsterisk, tmp_path: Path, breaks: Callable[[Path], None], problem: str
+) -> None:
+    """No cel-custom folder, no file, or a file in another column order is one line naming
+    cel.file and what to do."""
+    settings = site(tmp_path, fake.port)
+    breaks(settings.cel.file)
+    found = await check_live(settings)
+    [line] = lines(found.problems)
+    assert line.startswith("cel.file: ") and problem in line
+
+
+async def test_cel_recovery_turned_off_is_a_note(fake: FakeAsterisk, tmp_path: Path) -> None:
+    """cel.enabled: false checks no CEL log and says what is given up."""
+    settings = site(tmp_path, fake.port, PBX_TRACKER_CEL__ENABLED="false")
+    settings.cel.file.unlink()
+    found = await check_live(settings)
+    assert found.problems == []
+    assert any(note.startswith("CEL recovery is off (cel.enabled: false)") for note in found.notes)
 
 
 async def test_asterisk_that_cannot_be_reached_names_the_address(tmp_path: Path) -> None:
@@ -432,12 +494,14 @@ async def test_the_daemon_checks_after_each_login_and_healthz_shows_it(
             after = await daemon_health(daemon)
     assert status == 200
     assert body["status"] == "degraded"
+    cel = body["parts"].pop("cel_recovery")
     assert body["parts"] == {
         "database": {"state": "ok"},
         "ami": {"state": "ok"},
         "fastagi": {"state": "ok", "detail": f"127.0.0.1:{daemon.agi.port if daemon.agi else 0}"},
-        "cel_recovery": {"state": "not configured"},
     }
+    assert cel["state"] == "ok" and cel["detail"].endswith(": 0 calls recovered")
+    after[1]["parts"].pop("cel_recovery")
     [problem] = body["problems"]
     assert problem.startswith(TRAP) and problem.endswith(FIX)
     warned = [line for line in logs if line["event"] == "self_check.problem"]
