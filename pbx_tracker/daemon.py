@@ -46,12 +46,17 @@ from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
+from pbx_tracker.cel.events import ami_events
+from pbx_tracker.cel.service import CelRecovery
+from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.replay import topology_of
 from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
+from pbx_tracker.store.cel_positions import StoredPositions
+from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
 from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
@@ -74,6 +79,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 STICKY_REFRESH_SECONDS = 60.0
+CEL_STORE_SECONDS = 5.0  # a CEL read waits this long for its calls to be stored
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -129,6 +135,7 @@ class Daemon:
         self.attribution_watch = AttributionWatch(settings.attribution)
         self.calls_counted = CallCounter()
         _also_on_written(writer, self.calls_counted.call_written)
+        self.cel = self._cel_recovery(settings, writer)
         self.health = self._health(writer)
         self.daemon_metrics = DaemonCollector(
             self.calls_counted,
@@ -168,6 +175,7 @@ class Daemon:
             await self._stop_http()
             await self._stop_agi()
             return 1
+        recovery = None if self.cel is None else asyncio.create_task(self.cel.run(), name="cel")
         listener = asyncio.create_task(self.listener.run(), name="ami-listener")
         consumer = asyncio.create_task(self._consume(), name="correlator")
         history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
@@ -181,7 +189,9 @@ class Daemon:
         if listener.done() and isinstance(listener.exception(), AmiLoginError):
             log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
             code = 1
-        await self._shutdown(listener, consumer, history, counting, crm, watchdog, stopped)
+        await self._shutdown(
+            listener, consumer, history, counting, crm, watchdog, stopped, recovery
+        )
         if self.crm is not None:
             await self.crm.close()
         return code
@@ -248,8 +258,45 @@ class Daemon:
         health.register("database", database_probe(writer.engine), critical=True)
         health.register("ami", self._ami_state, critical=True)
         health.register("fastagi", self._agi_state)
-        health.register("cel_recovery", lambda: PartState("not configured"))
+        health.register("cel_recovery", self._cel_state)
         return health
+
+    def _cel_state(self) -> PartState:
+        if self.cel is None:
+            return PartState("off", "cel.enabled: false")
+        state = self.cel.state
+        if state.problem:
+            return PartState("down", state.problem)
+        if state.last_run is None:
+            return PartState("ok", state.status)
+        when = datetime.fromtimestamp(state.last_run, UTC).isoformat(timespec="seconds")
+        return PartState("ok", f"{state.status}; last read {when}: {state.calls} calls recovered")
+
+    def _cel_recovery(self, settings: Settings, writer: CallWriter) -> CelRecovery | None:
+        """The calls Asterisk logged while we did not listen, from its CEL log."""
+        cel = settings.cel
+        if not cel.enabled:
+            return None
+        read = end = None
+        if cel.table is not None:
+            url = cel.database_url.get_secret_value() if cel.database_url else None
+            engine = make_async_engine(url) if url else writer.engine
+            read = partial(read_table, engine, cel.table)
+            end = partial(table_end, engine, cel.table)
+        return CelRecovery(
+            cel,
+            topology_of(settings),
+            str(settings.recordings_dir),
+            StoredPositions(writer.engine, settings.node, cel.source),
+            self._call_finished,
+            self._stored,
+            read,
+            end,
+        )
+
+    async def _stored(self) -> bool:
+        """Everything handed to the writer is stored (or kept in the spill file)."""
+        return await self.writer.drain(CEL_STORE_SECONDS) == 0
 
     def _ami_state(self) -> PartState:
         return PartState("ok") if self.listener.connected else PartState("down", self.ami_status)
@@ -429,10 +476,29 @@ class Daemon:
         while True:
             item = await self.listener.events.get()
             try:
+                if isinstance(item, Resync):
+                    await self._before_resync(item)
                 self._handle(item)
             except Exception:  # one bad event must not stop the tracking of all calls
                 log.exception("daemon.event_failed", ami_event=getattr(item, "name", "resync"))
             self.handled.set()
+
+    async def _before_resync(self, item: Resync) -> None:
+        """After each (re)connect: the calls Asterisk logged meanwhile, first from CEL.
+
+        Calls that ended in the gap are recovered whole; a call still going that the
+        correlator never heard of starts from its true beginning (its CEL rows so far),
+        so its answer, ring, talk and recording are right when it ends.
+        """
+        if self.cel is None:
+            return
+        going = await self.cel.run()
+        live = {channel.fields.get("Linkedid", "") for channel in item.channels}
+        monitor_dir = str(self.settings.recordings_dir)
+        for linkedid in sorted(live & going.keys()):
+            if not self.correlator.knows(linkedid):
+                for event in ami_events(going[linkedid], monitor_dir):
+                    self.correlator.feed(event)
 
     def _correlate_backlog(self) -> None:
         while not self.listener.events.empty():

@@ -20,12 +20,13 @@ def trace_settings(
     url: str, port: int, tmp_path: Path, *, config: Path = TRACE_CONFIG, **environ: str
 ) -> Settings:
     """The traces' config (or ``config``) on ``url`` and the fake Asterisk's ``port``, the
-    spill and dead-letter files in ``tmp_path``; ``environ``: more ``PBX_TRACKER_...``
-    overrides (a dead-letter file of its own too)."""
+    spill, dead-letter and CEL files in ``tmp_path``; ``environ``: more ``PBX_TRACKER_...``
+    overrides (dead-letter and CEL files of their own too)."""
     return load_settings(
         config,
         environ={
             "PBX_TRACKER_CALLS__DEAD_LETTERS": str(tmp_path / "dead-letters.jsonl"),
+            "PBX_TRACKER_CEL__FILE": str(tmp_path / "cel-custom" / "Master.csv"),
             **environ,
             "PBX_TRACKER_DATABASE__URL": url,
             "PBX_TRACKER_AMI__PORT": str(port),

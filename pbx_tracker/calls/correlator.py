@@ -71,6 +71,10 @@ class Correlator:
     def calls_in_progress(self) -> int:
         return len(self._calls)
 
+    def knows(self, linkedid: str) -> bool:
+        """A call of this Linkedid is in progress here (or just finished)."""
+        return linkedid in self._calls or linkedid in self._finished
+
     def feed(self, event: AmiEvent) -> list[CallRecord]:
         """Apply one event; return the records of the calls it finished."""
         self.events_seen += 1

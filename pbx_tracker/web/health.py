@@ -1,12 +1,12 @@
 """``GET /healthz``: the state of each part of the daemon and the self-check's problems.
 
 Parts register a probe (`Health.register`): the daemon registers the
-database, AMI, FastAGI and CEL recovery (a placeholder, "not configured",
-until CEL recovery registers its own).  A probe answers a `PartState`; it may
-be a coroutine, is given `PROBE_SECONDS`, and one in flight is shared by the
-requests that come meanwhile (a busy monitor does not multiply database
-queries).  A critical part that is down (AMI, the database) makes the answer
-HTTP 503, anything else 200.
+database, AMI, FastAGI and CEL recovery ("off" when ``cel.enabled`` is
+false).  A probe answers a `PartState`; it may be a coroutine, is given
+`PROBE_SECONDS`, and one in flight is shared by the requests that come
+meanwhile (a busy monitor does not multiply database queries).  A critical
+part that is down (AMI, the database) makes the answer HTTP 503, anything
+else 200.
 
 The body is JSON and carries no secret: ``{"status": "ok" | "degraded" |
 "down", "parts": {"database": {"state": "ok"}, "ami": {"state": "down",
