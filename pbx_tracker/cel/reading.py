@@ -28,7 +28,15 @@ from pathlib import Path
 
 from pbx_tracker.cel.log import CelRow, parse_line
 
-__all__ = ["READ_LIMIT", "Chunk", "Position", "end_of", "identity_of", "read_since"]
+__all__ = [
+    "NOT_WRITTEN_YET",
+    "READ_LIMIT",
+    "Chunk",
+    "Position",
+    "end_of",
+    "identity_of",
+    "read_since",
+]
 
 _FINGERPRINT_BYTES = 512
 _TAIL_BYTES = 1024 * 1024  # where the last line of a log is looked for
@@ -42,6 +50,9 @@ class Position:
     identity: str
     offset: int
     fingerprint: str
+
+
+NOT_WRITTEN_YET = Position("", 0, "")  # no log yet: the file that appears, from its start
 
 
 @dataclass
@@ -101,7 +112,9 @@ def read_since(path: Path, position: Position | None, limit: int = READ_LIMIT) -
         return chunk
     identity, fingerprint = current
     start = 0
-    if position is not None and _same_file(position, current):
+    if position == NOT_WRITTEN_YET:
+        pass
+    elif position is not None and _same_file(position, current):
         size = path.stat().st_size
         start = position.offset if position.offset <= size else 0
     elif position is not None:

@@ -31,7 +31,7 @@ import structlog
 from pbx_tracker.calls.correlator import Topology
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.log import CelRow
-from pbx_tracker.cel.reading import Chunk, Position, end_of, read_since
+from pbx_tracker.cel.reading import NOT_WRITTEN_YET, Chunk, Position, end_of, read_since
 from pbx_tracker.cel.recovery import Recovered, recover
 from pbx_tracker.cel.settings import CelSettings
 
@@ -121,10 +121,9 @@ class CelRecovery:
     async def _first_read(self) -> dict[str, list[CelRow]]:
         """A new install: start at the log's end (its past is `replay`'s to import)."""
         end = await self.end()
-        if end is None:
+        if end is None:  # the first record Asterisk writes is the first to recover
             self.state.problem = f"{self.settings.source} does not exist (is CEL set up?)"
-            self.state.status = "waiting for the log"
-            return {}
+            end = NOT_WRITTEN_YET
         await self.positions.save(end)
         self.state.status, self.state.last_run = "ok", time.time()
         log.info("cel.first_read", source=self.settings.source, starts_at=end.offset)

@@ -133,8 +133,15 @@ async def test_a_call_still_going_comes_back_as_rows(tmp_path: Path) -> None:
 
 
 async def test_no_log_yet_is_a_problem_to_show_not_an_error(tmp_path: Path) -> None:
-    """CEL not set up (no file): nothing recovered, the state says what to check."""
+    """CEL not set up (no file): nothing recovered, the state says what to check; once
+    Asterisk writes the log, its first calls are recovered and the problem is gone."""
     kept, found = Kept(), []
-    service = recovery(tmp_path / "cel-custom" / "Master.csv", kept, found)
+    log = tmp_path / "cel-custom" / "Master.csv"
+    service = recovery(log, kept, found)
     assert await service.run() == {}
-    assert service.state.problem is not None and "is CEL set up" in service.state.problem
+    problem = service.state.problem
+    log.parent.mkdir()
+    append(log, "03_missed_no_answer")
+    await service.run()
+    assert problem is not None and "is CEL set up" in problem
+    assert [r.caller for r in found] == ["79161234503"] and service.state.problem is None
