@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 import test_cel_replay as cel_replay
+from sim_calls import assert_is_expected, generated
 from test_cel_replay import CAPTURES, IDS, replayed
 
-from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.reading import read_since
 from pbx_tracker.cel.recovery import recover
 from pbx_tracker.config import load_settings
 from pbx_tracker.replay import topology_of
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.cel_log import DEFAULT_APPS, CelFile, cel_rows
-from pbx_tracker.sim.scenarios import KINDS, ExpectedCall, IdAllocator, SimCall, make_call, merge
+from pbx_tracker.sim.scenarios import KINDS, IdAllocator, merge
 from traces import TRACE_CONFIG, TRACES, e164
 
 CEL = TRACES / "cel"
@@ -41,8 +41,6 @@ PROMPTS = ("STREAM_BEGIN", "STREAM_END")  # no AMI event tells a prompt played
 AFTER_A_JUMP = {
     ("f11_blind_transfer_ringgroup", "Local/101@from-internal-0000001e;2", "__NODEST=600")
 }
-SLACK = 1.0  # s: records count whole seconds
-DIDS = {"74951110001": "yandex-direct", "74951110002": "google-ads", "74951110003": "offline-flyer"}
 
 Row = list[str]
 Channels = dict[str, list[tuple[str, Row]]]
@@ -157,43 +155,6 @@ def test_calls_recovered_from_the_derived_cel_are_the_calls_of_the_ami_stream(
         (tmp_path / f"{stem}{suffix}").symlink_to(path.with_name(f"{stem}{suffix}"))
     cel_replay.test_each_call_in_the_cel_log_gets_its_true_outcome(derived, config)
     cel_replay.test_a_cel_record_equals_the_ami_record_of_the_same_call(derived, config)
-
-
-def generated(ids: IdAllocator, gap: float = 30.0) -> list[SimCall]:
-    """One call of every kind, ring and talk times changed where the kind allows."""
-    calls = []
-    for number, (kind, spec) in enumerate(KINDS.items()):
-        did = sorted(DIDS)[number % len(DIDS)]
-        ring = 15.0 if kind == "no_answer" else 7.5 if spec.ring else None
-        call = make_call(
-            kind,
-            start=gap * number,
-            did=did,
-            caller=f"7903555{number:04d}",
-            caller_name='Анна "Смирнова"',
-            source=DIDS[did],
-            manager="102",
-            ring=ring,
-            talk=42.0 if spec.talk else None,
-            ids=ids,
-        )
-        calls.append(call)
-    return calls
-
-
-def assert_is_expected(record: CallRecord | None, expected: ExpectedCall) -> None:
-    assert record is not None, expected.kind
-    digits = (record.did.lstrip("+"), record.caller.lstrip("+"))  # E.164 once labelled
-    assert digits == (expected.did, expected.caller)
-    assert (record.status, record.missed_reason, record.answered_by) == (
-        expected.status,
-        expected.missed_reason,
-        expected.answered_by,
-    ), expected.kind
-    assert abs(record.ring_seconds - expected.ring_seconds) <= SLACK, expected.kind
-    assert abs(record.talk_seconds - expected.talk_seconds) <= SLACK, expected.kind
-    assert record.recording_path == expected.recording_path
-    assert record.recovered_from == "cel"
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
