@@ -16,7 +16,7 @@ with the FreePBX capture's config for the topology.  Measured, median of ``--run
    correlator of their own), then reading and recovering: CEL lines/s and calls/s; the
    same calls (Linkedids) as the AMI path gives, none failed, none going or given up at
    the day's end;
-4. the daemon's whole recovery (`CelRecovery.run` from the file's start, 32 MiB parts):
+4. the daemon's whole recovery (`CelRecovery.run` from the file's start, in `READ_LIMIT` parts):
    each call labelled as the daemon labels it and handed to a real call writer on a
    fresh SQLite database, each part waited for until stored (how long each waited,
    next to the daemon's limit).  ONE run, not a median (it needs a fresh database; the
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from pbx_tracker.config import Settings
 
 MiB = 2**20
-STORE_WAIT = 3600.0  # the benchmark's `stored` waits for everything (the daemon: 5 s a part)
+STORE_WAIT = 3600.0  # `stored` waits for everything (the daemon: CEL_STORE_SECONDS a part)
 
 
 class MemoryPositions:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 STICKY_REFRESH_SECONDS = 60.0
-CEL_STORE_SECONDS = 5.0  # a CEL read waits this long for its calls to be stored
+CEL_STORE_SECONDS = 30.0  # a part of the CEL log waits this long for its calls to be stored
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

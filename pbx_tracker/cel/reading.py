@@ -40,7 +40,7 @@ __all__ = [
 
 _FINGERPRINT_BYTES = 512
 _TAIL_BYTES = 1024 * 1024  # where the last line of a log is looked for
-READ_LIMIT = 32 * 1024 * 1024  # bytes of the log one read takes
+READ_LIMIT = 8 * 1024 * 1024  # bytes of the log one read takes (about 450 calls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pbx_tracker.cel.reading import Chunk, Position
 __all__ = ["READ_ROWS", "cel_table", "read_table", "table_end"]
 
 _BATCH = 20_000
-READ_ROWS = 200_000  # rows of the table one read takes
+READ_ROWS = 40_000  # rows of the table one read takes (about 500 calls)
 
 
 def cel_table(name: str) -> Table:

@@ -10,39 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from service_process import service_env, start
 
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
-from traces import TRACE_CONFIG, TRACES
+from traces import TRACES
 
 WAIT = 30.0
 pytestmark = pytest.mark.slow
-
-
-def service_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PBX_TRACKER_DATABASE__URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
-        "PBX_TRACKER_DATABASE__SPILL_PATH": str(tmp_path / "spill.jsonl"),
-        "PBX_TRACKER_AMI__PORT": str(port),
-        "PBX_TRACKER_AGI__PORT": "0",
-        "PBX_TRACKER_LOGGING__FORMAT": "json",
-        **extra,
-    }
-
-
-async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pbx_tracker",
-        "run",
-        "--config",
-        str(TRACE_CONFIG),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
 
 
 async def next_notification(sock: socket.socket) -> str:
