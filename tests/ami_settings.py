@@ -1,10 +1,23 @@
-"""What `AmiListener` reads from the config, with short timings for tests on loopback."""
+"""What `AmiListener` reads from the config, with short timings for tests on loopback, and
+the classes of the AMI user the project ships."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import SecretStr
+
+MANAGER_CONF = Path(__file__).parents[1] / "config" / "asterisk" / "manager_pbx_tracker.conf"
+
+
+def shipped_write_classes() -> frozenset[str]:
+    """The ``write =`` classes of the AMI user the project ships."""
+    for line in MANAGER_CONF.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "write":
+            return frozenset(value.partition(";")[0].strip().split(","))
+    raise AssertionError(f"no write= line in {MANAGER_CONF}")
 
 
 @dataclass(frozen=True)

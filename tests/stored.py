@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
 from pbx_tracker.store.calls import list_calls
 from pbx_tracker.store.engine import make_async_engine
@@ -37,5 +39,15 @@ async def stored_calls(url: str) -> list[CallRecord]:
     try:
         async with engine.connect() as conn:
             return await list_calls(conn)
+    finally:
+        await engine.dispose()
+
+
+async def stored_tasks(url: str, status: str | None = None) -> list[CallbackTask]:
+    """The callback tasks in the database at `url` (of ``status``; None: all)."""
+    engine = make_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await tasks.list_tasks(conn, status=status, limit=10_000)
     finally:
         await engine.dispose()

@@ -92,3 +92,25 @@ def truths(expected: Path) -> list[dict[str, Any]]:
         found.setdefault("transferred_to", None)
         calls.append(found)
     return calls
+
+
+TRUTH_SLACK = 1.5  # seconds: the truth is measured to the millisecond, records are whole seconds
+
+
+def assert_true_outcome(record: CallRecord | None, call: dict[str, Any]) -> None:
+    """``record`` is what ``call`` (one of `truths`) says: no record for a call that is not
+    tracked; else the numbers, outcome, who answered, transfer, ring and talk."""
+    if not call["expect_call_record"]:
+        assert record is None, call.get("linkedid")
+        return
+    assert record is not None, call.get("linkedid")
+    assert (record.did, record.caller) == (e164(call["did"]), e164(call["caller"]))
+    assert (record.status, record.answered_by, record.missed_reason) == (
+        "answered" if call["answered"] else "missed",
+        call["answered_by"],
+        call["missed_reason"],
+    )
+    assert record.transferred_to == call["transferred_to"]
+    assert abs(record.ring_seconds - call["ring_s_measured"]) <= TRUTH_SLACK
+    talk = record.talk_seconds + record.transfer_wait_seconds
+    assert abs(talk - call["talk_s_measured"]) <= TRUTH_SLACK

@@ -16,13 +16,13 @@ from service_process import service_env, start
 from sim_calls import DIDS
 from sqlalchemy import func, select
 
-from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import KINDS, IdAllocator, SimCall, make_call, merge
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
+from stored import stored_tasks
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +55,6 @@ async def count_calls(url: str) -> int:
     try:
         async with engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(CallRow))).scalar())
-    finally:
-        await engine.dispose()
-
-
-async def callback_tasks(url: str) -> list[CallbackTask]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await tasks.list_tasks(conn, status=None, limit=10_000)
     finally:
         await engine.dispose()
 
@@ -130,5 +121,5 @@ async def _all_stored(url: str) -> bool:
 
 
 async def _tasks_of(url: str, count: int) -> list[CallbackTask] | None:
-    found = await callback_tasks(url)
+    found = await stored_tasks(url)
     return found if len(found) >= count else None

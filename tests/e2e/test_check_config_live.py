@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ami_settings import shipped_write_classes
 from cli_runner import Cli
 
 from pbx_tracker.sim.asterisk import FakeAsterisk
@@ -16,16 +17,6 @@ from traces import TRACE_CONFIG, TRACES
 pytestmark = pytest.mark.slow
 
 SECRET = "tracker-secret"
-MANAGER_CONF = Path(__file__).parents[2] / "config" / "asterisk" / "manager_pbx_tracker.conf"
-
-
-def shipped_write_classes() -> frozenset[str]:
-    """The ``write =`` classes of the AMI user the project ships."""
-    for line in MANAGER_CONF.read_text(encoding="utf-8").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "write":
-            return frozenset(value.partition(";")[0].strip().split(","))
-    raise AssertionError(f"no write= line in {MANAGER_CONF}")
 
 
 @pytest.fixture(name="fake")

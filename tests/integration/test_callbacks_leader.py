@@ -16,7 +16,7 @@ from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import missed_call
+from stored import missed_call, stored_tasks
 
 WAIT = 15.0
 pytestmark = pytest.mark.postgres
@@ -58,15 +58,6 @@ async def open_task(url: str, service: CallbackService) -> None:
         await save_call(conn, call)
     await engine.dispose()
     service.call_written(call, True)
-
-
-async def stored_tasks(url: str) -> list[tasks.CallbackTask]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await tasks.list_tasks(conn, status=None)
-    finally:
-        await engine.dispose()
 
 
 async def the_task(url: str) -> tasks.CallbackTask:

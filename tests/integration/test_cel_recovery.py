@@ -13,14 +13,12 @@ from pathlib import Path
 from daemons import WAIT, RunningDaemon, start_daemon, trace_settings
 from sim_calls import assert_is_expected, generated
 
-from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import IdAllocator, SimCall, make_call, merge
-from pbx_tracker.store.engine import make_async_engine
-from stored import stored_calls
+from stored import stored_calls, stored_tasks
 
 LIVE_CALLER = "79167770001"
 
@@ -47,15 +45,6 @@ def live_call(ids: IdAllocator) -> SimCall:
     )
 
 
-async def open_tasks(url: str) -> list[CallbackTask]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await tasks.list_tasks(conn, status=None)
-    finally:
-        await engine.dispose()
-
-
 async def tasks_when(
     pbx: RunningDaemon, url: str, check: Callable[[list[CallbackTask]], bool]
 ) -> list[CallbackTask]:
@@ -65,7 +54,7 @@ async def tasks_when(
     async with asyncio.timeout(WAIT):
         while True:
             service.handled.clear()
-            found = await open_tasks(url)
+            found = await stored_tasks(url)
             if check(found):
                 return found
             await service.handled.wait()
@@ -105,7 +94,7 @@ async def test_calls_made_while_the_daemon_was_down_are_recorded_once_and_called
     assert_is_expected(stored[live.expected.linkedid], live.expected, recovered_from=None)
     for call in away:
         assert_is_expected(stored[call.expected.linkedid], call.expected)
-    called = {task.customer: task.first_missed_at for task in await open_tasks(migrated_url)}
+    called = {task.customer: task.first_missed_at for task in await stored_tasks(migrated_url)}
     assert len(found) == len(called) == len(missed)
     for call in missed:
         record = stored[call.expected.linkedid]

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from ami_settings import ListenerSettings
+from ami_settings import ListenerSettings, shipped_write_classes
 from daemons import WAIT, RunningDaemon, start_daemon
 from pydantic import SecretStr
 from structlog.testing import capture_logs
@@ -34,18 +34,6 @@ from pbx_tracker.web.health import Health, PartState, database_probe
 from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.settings import HttpSettings
 from traces import TRACE_CONFIG, TRACES
-
-MANAGER_CONF = Path(__file__).parents[2] / "config" / "asterisk" / "manager_pbx_tracker.conf"
-
-
-def shipped_write_classes() -> frozenset[str]:
-    """The ``write =`` classes of the AMI user the project ships."""
-    for line in MANAGER_CONF.read_text(encoding="utf-8").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "write":
-            return frozenset(value.partition(";")[0].strip().split(","))
-    raise AssertionError(f"no write= line in {MANAGER_CONF}")
-
 
 SHIPPED = shipped_write_classes()
 CEL_LOG = TRACES / "cel" / "01_answered_simple.cel.csv"
