@@ -8,6 +8,7 @@ import asyncio
 import gc
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 import yaml
 from ami_settings import ListenerSettings, shipped_write_classes
+from cli_runner import run_process
 from daemons import WAIT, RunningDaemon, start_daemon
 from pydantic import SecretStr
 from structlog.testing import capture_logs
@@ -274,17 +276,34 @@ async def test_missing_recordings_folder_is_named(fake: FakeAsterisk, tmp_path: 
     ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
-async def test_unreadable_recordings_folder_is_named(fake: FakeAsterisk, tmp_path: Path) -> None:
-    """A recordings_dir this user cannot read is a line naming recordings_dir and the user."""
-    settings = site(tmp_path, fake.port)
-    settings.recordings_dir.chmod(0)
+NO_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+CHECK_RECORDINGS = (
+    "import sys; from pathlib import Path; "
+    "from pbx_tracker.ami.self_check import check_recordings; "
+    "print(*check_recordings(Path(sys.argv[1])).problems, sep='\\n')"
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="root reads every folder, and setpriv (util-linux) is missing to drop that",
+)
+async def test_unreadable_recordings_folder_is_named(tmp_path: Path) -> None:
+    """A recordings_dir this user cannot read is a line naming recordings_dir and the user
+    (as root, the check runs without root's right to read every folder, as the service's
+    own user would)."""
+    folder = tmp_path / "monitor"
+    folder.mkdir(mode=0)
+    argv = [sys.executable, "-c", CHECK_RECORDINGS, str(folder)]
+    if os.geteuid() == 0:
+        argv = [*NO_DAC_OVERRIDE, *argv]
     try:
-        found = await check_live(settings)
+        run = await run_process(argv, dict(os.environ), "the recordings check")
     finally:
-        settings.recordings_dir.chmod(0o755)
-    [problem] = lines(found.problems)
-    assert problem.startswith(f"recordings_dir: {settings.recordings_dir} is not readable by ")
+        folder.chmod(0o755)
+    assert run.code == 0, run.err
+    [problem] = run.out.splitlines()
+    assert problem.startswith(f"recordings_dir: {folder} is not readable by ")
 
 
 async def test_a_user_without_reporting_is_told_which_class_to_add(
