@@ -50,7 +50,8 @@ def run(config_path: str | None) -> None:
 )
 def check_config(config_path: str | None, live: bool) -> None:
     """Validate the config: exit 0, or 1 with each problem on a line naming the key;
-    with --live also against the running Asterisk (drivers, contexts, AMI classes)."""
+    with --live also against the running Asterisk (drivers, contexts, AMI classes,
+    recordings folder, CEL log)."""
     settings = load_or_exit(config_path)
     agi, http = settings.agi, settings.http
     router = f"FastAGI {agi.host}:{agi.port}" if agi.enabled else "FastAGI off"
