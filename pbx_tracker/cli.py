@@ -105,7 +105,7 @@ def db_downgrade(config_path: str | None) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> None:
     """Feed captured AMI traffic (JSON Lines or raw AMI text) or a CEL log through the
-    correlator."""
+    correlator; exit 1 when a file holds neither."""
     from pbx_tracker.replay import replay_into_database, replay_to_stdout
 
     settings = load_or_exit(config_path, need_ami_secret=False)
@@ -119,16 +119,26 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
         click.echo(f"{path}: {count} calls still in progress at the end, not recorded", err=True)
     for line in summary.bad_lines:
         click.echo(f"{line} (skipped)", err=True)
+    for path in summary.empty:
+        click.echo(
+            f"{path}: no AMI message or CEL record found (an AMI capture, JSON Lines or raw "
+            "text, or Asterisk's CEL log in the shipped column order?)",
+            err=True,
+        )
     failed = summary.failed.total()
     if failed:
         kinds = ", ".join(f"{kind} ({count})" for kind, count in summary.failed.most_common())
         click.echo(f"AMI messages the correlator could not apply: {kinds}", err=True)
+    cel = f" (from {summary.cel_rows} CEL records)" if summary.cel_rows else ""
     click.echo(
-        f"{summary.files} files, {summary.events} AMI messages, {summary.records} call records, "
+        f"{summary.files} files, {summary.events} AMI messages{cel}, "
+        f"{summary.records} call records, "
         f"{summary.untracked} calls on untracked numbers ignored, "
         f"{failed} AMI messages could not be applied",
         err=True,
     )
+    if summary.empty:
+        sys.exit(1)
 
 
 @main.command()

@@ -62,10 +62,14 @@ def topology_of(settings: Settings) -> Topology:
 class ReplaySummary:
     """What a replay went through; ``failed``: the AMI messages the correlator could not
     apply, counted by event and error (``"Hangup: KeyError"``); ``bad_lines``: CEL lines
-    that could not be read (``file:line: why``)."""
+    that could not be read (``file:line: why``); ``cel_rows``: the CEL records read
+    (their calls are told to the correlator as ``events``); ``empty``: files in which
+    neither an AMI message nor a CEL record was found."""
 
     files: int = 0
     events: int = 0
+    cel_rows: int = 0
+    empty: list[str] = field(default_factory=list)
     records: int = 0
     untracked: int = 0
     unfinished: dict[str, int] = field(default_factory=dict)
@@ -88,6 +92,8 @@ def replay_files(
         records = _correlate(correlator, path, summary, str(settings.recordings_dir))
         summary.files += 1
         summary.events += correlator.events_seen
+        if correlator.events_seen == 0:
+            summary.empty.append(str(path))
         if correlator.calls_in_progress:
             summary.unfinished[str(path)] = correlator.calls_in_progress
         for record in records:
@@ -125,9 +131,10 @@ def _events_of(
         return read_capture(path), None
     log = CelLog(str(path))
     with path.open(encoding="utf-8", errors="replace", newline="") as lines:
-        events = ami_events(log.rows(lines), monitor_dir)
+        rows = list(log.rows(lines))
+    summary.cel_rows += len(rows)
     summary.bad_lines.extend(log.bad_lines)
-    return events, "cel"
+    return ami_events(rows, monitor_dir), "cel"
 
 
 def record_json_line(record: CallRecord) -> str:

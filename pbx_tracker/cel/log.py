@@ -34,6 +34,7 @@ __all__ = [
 
 COLUMNS = 20
 _EVENT = re.compile(r"[A-Z][A-Z_]+")
+_SNIFFED_LINES = 5
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
@@ -113,10 +114,17 @@ def parse_extra(text: str | None) -> dict[str, Any]:
 
 
 def looks_like_cel(head: bytes) -> bool:
-    """True when the first line of ``head`` is a CEL record of the shipped mapping."""
-    line = head.lstrip().split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    columns = next(csv.reader([line]), [])
-    return len(columns) >= COLUMNS and _EVENT.fullmatch(columns[0]) is not None
+    """True when one of the first lines of ``head`` is a CEL record of the shipped mapping
+    (a first line that is damaged does not hide a CEL log)."""
+    text = head.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if len(lines) > 1 and not text.endswith("\n"):
+        lines.pop()  # cut short by the read
+    for line in [line for line in lines if line.strip()][:_SNIFFED_LINES]:
+        columns = next(csv.reader([line]), [])
+        if len(columns) >= COLUMNS and _EVENT.fullmatch(columns[0]) is not None:
+            return True
+    return False
 
 
 @dataclass
@@ -127,16 +135,19 @@ class CelLog:
     bad_lines: list[str] = field(default_factory=list)
 
     def rows(self, lines: Iterable[str], first_line: int = 1) -> Iterator[CelRow]:
-        for number, columns in enumerate(csv.reader(lines), first_line):
-            if not columns or not any(columns):
-                continue
+        """The records of ``lines``, each line on its own (cel_custom writes one record a
+        line, so a line torn by a crash costs itself only, never the next one)."""
+        for number, line in enumerate(lines, first_line):
             try:
-                yield CelRow.from_columns(columns)
+                row = parse_line(line)
             except ValueError as error:
                 self.bad_lines.append(f"{self.source}:{number}: {error}")
+                continue
+            if row is not None:
+                yield row
 
 
 def is_cel_file(path: str | Path) -> bool:
     """True when the file at ``path`` starts with a CEL record (told by content)."""
     with Path(path).open("rb") as stream:
-        return looks_like_cel(stream.read(4096))
+        return looks_like_cel(stream.read(8192))

@@ -156,3 +156,28 @@ def test_replay_into_the_database_twice_leaves_the_same_rows(
             "+79160000005",
             "+79161234503",
         ]
+
+
+def test_replay_dry_run_reads_a_cel_log_with_a_damaged_first_line(tmp_path: Path) -> None:
+    """A CEL log is told from AMI by its content even when its first line is torn (an open
+    quote, as a crash mid-write leaves it): that line alone is named and skipped, every call
+    is printed, the summary counts the CEL records."""
+    log = tmp_path / "Master.csv"
+    good = (TRACES / "cel" / "11_concurrent.cel.csv").read_text(encoding="utf-8")
+    log.write_text('"CHAN_START","1796615980.1\n' + good, encoding="utf-8")
+    code, out, err = invoke("replay", "--dry-run", "--config", str(TRACE_CONFIG), str(log))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 5 and {r["recovered_from"] for r in records} == {"cel"}
+    assert f"{log}:1: not a CEL record" in err
+    assert " AMI messages (from 144 CEL records), 5 call records," in err
+
+
+def test_replay_of_a_file_that_is_no_capture_says_so_and_exits_1(tmp_path: Path) -> None:
+    """A file with neither AMI messages nor CEL records is named with what replay reads,
+    and the command fails."""
+    junk = tmp_path / "notes.txt"
+    junk.write_text("calls of monday\nsee the CRM\n", encoding="utf-8")
+    code, out, err = invoke("replay", "--dry-run", "--config", str(TRACE_CONFIG), str(junk))
+    assert (code, out) == (1, "")
+    assert f"{junk}: no AMI message or CEL record found" in err
