@@ -475,9 +475,12 @@ class Daemon:
     async def _consume(self) -> None:
         while True:
             item = await self.listener.events.get()
-            try:
-                if isinstance(item, Resync):
+            if isinstance(item, Resync):
+                try:
                     await self._before_resync(item)
+                except Exception:  # the resync itself must still be applied
+                    log.exception("daemon.cel_history_failed")
+            try:
                 self._handle(item)
             except Exception:  # one bad event must not stop the tracking of all calls
                 log.exception("daemon.event_failed", ami_event=getattr(item, "name", "resync"))
