@@ -35,10 +35,11 @@ def main() -> None:
 def run(config_path: str | None) -> None:
     """Run the daemon: listen to Asterisk (AMI) and record every tracked call."""
     from pbx_tracker.daemon import run_daemon
+    from pbx_tracker.systemd import exit_service
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
-    sys.exit(asyncio.run(run_daemon(settings)))
+    exit_service(asyncio.run(run_daemon(settings)))
 
 
 @main.command("check-config")

@@ -17,11 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
+import threading
+import time
 from collections.abc import Mapping
+from typing import NoReturn
 
 import structlog
 
 __all__ = [
+    "exit_service",
     "notify",
     "ready",
     "status",
@@ -35,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 # A send to a full notify socket blocks; we are on the event loop, so bound it.
 SEND_TIMEOUT = 1.0
+THREADS_GRACE = 5.0  # seconds the threads left at exit get to end
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -107,3 +113,24 @@ async def watchdog_loop(
                 await stop.wait()
         except TimeoutError:
             pass
+
+
+def exit_service(code: int, grace: float = THREADS_GRACE) -> NoReturn:
+    """End the process with ``code`` once the daemon has stopped.
+
+    Threads still running get ``grace`` seconds to end (a file being written).  A
+    thread a library leaves behind for ever (an aiosqlite connection a cancelled
+    task never closed keeps its non-daemon thread waiting) would keep a stopped
+    service running until systemd kills it: it is named in the log and left.
+    """
+    deadline = time.monotonic() + grace
+    left = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in left:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = sorted(thread.name for thread in left if thread.is_alive())
+    if not stuck:
+        sys.exit(code)
+    log.warning("daemon.threads_left", threads=stuck, exit_code=code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 WAIT = 120.0
 POLL = 0.02  # s between two looks at the database another process writes
-CALLS = 600  # about 11 MiB of CEL: two parts to read
+CALLS = 600  # about 4.4 MiB of CEL
 T = TypeVar("T")
 
 

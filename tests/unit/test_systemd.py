@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -290,3 +291,25 @@ class TestSystemUser:
             ["d", "/etc/pbx-tracker", "0750", "root", "pbx-tracker", "-"],
             ["d", "/var/lib/pbx-tracker", "0750", "pbx-tracker", "pbx-tracker", "-"],
         ]
+
+
+STUCK_THREAD = """
+import threading, time
+from pbx_tracker.systemd import exit_service
+threading.Thread(target=threading.Event().wait, name="stuck-connection").start()
+threading.Thread(target=time.sleep, args=(0.2,), name="last-write").start()
+exit_service(3, grace=1.0)
+"""
+
+
+@pytest.mark.parametrize("stuck", [True, False], ids=["a-thread-never-ends", "threads-end"])
+def test_a_stopped_daemon_exits_even_if_a_thread_never_ends(stuck: bool) -> None:
+    """After the daemon stopped, a thread that ends soon is waited for; one a library left
+    waiting for ever is named in the log and does not keep the service running."""
+    script = STUCK_THREAD if stuck else STUCK_THREAD.replace("threading.Event().wait", "int")
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert run.returncode == 3, run.stderr
+    assert ("daemon.threads_left" in run.stdout + run.stderr) is stuck
+    assert ("stuck-connection" in run.stdout + run.stderr) is stuck
