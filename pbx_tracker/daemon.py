@@ -135,6 +135,7 @@ class Daemon:
         self.attribution_watch = AttributionWatch(settings.attribution)
         self.calls_counted = CallCounter()
         _also_on_written(writer, self.calls_counted.call_written)
+        self.cel_engine: AsyncEngine | None = None  # cel_pgsql's database, when not ours
         self.cel = self._cel_recovery(settings, writer)
         self.health = self._health(writer)
         self.daemon_metrics = DaemonCollector(
@@ -194,6 +195,8 @@ class Daemon:
         )
         if self.crm is not None:
             await self.crm.close()
+        if self.cel_engine is not None:
+            await self.cel_engine.dispose()
         return code
 
     def _ring_me(self, settings: Settings) -> RingMe | None:
@@ -280,7 +283,8 @@ class Daemon:
         read = end = None
         if cel.table is not None:
             url = cel.database_url.get_secret_value() if cel.database_url else None
-            engine = make_async_engine(url) if url else writer.engine
+            self.cel_engine = make_async_engine(url) if url else None
+            engine = self.cel_engine or writer.engine
             read = partial(read_table, engine, cel.table)
             end = partial(table_end, engine, cel.table)
         return CelRecovery(
