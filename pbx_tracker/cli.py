@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pbx_tracker import __version__
-from pbx_tracker.cli_common import config_option, load_or_exit
+from pbx_tracker.cli_common import config_option, database_or_exit, load_or_exit
 from pbx_tracker.cli_common import run_command as _run_command
 from pbx_tracker.cli_web import web
 
@@ -83,9 +83,11 @@ def db_upgrade(config_path: str | None) -> None:
 
     settings = load_or_exit(config_path, need_ami_secret=False)
     url = settings.database.url
-    before = current_revision(url)
-    upgrade_to_head(url)
-    click.echo(f"database at {current_revision(url)} (was {before or 'empty'})")
+    with database_or_exit(url, "migrate"):
+        before = current_revision(url)
+        upgrade_to_head(url)
+        now = current_revision(url)
+    click.echo(f"database at {now} (was {before or 'empty'})")
 
 
 @db.command("downgrade")
@@ -96,7 +98,8 @@ def db_downgrade(config_path: str | None) -> None:
     from pbx_tracker.store.migrate import downgrade_to_base
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    downgrade_to_base(settings.database.url)
+    with database_or_exit(settings.database.url, "drop the schema of"):
+        downgrade_to_base(settings.database.url)
     click.echo("database schema removed")
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
-__all__ = ["CONFIG_HELP", "check_against_asterisk", "config_option", "load_or_exit", "run_command"]
+__all__ = [
+    "CONFIG_HELP",
+    "check_against_asterisk",
+    "config_option",
+    "database_or_exit",
+    "load_or_exit",
+    "run_command",
+]
 
 CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
 
@@ -43,6 +51,25 @@ def run_command(coroutine: Any, expected: type[Exception]) -> None:
         click.echo(asyncio.run(coroutine))
     except (expected, DatabaseProblem) as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@contextmanager
+def database_or_exit(url: str, doing: str) -> Iterator[None]:
+    """A database that cannot be reached or used (the migrations' connection) is one
+    ``error:`` line naming it (password masked) and what to check, and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pbx_tracker.store.engine import DatabaseUnavailableError, describe_error, mask_url
+
+    try:
+        yield
+    except (SQLAlchemyError, OSError, DatabaseUnavailableError) as error:
+        click.echo(
+            f"error: cannot {doing} the database {mask_url(url)}: {describe_error(error)}"
+            " (is it running and reachable, do the URL's user and password let it in?)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -53,3 +53,15 @@ async def test_a_database_that_cannot_be_used_is_one_error_line(
     assert error.startswith("error: database ")
     assert detail in error and "pbx-tracker db upgrade" in error
     assert "pa55word" not in error
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "downgrade", "--yes"]], ids=" ".join)
+async def test_migrating_a_database_that_is_not_running_is_one_error_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A sysadmin's first `db upgrade` against a PostgreSQL that is down reads one line
+    naming the database (password masked) and what to check, not a traceback."""
+    url, detail = DATABASES["postgresql not running"]
+    error = await Cli(write_config(tmp_path, url)).fails(*command)
+    assert error.startswith("error: cannot ") and detail in error
+    assert "pa55word" not in error and "***" in error
