@@ -185,7 +185,7 @@ def _answered_inbound(record: CallRecord, task: OpenTask | None) -> Decision:
     if _over_before(record, task):
         return Nothing("answered; the call was over before the task's first miss")
     by = record.transferred_to or record.answered_by
-    at = record.answered_at or record.started_at
+    at = _reached_at(record, task)
     return Resolve(task.id, Resolution.ANSWERED_INBOUND, by, record.linkedid, at)
 
 
@@ -195,14 +195,21 @@ def _callback_call(record: CallRecord, task: OpenTask | None) -> Decision:
     if _over_before(record, task):
         return Nothing("outbound call; over before the task's first miss")
     if record.status is CallStatus.ANSWERED:
-        at = record.answered_at or record.started_at
+        at = _reached_at(record, task)
         return Resolve(task.id, Resolution.CALLED_BACK, record.answered_by, record.linkedid, at)
     return Attempt(task.id, _caller_manager(record), record.linkedid, record.started_at)
 
 
 def _over_before(record: CallRecord, task: OpenTask) -> bool:
-    """A call that ended before the first missed call (a late record) did not reach them."""
-    return record.ended_at < task.first_missed_at
+    """A call over by the time the first missed call began (a late record) did not reach
+    them: only a contact that ends after the miss began can close its task."""
+    return record.ended_at <= task.first_missed_at
+
+
+def _reached_at(record: CallRecord, task: OpenTask) -> datetime:
+    """When the customer was reached: the answer, or, for a call already talking when
+    the miss began (it ends after it), the miss itself: never before the task began."""
+    return max(record.answered_at or record.started_at, task.first_missed_at)
 
 
 def _caller_manager(record: CallRecord) -> str | None:

@@ -67,8 +67,11 @@ def _task_facts(
 
 
 def _minutes(scope: ReportScope) -> ColumnElement[Any]:
+    """Minutes from the first missed call to the resolution, never below 0 (a task that
+    an overlapping call closed before the rule of `callbacks.policy` said otherwise)."""
     t = tasks_table.c
-    return seconds_between(scope.dialect, t.resolved_at, t.first_missed_at) / 60.0
+    minutes = seconds_between(scope.dialect, t.resolved_at, t.first_missed_at) / 60.0
+    return case((minutes < 0, 0.0), else_=minutes)
 
 
 def _one(condition: ColumnElement[bool]) -> ColumnElement[Any]:

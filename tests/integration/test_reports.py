@@ -640,6 +640,22 @@ async def test_callbacks_by_day(seeded: AsyncEngine) -> None:
     assert pick(by_day[("2026-11-04",)], *names) == (1, 0, 0, None)
 
 
+async def test_a_task_closed_before_its_miss_counts_zero_minutes(seeded: AsyncEngine) -> None:
+    """A task stored closed before its first miss (by an older version) reports 0 callback
+    minutes, never a negative figure, and counts as within the SLA."""
+    t = tasks_table.c
+    async with seeded.begin() as conn:
+        early = moscow("2026-11-02 09:19")  # T1's miss was at 09:30
+        await conn.execute(
+            tasks_table.update().where(t.resolved_by == "102").values(resolved_at=early)
+        )
+    by_day = rows(await report(seeded, ReportKind.CALLBACKS))
+    names = ("callbacks_opened", "callbacks_done", "callbacks_in_sla", "callback_minutes")
+    assert pick(by_day[("2026-11-02",)], *names) == (2, 2, 1, pytest.approx(315))
+    by_source = rows(await report(seeded, ReportKind.SOURCES))
+    assert all((f["callback_minutes"] or 0) >= 0 for f in by_source.values())
+
+
 # -- ad spend --------------------------------------------------------------------------------
 
 

@@ -241,5 +241,24 @@ def test_a_call_over_before_the_first_miss_does_not_count(record: CallRecord) ->
     later_task = Task(7, first_missed_at=record.ended_at + timedelta(seconds=1))
     decision = decide(record, later_task, SETTINGS)
     assert isinstance(decision, Nothing) and "before the task's first miss" in decision.reason
-    still_talking = Task(7, first_missed_at=record.ended_at)
+    ended_as_it_began = Task(7, first_missed_at=record.ended_at)
+    assert isinstance(decide(record, ended_as_it_began, SETTINGS), Nothing)
+    still_talking = Task(7, first_missed_at=record.ended_at - timedelta(seconds=1))
     assert not isinstance(decide(record, still_talking, SETTINGS), Nothing)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [answered(), outbound(CallStatus.ANSWERED)],
+    ids=["answered", "called back"],
+)
+def test_a_call_talking_when_the_miss_began_closes_the_task_at_the_miss(
+    record: CallRecord,
+) -> None:
+    """A call answered before the miss and still going after it closes the task at the
+    miss, never before it: the callback time is 0, not negative."""
+    assert record.answered_at is not None
+    missed_while_talking = Task(7, first_missed_at=record.answered_at + timedelta(seconds=3))
+    decision = decide(record, missed_while_talking, SETTINGS)
+    assert isinstance(decision, Resolve)
+    assert decision.at == missed_while_talking.first_missed_at
