@@ -13,7 +13,8 @@ and reconfiguring swaps that handler: loggers taken earlier follow along.
 Secrets are redacted three times over, because a leak has many ways out:
 `SecretFilter` rewrites the message of foreign records (panoramisk 1.4 logs a
 failed `Login` action with its secret), `SecretRedactor` walks the event dict
-(keys, values, nested containers, the already-rendered exception) and, after
+(keys, values, nested containers, the already-rendered exception; the whole
+value of a secret-bearing key such as ``secret`` or ``password``) and, after
 rendering, replaces what is left in the output line (e.g. the ``repr()`` of an
 object).  Tracebacks are rendered without local variables: locals hold values
 the redactor cannot know about (customers' numbers, tokens).
@@ -58,10 +59,16 @@ def syslog_priority(level: str) -> int:
 
 
 class SecretRedactor:
-    """Replace every configured secret value with ``***``, wherever it appears.
+    """Replace every configured secret value with ``***``: a whole value, never a piece
+    of other text.
 
-    Besides each secret itself it looks for the forms a renderer may give it:
-    ``repr()``-escaped, JSON-escaped (with and without ``ensure_ascii``), both.
+    A value under a secret-bearing key (``secret``, ``password``, ``token``, ...) is
+    replaced whole.  In text (messages, reprs, tracebacks) a secret is replaced where it
+    stands as a value of its own: not inside a longer word, so the AMI secret ``x``
+    leaves ``pbx_tracker.daemon`` alone (stars there would both mangle the line and
+    tell the secret).  Besides each secret itself it looks for the forms a renderer may
+    give it: ``repr()``-escaped, JSON-escaped (with and without ``ensure_ascii``), both.
+    `pbx-tracker check-config` refuses secrets too short to be secrets.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -70,8 +77,8 @@ class SecretRedactor:
             if secret:
                 needles |= _rendered_forms(secret)
         ordered = sorted(needles, key=len, reverse=True)  # longest first wins
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-        self._raw = tuple(needle.encode("utf-8") for needle in ordered)
+        alternatives = "|".join(map(_whole_value, ordered))
+        self._pattern = re.compile(alternatives) if ordered else None
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -79,25 +86,53 @@ class SecretRedactor:
     def redact_text(self, text: str) -> str:
         return self._pattern.sub(REDACTED, text) if self._pattern else text
 
-    def redact(self, value: Any, depth: int = 0) -> Any:
-        """A copy of *value* with secrets replaced in every str/bytes it contains."""
-        if isinstance(value, str):
-            return self.redact_text(value)
+    def redact(self, value: Any, depth: int = 0, key: object = None) -> Any:
+        """A copy of *value* with secrets replaced in every str/bytes it contains (all
+        of a str/bytes under a secret-bearing *key*)."""
+        if isinstance(value, str | bytes | bytearray):
+            if value and _is_secret_key(key):
+                return REDACTED
+            if isinstance(value, str):
+                return self.redact_text(value)
+            text = bytes(value).decode("utf-8", "replace")
+            redacted = self.redact_text(text)
+            return value if redacted == text else redacted
         if depth > _MAX_DEPTH:
             return value
         if isinstance(value, Mapping):
-            return {self.redact(k, depth + 1): self.redact(v, depth + 1) for k, v in value.items()}
+            return {
+                self.redact(k, depth + 1): self.redact(v, depth + 1, key=k)
+                for k, v in value.items()
+            }
         if isinstance(value, list | set | frozenset) or _is_plain_tuple(value):
             return type(value)(self.redact(item, depth + 1) for item in value)
-        if isinstance(value, bytes | bytearray) and any(raw in value for raw in self._raw):
-            return self.redact_text(bytes(value).decode("utf-8", "replace"))
         return value  # other objects are rendered with repr(): the text pass covers them
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        if self._pattern is None:
-            return event_dict
         redacted: EventDict = self.redact(event_dict)
         return redacted
+
+
+# Keys whose str value is a secret whatever it is (a path to one is not).
+_SECRET_KEY = re.compile(r"secret|passw|token|api_?key|authori[sz]ation|credential|cookie", re.I)
+_NOT_SECRET_KEY = re.compile(r"(_file|_path|_set)$", re.I)
+_WORD = "[0-9A-Za-z_]"
+
+
+def _is_secret_key(key: object) -> bool:
+    return (
+        isinstance(key, str)
+        and _SECRET_KEY.search(key) is not None
+        and _NOT_SECRET_KEY.search(key) is None
+    )
+
+
+def _whole_value(needle: str) -> str:
+    """A pattern for *needle* standing on its own: where it begins (ends) with a word
+    character, the character before (after) it must not be one."""
+    before = f"(?<!{_WORD})" if re.match(_WORD, needle[0]) else ""
+    after = f"(?!{_WORD})" if re.match(_WORD, needle[-1]) else ""
+    return f"{before}{re.escape(needle)}{after}"
 
 
 def _rendered_forms(secret: str) -> set[str]:

@@ -338,6 +338,45 @@ class TestRedaction:
 
         assert redactor.redact_text("x abcdef y") == "x *** y"
 
+    def test_a_short_secret_is_masked_as_a_value_never_inside_words(self, sio: io.StringIO) -> None:
+        """With the AMI secret ``x`` the log still reads ``pbx_tracker.daemon`` (stars
+        inside words would mangle the line and tell the secret), while the secret
+        itself, standing as a value, is masked."""
+        configure_logging(stream=sio, secrets=["x"])
+        logging.getLogger("pbx_tracker.daemon").warning("Secret: x; box of 2 x 3")
+        data = b"Action: Login\r\nSecret: x\r\n\r\n"
+        logging.getLogger("panoramisk.manager").warning("Fail to send %r", data)
+
+        first, second = records(sio)
+        assert first["logger"] == "pbx_tracker.daemon"
+        assert first["event"] == "Secret: ***; box of 2 *** 3"
+        assert "Secret: ***" in second["event"] and "Action: Login" in second["event"]
+
+    def test_secret_bearing_fields_are_masked_whole(self, sio: io.StringIO) -> None:
+        """A value logged under a secret's name is masked even when the config does not
+        know it (a CRM token, a password typed wrong); a path to a secret is not."""
+        configure_logging(stream=sio)
+        structlog.get_logger().info(
+            "crm.login",
+            password="typed-Wrong-1",
+            api_token="tok-123",
+            headers={"Authorization": "Bearer abc.def"},
+            secret_file="/etc/pbx-tracker/ami_secret",
+            tokens=3,
+        )
+
+        [record] = records(sio)
+        assert record["password"] == record["api_token"] == REDACTED
+        assert record["headers"] == {"Authorization": REDACTED}
+        assert record["secret_file"] == "/etc/pbx-tracker/ami_secret"
+        assert record["tokens"] == 3
+
+    def test_a_secret_with_punctuation_at_its_edges_is_masked_anywhere(self) -> None:
+        """A secret that begins and ends with punctuation has no word to be part of."""
+        redactor = SecretRedactor(["-k3y-"])
+
+        assert redactor.redact_text("url=/hook-k3y-x") == "url=/hook***x"
+
     def test_empty_secrets_are_ignored(self, sio: io.StringIO) -> None:
         """An unset secret ('') does not turn every line into stars."""
         configure_logging(stream=sio, secrets=["", SECRET])
