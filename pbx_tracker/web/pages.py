@@ -36,7 +36,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 from aiohttp import web
@@ -171,11 +171,26 @@ def _client(request: web.Request) -> str:
     return client_key(request, request.app[SETTINGS].trust_proxy)
 
 
+_VISIBLE_ASCII = "".join(chr(code) for code in range(0x21, 0x7F))
+
+
 def _safe_next(value: str | None) -> str:
-    """Where to go after signing in: a path on this site only."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    r"""Where to go after signing in: a path on this site only, else ``/``.
+
+    A browser drops tab, CR and LF inside a URL and reads ``\`` as ``/`` (so
+    ``/\t/evil.example`` leads to ``//evil.example``), and a header cannot carry a
+    line break: any control character, whitespace (Unicode's too), backslash,
+    scheme or host, or a second leading slash (also percent-encoded) gives ``/``.
+    Letters beyond ASCII are percent-encoded, so the header stays ASCII.
+    """
+    if not value or not value.startswith("/") or "\\" in value:
+        return "/"
+    if any(char.isspace() or not char.isprintable() for char in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or unquote(value).startswith(("//", "/\\")):
+        return "/"
+    return quote(value, safe=_VISIBLE_ASCII)
 
 
 def _set_cookie(response: web.Response, pages: Pages, name: str, value: str) -> None:

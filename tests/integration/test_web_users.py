@@ -4,13 +4,16 @@ The store functions, and the daemon's HTTP server on loopback with a real
 HTTP client: a stored user signs in with no restart, a changed password or a
 removed user ends their session at the next click, a changed role applies at
 once, and with no user at all the sign-in page is a 404 that says what to do.
+Signing in leads only to a path on this site, whatever ``next`` holds.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from urllib.parse import quote, unquote
 
 import aiohttp
 import pytest
@@ -156,3 +159,127 @@ async def test_a_config_user_needs_no_database_user(engine: AsyncEngine) -> None
     assert await pages.users.any()
     assert await pages.users.find("mark") is not None
     assert await pages.users.find("nobody") is None
+
+
+# --- where signing in leads: a path on this site only ------------------------------------
+
+# what `next` holds once the query or the form is read; each would lead off the site (a
+# browser drops tab, CR and LF inside a URL and reads a backslash as a slash) or could not
+# go in a header at all
+HOSTILE_NEXT = [
+    "/\t/evil.example/x",
+    "/\r/evil.example/x",
+    "/\n/evil.example/x",
+    "/\r\nSet-Cookie: pbx_session=stolen",
+    "\n",
+    "/\\evil.example",
+    "/\\/evil.example",
+    "//evil.example",
+    "///evil.example",
+    "/%2F/evil.example",  # sent once more encoded: read back as "/%2F/..."
+    "/%2f%2Fevil.example",
+    "/%5Cevil.example",
+    "https://evil.example/",
+    "http:/evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "/\x00",
+    "/\x7f/evil.example",
+    "/\u3000/evil.example",
+    "/\u2028/evil.example",
+    "/\u200b/evil.example",
+    " /reports",
+]
+
+
+async def _form_token(site: Site, browser: aiohttp.ClientSession, query: str = "") -> str:
+    async with browser.get(site.url(f"/login{query}")) as form:
+        assert form.status == 200
+        token = re.search(r'name="csrf" value="([^"]+)"', await form.text())
+    assert token is not None
+    return token[1]
+
+
+async def _signed_in_to(site: Site, browser: aiohttp.ClientSession, next_path: str) -> str:
+    """Sign in as anna with ``next_path`` in the form; where the answer sends the browser."""
+    fields = {
+        "name": "anna",
+        "password": "anna-password-1",
+        "csrf": await _form_token(site, browser),
+        "next": next_path,
+    }
+    async with browser.post(site.url("/login"), data=fields, allow_redirects=False) as answer:
+        assert answer.status == 303
+        return answer.headers["Location"]
+
+
+async def _login_with_next(site: Site, browser: aiohttp.ClientSession, next_path: str) -> str:
+    """GET /login?next=… (the value encoded once) while signed in; where it sends us."""
+    query = f"/login?next={quote(next_path, safe='')}"
+    async with browser.get(site.url(query), allow_redirects=False) as answer:
+        assert answer.status == 303
+        return answer.headers["Location"]
+
+
+@pytest.mark.parametrize("next_path", HOSTILE_NEXT)
+async def test_signing_in_never_leads_off_the_site(
+    site: Site, browser: aiohttp.ClientSession, next_path: str
+) -> None:
+    await add(site.engine, web_user("anna", "manager", "101"))
+    form_query = f"?next={quote(next_path, safe='')}"
+    async with browser.get(site.url(f"/login{form_query}")) as form:
+        assert 'name="next" value="/"' in await form.text()
+
+    assert await _signed_in_to(site, browser, next_path) == "/"
+    assert await _login_with_next(site, browser, next_path) == "/"  # already signed in
+
+
+async def test_a_next_decoded_from_the_query_is_checked_as_read(
+    site: Site, browser: aiohttp.ClientSession
+) -> None:
+    """``/%2F/evil`` in the query reads as ``//evil``: refused like it."""
+    await add(site.engine, web_user("anna", "manager", "101"))
+    await _signed_in_to(site, browser, "/")
+    for query in ("/login?next=/%2F/evil.example", "/login?next=/%09/evil.example/x"):
+        async with browser.get(site.url(query), allow_redirects=False) as answer:
+            assert (answer.status, answer.headers["Location"]) == (303, "/")
+
+
+@pytest.mark.parametrize("line_break", ["%0a", "%0d%0a", "%0d"])
+async def test_a_line_break_in_next_gets_a_plain_redirect_home(
+    site: Site, browser: aiohttp.ClientSession, line_break: str
+) -> None:
+    """aiohttp refuses a header with a line break: no error page, no dropped connection."""
+    await add(site.engine, web_user("anna", "manager", "101"))
+    hostile = unquote(f"/{line_break}Location:%20https://evil.example/")
+    with capture_logs() as logs:
+        assert await _signed_in_to(site, browser, hostile) == "/"
+        query = f"/login?next=/{line_break}/evil.example"
+        async with browser.get(site.url(query), allow_redirects=False) as answer:
+            assert (answer.status, answer.headers["Location"]) == (303, "/")
+    assert [entry for entry in logs if entry["log_level"] in ("error", "critical")] == []
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["/callbacks", "/calls?from=2026-11-01&to=2026-11-30", "/reports?from=2026-11-01#charts"],
+)
+async def test_signing_in_leads_to_the_page_asked_for(
+    site: Site, browser: aiohttp.ClientSession, next_path: str
+) -> None:
+    await add(site.engine, web_user("anna", "manager", "101"))
+    assert await _signed_in_to(site, browser, next_path) == next_path
+    assert await _login_with_next(site, browser, next_path) == next_path
+
+
+async def test_a_page_asked_for_before_signing_in_is_where_signing_in_leads(
+    site: Site, browser: aiohttp.ClientSession
+) -> None:
+    await add(site.engine, web_user("anna", "manager", "101"))
+    path = "/calls?from=2026-11-01&q=%D0%90%20%2B7"
+    async with browser.get(site.url(path), allow_redirects=False) as answer:
+        login = answer.headers["Location"]
+    async with browser.get(site.url(login)) as form:
+        field = re.search(r'name="next" value="([^"]+)"', await form.text())
+    assert field is not None and html.unescape(field[1]) == path
+    assert await _signed_in_to(site, browser, html.unescape(field[1])) == path
