@@ -10,7 +10,12 @@ from typing import Any
 import click
 
 from pbx_tracker import __version__
-from pbx_tracker.cli_common import config_option, database_or_exit, load_or_exit
+from pbx_tracker.cli_common import (
+    config_option,
+    database_or_exit,
+    load_or_exit,
+    strong_secrets_or_exit,
+)
 from pbx_tracker.cli_common import run_command as _run_command
 from pbx_tracker.cli_web import web
 
@@ -38,6 +43,7 @@ def run(config_path: str | None) -> None:
     from pbx_tracker.systemd import exit_service
 
     settings = load_or_exit(config_path)
+    strong_secrets_or_exit(settings)
     setup_logging(settings)
     exit_service(asyncio.run(run_daemon(settings)))
 
@@ -52,8 +58,10 @@ def run(config_path: str | None) -> None:
 def check_config(config_path: str | None, live: bool) -> None:
     """Validate the config: exit 0, or 1 with each problem on a line naming the key;
     with --live also against the running Asterisk (drivers, contexts, AMI classes,
-    recordings folder, CEL log)."""
+    recordings folder, CEL log).  Placeholders (the example's CHANGE_ME and web users'
+    hashes), well-known defaults and secrets under 8 characters are refused."""
     settings = load_or_exit(config_path)
+    strong_secrets_or_exit(settings)
     agi, http = settings.agi, settings.http
     router = f"FastAGI {agi.host}:{agi.port}" if agi.enabled else "FastAGI off"
     website = f"HTTP {http.host}:{http.port}" if http.enabled else "HTTP off"

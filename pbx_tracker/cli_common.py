@@ -18,6 +18,7 @@ __all__ = [
     "database_or_exit",
     "load_or_exit",
     "run_command",
+    "strong_secrets_or_exit",
 ]
 
 CONFIG_HELP = "Config file (else $PBX_TRACKER_CONFIG, else /etc/pbx-tracker/config.yaml)."
@@ -40,6 +41,18 @@ def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> An
             click.echo(problem, err=True)
         sys.exit(1)
     return settings
+
+
+def strong_secrets_or_exit(settings: Any) -> None:
+    """Refuse placeholders, well-known defaults and too-short secrets (`weak_secrets`):
+    each on its own line naming the key, and exit 1."""
+    from pbx_tracker.weak_secrets import weak_secret_problems
+
+    problems = weak_secret_problems(settings)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
 
 
 def run_command(coroutine: Any, expected: type[Exception]) -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pbx_tracker.cli import main
+from pbx_tracker.weak_secrets import PLACEHOLDER_HASHES
+from pbx_tracker.web.auth import hash_password
 from stored import stored_calls
 from traces import EXPECTED, TRACE_CONFIG, TRACES, e164
 
 REPO = Path(__file__).resolve().parents[2]
+REAL_HASH = hash_password("a password only its user knows")
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -49,12 +53,42 @@ def test_check_config_accepts_the_documented_configs(
     if heading is not None:
         section = text.split(f"\n{heading}\n", 1)[1]
         text = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    for placeholder in PLACEHOLDER_HASHES:  # the admin puts real users' hashes there
+        text = text.replace(placeholder, REAL_HASH)
     config = tmp_path / "config.yaml"
     config.write_text(text, encoding="utf-8")
     env = {"PBX_TRACKER_AMI__SECRET": "s3cret-value"}
     code, out, err = invoke("check-config", "--config", str(config), env=env)
     assert (code, err) == (0, ""), err
     assert out.startswith("config OK: ")
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_the_example_config_as_copied_is_refused(tmp_path: Path, command: str) -> None:
+    """A sysadmin who copies the example unchanged is told, key by key, that CHANGE_ME and
+    the example users' hashes are placeholders; the daemon does not start with them."""
+    config = tmp_path / "config.yaml"
+    config.write_text((REPO / "config/pbx-tracker.example.yaml").read_text(encoding="utf-8"))
+    code, out, err = invoke(command, "--config", str(config))
+    assert (code, out) == (1, "")
+    keys = [line.split(":", 1)[0] for line in err.strip().splitlines()]
+    assert keys == ["ami.secret", "web.users[0].password_hash", "web.users[1].password_hash"]
+    assert "CHANGE_ME" not in err and "scrypt$" not in err
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [("x", "too short"), ("amp111", "well-known default"), ("Change_Me", "placeholder")],
+)
+def test_a_secret_that_is_no_secret_is_refused(tmp_path: Path, secret: str, reason: str) -> None:
+    """A one-letter AMI secret, FreePBX's default or a placeholder in another case is one
+    line naming the key and the fix, and never shows the value."""
+    env = {"PBX_TRACKER_AMI__SECRET": secret}
+    code, out, err = invoke("check-config", "--config", str(TRACE_CONFIG), env=env)
+    assert (code, out) == (1, "")
+    assert err.startswith("ami.secret: ") and reason in err and "manager.conf" in err
+    assert err.count("\n") == 1
+    assert re.search(rf"(?<!\w){re.escape(secret)}(?!\w)", err) is None
 
 
 def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
