@@ -25,6 +25,12 @@ the first line::
   empty when unknown (a hidden number);
 - ``URL``: the visit's landing page.
 
+Text from outside (a tag, a landing page, a ClientId or a caller id that is
+no number) starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading
+``'`` so that a spreadsheet shows it instead of running it (OWASP's CSV
+Injection; `pbx_tracker.spreadsheet`); the numbers, E.164 included, are written
+as they are.
+
 Calls without a ClientId cannot be joined to a Metrica visit and are left
 out.  Metrica joins a call only to a visit of the last 21 days before the
 upload, so calls that started more than 21 days before the export are left
@@ -41,6 +47,7 @@ from pathlib import Path
 
 from pbx_tracker.exports.calls import ExportedCall, kept_calls
 from pbx_tracker.exports.settings import MetricaTag
+from pbx_tracker.spreadsheet import safe_cell
 
 __all__ = ["COLUMNS", "METRICA_WINDOW", "MetricaFile", "metrica_file", "write_metrica"]
 
@@ -82,8 +89,9 @@ def metrica_file(calls: Iterable[ExportedCall], *, tag: MetricaTag, now: datetim
 
 
 def metrica_row(call: ExportedCall, tag: MetricaTag) -> list[str]:
-    """One call as a row of the file."""
-    return [
+    """One call as a row of the file; text a spreadsheet would run as a formula starts
+    with a quote (`pbx_tracker.spreadsheet`: numbers, E.164 included, stay as they are)."""
+    cells = [
         call.ym_client_id or "",
         str(int(call.started_at.timestamp())),
         call.caller or "",
@@ -94,6 +102,7 @@ def metrica_row(call: ExportedCall, tag: MetricaTag) -> list[str]:
         _flag(call.first_time_caller),
         call.landing_page or "",
     ]
+    return [safe_cell(cell) for cell in cells]
 
 
 def _tag(call: ExportedCall, kind: MetricaTag) -> str:

@@ -3,7 +3,9 @@
 Tables show percentages, durations (``m:ss``, talk time ``h:mm:ss``), money
 with two decimals, manager names and phone numbers as people read them; an
 empty value is ``—``.  CSV and JSON carry plain numbers: seconds, minutes,
-rates as fractions (0.25), money as a number with two decimals, times in UTC.
+rates as fractions (0.25), money as a number with two decimals, times in UTC;
+in CSV a label a spreadsheet would run as a formula (a UTM tag starting with
+``=``, say) starts with a quote (`pbx_tracker.spreadsheet`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.table import Table
 from pbx_tracker.reports.compute import Report, ReportKind, ReportRow
 from pbx_tracker.reports.dimensions import Dimension
 from pbx_tracker.reports.period import zone_name
+from pbx_tracker.spreadsheet import safe_cell
 from pbx_tracker.terminal import as_text
 
 __all__ = ["FIGURE_ORDER", "as_csv", "as_json", "as_table"]
@@ -185,13 +188,14 @@ def _flat(report: Report, row: ReportRow) -> dict[str, Any]:
 
 
 def as_csv(report: Report) -> str:
-    """One line per group: the dimensions, then every figure (no total line)."""
+    """One line per group: the dimensions, then every figure (no total line); a label a
+    spreadsheet would run as a formula starts with a quote (`pbx_tracker.spreadsheet`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([d.value for d in report.dimensions] + list(FIGURE_ORDER))
     for row in report.rows:
         flat = _flat(report, row)
-        writer.writerow(["" if flat[k] is None else flat[k] for k in flat])
+        writer.writerow([safe_cell("" if flat[k] is None else flat[k]) for k in flat])
     return out.getvalue().rstrip("\n")
 
 

@@ -199,6 +199,25 @@ async def test_csv_and_json_carry_raw_numbers(cli: Cli, tmp_path: Path) -> None:
     assert document["total"]["callbacks_in_sla"] == 1  # k2's task, 12 minutes
 
 
+async def test_csv_writes_text_from_outside_as_text_never_a_formula(
+    cli: Cli, engine: AsyncEngine
+) -> None:
+    """A UTM tag stored through the public visits API starts its cell with a quote, as
+    OWASP's CSV Injection page advises; the numbers stay plain numbers."""
+    link = '=HYPERLINK("http://evil.example/","click")'
+    hostile = _call("k5", moscow(2, 12), "+79160000005", link, "-brand", "102", 5, 60)
+    async with engine.begin() as conn:
+        await conn.execute(insert(calls_table).values(hostile))
+    out = await cli.ok("report", "campaigns", *PERIOD, "--format", "csv")
+    header, *rows = csv.reader(io.StringIO(out))
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    evil = next(row for row in table if row["source"].endswith(link))
+    assert (evil["source"], evil["campaign"]) == (f"'{link}", "'-brand")
+    assert (evil["calls"], evil["talk_seconds"], evil["wait_seconds"]) == ("1", "60", "5.0")
+    sources = await cli.ok("report", "sources", *PERIOD, "--format", "csv")
+    assert f"'{link}" in [row[0] for row in csv.reader(io.StringIO(sources))]
+
+
 async def test_managers_and_callbacks_tables(cli: Cli) -> None:
     out = await cli.ok("report", "managers", *PERIOD)
     anna = next(line for line in out.splitlines() if "101 Anna" in line)

@@ -279,6 +279,33 @@ async def test_metrica_tag_setting(url: str, tmp_path: Path, tag: str, expected:
     assert [row[6] for row in read_csv(out)[1:]] == expected
 
 
+async def test_text_from_a_visit_is_written_as_text_never_a_formula(
+    engine: AsyncEngine, migrated_url: str, tmp_path: Path
+) -> None:
+    """A UTM tag and a landing page as the public visits API may store them: the Metrica
+    file and the report's CSV start those cells with a quote (OWASP's CSV Injection);
+    Metrica's own columns and the numbers are left as they are."""
+    link = '=HYPERLINK("http://evil.example/","click")'
+    eve = visit("v-eve", ym_client_id=YM_ANNA, landing_page="@SUM(1+1)*cmd|' /C calc'!A0")
+    hostile = call("eve", "2026-03-10 09:00:05", talk=95, ring=7, session_id="v-eve", source=link)
+    await store(engine, [hostile], [eve])
+    settings = settings_for(migrated_url)
+    out = tmp_path / "metrica.csv"
+    await export_metrica(settings, "2026-03-10", "2026-03-10", out, now=NOW)
+    assert read_csv(out)[1:] == [
+        [YM_ANNA, unix("2026-03-10 09:00:05"), "+79161234567", "95", "7", "0",
+         f"'{link}:spring", "1", "'@SUM(1+1)*cmd|' /C calc'!A0"],
+    ]  # fmt: skip
+
+    report = await show_report(
+        settings, "campaigns", start="2026-03-10", end="2026-03-10", group_by=None, fmt="csv"
+    )
+    header, row = csv.reader(report.splitlines())
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["source"], cells["campaign"]) == (f"'{link}", "spring")
+    assert (cells["calls"], cells["talk_seconds"], cells["missed_rate"]) == ("1", "95", "0.0")
+
+
 async def test_an_empty_period_gives_the_header_only(url: str, tmp_path: Path) -> None:
     out = tmp_path / "metrica.csv"
     summary = await export_metrica(settings_for(url), "2025-01-01", "2025-01-31", out, now=NOW)
