@@ -111,7 +111,7 @@ def web_user_passwd(config_path: str | None, name: str, password_stdin: bool) ->
 @config_option
 @click.argument("name")
 def web_user_remove(config_path: str | None, name: str) -> None:
-    """Remove a user; they are signed out at their next click."""
+    """Remove a user; their open sessions end."""
     from pbx_tracker.web.user_commands import remove_user
 
     settings = load_or_exit(config_path, need_ami_secret=False)

@@ -49,15 +49,9 @@ from pbx_tracker.phones import display_number
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.web import pages_html
 from pbx_tracker.web.api import SETTINGS, client_key
-from pbx_tracker.web.auth import (
-    LoginThrottle,
-    Session,
-    SessionStore,
-    hash_password,
-    same_token,
-    verify_password,
-)
+from pbx_tracker.web.auth import hash_password, same_token, verify_password
 from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.sessions import LoginThrottle, Session, SessionStore
 from pbx_tracker.web.users import Users, password_stamp
 
 __all__ = ["PAGES", "Pages", "add_page_routes"]
@@ -90,7 +84,8 @@ class Pages:
     """What the pages need: users, the database, the ring-me sender, clocks.
 
     ``dial``: the channel string to ring a manager's phone (`RoutingPlan.dial_string`);
-    ``clock``: monotonic seconds for sessions and the login brake; ``now``: wall time
+    ``clock``: wall-clock seconds for sessions and the login brake (both in the
+    database, shared by every daemon: `pbx_tracker.web.sessions`); ``now``: wall time
     for the tasks' ages and the close time; ``recordings_dir``: the only folder
     recordings are played from; ``rules``: the reports' rules and time zone
     (`rules_of`); ``managers``: extension -> name, to show who answered; ``callbacks``:
@@ -104,7 +99,7 @@ class Pages:
         region: str,
         ringme: RingMe | None = None,
         dial: Callable[[str], str] = lambda extension: f"PJSIP/{extension}",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_seconds: float = 5.0,
         recordings_dir: Path | None = None,
@@ -126,8 +121,8 @@ class Pages:
         self.managers = dict(managers or {})
         self.callbacks = callbacks or CallbackSettings()
         self.users = Users(settings, engine)
-        self.sessions = SessionStore(settings.session_minutes * 60.0, clock=clock)
-        self.throttle = LoginThrottle(clock=clock)
+        self.sessions = SessionStore(engine, settings.session_minutes * 60.0, clock=clock)
+        self.throttle = LoginThrottle(engine, clock=clock)
 
 
 PAGES = web.AppKey("pages", Pages)
@@ -208,15 +203,15 @@ def _set_cookie(response: web.Response, pages: Pages, name: str, value: str) -> 
 
 
 async def _current(request: web.Request) -> tuple[Session, WebUser] | None:
-    """The signed-in session and its user, looked up again (a removed user, or one
-    whose password changed since, is signed out)."""
+    """The signed-in session and its user, looked up again with it in one read (a removed
+    user, or one whose password changed since, is signed out)."""
     pages = request.app[PAGES]
-    session = pages.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = await pages.sessions.get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
-    user = await pages.users.find(session.user)
+    user = pages.users.pick(session.user, session.stored_user)
     if user is None or password_stamp(user) != session.stamp:
-        pages.sessions.drop(session.id)
+        await pages.sessions.drop(session.id)
         return None
     return session, user
 
@@ -303,7 +298,7 @@ async def login(request: web.Request) -> web.Response:
         log.warning("web.csrf_refused", path=request.path, client=client)
         text = "The sign-in form was out of date. Reload the page and try again."
         return _html(pages_html.problem_page("Not accepted", text), 403)
-    wait = pages.throttle.retry_after(client)
+    wait = await pages.throttle.retry_after(client)
     if wait:
         return _too_many(request, name, client, wait)
     if not await pages.users.any():
@@ -311,13 +306,13 @@ async def login(request: web.Request) -> web.Response:
     user = await pages.users.find(name)
     stored = user.password_hash if user is not None else _dummy_hash()
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
-        wait = pages.throttle.failed(client)
+        wait = await pages.throttle.failed(client)
         log.warning("web.login_failed", user=name[:MAX_LOGGED_NAME], client=client)
         if wait:
             return _too_many(request, name, client, wait)
         return _login_answer(request, status=401, name=name, error=WRONG_LOGIN)
-    pages.throttle.succeeded(client)
-    session = pages.sessions.create(user.name, password_stamp(user))
+    await pages.throttle.succeeded(client)
+    session = await pages.sessions.create(user.name, password_stamp(user))
     log.info("web.login", user=user.name, role=user.role, client=client)
     response = _redirect(_safe_next(str(form.get("next", ""))))
     _set_cookie(response, pages, SESSION_COOKIE, session.id)
@@ -341,7 +336,7 @@ async def logout(request: web.Request) -> web.Response:
     refused = await _checked_post(request, session, user)
     if refused is not None:
         return refused
-    request.app[PAGES].sessions.drop(session.id)
+    await request.app[PAGES].sessions.drop(session.id)
     log.info("web.logout", user=user.name)
     response = _redirect("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -441,7 +436,11 @@ async def callbacks_page(request: web.Request) -> web.Response:
     pages = request.app[PAGES]
     rows = await _rows(pages, user)
     page = pages_html.callbacks_page(
-        user=user, csrf=session.csrf, rows=rows, flash=session.take_flash(), poll=pages.poll_seconds
+        user=user,
+        csrf=session.csrf,
+        rows=rows,
+        flash=await pages.sessions.take_flash(session),
+        poll=pages.poll_seconds,
     )
     return _html(page)
 
@@ -475,7 +474,7 @@ async def _task_action(
         ok, message = await act(pages, user, task)
     if _wants_json(request):
         return web.json_response({"ok": ok, "message": message}, headers=HEADERS)
-    session.flash = message
+    await pages.sessions.set_flash(session, message)
     return _redirect("/callbacks")
 
 

@@ -336,7 +336,7 @@ async def calls_page(request: web.Request) -> web.Response:
     session, user = current
     pages = request.app[PAGES]
     today = _today(pages)
-    flash = session.take_flash()
+    flash = await pages.sessions.take_flash(session)
     try:
         filters = parse_filters(request.query, today)
     except FilterError as error:

@@ -51,9 +51,9 @@ async def _change(request: web.Request, *, spam: bool) -> web.Response:
     back = _back(_text(form.get("back")), pages)
     text = request.match_info["call_id"]
     if not text.isdigit() or len(text) > 18:
-        session.flash = "There is no such call."
+        await pages.sessions.set_flash(session, "There is no such call.")
         return _redirect(back)
-    session.flash = await _apply(pages, int(text), spam=spam, by=user.name)
+    await pages.sessions.set_flash(session, await _apply(pages, int(text), spam=spam, by=user.name))
     return _redirect(f"{back}#call-{text}")
 
 

@@ -1,8 +1,10 @@
 """`pbx-tracker web user …`: the pages' users kept in the database.
 
-Each command works on the database directly; the running daemon looks users up
-at every request, so a change applies at the user's next click.  The users of
-the config (``web.users``) are listed too, and are changed in the config.
+Each command works on the database directly; the running daemons look users up
+at every request, so a change applies at the user's next click, and removing a
+user or changing their password ends their sessions on every daemon at once.
+The users of the config (``web.users``) are listed too, and are changed in the
+config.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ async def remove_user(settings: Settings, name: str) -> str:
     _in_config(settings, name)
     if not await _run(settings, lambda conn: users.remove_user(conn, name)):
         raise UserCommandError(f"no user {name!r} in the database")
-    return f"removed {name}: they are signed out at their next click"
+    return f"removed {name}: their open sessions have ended"
 
 
 async def list_users(settings: Settings, *, fmt: str) -> str:

@@ -3,9 +3,11 @@ database (``pbx-tracker web user add``, table ``web_users``).
 
 A name is one person.  `add_user` refuses a name the config lists; should the
 config list a stored name later, the config's entry wins.  The pages look a
-session's user up again on every request, so a removed user is signed out at
-their next click and a changed role applies at once; a session also ends when
-its user's password changes (`password_stamp`).
+session's user up again on every request (read with the session,
+`pbx_tracker.web.sessions`), so a changed role applies at once.  Removing a
+user or giving them a new password here ends their sessions on every daemon;
+a session also ends when its user's password changes in the config or the
+user is no longer there (`password_stamp`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pbx_tracker.store.models import WebUserRow
+from pbx_tracker.store.models import WebSessionRow, WebUserRow
 from pbx_tracker.web.pages_settings import WebSettings, WebUser
 
 __all__ = [
@@ -28,16 +30,19 @@ __all__ = [
     "UserError",
     "Users",
     "add_user",
+    "end_sessions",
     "password_stamp",
     "remove_user",
     "set_password",
     "stored_user",
     "stored_users",
+    "user_of_row",
 ]
 
 log = structlog.get_logger(__name__)
 
 users_table = cast(Table, WebUserRow.__table__)
+sessions_table = cast(Table, WebSessionRow.__table__)
 MAX_NAME_CHARS = 64
 
 
@@ -64,6 +69,11 @@ class Users:
         async with self.engine.connect() as conn:
             return await stored_user(conn, name)
 
+    def pick(self, name: str, stored: WebUser | None) -> WebUser | None:
+        """`find` without a read: ``stored`` is the user's row, read already (None: none)."""
+        configured = self.settings.user(name)
+        return configured if configured is not None else stored
+
     async def any(self) -> bool:
         """Whether anyone can sign in at all (else the pages answer 404)."""
         if self.settings.users:
@@ -73,7 +83,7 @@ class Users:
         return bool(count)
 
 
-def _user_of(row: Any) -> WebUser | None:
+def user_of_row(row: Any) -> WebUser | None:
     try:
         return WebUser.model_validate(
             {
@@ -90,12 +100,12 @@ def _user_of(row: Any) -> WebUser | None:
 
 async def stored_user(conn: AsyncConnection, name: str) -> WebUser | None:
     row = (await conn.execute(select(users_table).where(users_table.c.name == name))).first()
-    return None if row is None else _user_of(row)
+    return None if row is None else user_of_row(row)
 
 
 async def stored_users(conn: AsyncConnection) -> list[WebUser]:
     rows = await conn.execute(select(users_table).order_by(users_table.c.name))
-    return [user for user in map(_user_of, rows) if user is not None]
+    return [user for user in map(user_of_row, rows) if user is not None]
 
 
 async def add_user(conn: AsyncConnection, user: WebUser, now: datetime) -> None:
@@ -116,16 +126,24 @@ async def add_user(conn: AsyncConnection, user: WebUser, now: datetime) -> None:
 
 
 async def set_password(conn: AsyncConnection, name: str, password_hash: str, now: datetime) -> bool:
-    """True when the user exists and has the new hash."""
+    """True when the user exists and has the new hash; their sessions are over."""
     changed = await conn.execute(
         update(users_table)
         .where(users_table.c.name == name)
         .values(password_hash=password_hash, updated_at=now)
     )
+    await end_sessions(conn, name)
     return bool(changed.rowcount)
 
 
 async def remove_user(conn: AsyncConnection, name: str) -> bool:
-    """True when the user existed."""
+    """True when the user existed; their sessions are over."""
     removed = await conn.execute(delete(users_table).where(users_table.c.name == name))
+    await end_sessions(conn, name)
     return bool(removed.rowcount)
+
+
+async def end_sessions(conn: AsyncConnection, name: str) -> int:
+    """Sign the user out of every browser, on every daemon; how many sessions ended."""
+    ended = await conn.execute(delete(sessions_table).where(sessions_table.c.user_name == name))
+    return int(ended.rowcount)

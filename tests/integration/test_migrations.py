@@ -45,6 +45,8 @@ TABLES = {
     "pool_stats",
     "web_users",
     "cel_positions",
+    "web_sessions",
+    "login_failures",
 }
 
 

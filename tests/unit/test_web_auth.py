@@ -1,7 +1,8 @@
-"""Passwords, sessions and the brake on password guessing of the web pages.
+"""Passwords of the web pages' users (sessions and the login brake, kept in the
+database: tests/integration/test_web_sessions.py).
 
 Hashes in these tests use a small scrypt cost (n=2**10) to stay fast; the
-defaults are checked once.  Time is a clock the tests move.
+defaults are checked once.
 """
 
 from __future__ import annotations
@@ -11,26 +12,10 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from pbx_tracker.cli import main
-from pbx_tracker.web.auth import (
-    MIN_PASSWORD_CHARS,
-    LoginThrottle,
-    N,
-    SessionStore,
-    hash_password,
-    same_token,
-    verify_password,
-)
+from pbx_tracker.web.auth import MIN_PASSWORD_CHARS, N, hash_password, same_token, verify_password
 from pbx_tracker.web.pages_settings import WebSettings, parse_password_hash
 
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestPasswords:
@@ -113,83 +98,3 @@ class TestHashPasswordCommand:
         result = CliRunner().invoke(main, ["web", "hash-password"], input=f"{short}\n" * 2)
         assert result.exit_code == 1
         assert "at least" in result.output
-
-
-class TestSessions:
-    def test_a_session_lives_while_used_and_ends_when_idle(self) -> None:
-        clock = Clock()
-        store = SessionStore(60.0, clock=clock)
-        session = store.create("anna")
-        clock.now += 59
-        assert store.get(session.id) is session  # used: the idle time starts again
-        clock.now += 59
-        assert store.get(session.id) is session
-        clock.now += 61
-        assert store.get(session.id) is None
-        assert len(store) == 0
-
-    def test_ids_and_csrf_tokens_are_random_and_distinct(self) -> None:
-        store = SessionStore(60.0, clock=Clock())
-        first, second = store.create("anna"), store.create("anna")
-        assert first.id != second.id and first.csrf != second.csrf
-        assert len(first.id) >= 40 and first.id != first.csrf
-
-    def test_unknown_ids_and_dropped_sessions_give_nothing(self) -> None:
-        store = SessionStore(60.0, clock=Clock())
-        session = store.create("anna")
-        assert store.get(None) is None
-        assert store.get("forged") is None
-        store.drop(session.id)
-        assert store.get(session.id) is None
-
-    def test_the_store_is_bounded(self) -> None:
-        clock = Clock()
-        store = SessionStore(600.0, clock=clock, max_sessions=3)
-        oldest = store.create("a")
-        for name in "bcd":
-            clock.now += 1
-            store.create(name)
-        assert len(store) == 3
-        assert store.get(oldest.id) is None
-
-    def test_a_flash_message_is_shown_once(self) -> None:
-        session = SessionStore(60.0, clock=Clock()).create("anna")
-        session.flash = "Marked as done."
-        assert session.take_flash() == "Marked as done."
-        assert session.take_flash() is None
-
-
-class TestLoginThrottle:
-    def test_locks_out_after_repeated_failures_then_lets_try_again(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(max_failures=3, lockout=60.0, clock=clock)
-        assert [throttle.failed("10.0.0.1") for _ in range(2)] == [0, 0]
-        assert throttle.retry_after("10.0.0.1") == 0
-        assert throttle.failed("10.0.0.1") == 60
-        assert throttle.retry_after("10.0.0.2") == 0  # per client
-        clock.now += 60
-        assert throttle.retry_after("10.0.0.1") == 0
-        assert throttle.failed("10.0.0.1") == 120  # doubled for each further failure
-
-    def test_the_lockout_is_bounded_and_success_clears_it(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(max_failures=1, lockout=60.0, max_lockout=300.0, clock=clock)
-        waits = [throttle.failed("c") for _ in range(10)]
-        assert max(waits) == 300
-        throttle.succeeded("c")
-        assert throttle.retry_after("c") == 0
-
-    def test_failures_far_apart_do_not_add_up(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(max_failures=2, window=100.0, clock=clock)
-        throttle.failed("c")
-        clock.now += 101
-        assert throttle.failed("c") == 0
-
-    def test_memory_is_bounded(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(clock=clock, max_clients=10)
-        for number in range(50):
-            clock.now += 1
-            throttle.failed(f"10.0.0.{number}")
-        assert len(throttle._clients) <= 10
