@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -52,7 +52,11 @@ class RunningDaemon:
 
 
 @asynccontextmanager
-async def start_daemon(settings: Settings, stop: asyncio.Event) -> AsyncIterator[RunningDaemon]:
+async def start_daemon(
+    settings: Settings, stop: asyncio.Event, *, prepare: Callable[[Daemon], None] | None = None
+) -> AsyncIterator[RunningDaemon]:
+    """The daemon running in this loop until the block ends; ``prepare`` sees it before it
+    runs (e.g. to make its callbacks look for the leader more often)."""
     written: list[CallRecord] = []
     running: RunningDaemon | None = None
 
@@ -64,6 +68,8 @@ async def start_daemon(settings: Settings, stop: asyncio.Event) -> AsyncIterator
     async with open_writer(settings, on_written=on_written) as writer:
         daemon = Daemon(settings, writer)
         running = RunningDaemon(daemon, written)
+        if prepare is not None:
+            prepare(daemon)
         task = asyncio.create_task(daemon.run(stop))
         await asyncio.wait_for(daemon.ready.wait(), WAIT)
         await asyncio.wait_for(daemon.resynced.wait(), WAIT)
