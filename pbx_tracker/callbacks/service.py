@@ -271,8 +271,14 @@ class CallbackService:
     # -- jobs ----------------------------------------------------------------------
 
     async def run_job(self, kind: str, task_id: int) -> None:
-        """A stored job came due (maybe late, after a restart)."""
+        """A stored job came due (maybe late, after a restart); run only while this daemon
+        still holds the lock, checked right before: a leader whose database session ended
+        (its lock with it, maybe taken by another daemon by now) steps down instead of
+        sending a reminder twice."""
         try:
+            if not await self.leadership.try_lead():
+                self._step_down()
+                return
             if kind == "remind":
                 await self._remind(task_id)
             elif kind == "escalate":
@@ -322,13 +328,19 @@ class CallbackService:
     async def sweep(self) -> None:
         """Every half minute: what other processes changed, and ring-me attempts gone quiet."""
         if not await self.leadership.try_lead():  # the lock went with its connection
-            self.scheduler.shutdown()
-            self._follower = asyncio.create_task(self._follow(), name="callbacks-follow")
+            self._step_down()
             return
         if self.ringme is not None:
             for result in self.ringme.expire():
                 log.info("callbacks.ringme_timeout", task_id=result.task_id, attempt=result.attempt)
         await self._keep_scheduled()
+
+    def _step_down(self) -> None:
+        """The lock is lost: stop sending, and follow until this daemon may lead again."""
+        self.became_leader.clear()
+        self.scheduler.shutdown()
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.create_task(self._follow(), name="callbacks-follow")
 
     # -- notifying -----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.service import CallbackService
@@ -22,14 +23,14 @@ WAIT = 15.0
 pytestmark = pytest.mark.postgres
 
 
-def settings_for(url: str) -> Settings:
+def settings_for(url: str, remind_after: tuple[int, ...] = (0, 60)) -> Settings:
     return settings_from_mapping(
         {
             "ami": {"secret": "unused"},
             "database": {"url": url},
             "tracked_numbers": [{"did": "+74951234567", "source": "flyer"}],
             "managers": [{"name": "Anna", "extension": "101", "group": "sales"}],
-            "callbacks": {"remind_after_minutes": [0, 60]},
+            "callbacks": {"remind_after_minutes": list(remind_after)},
         },
         environ={},
     )
@@ -94,3 +95,46 @@ async def test_one_daemon_reminds_and_another_takes_over_when_it_is_gone(
         jobs = {job_id for job_id, _ in second.scheduler.pending()}
         assert {f"callback-{task.id}-remind", f"callback-{task.id}-escalate"} <= jobs
     assert (await the_task(url)).reminders_sent == 1  # not reminded twice by the handover
+
+
+async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database: str) -> None:
+    """A leader whose database session PostgreSQL ended (its lock gone with it, free for
+    another daemon) sends no reminder that comes due before it noticed: it steps down."""
+    url = postgres_database
+    await asyncio.to_thread(upgrade_to_head, url)
+    now = [datetime.now(UTC).timestamp()]
+    engine = make_async_engine(url)
+    service = CallbackService(settings_for(url, (5, 60)), engine, clock=lambda: now[0])
+    service.sweep_seconds = 3600.0  # the next sweep is far away: only the job's own check
+    await service.start()
+    try:
+        await open_task(url, service)
+        async with asyncio.timeout(WAIT):
+            while not await stored_tasks(url):
+                service.handled.clear()
+                await service.handled.wait()
+        task = await the_task(url)
+        assert task.reminders_sent == 0 and service.leadership.leading
+        await end_lock_sessions(url)
+        now[0] += 6 * 60  # the first reminder (at 5 min) is due; the lock is not held
+        await service.run_job("remind", task.id)
+        assert (await the_task(url)).reminders_sent == 0
+        # it stepped down, and leads again through a new session: nobody else holds the lock
+        await asyncio.wait_for(service.became_leader.wait(), WAIT)
+        assert service.leadership.leading
+    finally:
+        await service.stop()
+        await engine.dispose()
+
+
+async def end_lock_sessions(url: str) -> None:
+    """PostgreSQL ends the session holding this database's advisory locks (as a network
+    cut or an administrator's pg_terminate_backend would)."""
+    engine = make_async_engine(url)
+    query = text(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    async with engine.begin() as conn:
+        assert (await conn.execute(query)).scalars().all() == [True]
+    await engine.dispose()
