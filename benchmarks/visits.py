@@ -16,7 +16,9 @@ pool: the cost of the HTTP stack alone.
 This process is the client (one aiohttp ClientSession, ``--concurrency``
 requests in flight).  Every visit is a distinct visitor: its own visitor_id
 and its own client address in X-Forwarded-For (the servers trust the proxy),
-so neither the per-client cap nor the rate limiter is what is measured.
+each in a /24 of its own, and a desktop browser's User-Agent, so neither the
+per-client and per-network caps, the bot rule nor the rate limiter is what is
+measured.
 Bodies are realistic (page URL with utm tags, referrer, utm fields, yclid,
 ym/ga client ids) and encoded before the clock starts.
 
@@ -71,6 +73,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from pbx_tracker.logging import configure_logging
+from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.web.api import API_PREFIX, HttpServer, client_key
@@ -218,11 +221,12 @@ def visit_requests(first: int, count: int) -> list[Request]:
             "ym_client_id": str(1700000000000000000 + n),
             "ga_client_id": f"GA1.2.{n}.1700000000",
         }
-        address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+        address = f"10.{n & 255}.{n >> 8 & 255}.{n >> 16 & 255}"  # a /24 per visitor
         headers = {
             "Content-Type": "application/json",
             "Origin": ORIGIN,
             "X-Forwarded-For": f"203.0.113.7, {address}",
+            "User-Agent": BROWSER_USER_AGENT,
         }
         requests.append((json.dumps(body).encode(), headers))
     return requests
@@ -436,9 +440,8 @@ async def run(args: argparse.Namespace, servers: list[Server]) -> None:
     bench = Bench(args)
     print(
         f"pool of {args.numbers} numbers, hold {args.hold} s, linger {args.linger:g} s; "
-        "each visit a distinct visitor "
-        "and client address (X-Forwarded-For, trust_proxy on): no per-client cap or "
-        "rate limit hit"
+        "each visit a distinct visitor, client network (X-Forwarded-For, trust_proxy on) "
+        "and a browser's User-Agent: no cap, bot rule or rate limit hit"
     )
     for server in servers:
         await bench.warm_up(server)

@@ -31,6 +31,11 @@ State, all O(1) per operation (amortized):
 
 Expired leases end lazily, at the next call; `expire` returns the leases that
 ended since its last call (each with its ``released_at``) for the caller to store.
+
+Several daemons may serve one pool from one store, each with its allocator:
+`take_over` enters a live lease another daemon gave (learnt from the store), so
+the number is not handed out here until that lease runs out; a local lease it
+displaces (never stored: the store refused it) is withdrawn, as never shown.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 __all__ = [
     "MIN_POOL_SIZE",
@@ -186,6 +192,35 @@ class PoolAllocator:
         ended, self._ended = self._ended, []
         return ended
 
+    def take_over(self, lease: Lease) -> str | None:
+        """Hold ``lease.number`` for ``lease.visit_id`` as ``lease`` says (a live lease of
+        another daemon, from the store; a later keep-alive than known extends it).  The
+        visit whose local lease on that number is withdrawn (its number is gone, not
+        released: no history, no quarantine), else None.  Ignored for a number not in
+        the pool or a lease that already ran out.  O(1), O(n log n) when ``lease`` is
+        older than the latest keep-alive."""
+        if lease.number not in self._history or (
+            self._now is not None and lease.last_seen_at + self.hold <= self._now
+        ):
+            return None
+        current = self._live.get(lease.visit_id)
+        if current is not None and current.number == lease.number:
+            if lease.last_seen_at > current.last_seen_at:
+                self._live[lease.visit_id] = replace(current, last_seen_at=lease.last_seen_at)
+                self._in_keep_alive_order()
+            return None
+        if current is not None:  # the store knows the visit with another number
+            self._withdraw(current, free=True)
+        displaced = self._holders.get(lease.number)
+        if displaced is not None:
+            self._withdraw(self._live[displaced], free=False)
+        self._free.pop(lease.number, None)
+        self._live[lease.visit_id] = replace(lease, released_at=None)
+        self._holders[lease.number] = lease.visit_id
+        self._in_keep_alive_order()
+        self.peak_in_use = max(self.peak_in_use, len(self._live))
+        return displaced
+
     def holder_at(self, number: str, t: datetime, grace_seconds: float = 0.0) -> list[Holder]:
         """The visits that held ``number`` at ``t``: lease interval
         ``[started_at, last_seen_at + hold]`` (or its release), plus ``grace_seconds``
@@ -257,6 +292,20 @@ class PoolAllocator:
         self._free[lease.number] = at
         self._ended.append(ended)
         return ended
+
+    def _withdraw(self, lease: Lease, *, free: bool) -> None:
+        """Take back a lease that was never shown; ``free``: its number is free again."""
+        del self._live[lease.visit_id]
+        del self._holders[lease.number]
+        if free:
+            self._free[lease.number] = None if self._now is None else self._now
+
+    def _in_keep_alive_order(self) -> None:
+        """Put `_live` back in keep-alive order after an entry out of it (`take_over`)."""
+        leases = list(self._live.values())
+        if any(a.last_seen_at > b.last_seen_at for a, b in pairwise(leases)):
+            ordered = sorted(leases, key=lambda lease: lease.last_seen_at)
+            self._live = OrderedDict((lease.visit_id, lease) for lease in ordered)
 
     def _load(self, leases: Iterable[Lease]) -> None:
         """Rebuild holders, history and the LRU order from stored leases."""

@@ -9,6 +9,13 @@ the last holder's.  ``grace_minutes``: how long after a release a call is still
 credited to the last holder.  Keep ``quarantine_minutes`` at least
 ``grace_minutes``, or a call in the grace may have two candidates (it is then
 marked ambiguous, not guessed).
+
+``max_visits_per_client`` and ``max_visits_per_network`` cap the live visits of
+one address and of one network (an IPv4 /24, an IPv6 /48; default a quarter of
+the pool, at least ``max_visits_per_client``): a visit beyond is refused and
+the page keeps the site's own number.  ``static_number_for_bots``: crawlers,
+headless browsers and scripts (by User-Agent, or the page's
+``navigator.webdriver``) are answered with the fallback, never a pool number.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class NumberPool(ConfigModel):
     quarantine_minutes: float = Field(default=5.0, ge=0, le=24 * 60)
     grace_minutes: float = Field(default=5.0, ge=0, le=24 * 60)
     max_visits_per_client: int = Field(default=5, ge=1, le=1000)
+    max_visits_per_network: int | None = Field(default=None, ge=1, le=100_000)
+    static_number_for_bots: bool = True
 
     @property
     def hold(self) -> timedelta:

@@ -28,6 +28,16 @@ with leases started, exhaustions and the peak of numbers in use, added to by
 lease, so they cannot be counted from the leases; hourly rows keep the status
 query to a few rows however busy the site.
 
+Several daemons on one database.  Each keeps its pool's allocator in memory;
+the store decides between them: a batch with ``hold`` (`VisitBatch`) inserts
+its live leases with ``ON CONFLICT DO NOTHING`` against the partial unique
+index, so a number another daemon already shows is never given a second live
+lease; the visits whose lease was refused come back in `BatchResult`, with the
+pool's live leases for the daemon to learn from.  It closes only the open
+leases of its numbers whose hold ran out (left by a daemon that stopped), and
+ends a lease that ran out in its memory only when the store knows no later
+keep-alive (another daemon may have served one).
+
 Batch variants (`save_visits`, `touch_visits`, `start_leases`, `extend_leases`,
 `release_leases`, `last_numbers_of`) do the same for many rows at once, and
 `write_visit_batch` writes everything one group commit of a pool decided, in
@@ -45,7 +55,7 @@ subclasses), like everywhere else.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -57,6 +67,7 @@ from pbx_tracker.attribution.pool import Lease
 from pbx_tracker.store.models import NumberLeaseRow, PoolStatsRow, VisitRow
 
 __all__ = [
+    "BatchResult",
     "PoolUsage",
     "PoolUse",
     "StoredLease",
@@ -69,6 +80,7 @@ __all__ = [
     "last_numbers_of",
     "latest_leases",
     "leases_at",
+    "live_lease_of",
     "live_leases",
     "pool_usage",
     "record_pool_use",
@@ -243,6 +255,14 @@ async def extend_leases(conn: AsyncConnection, seen: Mapping[str, datetime]) -> 
 async def release_leases(conn: AsyncConnection, ended: Mapping[str, datetime]) -> None:
     """`release_lease` for many visits at once: visit id -> when its lease ended."""
     await _write(conn, [_Step.of(_RELEASE_LEASES, ended)])
+
+
+async def live_lease_of(conn: AsyncConnection, visit_id: str) -> StoredLease | None:
+    """The visit's lease not yet released, or None."""
+    c = leases_table.c
+    query = select(leases_table).where(c.visit_id == visit_id, c.released_at.is_(None))
+    row = (await conn.execute(query.order_by(c.started_at.desc()).limit(1))).first()
+    return None if row is None else _lease(row)
 
 
 async def live_leases(conn: AsyncConnection, pool: str) -> list[StoredLease]:
@@ -431,7 +451,13 @@ class PoolUse:
 class VisitBatch:
     """Everything one group commit of ``pool`` stores, for `write_visit_batch`: new
     visits, keep-alives of stored visits and of their live leases, ends of stored
-    leases, new leases (as they are by now), and pool use."""
+    leases, new leases (as they are by now), and pool use.
+
+    ``hold``: the pool's hold, when other daemons may share the pool (module
+    docstring): ``released`` then ends a lease only if its stored last keep-alive
+    is no later than ``hold`` before the end (it ran out), a number's open lease
+    is closed only when it ran out, and a new live lease on a number another
+    daemon shows is not stored (`BatchResult`).  None: as `start_leases` does."""
 
     pool: str
     visits: Sequence[Visit] = ()
@@ -440,24 +466,53 @@ class VisitBatch:
     released: Mapping[str, datetime] = field(default_factory=dict)
     leases: Sequence[Lease] = ()
     use: Sequence[PoolUse] = ()
+    hold: timedelta | None = None
 
 
-async def write_visit_batch(conn: AsyncConnection, batch: VisitBatch) -> None:
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What `write_visit_batch` could not store: the visits whose new live lease was
+    refused (their number is live elsewhere), and then the pool's live leases."""
+
+    refused: frozenset[str] = frozenset()
+    live: Sequence[StoredLease] = ()
+
+
+async def write_visit_batch(conn: AsyncConnection, batch: VisitBatch) -> BatchResult:
     """Store ``batch`` in this order: new visits, keep-alives of visits, keep-alives
     and ends of stored leases, then the new leases (`start_leases`: a number's old
     lease is closed before its new one starts), then pool use; one statement per
-    kind that has rows, one round trip (PostgreSQL) or thread hop (SQLite) for all."""
-    await _write(
+    kind that has rows, one round trip (PostgreSQL) or thread hop (SQLite) for all.
+    With ``batch.hold``, the refused leases (and then the pool's live leases, one
+    more query) come back."""
+    hold = batch.hold
+    if hold is None:
+        released = _Step.of(_RELEASE_LEASES, batch.released)
+    else:
+        released = _Step(
+            _RELEASE_RUN_OUT, [(at, key, at - hold) for key, at in batch.released.items()]
+        )
+    inserted = await _write(
         conn,
         [
             _Step.visits(batch.visits),
             _Step.of(_TOUCH_VISITS, batch.touched),
             _Step.of(_EXTEND_LEASES, batch.extended),
-            _Step.of(_RELEASE_LEASES, batch.released),
-            *_Step.leases(batch.pool, batch.leases),
+            released,
+            *_Step.leases(batch.pool, batch.leases, hold),
             _Step.use(batch.pool, batch.use),
         ],
     )
+    if inserted is None:
+        return BatchResult()
+    refused = frozenset(
+        lease.visit_id
+        for lease in batch.leases
+        if lease.released_at is None and lease.visit_id not in inserted
+    )
+    if not refused:
+        return BatchResult()
+    return BatchResult(refused, await live_leases(conn, batch.pool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,6 +554,25 @@ _TOUCH_VISITS = _update(_VISITS, f"last_seen_at = {_LATER[0]}", _LATER[1], "id",
 _EXTEND_LEASES = _update(_LEASES, f"last_seen_at = {_LATER[0]}", _LATER[1], "visit_id", True)
 _RELEASE_LEASES = _update(_LEASES, "released_at = ?1", "released_at = v.at", "visit_id", True)
 _CLOSE_DIDS = _update(_LEASES, "released_at = ?1", "released_at = v.at", "did", True)
+# rows of (time, key, latest last keep-alive): only leases that ran out by then
+_RUN_OUT = (
+    " AND last_seen_at <= ?3",
+    " AND t.last_seen_at <= v.seen",
+    "unnest(%s::timestamptz[], %s::text[], %s::timestamptz[]) AS v(at, key, seen)",
+)
+
+
+def _run_out(kind: _Kind) -> _Kind:
+    return _Kind(
+        kind.sqlite + _RUN_OUT[0],
+        kind.postgresql.replace("unnest(%s::timestamptz[], %s::text[]) AS v(at, key)", _RUN_OUT[2])
+        + _RUN_OUT[1],
+        (0, 2),
+    )
+
+
+_RELEASE_RUN_OUT = _run_out(_RELEASE_LEASES)
+_CLOSE_RUN_OUT = _run_out(_CLOSE_DIDS)
 _INSERT_VISITS = _insert(
     _VISITS,
     _VISIT_FIELDS,
@@ -506,6 +580,16 @@ _INSERT_VISITS = _insert(
 )
 _LEASE_COLUMNS = ("pool", "did", "visit_id", "started_at", "last_seen_at", "released_at")
 _INSERT_LEASES = _insert(_LEASES, _LEASE_COLUMNS, ["text"] * 3 + ["timestamptz"] * 3)
+# several daemons: a live lease on a number live elsewhere is left out; PostgreSQL
+# returns the visits whose lease went in, SQLite's are read back when fewer went in
+_INSERT_FREE_LEASES = _insert(
+    _LEASES, _LEASE_COLUMNS, ["text"] * 3 + ["timestamptz"] * 3, " ON CONFLICT DO NOTHING"
+)
+_INSERT_FREE_LEASES = _Kind(
+    _INSERT_FREE_LEASES.sqlite,
+    _INSERT_FREE_LEASES.postgresql + " RETURNING visit_id",
+    _INSERT_FREE_LEASES.times,
+)
 _ADD_USE = _insert(
     _STATS,
     ("pool", "hour", "leases_started", "exhaustions", "peak_in_use"),
@@ -537,16 +621,24 @@ class _Step:
         return cls(_INSERT_VISITS, [_visit_row(visit) for visit in visits])
 
     @classmethod
-    def leases(cls, pool: str, leases: Sequence[Lease]) -> list[_Step]:
+    def leases(
+        cls, pool: str, leases: Sequence[Lease], hold: timedelta | None = None
+    ) -> list[_Step]:
+        """Close the numbers' open leases (with ``hold``: those that ran out), then insert
+        (with ``hold``: leaving out a live lease on a number live elsewhere)."""
         if not leases:
             return []
         first = min(lease.started_at for lease in leases)
-        close = cls(_CLOSE_DIDS, [(first, did) for did in sorted({le.number for le in leases})])
+        dids = sorted({le.number for le in leases})
+        if hold is None:
+            close = cls(_CLOSE_DIDS, [(first, did) for did in dids])
+        else:
+            close = cls(_CLOSE_RUN_OUT, [(first, did, first - hold) for did in dids])
         rows = [
             (pool, le.number, le.visit_id, le.started_at, le.last_seen_at, le.released_at)
             for le in leases
         ]
-        return [close, cls(_INSERT_LEASES, rows)]
+        return [close, cls(_INSERT_LEASES if hold is None else _INSERT_FREE_LEASES, rows)]
 
     @classmethod
     def use(cls, pool: str, use: Sequence[PoolUse]) -> _Step:
@@ -563,29 +655,41 @@ def _visit_row(visit: Visit) -> tuple[Any, ...]:
     return tuple(getattr(visit, name) for name in _VISIT_FIELDS)
 
 
-async def _write(conn: AsyncConnection, steps: Sequence[_Step]) -> None:
-    """Run ``steps`` in order within the caller's transaction (module docstring)."""
+async def _write(conn: AsyncConnection, steps: Sequence[_Step]) -> set[str] | None:
+    """Run ``steps`` in order within the caller's transaction (module docstring); with an
+    `_INSERT_FREE_LEASES` step, the visits whose live lease it stored (None without)."""
     steps = [step for step in steps if step.rows]
     if not steps:
-        return
+        return None
     bind = _memo(_time_binder(conn.dialect))
     statements = [
         (step.kind, [_bound(row, step.kind.times, bind) for row in step.rows]) for step in steps
     ]
     driver = await _driver(conn)
     sql = ""
+    inserted: set[str] | None = None
     try:
         if conn.dialect.name == "postgresql":
+            returned = None
             async with driver.pipeline():
                 for kind, rows in statements:
                     sql = kind.postgresql
-                    await driver.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+                    cursor = await driver.execute(
+                        sql, [list(column) for column in zip(*rows, strict=True)]
+                    )
+                    if kind is _INSERT_FREE_LEASES:
+                        returned = cursor
+            if returned is not None:
+                inserted = {row[0] for row in await returned.fetchall()}
         else:
-            await _in_sqlite_thread(driver, [(kind.sqlite, rows) for kind, rows in statements])
+            inserted = await _in_sqlite_thread(
+                driver, [(kind.sqlite, rows) for kind, rows in statements]
+            )
     except Exception as error:
         raise _db_error(
             conn, sql or "; ".join(kind.sqlite for kind, _ in statements), error
         ) from error
+    return inserted
 
 
 def _bound(
@@ -629,22 +733,54 @@ async def _driver(conn: AsyncConnection) -> Any:
     return (await conn.get_raw_connection()).driver_connection
 
 
-async def _in_sqlite_thread(driver: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
+async def _in_sqlite_thread(
+    driver: Any, statements: Sequence[tuple[str, list[Any]]]
+) -> set[str] | None:
     """``executemany`` each statement in one call on aiosqlite's worker thread (its
     internal ``_execute`` and ``_conn``, which SQLAlchemy's adapter uses as well); one
-    public call per statement when an aiosqlite version lacks them."""
+    public call per statement when an aiosqlite version lacks them.  With an
+    `_INSERT_FREE_LEASES` statement, the visits whose lease it stored: all of them
+    when every row went in, else read back."""
     run = getattr(driver, "_execute", None)
     if run is None or not hasattr(driver, "_conn"):
+        found: set[str] | None = None
         for sql, rows in statements:
             await driver.executemany(sql, rows)
-        return
+            if sql == _INSERT_FREE_LEASES.sqlite:
+                found = {row[2] for row in rows if row[5] is not None}
+                for query, chunk in _live_reads(rows):
+                    cursor = await driver.execute(query, chunk)
+                    found.update(row[0] for row in await cursor.fetchall())
+        return found
 
-    def write() -> None:
+    def write() -> set[str] | None:
         connection = driver._conn
+        found: set[str] | None = None
         for sql, rows in statements:
-            connection.executemany(sql, rows)
+            stored = connection.executemany(sql, rows).rowcount
+            if sql != _INSERT_FREE_LEASES.sqlite:
+                continue
+            found = {row[2] for row in rows}  # (pool, did, visit_id, ...)
+            if stored < len(rows):
+                found = {row[2] for row in rows if row[5] is not None}
+                for query, chunk in _live_reads(rows):
+                    found.update(row[0] for row in connection.execute(query, chunk))
+        return found
 
-    await run(write)
+    result: set[str] | None = await run(write)
+    return result
+
+
+def _live_reads(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
+    """Queries of the live leases stored for the visits of these lease rows."""
+    live = [row[2] for row in rows if row[5] is None]
+    for first in range(0, len(live), _IN_CHUNK):
+        chunk = live[first : first + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        yield (
+            f"SELECT visit_id FROM {_LEASES} WHERE released_at IS NULL AND visit_id IN ({marks})",
+            chunk,
+        )
 
 
 def _db_error(conn: AsyncConnection, sql: str, error: Exception) -> Exception:

@@ -15,7 +15,14 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["ARRIVALS", "Arrival", "ShownNumber", "visit_site"]
+__all__ = ["ARRIVALS", "BROWSER_USER_AGENT", "Arrival", "ShownNumber", "visit_site"]
+
+# What a desktop browser sends: the API shows bots and scripts (aiohttp's own
+# User-Agent among them) the site's number, and these visitors stand for people.
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ async def visit_site(
         "referrer": arrival.referrer,
         **arrival.query,
     }
-    headers = {"Origin": base_url}
+    headers = {"Origin": base_url, "User-Agent": BROWSER_USER_AGENT}
     async with session.post(f"{base_url}/api/v1/visits", json=body, headers=headers) as answer:
         if answer.status != 200:
             return None

@@ -11,10 +11,16 @@ Routes (all answers JSON):
   and its self-check's problems; 503 while AMI or the database is down
   (`pbx_tracker.web.health`).
 
+A visit from a known bot (User-Agent of a crawler, headless browser or HTTP
+library: `clients.is_bot`) or from a browser that says automation drives it
+(``webdriver: true``, sent by the snippet) is answered with the fallback and
+no pool number (`NumberPool.static_number_for_bots`).
+
 Every error is ``{"error": "...", "detail": [...]}``: 400 (bad JSON, invalid
 field, named in ``detail[].loc``), 403 (an ``Origin`` that is not a configured
 site), 404 (unknown pool or visit), 413 (body too large), 415 (not JSON), 429
-(rate limit or too many live visits from one client, with ``Retry-After``), 500
+(rate limit, or too many live visits from one client or its network, with
+``Retry-After``), 500
 (logged, no traceback shown).  CORS answers only the configured origins, never ``*``.
 
 The handlers call a `VisitPool`: `MemoryVisitPool` keeps one number pool in
@@ -39,6 +45,7 @@ from pydantic import (
 )
 
 from pbx_tracker.attribution.status import PoolStatus
+from pbx_tracker.web.clients import is_bot
 from pbx_tracker.web.health import HEALTH, Health, HealthAnswer, healthz
 from pbx_tracker.web.limits import RateLimiter
 from pbx_tracker.web.memory_pool import MemoryVisitPool
@@ -237,8 +244,9 @@ async def start_visit(request: web.Request) -> web.Response:
     except ValidationError as error:
         raise _validation_error(error) from None
     client = client_key(request, request.app[SETTINGS].trust_proxy)
+    bot = visit.webdriver is True or is_bot(request.headers.get("User-Agent"))
     try:
-        answer = await request.app[POOL].start(visit, client)
+        answer = await request.app[POOL].start(visit, client, bot=bot)
     except UnknownPool:
         problem = ErrorDetail(loc=["pool"], msg="unknown pool", type="unknown_pool")
         raise ApiError(404, "unknown pool", [problem]) from None
@@ -324,7 +332,7 @@ _KEEP_ALIVE = f"{API_PREFIX}/visits/{{visit_id}}/keep-alive"
 _BAD = Response("Invalid JSON or an invalid field (named in detail[].loc)", ErrorAnswer)
 _FORBIDDEN = Response("The Origin header names a site that is not configured", ErrorAnswer)
 _LIMITED = Response(
-    "Too many requests (or live visits) from this client",
+    "Too many requests (or live visits) from this client or its network",
     ErrorAnswer,
     {"Retry-After": "Seconds to wait"},
 )

@@ -6,6 +6,7 @@ database-backed pool (leases and visits stored for attribution) comes later.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import structlog
 
 from pbx_tracker.attribution.pool import Lease, PoolAllocator
 from pbx_tracker.phones import display_number
+from pbx_tracker.web.clients import network_of
 from pbx_tracker.web.models import (
     KeepAliveAnswer,
     TooManyVisits,
@@ -33,6 +35,7 @@ log = structlog.get_logger(__name__)
 class _LiveVisit:
     visit_id: str
     client: str
+    network: str
     visitor_id: str | None
     number: str | None
     last_seen: datetime
@@ -42,13 +45,25 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def network_cap(numbers: int, max_visits_per_client: int) -> int:
+    """The default cap of live visits per network: a quarter of the pool's numbers,
+    never fewer than one client may hold."""
+    return max(max_visits_per_client, math.ceil(numbers / 4))
+
+
 class MemoryVisitPool:
     """One number pool in memory: visits live while kept alive and ``hold_seconds`` after.
 
     A visit with no number (pool exhausted) shows ``fallback`` (none: the page keeps its
-    own number) and stays so.  A client
-    holds at most ``max_visits_per_client`` live visits.  The last number of each of
-    the ``remembered_visitors`` most recent visitors is kept for their return.
+    own number) and stays so.  A client holds at most ``max_visits_per_client`` live
+    visits, and the clients of one network (`clients.network_of`: an IPv4 /24, an
+    IPv6 /48) at most ``max_visits_per_network`` together (None: `network_cap`);
+    a visit beyond either is refused (`TooManyVisits`: the page keeps its own
+    number) and counted in ``capped_visits``.  With ``static_number_for_bots``, a
+    visit the API took for a bot (`start`'s ``bot``) gets the fallback answer and
+    no number; nothing is kept of it (its keep-alive is a 404) and it is counted
+    in ``bot_visits``.  The last number of each of the ``remembered_visitors``
+    most recent visitors is kept for their return.
     """
 
     def __init__(
@@ -61,11 +76,15 @@ class MemoryVisitPool:
         hold_seconds: float = 1800.0,
         quarantine_seconds: float = 0.0,
         max_visits_per_client: int = 5,
+        max_visits_per_network: int | None = None,
+        static_number_for_bots: bool = True,
         remembered_visitors: int = 10_000,
         clock: Clock = _utc_now,
     ) -> None:
-        if max_visits_per_client < 1 or remembered_visitors < 1:
-            raise ValueError("max_visits_per_client and remembered_visitors must be positive")
+        if max_visits_per_network is None:
+            max_visits_per_network = network_cap(len(numbers), max_visits_per_client)
+        if min(max_visits_per_client, max_visits_per_network, remembered_visitors) < 1:
+            raise ValueError("the caps and remembered_visitors must be positive")
         self.allocator = PoolAllocator(
             numbers, hold_seconds=hold_seconds, quarantine_seconds=quarantine_seconds
         )
@@ -73,11 +92,16 @@ class MemoryVisitPool:
         self.fallback = fallback
         self.region = region
         self.max_visits_per_client = max_visits_per_client
+        self.max_visits_per_network = max_visits_per_network
+        self.static_number_for_bots = static_number_for_bots
+        self.capped_visits = 0
+        self.bot_visits = 0
         self._remembered = remembered_visitors
         self._clock = clock
         self._visits: OrderedDict[str, _LiveVisit] = OrderedDict()
         self._by_visitor: dict[str, str] = {}
         self._per_client: Counter[str] = Counter()
+        self._per_network: Counter[str] = Counter()
         self._last_number: OrderedDict[str, str] = OrderedDict()
         self._displays: dict[str | None, str] = {}
 
@@ -85,19 +109,24 @@ class MemoryVisitPool:
     def live_visits(self) -> int:
         return len(self._visits)
 
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+    def holds(self, visit_id: str) -> bool:
+        """The visit is live in this pool's memory (as of the last request)."""
+        return visit_id in self._visits
+
+    async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
         now = self._tick()
         if request.pool is not None and request.pool != self.name:
             raise UnknownPool(request.pool)
+        if bot and self.static_number_for_bots:
+            return self._bot_answer()
         resumed = self._resume(request.visitor_id, client, now)
         if resumed is not None:
             return self._answer(resumed)
-        if self._per_client[client] >= self.max_visits_per_client:
-            raise TooManyVisits(retry_after=self._hold_seconds)
+        network = self._check_caps(client)
         visit_id = secrets.token_urlsafe(16)
         previous = self._last_number.get(request.visitor_id) if request.visitor_id else None
         assignment = self.allocator.assign(visit_id, now, previous)
-        visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
+        visit = _LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
         self._add(visit)
         log.debug("visit.started", visit_id=visit_id, number=visit.number, client=client)
         return self._answer(visit)
@@ -138,6 +167,29 @@ class MemoryVisitPool:
     def _leases_ended(self, leases: list[Lease]) -> None:
         """The allocator ended these leases (hold run out): nothing to keep in memory."""
 
+    def _check_caps(self, client: str) -> str:
+        """The client's network; `TooManyVisits` when the client or its network already
+        holds as many live visits as it may."""
+        network = network_of(client)
+        if (
+            self._per_client[client] >= self.max_visits_per_client
+            or self._per_network[network] >= self.max_visits_per_network
+        ):
+            self.capped_visits += 1
+            raise TooManyVisits(retry_after=self._hold_seconds)
+        return network
+
+    def _bot_answer(self) -> VisitAnswer:
+        """The fallback answer for a bot: the page keeps the site's number."""
+        self.bot_visits += 1
+        return VisitAnswer(
+            visit_id=secrets.token_urlsafe(16),
+            number=None,
+            display=self._display(None),
+            fallback=True,
+            keep_alive_seconds=max(5, self._hold_seconds // 3),
+        )
+
     def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
         """The visitor's live visit, from wherever they ask now: the visitor id is a
         secret of their browser, and a phone that moves from Wi-Fi to mobile data must
@@ -146,22 +198,24 @@ class MemoryVisitPool:
         if visit is None:
             return None
         if visit.client != client:
-            self._count_client(visit.client, -1)
-            self._count_client(client, +1)
-            visit.client = client
+            self._count(visit, -1)
+            visit.client, visit.network = client, network_of(client)
+            self._count(visit, +1)
         if visit.number is not None:
             self.allocator.assign(visit.visit_id, now)
         self._touch(visit, now)
         return visit
 
-    def _count_client(self, client: str, change: int) -> None:
-        self._per_client[client] += change
-        if self._per_client[client] <= 0:
-            del self._per_client[client]
+    def _count(self, visit: _LiveVisit, change: int) -> None:
+        """Count the visit (+1) or no more (-1) for its client and its network."""
+        for counts, key in ((self._per_client, visit.client), (self._per_network, visit.network)):
+            counts[key] += change
+            if counts[key] <= 0:
+                del counts[key]
 
     def _add(self, visit: _LiveVisit) -> None:
         self._visits[visit.visit_id] = visit
-        self._count_client(visit.client, +1)
+        self._count(visit, +1)
         if visit.visitor_id is None:
             return
         self._by_visitor[visit.visitor_id] = visit.visit_id
@@ -177,7 +231,7 @@ class MemoryVisitPool:
 
     def _drop(self, visit: _LiveVisit) -> None:
         del self._visits[visit.visit_id]
-        self._count_client(visit.client, -1)
+        self._count(visit, -1)
         if visit.visitor_id and self._by_visitor.get(visit.visitor_id) == visit.visit_id:
             del self._by_visitor[visit.visitor_id]
 

@@ -14,6 +14,10 @@ Read at scrape time from what the daemon holds in memory (no database query):
 - ``pbx_tracker_pool_numbers{pool}``: numbers in the pool;
 - ``pbx_tracker_pool_in_use{pool}``: numbers held by a visit now (hold not run out);
 - ``pbx_tracker_pool_exhaustions_total{pool}``: visits shown the fallback since start;
+- ``pbx_tracker_pool_capped_visits_total{pool}``: visits refused since start because
+  their address or network held as many live visits as it may;
+- ``pbx_tracker_pool_bot_visits_total{pool}``: visits of bots (crawlers, headless
+  browsers, scripts) shown the fallback since start;
 - ``pbx_tracker_pool_unattributed_share{pool}``: share of the pool's calls over the
   last day with no single visit (absent before the first call);
 - ``pbx_tracker_pool_attribution_warning{pool}``: 1 while that share is over
@@ -89,6 +93,16 @@ class PoolCollector(Collector):
             "1 while that share is over attribution.warn_unattributed_share",
             labels=labels,
         )
+        capped = CounterMetricFamily(
+            "pbx_tracker_pool_capped_visits",
+            "Visits refused since the daemon started: their address or network was at its cap",
+            labels=labels,
+        )
+        bots = CounterMetricFamily(
+            "pbx_tracker_pool_bot_visits",
+            "Visits of bots shown the fallback number since the daemon started",
+            labels=labels,
+        )
         now = self._clock()
         for pool in self._pools:
             allocator = pool.allocator
@@ -98,11 +112,13 @@ class PoolCollector(Collector):
             numbers.add_metric([pool.name], len(allocator.numbers))
             in_use.add_metric([pool.name], held)
             exhausted.add_metric([pool.name], allocator.exhaustions)
+            capped.add_metric([pool.name], pool.capped_visits)
+            bots.add_metric([pool.name], pool.bot_visits)
             warning.add_metric([pool.name], float(self._watch.warned(pool.name)))
             unexplained = self._watch.share(pool.name)
             if unexplained is not None:
                 share.add_metric([pool.name], unexplained)
-        yield from (numbers, in_use, exhausted, share, warning)
+        yield from (numbers, in_use, exhausted, capped, bots, share, warning)
 
 
 class CallCounter:

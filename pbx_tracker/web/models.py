@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     UrlConstraints,
 )
@@ -76,10 +77,15 @@ class VisitStart(_Model):
     fbclid: ClickId | None = None
     ga_client_id: GaClientId | None = None
     ym_client_id: YmClientId | None = None
+    webdriver: StrictBool | None = Field(
+        default=None,
+        description="The browser's navigator.webdriver: true when automation drives it",
+    )
 
 
 class VisitAnswer(_Model):
-    """The number to show; ``fallback``: the pool is exhausted, ``display`` is the fallback's.
+    """The number to show; ``fallback``: no pool number (the pool is exhausted, or the
+    visitor is a bot), ``display`` is the fallback's.
 
     ``keep_alive_seconds``: how often the page should send a keep-alive.
     """
@@ -124,7 +130,7 @@ class UnknownPool(Exception):
 
 
 class TooManyVisits(Exception):
-    """The client already holds as many live visits as it may."""
+    """The client (or its network) already holds as many live visits as it may."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many live visits from this client")
@@ -134,9 +140,9 @@ class TooManyVisits(Exception):
 class VisitPool(Protocol):
     """What the handlers need from a number pool."""
 
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
-        """Start a visit or resume the visitor's live one; raises `UnknownPool`,
-        `TooManyVisits`."""
+    async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
+        """Start a visit or resume the visitor's live one (``bot``: the visitor is a
+        crawler or an automated browser); raises `UnknownPool`, `TooManyVisits`."""
         ...
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
@@ -147,7 +153,7 @@ class VisitPool(Protocol):
 class NoPools:
     """The API with no number pool configured: every visit is for an unknown pool."""
 
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+    async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
         raise UnknownPool(request.pool or "default")
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:

@@ -50,13 +50,18 @@ class VisitPools:
         for pool in self.pools.values():
             await pool.restore()
 
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+    async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
         pool = self._default if request.pool is None else self.pools.get(request.pool)
         if pool is None:
             raise UnknownPool(request.pool)
-        return await pool.start(request, client)
+        return await pool.start(request, client, bot=bot)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
+        """The pool that holds the visit answers; else each asks the store in turn (a
+        visit another daemon started)."""
+        for pool in self.pools.values():
+            if pool.holds(visit_id):
+                return await pool.keep_alive(visit_id, client)
         for pool in self.pools.values():
             answer = await pool.keep_alive(visit_id, client)
             if answer is not None:
@@ -80,6 +85,8 @@ def _stored_pool(
         hold_seconds=pool.hold.total_seconds(),
         quarantine_seconds=pool.quarantine_minutes * 60,
         max_visits_per_client=pool.max_visits_per_client,
+        max_visits_per_network=pool.max_visits_per_network,
+        static_number_for_bots=pool.static_number_for_bots,
         store_client_ip=privacy.store_client_ip,
         store_analytics_ids=privacy.store_analytics_ids,
         linger_seconds=LINGER_SECONDS,

@@ -33,6 +33,19 @@ batch's writes about rows stored earlier (keep-alives, ends of leases) are
 idempotent and carried over to the next batch, so the store still learns when
 those leases ended; its pool-use counts are lost (hourly statistics only).
 
+Several daemons, one pool.  Daemons that share a database (PostgreSQL)
+behind one proxy serve the same pool, each deciding in memory; the store
+arbitrates (`attribution.visits`: one live lease per number, a unique index).
+A new lease on a number another daemon shows is refused when the batch is
+written: the daemon then learns the pool's live leases (`PoolAllocator.take_over`),
+decides again for the refused visits (another number, or none: the fallback;
+at most ``MAX_TRIES`` times) and those requests wait for the next batch; the
+rest of the batch is committed as usual.  A keep-alive of a visit this daemon
+does not hold (started by another daemon, or before a restart) is answered
+from the store when the visit is live there, and the visit is held here from
+then on.  A lease that runs out in this daemon's memory is ended in the store
+only if no other daemon kept it alive meanwhile.
+
 The writer task runs while there is something to write and ends when idle
 (after ``linger_seconds`` without work);
 `aclose` waits until every decided write is committed or failed (the daemon
@@ -55,20 +68,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
 from pbx_tracker.attribution.visits import (
+    BatchResult,
     PoolUse,
+    StoredLease,
     Visit,
     VisitBatch,
     get_visit,
     hour_of,
     last_numbers_of,
     latest_leases,
+    live_lease_of,
     write_visit_batch,
 )
 from pbx_tracker.store.engine import describe_error
+from pbx_tracker.web.clients import network_of
 from pbx_tracker.web.memory_pool import Clock, MemoryVisitPool, _LiveVisit, _utc_now
 from pbx_tracker.web.models import (
     KeepAliveAnswer,
-    TooManyVisits,
     UnknownPool,
     VisitAnswer,
     VisitStart,
@@ -80,6 +96,7 @@ log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # where structlog's events of ``log`` end
 
 _Done = asyncio.Future[None]
+MAX_TRIES = 4  # decisions for one visit whose lease the store refuses, then the fallback
 _T = TypeVar("_T")
 _V = TypeVar("_V")
 
@@ -199,6 +216,8 @@ class StoredVisitPool(MemoryVisitPool):
         hold_seconds: float = 1800.0,
         quarantine_seconds: float = 0.0,
         max_visits_per_client: int = 5,
+        max_visits_per_network: int | None = None,
+        static_number_for_bots: bool = True,
         remembered_visitors: int = 10_000,
         store_client_ip: bool = True,
         store_analytics_ids: bool = True,
@@ -213,6 +232,8 @@ class StoredVisitPool(MemoryVisitPool):
             hold_seconds=hold_seconds,
             quarantine_seconds=quarantine_seconds,
             max_visits_per_client=max_visits_per_client,
+            max_visits_per_network=max_visits_per_network,
+            static_number_for_bots=static_number_for_bots,
             remembered_visitors=remembered_visitors,
             clock=clock,
         )
@@ -229,6 +250,8 @@ class StoredVisitPool(MemoryVisitPool):
         self._more_writes = asyncio.Event()  # for a lingering writer: a batch to write
         self._more_lookups = asyncio.Event()  # for a lingering reader: lookups to answer
         self._closing = False
+        self._tries: dict[str, int] = {}  # visits whose lease the store refused
+        self.refused_leases = 0
         self.stats = WriteStats()
 
     async def restore(self) -> None:
@@ -251,9 +274,11 @@ class StoredVisitPool(MemoryVisitPool):
         await _committed(done)
         log.info("visit_pool.restored", pool=self.name, live=self.allocator.in_use)
 
-    async def start(self, request: VisitStart, client: str) -> VisitAnswer:
+    async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
         if request.pool is not None and request.pool != self.name:
             raise UnknownPool(request.pool)
+        if bot and self.static_number_for_bots:
+            return self._bot_answer()
         previous = await self._previous_number(request.visitor_id)
         async with self._lock:
             now = self._tick()
@@ -270,6 +295,8 @@ class StoredVisitPool(MemoryVisitPool):
         return self._answer(visit)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
+        if visit_id not in self._visits:
+            await self._adopt(visit_id, client)
         async with self._lock:
             now = self._tick()
             visit = self._visits.get(visit_id)
@@ -320,13 +347,12 @@ class StoredVisitPool(MemoryVisitPool):
         self, request: VisitStart, client: str, now: datetime, previous: str | None
     ) -> _LiveVisit:
         """Choose and reserve (no await), and add the visit and its lease to the batch."""
-        if self._per_client[client] >= self.max_visits_per_client:
-            raise TooManyVisits(retry_after=self._hold_seconds)
+        network = self._check_caps(client)
         if request.visitor_id is not None:  # memory is never older than the store
             previous = self._last_number.get(request.visitor_id, previous)
         visit_id = secrets.token_urlsafe(16)
         assignment = self.allocator.assign(visit_id, now, previous)
-        visit = _LiveVisit(visit_id, client, request.visitor_id, assignment.number, now)
+        visit = _LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
         self._add(visit)
         lease = self.allocator.lease_of(visit_id) if assignment.started else None
         stored = _stored_visit(self.name, visit, request, self.store_client_ip)
@@ -369,7 +395,99 @@ class StoredVisitPool(MemoryVisitPool):
         stored = await get_visit(conn, lease.visit_id)
         client = (stored.client_ip if stored else None) or "unknown"
         visitor_id = stored.visitor_id if stored else None
-        self._add(_LiveVisit(lease.visit_id, client, visitor_id, lease.number, lease.last_seen_at))
+        seen = lease.last_seen_at
+        self._add(
+            _LiveVisit(lease.visit_id, client, network_of(client), visitor_id, lease.number, seen)
+        )
+
+    # internals: several daemons on one store
+
+    async def _adopt(self, visit_id: str, client: str) -> None:
+        """Hold a visit this daemon does not know when it is live in the store (another
+        daemon started it, or this one before a restart): its keep-alive goes on here."""
+        try:
+            async with self.engine.connect() as conn:
+                stored = await get_visit(conn, visit_id)
+                if stored is None or stored.pool != self.name:
+                    return
+                lease = await live_lease_of(conn, visit_id)
+        except Exception as error:  # answered as an unknown visit: the page asks anew
+            log.warning("visit_pool.adopt_failed", pool=self.name, error=describe_error(error))
+            return
+        async with self._lock:
+            now = self._tick()
+            hold = self.allocator.hold
+            if visit_id in self._visits:
+                return
+            if lease is not None and lease.last_seen_at + hold > now:
+                self._learn([lease], now)
+                if self.allocator.lease_of(visit_id) is None:
+                    return
+                number: str | None = lease.did
+                seen = lease.last_seen_at
+            elif lease is None and stored.last_seen_at + hold > now:
+                number, seen = None, stored.last_seen_at  # shown the fallback there
+            else:
+                return
+            visit = _LiveVisit(
+                visit_id, client, network_of(client), stored.visitor_id, number, seen
+            )
+            self._add(visit)
+            log.info("visit_pool.visit_adopted", pool=self.name, visit_id=visit_id)
+
+    def _learn(self, live: Iterable[StoredLease], now: datetime) -> set[str]:
+        """Hold the numbers the store says are live (other daemons' leases); the local
+        visits they displace are decided again (`_redecide`), and returned."""
+        displaced = set()
+        for stored in live:
+            lease = stored.lease()
+            if lease.last_seen_at + self.allocator.hold <= now:
+                continue  # ran out: closed when its number is next given
+            loser = self.allocator.take_over(lease)
+            if loser is not None:
+                displaced.add(loser)
+        for visit_id in displaced:
+            self._redecide(visit_id, now)
+        return displaced
+
+    def _redecide(self, visit_id: str, now: datetime) -> None:
+        """Decide again for a visit whose new lease the store refused: its number again
+        when it still holds it here (it was free by then), else another one, or none
+        (the fallback) after ``MAX_TRIES``; the new lease goes into the open batch."""
+        visit = self._visits.get(visit_id)
+        if visit is None:
+            return
+        tries = self._tries[visit_id] = self._tries.get(visit_id, 0) + 1
+        self.refused_leases += 1
+        held = self.allocator.lease_of(visit_id)
+        if tries >= MAX_TRIES:
+            if held is not None:
+                self.allocator.release(visit_id, now)
+            self.allocator.exhaustions += 1
+            assignment = Assignment(None, reused=False, exhausted=True)
+        elif held is not None:
+            assignment = Assignment(held.number, reused=True, exhausted=False, started=True)
+        else:
+            assignment = self.allocator.assign(visit_id, now)
+        visit.number = assignment.number
+        self._batch.leases.pop(visit_id, None)
+        lease = self.allocator.lease_of(visit_id) if assignment.started else None
+        if lease is not None:
+            self._batch.leases[visit_id] = lease
+        if visit.visitor_id is not None:
+            if visit.number is not None:
+                self._last_number[visit.visitor_id] = visit.number
+            else:
+                self._last_number.pop(visit.visitor_id, None)
+        if assignment.exhausted:
+            self._tries.pop(visit_id, None)
+            self._batch.count(now, assignment, self.allocator.in_use)
+        log.info(
+            "visit_pool.number_taken_elsewhere",
+            pool=self.name,
+            visit_id=visit_id,
+            number=visit.number,
+        )
 
     # internals: the reader and the writer tasks
 
@@ -440,24 +558,40 @@ class StoredVisitPool(MemoryVisitPool):
                 try:
                     conn = conn or await self.engine.connect().start()
                     async with conn.begin():
-                        await write_visit_batch(conn, self._stored(batch))
+                        result = await write_visit_batch(conn, self._stored(batch))
                 except Exception as error:
                     await _closed(conn)
                     conn = None
                     self.stats.failed_batches += 1
                     self._failed(batch, error)
                 else:
-                    self.stats.batches += 1
-                    self.stats.requests += len(batch.waiting)
-                    for _, done in batch.waiting:
-                        if not done.done():
-                            done.set_result(None)
+                    self._answer_batch(batch, result)
                 batch = _Batch()
         finally:
             self._writer = None
             for _, done in batch.waiting + self._batch.waiting:  # only when cancelled
                 _fail(done, RuntimeError("the visit pool's writer was cancelled"))
             await _closed(conn)
+
+    def _answer_batch(self, batch: _Batch, result: BatchResult) -> None:
+        """Answer the batch's requests; those whose lease the store refused wait for
+        the next batch, with another decision (module docstring)."""
+        self.stats.batches += 1
+        if result.refused:
+            now = self._clock()
+            decided = self._learn(result.live, now)
+            for visit_id in result.refused - decided:
+                self._redecide(visit_id, now)
+        for about, done in batch.waiting:
+            if about in result.refused and about in self._batch.leases:
+                self._batch.waiting.append((about, done))  # answered once stored
+                continue
+            self.stats.requests += 1
+            if not done.done():
+                done.set_result(None)
+        if self._tries:
+            for visit_id in batch.leases.keys() - result.refused:
+                self._tries.pop(visit_id, None)
 
     def _stored(self, batch: _Batch) -> VisitBatch:
         """The batch's net effect, in the order `write_visit_batch` keeps consistent."""
@@ -475,6 +609,7 @@ class StoredVisitPool(MemoryVisitPool):
                 PoolUse(hour, use.leases_started, use.exhaustions, use.in_use)
                 for hour, use in batch.use.items()
             ],
+            hold=self.allocator.hold,
         )
 
     def _failed(self, batch: _Batch, error: Exception) -> None:
@@ -485,7 +620,8 @@ class StoredVisitPool(MemoryVisitPool):
             requests=len(batch.waiting),
             error=describe_error(error),
         )
-        dropped = set(batch.visits)
+        # with the visits it started, those it decided again (their new number unstored)
+        dropped = set(batch.visits) | (batch.leases.keys() & self._tries.keys())
         self._forget(dropped)
         for _, done in batch.waiting:
             _fail(done, error)
@@ -496,6 +632,7 @@ class StoredVisitPool(MemoryVisitPool):
         """Drop visits that were never stored (nor answered) and free their numbers."""
         now = self._clock()
         for visit_id in visit_ids:
+            self._tries.pop(visit_id, None)
             visit = self._visits.get(visit_id)
             if visit is None:
                 continue

@@ -8,6 +8,11 @@ Waits are on conditions with bounded timeouts, never sleeps.
 
 Needs the Debian chromium at /usr/bin/chromium (``playwright install`` is never
 run): skipped without it, failed under CI.
+
+Chromium driven by Playwright is automation (``HeadlessChrome`` in its
+User-Agent, ``navigator.webdriver`` true): a bot to a pool, which shows it the
+site's number.  The tests that stand for people turn that rule off
+(``static_number_for_bots=False``); one test keeps it on.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.attribution.visits import Visit, get_visit
+from pbx_tracker.attribution.visits import Visit, get_visit, visits_table
 from pbx_tracker.phones import display_number
+from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.memory_pool import MemoryVisitPool
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
@@ -94,8 +101,8 @@ class Tab:
 
 
 @contextlib.asynccontextmanager
-async def tab(browser: Browser) -> AsyncIterator[Tab]:
-    context: BrowserContext = await browser.new_context()
+async def tab(browser: Browser, user_agent: str | None = None) -> AsyncIterator[Tab]:
+    context: BrowserContext = await browser.new_context(user_agent=user_agent)
     try:
         page = await context.new_page()
         opened = Tab(page)
@@ -189,6 +196,7 @@ def stored_pool(
     hold: float = 600.0,
     quarantine: float = 0.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    bots_get_the_site_number: bool = False,
 ) -> StoredVisitPool:
     return StoredVisitPool(
         engine,
@@ -199,12 +207,21 @@ def stored_pool(
         hold_seconds=hold,
         quarantine_seconds=quarantine,
         max_visits_per_client=50,  # every browser context comes from 127.0.0.1
+        max_visits_per_network=50,
+        static_number_for_bots=bots_get_the_site_number,  # this Chromium is automation
         clock=clock,
     )
 
 
 def memory_pool(numbers: list[str] = NUMBERS) -> MemoryVisitPool:
-    return MemoryVisitPool(numbers, fallback=SITE_NUMBER, name=POOL, max_visits_per_client=50)
+    return MemoryVisitPool(
+        numbers,
+        fallback=SITE_NUMBER,
+        name=POOL,
+        max_visits_per_client=50,
+        max_visits_per_network=50,
+        static_number_for_bots=False,  # this Chromium is automation
+    )
 
 
 async def stored_visit(engine: AsyncEngine, visit_id: str) -> Visit:
@@ -476,6 +493,40 @@ async def test_an_exhausted_pool_leaves_the_second_visitor_the_site_number(
         visit = await stored_visit(engine, state["visitId"])
         assert visit.visitor_id == await second.visitor_id()
         assert second.errors == []
+
+
+@pytest.mark.parametrize(
+    "user_agent", [None, BROWSER_USER_AGENT], ids=["headless-user-agent", "browser-user-agent"]
+)
+async def test_an_automated_browser_keeps_the_site_number_and_takes_no_pool_number(
+    engine: AsyncEngine, browser: Browser, user_agent: str | None
+) -> None:
+    """Headless Chromium under automation is shown the site's number, even with a desktop
+    browser's User-Agent (the snippet sends navigator.webdriver), and nothing is stored."""
+    pool = stored_pool(engine, NUMBERS, bots_get_the_site_number=True)
+    async with tracking(pool) as tracker, tab(browser, user_agent) as bot:
+        sent: list[Any] = []
+        bot.page.on(
+            "request",
+            lambda request: (
+                sent.append(request.post_data_json)
+                if request.url.endswith("/api/v1/visits")
+                else None
+            ),
+        )
+        await bot.page.goto(tracker.url("/demo/"))
+        state = await bot.tracker_state()
+        assert state["number"] is None
+        await expect(bot.page.locator("#header-phone")).to_have_text(SITE_DISPLAY)
+        await expect(bot.page.locator("#call-button")).to_have_attribute(
+            "href", f"tel:{SITE_NUMBER}"
+        )
+        assert [body.get("webdriver") for body in sent] == [True]
+        assert bot.errors == []
+    assert (pool.bot_visits, pool.allocator.in_use) == (1, 0)
+    async with engine.connect() as conn:
+        stored = await conn.scalar(select(func.count()).select_from(visits_table))
+    assert stored == 0
 
 
 async def test_private_mode_without_local_storage_keeps_the_visitor_in_a_cookie(

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from pbx_tracker.attribution.visits import get_visit
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.session import open_writer
@@ -66,7 +67,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 async def start_visit(port: int, **changes: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"User-Agent": BROWSER_USER_AGENT}) as session:
         url = f"http://127.0.0.1:{port}/api/v1/visits"
         async with session.post(url, json={**VISIT, **changes}) as answer:
             assert answer.status == 200, await answer.text()

@@ -58,6 +58,7 @@ def make_pool(
         hold_seconds=HOLD,
         quarantine_seconds=0.0,
         max_visits_per_client=50,
+        max_visits_per_network=1000,
         clock=clock,
     )
 

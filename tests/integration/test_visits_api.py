@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.web.api import HttpServer, MemoryVisitPool, client_key, openapi_document
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 
@@ -65,9 +66,14 @@ class Api:
             body = await response.json() if response.content_type == "application/json" else None
             return Answer(response.status, response.headers, body)
 
-    async def start(self, client: str = "10.0.0.1", **fields: Any) -> Answer:
+    async def start(
+        self, client: str = "10.0.0.1", user_agent: str | None = None, **fields: Any
+    ) -> Answer:
         payload = {"page": PAGE, **fields}
-        return await self.call("POST", VISITS, json=payload, headers={"X-Forwarded-For": client})
+        headers = {"X-Forwarded-For": client}
+        if user_agent is not None:
+            headers["User-Agent"] = user_agent
+        return await self.call("POST", VISITS, json=payload, headers=headers)
 
     async def keep_alive(self, visit_id: str) -> Answer:
         return await self.call("POST", f"{VISITS}/{visit_id}/keep-alive")
@@ -75,14 +81,23 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def serving(
-    *, per_client: int = 5, per_minute: float = 6000, burst: int = 1000, **settings: Any
+    *,
+    per_client: int = 5,
+    per_network: int | None = None,
+    numbers: list[str] = NUMBERS,
+    bots: bool = True,
+    per_minute: float = 6000,
+    burst: int = 1000,
+    **settings: Any,
 ) -> AsyncIterator[Api]:
     clock = Clock()
     pool = MemoryVisitPool(
-        NUMBERS,
+        numbers,
         fallback=FALLBACK,
         hold_seconds=HOLD,
         max_visits_per_client=per_client,
+        max_visits_per_network=per_network,
+        static_number_for_bots=bots,
         clock=clock.wall,
     )
     settings.setdefault("trust_proxy", True)
@@ -95,7 +110,8 @@ async def serving(
     server = HttpServer(config, pool, clock=clock.monotonic)
     await server.start()
     try:
-        async with aiohttp.ClientSession() as session:
+        # the snippet runs in people's browsers: aiohttp's own User-Agent is a bot's
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER_USER_AGENT}) as session:
             yield Api(session, f"http://127.0.0.1:{server.port}", clock, pool, server)
     finally:
         await server.stop()
@@ -196,9 +212,92 @@ async def test_one_client_cannot_hold_more_than_its_share() -> None:
         assert refused.status == 429
         assert refused.headers["Retry-After"] == str(int(HOLD))
         assert api.pool.live_visits == 2
-        assert (await api.start(client="10.0.0.8")).status == 200
+        assert (await api.start(client="10.0.8.8")).status == 200  # another network
         api.clock.advance(HOLD)
         assert (await api.start(client="10.0.0.7")).status == 200
+
+
+async def test_one_client_from_several_addresses_of_a_network_cannot_drain_the_pool() -> None:
+    """Three addresses of one /24 share the network's cap (default: a quarter of the pool,
+    at least the per-address cap), so other visitors still get pool numbers."""
+    numbers = [f"+7495111{n:04d}" for n in range(11)]
+    async with serving(per_client=5, numbers=numbers) as api:
+        statuses = [
+            (await api.start(client=f"203.0.113.{host}")).status
+            for host in (7, 8, 9)
+            for _ in range(5)
+        ]
+        assert statuses.count(200) == 5
+        assert set(statuses[5:]) == {429}
+        refused = await api.start(client="203.0.113.200")
+        assert refused.headers["Retry-After"] == str(int(HOLD))
+        assert api.pool.live_visits == 5
+        assert api.pool.capped_visits == 11
+        for host in range(6):  # visitors of other networks
+            other = await api.start(client=f"198.51.{host}.1")
+            assert other.body["number"] in numbers
+        api.clock.advance(HOLD)  # the network's visits ran out: it may start again
+        assert (await api.start(client="203.0.113.7")).status == 200
+
+
+async def test_the_network_of_an_address_is_its_ipv6_48_or_its_ipv4_24() -> None:
+    """IPv6 /64s of one /48 share a network cap; an IPv4-mapped address counts with its /24."""
+    async with serving(per_client=1, per_network=2) as api:
+        assert (await api.start(client="2001:db8:1:a::1")).status == 200
+        assert (await api.start(client="2001:db8:1:b::1")).status == 200
+        assert (await api.start(client="2001:db8:1:c::1")).status == 429
+        assert (await api.start(client="2001:db8:2::1")).status == 200
+    async with serving(per_client=1, per_network=2) as api:
+        assert (await api.start(client="::ffff:192.0.2.1")).status == 200
+        assert (await api.start(client="192.0.2.2")).status == 200
+        assert (await api.start(client="::ffff:192.0.2.3")).status == 429
+
+
+BOTS = {
+    "googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "bingbot": "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "yandexbot": "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "adsbot": "AdsBot-Google (+http://www.google.com/adsbot.html)",
+    "facebook": "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "headless-chrome": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " HeadlessChrome/131.0.0.0 Safari/537.36",
+    "phantomjs": "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko)"
+    " PhantomJS/2.1.1 Safari/538.1",
+    "python-requests": "python-requests/2.32.3",
+    "curl": "curl/8.11.0",
+    "none": "",
+}
+
+
+@pytest.mark.parametrize("user_agent", BOTS.values(), ids=BOTS.keys())
+async def test_bots_are_shown_the_site_number_and_take_no_pool_number(
+    api: Api, user_agent: str
+) -> None:
+    """A crawler, headless browser or script gets the fallback answer and holds nothing."""
+    answer = await api.start(user_agent=user_agent)
+    assert answer.status == 200
+    assert (answer.body["number"], answer.body["fallback"]) == (None, True)
+    assert answer.body["display"] == "8 (495) 111-00-00"
+    assert (api.pool.allocator.in_use, api.pool.live_visits, api.pool.bot_visits) == (0, 0, 1)
+    assert (await api.keep_alive(answer.body["visit_id"])).status == 404
+    person = await api.start()
+    assert person.body["number"] == NUMBERS[0]
+
+
+async def test_a_browser_that_says_automation_drives_it_is_shown_the_site_number(
+    api: Api,
+) -> None:
+    """navigator.webdriver (sent by the snippet) counts even under a desktop User-Agent."""
+    answer = await api.start(webdriver=True)
+    assert (answer.body["number"], answer.body["fallback"]) == (None, True)
+    assert (await api.start(webdriver=False)).body["number"] == NUMBERS[0]
+
+
+async def test_the_bot_rule_can_be_turned_off() -> None:
+    """With static_number_for_bots off, a crawler is given a pool number like anyone."""
+    async with serving(bots=False) as api:
+        answer = await api.start(user_agent=BOTS["googlebot"], webdriver=True)
+        assert answer.body["number"] == NUMBERS[0]
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import leases_table, visits_table
+from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.web.api import HttpServer
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 from pbx_tracker.web.stored_pool import StoredVisitPool
@@ -49,7 +50,7 @@ async def test_refused_requests_store_nothing_and_leave_the_pool_whole(
     base = f"http://127.0.0.1:{server.port}/api/v1/visits"
     json_type = {"Content-Type": "application/json", "Origin": SITE}
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER_USER_AGENT}) as session:
             for what, body, status in BAD_BODIES:
                 async with session.post(base, data=body, headers=json_type) as answer:
                     assert answer.status == status, what

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from pbx_tracker.config import (
     load_settings,
     settings_from_mapping,
 )
+from pbx_tracker.store.engine import make_async_engine
+from pbx_tracker.web.pools import VisitPools
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "pbx-tracker.example.yaml"
@@ -810,6 +813,33 @@ def test_pool_timing_defaults_and_fallback() -> None:
     assert pool.fallback == "+74951110000"
     assert (pool.hold_minutes, pool.quarantine_minutes, pool.grace_minutes) == (20, 5, 5)
     assert pool.max_visits_per_client == 5
+    assert (pool.max_visits_per_network, pool.static_number_for_bots) == (None, True)
+
+
+def test_a_pool_s_caps_and_bot_rule_reach_its_visit_pool() -> None:
+    """The daemon's pool takes the configured network cap and bot rule, and derives the
+    network cap from the pool's size when none is set."""
+    numbers = [f"749511100{n:02d}" for n in range(40)]
+    pools = [
+        {"name": "site", "numbers": numbers[:20], "max_visits_per_network": 7},
+        {"name": "promo", "numbers": numbers[20:], "static_number_for_bots": False},
+    ]
+    settings = load(minimal(number_pools=pools))
+    served = VisitPools.from_settings(
+        make_async_engine("sqlite:///:memory:"),
+        settings.number_pools,
+        region="RU",
+        privacy=settings.attribution,
+        clock=lambda: datetime.now(UTC),
+    ).pools
+    assert (served["site"].max_visits_per_network, served["site"].static_number_for_bots) == (
+        7,
+        True,
+    )
+    assert (served["promo"].max_visits_per_network, served["promo"].static_number_for_bots) == (
+        5,
+        False,
+    )
 
 
 def test_a_pool_fallback_may_not_be_a_pool_number() -> None:

@@ -3,6 +3,7 @@ exhaustion and attribution warning."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import generate_latest
@@ -13,7 +14,7 @@ from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.calls.records import CallStatus
 from pbx_tracker.web.memory_pool import MemoryVisitPool
 from pbx_tracker.web.metrics import CallCounter, DaemonCollector, PoolCollector, metrics_registry
-from pbx_tracker.web.models import VisitStart
+from pbx_tracker.web.models import TooManyVisits, VisitStart
 from stored import missed_call
 
 
@@ -52,6 +53,22 @@ async def test_use_exhaustion_and_warning_are_scraped() -> None:
     assert samples["pbx_tracker_http_visits_started_total"] == 3
     later = PoolCollector([pool], watch, dict, clock=lambda: now + timedelta(seconds=601))
     assert scrape(later)['pbx_tracker_pool_in_use{pool="site"}'] == 0  # holds ran out
+
+
+async def test_capped_and_bot_visits_are_scraped() -> None:
+    """Visits refused by the caps and bots shown the site's number are counted per pool."""
+    pool = MemoryVisitPool(["+74950000001", "+74950000002"], fallback="+74950000000", name="site")
+    visit = VisitStart(page="https://example.ru/")  # type: ignore[call-arg]
+    await pool.start(visit, "10.0.0.1", bot=True)
+    for n in range(7):
+        with contextlib.suppress(TooManyVisits):
+            await pool.start(visit, f"10.0.0.{n}")
+    now = datetime.now(UTC)
+    samples = scrape(
+        PoolCollector([pool], AttributionWatch(AttributionSettings()), dict, lambda: now)
+    )
+    assert samples['pbx_tracker_pool_bot_visits_total{pool="site"}'] == 1
+    assert samples['pbx_tracker_pool_capped_visits_total{pool="site"}'] == 2  # 5 per /24
 
 
 def test_calls_ami_and_open_callbacks_are_scraped() -> None:

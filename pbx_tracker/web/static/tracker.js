@@ -75,6 +75,7 @@
       if (/^[A-Za-z0-9.]{1,64}$/.test(ga)) body.ga_client_id = ga;
       var ym = cookie("_ym_uid");
       if (/^\d{1,32}$/.test(ym || "")) body.ym_client_id = ym;
+      if (navigator.webdriver === true) body.webdriver = true; // automation: the site's number
       return body;
     }
     function digits(text) { // national digits: "+7 495..." and "8 (495)..." are one number
