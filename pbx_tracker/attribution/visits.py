@@ -580,16 +580,12 @@ _INSERT_VISITS = _insert(
 )
 _LEASE_COLUMNS = ("pool", "did", "visit_id", "started_at", "last_seen_at", "released_at")
 _INSERT_LEASES = _insert(_LEASES, _LEASE_COLUMNS, ["text"] * 3 + ["timestamptz"] * 3)
-# several daemons: a live lease on a number live elsewhere is left out; PostgreSQL
-# returns the visits whose lease went in, SQLite's are read back when fewer went in
+# several daemons: a live lease on a number live elsewhere is left out; when fewer
+# rows went in than were sent, the visits whose live lease is stored are read back
 _INSERT_FREE_LEASES = _insert(
     _LEASES, _LEASE_COLUMNS, ["text"] * 3 + ["timestamptz"] * 3, " ON CONFLICT DO NOTHING"
 )
-_INSERT_FREE_LEASES = _Kind(
-    _INSERT_FREE_LEASES.sqlite,
-    _INSERT_FREE_LEASES.postgresql + " RETURNING visit_id",
-    _INSERT_FREE_LEASES.times,
-)
+_LIVE_OF_VISITS = f"SELECT visit_id FROM {_LEASES} WHERE released_at IS NULL AND visit_id = ANY(%s)"
 _ADD_USE = _insert(
     _STATS,
     ("pool", "hour", "leases_started", "exhaustions", "peak_in_use"),
@@ -670,7 +666,7 @@ async def _write(conn: AsyncConnection, steps: Sequence[_Step]) -> set[str] | No
     inserted: set[str] | None = None
     try:
         if conn.dialect.name == "postgresql":
-            returned = None
+            leases: tuple[Any, list[Any]] | None = None
             async with driver.pipeline():
                 for kind, rows in statements:
                     sql = kind.postgresql
@@ -678,9 +674,16 @@ async def _write(conn: AsyncConnection, steps: Sequence[_Step]) -> set[str] | No
                         sql, [list(column) for column in zip(*rows, strict=True)]
                     )
                     if kind is _INSERT_FREE_LEASES:
-                        returned = cursor
-            if returned is not None:
-                inserted = {row[0] for row in await returned.fetchall()}
+                        leases = (cursor, rows)
+            if leases is not None:
+                cursor, rows = leases
+                inserted = {row[2] for row in rows}  # (pool, did, visit_id, ...)
+                if cursor.rowcount < len(rows):
+                    sql = _LIVE_OF_VISITS
+                    live = [row[2] for row in rows if row[5] is None]
+                    found = await (await driver.execute(sql, [live])).fetchall()
+                    inserted = {row[2] for row in rows if row[5] is not None}
+                    inserted.update(row[0] for row in found)
         else:
             inserted = await _in_sqlite_thread(
                 driver, [(kind.sqlite, rows) for kind, rows in statements]

@@ -208,10 +208,13 @@ class MemoryVisitPool:
 
     def _count(self, visit: _LiveVisit, change: int) -> None:
         """Count the visit (+1) or no more (-1) for its client and its network."""
-        for counts, key in ((self._per_client, visit.client), (self._per_network, visit.network)):
-            counts[key] += change
-            if counts[key] <= 0:
-                del counts[key]
+        per_client, per_network = self._per_client, self._per_network
+        left = per_client[visit.client] = per_client[visit.client] + change
+        if left <= 0:
+            del per_client[visit.client]
+        left = per_network[visit.network] = per_network[visit.network] + change
+        if left <= 0:
+            del per_network[visit.network]
 
     def _add(self, visit: _LiveVisit) -> None:
         self._visits[visit.visit_id] = visit
