@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from clocks import DateClock
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.pool import Lease
@@ -34,15 +35,9 @@ FALLBACK = "+74950000000"
 HOLD = 600.0
 
 
-class Clock:
+class Clock(DateClock):
     def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        super().__init__(T0)
 
 
 def daemon(engine: AsyncEngine, clock: Clock, numbers: list[str] = NUMBERS) -> StoredVisitPool:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from clocks import DateClock
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,15 +31,9 @@ FALLBACK = "+74950000000"
 HOLD = 600.0
 
 
-class Clock:
+class Clock(DateClock):
     def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        super().__init__(T0)
 
 
 @pytest.fixture(name="clock")
