@@ -11,6 +11,8 @@ always leads.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,6 +31,8 @@ class Leadership:
         self._engine = engine
         self._conn: AsyncConnection | None = None
         self.shared = engine.dialect.name == "postgresql"
+        # reminder jobs due together all ask at once: one at a time on the one connection
+        self._asking = asyncio.Lock()
 
     @property
     def leading(self) -> bool:
@@ -38,6 +42,10 @@ class Leadership:
         """True when this daemon leads (now or already); never raises."""
         if not self.shared:
             return True
+        async with self._asking:
+            return await self._try_lead()
+
+    async def _try_lead(self) -> bool:
         if self._conn is not None:
             return await self._still_held()
         try:
@@ -73,11 +81,15 @@ class Leadership:
             return True
         except Exception as error:
             log.warning("callbacks.leadership_lost", error=str(error) or type(error).__name__)
-            await self.release()
+            await self._release()
             return False
 
     async def release(self) -> None:
         """Let another daemon lead: unlock, and keep the pool from reusing the session."""
+        async with self._asking:
+            await self._release()
+
+    async def _release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return

@@ -138,3 +138,13 @@ async def end_lock_sessions(url: str) -> None:
     async with engine.begin() as conn:
         assert (await conn.execute(query)).scalars().all() == [True]
     await engine.dispose()
+
+
+async def test_reminders_due_together_keep_the_lead(postgres_database: str) -> None:
+    """Dozens of reminder jobs due at once each check the lock: the leader keeps leading
+    (it stepped down by mistake, cutting reminders already sent, which went out again)."""
+    url = postgres_database
+    await asyncio.to_thread(upgrade_to_head, url)
+    async with daemon(url) as leader:
+        answers = await asyncio.gather(*(leader.leadership.try_lead() for _ in range(40)))
+        assert all(answers) and leader.leadership.leading
