@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,15 @@ SYSTEM = "pbx-tracker"  # who assigned a task when no person did
 CATCH_UP = timedelta(days=1)  # calls stored while no daemon ran, taken in at start
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A reminder or escalation that went out: what `tasks.record_reminder` writes down."""
+
+    at: datetime
+    channels: list[str]
+    covers: int | None = None
+
+
 class CallbackService:
     """Tasks from finished calls, reminders from the scheduler, until stopped."""
 
@@ -81,6 +91,7 @@ class CallbackService:
         self._calls: asyncio.Queue[tuple[CallRecord, bool]] = asyncio.Queue()  # (call, again)
         self._worker: asyncio.Task[None] | None = None
         self._catching_up: asyncio.Task[None] | None = None
+        self._unrecorded: dict[tuple[str, int], _Sent] = {}  # (job kind, task): sent, not stored
         self.handled = asyncio.Event()  # set after each call taken in and each job run (tests)
         self.on_change: Callable[[str, tasks.CallbackTask], None] | None = None  # the demo
 
@@ -294,6 +305,9 @@ class CallbackService:
         return task if task is not None and task.is_open else None
 
     async def _remind(self, task_id: int) -> None:
+        if ("remind", task_id) in self._unrecorded:  # sent; the database was away
+            await self._write_down("remind", task_id)
+            return
         task = await self._load(task_id)
         if task is None:
             return  # done meanwhile: nothing to send
@@ -308,22 +322,39 @@ class CallbackService:
             self._schedule(task)
             return
         channels = await self._send(task, "reminder", max(due, task.reminders_sent + 1))
-        async with self.engine.begin() as conn:
-            task = await tasks.record_reminder(
-                conn, task.id, at=now, channels=channels, covers=max(due, task.reminders_sent)
-            )
-        self._tell("reminded", task)
-        self._schedule(task)
+        self._unrecorded["remind", task.id] = _Sent(now, channels, max(due, task.reminders_sent))
+        await self._write_down("remind", task.id)
 
     async def _escalate(self, task_id: int) -> None:
+        if ("escalate", task_id) in self._unrecorded:
+            await self._write_down("escalate", task_id)
+            return
         task = await self._load(task_id)
         if task is None or task.escalated_at is not None:
             return
         channels = await self._send(task, "escalation", task.reminders_sent)
+        self._unrecorded["escalate", task.id] = _Sent(self.now(), channels)
+        await self._write_down("escalate", task.id)
+
+    async def _write_down(self, kind: str, task_id: int) -> None:
+        """Record a reminder (or escalation) that went out.  Until that is written it
+        stays in memory, and the job, run again (the sweep puts it back), only retries
+        the write: a database away at that moment never makes it go out twice."""
+        sent = self._unrecorded[kind, task_id]
+        escalation = kind == "escalate"
         async with self.engine.begin() as conn:
-            await tasks.record_reminder(
-                conn, task.id, at=self.now(), channels=channels, escalation=True
+            task = await tasks.record_reminder(
+                conn,
+                task_id,
+                at=sent.at,
+                channels=sent.channels,
+                escalation=escalation,
+                covers=None if escalation else sent.covers,
             )
+        del self._unrecorded[kind, task_id]
+        if not escalation:
+            self._tell("reminded", task)
+            self._schedule(task)
 
     async def sweep(self) -> None:
         """Every half minute: what other processes changed, and ring-me attempts gone quiet."""
