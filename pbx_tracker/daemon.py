@@ -117,6 +117,7 @@ class Daemon:
         self.writer = writer
         self.clock = clock
         self.correlator = Correlator(topology_of(settings))
+        self._gap_filled: set[str] = set()  # Linkedids whose AMI gap CEL told (resync)
         calls = settings.calls
         self.dead_letters = DeadLetters(calls.dead_letters, calls.dead_letters_max_events)
         self.labeler = CallLabeler(settings)
@@ -495,7 +496,9 @@ class Daemon:
 
         Calls that ended in the gap are recovered whole; a call still going that the
         correlator never heard of starts from its true beginning (its CEL rows so far),
-        so its answer, ring, talk and recording are right when it ends.
+        and one it heard until the link dropped hears what happened in the gap (an
+        answer, a transfer), so its answer, ring, talk and recording are right when it
+        ends (and the resync does not mark it incomplete).
         """
         if self.cel is None:
             return
@@ -503,9 +506,14 @@ class Daemon:
         live = {channel.fields.get("Linkedid", "") for channel in item.channels}
         monitor_dir = str(self.settings.recordings_dir)
         for linkedid in sorted(live & going.keys()):
-            if not self.correlator.knows(linkedid):
-                for event in ami_events(going[linkedid], monitor_dir):
-                    self.correlator.feed(event)
+            events = ami_events(going[linkedid], monitor_dir)
+            if self.correlator.follows(linkedid):  # heard up to the gap: the gap only
+                events = self.correlator.news(linkedid, events)
+            elif self.correlator.knows(linkedid):
+                continue
+            for event in events:
+                self.correlator.feed(event)
+            self._gap_filled.add(linkedid)
 
     def _correlate_backlog(self) -> None:
         while not self.listener.events.empty():
@@ -518,7 +526,8 @@ class Daemon:
         if isinstance(item, Resync):
             channels = [c.fields for c in item.channels]
             self.board.resync(channels=channels, time=item.time)
-            records = self.correlator.resync(channels, item.time)
+            records = self.correlator.resync(channels, item.time, filled=self._gap_filled)
+            self._gap_filled.clear()
             self.resynced.set()
         else:
             self.self_check.observe(item.fields)

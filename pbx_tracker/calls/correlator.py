@@ -18,7 +18,7 @@ missed comes from the caller's side first (`offers`).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from pbx_tracker.calls.events import AmiEvent, channel_variables
@@ -65,6 +65,8 @@ class Correlator:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.events_seen = 0
         self.events_failed = 0
+        # Linkedid of a call in progress -> (time of its latest event, what it heard)
+        self._heard: dict[str, tuple[float, set[tuple[str, ...]]]] = {}
         self.failures: deque[FailedEvent] = deque(maxlen=_FAILURES_KEPT)
 
     @property
@@ -75,6 +77,21 @@ class Correlator:
         """A call of this Linkedid is in progress here (or just finished)."""
         return linkedid in self._calls or linkedid in self._finished
 
+    def follows(self, linkedid: str) -> bool:
+        """A call of this Linkedid is in progress here."""
+        return linkedid in self._calls
+
+    def news(self, linkedid: str, events: Iterable[AmiEvent]) -> list[AmiEvent]:
+        """Of a call in progress's whole history (told from CEL after a gap), the events
+        not heard: from about the last one heard on (a second before it: AMI's and CEL's
+        clocks of one moment differ by microseconds), and none heard already."""
+        latest, heard = self._heard.get(linkedid, (0.0, set()))
+        return [
+            event
+            for event in events
+            if event.time > latest - _GAP_OVERLAP and _what_happened(event) not in heard
+        ]
+
     def feed(self, event: AmiEvent) -> list[CallRecord]:
         """Apply one event; return the records of the calls it finished."""
         self.events_seen += 1
@@ -82,12 +99,22 @@ class Correlator:
         if handler is None:
             return []
         try:
-            return handler(self, event) or []
+            records = handler(self, event) or []
         except Exception as error:  # one bad event must not lose the others
             self.events_failed += 1
             linkedid = event.get("Linkedid") or self._linkedid_of(event.get("Uniqueid")) or None
             self.failures.append(FailedEvent(event, type(error).__name__, linkedid))
             return []
+        self._remember(event)
+        return records
+
+    def _remember(self, event: AmiEvent) -> None:
+        """What a call in progress heard, for `news` after a gap."""
+        call_id = event.get("Linkedid")
+        if call_id in self._calls:
+            latest, heard = self._heard.setdefault(call_id, (event.time, set()))
+            heard.add(_what_happened(event))
+            self._heard[call_id] = (max(latest, event.time), heard)
 
     def take_failures(self) -> list[FailedEvent]:
         """The events that could not be applied since the last call (at most the last 1000)."""
@@ -489,6 +516,7 @@ class Correlator:
     def _finish(self, call: Call, time: float) -> list[CallRecord]:
         self._disconnect(call, time)
         del self._calls[call.linkedid]
+        self._heard.pop(call.linkedid, None)
         self._inbound_roots.discard(call.root)
         self._finished[call.linkedid] = None
         while len(self._finished) > _FINISHED_MEMORY:
@@ -505,13 +533,20 @@ class Correlator:
 
     # -- resynchronisation --------------------------------------------------
 
-    def resync(self, channels: Iterable[Mapping[str, str]], time: float) -> list[CallRecord]:
+    def resync(
+        self,
+        channels: Iterable[Mapping[str, str]],
+        time: float,
+        filled: Collection[str] = (),
+    ) -> list[CallRecord]:
         """After a (re)connect: `CoreShowChannel` entries are what exists now.
 
         Calls whose channels all vanished while we were away ended in the gap:
-        they are finished now and marked incomplete rather than guessed.
-        Channels we never saw (calls that started before we connected) are
-        adopted so their calls are recorded when they end.
+        they are finished now and marked incomplete rather than guessed.  A call
+        still going lost what happened in the gap (an answer, a transfer) unless
+        its Linkedid is in ``filled`` (told from Asterisk's CEL log): it is
+        marked incomplete too.  Channels we never saw (calls that started before
+        we connected) are adopted so their calls are recorded when they end.
         """
         live = {entry.get("Uniqueid", ""): entry for entry in channels}
         records: list[CallRecord] = []
@@ -519,6 +554,8 @@ class Correlator:
             if call.root not in live:
                 call.complete = False
                 records.extend(self._finish(call, time))
+            elif call.linkedid not in filled:
+                call.complete = False
         self._board.keep_only(live)
         for entry in live.values():
             self._adopt(entry, time)
@@ -535,6 +572,23 @@ class Correlator:
             self._on_bridge_enter(AmiEvent({**entry, "BridgeUniqueid": bridge}, time))
         elif call is not None and entry.get("Application", "").lower() == "voicemail":
             call.voicemail_at = call.voicemail_at or time
+
+
+_GAP_OVERLAP = 1.0  # seconds before the last event heard that CEL's account is compared
+_HAPPENING_FIELDS = (
+    "Uniqueid",
+    "DestUniqueid",
+    "DialStatus",
+    "ChannelState",
+    "BridgeUniqueid",
+    "Variable",
+    "Value",
+)
+
+
+def _what_happened(event: AmiEvent) -> tuple[str, ...]:
+    """An event's happening, the same whether AMI or CEL told it."""
+    return (event.name, *(event.get(name) for name in _HAPPENING_FIELDS))
 
 
 def _known(value: str) -> str | None:

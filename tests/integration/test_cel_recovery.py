@@ -138,3 +138,47 @@ async def test_a_call_going_on_across_a_restart_keeps_its_true_figures(
     [record] = await stored_calls(migrated_url)
     assert_is_expected(record, call.expected, recovered_from=None)
     assert record.complete
+
+
+async def test_a_call_answered_while_the_ami_link_was_down_is_answered(
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """A manager who picks up while the AMI link is down is recorded as having answered,
+    with the true ring and talk, complete: the gap is told from CEL at the reconnect (it
+    was stored as missed, no answer, "complete", and the customer was called back)."""
+    settings = cel_site(migrated_url, asterisk, tmp_path)
+    ids = IdAllocator(time.time() - 600, seed=33, first_seq=500)
+    call = make_call(
+        "answered",
+        start=5.0,
+        did="74951110002",
+        caller="79167770003",
+        caller_name="",
+        source="google-ads",
+        manager="102",
+        ring=8.0,
+        talk=20.0,
+        ids=ids,
+    )
+    answer = next(
+        i
+        for i, m in enumerate(call.messages)
+        if m.get("Event") == "DialEnd" and m.get("DialStatus") == "ANSWER"
+    )
+    async with start_daemon(settings, asyncio.Event()) as pbx:
+        await asterisk.play(call.messages[:answer], epoch=ids.epoch)
+        async with asyncio.timeout(WAIT):
+            while pbx.daemon.correlator.calls_in_progress == 0:
+                pbx.daemon.handled.clear()
+                await pbx.daemon.handled.wait()
+        pbx.daemon.resynced.clear()
+        asterisk.drop_connections()  # the link drops: the answer happens in the gap
+        cut = answered_at_index(call)
+        asterisk.happen_offline(call.messages[answer:cut], epoch=ids.epoch)
+        await asyncio.wait_for(pbx.daemon.resynced.wait(), WAIT)
+        await asterisk.play(call.messages[cut:], epoch=ids.epoch)
+        await pbx.wait_for_records(1)
+    [record] = await stored_calls(migrated_url)
+    assert_is_expected(record, call.expected, recovered_from=None)
+    assert record.complete
+    assert await stored_tasks(migrated_url) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
@@ -159,7 +161,10 @@ def test_call_that_ended_during_an_ami_gap_is_closed_as_incomplete() -> None:
     assert later == [], "the call must not be written twice"
 
 
-def test_resync_keeps_calls_that_are_still_live() -> None:
+@pytest.mark.parametrize("told_from_cel", [True, False])
+def test_resync_keeps_calls_that_are_still_live(told_from_cel: bool) -> None:
+    """A call still live after a reconnect is recorded when it ends; complete only when
+    its gap was told from CEL (else what happened in the gap is unknown)."""
     events = list(read_capture(TRACES / "01_answered_simple.jsonl"))
     cut = next(i for i, e in enumerate(events) if e.name == "BridgeEnter") + 2
     correlator = Correlator()
@@ -178,9 +183,11 @@ def test_resync_keeps_calls_that_are_still_live() -> None:
             "BridgeId": "d8c7b53a-51ce-4d59-a7f0-3f76e26a0c67",
         },
     ]
-    assert correlator.resync(live, events[cut].time) == []
+    filled = ["1795348313.0"] if told_from_cel else []
+    assert correlator.resync(live, events[cut].time, filled=filled) == []
     (record,) = correlator.feed_all(events[cut:])
-    assert (record.answered_by, record.complete, record.talk_seconds) == ("101", True, 3)
+    assert (record.answered_by, record.talk_seconds) == ("101", 3)
+    assert record.complete is told_from_cel
 
 
 def test_unknown_and_broken_events_change_nothing() -> None:
