@@ -502,8 +502,8 @@ class Daemon:
         """
         if self.cel is None:
             return
-        going = await self.cel.run()
         live = {channel.fields.get("Linkedid", "") for channel in item.channels}
+        going = await self.cel.run(live, item.time)
         monitor_dir = str(self.settings.recordings_dir)
         for linkedid in sorted(live & going.keys()):
             events = ami_events(going[linkedid], monitor_dir)

@@ -9,12 +9,18 @@ call without LINKEDID_END yet is still going (the live listener has it, or a
 later read will): its rows are kept for that, and the next read starts at its
 first line.  One whose last row is older than ``longest_call`` seconds before
 the newest row read will never end (Asterisk stopped mid-call): it is given
-up, so the read position cannot stay behind it for ever.
+up, so the read position cannot stay behind it for ever.  So is one of which
+Asterisk had no channel left at a reconnect (``live``, the Linkedids of its
+channel list then, taken at ``live_at``) and that logged nothing for
+``GONE_AFTER`` seconds before it (so a call whose end is being written is not
+taken for one cut): after a crash of Asterisk the reads go on at the next
+reconnect, not after ``longest_call``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from pbx_tracker.calls.correlator import Correlator, Topology
@@ -26,6 +32,7 @@ from pbx_tracker.cel.reading import Chunk, Position
 __all__ = ["RECOVERED_FROM_CEL", "Recovered", "recover"]
 
 RECOVERED_FROM_CEL = "cel"
+GONE_AFTER = 60.0  # seconds without a row, no channel left: a call Asterisk lost
 
 
 @dataclass
@@ -41,7 +48,13 @@ class Recovered:
 
 
 def recover(
-    chunk: Chunk, topology: Topology, monitor_dir: str, *, longest_call: float
+    chunk: Chunk,
+    topology: Topology,
+    monitor_dir: str,
+    *,
+    longest_call: float,
+    live: Collection[str] | None = None,
+    live_at: float = 0.0,
 ) -> Recovered:
     """Rebuild the calls ``chunk`` finishes; keep the rest for the next read."""
     calls: dict[str, list[tuple[int, CelRow]]] = defaultdict(list)
@@ -54,7 +67,9 @@ def recover(
     for linkedid, rows in calls.items():
         if any(row.event == "LINKEDID_END" for _, row in rows):
             done.extend(row for _, row in rows)
-        elif newest - rows[-1][1].time > longest_call:
+        elif newest - rows[-1][1].time > longest_call or (
+            live is not None and linkedid not in live and live_at - rows[-1][1].time > GONE_AFTER
+        ):
             result.given_up.append(linkedid)
         else:
             result.going[linkedid] = [row for _, row in rows]

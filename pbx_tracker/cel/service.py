@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import structlog
@@ -91,18 +92,26 @@ class CelRecovery:
         self.state = RecoveryState()
         self._lock = asyncio.Lock()
 
-    async def run(self) -> dict[str, list[CelRow]]:
-        """Recover what was logged since the last read; the rows of calls still going."""
+    async def run(
+        self, live: Collection[str] | None = None, live_at: float = 0.0
+    ) -> dict[str, list[CelRow]]:
+        """Recover what was logged since the last read; the rows of calls still going.
+
+        ``live``: the Linkedids of Asterisk's channels at a (re)connect, at ``live_at``
+        (a call going in CEL with none of them left was cut by a crash: given up).
+        """
         async with self._lock:
             self.state.problem = None
             try:
-                return await self._read_all()
+                return await self._read_all(live, live_at)
             except Exception as error:  # never the end of the daemon: the next read retries
                 self.state.status, self.state.problem = "failed", f"{type(error).__name__}: {error}"
                 log.exception("cel.recovery_failed", file=self.settings.source)
                 return {}
 
-    async def _read_all(self) -> dict[str, list[CelRow]]:
+    async def _read_all(
+        self, live: Collection[str] | None, live_at: float
+    ) -> dict[str, list[CelRow]]:
         position = await self.positions.load()
         if position is None:
             return await self._first_read()
@@ -110,7 +119,7 @@ class CelRecovery:
         carried: list[tuple[Position, CelRow]] = []  # the calls going at a part's end
         while True:
             started = time.monotonic()
-            chunk, result = await self._read(position, carried)
+            chunk, result = await self._read(position, carried, live, live_at)
             if not await self._hand_over(result, time.monotonic() - started):
                 return result.going
             if not chunk.more or chunk.end in (None, position):
@@ -136,7 +145,11 @@ class CelRecovery:
         return await asyncio.to_thread(end_of, self.settings.file)
 
     async def _read(
-        self, position: Position, carried: list[tuple[Position, CelRow]]
+        self,
+        position: Position,
+        carried: list[tuple[Position, CelRow]],
+        live: Collection[str] | None,
+        live_at: float,
     ) -> tuple[Chunk, Recovered]:
         """The next part of the log, after the rows ``carried`` over from the last part."""
         chunk = await self.read(position)
@@ -150,7 +163,10 @@ class CelRecovery:
             log.warning("cel.log_missing", source=self.settings.source)
         longest = self.settings.longest_call_hours * 3600
         result = await asyncio.to_thread(
-            recover, chunk, self.topology, self.monitor_dir, longest_call=longest
+            partial(recover, longest_call=longest, live=live, live_at=live_at),
+            chunk,
+            self.topology,
+            self.monitor_dir,
         )
         if len(chunk.bad_lines) > _REPORTED_LINES:
             log.warning("cel.lines_unreadable", count=len(chunk.bad_lines))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pbx_tracker.calls.correlator import Topology
 from pbx_tracker.cel.reading import Position, end_of, read_since
-from pbx_tracker.cel.recovery import recover
+from pbx_tracker.cel.recovery import Recovered, recover
 from traces import TRACES
 
 CEL = TRACES / "cel"
@@ -169,3 +169,24 @@ def test_the_end_of_a_log_is_after_its_last_whole_line(tmp_path: Path) -> None:
     end = end_of(log)
     assert end is not None and end.offset == len("".join(lines).encode())
     assert end_of(tmp_path / "none.csv") is None
+
+
+def test_a_call_asterisk_lost_in_a_crash_does_not_hold_the_reading_back(tmp_path: Path) -> None:
+    """After Asterisk crashed mid-call, the next reconnect's channel list has none of the
+    call's channels: once it logged nothing for a minute it is given up, and the next read
+    starts after it (each reconnect re-read everything since the crash for 12 hours)."""
+    log = tmp_path / "Master.csv"
+    write(log, [*lines_of("04_missed_caller_abandon")[:10], *lines_of("11_concurrent")])
+    chunk = read_since(log, None)
+    cut = "1796615884.6"  # the abandoned call, logged up to its 10th line
+    last = max(row.time for _, row in chunk.rows if row.linkedid == cut)
+
+    def read(live: set[str], live_at: float) -> Recovered:
+        return recover(chunk, TOPOLOGY, "/monitor", longest_call=HOUR, live=live, live_at=live_at)
+
+    gone = read(set(), last + 61)
+    assert gone.given_up == [cut] and gone.position == chunk.end
+    still_live = read({cut}, last + 61)
+    just_now = read(set(), last + 30)  # its end may be being written: wait
+    assert still_live.given_up == just_now.given_up == []
+    assert cut in still_live.going and cut in just_now.going
