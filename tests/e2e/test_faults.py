@@ -56,6 +56,6 @@ async def test_no_call_callback_or_reminder_is_lost_or_doubled_by_faults(
     assert (outcome.lost, outcome.duplicated, outcome.wrong) == ([], [], []), report
     assert (outcome.tasks_lost, outcome.tasks_duplicated) == ([], []), report
     assert outcome.tasks_opened == outcome.tasks_expected > 0, report
-    # a reminder sent twice is allowed only in the known class the daemon's log explains
     assert (outcome.reminders_missing, outcome.reminders_repeated) == ([], []), report
+    assert outcome.known == {}, report  # no explained class either: none is left
     assert outcome.records == outcome.calls and outcome.daemon_exit == 0, report
