@@ -108,6 +108,22 @@ def answered_at_index(call: SimCall) -> int:
     return entered[1] + 1
 
 
+def answered_by_102(ids: IdAllocator, caller: str, *, ring: float, talk: float) -> SimCall:
+    """A google-ads call from ``caller`` that 102 answers after ``ring`` s."""
+    return make_call(
+        "answered",
+        start=5.0,
+        did="74951110002",
+        caller=caller,
+        caller_name="",
+        source="google-ads",
+        manager="102",
+        ring=ring,
+        talk=talk,
+        ids=ids,
+    )
+
+
 async def test_a_call_going_on_across_a_restart_keeps_its_true_figures(
     migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
@@ -116,18 +132,7 @@ async def test_a_call_going_on_across_a_restart_keeps_its_true_figures(
     (not answered at the reconnect moment, without recording)."""
     settings = cel_site(migrated_url, asterisk, tmp_path)
     ids = IdAllocator(time.time() - 600, seed=32, first_seq=300)
-    call = make_call(
-        "answered",
-        start=5.0,
-        did="74951110002",
-        caller="79167770002",
-        caller_name="",
-        source="google-ads",
-        manager="102",
-        ring=6.0,
-        talk=90.0,
-        ids=ids,
-    )
+    call = answered_by_102(ids, "79167770002", ring=6.0, talk=90.0)
     async with start_daemon(settings, asyncio.Event()):
         pass
     cut = answered_at_index(call)
@@ -148,18 +153,7 @@ async def test_a_call_answered_while_the_ami_link_was_down_is_answered(
     was stored as missed, no answer, "complete", and the customer was called back)."""
     settings = cel_site(migrated_url, asterisk, tmp_path)
     ids = IdAllocator(time.time() - 600, seed=33, first_seq=500)
-    call = make_call(
-        "answered",
-        start=5.0,
-        did="74951110002",
-        caller="79167770003",
-        caller_name="",
-        source="google-ads",
-        manager="102",
-        ring=8.0,
-        talk=20.0,
-        ids=ids,
-    )
+    call = answered_by_102(ids, "79167770003", ring=8.0, talk=20.0)
     answer = next(
         i
         for i, m in enumerate(call.messages)
