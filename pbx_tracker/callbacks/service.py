@@ -39,6 +39,7 @@ from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.routing.hours import WorkingHours
 from pbx_tracker.routing.settings import zone_of
 from pbx_tracker.store.calls import list_calls, list_outbound_calls
+from pbx_tracker.store.engine import describe_error, is_transient_error
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Manager, Settings
@@ -50,6 +51,8 @@ log = structlog.get_logger(__name__)
 
 SYSTEM = "pbx-tracker"  # who assigned a task when no person did
 CATCH_UP = timedelta(days=1)  # calls stored while no daemon ran, taken in at start
+# seconds between tries to record a reminder that went out (then the sweep tries again)
+WRITE_DOWN_WAITS: tuple[float, ...] = (1, 2, 4, 8, 15, 15, 15, 15, 15, 15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ class CallbackService:
         self._worker: asyncio.Task[None] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._unrecorded: dict[tuple[str, int], _Sent] = {}  # (job kind, task): sent, not stored
+        self.write_down_waits = WRITE_DOWN_WAITS
         self.handled = asyncio.Event()  # set after each call taken in and each job run (tests)
         self.on_change: Callable[[str, tasks.CallbackTask], None] | None = None  # the demo
 
@@ -342,15 +346,29 @@ class CallbackService:
         the write: a database away at that moment never makes it go out twice."""
         sent = self._unrecorded[kind, task_id]
         escalation = kind == "escalate"
-        async with self.engine.begin() as conn:
-            task = await tasks.record_reminder(
-                conn,
-                task_id,
-                at=sent.at,
-                channels=sent.channels,
-                escalation=escalation,
-                covers=None if escalation else sent.covers,
-            )
+        for wait in (*self.write_down_waits, None):
+            try:
+                async with self.engine.begin() as conn:
+                    task = await tasks.record_reminder(
+                        conn,
+                        task_id,
+                        at=sent.at,
+                        channels=sent.channels,
+                        escalation=escalation,
+                        covers=None if escalation else sent.covers,
+                    )
+                break
+            except Exception as error:  # the database is away: try again soon (the
+                if wait is None or not is_transient_error(error):  # process may die)
+                    raise
+                log.warning(
+                    "callbacks.reminder_not_recorded",
+                    kind=kind,
+                    task_id=task_id,
+                    retry_in=wait,
+                    error=describe_error(error),
+                )
+                await asyncio.sleep(wait)
         del self._unrecorded[kind, task_id]
         if not escalation:
             self._tell("reminded", task)

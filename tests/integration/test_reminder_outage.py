@@ -4,10 +4,15 @@ is back, and never goes out twice (SQLite write-locked by another process)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
+from structlog.testing import LogCapture
+from structlog.typing import EventDict, WrappedLogger
 
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.config import settings_from_mapping
@@ -20,9 +25,10 @@ from stored import missed_call, stored_tasks
 WAIT = 15.0
 
 
-async def test_a_reminder_sent_while_writes_fail_is_not_sent_again(tmp_path: Path) -> None:
-    """The manager gets one reminder, not one per retry, when the database could not
-    record it the first time."""
+@asynccontextmanager
+async def due_reminder(tmp_path: Path) -> AsyncIterator[tuple[CallbackService, int, SqliteLock]]:
+    """A daemon's callbacks on SQLite with one task whose first reminder is due, and a
+    write lock another process can take on its database."""
     path = tmp_path / "pbx.sqlite3"
     url = f"sqlite:///{path}"
     await asyncio.to_thread(upgrade_to_head, url)
@@ -43,26 +49,75 @@ async def test_a_reminder_sent_while_writes_fail_is_not_sent_again(tmp_path: Pat
     lock = SqliteLock(path)
     try:
         call = missed_call("1795000000.1", datetime.now(UTC) - timedelta(minutes=1), "+79161234501")
+        call = call.replace(source="flyer")
         async with engine.begin() as conn:
-            await save_call(conn, call.replace(source="flyer"))
-        service.call_written(call.replace(source="flyer"), True)
+            await save_call(conn, call)
+        service.call_written(call, True)
         async with asyncio.timeout(WAIT):
             while not await stored_tasks(url):
                 service.handled.clear()
                 await service.handled.wait()
         [task] = await stored_tasks(url)
         now[0] += 6 * 60  # the first reminder is due
-        with structlog.testing.capture_logs() as logs:
-            await lock.take()
-            await service.run_job("remind", task.id)  # sent; the write waits, then fails
-            await lock.release()
-            await service.run_job("remind", task.id)  # run again, as the sweep puts it back
-        sent = [entry for entry in logs if entry["event"] == "callback.reminder"]
-        assert len(sent) == 1
-        assert any(entry["event"] == "callbacks.job_failed" for entry in logs)
-        [task] = await stored_tasks(url)
-        assert task.reminders_sent == 1
+        yield service, task.id, lock
     finally:
         await lock.release()
         await service.stop()
         await engine.dispose()
+
+
+@contextmanager
+def watched_logs(name: str) -> Iterator[tuple[list[EventDict], asyncio.Event]]:
+    """structlog's `capture_logs`, plus an event set when an entry ``name`` is logged."""
+    seen = asyncio.Event()
+
+    class Watch(LogCapture):
+        def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> NoReturn:
+            if event.get("event") == name:
+                seen.set()
+            super().__call__(logger, method, event)
+
+    watch = Watch()
+    before = structlog.get_config()["processors"]
+    structlog.configure(processors=[watch])
+    try:
+        yield watch.entries, seen
+    finally:
+        structlog.configure(processors=before)
+
+
+async def reminders_sent(service: CallbackService) -> int:
+    [task] = await stored_tasks(str(service.engine.url))
+    return task.reminders_sent
+
+
+async def test_a_reminder_sent_while_writes_fail_is_not_sent_again(tmp_path: Path) -> None:
+    """The manager gets one reminder, not one per retry, when the database could not
+    record it before the job gave up: the job run again only records it."""
+    async with due_reminder(tmp_path) as (service, task_id, lock):
+        service.write_down_waits = ()  # the job gives up at once
+        with structlog.testing.capture_logs() as logs:
+            await lock.take()
+            await service.run_job("remind", task_id)  # sent; the write waits, then fails
+            await lock.release()
+            await service.run_job("remind", task_id)  # run again, as the sweep puts it back
+        sent = [entry for entry in logs if entry["event"] == "callback.reminder"]
+        assert len(sent) == 1
+        assert any(entry["event"] == "callbacks.job_failed" for entry in logs)
+        assert await reminders_sent(service) == 1
+
+
+async def test_a_reminder_is_recorded_as_soon_as_the_database_is_back(tmp_path: Path) -> None:
+    """The job that sent a reminder keeps trying to record it while the database is away
+    (a restart meanwhile would send it again), and records it once it is back."""
+    async with due_reminder(tmp_path) as (service, task_id, lock):
+        service.write_down_waits = (0.1,) * 100
+        with watched_logs("callbacks.reminder_not_recorded") as (logs, failed_once):
+            await lock.take()
+            job = asyncio.create_task(service.run_job("remind", task_id))
+            await asyncio.wait_for(failed_once.wait(), WAIT)
+            await lock.release()
+            await asyncio.wait_for(job, WAIT)
+        assert [e["event"] for e in logs].count("callback.reminder") == 1
+        assert not any(entry["event"] == "callbacks.job_failed" for entry in logs)
+        assert await reminders_sent(service) == 1
