@@ -486,13 +486,16 @@ async def test_an_exhausted_pool_leaves_the_second_visitor_the_site_number(
         await second.page.goto(tracker.url("/demo/"))
         state = await second.tracker_state()
         assert state["number"] is None
-        await expect(second.page.locator("#header-phone")).to_have_text(SITE_DISPLAY)
-        await expect(second.page.locator("#call-button")).to_have_attribute(
-            "href", f"tel:{SITE_NUMBER}"
-        )
+        await shows_the_site_number(second.page)
         visit = await stored_visit(engine, state["visitId"])
         assert visit.visitor_id == await second.visitor_id()
         assert second.errors == []
+
+
+async def shows_the_site_number(page: Page) -> None:
+    """The page still shows the site's own number, in the header and on the call button."""
+    await expect(page.locator("#header-phone")).to_have_text(SITE_DISPLAY)
+    await expect(page.locator("#call-button")).to_have_attribute("href", f"tel:{SITE_NUMBER}")
 
 
 @pytest.mark.parametrize(
@@ -517,10 +520,7 @@ async def test_an_automated_browser_keeps_the_site_number_and_takes_no_pool_numb
         await bot.page.goto(tracker.url("/demo/"))
         state = await bot.tracker_state()
         assert state["number"] is None
-        await expect(bot.page.locator("#header-phone")).to_have_text(SITE_DISPLAY)
-        await expect(bot.page.locator("#call-button")).to_have_attribute(
-            "href", f"tel:{SITE_NUMBER}"
-        )
+        await shows_the_site_number(bot.page)
         assert [body.get("webdriver") for body in sent] == [True]
         assert bot.errors == []
     assert (pool.bot_visits, pool.allocator.in_use) == (1, 0)
