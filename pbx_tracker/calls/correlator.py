@@ -65,8 +65,7 @@ class Correlator:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.events_seen = 0
         self.events_failed = 0
-        # Linkedid of a call in progress -> (time of its latest event, what it heard)
-        self._heard: dict[str, tuple[float, set[tuple[str, ...]]]] = {}
+        self._heard: dict[str, list[AmiEvent]] = {}  # Linkedid in progress -> its events
         self.failures: deque[FailedEvent] = deque(maxlen=_FAILURES_KEPT)
 
     @property
@@ -85,11 +84,11 @@ class Correlator:
         """Of a call in progress's whole history (told from CEL after a gap), the events
         not heard: from about the last one heard on (a second before it: AMI's and CEL's
         clocks of one moment differ by microseconds), and none heard already."""
-        latest, heard = self._heard.get(linkedid, (0.0, set()))
+        heard = self._heard.get(linkedid, [])
+        since = max((event.time for event in heard), default=0.0) - _GAP_OVERLAP
+        known = {_what_happened(event) for event in heard if event.time > since}
         return [
-            event
-            for event in events
-            if event.time > latest - _GAP_OVERLAP and _what_happened(event) not in heard
+            event for event in events if event.time > since and _what_happened(event) not in known
         ]
 
     def feed(self, event: AmiEvent) -> list[CallRecord]:
@@ -112,9 +111,7 @@ class Correlator:
         """What a call in progress heard, for `news` after a gap."""
         call_id = event.get("Linkedid")
         if call_id in self._calls:
-            latest, heard = self._heard.setdefault(call_id, (event.time, set()))
-            heard.add(_what_happened(event))
-            self._heard[call_id] = (max(latest, event.time), heard)
+            self._heard.setdefault(call_id, []).append(event)
 
     def take_failures(self) -> list[FailedEvent]:
         """The events that could not be applied since the last call (at most the last 1000)."""
