@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from pbx_tracker.callbacks import tasks
@@ -51,3 +52,17 @@ async def stored_tasks(url: str, status: str | None = None) -> list[CallbackTask
             return await tasks.list_tasks(conn, status=status, limit=10_000)
     finally:
         await engine.dispose()
+
+
+async def tasks_once_taken(
+    url: str, handled: asyncio.Event, wait: float = 15.0
+) -> list[CallbackTask]:
+    """The stored callback tasks once there are some, re-read each time the callbacks
+    service sets ``handled`` (cleared before each look, so no wake-up is lost)."""
+    async with asyncio.timeout(wait):
+        while True:
+            handled.clear()
+            found = await stored_tasks(url)
+            if found:
+                return found
+            await handled.wait()

@@ -17,7 +17,7 @@ from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import missed_call, stored_tasks
+from stored import missed_call, stored_tasks, tasks_once_taken
 
 WAIT = 15.0
 pytestmark = pytest.mark.postgres
@@ -109,10 +109,7 @@ async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database:
     await service.start()
     try:
         await open_task(url, service)
-        async with asyncio.timeout(WAIT):
-            while not await stored_tasks(url):
-                service.handled.clear()
-                await service.handled.wait()
+        await tasks_once_taken(url, service.handled, WAIT)
         task = await the_task(url)
         assert task.reminders_sent == 0 and service.leadership.leading
         await end_lock_sessions(url)

@@ -20,7 +20,7 @@ from pbx_tracker.sim.db_outage import SqliteLock
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import missed_call, stored_tasks
+from stored import missed_call, stored_tasks, tasks_once_taken
 
 WAIT = 15.0
 
@@ -53,11 +53,7 @@ async def due_reminder(tmp_path: Path) -> AsyncIterator[tuple[CallbackService, i
         async with engine.begin() as conn:
             await save_call(conn, call)
         service.call_written(call, True)
-        async with asyncio.timeout(WAIT):
-            while not await stored_tasks(url):
-                service.handled.clear()
-                await service.handled.wait()
-        [task] = await stored_tasks(url)
+        [task] = await tasks_once_taken(url, service.handled, WAIT)
         now[0] += 6 * 60  # the first reminder is due
         yield service, task.id, lock
     finally:
