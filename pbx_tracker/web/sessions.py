@@ -174,17 +174,19 @@ class SessionStore:
         """Delete the sessions that are over, then the least recently used beyond the cap."""
         over = _moment(now - self.idle_seconds)
         await conn.execute(delete(sessions_table).where(sessions_table.c.last_used < over))
-        count = int(await conn.scalar(select(func.count()).select_from(sessions_table)) or 0)
-        if count < self._max:
-            return
-        oldest = (
-            select(sessions_table.c.id_hash)
-            .order_by(sessions_table.c.last_used)
-            .limit(count - self._max + 1)
-        )
-        await conn.execute(
-            delete(sessions_table).where(sessions_table.c.id_hash.in_(oldest.scalar_subquery()))
-        )
+        c = sessions_table.c
+        await _keep_room_for_one(conn, sessions_table, c.id_hash, c.last_used, self._max)
+
+
+async def _keep_room_for_one(
+    conn: AsyncConnection, table: Table, key: Any, age: Any, most: int
+) -> None:
+    """Delete the rows least recently used (by ``age``) so one more fits under ``most``."""
+    count = int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+    if count < most:
+        return
+    oldest = select(key).order_by(age).limit(count - most + 1)
+    await conn.execute(delete(table).where(key.in_(oldest.scalar_subquery())))
 
 
 def _session_query(key: str) -> Any:
@@ -303,12 +305,5 @@ class LoginThrottle:
         forgotten = _moment(now - self.window)
         unlocked = table.c.locked_until.is_(None) | (table.c.locked_until < _moment(now))
         await conn.execute(delete(table).where((table.c.last_failed_at < forgotten) & unlocked))
-        count = int(await conn.scalar(select(func.count()).select_from(table)) or 0)
-        if count < self._max_clients:
-            return
-        oldest = (
-            select(table.c.client)
-            .order_by(table.c.last_failed_at)
-            .limit(count - self._max_clients + 1)
-        )
-        await conn.execute(delete(table).where(table.c.client.in_(oldest.scalar_subquery())))
+        c = table.c
+        await _keep_room_for_one(conn, table, c.client, c.last_failed_at, self._max_clients)
