@@ -46,7 +46,7 @@ def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> An
 def strong_secrets_or_exit(settings: Any) -> None:
     """Refuse placeholders, well-known defaults and too-short secrets (`weak_secrets`):
     each on its own line naming the key, and exit 1."""
-    from pbx_tracker.weak_secrets import weak_secret_problems
+    from pbx_tracker.config.weak_secrets import weak_secret_problems
 
     problems = weak_secret_problems(settings)
     for problem in problems:

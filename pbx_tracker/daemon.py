@@ -51,7 +51,6 @@ from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.replay import topology_of
-from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
@@ -331,7 +330,7 @@ class Daemon:
             ringme=self.ringme,
             dial=self.board.plan.dial_string,
             recordings_dir=settings.recordings_dir,
-            rules=rules_of(settings),
+            rules=settings.report_rules(),
             managers={manager.extension: manager.name for manager in settings.managers},
             callbacks=settings.callbacks,
         )

@@ -29,7 +29,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
-from pbx_tracker.routing.hours import WorkingHours
+from pbx_tracker.hours import WorkingHours
 
 __all__ = [
     "JOBS_TABLE",

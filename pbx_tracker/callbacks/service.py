@@ -36,7 +36,7 @@ from pbx_tracker.callbacks.schedule import (
     working_time_after,
 )
 from pbx_tracker.calls.records import CallRecord, CallStatus
-from pbx_tracker.routing.hours import WorkingHours
+from pbx_tracker.hours import WorkingHours
 from pbx_tracker.routing.settings import zone_of
 from pbx_tracker.store.calls import list_calls, list_outbound_calls
 from pbx_tracker.store.engine import describe_error, is_transient_error

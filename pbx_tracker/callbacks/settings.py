@@ -30,7 +30,8 @@ from pbx_tracker.config_fields import (
     lower_text,
 )
 from pbx_tracker.config_fields import problem as config_problem
-from pbx_tracker.routing.hours import HoursLine
+from pbx_tracker.hours import HoursLine
+from pbx_tracker.staff import NotifyChannel
 
 __all__ = [
     "CallbackSettings",
@@ -42,7 +43,7 @@ __all__ = [
     "callback_problems",
 ]
 
-Channel = Literal["email", "webhook", "ring_me"]
+Channel = NotifyChannel
 MissedReasonName = Literal["no_answer", "abandoned", "busy", "unavailable", "failed"]
 _Lower = BeforeValidator(lower_text)
 ALL_REASONS: tuple[MissedReasonName, ...] = (

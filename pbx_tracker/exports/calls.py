@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.visits import visits_table
 from pbx_tracker.reports.period import in_zone
-from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.store.calls import calls_table
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ def kept_calls(
 
 def export_zone(settings: Settings) -> tzinfo | None:
     """The zone export days are cut in: the reports' (None: the machine's zone)."""
-    return rules_of(settings).zone
+    return settings.report_rules().zone
 
 
 def parse_period(first: str, last: str, zone: tzinfo | None) -> Period:

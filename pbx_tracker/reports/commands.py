@@ -16,7 +16,6 @@ from pbx_tracker.reports.compute import Report, ReportError, ReportKind, compute
 from pbx_tracker.reports.dimensions import Dimension, GroupingError, ReportScope, parse_group_by
 from pbx_tracker.reports.period import PeriodError, period_of
 from pbx_tracker.reports.render import as_csv, as_json, as_table
-from pbx_tracker.reports.settings import rules_of
 from pbx_tracker.reports.spend import SpendFileError, import_spend, read_spend_file
 from pbx_tracker.store.engine import in_transaction
 
@@ -40,7 +39,7 @@ async def show_report(
     fmt: str,
 ) -> str:
     """The report of ``kind`` over [--from, --to] as a table, CSV or JSON."""
-    rules = rules_of(settings)
+    rules = settings.report_rules()
     try:
         period = period_of(start, end, rules.zone)
         dimensions = parse_group_by(group_by) if group_by is not None else None

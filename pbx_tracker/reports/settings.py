@@ -16,17 +16,14 @@ each call, so changing one re-computes past periods too:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field
 
 from pbx_tracker.config_fields import ConfigModel, lower_text
 
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
-
-__all__ = ["AttributionModel", "ReportRules", "ReportSettings", "rules_of"]
+__all__ = ["AttributionModel", "ReportRules", "ReportSettings"]
 
 AttributionModel = Literal["last_touch", "first_touch"]
 
@@ -49,17 +46,3 @@ class ReportRules:
     model: AttributionModel
     sla_minutes: float
     zone: ZoneInfo | None
-
-
-def rules_of(settings: Settings) -> ReportRules:
-    """The rules the config gives, with the defaults of the other sections filled in."""
-    reports = settings.reports
-    target = reports.target_seconds
-    zone = settings.routing.timezone
-    return ReportRules(
-        target_seconds=settings.calls.target_seconds if target is None else target,
-        unique_days=reports.unique_days,
-        model=reports.model or settings.attribution.model,
-        sla_minutes=settings.callbacks.sla_minutes,
-        zone=None if zone is None else ZoneInfo(zone),
-    )

@@ -14,8 +14,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from pbx_tracker.config import Manager, Settings
+from pbx_tracker.hours import WorkingHours
 from pbx_tracker.phones import normalize_number
-from pbx_tracker.routing.hours import WorkingHours
 from pbx_tracker.routing.settings import GroupSettings, Strategy, zone_of
 
 ALL_MANAGERS = "all"

@@ -20,7 +20,7 @@ from pbx_tracker.config_fields import (
     lower_text,
     problem,
 )
-from pbx_tracker.routing.hours import HoursLine
+from pbx_tracker.hours import HoursLine
 
 __all__ = [
     "GroupSettings",

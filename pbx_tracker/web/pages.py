@@ -88,7 +88,7 @@ class Pages:
     database, shared by every daemon: `pbx_tracker.web.sessions`); ``now``: wall time
     for the tasks' ages and the close time; ``recordings_dir``: the only folder
     recordings are played from; ``rules``: the reports' rules and time zone
-    (`rules_of`); ``managers``: extension -> name, to show who answered; ``callbacks``:
+    (`Settings.report_rules`); ``managers``: extension -> name, to show who answered; ``callbacks``:
     the callback policy a call unmarked as spam goes through."""
 
     def __init__(

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pbx_tracker.cli import main
-from pbx_tracker.weak_secrets import PLACEHOLDER_HASHES
+from pbx_tracker.config.weak_secrets import PLACEHOLDER_HASHES
 from pbx_tracker.web.auth import hash_password
 from stored import stored_calls
 from traces import EXPECTED, TRACE_CONFIG, TRACES, e164

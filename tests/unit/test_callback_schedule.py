@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pbx_tracker.callbacks.schedule import due_reminders, working_time_after
-from pbx_tracker.routing.hours import WorkingHours
+from pbx_tracker.hours import WorkingHours
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 OFFICE = WorkingHours.parse(["mon-fri 09:00-18:00"])

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from pbx_tracker.routing.hours import WorkingHours
+from pbx_tracker.hours import WorkingHours
 
 # 2026-11-23 is a Monday
 MONDAY = 23

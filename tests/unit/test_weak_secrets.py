@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pbx_tracker.config import Settings, settings_from_mapping
-from pbx_tracker.weak_secrets import weak_secret_problems
+from pbx_tracker.config.weak_secrets import weak_secret_problems
 
 STRONG = "d41d8cd98f00b204"
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
-from pbx_tracker.config import Settings
+from pbx_tracker.config.models import Settings
 
 __all__ = ["MIN_SECRET_CHARS", "PLACEHOLDER_HASHES", "weak_secret_problems"]
 
