@@ -286,6 +286,9 @@ EXPECTED_VARIABLES = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_VARIABLES))
 async def test_relays_the_captured_dialogue(name: str, tmp_path: Path) -> None:
+    """For each captured call the bridge passes Asterisk's commands and the router's replies through
+    unchanged, the call gets the variables the router set and no fallback, and the script exits 0
+    without a word on stderr."""
     trace = load_trace(name)
     asterisk = FakeAsterisk(channel=dict(trace.channel))
     async with StubRouter(trace.commands) as router:
@@ -301,6 +304,8 @@ async def test_relays_the_captured_dialogue(name: str, tmp_path: Path) -> None:
 
 
 async def test_cyrillic_passes_both_ways_intact(tmp_path: Path) -> None:
+    """A caller's Cyrillic name, a Cyrillic channel variable and a Cyrillic note set by the router
+    reach each side without being garbled."""
     trace = load_trace("06_ringgroup")
     assert f"agi_calleridname: {MARIA}" in trace.env
     commands = [
@@ -320,6 +325,8 @@ async def test_cyrillic_passes_both_ways_intact(tmp_path: Path) -> None:
 
 
 async def test_interim_100_and_multiline_520_are_relayed(tmp_path: Path) -> None:
+    """A Gosub's interim "100 Trying" reaches the router as it comes, before the final line, and a
+    multi-line 520 usage answer arrives whole."""
     commands = ["EXEC Gosub sub-route,s,1", "SET VARIABLE ROUTE_TO", 'VERBOSE "done" 1']
     router = StubRouter(commands)
 
@@ -344,6 +351,8 @@ async def test_interim_100_and_multiline_520_are_relayed(tmp_path: Path) -> None
 
 
 async def test_sighup_from_a_hang_up_does_not_stop_the_relay(tmp_path: Path) -> None:
+    """A caller hanging up (Asterisk sends SIGHUP) does not kill the bridge: the router still gets
+    "511 dead channel" for each remaining command and the script exits 0."""
     trace = load_trace("01_answered_simple")
     hung_up = False
 
@@ -366,6 +375,8 @@ async def test_sighup_from_a_hang_up_does_not_stop_the_relay(tmp_path: Path) -> 
 
 
 async def test_asterisk_closing_stdin_ends_the_script(tmp_path: Path) -> None:
+    """When Asterisk closes the script's input mid-call the router sees the bridge hang up and the
+    script exits 0 at once."""
     trace = load_trace("01_answered_simple")
 
     async def respond(asterisk: FakeAsterisk, command: str) -> list[str] | None:
@@ -388,6 +399,8 @@ FALLBACK_CONFIG = "[fallback]\ndial = IAX2/104/104\ntimeout = 15\n"
 
 
 async def test_router_down_sets_the_fallback_quickly(tmp_path: Path) -> None:
+    """With the router not listening the call is sent to the configured fallback phone within the
+    router timeout, and stderr says "connection refused"."""
     trace = load_trace("01_answered_simple")
     asterisk = FakeAsterisk(channel={"ROUTE_TO": "IAX2/101/101&IAX2/102/102"})
     config = write_config(tmp_path, closed_port(), FALLBACK_CONFIG)
@@ -405,6 +418,8 @@ async def test_router_down_sets_the_fallback_quickly(tmp_path: Path) -> None:
 
 
 async def test_fallback_without_a_dial_keeps_the_dialplans_route(tmp_path: Path) -> None:
+    """With the router down and no fallback phone configured only ROUTE_STATUS=FALLBACK is set, so
+    the dialplan rings whom it would have rung anyway."""
     trace = load_trace("01_answered_simple")
     asterisk = FakeAsterisk()
     run = await run_script(asterisk, trace.env, write_config(tmp_path, closed_port()))
@@ -415,6 +430,8 @@ async def test_fallback_without_a_dial_keeps_the_dialplans_route(tmp_path: Path)
 
 
 async def test_router_that_never_answers_is_given_up_within_the_bound(tmp_path: Path) -> None:
+    """A router that accepts the call but never sends a command is given up after the router timeout
+    and the call goes to the fallback phone."""
     trace = load_trace("01_answered_simple")
     asterisk = FakeAsterisk()
     async with StubRouter(trace.commands, stall_after=0) as router:
@@ -429,6 +446,8 @@ async def test_router_that_never_answers_is_given_up_within_the_bound(tmp_path: 
 
 
 async def test_router_stalling_mid_dialogue_falls_back(tmp_path: Path) -> None:
+    """A router that goes quiet after its first command is given up after the router timeout, and
+    the call still goes to the fallback phone."""
     trace = load_trace("01_answered_simple")
     asterisk = FakeAsterisk(channel=dict(trace.channel))
     async with StubRouter(trace.commands, stall_after=1) as router:
@@ -447,6 +466,8 @@ async def test_router_stalling_mid_dialogue_falls_back(tmp_path: Path) -> None:
 
 
 async def test_router_closing_without_a_command_falls_back(tmp_path: Path) -> None:
+    """A router that hangs up without sending a command leaves the call on the fallback route, with
+    the reason logged to Asterisk."""
     trace = load_trace("01_answered_simple")
     asterisk = FakeAsterisk()
     async with StubRouter([]) as router:
@@ -458,6 +479,8 @@ async def test_router_closing_without_a_command_falls_back(tmp_path: Path) -> No
 
 
 async def test_no_environment_on_stdin_still_exits_cleanly(tmp_path: Path) -> None:
+    """Run with nothing on its input the script only sets ROUTE_STATUS=FALLBACK and exits 0 without
+    a traceback."""
     config = write_config(tmp_path, closed_port())
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -490,6 +513,8 @@ def check(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_no_config_file_means_the_defaults(tmp_path: Path) -> None:
+    """The check of a missing agi.conf says the file was not found and lists the defaults it uses
+    (router 127.0.0.1:4573, timeout 1 s, fallback 20 s)."""
     result = check(tmp_path / "missing.conf")
 
     assert result.stdout.splitlines()[:7] == [
@@ -505,6 +530,8 @@ def test_no_config_file_means_the_defaults(tmp_path: Path) -> None:
 
 
 def test_a_bad_value_is_reported_and_replaced_by_its_default(tmp_path: Path) -> None:
+    """A port out of range, a timeout that is not a number or a dial string with quotes is named on
+    stderr and replaced by its default, while the good values are kept."""
     config = tmp_path / "agi.conf"
     config.write_text(
         "[router]\nport = 70000\ntimeout = soon\nscript = route-b\n"
@@ -523,6 +550,8 @@ def test_a_bad_value_is_reported_and_replaced_by_its_default(tmp_path: Path) -> 
 
 
 def test_check_tells_whether_the_router_accepts_connections(tmp_path: Path) -> None:
+    """The check exits 0 saying "accepts connections" when the router listens, and 1 saying "no
+    answer (connection refused)" when it does not."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         up = check(write_config(tmp_path, server.getsockname()[1]))
     down = check(write_config(tmp_path, closed_port()))

@@ -191,6 +191,7 @@ async def test_session_api_writes_the_captured_command_lines(trace: AgiTraceSess
 
 
 async def test_cyrillic_caller_name_reaches_the_handler_intact() -> None:
+    """The router sees a captured caller's Cyrillic name exactly as Asterisk sent it."""
     [trace] = read_agi_trace(TRACES / "06_ringgroup.agi.txt")
     names: list[str] = []
 
@@ -219,6 +220,8 @@ async def test_truncated_utf8_caller_name_is_replaced_not_fatal() -> None:
 
 
 async def test_values_with_quotes_parentheses_and_backslashes_round_trip() -> None:
+    """A channel variable with parentheses reads back whole, an unset one reads as None, and a value
+    with quotes, parentheses and backslashes (or an empty one) is set on the call exactly."""
     tricky = 'say "hi" (twice) \\ done'
     read: list[str | None] = []
 
@@ -236,6 +239,8 @@ async def test_values_with_quotes_parentheses_and_backslashes_round_trip() -> No
 
 
 async def test_trying_and_multi_line_replies_keep_commands_and_replies_paired() -> None:
+    """After a "100 Trying", a multi-line 520 usage answer and a 510 for an unknown command, the
+    next command still gets its own reply (the call's TRACK_SOURCE)."""
     replies: list[AgiReply] = []
 
     async def route(session: AgiSession) -> None:
@@ -257,6 +262,7 @@ async def test_trying_and_multi_line_replies_keep_commands_and_replies_paired() 
 
 
 async def test_many_concurrent_sessions_are_all_served() -> None:
+    """A hundred calls asking at once are each told whom to ring, and none is left open."""
     async with serving({"route": router}) as server:
         calls = await asyncio.gather(*(call(server, number) for number in range(100)))
     assert all(answered.variables["ROUTE_TO"] == "IAX2/101/101" for answered in calls)
@@ -291,6 +297,8 @@ async def test_client_closing_before_the_blank_line_ends_its_session_at_once(
 
 
 async def test_client_hanging_up_mid_session_reaches_the_handler_as_session_closed() -> None:
+    """A caller who hangs up while the router is asking something ends that session with one info
+    line "hangup" and no traceback, and the next call is served at once."""
     reasons: list[str] = []
 
     async def route(session: AgiSession) -> None:
@@ -349,6 +357,8 @@ async def test_hangup_line_never_shifts_replies(when: str) -> None:
 
 
 async def test_dead_channel_answers_511_and_the_handler_finishes() -> None:
+    """Once the channel is gone every command answers 511 and the router finishes without setting
+    ROUTE_TO, logging the hang-up once and the failed commands only at debug."""
     seen: list[object] = []
 
     async def route(session: AgiSession) -> None:
@@ -389,6 +399,8 @@ async def test_dead_channel_answers_511_and_the_handler_finishes() -> None:
     ids=["endless-header", "endless-line", "http-probe", "not-agi-key"],
 )
 async def test_malformed_request_is_closed_and_logged(sent: bytes, problem: str) -> None:
+    """An endless header, an endless line, an HTTP probe or a line that is no agi_ key is closed
+    with one warning naming what was wrong, and the next call is served."""
     handled: list[str] = []
 
     async def route(session: AgiSession) -> None:
@@ -409,6 +421,8 @@ async def test_malformed_request_is_closed_and_logged(sent: bytes, problem: str)
 
 
 async def test_request_header_that_never_ends_times_out() -> None:
+    """A client that never finishes its request header is cut after the header timeout with one
+    warning, and the next call is served."""
     with structlog.testing.capture_logs() as logs:
         async with serving({"route": router}, header_timeout=0.2) as server:
             async with RawAsterisk.connect(server) as asterisk:
@@ -421,6 +435,8 @@ async def test_request_header_that_never_ends_times_out() -> None:
 
 
 async def test_command_without_reply_times_out_and_the_handler_is_told() -> None:
+    """When Asterisk does not answer a command within the command timeout the session is closed, the
+    router is told "timeout" and one warning names the command."""
     reasons: list[str] = []
 
     async def route(session: AgiSession) -> None:
@@ -446,6 +462,9 @@ async def test_command_without_reply_times_out_and_the_handler_is_told() -> None
 
 
 async def test_garbage_instead_of_a_reply_closes_the_session() -> None:
+    """A line that is no AGI reply where a reply was expected closes that session and counts it as
+    malformed."""
+
     async def route(session: AgiSession) -> None:
         await session.get_variable("TRACK_SOURCE")
 
@@ -461,6 +480,9 @@ async def test_garbage_instead_of_a_reply_closes_the_session() -> None:
 
 
 async def test_handler_that_raises_is_logged_with_its_traceback() -> None:
+    """A router that fails on one call closes only that call with one error line (traceback,
+    uniqueid, script, peer), and the next call is served."""
+
     async def route(session: AgiSession) -> None:
         await session.get_variable("TRACK_SOURCE")
         if session.request.uniqueid == "1795348437.1":
@@ -484,6 +506,8 @@ async def test_handler_that_raises_is_logged_with_its_traceback() -> None:
 
 
 async def test_unknown_script_is_refused_naming_the_known_ones() -> None:
+    """A call asking for a script the server does not have is closed at once with a warning naming
+    the script asked for and the ones there are."""
     with structlog.testing.capture_logs() as logs:
         async with serving({"route": router, "callback": router}) as server:
             refused = await call(server, env=call_env(script="rout?x=1"))
@@ -497,6 +521,8 @@ async def test_unknown_script_is_refused_naming_the_known_ones() -> None:
 
 
 async def test_only_allowed_addresses_are_served() -> None:
+    """A call from an address outside the allowed networks is closed with a warning naming the peer,
+    while one from an allowed address is routed."""
     with structlog.testing.capture_logs() as logs:
         async with serving({"route": router}, allow=["127.0.0.2/32"]) as server:
             refused = await call(server)
@@ -509,6 +535,8 @@ async def test_only_allowed_addresses_are_served() -> None:
 
 
 async def test_sessions_over_the_limit_are_refused_and_the_rest_served() -> None:
+    """A call beyond the session limit is closed at once with a warning naming the limit, while the
+    call in progress is still routed."""
     entered = asyncio.Event()
     release = asyncio.Event()
 
@@ -534,6 +562,8 @@ async def test_sessions_over_the_limit_are_refused_and_the_rest_served() -> None
 
 
 async def test_stop_cuts_open_sessions_promptly_and_leaves_nothing_running() -> None:
+    """Stopping the server closes three stuck sessions within a second, leaves no task behind and
+    stops accepting calls."""
     stuck = asyncio.Event()
 
     async def route(session: AgiSession) -> None:

@@ -137,6 +137,8 @@ def free_port() -> int:
 
 
 async def test_trace_events_arrive_in_order_and_complete(asterisk: FakeAsterisk) -> None:
+    """A captured ring-group call played by Asterisk arrives event by event in order, every field a
+    string, stamped with the listener's clock, with nothing counted malformed."""
     listener = listener_for(asterisk, clock=lambda: 1234.5)
     expected = trace_events("06_ringgroup.jsonl")
     async with running(listener):
@@ -152,6 +154,7 @@ async def test_trace_events_arrive_in_order_and_complete(asterisk: FakeAsterisk)
 
 
 async def test_cyrillic_name_survives_one_byte_writes() -> None:
+    """A Cyrillic caller name sent one byte at a time arrives whole."""
     expected = trace_events("06_ringgroup.jsonl", limit=8)
     assert any(e.get("CallerIDName") == "Мария Иванова" for e in expected)
     async with FakeAsterisk(username=USER, secret=SECRET, chunk_size=1) as server:
@@ -216,6 +219,8 @@ async def state_lists(listener: AmiListener) -> dict[str, list[dict[str, str]]]:
 async def test_after_login_device_hint_and_queue_member_states_are_listed(
     asterisk: FakeAsterisk,
 ) -> None:
+    """Right after login the listener reports each device's state, each hint's status and each queue
+    member's pause with its reason."""
     asterisk.states.add_hint("101", "IAX2/101")
     asterisk.states.add_member("sales", "IAX2/102")
     asterisk.states.change_device("IAX2/101", "INUSE")
@@ -237,6 +242,8 @@ async def test_after_login_device_hint_and_queue_member_states_are_listed(
 
 
 async def test_a_refused_state_list_costs_only_that_list(asterisk: FakeAsterisk) -> None:
+    """An Asterisk without ExtensionStateList still gives the device and queue member lists, and one
+    line names the refused action and why."""
     del asterisk._handlers["extensionstatelist"]  # an Asterisk without the action
     asterisk.states.change_device("IAX2/101", "RINGING")
     listener = listener_for(asterisk)
@@ -254,6 +261,7 @@ async def test_a_refused_state_list_costs_only_that_list(asterisk: FakeAsterisk)
 
 
 async def test_timestamp_header_gives_the_event_time(asterisk: FakeAsterisk) -> None:
+    """An event carrying Asterisk's Timestamp header is timed by it, not by the listener's clock."""
     listener = listener_for(asterisk, clock=lambda: 1.0)
     async with running(listener):
         await next_resync(listener)
@@ -273,6 +281,8 @@ async def test_timestamp_header_gives_the_event_time(asterisk: FakeAsterisk) -> 
     ],
 )
 async def test_oversized_message_is_dropped_once(asterisk: FakeAsterisk, junk: bytes) -> None:
+    """A message over the size bound is dropped with one warning giving its size, and the next event
+    arrives on the same connection."""
     listener = listener_for(asterisk)
     async with running(listener):
         await next_resync(listener)
@@ -289,6 +299,8 @@ async def test_oversized_message_is_dropped_once(asterisk: FakeAsterisk, junk: b
 
 
 async def test_non_utf8_byte_becomes_replacement_character(asterisk: FakeAsterisk) -> None:
+    """A byte that is not UTF-8 in a caller name becomes the replacement character and the rest of
+    the name is kept."""
     listener = listener_for(asterisk)
     async with running(listener):
         await next_resync(listener)
@@ -300,6 +312,8 @@ async def test_non_utf8_byte_becomes_replacement_character(asterisk: FakeAsteris
 async def test_garbage_lines_unknown_events_and_repeated_headers(
     asterisk: FakeAsterisk,
 ) -> None:
+    """A message with no Event is counted malformed, junk lines inside an event are skipped, a
+    custom event arrives, and repeated ChanVariable headers are kept one per line."""
     listener = listener_for(asterisk)
     async with running(listener):
         await next_resync(listener)
@@ -324,6 +338,8 @@ async def test_garbage_lines_unknown_events_and_repeated_headers(
 
 
 async def test_bad_secret_is_fatal_and_names_the_user_not_the_secret() -> None:
+    """A wrong AMI secret stops the listener after one attempt with an error naming the user and
+    address, and the secret appears nowhere."""
     async with FakeAsterisk(username=USER, secret="the-right-one") as server:
         listener = listener_for(server)
         with structlog.testing.capture_logs() as logs, pytest.raises(AmiLoginError) as caught:
@@ -338,6 +354,8 @@ async def test_bad_secret_is_fatal_and_names_the_user_not_the_secret() -> None:
 
 
 async def test_asterisk_down_at_start_then_up() -> None:
+    """While Asterisk is down the listener retries with growing waits up to the maximum, logs each
+    failure as a warning with its reason, and logs in once Asterisk is up."""
     port = free_port()
     statuses = Statuses()
     listener = AmiListener(
@@ -365,6 +383,8 @@ async def test_asterisk_down_at_start_then_up() -> None:
 async def test_dropped_connection_reconnects_with_a_fresh_resync(
     asterisk: FakeAsterisk,
 ) -> None:
+    """After Asterisk drops the connection the listener reconnects and lists the channels still up,
+    and its status goes connected, disconnected, connected."""
     statuses = Statuses()
     listener = listener_for(asterisk, on_status=statuses)
     opening = trace_events("06_ringgroup.jsonl", limit=40)
@@ -385,6 +405,8 @@ async def test_dropped_connection_reconnects_with_a_fresh_resync(
 
 
 async def test_unanswered_pings_force_a_reconnect() -> None:
+    """An Asterisk that stops answering pings is noticed within the ping interval plus timeout,
+    logged, and reconnected to."""
     statuses = Statuses()
     async with FakeAsterisk(username=USER, secret=SECRET, answer_pings=False) as server:
         listener = listener_for(server, ping_interval=0.2, ping_timeout=0.2, on_status=statuses)
@@ -404,6 +426,7 @@ async def test_unanswered_pings_force_a_reconnect() -> None:
 async def test_shutdown_event_is_queued_then_the_listener_reconnects(
     asterisk: FakeAsterisk,
 ) -> None:
+    """Asterisk's Shutdown event is passed on and the listener then logs in again by itself."""
     listener = listener_for(asterisk)
     async with running(listener):
         await next_resync(listener)
@@ -418,6 +441,8 @@ async def test_shutdown_event_is_queued_then_the_listener_reconnects(
 
 
 async def test_send_action_returns_the_response(asterisk: FakeAsterisk) -> None:
+    """An Originate sent through the listener reaches Asterisk once and its response comes back
+    matched by ActionID."""
     listener = listener_for(asterisk)
     originate = {
         "Action": "Originate",
@@ -440,6 +465,8 @@ async def test_send_action_returns_the_response(asterisk: FakeAsterisk) -> None:
 
 
 async def test_send_action_timeout_leaves_no_stale_entry() -> None:
+    """An action Asterisk never answers fails after its timeout with a message naming it, and the
+    connection stays up with nothing left waiting."""
     async with FakeAsterisk(username=USER, secret=SECRET, answer_pings=False) as server:
         listener = listener_for(server)
         async with running(listener):
@@ -457,6 +484,7 @@ async def test_send_action_timeout_leaves_no_stale_entry() -> None:
 
 
 async def test_send_action_before_login_raises_promptly(asterisk: FakeAsterisk) -> None:
+    """Sending an action before the listener has logged in fails at once with a connection error."""
     listener = listener_for(asterisk)
     started = time.monotonic()
     with pytest.raises(ConnectionError):
@@ -465,6 +493,8 @@ async def test_send_action_before_login_raises_promptly(asterisk: FakeAsterisk) 
 
 
 async def test_close_sends_logoff_and_run_returns(asterisk: FakeAsterisk) -> None:
+    """Closing the listener sends Logoff, ends its run without an error, can be done twice, and
+    later actions fail as not connected."""
     statuses = Statuses()
     listener = listener_for(asterisk, on_status=statuses)
     task = asyncio.create_task(listener.run())
@@ -480,6 +510,8 @@ async def test_close_sends_logoff_and_run_returns(asterisk: FakeAsterisk) -> Non
 
 
 async def test_close_while_asterisk_is_down_stops_the_retry_loop() -> None:
+    """Closing the listener while it waits to retry a down Asterisk returns at once instead of after
+    the retry wait."""
     statuses = Statuses()
     settings = Settings(port=free_port(), reconnect_initial=5, reconnect_max=5)
     listener = AmiListener(settings, on_status=statuses)
@@ -492,6 +524,8 @@ async def test_close_while_asterisk_is_down_stops_the_retry_loop() -> None:
 async def test_secret_never_logged_when_panoramisk_fails_to_send(
     asterisk: FakeAsterisk, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """When a login action cannot be sent the AMI secret is masked in every log line and in the
+    error."""
     caplog.set_level(logging.DEBUG)
     listener = listener_for(asterisk)
     with structlog.testing.capture_logs() as logs:
@@ -522,6 +556,7 @@ async def test_secret_never_logged_when_panoramisk_fails_to_send(
 
 
 async def test_socket_has_tcp_keepalive(asterisk: FakeAsterisk) -> None:
+    """The AMI connection has TCP keepalive on, so a silently dead link is found."""
     listener = listener_for(asterisk)
     async with running(listener):
         await next_resync(listener)

@@ -132,6 +132,9 @@ YANDEX_AD = {
 async def test_call_while_a_visit_is_shown_the_number_takes_its_tags(
     engine: AsyncEngine,
 ) -> None:
+    """A call on a pool number while a visit is shown it is credited to that visit with full
+    confidence: the marketer sees its source, medium, campaign, term and content, and a reason
+    naming the visit."""
     await add_visit(engine, "visit-a", shown=(10, None), minutes=10, **YANDEX_AD)
     record = await stored(engine, call(minutes=25))
     assert record.session_id == "visit-a"
@@ -149,6 +152,8 @@ async def test_call_while_a_visit_is_shown_the_number_takes_its_tags(
 async def test_call_just_after_the_release_is_credited_with_less_confidence(
     engine: AsyncEngine,
 ) -> None:
+    """A call a few minutes after the visit let the number go is still credited to that visit, with
+    confidence 0.8."""
     await add_visit(engine, "visit-a", shown=(0, 20), **YANDEX_AD)
     record = await stored(engine, call(minutes=23))
     assert record.session_id == "visit-a"
@@ -158,6 +163,8 @@ async def test_call_just_after_the_release_is_credited_with_less_confidence(
 
 
 async def test_call_after_the_grace_falls_back_to_the_pools_source(engine: AsyncEngine) -> None:
+    """A call after the grace period is credited to no visit: it shows the pool's own source
+    (website / pool) and the reason says no visit was shown the number."""
     await add_visit(engine, "visit-a", shown=(0, 20), **YANDEX_AD)
     record = await stored(engine, call(minutes=26))
     assert record.session_id is None
@@ -179,6 +186,8 @@ async def test_a_lease_never_released_counts_until_its_hold_ran_out(engine: Asyn
 
 
 async def test_two_possible_visits_are_listed_not_guessed(engine: AsyncEngine) -> None:
+    """When two visits could have made the call neither is credited: the call is marked ambiguous at
+    0.5 and both visits are listed."""
     await add_visit(engine, "visit-a", shown=(0, 20), **YANDEX_AD)
     await add_visit(engine, "visit-b", shown=(21, None), minutes=21, utm_source="google")
     record = await stored(engine, call(minutes=22))
@@ -193,6 +202,8 @@ async def test_two_possible_visits_are_listed_not_guessed(engine: AsyncEngine) -
 
 
 async def test_exhaustion_in_that_hour_is_shown_on_the_call(engine: AsyncEngine) -> None:
+    """A call in an hour when the pool ran out of numbers says so, so the marketer knows the credit
+    may be wrong."""
     await add_visit(engine, "visit-a", shown=(0, None), **YANDEX_AD)
     async with engine.begin() as conn:
         await record_pool_use(conn, "site", at(5), exhaustions=3, in_use=2)
@@ -204,6 +215,8 @@ async def test_exhaustion_in_that_hour_is_shown_on_the_call(engine: AsyncEngine)
 async def test_referrer_and_click_ids_name_the_source_without_utm_tags(
     engine: AsyncEngine,
 ) -> None:
+    """Without utm tags a visit from Google search counts as google / organic and one with a gclid
+    as google / cpc."""
     await add_visit(engine, "organic", shown=(0, None), referrer="https://www.google.com/")
     await add_visit(
         engine, "ad", shown=(0, None), did=POOL_NUMBERS[1], gclid="Cj0KCQ", visitor_id="x"
@@ -221,6 +234,8 @@ async def test_referrer_and_click_ids_name_the_source_without_utm_tags(
 async def test_first_or_last_touch_is_a_config_choice(
     engine: AsyncEngine, model: str, source: str, touch: str
 ) -> None:
+    """The call's source follows the configured model (the visitor's first visit or their latest),
+    and both touches are stored so reports can use either."""
     await add_visit(engine, "first", minutes=-3 * 24 * 60, visitor_id="browser-1", utm_source="vk")
     await add_visit(engine, "later", shown=(0, None), **YANDEX_AD)
     record = await stored(engine, call(minutes=5), settings(model=model))
@@ -236,6 +251,8 @@ async def test_first_or_last_touch_is_a_config_choice(
 
 
 async def test_the_callers_earlier_calls_visits_are_recorded(engine: AsyncEngine) -> None:
+    """A caller's second call, made from another visit, is credited to the new visit, is not a
+    first-time call, and lists the visit of the earlier call."""
     await add_visit(engine, "monday", shown=(0, 10), **YANDEX_AD)
     await stored(engine, call(minutes=5, linkedid="1.1"))
     await add_visit(engine, "friday", shown=(100, None), minutes=100, visitor_id="browser-2")
@@ -249,6 +266,8 @@ async def test_the_callers_earlier_calls_visits_are_recorded(engine: AsyncEngine
 async def test_a_tracked_numbers_call_says_its_source_is_from_the_config(
     engine: AsyncEngine,
 ) -> None:
+    """A call on a fixed tracked number takes the source configured for it (billboard), as first and
+    last touch, with a reason naming the number."""
     record = await stored(engine, call(did="+74951110001"))
     assert record.source == "billboard"
     async with engine.connect() as conn:

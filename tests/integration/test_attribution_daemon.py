@@ -78,6 +78,8 @@ async def start_visit(port: int, **changes: Any) -> dict[str, Any]:
 async def test_a_visits_call_gets_its_source_tags_and_session(
     database_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """A visit given a pool number by the running daemon, followed by a call on that number, yields
+    a call record credited to that visit with its utm tags."""
     await asyncio.to_thread(upgrade_to_head, database_url)
     settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
     async with start_daemon(settings, asyncio.Event()) as running:
@@ -122,6 +124,8 @@ async def test_after_a_restart_the_visit_keeps_its_number_and_its_calls(
 async def test_calls_on_pool_numbers_no_visit_holds_keep_the_pools_source(
     database_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """Calls on pool numbers no visit was given are stored as unattributed with the pool's source,
+    and a fixed number's call keeps its configured source."""
     await asyncio.to_thread(upgrade_to_head, database_url)
     settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
     async with start_daemon(settings, asyncio.Event()) as running:
@@ -139,6 +143,8 @@ async def test_calls_on_pool_numbers_no_visit_holds_keep_the_pools_source(
 async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
     database_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """The pool status and /metrics answer 401 without the right bearer token, and with it show the
+    pool's size, numbers in use, recommended size and the daemon's counters."""
     await asyncio.to_thread(upgrade_to_head, database_url)
     token = "status-token-0123456789"
     environ = http_environ(PBX_TRACKER_HTTP__STATUS_TOKEN=token)
@@ -181,6 +187,8 @@ async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
 async def test_an_http_port_in_use_stops_the_start_with_exit_code_1(
     database_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """A daemon whose HTTP port is taken exits with code 1 and logs the port it could not listen
+    on."""
     await asyncio.to_thread(upgrade_to_head, database_url)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -431,6 +431,8 @@ class TestEmailOverTls:
     async def test_delivered_when_the_servers_ca_is_trusted(
         self, smtps: LoopbackController, certificate: tuple[Path, Path]
     ) -> None:
+        """A reminder email is delivered over TLS when the mail server's certificate authority is
+        given in ca_file."""
         settings = smtp_settings(smtps.port, security="tls", ca_file=str(certificate[0]))
         await EmailNotifier(settings).send(reminder_email())
         assert len(smtps.inbox.envelopes) == 1
@@ -439,6 +441,8 @@ class TestEmailOverTls:
     # collector now and then (ResourceWarning: unclosed transport), outside our code.
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
     async def test_an_untrusted_certificate_is_refused(self, smtps: LoopbackController) -> None:
+        """A mail server whose TLS certificate is not trusted gets no email and the failure says
+        "TLS certificate not trusted"."""
         settings = smtp_settings(smtps.port, security="tls")
         with pytest.raises(NotifyError) as caught:
             await EmailNotifier(settings).send(reminder_email())

@@ -136,6 +136,8 @@ async def linked_calls(engine: AsyncEngine, task_id: int) -> list[str]:
 
 class TestMissedCalls:
     async def test_a_missed_call_opens_a_task_linked_to_it(self, engine: AsyncEngine) -> None:
+        """A missed call from a customer opens one callback task for their number, assigned to the
+        manager it rang, with the number dialled, its source and an "opened" event."""
         task = await opened(engine, missed("m.1"))
         assert (task.customer, task.dialable, task.status) == (CUSTOMER, True, TaskStatus.OPEN)
         assert (task.assignee, task.group_name, task.node) == ("101", "sales", "pbx1")
@@ -155,6 +157,8 @@ class TestMissedCalls:
     async def test_a_second_miss_joins_and_keeps_the_first_did_and_source(
         self, engine: AsyncEngine
     ) -> None:
+        """A second missed call from the same customer joins their open task (tries 2, last miss
+        moved) and keeps the number and source of the first call, by which reports group it."""
         first = await opened(engine, missed("m.1"))
         second = missed("m.2", 7, did="+74951110002", source="yandex")
         change = await apply(engine, second, NOW + timedelta(minutes=7))
@@ -185,6 +189,8 @@ class TestMissedCalls:
     async def test_a_late_record_does_not_move_the_last_miss_back(
         self, engine: AsyncEngine
     ) -> None:
+        """A missed call stored late, earlier than the task's last miss, does not move the last miss
+        back."""
         await opened(engine, missed("m.2", 10))
         change = await apply(engine, missed("m.1", 3))
         assert change is not None
@@ -193,6 +199,8 @@ class TestMissedCalls:
     async def test_hidden_callers_get_separate_tasks_that_cannot_be_dialled(
         self, engine: AsyncEngine
     ) -> None:
+        """Each missed call from a hidden number gets its own task marked not dialable, and "ring
+        me" on it is refused."""
         first = await opened(engine, missed("h.1", caller=None))
         second = await opened(engine, missed("h.2", 1, caller=None))
         assert first.id != second.id
@@ -204,6 +212,8 @@ class TestMissedCalls:
     async def test_untracked_reasons_and_disabled_callbacks_open_nothing(
         self, engine: AsyncEngine
     ) -> None:
+        """A missed call on an untracked number, for a reason not called back, or with callbacks off
+        opens no task."""
         assert await apply(engine, missed("u.1", source=None)) is None
         assert await apply(engine, missed("u.2"), reasons=["busy"]) is None
         assert await apply(engine, missed("u.3"), enabled=False) is None
@@ -211,6 +221,7 @@ class TestMissedCalls:
             assert await list_tasks(conn, status=None) == []
 
     async def test_an_unsaved_missed_call_is_refused(self, engine: AsyncEngine) -> None:
+        """Applying a missed call that was never stored is refused with "save it first"."""
         async with engine.begin() as conn:
             with pytest.raises(TaskError, match="save it first"):
                 await apply_call(conn, missed("never.saved"), SETTINGS, now=NOW)
@@ -218,6 +229,8 @@ class TestMissedCalls:
 
 class TestResolution:
     async def test_the_customer_calls_again_and_is_answered(self, engine: AsyncEngine) -> None:
+        """When the customer calls again and a manager answers, their task is done as answered
+        inbound, naming the manager and the call, and no task is open for them."""
         task = await opened(engine, missed("m.1"))
         later = NOW + timedelta(minutes=20)
         change = await apply(engine, answered("a.1", 20), later)
@@ -233,12 +246,16 @@ class TestResolution:
         assert await linked_calls(engine, task.id) == ["m.1"]
 
     async def test_a_miss_after_resolution_opens_a_new_task(self, engine: AsyncEngine) -> None:
+        """A customer who misses again after their task was resolved gets a new task with one
+        try."""
         first = await opened(engine, missed("m.1"))
         await apply(engine, answered("a.1", 20))
         second = await opened(engine, missed("m.2", 40))
         assert second.id != first.id and second.tries == 1
 
     async def test_an_answered_outbound_callback_resolves(self, engine: AsyncEngine) -> None:
+        """A manager's callback that the customer answers closes the task as called back, naming the
+        manager and the call."""
         task = await opened(engine, missed("m.1"))
         change = await apply(engine, outbound("o.1", 12, reached=True))
         assert change is not None and change.kind == "resolved"
@@ -250,6 +267,8 @@ class TestResolution:
         assert event.detail == {"resolution": "called_back", "by": "103", "call": "o.1"}
 
     async def test_an_unanswered_callback_is_an_attempt(self, engine: AsyncEngine) -> None:
+        """A manager's callback the customer does not answer leaves the task open and records each
+        attempt, keeping the time of the first."""
         task = await opened(engine, missed("m.1"))
         change = await apply(engine, outbound("o.1", 12, reached=False))
         assert change is not None and (change.kind, change.task.status) == ("attempt", "open")
@@ -272,12 +291,15 @@ class TestResolution:
             assert await get_task(conn, task.id) == task
 
     async def test_answered_calls_without_a_task_change_nothing(self, engine: AsyncEngine) -> None:
+        """An answered call or callback of a customer with no open task changes no task."""
         assert await apply(engine, answered("a.1", 0)) is None
         assert await apply(engine, outbound("o.1", 1, reached=True)) is None
 
 
 class TestManagerCommands:
     async def test_close(self, engine: AsyncEngine) -> None:
+        """A manager closing a task marks it done as closed by manager, with who and when, and
+        records a "closed" event."""
         task = await opened(engine, missed("m.1"))
         at = NOW + timedelta(hours=1)
         done = await run(engine, lambda c: close_task(c, task.id, by="101", now=at))
@@ -286,6 +308,8 @@ class TestManagerCommands:
         assert await events_of(engine, task.id) == [EventKind.OPENED, EventKind.CLOSED]
 
     async def test_snooze(self, engine: AsyncEngine) -> None:
+        """A task snoozed until a later time stays open and records who snoozed it until when; a
+        snooze that is not in the future is refused."""
         task = await opened(engine, missed("m.1"))
         until = NOW + timedelta(hours=2)
         snoozed = await run(
@@ -299,6 +323,8 @@ class TestManagerCommands:
             await run(engine, lambda c: snooze_task(c, task.id, until=NOW, by="101", now=NOW))
 
     async def test_assign(self, engine: AsyncEngine) -> None:
+        """A task assigned to another manager moves to them in the same group, with an event saying
+        who moved it from whom to whom."""
         task = await opened(engine, missed("m.1"))
         moved = await run(
             engine, lambda c: assign_task(c, task.id, extension="103", by="900", now=NOW)
@@ -315,6 +341,8 @@ class TestManagerCommands:
     async def test_unknown_and_done_tasks_are_refused(
         self, engine: AsyncEngine, action: str
     ) -> None:
+        """Closing, snoozing or assigning a done task or one that does not exist is refused with a
+        message saying which and why."""
         task = await opened(engine, missed("m.1"))
         await run(engine, lambda c: close_task(c, task.id, by="101", now=NOW))
         commands: dict[str, Callable[[AsyncConnection, int], Awaitable[Any]]] = {
@@ -330,6 +358,8 @@ class TestManagerCommands:
             await run(engine, lambda c: commands[action](c, 999))
 
     async def test_list_newest_first_by_status_and_assignee(self, engine: AsyncEngine) -> None:
+        """The task list shows open tasks newest first, can be narrowed to one manager or to done
+        tasks, or show all up to a limit."""
         made = []
         for i, manager in enumerate(["101", "102", "101", "101"]):
             attempt = RingAttempt(manager, "PJSIP/x-1", T0, T0, "noanswer")
@@ -349,6 +379,8 @@ class TestManagerCommands:
 
 class TestNotifications:
     async def test_events_are_recorded_in_order(self, engine: AsyncEngine) -> None:
+        """A task's history lists reminders, a failed webhook, "ring me" attempts and an escalation
+        in order; an escalation is not counted as a reminder."""
         task = await opened(engine, missed("m.1"))
         at = [NOW + timedelta(minutes=m) for m in range(6)]
         tid = task.id
@@ -383,12 +415,16 @@ class TestNotifications:
     async def test_a_reminder_sent_as_the_task_closed_is_still_recorded(
         self, engine: AsyncEngine
     ) -> None:
+        """A reminder that went out as the task was being closed is still counted on the closed
+        task."""
         task = await opened(engine, missed("m.1"))
         await run(engine, lambda c: close_task(c, task.id, by="101", now=NOW))
         after = await run(engine, lambda c: record_reminder(c, task.id, at=NOW, channels=["email"]))
         assert after.reminders_sent == 1 and not after.is_open
 
     async def test_unknown_tasks_are_refused(self, engine: AsyncEngine) -> None:
+        """Recording a reminder or a failed notification for a task that does not exist is refused
+        naming the task."""
         with pytest.raises(TaskError, match="no callback task 999"):
             await run(engine, lambda c: record_reminder(c, 999, at=NOW, channels=["email"]))
         with pytest.raises(TaskError, match="no callback task 999"):
@@ -398,6 +434,7 @@ class TestNotifications:
             )
 
     async def test_times_come_back_in_utc(self, engine: AsyncEngine) -> None:
+        """A task opened with a Moscow time reads back as the same instant in UTC."""
         moscow = timezone(timedelta(hours=3))
         task = await opened(engine, missed("m.1"), NOW.astimezone(moscow))
         assert task.created_at == NOW and task.created_at.tzinfo == UTC
@@ -405,6 +442,8 @@ class TestNotifications:
 
 class TestOneOpenTaskPerCustomer:
     async def test_the_database_refuses_a_second_open_task(self, engine: AsyncEngine) -> None:
+        """The database itself refuses a second open task for the same customer, while done tasks of
+        theirs can be many."""
         task = await opened(engine, missed("m.1"))
         row = {k: v for k, v in tasks_table_row(task).items() if k != "id"}
         with pytest.raises(IntegrityError):

@@ -107,6 +107,8 @@ def answered_call_from(customer_digits: str, manager: str) -> list[dict[str, str
 async def test_missed_call_opens_a_task_reminds_by_email_and_closes_when_answered_later(
     tmp_path: Path, asterisk: FakeAsterisk, mailbox: Mailbox, migrated_url: str
 ) -> None:
+    """A missed call opens a task and emails the manager a reminder naming the customer and source;
+    when the customer calls again and is answered the task closes and no more reminders are due."""
     settings = callback_settings(
         migrated_url,
         asterisk.port,
@@ -139,6 +141,8 @@ async def test_missed_call_opens_a_task_reminds_by_email_and_closes_when_answere
 async def test_ring_me_calls_the_manager_then_the_customer_and_that_closes_the_task(
     tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
 ) -> None:
+    """With "ring me" the daemon originates a call to the manager's phone that then dials the
+    customer, and that reached call closes the task as called back."""
     settings = callback_settings(migrated_url, asterisk.port, tmp_path, notify=["ring_me"])
     async with running(settings) as pbx:
         await asterisk.play(trace_events(TRACES / "03_missed_no_answer.jsonl"))
@@ -161,6 +165,8 @@ async def test_ring_me_calls_the_manager_then_the_customer_and_that_closes_the_t
 async def test_a_failing_webhook_is_recorded_and_the_task_stays_open(
     tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
 ) -> None:
+    """A reminder webhook that cannot be reached leaves the task open with a "notify failed" event
+    saying connection refused."""
     settings = callback_settings(
         migrated_url,
         asterisk.port,

@@ -80,6 +80,8 @@ async def until_reminded(url: str, leader: CallbackService) -> tasks.CallbackTas
 async def test_one_daemon_reminds_and_another_takes_over_when_it_is_gone(
     postgres_database: str,
 ) -> None:
+    """Of two daemons on one database only the leader sends reminders; when it stops the other takes
+    over the pending reminders without sending any twice."""
     url = postgres_database
     await asyncio.to_thread(upgrade_to_head, url)
     async with daemon(url) as first, daemon(url) as second:

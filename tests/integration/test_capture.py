@@ -16,6 +16,8 @@ from traces import TRACE_CONFIG, TRACES
 async def test_captured_traffic_replays_to_the_same_call(
     asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """Live AMI traffic written by capture, Cyrillic names and timestamps included, replays to the
+    same answered call with the same manager and talk time."""
     settings = load_settings(TRACE_CONFIG, environ={"PBX_TRACKER_AMI__PORT": str(asterisk.port)})
     out = tmp_path / "capture.jsonl"
     stop = asyncio.Event()

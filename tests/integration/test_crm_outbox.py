@@ -124,6 +124,8 @@ async def test_a_stored_call_reaches_the_crm_through_an_outage(
 async def test_the_same_call_stored_again_adds_nothing_a_changed_one_an_update(
     engine: AsyncEngine,
 ) -> None:
+    """The CRM gets call.finished once for a call; storing it again unchanged sends nothing more,
+    and a changed call sends call.updated."""
     call = missed_call("1.1", T0, "+79161234567")
     async with engine.begin() as conn:
         assert await enqueue_calls(conn, [(call, True)], T0) == 1
@@ -137,6 +139,8 @@ async def test_the_same_call_stored_again_adds_nothing_a_changed_one_an_update(
 async def test_events_of_one_call_go_in_order_and_one_daemon_at_a_time(
     engine: AsyncEngine,
 ) -> None:
+    """A call's update is not sent before its finished event, and a delivery one daemon has claimed
+    is not sent by another."""
     first, other = missed_call("1.1", T0, "+79161234567"), missed_call("2.1", T0, None)
     async with engine.begin() as conn:
         await enqueue_calls(conn, [(first, True), (other, True)], T0)

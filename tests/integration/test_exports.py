@@ -172,6 +172,7 @@ def read_csv(path: Path) -> list[list[str]]:
 
 
 async def test_a_period_is_whole_days_both_included(engine: AsyncEngine, url: str) -> None:
+    """An export from one day to another includes every call of both the first and the last day."""
     utc = ZoneInfo("UTC")
     async with engine.connect() as conn:
         one_day = await load_calls(conn, parse_period("2026-03-09", "2026-03-09", utc))
@@ -273,6 +274,8 @@ async def test_a_spam_call_is_left_out_and_counted(
     [("source", ["yandex-direct", "google"]), ("campaign", ["spring", ""]), ("none", ["", ""])],
 )
 async def test_metrica_tag_setting(url: str, tmp_path: Path, tag: str, expected: list[str]) -> None:
+    """The Metrica file's tag column holds the call's source, its campaign or nothing, as
+    exports.metrica.tag says."""
     out = tmp_path / "metrica.csv"
     settings = settings_for(url, metrica={"tag": tag})
     await export_metrica(settings, "2026-03-06", "2026-03-09", out, now=NOW)
@@ -307,6 +310,8 @@ async def test_text_from_a_visit_is_written_as_text_never_a_formula(
 
 
 async def test_an_empty_period_gives_the_header_only(url: str, tmp_path: Path) -> None:
+    """A period without calls gives a Metrica file with only its header, and the summary says 0
+    calls were written."""
     out = tmp_path / "metrica.csv"
     summary = await export_metrica(settings_for(url), "2025-01-01", "2025-01-31", out, now=NOW)
     assert read_csv(out) == [HEADER.split(",")]
@@ -314,6 +319,8 @@ async def test_an_empty_period_gives_the_header_only(url: str, tmp_path: Path) -
 
 
 async def test_an_unwritable_file_is_one_error_line(url: str, tmp_path: Path) -> None:
+    """An export to a folder that does not exist fails with one line saying the file cannot be
+    written and why."""
     out = tmp_path / "missing-folder" / "metrica.csv"
     with pytest.raises(ExportError, match=r"^cannot write .*metrica\.csv: "):
         await export_metrica(settings_for(url), "2026-03-01", "2026-03-10", out, now=NOW)
@@ -382,6 +389,8 @@ EXPECTED_LINES = [
 
 
 async def test_ga4_file_holds_one_request_body_per_call(url: str, tmp_path: Path) -> None:
+    """The GA4 file holds one request body per call, keys in GA4's order, and the summary says how
+    many were written and how many were left out as too old or without a GA client id."""
     out = tmp_path / "ga4.jsonl"
     summary = await export_ga4(settings_for(url), "2026-02-01", "2026-03-10", out=out, now=NOW)
     lines = out.read_text(encoding="utf-8").splitlines()
@@ -397,6 +406,8 @@ async def test_ga4_file_holds_one_request_body_per_call(url: str, tmp_path: Path
 async def test_a_missed_call_is_no_target_call(
     engine: AsyncEngine, migrated_url: str, tmp_path: Path
 ) -> None:
+    """A missed call goes to GA4 as missed with no talk time, and counts as neither a first-time nor
+    a target call."""
     missed = call("m", "2026-03-10 11:00:00", ring=25, session_id="v-anna", first_time_caller=False)
     await store(engine, [missed], VISITS[:1])
     out = tmp_path / "ga4.jsonl"
@@ -476,6 +487,8 @@ async def test_a_refused_batch_stops_with_how_many_were_sent(
 async def test_a_server_error_is_tried_attempts_times(
     engine: AsyncEngine, migrated_url: str, collector: Collector
 ) -> None:
+    """When GA4 keeps answering 5xx each attempt is logged with its status, and the error says how
+    many attempts were made and how many events were sent, never showing the API secret."""
     calls, one_visit = many_calls("111.222", 2, NOW - timedelta(hours=5))
     await store(engine, calls, [one_visit])
     collector.answers = [503, 502, 500]
@@ -494,6 +507,8 @@ async def test_a_server_error_is_tried_attempts_times(
 async def test_an_unreachable_endpoint_fails_without_showing_the_secret(
     engine: AsyncEngine, migrated_url: str
 ) -> None:
+    """An unreachable GA4 endpoint fails after the configured attempts with an error naming the
+    address and the events sent, and the API secret appears nowhere."""
     calls, one_visit = many_calls("111.222", 1, NOW - timedelta(hours=5))
     await store(engine, calls, [one_visit])
     with socket.socket() as probe:
@@ -513,12 +528,16 @@ async def test_an_unreachable_endpoint_fails_without_showing_the_secret(
 
 
 async def test_sending_needs_the_measurement_id_and_the_secret(url: str) -> None:
+    """Sending to GA4 with only a measurement id and no API secret is refused, saying to set
+    exports.ga4."""
     settings = settings_for(url, ga4={"measurement_id": MEASUREMENT_ID})
     with pytest.raises(ExportError, match=r"^GA4 is not configured: set exports\.ga4"):
         await export_ga4(settings, "2026-03-01", "2026-03-10", out=None, now=NOW)
 
 
 async def test_the_secret_is_one_of_the_redacted_values(migrated_url: str) -> None:
+    """The GA4 API secret given in the environment is kept out of the settings' printed form and of
+    what logs show."""
     env = {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": API_SECRET}
     data = {"database": {"url": migrated_url}, "exports": {"ga4": {"measurement_id": "G-1"}}}
     settings = settings_from_mapping(data, environ=env, need_ami_secret=False)

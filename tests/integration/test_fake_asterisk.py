@@ -156,6 +156,8 @@ def trace(name: str) -> list[dict[str, str]]:
 
 
 def test_trace_events_keep_only_the_call_traffic() -> None:
+    """A captured trace played back holds only the call's events, without the login response, boot
+    and auth events, with times counted from its first event."""
     lines = (TRACES / "01_answered_simple.jsonl").read_text(encoding="utf-8").splitlines()
     messages = trace("01_answered_simple")
     assert len(messages) == len(lines) - 4  # Login response, FullyBooted, SuccessfulAuth, Goodbye
@@ -170,6 +172,8 @@ def test_trace_events_keep_only_the_call_traffic() -> None:
 
 
 async def test_banner_login_and_fully_booted(fake: FakeAsterisk) -> None:
+    """A client of the fake Asterisk gets Asterisk's banner, an accepted login and a FullyBooted
+    event, as from a real one."""
     client = await RawClient.connect(fake)
     assert client.banner == b"Asterisk Call Manager/13.0.0\r\n"
     await client.send(Action="Login", ActionID="l1", Username="tracker", Secret="tracker-secret")
@@ -186,6 +190,8 @@ async def test_banner_login_and_fully_booted(fake: FakeAsterisk) -> None:
 
 
 async def test_wrong_secret_is_refused_and_the_connection_closed(fake: FakeAsterisk) -> None:
+    """A wrong secret is answered "Authentication failed" and the connection closed, as Asterisk
+    does."""
     client = await RawClient.connect(fake)
     assert await client.login(secret="wrong") == {
         "Response": "Error",
@@ -197,6 +203,8 @@ async def test_wrong_secret_is_refused_and_the_connection_closed(fake: FakeAster
 
 
 async def test_actions_before_login_are_denied(fake: FakeAsterisk) -> None:
+    """An action sent before login is answered "Permission denied", and logging in afterwards still
+    works."""
     client = await RawClient.connect(fake)
     await client.send(Action="CoreShowChannels", ActionID="c1")
     assert await client.read() == {
@@ -209,6 +217,7 @@ async def test_actions_before_login_are_denied(fake: FakeAsterisk) -> None:
 
 
 async def test_md5_challenge_login(fake: FakeAsterisk) -> None:
+    """A client logging in with an MD5 challenge instead of the plain secret is accepted."""
     client = await RawClient.connect(fake)
     await client.send(Action="Challenge", ActionID="ch", AuthType="MD5")
     challenge = (await client.read())["Challenge"]
@@ -219,6 +228,8 @@ async def test_md5_challenge_login(fake: FakeAsterisk) -> None:
 
 
 async def test_ping_is_answered_with_its_action_id(fake: FakeAsterisk) -> None:
+    """A Ping is answered Pong with its ActionID and a current timestamp, headers in Asterisk's
+    order."""
     client = await RawClient.connect(fake)
     await client.login()
     await client.read()  # FullyBooted
@@ -231,6 +242,8 @@ async def test_ping_is_answered_with_its_action_id(fake: FakeAsterisk) -> None:
 
 
 async def test_ignored_pings_simulate_a_half_open_peer(fake: FakeAsterisk) -> None:
+    """With pings ignored a Ping gets no answer while other actions still do, as from a half-open
+    connection, until pings are answered again."""
     client = await RawClient.connect(fake)
     await client.login()
     await client.read()
@@ -250,6 +263,8 @@ async def test_ignored_pings_simulate_a_half_open_peer(fake: FakeAsterisk) -> No
 
 
 async def test_originate_is_queued_and_recorded(fake: FakeAsterisk) -> None:
+    """An Originate sent through panoramisk is answered "successfully queued" and kept so a test can
+    check its channel and number."""
     async with panoramisk(fake) as (manager, _):
         action = {"Action": "Originate", "Channel": "IAX2/101/101", "Context": "callback"}
         action.update(Exten="79161234503", Priority="1", Async="false")
@@ -261,6 +276,7 @@ async def test_originate_is_queued_and_recorded(fake: FakeAsterisk) -> None:
 
 
 async def test_logoff_says_goodbye_and_closes(fake: FakeAsterisk) -> None:
+    """Logoff is answered Goodbye and the connection is closed."""
     client = await RawClient.connect(fake)
     await client.login()
     await client.read()
@@ -277,6 +293,8 @@ async def test_logoff_says_goodbye_and_closes(fake: FakeAsterisk) -> None:
 
 
 async def test_panoramisk_receives_played_events_with_utf8_intact(fake: FakeAsterisk) -> None:
+    """panoramisk receives the played calls' events in order, Cyrillic names intact and without the
+    trace's time field."""
     played = trace("01_answered_simple") + trace("06_ringgroup")
     async with panoramisk(fake) as (_, collector):
         await fake.play(played)
@@ -302,6 +320,7 @@ async def test_bare_panoramisk_drops_split_utf8(loop_errors: list[dict[str, Any]
 
 
 async def test_chunked_stream_keeps_every_byte(loop_errors: list[dict[str, Any]]) -> None:
+    """An event sent one byte at a time arrives whole, every header in order, with no loop error."""
     newchannel = trace("06_ringgroup")[0]
     async with FakeAsterisk(chunk_size=1) as fake:
         client = await RawClient.connect(fake)
@@ -316,6 +335,8 @@ async def test_chunked_stream_keeps_every_byte(loop_errors: list[dict[str, Any]]
 
 
 async def test_timestamps_follow_the_trace_clock(loop_errors: list[dict[str, Any]]) -> None:
+    """With timestamps on, each event carries a Timestamp header the trace's times put after the
+    given start."""
     messages = trace("01_answered_simple")[:2]
     messages[1] = {**messages[1], "_ts": "2.500000"}
     async with FakeAsterisk(timestamp_events=True) as fake:
@@ -331,6 +352,7 @@ async def test_timestamps_follow_the_trace_clock(loop_errors: list[dict[str, Any
 
 
 async def test_play_waits_out_the_gaps_at_the_given_speed(fake: FakeAsterisk) -> None:
+    """Playing a trace waits out the gaps between its events, shortened by the given speed."""
     messages = [{"_ts": "0.0", "Event": "UserEvent"}, {"_ts": "0.3", "Event": "UserEvent"}]
     client = await RawClient.connect(fake)
     await client.login()
@@ -344,6 +366,8 @@ async def test_play_waits_out_the_gaps_at_the_given_speed(fake: FakeAsterisk) ->
 
 
 async def test_events_header_filters_by_class(fake: FakeAsterisk) -> None:
+    """A client that logged in with Events: agent receives only the agent class events of a queue
+    call."""
     client = await RawClient.connect(fake)
     await client.login(Events="agent")
     queue = trace("07_queue_answered")
@@ -358,6 +382,8 @@ async def test_events_header_filters_by_class(fake: FakeAsterisk) -> None:
 
 
 async def test_a_generated_day_plays_through(fake: FakeAsterisk) -> None:
+    """A generated day of calls plays through, each call's events arrive, and no channel is left up
+    at the end."""
     day = generate_day(6, dids=[("74990000041", "vk-ads")], seed=5)
     messages = merge(day)
     async with panoramisk(fake) as (_, collector):
@@ -372,6 +398,8 @@ async def test_a_generated_day_plays_through(fake: FakeAsterisk) -> None:
 
 
 async def test_core_show_channels_lists_the_live_channels_mid_call(fake: FakeAsterisk) -> None:
+    """Halfway through a ring-group call CoreShowChannels lists exactly the channels still up, in
+    Asterisk's format, and none is left once the call ends."""
     ringgroup = trace("06_ringgroup")
     half = ringgroup[: len(ringgroup) // 2]
     created = [m["Uniqueid"] for m in half if m["Event"] == "Newchannel"]
@@ -411,6 +439,7 @@ async def test_core_show_channels_lists_the_live_channels_mid_call(fake: FakeAst
 
 
 async def test_live_channels_follow_state_and_bridges(fake: FakeAsterisk) -> None:
+    """Once the manager's leg enters the bridge it is shown as Up, in that bridge, running Dial."""
     answered = trace("01_answered_simple")
     bridged = next(i for i, m in enumerate(answered) if m["Event"] == "BridgeEnter")
     await fake.play(answered[: bridged + 1])
@@ -424,6 +453,8 @@ async def test_live_channels_follow_state_and_bridges(fake: FakeAsterisk) -> Non
 
 
 async def test_panoramisk_collects_core_show_channels_as_a_list(fake: FakeAsterisk) -> None:
+    """panoramisk gets CoreShowChannels as one list holding each live channel and the closing
+    event."""
     await fake.play(trace("04_missed_caller_abandon")[:60])
     async with panoramisk(fake) as (manager, _):
         action = {"Action": "CoreShowChannels"}
@@ -438,6 +469,8 @@ async def test_panoramisk_collects_core_show_channels_as_a_list(fake: FakeAsteri
 
 
 async def test_drop_connections_closes_clients_and_keeps_listening(fake: FakeAsterisk) -> None:
+    """Dropping the connections closes every client while the fake Asterisk keeps listening, so a
+    client can log in again."""
     client = await RawClient.connect(fake)
     await client.login()
     await client.read()
@@ -451,6 +484,8 @@ async def test_drop_connections_closes_clients_and_keeps_listening(fake: FakeAst
 
 
 async def test_restart_listens_again_on_the_same_port(fake: FakeAsterisk) -> None:
+    """A restarted fake Asterisk has no channels, listens on the same port, and panoramisk logs in
+    again by itself."""
     port = fake.port
     await fake.play(trace("01_answered_simple")[:10])
     assert fake.live_channels
@@ -466,6 +501,8 @@ async def test_restart_listens_again_on_the_same_port(fake: FakeAsterisk) -> Non
 
 
 async def test_send_raw_and_garbage_are_handled(fake: FakeAsterisk) -> None:
+    """Garbage from a client is answered "Missing action", raw bytes are passed as they are, and
+    clients cutting off mid-message break nothing."""
     client = await RawClient.connect(fake)
     client.writer.write(b"\x00\xff\xfe no colon here\r\n\r\n")
     client.writer.write(b"Garbage: \xff\xfe\r\n\r\n")
@@ -486,6 +523,8 @@ async def test_send_raw_and_garbage_are_handled(fake: FakeAsterisk) -> None:
 
 
 async def test_stop_closes_every_client_promptly(loop_errors: list[dict[str, Any]]) -> None:
+    """Stopping the fake Asterisk closes logged-in and anonymous clients within a second and refuses
+    new connections."""
     fake = FakeAsterisk()
     await fake.start()
     logged_in = await RawClient.connect(fake)
@@ -502,6 +541,8 @@ async def test_stop_closes_every_client_promptly(loop_errors: list[dict[str, Any
 
 
 async def test_wait_for_login_times_out_with_a_clear_message(fake: FakeAsterisk) -> None:
+    """Waiting for a login that never comes fails after its timeout with a message saying what was
+    waited for."""
     with pytest.raises(TimeoutError, match=r"logged-in client.*within 0.05 s"):
         await fake.wait_for_login(timeout=0.05)
 

@@ -102,4 +102,6 @@ def _api_url(migrated_url: str) -> Iterator[str]:
 def test_every_answer_is_one_the_description_promises(
     case: schemathesis.Case, api_url: str
 ) -> None:
+    """Whatever a developer sends to the visits API, valid or not, gets an answer its OpenAPI
+    description promises: never a 5xx, a documented status and a body matching its schema."""
     case.call_and_validate(base_url=api_url)

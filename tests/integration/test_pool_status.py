@@ -49,6 +49,9 @@ def call(linkedid: str, method: str) -> CallRecord:
 
 
 async def test_status_shows_use_exhaustion_traffic_and_attribution(engine: AsyncEngine) -> None:
+    """pool status shows numbers in use, the busiest hour's use and exhaustions, visits per hour,
+    minutes on site, the recommended size, and a warning when half the calls could not be
+    credited."""
     async with engine.begin() as conn:
         # two visits of 6 and 10 minutes; one still holds its number, one's hold ran out
         for visit_id, start, length, did in (("a", 70, 6, 0), ("b", 15, 10, 1)):
@@ -85,6 +88,8 @@ async def test_status_shows_use_exhaustion_traffic_and_attribution(engine: Async
 
 
 async def test_status_of_an_unused_pool(engine: AsyncEngine) -> None:
+    """An unused pool shows nothing in use, no calls, the smallest recommended size and no
+    warning."""
     async with engine.connect() as conn:
         status = await pool_status(conn, POOL, AttributionSettings(), since=ago(60), now=NOW)
     assert (status.in_use, status.calls, status.visits_per_hour) == (0, 0, 0)

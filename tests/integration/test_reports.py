@@ -340,6 +340,9 @@ async def _seeded(engine: AsyncEngine) -> AsyncEngine:
 
 
 async def test_sources_by_hand(seeded: AsyncEngine) -> None:
+    """The sources report gives each source's calls, unique, first-time and target calls, missed
+    rate, wait, talk, spend, cost per call, target call and lead, and callbacks within the SLA, each
+    as counted by hand."""
     found = await report(seeded, ReportKind.SOURCES)
     by_source = rows(found)
     # busiest first: yandex 5, then google and flyer with 4 each (by name)
@@ -386,6 +389,8 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
 
 
 async def test_totals(seeded: AsyncEngine) -> None:
+    """The report's total row counts each call once, so its unique callers are the sum of the rows,
+    and its costs are the whole spend over all calls."""
     found = await report(seeded, ReportKind.SOURCES)
     total = found.total
     assert total is not None
@@ -409,6 +414,8 @@ async def test_totals(seeded: AsyncEngine) -> None:
 async def test_campaigns_put_whole_source_spend_on_the_row_without_campaign(
     seeded: AsyncEngine,
 ) -> None:
+    """The campaigns report divides spend by campaign, and money spent on a whole source shows on a
+    row without campaign, even with no calls."""
     by_campaign = rows(await report(seeded, ReportKind.CAMPAIGNS))
     brand = by_campaign[("yandex", "brand")]
     # c1 c2 c11; first-time c1 c2; target c1 c11; spend 1000 + 1000
@@ -430,6 +437,8 @@ async def test_campaigns_put_whole_source_spend_on_the_row_without_campaign(
 
 
 async def test_keywords_and_numbers(seeded: AsyncEngine) -> None:
+    """The keywords report counts calls per source and keyword (no spend, which cannot be split by
+    keyword), and the numbers report counts calls per tracked number."""
     by_keyword = rows(await report(seeded, ReportKind.KEYWORDS))
     # yandex: "sofa" c2 c11, "buy sofa" c1, "cheap sofa" c15 c5; google: "sofa" c3 c7 c8
     assert by_keyword[("yandex", "sofa")]["calls"] == 2
@@ -450,6 +459,8 @@ async def test_keywords_and_numbers(seeded: AsyncEngine) -> None:
 
 
 async def test_days_are_cut_in_the_report_zone(seeded: AsyncEngine) -> None:
+    """The days report cuts days at Moscow midnight: a call at 00:00 is on the new day and one at
+    23:59 on the old one."""
     found = await report(seeded, ReportKind.DAYS)
     by_day = rows(found)
     assert [row.key for row in found.rows] == [("2026-11-02",), ("2026-11-03",), ("2026-11-04",)]
@@ -465,6 +476,7 @@ async def test_days_are_cut_in_the_report_zone(seeded: AsyncEngine) -> None:
 
 
 async def test_the_same_day_in_utc_holds_other_calls(seeded: AsyncEngine) -> None:
+    """With the report zone set to UTC the same date holds the calls of UTC's day instead."""
     utc_rules = replace(RULES, zone=ZoneInfo("UTC"))
     found = await report(seeded, ReportKind.DAYS, rules=utc_rules, end="2026-11-02")
     # the UTC 2nd: c1 c2 c3 c4 c5 (c5 is 21:20 UTC); c15 (21:00 UTC on the 1st) is not
@@ -473,6 +485,8 @@ async def test_the_same_day_in_utc_holds_other_calls(seeded: AsyncEngine) -> Non
 
 
 async def test_hours_and_moments(seeded: AsyncEngine) -> None:
+    """The days report split by hour counts each hour's calls, and a period ending at a moment
+    leaves out calls from that moment on."""
     found = await report(seeded, ReportKind.DAYS, [Dimension.HOUR], end="2026-11-02")
     by_hour = {key[0]: f["calls"] for key, f in rows(found).items()}
     assert by_hour == {
@@ -516,6 +530,8 @@ async def test_summer_time_change_within_the_period(engine: AsyncEngine) -> None
 
 
 async def test_changing_the_rules_recomputes_the_past(seeded: AsyncEngine) -> None:
+    """Changing the target call length, the unique caller window or the attribution model changes
+    the figures of calls already stored."""
     before = (await report(seeded, ReportKind.SOURCES)).total
     assert before is not None
     assert (before.figures["target_calls"], before.figures["first_time_callers"]) == (6, 7)
@@ -584,6 +600,9 @@ async def test_spam_calls_are_calls_but_not_leads(seeded: AsyncEngine) -> None:
 
 
 async def test_managers_by_hand(seeded: AsyncEngine) -> None:
+    """The managers report gives each manager's answered calls, calls missed while free, talk and
+    answer times, and the callbacks they resolved, while the total counts a call that rang two
+    managers once."""
     found = await report(seeded, ReportKind.MANAGERS)
     by_manager = rows(found)
     assert set(by_manager) == {("101",), ("102",), ("103",)}
@@ -623,6 +642,8 @@ async def test_a_mobile_that_picked_up_unconfirmed_missed_the_call_while_availab
 
 
 async def test_managers_by_day(seeded: AsyncEngine) -> None:
+    """The managers report split by day puts each missed or answered call on the day it happened in
+    the report zone."""
     found = await report(seeded, ReportKind.MANAGERS, [Dimension.DAY])
     by_key = rows(found)
     assert found.dimensions == [Dimension.MANAGER, Dimension.DAY]
@@ -632,6 +653,8 @@ async def test_managers_by_day(seeded: AsyncEngine) -> None:
 
 
 async def test_callbacks_by_day(seeded: AsyncEngine) -> None:
+    """The callbacks report gives, per day, the tasks opened, done, done within the SLA and the
+    median minutes to call back."""
     by_day = rows(await report(seeded, ReportKind.CALLBACKS))
     names = ("callbacks_opened", "callbacks_done", "callbacks_in_sla", "callback_minutes")
     # 2nd: T1 10 min, T2 630 min -> median 320; 3rd: T3 open, T4 5 min; 4th: T5 open
@@ -660,6 +683,8 @@ async def test_a_task_closed_before_its_miss_counts_zero_minutes(seeded: AsyncEn
 
 
 async def test_importing_a_day_again_replaces_its_amount(seeded: AsyncEngine) -> None:
+    """Importing spend for a day and campaign again replaces the amount instead of adding to it, and
+    the report shows the new cost."""
     lines = [
         SpendLine(datetime(2026, 11, 2).date(), "yandex", "brand", Decimal("1200"), "RUB"),
         SpendLine(datetime(2026, 11, 4).date(), "yandex", None, Decimal("100.50"), "RUB"),
@@ -688,6 +713,7 @@ async def test_a_report_sees_what_its_own_transaction_wrote(seeded: AsyncEngine)
 
 
 async def test_no_calls_no_rows(engine: AsyncEngine) -> None:
+    """A report on a period without calls has no rows and a total of 0 calls with no missed rate."""
     found = await report(engine, ReportKind.SOURCES)
     assert found.rows == []
     assert found.total is not None and found.total.figures["calls"] == 0

@@ -168,6 +168,8 @@ async def test_the_originate_rings_the_manager_and_names_the_callback(rig: Rig) 
 
 
 async def test_a_configured_caller_id_is_what_the_customer_sees() -> None:
+    """With a callback caller ID configured, the customer sees that number and rings for the
+    configured time, and the callback's record shows it as the number dialled."""
     settings = ringme_settings(caller_id="+74951110002", customer_ring_seconds=45)
     async with rig_for(settings) as rig:
         await rig.ringme.start(CALL)
@@ -203,6 +205,8 @@ async def test_an_answered_callback_is_an_outbound_call_by_that_manager(rig: Rig
 
 
 async def test_another_managers_phone_rings_as_its_own_device() -> None:
+    """A ring-me callback for manager 102 rings 102's own phone, and the callback is recorded as
+    answered by 102."""
     async with rig_for() as rig:
         call = replace(CALL, manager="102", manager_dial="IAX2/102/102")
         await rig.ringme.start(call)
@@ -245,6 +249,8 @@ async def test_a_customer_who_does_not_answer_makes_a_missed_callback(
 async def test_a_manager_who_does_not_pick_up_gives_the_matching_outcome(
     outcome: str, expected: str, reason: str
 ) -> None:
+    """A manager who does not answer, is busy, rejects or whose line is congested gets the matching
+    outcome with Asterisk's reason, the attempt is counted, and no call is recorded."""
     async with rig_for(originate_outcomes={"IAX2/101": outcome}) as rig:
         action_id = await rig.ringme.start(CALL)
         result = await rig.result()
@@ -282,6 +288,8 @@ async def test_a_synchronous_originate_that_fails_is_an_error_answer() -> None:
 
 
 async def test_a_second_start_while_one_is_in_flight_is_refused(rig: Rig) -> None:
+    """A second "ring me" for a task while the first is still ringing is refused and only one call
+    is placed."""
     await rig.ringme.start(CALL)
     with pytest.raises(RingMeRefused, match="attempt 1 is still in flight"):
         await rig.ringme.start(replace(CALL, attempt=2))
@@ -290,6 +298,8 @@ async def test_a_second_start_while_one_is_in_flight_is_refused(rig: Rig) -> Non
 
 
 async def test_no_more_than_max_attempts() -> None:
+    """A ring-me callback is refused once the task has used all its configured attempts, and each
+    attempt placed carries its number."""
     settings = ringme_settings(max_attempts=2)
     async with rig_for(settings, originate_outcomes={"IAX2/101": "no_answer"}) as rig:
         for attempt in (1, 2):
@@ -303,12 +313,16 @@ async def test_no_more_than_max_attempts() -> None:
 
 @pytest.mark.parametrize("customer", ["", "<unknown>", "anonymous", "Restricted", "101"])
 async def test_a_customer_who_cannot_be_dialled_is_refused(rig: Rig, customer: str) -> None:
+    """A ring-me callback to a hidden, anonymous, restricted or internal caller is refused as not
+    dialable and nothing is placed or counted."""
     with pytest.raises(RingMeRefused, match="cannot be dialled"):
         await rig.ringme.start(replace(CALL, customer=customer))
     assert rig.originates() == [] and rig.ringme.attempts(TASK) == 0
 
 
 async def test_an_originate_asterisk_rejects_is_refused_with_its_message(rig: Rig) -> None:
+    """An Originate Asterisk rejects (a bad channel) is refused with Asterisk's message and counts
+    as a finished attempt."""
     with pytest.raises(RingMeRefused, match="rejected the Originate: Invalid channel"):
         await rig.ringme.start(replace(CALL, manager_dial="FOO/101"))
     assert len(rig.originates()) == 1
@@ -316,6 +330,7 @@ async def test_an_originate_asterisk_rejects_is_refused_with_its_message(rig: Ri
 
 
 async def test_without_ami_nothing_is_counted() -> None:
+    """A ring-me callback while AMI is not connected is refused saying so, and uses no attempt."""
     listener = AmiListener(AmiSettings(port=1))  # never run: not connected
 
     async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
@@ -352,6 +367,8 @@ async def test_a_late_response_is_reported_once_and_never_dials_again(rig: Rig) 
 
 
 async def test_no_answer_at_all_frees_the_task_after_the_customers_ring_time() -> None:
+    """When Asterisk never answers an Originate the attempt times out, and the task is free for
+    another attempt once the customer's ring time has also passed."""
     async with rig_for(originate_delay=60.0) as rig:  # the response would come much later
         await rig.ringme.start(CALL)
         rig.clock.now += 20 + RESPONSE_MARGIN

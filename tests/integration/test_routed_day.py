@@ -41,6 +41,8 @@ def busy_spans(calls: list[RoutedCall]) -> dict[str, list[tuple[float, float, st
 async def test_the_router_never_offers_a_manager_who_is_on_a_call_or_on_a_break(
     tmp_path: Path,
 ) -> None:
+    """Over a simulated day routed by the running daemon no call is offered to a manager who is on
+    another call or on a break, while calls still reach managers and the queue."""
     slots = call_slots(16, dids=DEMO_DIDS, seed=3, mean_gap=7.0)
     pause = ManagerBreak("IAX2/103", slots[3].start - 0.5, slots[9].start - 0.5)
     written: list[CallRecord] = []

@@ -149,6 +149,8 @@ async def test_captured_requests_get_a_manager_the_source_and_a_recording(
 async def test_two_calls_together_never_get_the_same_manager(
     sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """Five calls arriving together with three managers each get a different manager, and the two
+    left over go to voicemail."""
     settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
     async with running_daemon(settings) as pbx:
         calls = await asyncio.gather(
@@ -165,6 +167,8 @@ async def test_two_calls_together_never_get_the_same_manager(
 async def test_a_manager_who_goes_busy_is_not_offered_until_free_again(
     sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """A manager whose phone goes in use is skipped, offered again once free, and a manager whose
+    phone is unavailable is never offered."""
     settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
     async with running_daemon(settings) as pbx:
         await asterisk.set_device_state("IAX2/101", "INUSE")
@@ -268,6 +272,8 @@ def run_script(port: int, tmp_path: Path, env_lines: list[tuple[str, str]]) -> s
 async def test_classic_agi_script_asks_the_running_daemon(
     sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """The classic AGI script, run as Asterisk runs it, gets the running daemon's answer (ring all
+    three managers) with no fallback."""
     settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
     classic = [
         (k, v)

@@ -85,6 +85,8 @@ async def spam_columns(url: str) -> dict[str, tuple[bool, str | None]]:
 async def test_the_writer_marks_blocked_hidden_and_flooding_callers(
     migrated_url: str, make_writer: Callable[..., CallWriter], one_by_one: bool
 ) -> None:
+    """Stored calls from a blocked number or prefix, a hidden number, or a number calling too often
+    in the window are marked spam with the reason, while customers and outbound calls are not."""
     records = [
         call("blocked", 0, "+79160000001"),
         call("prefix", 0.5, "+78001234567"),
@@ -120,6 +122,8 @@ async def test_the_writer_marks_blocked_hidden_and_flooding_callers(
 async def test_calls_stored_earlier_count_towards_the_limit_only_within_the_window(
     migrated_url: str, make_writer: Callable[..., CallWriter]
 ) -> None:
+    """Calls stored before count towards a number's repeat limit only while they are within the
+    window."""
     await write_all(make_writer(migrated_url), [call("a", 0, FLOOD), call("b", 1, FLOOD)])
     later = make_writer(migrated_url)
     await write_all(later, [call("c", 9, FLOOD), call("d", 25, FLOOD), call("e", 26, FLOOD)])
@@ -131,6 +135,7 @@ async def test_calls_stored_earlier_count_towards_the_limit_only_within_the_wind
 async def test_without_rules_nothing_is_spam(
     migrated_url: str, make_writer: Callable[..., CallWriter]
 ) -> None:
+    """With no spam rules configured no call is marked spam, however often or hidden it calls."""
     records = [call(f"x.{n}", n * 0.1, FLOOD) for n in range(20)] + [call("h", 3, None)]
     await write_all(make_writer(migrated_url, SpamSettings()), records)
     assert set((await spam_columns(migrated_url)).values()) == {(False, None)}
@@ -162,6 +167,8 @@ async def test_a_managers_decision_survives_saving_the_call_again(
 async def test_undo_opens_the_callback_and_marking_closes_a_task_of_only_spam(
     engine: AsyncEngine,
 ) -> None:
+    """A manager undoing spam on a missed call opens its callback task; marking it spam again closes
+    that task as closed by that manager, and marking twice is refused."""
     settings = CallbackSettings()
     missed = call("m1", 0, "+79161234567", spam=SpamReason.REPEAT)
     async with engine.begin() as conn:
@@ -209,6 +216,8 @@ async def test_the_crm_hears_of_every_decision(engine: AsyncEngine) -> None:
 
 
 def test_spam_calls_open_and_join_no_callback_but_answered_ones_still_resolve() -> None:
+    """A missed spam call, whatever its reason, opens or joins no callback task, but an answered one
+    still resolves the customer's open task."""
     settings = CallbackSettings()
 
     class Task:
@@ -231,6 +240,8 @@ def test_spam_calls_open_and_join_no_callback_but_answered_ones_still_resolve() 
 
 
 def test_spill_lines_keep_the_reason_and_old_lines_without_it_still_read() -> None:
+    """A call spilled to file while the database is down keeps its spam reason, and spill lines
+    written before spam existed still read."""
     record = call("s", 0, "+79160000001", spam=SpamReason.BLOCKED)
     assert record_from_json(json.loads(_encode(record))) == record
     old = json.loads(_encode(record.replace(spam=None)))

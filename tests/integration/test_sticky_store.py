@@ -40,6 +40,8 @@ async def save(engine: AsyncEngine, *records: CallRecord) -> None:
 
 
 async def test_last_inbound_conversation_wins(engine: AsyncEngine) -> None:
+    """A returning caller goes to the manager they last talked with; missed calls and other callers'
+    calls do not count."""
     await save(
         engine,
         talk("1.1", days_ago=10, manager="101"),
@@ -52,6 +54,7 @@ async def test_last_inbound_conversation_wins(engine: AsyncEngine) -> None:
 
 
 async def test_transfer_target_is_who_talked_last(engine: AsyncEngine) -> None:
+    """A caller who was transferred goes next time to the manager they were transferred to."""
     await save(engine, talk("2.1", days_ago=2, manager="101", transferred_to="103"))
     assert await StickyMemory(engine).last_manager(CALLER, MONTH_AGO) == (
         "103",
@@ -60,6 +63,8 @@ async def test_transfer_target_is_who_talked_last(engine: AsyncEngine) -> None:
 
 
 async def test_answered_callback_is_the_latest_conversation(engine: AsyncEngine) -> None:
+    """A callback the customer answered counts as their latest conversation, while one they did not
+    pick up does not."""
     await save(
         engine,
         talk("3.1", days_ago=4, manager="101"),
@@ -73,6 +78,8 @@ async def test_answered_callback_is_the_latest_conversation(engine: AsyncEngine)
 
 
 async def test_older_than_the_window_is_not_sticky(engine: AsyncEngine) -> None:
+    """A conversation older than the sticky window sends the caller to nobody in particular, and a
+    wider window finds it."""
     await save(engine, talk("4.1", days_ago=31, manager="101"))
     memory = StickyMemory(engine)
     assert await memory.last_manager(CALLER, since=MONTH_AGO) is None
@@ -81,6 +88,8 @@ async def test_older_than_the_window_is_not_sticky(engine: AsyncEngine) -> None:
 
 
 async def test_answers_are_cached_and_finished_calls_update_them(engine: AsyncEngine) -> None:
+    """Who talked last is read once and kept, and a newly finished call updates it at once while an
+    older one changes nothing."""
     await save(engine, talk("5.1", days_ago=3, manager="101"))
     memory = StickyMemory(engine)
     assert (await memory.last_manager(CALLER, MONTH_AGO) or ("",))[0] == "101"
@@ -94,6 +103,8 @@ async def test_answers_are_cached_and_finished_calls_update_them(engine: AsyncEn
 
 
 async def test_cache_is_bounded(engine: AsyncEngine) -> None:
+    """Only a bounded number of callers is kept in memory; a caller pushed out is read from the
+    database again."""
     await save(engine, talk("6.1", days_ago=1, manager="101"))
     memory = StickyMemory(engine, size=2)
     assert await memory.last_manager(CALLER, MONTH_AGO) is not None
@@ -106,6 +117,8 @@ async def test_cache_is_bounded(engine: AsyncEngine) -> None:
 
 
 async def test_database_failure_means_no_sticky_ring(database_url: str) -> None:
+    """When the database cannot be read the call is routed as if the caller were new, with one
+    warning logged."""
     engine = make_async_engine(database_url)  # never migrated: the tables are missing
     try:
         with structlog.testing.capture_logs() as logs:
@@ -139,6 +152,8 @@ async def test_preloaded_window_answers_without_the_database(engine: AsyncEngine
 
 
 async def test_refresh_reads_what_another_node_wrote(engine: AsyncEngine) -> None:
+    """A conversation stored by another node is found after a refresh, which reports how many new
+    ones it read."""
     memory = StickyMemory(engine)
     await memory.preload(MONTH_AGO)
     assert await memory.last_manager(CALLER, MONTH_AGO) is None

@@ -380,6 +380,8 @@ class TestJson:
         assert again == record
 
     def test_record_from_json_accepts_missing_optional_fields(self) -> None:
+        """A spilled call missing its queue, source, attempts, variables or completeness still reads
+        back the same."""
         data = missed_call("j.1", T0_MS, None).to_json()
         for optional in ("queue", "source", "attempts", "variables", "complete"):
             data.pop(optional)
@@ -401,9 +403,12 @@ class TestUrls:
         ],
     )
     def test_plain_urls_get_our_drivers(self, url: str, use_async: bool, driver: str) -> None:
+        """A plain sqlite:// or postgresql:// database URL in the config works, given the driver the
+        daemon uses."""
         assert normalise_url(url, use_async=use_async).drivername == driver
 
     def test_other_databases_are_refused_by_name(self) -> None:
+        """A MySQL URL is refused with a message naming the unsupported scheme."""
         with pytest.raises(ValueError, match="unsupported database URL scheme 'mysql'"):
             normalise_url("mysql://root:secret@h/db", use_async=True)
 
@@ -459,6 +464,8 @@ class TestEngine:
         assert is_transient_error(error) is transient
 
     def test_mask_url_hides_passwords_in_user_info_and_query(self) -> None:
+        """A database URL shown to the sysadmin hides the password in the user part and in the
+        query, and keeps the other options."""
         url = "postgresql://pbx:pw1@db/pbx?password=pw2&sslmode=require"
         masked = mask_url(url)
         assert "pw1" not in masked
@@ -502,6 +509,8 @@ class TestBatches:
 
     @pytest.mark.parametrize("seed", range(12))
     async def test_batch_matches_one_by_one(self, engine: AsyncEngine, seed: int) -> None:
+        """Storing many calls at once gives the same rows and first-time callers as storing them one
+        by one."""
         earlier = self.batch(seed + 100)
         records = self.batch(seed)
         async with engine.begin() as conn:
@@ -543,6 +552,8 @@ class TestPreviousCall:
     """calls.previous_call_at (migration 0006's triggers) after any order of writes."""
 
     async def test_in_order_out_of_order_and_resaved(self, engine: AsyncEngine) -> None:
+        """Each stored call points at the same caller's call before it, whether calls arrive in
+        order, out of order or are saved again."""
         hour = timedelta(hours=1)
         calls = [
             ("p.3", T0 + 3 * hour, "+79160000001"),
@@ -562,6 +573,8 @@ class TestPreviousCall:
         assert await previous_calls(engine) == expected_previous(calls)
 
     async def test_one_batch_in_any_order(self, engine: AsyncEngine) -> None:
+        """Thirty calls of three callers stored at once in random order each point at their caller's
+        previous call."""
         minutes = random.Random(6).sample(range(600), 30)  # distinct starts, any order
         calls = [
             (f"b.{i}", T0 + timedelta(minutes=m), f"+7916000000{i % 3}")
@@ -575,6 +588,8 @@ class TestPreviousCall:
     async def test_a_deleted_or_moved_call_hands_over_its_follower(
         self, engine: AsyncEngine
     ) -> None:
+        """When a call is deleted or its time changes, the caller's next call points at the call
+        that now comes before it."""
         hour = timedelta(hours=1)
         calls = [(f"d.{i}", T0 + i * hour, "+79160000001") for i in range(4)]
         async with engine.begin() as conn:

@@ -76,6 +76,8 @@ async def live(engine: AsyncEngine) -> list[StoredLease]:
 async def test_started_visit_is_stored_with_labels_and_lease(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """A visit given a number is stored with its landing page, address, utm tags, click ids and
+    client ids, and the number's lease to it."""
     pool = make_pool(engine, clock)
     labels = {
         "referrer": "https://yandex.ru/search/?text=okna",
@@ -112,6 +114,8 @@ async def test_started_visit_is_stored_with_labels_and_lease(
 
 
 async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: Clock) -> None:
+    """A visit's keep-alive keeps its number for another hold period and stores when it was last
+    seen."""
     pool = make_pool(engine, clock)
     answer = await pool.start(request(), "192.0.2.1")
     clock.advance(300)
@@ -128,6 +132,8 @@ async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: Cl
 
 
 async def test_expired_lease_is_released_in_the_store(engine: AsyncEngine, clock: Clock) -> None:
+    """A visit silent beyond the hold loses its number, the lease is stored as released at the
+    hold's end, and the number goes to the next visit."""
     pool = make_pool(engine, clock)
     first = await pool.start(request(), "192.0.2.1")
     clock.advance(HOLD + 1)
@@ -139,6 +145,8 @@ async def test_expired_lease_is_released_in_the_store(engine: AsyncEngine, clock
 
 
 async def test_restore_keeps_live_leases_after_restart(engine: AsyncEngine, clock: Clock) -> None:
+    """After a restart visits keep their numbers, a returning visitor resumes their visit, and a new
+    visit gets a free number."""
     before = make_pool(engine, clock)
     first = await before.start(request(visitor_id="v-1"), "192.0.2.1")
     second = await before.start(request(), "192.0.2.2")
@@ -158,6 +166,8 @@ async def test_restore_keeps_live_leases_after_restart(engine: AsyncEngine, cloc
 
 
 async def test_returning_visitor_gets_the_stored_number(engine: AsyncEngine, clock: Clock) -> None:
+    """A visitor returning after a restart and after their hold ran out gets the number they had
+    before."""
     before = make_pool(engine, clock)
     await before.start(request(visitor_id="v-1"), "192.0.2.1")
     await before.start(request(), "192.0.2.2")
@@ -175,6 +185,8 @@ async def test_returning_visitor_gets_the_stored_number(engine: AsyncEngine, clo
 async def test_exhaustion_gives_the_fallback_and_is_counted(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """When every pool number is held a new visit is shown the fallback number, is still stored, and
+    the exhaustion is counted."""
     pool = make_pool(engine, clock)
     numbers = [(await pool.start(request(), f"192.0.2.{i}")).number for i in range(3)]
     assert numbers == [A, B, C]
@@ -191,6 +203,7 @@ async def test_exhaustion_gives_the_fallback_and_is_counted(
 
 
 async def test_concurrent_starts_get_distinct_numbers(engine: AsyncEngine, clock: Clock) -> None:
+    """Twenty visits starting at once each get a different number, all stored."""
     numbers = [f"+7495000{i:04d}" for i in range(20)]
     pool = make_pool(engine, clock, numbers)
     answers = await asyncio.gather(
@@ -229,6 +242,8 @@ async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 
 async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """Two hundred visits starting at once on a pool of 150 share no number, the 50 left get the
+    fallback, and all are stored in a few batches."""
     numbers = [f"+7495000{i:04d}" for i in range(150)]
     pool = make_pool(engine, clock, numbers)
     answers = await asyncio.gather(
@@ -250,6 +265,8 @@ async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
 async def test_numbers_handed_on_within_one_batch_are_stored_in_order(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """A number released and given to a new visit in one batch is stored as the old lease ending
+    before the new one starts."""
     pool = make_pool(engine, clock, [A])
     first = await pool.start(request(), "192.0.2.1")
     clock.advance(HOLD + 1)
@@ -268,6 +285,8 @@ async def test_numbers_handed_on_within_one_batch_are_stored_in_order(
 async def test_failed_batch_answers_errors_and_later_requests_succeed(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """While the database refuses writes visits get an error and their numbers stay free; once it is
+    back new visits get those numbers and a missed keep-alive is carried over."""
     pool = make_pool(engine, clock)
     kept = await pool.start(request(), "192.0.2.1")
     assert kept.number == A
@@ -295,6 +314,8 @@ async def test_failed_batch_answers_errors_and_later_requests_succeed(
 async def test_lookup_failure_answers_an_error_and_recovers(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """A visit started while the database cannot be read gets an error, and the next one once it is
+    back gets a number."""
     pool = make_pool(engine, clock)
     await rename_table(engine, "number_leases", "number_leases_away")
     with pytest.raises(VisitStoreError):
@@ -306,6 +327,7 @@ async def test_lookup_failure_answers_an_error_and_recovers(
 
 
 async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: Clock) -> None:
+    """Closing the pool waits until every visit already answered is stored."""
     numbers = [f"+7495000{i:04d}" for i in range(30)]
     pool = make_pool(engine, clock, numbers)
     tasks = [asyncio.create_task(pool.start(request(), f"192.0.2.{i}")) for i in range(30)]
@@ -322,6 +344,8 @@ async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: Clock) -
 async def test_returning_visitor_is_remembered_without_the_store(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """A returning visitor gets their earlier number from memory even while the visits table cannot
+    be read."""
     pool = make_pool(engine, clock)
     first = await pool.start(request(visitor_id="v-1"), "192.0.2.1")
     clock.advance(HOLD + 60)
@@ -337,6 +361,8 @@ async def test_returning_visitor_is_remembered_without_the_store(
 async def test_lingering_writer_keeps_its_connection_until_aclose(
     engine: AsyncEngine, clock: Clock
 ) -> None:
+    """Visits in quick succession are written by one lingering writer, which ends at close, and the
+    pool still works after closing."""
     pool = StoredVisitPool(
         engine, name=POOL, numbers=[A, B, C], fallback=FALLBACK, linger_seconds=60.0, clock=clock
     )

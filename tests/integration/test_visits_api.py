@@ -131,6 +131,8 @@ def fields_of(answer: Answer) -> list[list[Any]]:
 
 
 async def test_a_visit_gets_a_pool_number_formatted_for_display(api: Api) -> None:
+    """The site's script starting a visit gets a pool number, that number written as visitors read
+    it, a visit id and how often to keep it alive."""
     answer = await api.start(utm_source="yandex", gclid="abc-123_X", ym_client_id="1712345678")
     assert answer.status == 200
     body = answer.body
@@ -142,6 +144,8 @@ async def test_a_visit_gets_a_pool_number_formatted_for_display(api: Api) -> Non
 
 
 async def test_keep_alive_extends_the_hold(api: Api) -> None:
+    """Each keep-alive within the hold keeps the visit's number for another hold, and a visit silent
+    longer than that answers 404 "unknown or expired visit"."""
     visit = (await api.start()).body
     api.clock.advance(HOLD - 1)
     kept = await api.keep_alive(visit["visit_id"])
@@ -162,12 +166,16 @@ async def test_keep_alive_extends_the_hold(api: Api) -> None:
 
 @pytest.mark.parametrize("visit_id", ["A" * 22, "short", "x" * 65, "..%2F..%2Fetc"])
 async def test_unknown_or_forged_visit_ids_are_404(api: Api, visit_id: str) -> None:
+    """A keep-alive for a visit id that is unknown, malformed or a path trick answers 404 with an
+    error."""
     answer = await api.keep_alive(visit_id)
     assert answer.status == 404
     assert answer.body["error"]
 
 
 async def test_an_exhausted_pool_shows_the_fallback(api: Api) -> None:
+    """Once every pool number is held a new visit is shown the fallback number (no pool number,
+    fallback true), also on its keep-alives, and the exhaustion is counted."""
     numbers = [(await api.start(client=f"10.0.0.{n}")).body["number"] for n in range(3)]
     assert sorted(numbers) == NUMBERS
     extra = await api.start(client="10.0.0.9")
@@ -182,6 +190,8 @@ async def test_an_exhausted_pool_shows_the_fallback(api: Api) -> None:
 
 
 async def test_a_returning_visitor_gets_the_same_number_back(api: Api) -> None:
+    """A visitor who comes back resumes their visit while it is held, and after it expired gets the
+    same number again when it is free."""
     first = (await api.start(visitor_id="visitor-1")).body
     resumed = (await api.start(visitor_id="visitor-1")).body
     assert resumed["visit_id"] == first["visit_id"]
@@ -195,6 +205,8 @@ async def test_a_returning_visitor_gets_the_same_number_back(api: Api) -> None:
 
 
 async def test_a_phone_that_changes_network_keeps_its_visit_and_number() -> None:
+    """A phone moving from Wi-Fi to mobile data keeps its visit and number, and the visit then
+    counts against the new address's share."""
     async with serving(per_client=1) as api:
         on_wifi = (await api.start(client="10.0.0.1", visitor_id="phone-1")).body
         on_lte = (await api.start(client="172.16.5.9", visitor_id="phone-1")).body
@@ -205,6 +217,8 @@ async def test_a_phone_that_changes_network_keeps_its_visit_and_number() -> None
 
 
 async def test_one_client_cannot_hold_more_than_its_share() -> None:
+    """One address holding its share of numbers is refused 429 with Retry-After of one hold, while
+    another network is served and the address is served again after the hold."""
     async with serving(per_client=2) as api:
         for _ in range(2):
             assert (await api.start(client="10.0.0.7")).status == 200
@@ -301,6 +315,8 @@ async def test_the_bot_rule_can_be_turned_off() -> None:
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy() -> None:
+    """Without trust_proxy X-Forwarded-For is ignored, so visits are counted by the connecting
+    address."""
     async with serving(per_client=1, trust_proxy=False) as api:
         assert (await api.start(client="10.0.0.1")).status == 200
         assert (await api.start(client="10.0.0.2")).status == 429
@@ -317,11 +333,14 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy() -> None:
     ],
 )
 def test_client_key(forwarded: str, key: str) -> None:
+    """Behind a trusted proxy a visitor is counted by the last address in X-Forwarded-For, an IPv6
+    address by its /64 and an IPv4-mapped one as IPv4."""
     request = make_mocked_request("POST", VISITS, headers={"X-Forwarded-For": forwarded})
     assert client_key(request, trust_proxy=True) == key
 
 
 async def test_a_named_pool_must_exist(api: Api) -> None:
+    """Asking for a pool that is not configured answers 404 naming the pool field."""
     assert (await api.start(pool="default")).status == 200
     answer = await api.start(pool="other")
     assert answer.status == 404
@@ -348,6 +367,9 @@ async def test_a_named_pool_must_exist(api: Api) -> None:
 async def test_validation_errors_name_the_field(
     api: Api, payload: dict[str, Any], field: str
 ) -> None:
+    """A visit without a page, with a javascript: page, an overlong or control-character tag, a bad
+    click or client id, or a wrong type is refused 400 naming the field, without echoing the input,
+    and takes no number."""
     answer = await api.call("POST", VISITS, json=payload)
     assert answer.status == 400
     assert answer.body["error"] == "invalid request"
@@ -357,11 +379,13 @@ async def test_validation_errors_name_the_field(
 
 
 async def test_an_empty_referrer_is_no_referrer(api: Api) -> None:
+    """A visit with an empty referrer is accepted."""
     assert (await api.start(referrer="")).status == 200
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b'"page"'])
 async def test_bad_json_is_400(api: Api, body: bytes) -> None:
+    """A body that is broken JSON, empty, a list or a string is refused 400."""
     headers = {"Content-Type": "application/json"}
     answer = await api.call("POST", VISITS, data=body, headers=headers)
     assert answer.status == 400
@@ -369,12 +393,14 @@ async def test_bad_json_is_400(api: Api, body: bytes) -> None:
 
 
 async def test_a_body_that_is_not_json_is_415(api: Api) -> None:
+    """A form-encoded body is refused 415 saying the body must be application/json."""
     answer = await api.call("POST", VISITS, data=f"page={PAGE}")
     assert answer.status == 415
     assert answer.body["error"] == "request body must be application/json"
 
 
 async def test_an_oversized_body_is_413(api: Api) -> None:
+    """A body over the size limit is refused 413 saying how large a body may be."""
     payload = {"page": PAGE, "utm_term": "x" * 20_000}
     answer = await api.call("POST", VISITS, json=payload)
     assert answer.status == 413
@@ -382,6 +408,8 @@ async def test_an_oversized_body_is_413(api: Api) -> None:
 
 
 async def test_an_oversized_chunked_body_is_413(api: Api) -> None:
+    """A chunked body that grows over the size limit is refused 413 as well."""
+
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"page": "' + PAGE.encode() + b'", "utm_term": "'
         for _ in range(40):
@@ -395,6 +423,7 @@ async def test_an_oversized_chunked_body_is_413(api: Api) -> None:
 
 
 async def test_wrong_methods_and_paths_answer_json(api: Api) -> None:
+    """An unknown path answers 404 and a wrong method 405 naming POST in Allow, both as JSON."""
     missing = await api.call("GET", "/api/v1/nothing")
     assert missing.status == 404
     assert missing.body["error"] == "not found"
@@ -404,6 +433,8 @@ async def test_wrong_methods_and_paths_answer_json(api: Api) -> None:
 
 
 async def test_an_unexpected_failure_is_a_logged_json_500(api: Api) -> None:
+    """An unexpected failure answers a JSON 500 "internal error" without details and is counted."""
+
     async def broken(request: Any, client: str) -> Any:
         raise RuntimeError("the pool broke")
 
@@ -418,6 +449,8 @@ async def test_an_unexpected_failure_is_a_logged_json_500(api: Api) -> None:
 
 
 async def test_preflight_for_an_allowed_origin(api: Api) -> None:
+    """The configured site's browser preflight is allowed for POST with Content-Type, cached, and
+    the visit it then starts carries the site's CORS headers."""
     headers = {
         "Origin": SITE,
         "Access-Control-Request-Method": "POST",
@@ -437,6 +470,8 @@ async def test_preflight_for_an_allowed_origin(api: Api) -> None:
 
 @pytest.mark.parametrize("origin", ["https://evil.ru", "null", "https://example.ru.evil.ru"])
 async def test_other_origins_are_403(api: Api, origin: str) -> None:
+    """A preflight or visit from another origin, "null" or a look-alike domain is refused 403 and
+    takes no number."""
     preflight = await api.call("OPTIONS", VISITS, headers={"Origin": origin})
     assert preflight.status == 403
     assert "Access-Control-Allow-Origin" not in preflight.headers
@@ -447,12 +482,16 @@ async def test_other_origins_are_403(api: Api, origin: str) -> None:
 
 
 async def test_errors_are_readable_by_the_allowed_site(api: Api) -> None:
+    """An error answer to the configured site carries its CORS header, so the site's script can read
+    it."""
     answer = await api.call("POST", VISITS, json={}, headers={"Origin": SITE})
     assert answer.status == 400
     assert answer.headers["Access-Control-Allow-Origin"] == SITE
 
 
 async def test_rate_limit_then_recovery() -> None:
+    """An address over its rate limit is refused 429 with Retry-After of 1 s while other addresses
+    are served, and is served again a second later."""
     async with serving(per_minute=60, burst=2) as api:
         assert [(await api.start()).status for _ in range(2)] == [200, 200]
         limited = await api.start()
@@ -467,6 +506,7 @@ async def test_rate_limit_then_recovery() -> None:
 
 
 async def test_health_is_not_rate_limited() -> None:
+    """/healthz answers ok however often it is asked."""
     async with serving(per_minute=60, burst=1) as api:
         for _ in range(3):
             answer = await api.call("GET", "/healthz")
@@ -498,6 +538,8 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
 
 
 async def test_openapi_describes_every_route_and_its_refs_resolve(api: Api) -> None:
+    """The served OpenAPI document describes every route with its answers, every $ref resolves, and
+    the visit body requires page and refuses unknown fields."""
     answer = await api.call("GET", "/api/v1/openapi.json")
     assert answer.status == 200
     document = answer.body

@@ -41,6 +41,8 @@ async def stored_rows(engine: AsyncEngine) -> tuple[int, int]:
 async def test_refused_requests_store_nothing_and_leave_the_pool_whole(
     engine: AsyncEngine,
 ) -> None:
+    """Bad bodies, forged visit ids and foreign origins are refused and store nothing, and a flood
+    from one address gets two numbers then only 429s, leaving the rest of the pool free."""
     pool = StoredVisitPool(
         engine, name="site", numbers=NUMBERS, fallback="+74950000000", max_visits_per_client=2
     )

@@ -69,6 +69,8 @@ def visit_ids(leases: list[Any]) -> list[str]:
 
 class TestVisits:
     async def test_saved_visit_reads_back_with_every_label(self, engine: AsyncEngine) -> None:
+        """A visit reads back with every label exactly as stored, long landing pages, Cyrillic terms
+        and IPv6 addresses included; an unknown visit id finds nothing."""
         full = visit(
             landing_page="https://example.ru/" + "a" * 2000,
             referrer="https://yandex.ru/search/?text=окна",
@@ -95,6 +97,8 @@ class TestVisits:
             assert await get_visit(conn, "forged") is None
 
     async def test_touch_moves_last_seen_forward_only(self, engine: AsyncEngine) -> None:
+        """A visit's last-seen time only moves forward, and touching an unknown visit does
+        nothing."""
         async with engine.begin() as conn:
             await save_visit(conn, visit("v1"))
             assert await touch_visit(conn, "v1", at(5))
@@ -105,6 +109,7 @@ class TestVisits:
         assert found.started_at == T0
 
     async def test_visit_id_is_unique(self, engine: AsyncEngine) -> None:
+        """The database refuses a second visit with the same id."""
         with pytest.raises(IntegrityError):
             async with engine.begin() as conn:
                 await save_visit(conn, visit("v1"))
@@ -113,6 +118,8 @@ class TestVisits:
 
 class TestLeases:
     async def test_lifecycle(self, engine: AsyncEngine) -> None:
+        """A lease starts live, its last-seen time only moves forward, and once released it can be
+        neither released nor extended again, leaving only the other visit's lease live."""
         async with engine.begin() as conn:
             await add_visits(conn, "v1", "v2")
             first = await start_lease(conn, POOL, A, "v1", at(0))
@@ -131,6 +138,7 @@ class TestLeases:
             assert visit_ids(await live_leases(conn, POOL)) == ["v2"]
 
     async def test_a_did_has_one_live_lease(self, engine: AsyncEngine) -> None:
+        """The database refuses two live leases of the same number."""
         with pytest.raises(IntegrityError):
             async with engine.begin() as conn:
                 await add_visits(conn, "v1", "v2")
@@ -141,6 +149,8 @@ class TestLeases:
                 await conn.execute(insert(leases_table), rows)
 
     async def test_start_closes_a_lease_left_open(self, engine: AsyncEngine) -> None:
+        """A new lease of a number left held by a stopped daemon ends the old lease at the new one's
+        start."""
         async with engine.begin() as conn:
             await add_visits(conn, "v1", "v2")
             await start_lease(conn, POOL, A, "v1", at(0))
@@ -150,6 +160,8 @@ class TestLeases:
             assert visit_ids(await live_leases(conn, POOL)) == ["v2"]
 
     async def test_latest_leases_restart_an_allocator(self, engine: AsyncEngine) -> None:
+        """After a restart the number pool picks up from each number's latest lease, so a held
+        number stays with its visit and an unused one is given out first."""
         async with engine.begin() as conn:
             await add_visits(conn, "v1", "v2", "v3")
             await start_lease(conn, POOL, A, "v1", at(0))
@@ -199,16 +211,22 @@ class TestLeasesAt:
     async def test_who_held_the_number(
         self, history: AsyncEngine, minute: float, holders: list[str]
     ) -> None:
+        """At any moment the store names the visit that held a number, or both when one was just
+        released within the grace period, and none before or after."""
         async with history.connect() as conn:
             assert visit_ids(await leases_at(conn, A, at(minute), GRACE)) == holders
 
     async def test_without_grace(self, history: AsyncEngine) -> None:
+        """Without a grace period a released number belongs to nobody until the next visit takes
+        it."""
         async with history.connect() as conn:
             assert visit_ids(await leases_at(conn, A, at(10.5))) == []
             assert visit_ids(await leases_at(conn, A, at(11))) == ["v2"]
             assert await leases_at(conn, B, at(11), GRACE) == []
 
     async def test_hold_ends_a_lease_never_released(self, history: AsyncEngine) -> None:
+        """A lease never released counts as ended once its hold has passed, plus the grace
+        period."""
         hold = timedelta(minutes=15)
         async with history.connect() as conn:
             assert visit_ids(await leases_at(conn, A, at(55), hold=hold)) == ["v3"]
@@ -218,6 +236,8 @@ class TestLeasesAt:
 
 class TestReturningVisitor:
     async def test_last_number_shown_to_the_visitor(self, engine: AsyncEngine) -> None:
+        """The last number shown to a visitor is found overall or within one pool, and none for an
+        unknown visitor."""
         async with engine.begin() as conn:
             await save_visit(conn, visit("v1", visitor_id="browser-1"))
             await save_visit(conn, visit("v2", minutes=60, visitor_id="browser-1"))
@@ -237,6 +257,8 @@ class TestReturningVisitor:
 
 class TestPoolUsage:
     async def test_counters_by_hour(self, engine: AsyncEngine) -> None:
+        """Pool use is summed per hour: numbers in use now, the peak, numbers given out and
+        exhaustions since a moment, for that pool only."""
         async with engine.begin() as conn:
             await record_pool_use(conn, POOL, at(-70), leases_started=9, in_use=9)
             await record_pool_use(conn, POOL, at(1), leases_started=1, in_use=3)
@@ -306,6 +328,8 @@ async def plan_of(conn: AsyncConnection, statement: str, parameters: Any) -> str
 
 
 async def test_who_held_a_did_uses_the_indexes(engine: AsyncEngine) -> None:
+    """Finding who held a number at a call's moment reads the two lease indexes, not the whole lease
+    history, so crediting a call stays fast as history grows."""
     async with engine.begin() as conn:
         await fill_history(conn)
     async with engine.begin() as conn:
@@ -334,6 +358,8 @@ class TestBatches:
     """The executemany variants a group commit writes with: same rows as one by one."""
 
     async def test_visits_saved_and_touched_together(self, engine: AsyncEngine) -> None:
+        """Visits saved and touched in one go read back as saved one by one, last-seen never moving
+        back and unknown visits ignored."""
         labelled = visit("v1", utm_source="yandex", visitor_id="visitor-1", client_ip="192.0.2.1")
         async with engine.begin() as conn:
             await save_visits(conn, [labelled, visit("v2"), visit("v3")])
@@ -346,6 +372,8 @@ class TestBatches:
             assert await get_visit(conn, "v3") == visit("v3")
 
     async def test_leases_started_extended_and_released_together(self, engine: AsyncEngine) -> None:
+        """Leases started, extended and released in one go end up as done one by one, including a
+        lease left open by a stopped daemon."""
         async with engine.begin() as conn:
             await add_visits(conn, "v0", "v1", "v2", "v3")
             await start_lease(conn, POOL, C, "v0", at(-30))  # left open by a stopped daemon
@@ -374,6 +402,8 @@ class TestBatches:
             )
 
     async def test_last_numbers_of_many_visitors(self, engine: AsyncEngine) -> None:
+        """The last numbers of many visitors are found in one go, per pool or overall, leaving out
+        visitors without one."""
         async with engine.begin() as conn:
             for visit_id, visitor in (("v1", "ann"), ("v2", "ann"), ("v3", "bob"), ("v4", "eve")):
                 await save_visit(conn, visit(visit_id, visitor_id=visitor))
@@ -387,6 +417,8 @@ class TestBatches:
             assert await last_numbers_of(conn, []) == {}
 
     async def test_one_batch_writes_everything_in_order(self, engine: AsyncEngine) -> None:
+        """One batch stores new visits, touches, lease ends and starts and pool use in the right
+        order, so a number released and given out again in it has the right holders."""
         old = visit("v0", visitor_id="ann")
         async with engine.begin() as conn:
             await save_visit(conn, old)
@@ -422,6 +454,7 @@ class TestBatches:
         assert (usage.leases_started, usage.exhaustions, usage.peak_in_use) == (2, 1, 1)
 
     async def test_batch_errors_are_sqlalchemy_errors(self, engine: AsyncEngine) -> None:
+        """A batch with a duplicate visit or a naive time fails as a whole and stores nothing."""
         with pytest.raises(IntegrityError):
             async with engine.begin() as conn:
                 await write_visit_batch(conn, VisitBatch(POOL, visits=[visit("v1"), visit("v1")]))

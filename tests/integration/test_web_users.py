@@ -41,6 +41,8 @@ async def add(engine: AsyncEngine, user: WebUser) -> None:
 
 
 async def test_added_users_are_found_listed_changed_and_removed(engine: AsyncEngine) -> None:
+    """A user added with pbx-tracker web user is listed, their password can be changed and they can
+    be removed, with unknown names reported as not changed."""
     await add(engine, web_user("vera", "marketer"))
     await add(engine, web_user("anna", "manager", "101"))
     async with engine.begin() as conn:
@@ -58,6 +60,8 @@ async def test_added_users_are_found_listed_changed_and_removed(engine: AsyncEng
 
 
 async def test_a_taken_or_overlong_name_is_refused(engine: AsyncEngine) -> None:
+    """Adding a user whose name is taken or longer than 64 characters is refused saying so, and the
+    existing user is kept."""
     await add(engine, web_user("anna", "manager", "101"))
     with pytest.raises(users.UserError, match="user 'anna' already exists"):
         await add(engine, web_user("anna", "admin"))
@@ -69,6 +73,8 @@ async def test_a_taken_or_overlong_name_is_refused(engine: AsyncEngine) -> None:
 
 
 async def test_the_config_wins_and_a_spoiled_row_signs_no_one_in(engine: AsyncEngine) -> None:
+    """A user in the config wins over a stored one of the same name, and a stored user with a
+    spoiled password hash cannot sign in, with one line logged."""
     await add(engine, web_user("root", "marketer"))
     await add(engine, web_user("mark", "marketer"))
     directory = users.Users(WebSettings(users=[web_user("root", "admin")]), engine)
@@ -121,6 +127,8 @@ async def page_status(site: Site, browser: aiohttp.ClientSession, path: str) -> 
 async def test_with_no_user_at_all_sign_in_says_how_to_add_one(
     site: Site, browser: aiohttp.ClientSession
 ) -> None:
+    """With no user at all the sign-in page answers 404 saying to run pbx-tracker web user add, and
+    pages lead there."""
     async with browser.get(site.url("/login")) as answer:
         assert answer.status == 404
         assert "pbx-tracker web user add" in await answer.text()
@@ -130,6 +138,8 @@ async def test_with_no_user_at_all_sign_in_says_how_to_add_one(
 async def test_a_stored_user_signs_in_and_changes_apply_at_the_next_click(
     site: Site, browser: aiohttp.ClientSession
 ) -> None:
+    """A user added while the daemon runs can sign in; a changed role, a changed password or their
+    removal applies at their next click."""
     await add(site.engine, web_user("anna", "manager", "101"))  # no restart
     assert await sign_in(site, browser, "anna", "wrong-password") == 401
     assert await sign_in(site, browser, "anna", "anna-password-1") == 200
@@ -155,6 +165,7 @@ async def test_a_stored_user_signs_in_and_changes_apply_at_the_next_click(
 
 
 async def test_a_config_user_needs_no_database_user(engine: AsyncEngine) -> None:
+    """A user given only in the config can sign in without any user stored in the database."""
     pages = Pages(WebSettings(users=[web_user("mark", "marketer")]), engine, region="RU")
     assert await pages.users.any()
     assert await pages.users.find("mark") is not None
@@ -225,6 +236,8 @@ async def _login_with_next(site: Site, browser: aiohttp.ClientSession, next_path
 async def test_signing_in_never_leads_off_the_site(
     site: Site, browser: aiohttp.ClientSession, next_path: str
 ) -> None:
+    """Whatever a hostile next link holds, signing in leads to the site's own front page, never to
+    another site."""
     await add(site.engine, web_user("anna", "manager", "101"))
     form_query = f"?next={quote(next_path, safe='')}"
     async with browser.get(site.url(f"/login{form_query}")) as form:
@@ -267,6 +280,8 @@ async def test_a_line_break_in_next_gets_a_plain_redirect_home(
 async def test_signing_in_leads_to_the_page_asked_for(
     site: Site, browser: aiohttp.ClientSession, next_path: str
 ) -> None:
+    """Signing in with a page of this site as next leads to that page, its query and fragment
+    kept."""
     await add(site.engine, web_user("anna", "manager", "101"))
     assert await _signed_in_to(site, browser, next_path) == next_path
     assert await _login_with_next(site, browser, next_path) == next_path
@@ -275,6 +290,8 @@ async def test_signing_in_leads_to_the_page_asked_for(
 async def test_a_page_asked_for_before_signing_in_is_where_signing_in_leads(
     site: Site, browser: aiohttp.ClientSession
 ) -> None:
+    """A page opened before signing in, Cyrillic search included, is where the sign-in form then
+    leads."""
     await add(site.engine, web_user("anna", "manager", "101"))
     path = "/calls?from=2026-11-01&q=%D0%90%20%2B7"
     async with browser.get(site.url(path), allow_redirects=False) as answer:

@@ -176,6 +176,8 @@ class TestWriting:
     async def test_records_are_written_in_order_each_once(
         self, migrated_url: str, make_writer: Callable[..., CallWriter]
     ) -> None:
+        """Fifty calls submitted to the writer are stored once each, in the order they finished, and
+        each is reported as new."""
         written = Written()
         writer = make_writer(migrated_url, on_written=written)
         await writer.start()
@@ -211,6 +213,7 @@ class TestWriting:
     async def test_outbound_calls_are_written_to_their_table(
         self, migrated_url: str, make_writer: Callable[..., CallWriter]
     ) -> None:
+        """A manager's callback is stored among outbound calls, not among inbound calls."""
         writer = make_writer(migrated_url)
         await writer.start()
         callback = call(9, direction=Direction.OUTBOUND, answered_by="101")
@@ -265,6 +268,9 @@ class TestWriting:
     async def test_a_failing_callback_does_not_stop_the_writer(
         self, migrated_url: str, make_writer: Callable[..., CallWriter]
     ) -> None:
+        """A listener that fails on every stored call is logged each time, and the calls are still
+        stored."""
+
         def explode(record: CallRecord, new: bool) -> None:
             raise RuntimeError("demo printer broke")
 
