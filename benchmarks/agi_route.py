@@ -116,10 +116,10 @@ def serve_pbx_tracker(folder: str, ports: multiprocessing.Queue[int]) -> None:
         settings = bench_settings(Path(folder))
         await prepare_database(settings)
         engine = make_async_engine(settings.database.url)
-        board = ManagerBoard(settings)
+        board = ManagerBoard(settings.routing, settings.directory)
         sticky = StickyMemory(engine)
         await sticky.preload(datetime.now(UTC) - timedelta(days=30))  # as the daemon does
-        route = RouteHandler(settings, Router(settings, board, sticky))
+        route = RouteHandler(Router(board, sticky), settings.recordings_dir)
 
         async def handler(session: AgiSession) -> None:
             try:

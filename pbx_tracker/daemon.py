@@ -123,10 +123,12 @@ class Daemon:
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
         self.ami_status = "connecting"
         self.self_check = SelfCheckRunner(settings, self.listener.send_action)
-        self.board = ManagerBoard(settings, clock)
+        self.board = ManagerBoard(settings.routing, settings.directory, clock)
         self.sticky = StickyMemory(writer.engine)
-        self.router = Router(settings, self.board, self.sticky, clock)
-        route = RouteHandler(settings, self.router, clock, lambda: self.listener.connected)
+        self.router = Router(self.board, self.sticky, clock)
+        route = RouteHandler(
+            self.router, settings.recordings_dir, clock, lambda: self.listener.connected
+        )
         handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.agi_listening = False
@@ -393,7 +395,7 @@ class Daemon:
         result = self.ringme.feed(event)
         if result is not None:
             log.info(
-                "callback.ringme_result",
+                "callbacks.ringme_result",
                 task_id=result.task_id,
                 attempt=result.attempt,
                 outcome=result.outcome,
@@ -423,7 +425,7 @@ class Daemon:
                 async with self.writer.engine.connect() as conn:
                     self.daemon_metrics.open_callbacks = await count_open_tasks(conn)
             except Exception as error:  # the database is down: the last count stays
-                log.debug("daemon.open_callbacks_unknown", error=str(error) or type(error).__name__)
+                log.debug("callbacks.open_tasks_unknown", error=str(error) or type(error).__name__)
             await asyncio.sleep(OPEN_CALLBACKS_SECONDS)
 
     async def _keep_caller_history(self) -> None:
@@ -434,16 +436,16 @@ class Daemon:
         since = datetime.now(UTC) - timedelta(days=days)
         try:
             callers = await self.sticky.preload(since)
-            log.info("daemon.caller_history_loaded", callers=callers, days=days)
+            log.info("routing.caller_history_loaded", callers=callers, days=days)
         except Exception as error:  # the database answers each lookup instead
-            log.warning("daemon.caller_history_failed", error=str(error) or type(error).__name__)
+            log.warning("routing.caller_history_failed", error=str(error) or type(error).__name__)
         while True:
             await asyncio.sleep(STICKY_REFRESH_SECONDS)
             try:
                 await self.sticky.refresh()
             except Exception as error:
                 log.warning(
-                    "daemon.caller_history_failed", error=str(error) or type(error).__name__
+                    "routing.caller_history_failed", error=str(error) or type(error).__name__
                 )
 
     def _start_watchdog(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
@@ -483,7 +485,7 @@ class Daemon:
                 try:
                     await self._before_resync(item)
                 except Exception:  # the resync itself must still be applied
-                    log.exception("daemon.cel_history_failed")
+                    log.exception("cel.gap_recovery_failed")
             try:
                 self._handle(item)
             except Exception:  # one bad event must not stop the tracking of all calls
@@ -541,11 +543,11 @@ class Daemon:
     def _call_finished(self, record: CallRecord) -> None:
         labelled = self.labeler.label(record)
         if labelled is None:
-            log.info("call.untracked", did=record.did, linkedid=record.linkedid)
+            log.info("calls.untracked", did=record.did, linkedid=record.linkedid)
             return
         self.sticky.remember(labelled)
         log.info(
-            "call.finished",
+            "calls.finished",
             linkedid=labelled.linkedid,
             direction=str(labelled.direction),
             did=labelled.did,
@@ -559,7 +561,7 @@ class Daemon:
         if _answered_by_undeclared(labelled):
             # the admin declares this number or device for a manager (managers[] in the config)
             log.warning(
-                "call.answered_by_undeclared",
+                "calls.answered_by_undeclared",
                 linkedid=labelled.linkedid,
                 answered_number=labelled.answered_number,
                 answered_via=labelled.answered_via,
@@ -604,8 +606,8 @@ async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None 
             getter.cancel()
         stopped.cancel()
     await listener.close()
-    log.info("capture.stopped", messages=writer.count, file=str(out))
+    log.info("daemon.capture_stopped", messages=writer.count, file=str(out))
     if task.done() and isinstance(task.exception(), AmiLoginError):
-        log.error("capture.ami_login_rejected", reason=str(task.exception()))
+        log.error("daemon.capture_ami_login_rejected", reason=str(task.exception()))
         return 1
     return 0

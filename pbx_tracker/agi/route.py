@@ -42,7 +42,6 @@ from pbx_tracker.routing.router import RouteDecision, Router, RouteRequest
 
 if TYPE_CHECKING:
     from pbx_tracker.agi.session import AgiSession
-    from pbx_tracker.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -85,13 +84,14 @@ class RouteHandler:
 
     def __init__(
         self,
-        settings: Settings,
         router: Router,
+        recordings_dir: Path,
         clock: Callable[[], float] = time.time,
         states_known: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``states_known`` says whether the managers' states are live (AMI connected)."""
-        self.settings = settings
+        """``recordings_dir``: where the recordings it names go; ``states_known`` says
+        whether the managers' states are live (AMI connected)."""
+        self.recordings_dir = recordings_dir
         self.router = router
         self.clock = clock
         self.states_known = states_known
@@ -104,7 +104,7 @@ class RouteHandler:
         tried = tuple(ext for ext in _arg(args, 5).split("&") if ext)
         return RouteRequest(
             did=did,
-            caller=normalize_number(caller, self.settings.phone_region) if caller else None,
+            caller=normalize_number(caller, self.router.directory.region) if caller else None,
             call_id=_arg(args, 2) or agi.uniqueid,
             group=_arg(args, 4) or None,
             tried=tried,
@@ -124,7 +124,7 @@ class RouteHandler:
         target = decision.dial or decision.queue or f"missed ({decision.reason})"
         await session.verbose(f"route {request.did} -> {target}", 1)
         log.info(
-            "route.decided",
+            "agi.route_decided",
             call_id=request.call_id,
             did=request.did,
             step=request.step,
@@ -143,7 +143,7 @@ class RouteHandler:
             await session.set_variable("__TRACK_SOURCE", decision.source)
         if not await session.get_variable("TRACK_RECORDING"):
             path = recording_path(
-                self.settings.recordings_dir,
+                self.recordings_dir,
                 request.did,
                 request.caller,
                 session.request.uniqueid or request.call_id,

@@ -37,7 +37,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.config import Settings
 from pbx_tracker.routing.desk import (
     DEVICE_STATUS,
     MEMBER_DEVICE_STATES,
@@ -48,6 +47,8 @@ from pbx_tracker.routing.desk import (
     hint_status,
 )
 from pbx_tracker.routing.plan import RoutingPlan
+from pbx_tracker.routing.settings import RoutingSettings
+from pbx_tracker.staff import Directory
 from pbx_tracker.store.last_calls import last_call_ends
 
 __all__ = ["ManagerBoard", "ManagerStatus", "ManagerView", "restore_last_calls"]
@@ -85,14 +86,19 @@ class ManagerView:
 class ManagerBoard:
     """Live availability of the configured managers."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.plan = RoutingPlan(settings)
+    def __init__(
+        self,
+        routing: RoutingSettings,
+        directory: Directory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.plan = RoutingPlan(routing, directory)
         self._clock = clock
-        self._desks = {m.extension: Desk(m.extension) for m in settings.managers}
+        self._desks = {m.extension: Desk(m.extension) for m in directory.managers}
         self._leg_owner: dict[str, str] = {}  # Uniqueid -> extension
         self._reserved: dict[str, set[str]] = {}  # call id -> extensions
-        self._wrapup = settings.routing.wrapup_seconds
+        self._wrapup = routing.wrapup_seconds
         self._version = 0  # bumped by every change, so cached statuses know they are stale
         self._handlers: dict[str, Callable[[Fields, float], str | None]] = {
             "Newchannel": self._on_channel_state,
@@ -179,7 +185,7 @@ class ManagerBoard:
             return None
         extension = self._leg_owner.get(uniqueid)
         if extension is None:
-            manager = self.settings.manager_for_channel(channel)
+            manager = self.directory.manager_for_channel(channel)
             if manager is None or manager.extension not in self._desks:
                 return None
             extension = self._leg_owner[uniqueid] = manager.extension
@@ -253,7 +259,7 @@ class ManagerBoard:
         if tech.lower() == "local":
             number = name.partition("@")[0]
             return number if number in self._desks else None
-        manager = self.settings.manager_for_channel(f"{tech}/{name.partition('/')[0]}")
+        manager = self.directory.manager_for_channel(f"{tech}/{name.partition('/')[0]}")
         return manager.extension if manager is not None else None
 
     def _set_device(self, device: str, state: str) -> str | None:
@@ -409,7 +415,7 @@ class ManagerBoard:
         moment = self._clock() if now is None else now
         today = self.plan.local_time(moment).date()
         views = []
-        for manager in self.settings.managers:
+        for manager in self.directory.managers:
             desk = self._desks[manager.extension]
             status = self.status(manager.extension, moment)
             home = self.plan.home_group(manager.extension)
@@ -440,7 +446,7 @@ async def restore_last_calls(
     A database that fails, or does not answer within ``seconds``, costs only
     this (logged): the board learns from AMI as before.
     """
-    managers = [manager.extension for manager in board.settings.managers]
+    managers = [manager.extension for manager in board.directory.managers]
     try:
         async with asyncio.timeout(seconds), engine.connect() as conn:
             ends = await last_call_ends(conn, managers)

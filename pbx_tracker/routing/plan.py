@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pbx_tracker.config import Manager, Settings
 from pbx_tracker.hours import WorkingHours
 from pbx_tracker.phones import normalize_number
-from pbx_tracker.routing.settings import GroupSettings, Strategy, zone_of
+from pbx_tracker.routing.settings import GroupSettings, RoutingSettings, Strategy, zone_of
+from pbx_tracker.staff import Directory, Manager
 
 ALL_MANAGERS = "all"
 
@@ -37,17 +37,18 @@ class Group:
 
 
 class RoutingPlan:
-    """Groups, number rules, hours and dial strings of one `Settings`."""
+    """Groups, number rules, hours and dial strings of the ``routing:`` section and the
+    configured managers."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.routing = settings.routing
+    def __init__(self, routing: RoutingSettings, directory: Directory) -> None:
+        self.directory = directory
+        self.routing = routing
         self.zone: ZoneInfo | None = zone_of(self.routing.timezone)
-        self.order = {m.extension: index for index, m in enumerate(settings.managers)}
+        self.order = {m.extension: index for index, m in enumerate(directory.managers)}
         self.groups = self._groups()
         self.default = self._default_group()
         self._manager_hours = {
-            m.extension: WorkingHours.parse(m.hours) for m in settings.managers if m.hours
+            m.extension: WorkingHours.parse(m.hours) for m in directory.managers if m.hours
         }
         self._home = self._home_groups()
         self._rules = self._number_rules()
@@ -66,7 +67,7 @@ class RoutingPlan:
 
     def _group(self, group: GroupSettings) -> Group:
         if group.members is None:
-            members = [m.extension for m in self.settings.managers if m.group == group.name]
+            members = [m.extension for m in self.directory.managers if m.group == group.name]
         else:
             members = [ext for ext in group.members if ext in self.order]
         return Group(
@@ -90,7 +91,7 @@ class RoutingPlan:
     def _home_groups(self) -> dict[str, Group]:
         """Each manager's own group: their ``group`` if it routes, else the first listing them."""
         home: dict[str, Group] = {}
-        for manager in self.settings.managers:
+        for manager in self.directory.managers:
             own = self.groups.get(manager.group or "")
             if own is not None and manager.extension in own.members:
                 home[manager.extension] = own
@@ -131,8 +132,8 @@ class RoutingPlan:
 
     def group_for_number(self, did: str | None) -> Group:
         """The group of the number's rule (did, then pool, then source), else the default."""
-        labels = self.settings.find_number(did)
-        number = labels.did if labels else normalize_number(did, self.settings.phone_region)
+        labels = self.directory.find_number(did)
+        number = labels.did if labels else normalize_number(did, self.directory.region)
         keys = [("did", number or "")]
         if labels is not None:
             keys += [("pool", labels.pool or ""), ("source", labels.source)]
@@ -141,7 +142,7 @@ class RoutingPlan:
     # --- managers ------------------------------------------------------------
 
     def manager(self, extension: str) -> Manager | None:
-        return self.settings.manager_for_extension(extension)
+        return self.directory.manager_for_extension(extension)
 
     def hours_for(self, extension: str, group: str | None = None) -> WorkingHours | None:
         """The manager's own hours, else the group's (default: their home group's)."""

@@ -28,7 +28,6 @@ from typing import Literal
 
 import structlog
 
-from pbx_tracker.config import Settings
 from pbx_tracker.phones import is_dialable, normalize_number
 from pbx_tracker.routing.availability import ManagerBoard, ManagerStatus
 from pbx_tracker.routing.plan import Group
@@ -98,21 +97,20 @@ class Router:
 
     def __init__(
         self,
-        settings: Settings,
         board: ManagerBoard,
         sticky: CallerHistory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
-        self._routing = settings.routing
         self._board = board
         self._plan = board.plan
+        self._routing = board.plan.routing
+        self.directory = board.plan.directory
         self._sticky = sticky
         self._clock = clock
         self._last_offered: dict[str, str] = {}  # group -> extension (round robin)
 
     async def route(self, request: RouteRequest) -> RouteDecision:
-        labels = self._settings.find_number(request.did)
+        labels = self.directory.find_number(request.did)
         source = labels.source if labels is not None else None
         if request.step > self._routing.max_steps:
             why = f"step {request.step} is over max_steps ({self._routing.max_steps})"
@@ -138,7 +136,7 @@ class Router:
             return None
 
     def _caller(self, caller: str | None) -> str | None:
-        number = normalize_number(caller, self._settings.phone_region)
+        number = normalize_number(caller, self.directory.region)
         return number if is_dialable(number) else None
 
     # --- the decision (synchronous) -----------------------------------------------

@@ -314,8 +314,8 @@ async def test_without_ami_the_answer_says_the_phone_states_may_be_stale(
     """Asterisk's manager link is down: calls still ring someone, and the reason says why
     the choice may be off (nobody's state is known)."""
     settings = routing_settings("sqlite:///unused.sqlite3", 5038, tmp_path)
-    board = ManagerBoard(settings)
-    handler = RouteHandler(settings, Router(settings, board), states_known=lambda: False)
+    board = ManagerBoard(settings.routing, settings.directory)
+    handler = RouteHandler(Router(board), settings.recordings_dir, states_known=lambda: False)
     async with FastAgiServer({"route": handler}, settings.agi) as server:
         env = env_for_call(
             did="74951110002", caller="79160000011", uniqueid="1.1", channel="IAX2/carrier-1"

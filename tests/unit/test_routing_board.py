@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from clocks import SecondsClock
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.events import AmiEvent
@@ -31,14 +32,6 @@ MANAGERS = [
 S = ManagerStatus
 
 
-class Clock:
-    def __init__(self, now: float = MONDAY_NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make_settings(routing: dict[str, Any] | None = None, managers: Any = None) -> Settings:
     data: dict[str, Any] = {
         "ami": {"secret": "s"},
@@ -48,10 +41,14 @@ def make_settings(routing: dict[str, Any] | None = None, managers: Any = None) -
     return settings_from_mapping(data, environ={})
 
 
+def _board(settings: Settings, clock: SecondsClock) -> ManagerBoard:
+    return ManagerBoard(settings.routing, settings.directory, clock)
+
+
 class Pbx:
     """Feeds a board the events of calls to the managers' IAX2 phones."""
 
-    def __init__(self, board: ManagerBoard, clock: Clock) -> None:
+    def __init__(self, board: ManagerBoard, clock: SecondsClock) -> None:
         self.board, self.clock = board, clock
         self.ids = count(1)
         self.names: dict[str, str] = {}
@@ -103,7 +100,7 @@ class Pbx:
         call = self.call()
         leg = self.ring(call, extension)
         self.answer(call, leg)
-        self.clock.now += seconds
+        self.clock.advance(seconds)
         self.hangup(leg)
         self.hangup(call)
 
@@ -141,17 +138,17 @@ def member_fields(queue: str, extension: str, **more: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SecondsClock:
+    return SecondsClock(MONDAY_NOON)
 
 
 @pytest.fixture
-def board(clock: Clock) -> ManagerBoard:
-    return ManagerBoard(make_settings({"wrapup_seconds": 30}), clock)
+def board(clock: SecondsClock) -> ManagerBoard:
+    return _board(make_settings({"wrapup_seconds": 30}), clock)
 
 
 @pytest.fixture
-def pbx(board: ManagerBoard, clock: Clock) -> Pbx:
+def pbx(board: ManagerBoard, clock: SecondsClock) -> Pbx:
     return Pbx(board, clock)
 
 
@@ -212,17 +209,17 @@ def test_devices_and_events_of_others_are_ignored(pbx: Pbx, board: ManagerBoard)
     assert board.status("104") is S.UNAVAILABLE  # no such manager
 
 
-def test_a_call_through_its_states(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_a_call_through_its_states(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
     call = pbx.call()
     leg = pbx.ring(call, "101")
     assert board.status("101") is S.RINGING
     pbx.answer(call, leg)
     assert board.status("101") is S.ON_CALL
-    clock.now += 60
+    clock.advance(60)
     pbx.hangup(leg)
     assert board.last_call_end("101") == clock.now
     assert board.status("101") is S.WRAPUP
-    clock.now += 30
+    clock.advance(30)
     assert board.status("101") is S.FREE
 
 
@@ -260,7 +257,9 @@ def test_queue_member_paused_or_in_a_queue_call(pbx: Pbx, board: ManagerBoard) -
     assert board.status("103") is S.FREE
 
 
-def test_queue_last_call_counts_for_wrapup(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_queue_last_call_counts_for_wrapup(
+    pbx: Pbx, board: ManagerBoard, clock: SecondsClock
+) -> None:
     pbx.member("sales", "102", LastCall=str(int(clock.now) - 10))
     assert board.status("102") is S.WRAPUP
     assert board.last_call_end("102") == int(clock.now) - 10
@@ -284,13 +283,13 @@ def test_local_queue_member_with_a_hint_state_interface(board: ManagerBoard, pbx
 # --- several phones --------------------------------------------------------------------------
 
 
-def two_phones(clock: Clock) -> tuple[ManagerBoard, Pbx]:
+def two_phones(clock: SecondsClock) -> tuple[ManagerBoard, Pbx]:
     anna = {**MANAGERS[0], "devices": ["PJSIP/anna-desk", "PJSIP/anna-mobile"]}
-    board = ManagerBoard(make_settings(managers=[anna, *MANAGERS[1:]]), clock)
+    board = _board(make_settings(managers=[anna, *MANAGERS[1:]]), clock)
     return board, Pbx(board, clock)
 
 
-def test_one_phone_switched_off_leaves_the_other(clock: Clock) -> None:
+def test_one_phone_switched_off_leaves_the_other(clock: SecondsClock) -> None:
     board, pbx = two_phones(clock)
     pbx.device("PJSIP/anna-mobile", "UNAVAILABLE")
     pbx.device("PJSIP/anna-desk", "NOT_INUSE")
@@ -299,7 +298,7 @@ def test_one_phone_switched_off_leaves_the_other(clock: Clock) -> None:
     assert board.status("101") is S.UNAVAILABLE
 
 
-def test_any_busy_phone_makes_the_manager_busy(clock: Clock) -> None:
+def test_any_busy_phone_makes_the_manager_busy(clock: SecondsClock) -> None:
     board, pbx = two_phones(clock)
     pbx.device("PJSIP/anna-desk", "NOT_INUSE")
     pbx.device("PJSIP/anna-mobile", "INUSE")
@@ -312,12 +311,12 @@ def test_any_busy_phone_makes_the_manager_busy(clock: Clock) -> None:
 # --- precedence --------------------------------------------------------------------------------
 
 
-def hours_board(clock: Clock) -> tuple[ManagerBoard, Pbx]:
+def hours_board(clock: SecondsClock) -> tuple[ManagerBoard, Pbx]:
     routing = {
         "wrapup_seconds": 30,
         "groups": [{"name": "sales", "hours": ["mon-fri 09:00-18:00"]}],
     }
-    board = ManagerBoard(make_settings(routing), clock)
+    board = _board(make_settings(routing), clock)
     return board, Pbx(board, clock)
 
 
@@ -335,12 +334,12 @@ def hours_board(clock: Clock) -> tuple[ManagerBoard, Pbx]:
         ([], S.FREE),
     ],
 )
-def test_most_restrictive_status_wins(clock: Clock, facts: list[str], expected: S) -> None:
+def test_most_restrictive_status_wins(clock: SecondsClock, facts: list[str], expected: S) -> None:
     board, pbx = hours_board(clock)
     setters = {
         "wrapup": lambda: pbx.talk("101", 60),
         "unavailable": lambda: pbx.hint("101", 4),
-        "night": lambda: setattr(clock, "now", clock.now + 9 * 3600),
+        "night": lambda: clock.advance(9 * 3600),
         "paused": lambda: pbx.member("sales", "101", Paused="1"),
         "on_call": lambda: pbx.device("IAX2/101", "INUSE"),
         "busy": lambda: pbx.hint("101", 2),
@@ -355,7 +354,7 @@ def test_most_restrictive_status_wins(clock: Clock, facts: list[str], expected: 
 # --- working hours ------------------------------------------------------------------------------
 
 
-def test_hours_of_the_group_and_of_the_manager(clock: Clock) -> None:
+def test_hours_of_the_group_and_of_the_manager(clock: SecondsClock) -> None:
     managers = [{**MANAGERS[0], "hours": ["sat-sun 10:00-20:00"]}, *MANAGERS[1:]]
     routing = {
         "groups": [
@@ -363,7 +362,7 @@ def test_hours_of_the_group_and_of_the_manager(clock: Clock) -> None:
             {"name": "night", "members": ["102"], "hours": ["daily 18:00-09:00"]},
         ]
     }
-    board = ManagerBoard(make_settings(routing, managers), clock)
+    board = _board(make_settings(routing, managers), clock)
     evening = datetime(2026, 11, 23, 19, 30, tzinfo=MOSCOW).timestamp()  # Monday
     saturday = datetime(2026, 11, 28, 11, 0, tzinfo=MOSCOW).timestamp()
     assert [board.status(e, MONDAY_NOON) for e in ("101", "102", "103")] == [
@@ -385,22 +384,24 @@ def test_hours_of_the_group_and_of_the_manager(clock: Clock) -> None:
         ("America/New_York", S.OFF_HOURS),
     ],
 )
-def test_hours_are_read_in_the_routing_time_zone(clock: Clock, zone: str, expected: S) -> None:
+def test_hours_are_read_in_the_routing_time_zone(
+    clock: SecondsClock, zone: str, expected: S
+) -> None:
     # 12:00 in Moscow: 19:00 in Vladivostok, 04:00 in New York
     routing = {"timezone": zone, "groups": [{"name": "sales", "hours": ["mon-fri 09:00-18:00"]}]}
-    board = ManagerBoard(make_settings(routing), clock)
+    board = _board(make_settings(routing), clock)
     assert board.status("101") is expected
 
 
 # --- reservations -------------------------------------------------------------------------------
 
 
-def test_reservation_expires_with_time(board: ManagerBoard, clock: Clock) -> None:
+def test_reservation_expires_with_time(board: ManagerBoard, clock: SecondsClock) -> None:
     board.reserve(["101", "102"], "1795348313.0", until=clock.now + 25)
     assert board.status("101") is S.RESERVED
-    clock.now += 24.9
+    clock.advance(24.9)
     assert board.status("102") is S.RESERVED
-    clock.now += 0.1
+    clock.advance(0.1)
     assert (board.status("101"), board.status("102")) == (S.FREE, S.FREE)
 
 
@@ -432,7 +433,7 @@ def test_caller_hanging_up_releases_every_manager_of_the_call(
     assert [view.status for view in board.snapshot()] == [S.FREE, S.FREE, S.FREE]
 
 
-def test_release_and_a_new_reservation(board: ManagerBoard, clock: Clock) -> None:
+def test_release_and_a_new_reservation(board: ManagerBoard, clock: SecondsClock) -> None:
     board.reserve(["101"], "a", until=clock.now + 25)
     board.reserve(["101"], "b", until=clock.now + 25)  # the newer offer wins
     board.release("a")
@@ -458,13 +459,13 @@ def core_show_channel(name: str, uniqueid: str, state: str, bridge: str = "") ->
     }
 
 
-def test_resync_replaces_the_view(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_resync_replaces_the_view(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
     call = pbx.call()
     pbx.answer(call, pbx.ring(call, "101"))
     pbx.device("IAX2/102", "INUSE")
     pbx.member("sales", "103", Paused="1")
     board.reserve(["102"], call, until=clock.now + 60)
-    clock.now += 100  # the AMI connection was down meanwhile
+    clock.advance(100)  # the AMI connection was down meanwhile
     board.resync(
         channels=[core_show_channel("IAX2/102-777", "1795348500.3", "6", bridge="b-9")],
         devices=[{"Event": "DeviceStateChange", "Device": "IAX2/101", "State": "NOT_INUSE"}],
@@ -479,7 +480,9 @@ def test_resync_replaces_the_view(pbx: Pbx, board: ManagerBoard, clock: Clock) -
     assert board.snapshot()[1].reserved_for is None  # that call is gone
 
 
-def test_resync_of_one_list_keeps_the_others(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_resync_of_one_list_keeps_the_others(
+    pbx: Pbx, board: ManagerBoard, clock: SecondsClock
+) -> None:
     pbx.device("IAX2/101", "UNAVAILABLE")
     pbx.member("sales", "102", Paused="1")
     board.resync(channels=[], time=clock.now)
@@ -488,7 +491,9 @@ def test_resync_of_one_list_keeps_the_others(pbx: Pbx, board: ManagerBoard, cloc
     assert board.status("101") is S.FREE
 
 
-def test_resync_reads_state_lists_as_asterisk_sends_them(board: ManagerBoard, clock: Clock) -> None:
+def test_resync_reads_state_lists_as_asterisk_sends_them(
+    board: ManagerBoard, clock: SecondsClock
+) -> None:
     listing = member_fields("sales", "101", Paused="1")
     listing["Location"], listing["Name"] = listing.pop("Interface"), listing.pop("MemberName")
     board.resync(
@@ -503,10 +508,10 @@ def test_resync_reads_state_lists_as_asterisk_sends_them(board: ManagerBoard, cl
 # --- snapshot and real traffic ----------------------------------------------------------------
 
 
-def test_snapshot_for_a_wallboard(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_snapshot_for_a_wallboard(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
     pbx.talk("102", 30)
     pbx.talk("102", 30)
-    clock.now += 60
+    clock.advance(60)
     pbx.device("IAX2/103", "INUSE")
     views = board.snapshot()
     assert [(v.extension, v.name, v.group, v.status) for v in views] == [
@@ -521,10 +526,12 @@ def test_snapshot_for_a_wallboard(pbx: Pbx, board: ManagerBoard, clock: Clock) -
     assert [v.calls_today for v in board.snapshot(next_day)] == [0, 0, 0]
 
 
-def test_since_is_when_the_status_changed(pbx: Pbx, board: ManagerBoard, clock: Clock) -> None:
+def test_since_is_when_the_status_changed(
+    pbx: Pbx, board: ManagerBoard, clock: SecondsClock
+) -> None:
     start = clock.now
     pbx.device("IAX2/101", "RINGING")
-    clock.now += 5
+    clock.advance(5)
     pbx.device("IAX2/101", "RINGING")  # repeated, no change
     assert board.snapshot()[0].since == start
 
@@ -541,8 +548,8 @@ def replay(board: ManagerBoard, name: str) -> dict[str, list[ManagerStatus]]:
     return seen
 
 
-def test_captured_ring_group_call(clock: Clock) -> None:
-    board = ManagerBoard(make_settings(), clock)
+def test_captured_ring_group_call(clock: SecondsClock) -> None:
+    board = _board(make_settings(), clock)
     seen = replay(board, "06_ringgroup")
     assert seen == {
         "101": [S.FREE, S.RINGING, S.FREE],
@@ -552,16 +559,16 @@ def test_captured_ring_group_call(clock: Clock) -> None:
     assert board.last_call_end("102") is not None and board.last_call_end("101") is None
 
 
-def test_captured_queue_call(clock: Clock) -> None:
-    board = ManagerBoard(make_settings(), clock)
+def test_captured_queue_call(clock: SecondsClock) -> None:
+    board = _board(make_settings(), clock)
     seen = replay(board, "07_queue_answered")
     assert seen["101"] == [S.FREE, S.RINGING, S.FREE]
     assert seen["102"][-2:] == [S.ON_CALL, S.FREE]
     assert seen["103"] == [S.FREE]
 
 
-def test_captured_concurrent_calls_end_with_everybody_free(clock: Clock) -> None:
-    board = ManagerBoard(make_settings(), clock)
+def test_captured_concurrent_calls_end_with_everybody_free(clock: SecondsClock) -> None:
+    board = _board(make_settings(), clock)
     seen = replay(board, "11_concurrent")
     assert S.ON_CALL in seen["101"] and S.ON_CALL in seen["102"]
     assert all(statuses[-1] is S.FREE for statuses in seen.values())
@@ -570,13 +577,13 @@ def test_captured_concurrent_calls_end_with_everybody_free(clock: Clock) -> None
 
 
 def test_asterisk_clock_ahead_of_ours_does_not_stretch_wrapup(
-    board: ManagerBoard, clock: Clock
+    board: ManagerBoard, clock: SecondsClock
 ) -> None:
     """Events stamped 10 minutes ahead (Asterisk's Timestamp, a skewed clock): the call
     still ends now for us, and 101 is free again after the 30 s wrap-up."""
-    ahead = Clock(clock.now + 600)
+    ahead = SecondsClock(clock.now + 600)
     skewed = Pbx(board, ahead)
     skewed.talk("101", 60)  # its hang-up reaches us now
     assert board.status("101") is S.WRAPUP
-    clock.now += 31
+    clock.advance(31)
     assert board.status("101") is S.FREE

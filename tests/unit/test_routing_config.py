@@ -224,6 +224,7 @@ def test_a_rule_may_name_a_short_tracked_number() -> None:
         },
         tracked_numbers=[*TRACKED, {"did": "600", "source": "ring-group"}],
     )
-    plan = RoutingPlan(load(data))
+    settings = load(data)
+    plan = RoutingPlan(settings.routing, settings.directory)
     assert plan.group_for_number("600").name == "support"
     assert plan.group_for_number("74951110001").name != "support"

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from clocks import SecondsClock
 
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
@@ -33,14 +34,6 @@ SALES_THEN_SUPPORT = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = MONDAY_NOON
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def config(routing: dict[str, Any], managers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "ami": {"secret": "s"},
@@ -61,10 +54,10 @@ class Office:
     def __init__(
         self, routing: dict[str, Any], sticky: Any = None, settings: Settings | None = None
     ) -> None:
-        self.clock = Clock()
+        self.clock = SecondsClock(MONDAY_NOON)
         self.settings = settings or settings_from_mapping(config(routing), environ={})
-        self.board = ManagerBoard(self.settings, self.clock)
-        self.router = Router(self.settings, self.board, sticky, self.clock)
+        self.board = ManagerBoard(self.settings.routing, self.settings.directory, self.clock)
+        self.router = Router(self.board, sticky, self.clock)
         self.calls = 0
 
     def feed(self, event: str, **fields: str) -> None:
@@ -459,7 +452,7 @@ async def test_offered_manager_is_reserved_for_ring_time_plus_reservation() -> N
     assert office.board.status("101") is ManagerStatus.RESERVED
     assert office.board.snapshot()[0].reserved_for == "1795348313.0"
     assert (await office.ask()).managers == ("102",)
-    office.clock.now += 25
+    office.clock.advance(25)
     assert office.board.status("101") is ManagerStatus.FREE
     assert decision.managers == ("101",)
 
