@@ -190,6 +190,8 @@ async def three(engine: AsyncEngine) -> tuple[int, int, int]:
 
 
 async def test_list_without_tasks_says_so(cli: Cli) -> None:
+    """With nothing to call back, callbacks list says "no callback tasks" (also with --all and
+    --mine) and the JSON form is an empty list."""
     assert (await cli.ok("list")).strip() == "no callback tasks"
     assert (await cli.ok("list", "--all", "--mine", "101")).strip() == "no callback tasks"
     assert json.loads(await cli.ok("list", "--format", "json")) == []
@@ -198,6 +200,9 @@ async def test_list_without_tasks_says_so(cli: Cli) -> None:
 async def test_list_shows_a_readable_table_newest_first(
     cli: Cli, three: tuple[int, int, int]
 ) -> None:
+    """callbacks list shows open tasks newest first, with numbers written as people read them,
+    tries, time waiting, source, number dialled, the manager's extension and name, and "hidden
+    number" for a hidden caller."""
     anna, boris, hidden = three
     out = await cli.ok("list")
     assert "Callback tasks" in out
@@ -231,6 +236,8 @@ async def test_list_shows_a_readable_table_newest_first(
 async def test_list_mine_shows_only_that_managers_tasks(
     cli: Cli, three: tuple[int, int, int]
 ) -> None:
+    """callbacks list --mine 102 shows only the tasks assigned to 102, and says so when a manager
+    has none."""
     anna, boris, hidden = three
     assert [row["id"] for row in table_rows(await cli.ok("list", "--mine", "102"), COLUMNS)] == [
         str(hidden),
@@ -244,6 +251,8 @@ async def test_list_mine_shows_only_that_managers_tasks(
 async def test_list_all_includes_done_tasks(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """A task closed with done leaves callbacks list, and list --all shows it again as closed by the
+    manager who closed it."""
     anna, boris, hidden = three
     await cli.ok("done", str(boris), "--by", "101")
     rows = table_rows(await cli.ok("list"), COLUMNS)
@@ -258,6 +267,8 @@ async def test_list_all_includes_done_tasks(
 async def test_list_as_json_has_iso_times_and_the_task_fields(
     cli: Cli, three: tuple[int, int, int]
 ) -> None:
+    """callbacks list --format json gives every task field, times as ISO UTC, numbers in E.164 and a
+    done task's resolution and who closed it."""
     anna, boris, hidden = three
     await cli.ok("done", str(hidden), "--by", "102")
     shown = json.loads(await cli.ok("list", "--all", "--format", "json"))
@@ -288,6 +299,8 @@ async def test_list_as_json_has_iso_times_and_the_task_fields(
 async def test_done_closes_the_task_and_records_who(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks done closes the task, says so naming who closed it, and the closing is in the
+    task's history."""
     anna, _, _ = three
     out = await cli.ok("done", str(anna), "--by", "101")
     assert out.strip() == f"callback task {anna} closed by 101"
@@ -304,6 +317,8 @@ async def test_done_closes_the_task_and_records_who(
 async def test_done_twice_or_unknown_exits_1_with_one_line(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """done without --by records "cli" as who closed it; done on a closed or unknown task exits 1
+    with one line saying why and changes nothing."""
     anna, _, _ = three
     assert (await cli.ok("done", str(anna))).strip() == f"callback task {anna} closed by cli"
     closed = await task_in_db(engine, anna)
@@ -333,6 +348,8 @@ async def test_snooze_shows_in_the_list(
     length: timedelta,
     listed: str,
 ) -> None:
+    """callbacks snooze with 30m or 1h30m says for how long, records who snoozed, and the list shows
+    the task as snoozed with the time left."""
     anna, boris, _ = three
     out = await cli.ok("snooze", str(boris), duration, "--by", "102")
     assert out.strip() == f"callback task {boris} {message}"
@@ -347,6 +364,8 @@ async def test_snooze_shows_in_the_list(
 async def test_a_bad_snooze_exits_1_with_the_reason(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """A snooze that is no duration, zero, over 30 days, for an unknown or a done task exits 1 with
+    one line saying why and changes nothing."""
     anna, _, _ = three
     before = await task_in_db(engine, anna)
     errors = await asyncio.gather(
@@ -372,6 +391,8 @@ async def test_a_bad_snooze_exits_1_with_the_reason(
 async def test_assign_moves_the_task_to_another_manager(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks assign moves a task to another manager, named in the answer, and it moves between
+    their lists with a history event."""
     anna, _, _ = three
     out = await cli.ok("assign", str(anna), "103", "--by", "101")
     assert out.strip() == f"callback task {anna} assigned to 103 Vera"
@@ -389,6 +410,8 @@ async def test_assign_moves_the_task_to_another_manager(
 async def test_assign_to_an_unknown_extension_or_task_exits_1(
     cli: Cli, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """Assigning to an extension that is no manager, or an unknown task, exits 1 with one line
+    saying which, and the task keeps its manager."""
     anna, _, _ = three
     errors = list(
         await asyncio.gather(
@@ -408,6 +431,9 @@ async def test_assign_to_an_unknown_extension_or_task_exits_1(
 async def test_call_rings_the_assignee_then_dials_the_customer(
     ami_cli: Cli, pbx: FakeAsterisk, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call rings the assigned manager's phone and then dials the customer, prints that
+    outcome, counts the attempt and leaves the task open for the daemon to close, never showing the
+    AMI secret."""
     anna, _, _ = three
     run = await ami_cli("call", str(anna))
     assert run.code == 0, run
@@ -437,6 +463,8 @@ async def test_call_rings_the_assignee_then_dials_the_customer(
 async def test_call_reports_a_busy_manager(
     ami_cli: Cli, pbx: FakeAsterisk, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call to a busy manager says the manager is busy with Asterisk's reason, and counts
+    the attempt."""
     _, boris, _ = three
     pbx.originate_outcomes["IAX2/102"] = "busy"
     run = await ami_cli("call", str(boris))
@@ -453,6 +481,8 @@ async def test_call_reports_a_busy_manager(
 async def test_call_with_another_manager_rings_that_phone(
     ami_cli: Cli, pbx: FakeAsterisk, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call --manager 103 rings manager 103's phone instead of the assignee's, and records
+    that manager on the attempt."""
     anna, _, _ = three
     run = await ami_cli("call", str(anna), "--manager", "103")
     assert run.code == 0, run
@@ -470,6 +500,8 @@ async def test_call_with_another_manager_rings_that_phone(
 async def test_call_refuses_a_hidden_number(
     ami_cli: Cli, pbx: FakeAsterisk, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call on a hidden caller's task exits 1 saying the number cannot be dialled, and
+    nothing is originated."""
     _, _, hidden = three
     line = await ami_cli.fails("call", str(hidden))
     assert line == f"error: cannot call back task {hidden}: the number cannot be dialled"
@@ -493,6 +525,7 @@ async def test_call_refuses_when_every_attempt_is_used(
 async def test_call_refuses_a_done_task(
     ami_cli: Cli, pbx: FakeAsterisk, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call on a done task exits 1 saying it is done, and nothing is originated."""
     anna, _, _ = three
     await ami_cli.ok("done", str(anna))
     run = await ami_cli("call", str(anna))
@@ -504,6 +537,7 @@ async def test_call_refuses_a_done_task(
 async def test_call_prints_only_its_outcome_on_stdout(
     ami_cli: Cli, pbx: FakeAsterisk, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call prints only its outcome on stdout, so scripts can read it."""
     anna, _, _ = three
     run = await ami_cli("call", str(anna))
     assert run.code == 0, run
@@ -511,6 +545,8 @@ async def test_call_prints_only_its_outcome_on_stdout(
 
 
 async def test_call_of_an_unknown_task_exits_1(ami_cli: Cli, pbx: FakeAsterisk) -> None:
+    """callbacks call on an unknown task exits 1 with "no callback task 999" and originates
+    nothing."""
     assert await ami_cli.fails("call", "999") == "error: no callback task 999"
     assert pbx.actions_named("Originate") == []
 
@@ -522,6 +558,8 @@ async def test_call_says_when_asterisk_rejects_the_originate(
     engine: AsyncEngine,
     three: tuple[int, int, int],
 ) -> None:
+    """When Asterisk rejects the Originate (a bad dial string for the manager) callbacks call exits
+    1 with Asterisk's message and no attempt is counted."""
     anna, _, _ = three
     cli = Cli(write_config(tmp_path, migrated_url, ami_port=pbx.port, m101="Bogus/101"), CALLBACKS)
     line = await cli.fails("call", str(anna))
@@ -544,6 +582,8 @@ async def test_call_without_asterisk_exits_1_saying_so(
 async def test_call_with_a_wrong_secret_exits_1_saying_so(
     tmp_path: Path, migrated_url: str, engine: AsyncEngine, three: tuple[int, int, int]
 ) -> None:
+    """callbacks call with a wrong AMI secret exits 1 with one line naming the AMI address, never
+    the secret, and nothing is originated."""
     anna, _, _ = three
     async with FakeAsterisk(username=USER, secret="another-secret") as other:
         cli = Cli(write_config(tmp_path, migrated_url, ami_port=other.port), CALLBACKS)

@@ -267,6 +267,9 @@ def parse_time(text: str) -> datetime:
 async def test_sigkill_with_reminders_pending_then_restart_sends_each_reminder_once(
     tmp_path: Path, asterisk: FakeAsterisk, mailbox: Mailbox
 ) -> None:
+    """After kill -9 with reminders pending, the restarted daemon sends the reminders that came due
+    meanwhile as one email, none twice, and nothing more for a task closed from the command line in
+    between."""
     config = write_config(tmp_path, asterisk.port, mailbox.port)
     await cli(config, "db", "upgrade")
     store = Store(f"sqlite:///{tmp_path / 'calls.sqlite3'}")

@@ -26,6 +26,8 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str
 
 
 def test_check_config_accepts_the_trace_config() -> None:
+    """check-config on a good config exits 0 and says how many tracked numbers and managers it
+    has."""
     code, out, _ = invoke("check-config", "--config", str(TRACE_CONFIG))
     assert code == 0
     assert "3 tracked numbers" in out and "3 managers" in out
@@ -92,6 +94,8 @@ def test_a_secret_that_is_no_secret_is_refused(tmp_path: Path, secret: str, reas
 
 
 def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    """check-config lists every problem of a bad config (a wrong type, a misspelt key, a bad phone
+    number) each on a line naming the key, exits 1 and never shows the secret."""
     config = tmp_path / "bad.yaml"
     config.write_text(
         "ami:\n  port: five\n  secret: s3cret-value\n  scret: x\n"
@@ -107,6 +111,7 @@ def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_help_lists_every_command() -> None:
+    """pbx-tracker --help lists every command a sysadmin can run."""
     code, out, _ = invoke("--help")
     assert code == 0
     for command in (
@@ -151,6 +156,8 @@ def test_replay_dry_run_prints_the_expected_records(stem: str, fmt: str) -> None
 
 
 def test_replay_of_a_callback_prints_no_inbound_call() -> None:
+    """Replaying a captured ring-me callback prints one outbound call answered by the manager to the
+    customer, not an inbound call."""
     code, out, _ = invoke(
         "replay",
         "--dry-run",

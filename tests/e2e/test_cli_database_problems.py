@@ -47,6 +47,8 @@ def write_config(folder: Path, database_url: str) -> Path:
 async def test_a_database_that_cannot_be_used_is_one_error_line(
     tmp_path: Path, command: list[str], database: str
 ) -> None:
+    """Every command touching a database that cannot be used exits with one error line naming the
+    database (password masked), what is wrong and to run pbx-tracker db upgrade."""
     url, detail = DATABASES[database]
     cli = Cli(write_config(tmp_path, url.format(folder=tmp_path)))
     error = await cli.fails(*command)

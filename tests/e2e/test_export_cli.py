@@ -135,6 +135,8 @@ async def _database(migrated_url: str) -> str:
 
 
 async def test_metrica_file(tmp_path: Path, database: str) -> None:
+    """export metrica writes Metrica's CSV header and one row per call it can use, and says how many
+    calls were left out as older than 21 days or without a Metrica ClientId."""
     cli = Cli(write_config(tmp_path, database), EXPORT)
     out = tmp_path / "metrica.csv"
     stdout = await cli.ok("metrica", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
@@ -163,6 +165,8 @@ async def test_metrica_file(tmp_path: Path, database: str) -> None:
 
 
 async def test_ga4_file(tmp_path: Path, database: str) -> None:
+    """export ga4 --out writes one phone_call event with the visitor's GA client id and the call's
+    time, and says how many calls were too old for GA4."""
     cli = Cli(write_config(tmp_path, database), EXPORT)
     out = tmp_path / "ga4.jsonl"
     stdout = await cli.ok("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--out", str(out))
@@ -179,6 +183,8 @@ async def test_ga4_file(tmp_path: Path, database: str) -> None:
 async def test_ga4_send_with_the_secret_from_the_environment(
     tmp_path: Path, database: str, collector: Collector
 ) -> None:
+    """export ga4 --send posts the event to GA4 with the measurement id from the config and the API
+    secret from the environment, and says it was sent."""
     config = write_config(
         tmp_path, database, {"measurement_id": "G-E2E", "endpoint": collector.url}
     )
@@ -191,6 +197,8 @@ async def test_ga4_send_with_the_secret_from_the_environment(
 
 
 async def test_ga4_send_failure(tmp_path: Path, database: str, collector: Collector) -> None:
+    """When GA4 refuses with 403 export ga4 --send exits 1 with one line saying how many events were
+    sent, never showing the API secret."""
     ga4 = {"measurement_id": "G-E2E", "api_secret": API_SECRET, "endpoint": collector.url}
     cli = Cli(write_config(tmp_path, database, ga4 | {"backoff": 0}), EXPORT)
     collector.answers = [403]
@@ -200,6 +208,7 @@ async def test_ga4_send_failure(tmp_path: Path, database: str, collector: Collec
 
 
 async def test_ga4_send_without_configuration(tmp_path: Path, database: str) -> None:
+    """export ga4 --send without GA4 configured exits 1 saying to set exports.ga4.measurement_id."""
     cli = Cli(write_config(tmp_path, database), EXPORT)
     run = await cli.failure("ga4", "--from", FIRST_DAY, "--to", LAST_DAY, "--send")
     assert run.error_line.startswith("error: GA4 is not configured: set exports.ga4.measurement_id")
@@ -229,6 +238,8 @@ async def test_ga4_send_without_configuration(tmp_path: Path, database: str) -> 
 async def test_wrong_arguments_are_one_line(
     tmp_path: Path, migrated_url: str, args: list[str], error: str
 ) -> None:
+    """An impossible date, a period ending before it starts, a date in another format or ga4 without
+    --out or --send exits 1 with one line saying what to write, and prints nothing else."""
     cli = Cli(write_config(tmp_path, migrated_url), EXPORT)
     run = await cli.failure(*args)
     assert run.error_line == error

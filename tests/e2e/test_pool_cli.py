@@ -30,6 +30,8 @@ def write_config(tmp_path: Path, url: str) -> Path:
 async def test_status_table_json_and_a_pool_too_small(
     engine: AsyncEngine, migrated_url: str, tmp_path: Path
 ) -> None:
+    """pool status shows each pool's last 24 hours, that the fallback was shown, and how many
+    numbers to add when the pool is too small; --format json gives the same figures for one pool."""
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         await save_visit(conn, Visit("visit-1", "site", now, now))
@@ -54,6 +56,8 @@ async def test_status_table_json_and_a_pool_too_small(
 
 
 async def test_unknown_pool_and_unreachable_database_are_one_line_errors(tmp_path: Path) -> None:
+    """pool status for an unknown pool exits 1 naming the pools there are, and with an unreachable
+    database exits 1 with one line naming it."""
     config = write_config(tmp_path, "postgresql://nobody@127.0.0.1:1/none")
     code, out, err = astuple(await Cli(config, POOL_STATUS)("--pool", "shop"))
     assert (code, out) == (1, "")
@@ -65,6 +69,7 @@ async def test_unknown_pool_and_unreachable_database_are_one_line_errors(tmp_pat
 
 
 async def test_a_config_without_pools_says_so(tmp_path: Path) -> None:
+    """pool status with no number pools in the config exits 1 saying so and naming number_pools."""
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"ami": {"secret": "x"}, "database": {"url": "sqlite://"}}))
     error = await Cli(config, POOL_STATUS).fails()

@@ -152,6 +152,8 @@ PERIOD = ("--from", "2026-11-02", "--to", "2026-11-03")
 
 
 async def test_spend_import_then_a_table_for_people(cli: Cli, tmp_path: Path) -> None:
+    """spend import says how many rows it imported for which days, and report sources then shows
+    each source's figures, money with thin spacing and the report zone in the heading."""
     spend = tmp_path / "spend.csv"
     spend.write_text(SPEND_CSV)
     assert await cli.ok("spend", "import", str(spend)) == (
@@ -176,6 +178,8 @@ async def test_spend_import_then_a_table_for_people(cli: Cli, tmp_path: Path) ->
 
 
 async def test_csv_and_json_carry_raw_numbers(cli: Cli, tmp_path: Path) -> None:
+    """The CSV and JSON forms of a report carry raw numbers for scripts, with the period given in
+    UTC and the days cut in the report zone."""
     spend = tmp_path / "spend.csv"
     spend.write_text(SPEND_CSV)
     await cli.ok("spend", "import", str(spend))
@@ -219,6 +223,8 @@ async def test_csv_writes_text_from_outside_as_text_never_a_formula(
 
 
 async def test_managers_and_callbacks_tables(cli: Cli) -> None:
+    """report managers shows each manager's answered calls, calls missed while free, talk and
+    callbacks, and report callbacks by source shows tasks done within the SLA."""
     out = await cli.ok("report", "managers", *PERIOD)
     anna = next(line for line in out.splitlines() if "101 Anna" in line)
     cells = [cell.strip() for cell in anna.strip("│ ").split("│")]
@@ -252,12 +258,16 @@ async def test_managers_and_callbacks_tables(cli: Cli) -> None:
     ],
 )
 async def test_bad_input_is_one_line(cli: Cli, args: tuple[str, ...], error: str) -> None:
+    """A bad date, an empty period or an unknown --group-by exits 1 with one line saying what to
+    write."""
     assert await cli.fails("report", "sources", *args) == error
 
 
 async def test_a_bad_spend_line_stores_nothing(
     cli: Cli, tmp_path: Path, engine: AsyncEngine
 ) -> None:
+    """A spend file with a bad amount, a wrong header or a bad date exits 1 with one line naming the
+    file and line, and stores nothing; a missing file says it cannot be read."""
     spend = tmp_path / "spend.csv"
     spend.write_text(SPEND_CSV + "2026-11-04,yandex,brand,12.345\n")
     assert await cli.fails("spend", "import", str(spend)) == (
@@ -281,6 +291,8 @@ async def test_a_bad_spend_line_stores_nothing(
 
 
 async def test_semicolons_and_a_reimport(cli: Cli, tmp_path: Path, engine: AsyncEngine) -> None:
+    """A spend file with semicolons and a comma decimal is read, and importing the same day again
+    replaces its amount and currency."""
     spend = tmp_path / "spend.csv"
     spend.write_text("date;source;campaign;amount;currency\n2026-11-02;yandex;;1 000,00;\n")
     assert (await cli.ok("spend", "import", str(spend))).startswith("1 ad spend rows imported")

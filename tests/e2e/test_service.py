@@ -50,6 +50,8 @@ async def test_ready_then_sigterm_writes_the_call_and_exits_0(
 
 
 async def test_rejected_login_exits_1_saying_so(asterisk: FakeAsterisk, tmp_path: Path) -> None:
+    """A service whose AMI secret Asterisk rejects exits 1 saying the login was rejected for the
+    user, without printing the secret, so systemd shows why it stopped."""
     env = service_env(tmp_path, asterisk.port, PBX_TRACKER_AMI__SECRET="wrong-secret")
     await asyncio.to_thread(upgrade_to_head, env["PBX_TRACKER_DATABASE__URL"])
     process = await start(env)
@@ -62,6 +64,8 @@ async def test_rejected_login_exits_1_saying_so(asterisk: FakeAsterisk, tmp_path
 async def test_database_without_schema_refuses_to_start(
     asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
+    """A service whose database has no schema yet exits 1 telling the sysadmin to run pbx-tracker db
+    upgrade."""
     process = await start(service_env(tmp_path, asterisk.port))
     output, _ = await asyncio.wait_for(process.communicate(), WAIT)
     assert process.returncode == 1

@@ -78,6 +78,9 @@ async def open_tasks(cli: Cli) -> list[dict[str, object]]:
 
 
 async def test_list_mark_and_undo(cli: Cli, callbacks_cli: Cli, engine: AsyncEngine) -> None:
+    """spam list shows the period's spam calls with their reason; undo on a customer's call joins or
+    opens their callback task, and marking all their calls as spam closes it, each answer saying
+    so."""
     robot = await store(engine, "r1", ROBOT, 30, SpamReason.BLOCKED)
     first = await store(engine, "c1", CUSTOMER, 12, None)
     redial = await store(engine, "c2", CUSTOMER, 11, SpamReason.REPEAT)
@@ -131,6 +134,9 @@ async def test_list_mark_and_undo(cli: Cli, callbacks_cli: Cli, engine: AsyncEng
 
 
 async def test_errors_are_one_line_and_exit_1(cli: Cli, engine: AsyncEngine) -> None:
+    """Marking an unknown, already spam or outbound call, undoing a call that is not spam, or a bad
+    date exits 1 with one line saying why; mark without --by is refused, and an empty period says
+    there is no spam."""
     spam = await store(engine, "r1", ROBOT, 5, SpamReason.BLOCKED)
     plain = await store(engine, "c1", CUSTOMER, 4, None)
     assert await cli.fails("mark", "999999", "--by", "101") == (
@@ -157,5 +163,6 @@ async def test_errors_are_one_line_and_exit_1(cli: Cli, engine: AsyncEngine) -> 
 
 
 async def test_undo_help_says_what_it_does(cli: Cli) -> None:
+    """spam undo --help says that undoing opens or joins the customer's callback task."""
     out = await cli.ok("undo", "--help")
     assert "opens (or joins) its customer's callback task" in " ".join(out.split())

@@ -44,6 +44,8 @@ async def stored_hash(engine: AsyncEngine, name: str) -> str | None:
 
 
 async def test_add_list_change_and_remove(cli: Cli, engine: AsyncEngine) -> None:
+    """web user add stores a user who can sign in at once, list shows config and database users with
+    where each is kept, passwd changes the password and remove removes the user."""
     added = await cli.ok(
         "add", "anna", "--role", "manager", "--extension", "101", "--password-stdin",
         stdin="anna-password-1\n",
@@ -102,6 +104,9 @@ async def test_add_list_change_and_remove(cli: Cli, engine: AsyncEngine) -> None
 async def test_what_is_refused(
     cli: Cli, engine: AsyncEngine, args: list[str], stdin: str | None, error: str
 ) -> None:
+    """A manager without an extension or with one not in the config, a bad extension or name, a name
+    from the config, a short password or an unknown user is refused with one line saying why, and
+    nothing is stored."""
     flags = ["--password-stdin"] if stdin is not None else []
     assert error in await cli.fails(*args, *flags, stdin=stdin)
     async with engine.connect() as conn:
@@ -109,6 +114,7 @@ async def test_what_is_refused(
 
 
 async def test_a_name_is_added_once(cli: Cli) -> None:
+    """Adding a user whose name is taken exits 1 saying the user already exists."""
     await cli.ok("add", "vera", "--role", "marketer", "--password-stdin", stdin="vera-pass-1\n")
     again = await cli.fails(
         "add", "vera", "--role", "admin", "--password-stdin", stdin="vera-pass-1\n"
@@ -117,6 +123,8 @@ async def test_a_name_is_added_once(cli: Cli) -> None:
 
 
 async def test_a_database_not_migrated_says_so(tmp_path: Path) -> None:
+    """web user list on a database without schema tells the sysadmin to run pbx-tracker db
+    upgrade."""
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     cli = Cli(write_config(tmp_path, empty), ("web", "user"))
     assert "pbx-tracker db upgrade" in await cli.fails("list")
