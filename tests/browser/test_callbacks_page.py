@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from ami_settings import ListenerSettings
 from browsing import PHONE, tab, web_user
+from clocks import SecondsClock
 from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,16 +58,6 @@ USERS = [user("anna", "manager", "101"), user("boris", "manager", "102")]
 USERS += [user("mark", "marketer"), user("root", "admin")]
 
 
-class Clock:
-    """Monotonic seconds for sessions and the login brake, moved by the tests."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # --- the browser ------------------------------------------------------------------
 
 
@@ -77,7 +68,7 @@ class Clock:
 class Site:
     server: HttpServer
     pages: Pages
-    clock: Clock
+    clock: SecondsClock
     engine: AsyncEngine
     asterisk: FakeAsterisk
 
@@ -134,7 +125,7 @@ async def ami_ringme(asterisk: FakeAsterisk) -> AsyncIterator[RingMe]:
 
 @pytest.fixture(name="site")
 async def _site(engine: AsyncEngine, asterisk: FakeAsterisk) -> AsyncIterator[Site]:
-    clock = Clock()
+    clock = SecondsClock()
     web = WebSettings(users=USERS, session_minutes=SESSION_MINUTES, cookie_secure=False)
     async with ami_ringme(asterisk) as ringme:
         pages = Pages(
@@ -297,7 +288,7 @@ async def test_a_wrong_password_gives_the_form_again_and_is_logged_without_it(
             await sign_in(page, site, "anna")
         assert (await sent.value).status == 429
         await expect(page.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
-        site.clock.now += 3600
+        site.clock.advance(3600)
         await sign_in(page, site, "anna")
         await expect(page).to_have_url(site.url("/callbacks"))
 
@@ -308,7 +299,7 @@ async def test_an_expired_session_goes_back_to_the_login(
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
         await expect(page.locator("#tasks")).to_have_attribute("data-ready", "1")
-        site.clock.now += SESSION_MINUTES * 60 + 1
+        site.clock.advance(SESSION_MINUTES * 60 + 1)
         # the page's next poll is refused: the browser goes to the sign-in form
         await expect(page).to_have_url(site.url("/login?next=/callbacks&expired=1"))
         await expect(page.get_by_role("status")).to_have_text(

@@ -23,13 +23,14 @@ import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from clocks import DateClock
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -177,16 +178,6 @@ def site_page(script_src: str, body: str, *, selector: str | None = None) -> str
         f'<script async src="{script_src}" data-pool="{POOL}" '
         f'data-number="+7 495 111-00-00"{extra}></script></body></html>'
     )
-
-
-class OffsetClock:
-    """The pool's wall clock, movable forward so a visit's hold runs out at once."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 def stored_pool(
@@ -449,14 +440,14 @@ async def test_keep_alive_moves_the_visit_on_while_the_tab_is_visible(
 async def test_an_expired_visit_starts_again_and_the_new_number_is_swapped(
     engine: AsyncEngine, browser: Browser
 ) -> None:
-    clock = OffsetClock()
+    clock = DateClock(datetime.now(UTC))
     # Quarantine: the expired visit's number is not handed out again at once.
     pool = stored_pool(engine, NUMBERS, hold=600.0, quarantine=3600.0, clock=clock)
     async with tracking(pool) as tracker, tab(browser) as visitor:
         await visitor.page.goto(tracker.url("/demo/"))
         first = await visitor.swapped_number()
         before = await visitor.tracker_state()
-        clock.offset = timedelta(seconds=601)  # the hold ran out
+        clock.advance(601)  # the hold ran out
         await visitor.become_visible_again()  # keep-alive: 404, a new visit
         await visitor.page.wait_for_function(
             "old => window.pbxTracker.visitId !== old", arg=before["visitId"], timeout=WAIT_MS

@@ -35,12 +35,7 @@ FALLBACK = "+74950000000"
 HOLD = 600.0
 
 
-class Clock(DateClock):
-    def __init__(self) -> None:
-        super().__init__(T0)
-
-
-def daemon(engine: AsyncEngine, clock: Clock, numbers: list[str] = NUMBERS) -> StoredVisitPool:
+def daemon(engine: AsyncEngine, clock: DateClock, numbers: list[str] = NUMBERS) -> StoredVisitPool:
     return StoredVisitPool(
         engine,
         name=POOL,
@@ -88,7 +83,7 @@ async def test_two_daemons_never_show_one_number_to_two_live_visits(
 ) -> None:
     """Visits started at once on two daemons of one PostgreSQL get distinct numbers, each
     stored as the visit's live lease; the rest get the fallback; both daemons serve."""
-    clock = Clock()
+    clock = DateClock(T0)
     numbers = [f"+7495100{i:04d}" for i in range(30)]
     daemons = [daemon(engine, clock, numbers) for engine in engines]
     try:
@@ -122,7 +117,7 @@ async def test_keep_alive_and_returning_visitor_work_on_either_daemon(
 ) -> None:
     """A visit started on one daemon is kept alive through the other, which then never
     hands its number to another visit; a returning visitor gets their number back there."""
-    clock = Clock()
+    clock = DateClock(T0)
     first, second = (daemon(engine, clock, NUMBERS[:2]) for engine in engines)
     try:
         ann = await first.start(request(visitor_id="ann-browser-1"), client(1))
@@ -153,7 +148,7 @@ async def test_keep_alive_and_returning_visitor_work_on_either_daemon(
 async def test_a_number_live_for_another_daemon_is_not_handed_out(engine: AsyncEngine) -> None:
     """A number another daemon shows (a live lease in the store) goes to no visit here
     until that lease runs out; the visit gets the next free number."""
-    clock = Clock()
+    clock = DateClock(T0)
     async with engine.begin() as conn:
         await save_visit(conn, Visit("elsewhere-visit-1", POOL, T0, T0))
         await start_leases(conn, POOL, [Lease(NUMBERS[0], "elsewhere-visit-1", T0, T0)])
@@ -177,7 +172,7 @@ async def test_a_number_live_for_another_daemon_is_not_handed_out(engine: AsyncE
 
 async def test_a_visit_of_another_daemon_is_kept_alive_here(engine: AsyncEngine) -> None:
     """A keep-alive reaching a daemon that did not start the visit keeps its number."""
-    clock = Clock()
+    clock = DateClock(T0)
     first, second = daemon(engine, clock), daemon(engine, clock)
     try:
         started = await first.start(request(), client(1))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ami_settings import ListenerSettings
+from clocks import SecondsClock
 from pydantic import SecretStr
 
 from pbx_tracker.ami.capture import read_capture
@@ -57,14 +58,6 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "pbx_tracker/sim/templates"
 AmiSettings = functools.partial(ListenerSettings, SECRET_VALUE)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Rig:
     """A logged-in listener, RingMe on it, and a correlator fed with what arrives."""
@@ -72,7 +65,7 @@ class Rig:
     asterisk: FakeAsterisk
     listener: AmiListener
     ringme: RingMe
-    clock: Clock
+    clock: SecondsClock
     correlator: Correlator
     records: list[CallRecord] = field(default_factory=list)
     events: list[AmiEvent] = field(default_factory=list)
@@ -125,7 +118,7 @@ async def rig_for(settings: RingMeSettings | None = None, **fake: object) -> Asy
             async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
                 return await listener.send_action(action, timeout=timeout)
 
-            clock = Clock()
+            clock = SecondsClock()
             ringme = RingMe(
                 send, settings or ringme_settings(), region=tracker.phone_region, clock=clock
             )
@@ -348,7 +341,7 @@ async def test_without_ami_nothing_is_counted() -> None:
 async def test_a_late_response_is_reported_once_and_never_dials_again(rig: Rig) -> None:
     """Given up after the manager's ring time: "timeout"; the late success is still one result."""
     action_id = await rig.ringme.start(CALL)
-    rig.clock.now += 20 + RESPONSE_MARGIN + 1
+    rig.clock.advance(20 + RESPONSE_MARGIN + 1)
     (timeout,) = rig.ringme.expire(rig.clock.now)
     assert (timeout.action_id, timeout.outcome) == (action_id, "timeout")
     assert rig.ringme.expire(rig.clock.now) == []
@@ -371,11 +364,11 @@ async def test_no_answer_at_all_frees_the_task_after_the_customers_ring_time() -
     another attempt once the customer's ring time has also passed."""
     async with rig_for(originate_delay=60.0) as rig:  # the response would come much later
         await rig.ringme.start(CALL)
-        rig.clock.now += 20 + RESPONSE_MARGIN
+        rig.clock.advance(20 + RESPONSE_MARGIN)
         assert [r.outcome for r in rig.ringme.expire()] == ["timeout"]
-        rig.clock.now += 30 - 0.001
+        rig.clock.advance(30 - 0.001)
         assert rig.ringme.in_flight(TASK)
-        rig.clock.now += 0.001
+        rig.clock.advance(0.001)
         assert not rig.ringme.in_flight(TASK)
         second = await rig.ringme.start(replace(CALL, attempt=2))
     assert second.startswith("ringme-7-2-") and len(rig.originates()) == 2

@@ -31,18 +31,13 @@ FALLBACK = "+74950000000"
 HOLD = 600.0
 
 
-class Clock(DateClock):
-    def __init__(self) -> None:
-        super().__init__(T0)
-
-
 @pytest.fixture(name="clock")
-def _clock() -> Clock:
-    return Clock()
+def _clock() -> DateClock:
+    return DateClock(T0)
 
 
 def make_pool(
-    engine: AsyncEngine, clock: Clock, numbers: list[str] | None = None
+    engine: AsyncEngine, clock: DateClock, numbers: list[str] | None = None
 ) -> StoredVisitPool:
     return StoredVisitPool(
         engine,
@@ -74,7 +69,7 @@ async def live(engine: AsyncEngine) -> list[StoredLease]:
 
 
 async def test_started_visit_is_stored_with_labels_and_lease(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """A visit given a number is stored with its landing page, address, utm tags, click ids and
     client ids, and the number's lease to it."""
@@ -113,7 +108,7 @@ async def test_started_visit_is_stored_with_labels_and_lease(
     )
 
 
-async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: Clock) -> None:
+async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: DateClock) -> None:
     """A visit's keep-alive keeps its number for another hold period and stores when it was last
     seen."""
     pool = make_pool(engine, clock)
@@ -131,7 +126,9 @@ async def test_keep_alive_extends_visit_and_lease(engine: AsyncEngine, clock: Cl
     assert lease.released_at is None
 
 
-async def test_expired_lease_is_released_in_the_store(engine: AsyncEngine, clock: Clock) -> None:
+async def test_expired_lease_is_released_in_the_store(
+    engine: AsyncEngine, clock: DateClock
+) -> None:
     """A visit silent beyond the hold loses its number, the lease is stored as released at the
     hold's end, and the number goes to the next visit."""
     pool = make_pool(engine, clock)
@@ -144,7 +141,9 @@ async def test_expired_lease_is_released_in_the_store(engine: AsyncEngine, clock
     assert [lease.visit_id for lease in await live(engine)] == [second.visit_id]
 
 
-async def test_restore_keeps_live_leases_after_restart(engine: AsyncEngine, clock: Clock) -> None:
+async def test_restore_keeps_live_leases_after_restart(
+    engine: AsyncEngine, clock: DateClock
+) -> None:
     """After a restart visits keep their numbers, a returning visitor resumes their visit, and a new
     visit gets a free number."""
     before = make_pool(engine, clock)
@@ -165,7 +164,9 @@ async def test_restore_keeps_live_leases_after_restart(engine: AsyncEngine, cloc
     assert sorted(lease.did for lease in await live(engine)) == [A, B, C]
 
 
-async def test_returning_visitor_gets_the_stored_number(engine: AsyncEngine, clock: Clock) -> None:
+async def test_returning_visitor_gets_the_stored_number(
+    engine: AsyncEngine, clock: DateClock
+) -> None:
     """A visitor returning after a restart and after their hold ran out gets the number they had
     before."""
     before = make_pool(engine, clock)
@@ -183,7 +184,7 @@ async def test_returning_visitor_gets_the_stored_number(engine: AsyncEngine, clo
 
 
 async def test_exhaustion_gives_the_fallback_and_is_counted(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """When every pool number is held a new visit is shown the fallback number, is still stored, and
     the exhaustion is counted."""
@@ -202,7 +203,9 @@ async def test_exhaustion_gives_the_fallback_and_is_counted(
     assert (usage.live, usage.peak_in_use, usage.leases_started, usage.exhaustions) == (3, 3, 3, 1)
 
 
-async def test_concurrent_starts_get_distinct_numbers(engine: AsyncEngine, clock: Clock) -> None:
+async def test_concurrent_starts_get_distinct_numbers(
+    engine: AsyncEngine, clock: DateClock
+) -> None:
     """Twenty visits starting at once each get a different number, all stored."""
     numbers = [f"+7495000{i:04d}" for i in range(20)]
     pool = make_pool(engine, clock, numbers)
@@ -240,7 +243,7 @@ async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 
 
 
 async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """Two hundred visits starting at once on a pool of 150 share no number, the 50 left get the
     fallback, and all are stored in a few batches."""
@@ -263,7 +266,7 @@ async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
 
 
 async def test_numbers_handed_on_within_one_batch_are_stored_in_order(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """A number released and given to a new visit in one batch is stored as the old lease ending
     before the new one starts."""
@@ -283,7 +286,7 @@ async def test_numbers_handed_on_within_one_batch_are_stored_in_order(
 
 
 async def test_failed_batch_answers_errors_and_later_requests_succeed(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """While the database refuses writes visits get an error and their numbers stay free; once it is
     back new visits get those numbers and a missed keep-alive is carried over."""
@@ -312,7 +315,7 @@ async def test_failed_batch_answers_errors_and_later_requests_succeed(
 
 
 async def test_lookup_failure_answers_an_error_and_recovers(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """A visit started while the database cannot be read gets an error, and the next one once it is
     back gets a number."""
@@ -326,7 +329,7 @@ async def test_lookup_failure_answers_an_error_and_recovers(
     assert await stored_visits(engine) == {answer.visit_id}
 
 
-async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: Clock) -> None:
+async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: DateClock) -> None:
     """Closing the pool waits until every visit already answered is stored."""
     numbers = [f"+7495000{i:04d}" for i in range(30)]
     pool = make_pool(engine, clock, numbers)
@@ -342,7 +345,7 @@ async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: Clock) -
 
 
 async def test_returning_visitor_is_remembered_without_the_store(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """A returning visitor gets their earlier number from memory even while the visits table cannot
     be read."""
@@ -359,7 +362,7 @@ async def test_returning_visitor_is_remembered_without_the_store(
 
 
 async def test_lingering_writer_keeps_its_connection_until_aclose(
-    engine: AsyncEngine, clock: Clock
+    engine: AsyncEngine, clock: DateClock
 ) -> None:
     """Visits in quick succession are written by one lingering writer, which ends at close, and the
     pool still works after closing."""

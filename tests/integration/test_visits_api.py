@@ -1,7 +1,7 @@
 """The public visits API over loopback: a real aiohttp server and client, a fake clock.
 
 The clock drives both the number pool (datetime) and the rate limiter
-(monotonic seconds), so hold, expiry and rate-limit recovery need no sleeps.
+(the same moment in seconds), so hold, expiry and rate-limit recovery need no sleeps.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from clocks import DateClock
 
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.web.api import HttpServer, MemoryVisitPool, client_key, openapi_document
@@ -28,24 +29,6 @@ HOLD = 600.0
 VISITS = "/api/v1/visits"
 
 
-class Clock:
-    """Both clocks the server uses, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-        self.seconds = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.seconds += seconds
-
-    def wall(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-
 @dataclass
 class Answer:
     status: int
@@ -57,7 +40,7 @@ class Answer:
 class Api:
     session: aiohttp.ClientSession
     base: str
-    clock: Clock
+    clock: DateClock
     pool: MemoryVisitPool
     server: HttpServer
 
@@ -90,7 +73,7 @@ async def serving(
     burst: int = 1000,
     **settings: Any,
 ) -> AsyncIterator[Api]:
-    clock = Clock()
+    clock = DateClock(datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
     pool = MemoryVisitPool(
         numbers,
         fallback=FALLBACK,
@@ -98,7 +81,7 @@ async def serving(
         max_visits_per_client=per_client,
         max_visits_per_network=per_network,
         static_number_for_bots=bots,
-        clock=clock.wall,
+        clock=clock,
     )
     settings.setdefault("trust_proxy", True)
     config = HttpSettings(
@@ -107,7 +90,7 @@ async def serving(
         rate_limit=RateLimitSettings(per_minute=per_minute, burst=burst),
         **settings,
     )
-    server = HttpServer(config, pool, clock=clock.monotonic)
+    server = HttpServer(config, pool, clock=clock.seconds)
     await server.start()
     try:
         # the snippet runs in people's browsers: aiohttp's own User-Agent is a bot's

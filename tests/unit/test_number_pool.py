@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from clocks import DateClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,15 +23,6 @@ T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 A, B, C, D = "+74950000001", "+74950000002", "+74950000003", "+74950000004"
 HOLD = 15 * 60
 QUARANTINE = 5 * 60
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def step(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 def pool(*numbers: str, hold: float = HOLD, quarantine: float = 0.0) -> PoolAllocator:
@@ -322,11 +314,11 @@ class Witness:
                     assert lease.released_at + self.quarantine <= start_at, "quarantine broken"
 
 
-def run(allocator: PoolAllocator, witness: Witness, step: Step, clock: Clock) -> None:
+def run(allocator: PoolAllocator, witness: Witness, step: Step, clock: DateClock) -> None:
     action, index, flag = step
     visit = VISITS[index]
     if action == "tick":
-        clock.step(400 if flag else 37)
+        clock.advance(400 if flag else 37)
     elif action == "assign":
         previous = witness.numbers.get(visit) if flag else None
         assignment = allocator.assign(visit, clock.now, previous)
@@ -347,7 +339,7 @@ def test_concurrent_visits_never_share_a_number(steps: list[Step], size: int) ->
     hold, quarantine = 600.0, 120.0
     allocator = PoolAllocator([A, B, C, D][:size], hold_seconds=hold, quarantine_seconds=quarantine)
     witness = Witness(timedelta(seconds=hold), timedelta(seconds=quarantine))
-    clock = Clock()
+    clock = DateClock(T0)
     for step in steps:
         run(allocator, witness, step, clock)
         witness.check(allocator)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
+from clocks import SecondsClock
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.callbacks.ringme import (
@@ -61,17 +62,9 @@ class Ami:
         return [AmiEvent(dict(self.reply), 0.0)]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(ami: Ami | None = None, **settings: object) -> tuple[RingMe, Ami, Clock]:
+def make(ami: Ami | None = None, **settings: object) -> tuple[RingMe, Ami, SecondsClock]:
     ami = ami or Ami()
-    clock = Clock()
+    clock = SecondsClock(500.0)
     ringme = RingMe(ami, RingMeSettings.model_validate(settings), region="RU", clock=clock)
     return ringme, ami, clock
 
@@ -169,9 +162,9 @@ async def test_an_unanswered_originate_is_held_until_it_expires() -> None:
     with pytest.raises(RingMeRefused, match="attempt 1 held"):
         await ringme.start(CALL)
     assert ringme.attempts(TASK) == 1 and ringme.in_flight(TASK)
-    clock.now += 20 + RESPONSE_MARGIN
+    clock.advance(20 + RESPONSE_MARGIN)
     assert [r.outcome for r in ringme.expire()] == ["timeout"]
-    clock.now += 30
+    clock.advance(30)
     assert not ringme.in_flight(TASK)
 
 
