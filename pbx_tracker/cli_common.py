@@ -89,8 +89,8 @@ def database_or_exit(url: str, doing: str) -> Iterator[None]:
 def check_against_asterisk(settings: Any) -> int:
     """`check-config --live`: each problem on stderr (one line naming the key), what
     could not be checked on stdout as ``note: ...``; the exit code."""
-    from pbx_tracker.ami.live_check import check_live
     from pbx_tracker.logging import configure_logging
+    from pbx_tracker.selfcheck.live import check_live
 
     # stdout and stderr are for the outcome; the log only when debugging
     level = "debug" if settings.logging.level == "debug" else "critical"

@@ -1,6 +1,6 @@
 """Dead letters: AMI events the correlator could not apply, never lost in silence.
 
-Each one is logged as a warning (``call.event_failed`` with the event's name
+Each one is logged as a warning (``calls.event_failed`` with the event's name
 ``ami_event``, its ``linkedid`` and the ``error``'s type; never its fields, which
 hold callers' numbers and names) and kept in a JSON Lines file in the capture format
 (`pbx_tracker.ami.capture`), so `pbx-tracker replay FILE` plays it again: the
@@ -58,7 +58,7 @@ class DeadLetters:
         lines = []
         for failure in failures:
             log.warning(
-                "call.event_failed",
+                "calls.event_failed",
                 ami_event=failure.event.name,
                 linkedid=failure.linkedid,
                 error=failure.error,
@@ -94,14 +94,14 @@ class _RotatingFile:
             self.count = None  # read again at the next try
             if not self.lost:
                 log.error(
-                    "call.dead_letters_failed",
+                    "calls.dead_letters_failed",
                     path=str(self.path),
                     reason=error.strerror or str(error),
                 )
             self.lost += len(lines)
             return
         if self.lost:
-            log.warning("call.dead_letters_written_again", path=str(self.path), lost=self.lost)
+            log.warning("calls.dead_letters_written_again", path=str(self.path), lost=self.lost)
             self.lost = 0
 
     def _write(self, lines: list[str]) -> None:

@@ -139,7 +139,7 @@ class AmiProtocol(ami_protocol.AMIProtocol):  # type: ignore[misc]
         try:
             self._on_message(message)
         except Exception:
-            log.exception("ami.callback_failed", event=str(message.get("Event", "")))
+            log.exception("ami.callback_failed", ami_event=str(message.get("Event", "")))
 
     # -- actions -----------------------------------------------------------
 
@@ -228,7 +228,7 @@ class AmiProtocol(ami_protocol.AMIProtocol):  # type: ignore[misc]
         try:
             self._on_event(fields)
         except Exception:
-            log.exception("ami.callback_failed", event=fields.get("Event", ""))
+            log.exception("ami.callback_failed", ami_event=fields.get("Event", ""))
 
     def _read_banner(self) -> bool:
         """Consume `Asterisk Call Manager/x.y` if the stream starts with it."""

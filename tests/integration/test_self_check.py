@@ -24,10 +24,10 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from pbx_tracker.ami.connection import AmiListener
-from pbx_tracker.ami.live_check import EventClassWatch, check_live
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
+from pbx_tracker.selfcheck.live import EventClassWatch, check_live
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
@@ -279,7 +279,7 @@ async def test_missing_recordings_folder_is_named(fake: FakeAsterisk, tmp_path: 
 NO_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
 CHECK_RECORDINGS = (
     "import sys; from pathlib import Path; "
-    "from pbx_tracker.ami.self_check import check_recordings; "
+    "from pbx_tracker.selfcheck.checks import check_recordings; "
     "print(*check_recordings(Path(sys.argv[1])).problems, sep='\\n')"
 )
 
@@ -511,7 +511,7 @@ async def test_the_daemon_checks_after_each_login_and_healthz_shows_it(
     after[1]["parts"].pop("cel_recovery")
     [problem] = body["problems"]
     assert problem.startswith(TRAP) and problem.endswith(FIX)
-    warned = [line for line in logs if line["event"] == "self_check.problem"]
+    warned = [line for line in logs if line["event"] == "ami.self_check_problem"]
     assert [(line["key"], line["problem"]) for line in warned] == [
         ("routing.dial_template", problem)
     ]

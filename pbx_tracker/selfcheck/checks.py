@@ -28,9 +28,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pbx_tracker.ami.cel_check import check_cel
-from pbx_tracker.ami.dial_check import check_dial_strings
 from pbx_tracker.ami.live_asterisk import Findings, LiveAsterisk, Send
+from pbx_tracker.selfcheck.cel import check_cel
+from pbx_tracker.selfcheck.dial import check_dial_strings
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings

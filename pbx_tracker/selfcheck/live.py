@@ -3,7 +3,7 @@
 
 `SelfCheckRunner` runs `self_check.self_check` in the background after each
 login (the previous run is cancelled), logs each problem as one warning
-``self_check.problem`` naming the key and the fix, and keeps them for
+``ami.self_check_problem`` naming the key and the fix, and keeps them for
 ``/healthz`` until the next run.  It also watches the events' ``Privilege:``
 headers (`EventClassWatch`): no AMI action tells which classes ``read =``
 grants, and a Login without them succeeds alike.
@@ -23,7 +23,7 @@ import structlog
 
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError
 from pbx_tracker.ami.live_asterisk import Findings, Problem, Send
-from pbx_tracker.ami.self_check import MANAGER_CONF, self_check
+from pbx_tracker.selfcheck.checks import MANAGER_CONF, self_check
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -119,7 +119,7 @@ class SelfCheckRunner:
             return
         problem = self.watch.observe(fields)
         if problem is not None:
-            log.warning("self_check.problem", key=problem.key, problem=str(problem))
+            log.warning("ami.self_check_problem", key=problem.key, problem=str(problem))
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -132,17 +132,17 @@ class SelfCheckRunner:
         try:
             findings = await self_check(self._settings, self._send)
         except (ConnectionError, TimeoutError) as error:  # the next login runs it again
-            log.info("self_check.interrupted", reason=str(error) or type(error).__name__)
+            log.info("ami.self_check_interrupted", reason=str(error) or type(error).__name__)
             return
         except Exception:
-            log.exception("self_check.failed")
+            log.exception("ami.self_check_failed")
             return
         self.findings = findings
         for problem in findings.problems:
-            log.warning("self_check.problem", key=problem.key, problem=str(problem))
+            log.warning("ami.self_check_problem", key=problem.key, problem=str(problem))
         for note in findings.notes:
-            log.info("self_check.not_checked", note=note)
-        log.info("self_check.done", problems=len(findings.problems))
+            log.info("ami.self_check_not_checked", note=note)
+        log.info("ami.self_check_done", problems=len(findings.problems))
         self.done.set()
 
 
