@@ -169,6 +169,9 @@ def shown(number: str) -> str:
 async def test_a_manager_calls_back_and_marks_done(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A manager sees only their own callbacks, newest first, with the customer's number, source,
+    tries and waiting time; Call now rings their phone then the customer, and Done removes the task,
+    also on a phone-sized screen."""
     mine = await site.missed("+79161234567", "101", minutes_ago=12, tries=3)
     older = await site.missed("+79167654321", "101", minutes_ago=47)
     await site.missed("+79160000000", "102", minutes_ago=3)  # boris's: not on anna's page
@@ -212,6 +215,8 @@ async def test_a_manager_calls_back_and_marks_done(
 async def test_a_new_callback_appears_without_a_reload(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A callback opened while the page is open appears on it without a reload, marked "just now",
+    and the tab title counts it."""
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
         await expect(page.locator("#empty")).to_be_visible()
@@ -227,6 +232,8 @@ async def test_a_new_callback_appears_without_a_reload(
 
 
 async def test_an_admin_sees_every_managers_callbacks(site: Site, browser: Browser) -> None:
+    """An admin sees every manager's open callbacks under "All open callbacks", each saying whose it
+    is."""
     await site.missed("+79161234567", "101", minutes_ago=5)
     await site.missed("+79160000000", "102", minutes_ago=3)
     async with tab(browser) as page:
@@ -237,6 +244,8 @@ async def test_an_admin_sees_every_managers_callbacks(site: Site, browser: Brows
 
 
 async def test_a_marketer_may_not_see_callbacks(site: Site, browser: Browser) -> None:
+    """A marketer opening the callbacks page or its data gets "Not for you" (403), while the front
+    page greets them."""
     async with tab(browser) as page:
         await sign_in(page, site, "mark")
         await expect(page.locator("h1")).to_have_text("Not for you")
@@ -251,6 +260,8 @@ async def test_a_marketer_may_not_see_callbacks(site: Site, browser: Browser) ->
 async def test_a_manager_may_not_act_on_another_managers_callback(
     site: Site, browser: Browser
 ) -> None:
+    """A manager cannot close or call back another manager's task: both are refused 403 and nothing
+    is originated."""
     theirs = await site.missed("+79160000000", "102", minutes_ago=3)
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
@@ -267,6 +278,9 @@ async def test_a_manager_may_not_act_on_another_managers_callback(
 async def test_a_wrong_password_gives_the_form_again_and_is_logged_without_it(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A wrong password shows the form again with the name kept and the password cleared, is logged
+    without the password, and after five failures even the right one must wait until the brake
+    ends."""
     async with tab(browser, PHONE) as page:
         with capture_logs() as logs:
             for name in ("anna", "nobody"):
@@ -296,6 +310,8 @@ async def test_a_wrong_password_gives_the_form_again_and_is_logged_without_it(
 async def test_an_expired_session_goes_back_to_the_login(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """When the session expires the open page goes to the sign-in form saying the session ended, and
+    coming back later leads there too."""
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
         await expect(page.locator("#tasks")).to_have_attribute("data-ready", "1")
@@ -313,6 +329,8 @@ async def test_an_expired_session_goes_back_to_the_login(
 async def test_a_forged_csrf_token_is_refused_and_changes_nothing(
     site: Site, browser: Browser
 ) -> None:
+    """A forged or missing CSRF token on Done, Call now, Log out or the sign-in form is refused 403
+    and logged, the task is unchanged and the manager stays signed in until they log out."""
     task_id = await site.missed("+79161234567", "101", minutes_ago=5)
     async with tab(browser) as page:
         await sign_in(page, site, "anna")

@@ -204,6 +204,9 @@ DAY_CALLS = [
 async def test_the_calls_of_today_newest_first_and_filtered(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """The calls page shows today's calls newest first with time, caller, number dialled, source,
+    keyword, status, manager, ring and talk times and a play link, and its filters narrow the list;
+    a marketer on a phone sees it without the callbacks link."""
     await site.add(*DAY_CALLS)
     write_wav(site.recordings / "2026/03/10/in-c1.wav")
     async with tab(browser) as page:
@@ -311,6 +314,7 @@ async def test_who_answered_on_a_mobile_or_an_undeclared_phone_is_shown(
 
 
 async def test_a_long_day_has_pages(site: Site, browser: Browser, tmp_path: Path) -> None:
+    """A day of 55 calls is shown 50 to a page, with links to the older and the newer page."""
     await site.add(
         *(call(f"p{n}", f"2026-03-10 08:{n // 60:02d}", f"+7916000{n:04d}") for n in range(55))
     )
@@ -329,6 +333,8 @@ async def test_a_long_day_has_pages(site: Site, browser: Browser, tmp_path: Path
 async def test_a_recording_plays_in_the_browser(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A call's recording plays in the browser on a laptop and on a phone, served whole or by byte
+    ranges as audio/wav."""
     await site.add(*DAY_CALLS)
     write_wav(site.recordings / "2026/03/10/in-c1.wav", seconds=2.0)
     call_id = await site.call_id("c1")
@@ -360,6 +366,8 @@ async def test_a_recording_plays_in_the_browser(
 async def test_recordings_outside_the_folder_are_refused(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A recording path leading out of the recordings folder, through a symlink or to a file that is
+    no audio is refused 403 and logged, a missing one is 404, and nothing outside leaks."""
     outside = tmp_path / "elsewhere" / "secret.wav"
     write_wav(outside)
     (site.recordings / "link.wav").symlink_to(outside)
@@ -409,6 +417,8 @@ async def test_recordings_outside_the_folder_are_refused(
 
 
 async def test_sql_ish_filters_are_refused(site: Site, browser: Browser, tmp_path: Path) -> None:
+    """A filter value that looks like SQL in any field is refused 400 with "Nothing was searched"
+    and logged, and the calls are still there afterwards."""
     await site.add(*DAY_CALLS)
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
@@ -443,6 +453,8 @@ async def test_sql_ish_filters_are_refused(site: Site, browser: Browser, tmp_pat
 
 
 async def test_the_pages_need_a_sign_in(site: Site, browser: Browser) -> None:
+    """Without signing in a page or a recording leads to the sign-in form, and signing in goes back
+    to the page asked for with its filter."""
     await site.add(*DAY_CALLS)
     write_wav(site.recordings / "2026/03/10/in-c1.wav")
     call_id = await site.call_id("c1")
@@ -462,6 +474,8 @@ async def test_the_pages_need_a_sign_in(site: Site, browser: Browser) -> None:
 async def test_a_manager_takes_a_call_out_of_spam_and_marks_another(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A manager can take a call out of spam (it then opens a callback task) and mark another call
+    as spam, staying on the same filtered list, with each change logged."""
     robot = "+78001000000"
     await site.add(
         call("s1", "2026-03-10 10:00", robot, source="google", spam=SpamReason.BLOCKED),
@@ -503,6 +517,8 @@ async def test_a_manager_takes_a_call_out_of_spam_and_marks_another(
 
 
 async def test_a_marketer_sees_spam_but_may_not_change_it(site: Site, browser: Browser) -> None:
+    """A marketer sees which calls are spam and why but has no spam buttons, and changing it is
+    refused 403."""
     await site.add(call("s1", "2026-03-10 10:00", "+78001000000", spam=SpamReason.REPEAT))
     spam_id = await site.call_id("s1")
     async with tab(browser) as page:

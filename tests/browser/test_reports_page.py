@@ -118,6 +118,9 @@ async def table(page: Page) -> list[list[str]]:
 async def test_a_marketer_sees_the_sources_with_charts_and_downloads_the_csv(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A marketer sees each source's calls, leads, target calls, missed share and cost per lead,
+    daily bars of calls and points of cost per lead, and downloads the same CSV the report command
+    prints, also on a phone."""
     async with tab(browser) as page:
         await sign_in(page, site, "mark", f"/reports?{PERIOD}")
         await expect(page.locator("h1")).to_have_text("Reports")
@@ -262,6 +265,8 @@ async def test_the_report_fits_a_phone_without_scrolling_sideways(
 
 
 async def test_the_default_period_is_the_last_30_days(site: Site, browser: Browser) -> None:
+    """The reports page opens on the last 30 days, its CSV link follows the period shown, and a
+    period without calls says so."""
     async with tab(browser) as page:
         await sign_in(page, site, "root", "/reports")
         await expect(page.get_by_label("From")).to_have_value("2026-02-09")
@@ -283,6 +288,8 @@ async def test_the_default_period_is_the_last_30_days(site: Site, browser: Brows
 async def test_a_manager_may_not_see_the_reports(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
+    """A manager gets "Not for you" on the reports page and its CSV, sees no Reports link, and each
+    refusal is logged without showing any figure."""
     async with tab(browser) as page:
         await sign_in(page, site, "anna", "/reports")
         await expect(page.locator("h1")).to_have_text("Not for you")
@@ -297,6 +304,8 @@ async def test_a_manager_may_not_see_the_reports(
 
 
 async def test_bad_periods_are_refused(site: Site, browser: Browser) -> None:
+    """A period that looks like SQL, an impossible date or an end before the start is refused 400 on
+    the page and the CSV without any figure, and a period over 366 days says so."""
     async with tab(browser) as page:
         await sign_in(page, site, "mark", "/reports")
         with capture_logs() as logs:

@@ -242,6 +242,9 @@ def _closed_port() -> Iterator[int]:
 async def test_landing_page_shows_a_pool_number_and_the_visit_is_stored(
     engine: AsyncEngine, browser: Browser, tmp_path: Path
 ) -> None:
+    """A visitor landing from an ad sees a pool number in the header, the footer and the call
+    button, and the visit is stored with its utm tags, click id and GA and Metrica client ids; the
+    next page keeps the number."""
     async with tracking(stored_pool(engine, NUMBERS)) as tracker, tab(browser) as visitor:
         await visitor.page.context.add_cookies(
             [
@@ -297,6 +300,8 @@ async def test_landing_page_shows_a_pool_number_and_the_visit_is_stored(
 async def test_numbers_in_every_form_and_added_later_are_swapped_on_another_origin(
     browser: Browser,
 ) -> None:
+    """On the company's own site the snippet replaces the site number however it is written, in tel:
+    links and in text added later, and leaves longer digit runs alone."""
     body = """
         <p id="national">Call 8 (495) 111-00-00 today</p>
         <p id="e164">+74951110000</p>
@@ -360,6 +365,8 @@ async def _wrong_json(route: Route) -> None:
 async def test_the_page_keeps_its_number_when_the_api_fails(
     browser: Browser, api_answer: Callable[[Route], Any]
 ) -> None:
+    """When the tracker cannot be reached, answers 500 or sends something that is not the expected
+    JSON, the page keeps showing the site's own number without errors."""
     async with (
         company_site() as site,
         tracking(memory_pool(), origins=(site.origin,)) as tracker,
@@ -386,6 +393,8 @@ async def test_the_page_keeps_its_number_when_the_daemon_is_down(
 
 
 async def test_a_site_not_allowed_keeps_its_number(browser: Browser) -> None:
+    """A site not among the allowed origins keeps its own number, and the tracker counts the refused
+    request."""
     async with (
         company_site() as site,
         tracking(memory_pool()) as tracker,
@@ -413,6 +422,8 @@ async def expect_gives_up(visitor: Tab, url: str) -> None:
 async def test_keep_alive_moves_the_visit_on_while_the_tab_is_visible(
     engine: AsyncEngine, browser: Browser
 ) -> None:
+    """While the tab is visible the visit is kept alive in the database, and coming back to the tab
+    sends a keep-alive at once."""
     # hold 15 s: the pool asks for a keep-alive every 5 s (its minimum).
     async with (
         tracking(stored_pool(engine, NUMBERS, hold=15.0)) as tracker,
@@ -440,6 +451,8 @@ async def test_keep_alive_moves_the_visit_on_while_the_tab_is_visible(
 async def test_an_expired_visit_starts_again_and_the_new_number_is_swapped(
     engine: AsyncEngine, browser: Browser
 ) -> None:
+    """A visitor whose visit expired starts a new one on their next keep-alive and the page switches
+    to the new number everywhere."""
     clock = DateClock(datetime.now(UTC))
     # Quarantine: the expired visit's number is not handed out again at once.
     pool = stored_pool(engine, NUMBERS, hold=600.0, quarantine=3600.0, clock=clock)
@@ -467,6 +480,8 @@ async def test_an_expired_visit_starts_again_and_the_new_number_is_swapped(
 async def test_an_exhausted_pool_leaves_the_second_visitor_the_site_number(
     engine: AsyncEngine, browser: Browser
 ) -> None:
+    """When the pool has no free number the second visitor sees the site's own number, and their
+    visit is still stored."""
     async with (
         tracking(stored_pool(engine, NUMBERS[:1])) as tracker,
         tab(browser) as first,
@@ -523,6 +538,8 @@ async def test_an_automated_browser_keeps_the_site_number_and_takes_no_pool_numb
 async def test_private_mode_without_local_storage_keeps_the_visitor_in_a_cookie(
     browser: Browser,
 ) -> None:
+    """In a private window without localStorage the visitor still gets a number and is recognised by
+    a cookie."""
     async with tracking(memory_pool()) as tracker, tab(browser) as visitor:
         await visitor.page.add_init_script(
             """Object.defineProperty(window, 'localStorage',

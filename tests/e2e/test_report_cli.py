@@ -153,7 +153,7 @@ PERIOD = ("--from", "2026-11-02", "--to", "2026-11-03")
 
 async def test_spend_import_then_a_table_for_people(cli: Cli, tmp_path: Path) -> None:
     """spend import says how many rows it imported for which days, and report sources then shows
-    each source's figures, money with thin spacing and the report zone in the heading."""
+    each source's figures with money grouped by thousands and the report zone in the heading."""
     spend = tmp_path / "spend.csv"
     spend.write_text(SPEND_CSV)
     assert await cli.ok("spend", "import", str(spend)) == (

@@ -335,8 +335,8 @@ async def test_chunked_stream_keeps_every_byte(loop_errors: list[dict[str, Any]]
 
 
 async def test_timestamps_follow_the_trace_clock(loop_errors: list[dict[str, Any]]) -> None:
-    """With timestamps on, each event carries a Timestamp header the trace's times put after the
-    given start."""
+    """With timestamps on, each event carries a Timestamp header: the given start plus the event's
+    time in the trace."""
     messages = trace("01_answered_simple")[:2]
     messages[1] = {**messages[1], "_ts": "2.500000"}
     async with FakeAsterisk(timestamp_events=True) as fake:
