@@ -107,7 +107,7 @@ async def recover_into_database(settings: Settings, start: Position) -> StoreRun
     """`CelRecovery.run` from ``start``, the calls labelled and stored as the daemon does."""
     await asyncio.to_thread(upgrade_to_head, settings.database.url)
     run = StoreRun()
-    labeler = CallLabeler(settings)
+    labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
 
     def on_written(record: CallRecord, new: bool) -> None:
         run.stored += 1
@@ -159,7 +159,7 @@ def main() -> None:
 
         records = Correlator(topology).feed_all(read_capture(capture))
         calls, linkedids = len(records), {record.linkedid for record in records}
-        labeler = CallLabeler(settings)
+        labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
         untracked = sum(1 for record in records if labeler.label(record) is None)
         jsonl = capture.stat().st_size
         print(

@@ -35,7 +35,7 @@ from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.ami.dead_letters import DeadLetters
-from pbx_tracker.ami.live_check import SelfCheckRunner
+from pbx_tracker.selfcheck.live import SelfCheckRunner
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.watch import AttributionWatch
@@ -119,7 +119,7 @@ class Daemon:
         self._gap_filled: set[str] = set()  # Linkedids whose AMI gap CEL told (resync)
         calls = settings.calls
         self.dead_letters = DeadLetters(calls.dead_letters, calls.dead_letters_max_events)
-        self.labeler = CallLabeler(settings)
+        self.labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
         self.listener = AmiListener(settings.ami, on_status=self._on_ami_status)
         self.ami_status = "connecting"
         self.self_check = SelfCheckRunner(settings, self.listener.send_action)

@@ -85,7 +85,7 @@ def replay_files(
     first_time: FirstTimeCallers | None = None,
 ) -> ReplaySummary:
     """Correlate each file (one capture each) and hand every stored-to-be record to `emit`."""
-    labeler = CallLabeler(settings)
+    labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
     summary = ReplaySummary()
     for path in paths:
         correlator = Correlator(topology_of(settings))

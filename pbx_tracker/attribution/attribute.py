@@ -27,7 +27,7 @@ caller's earlier visits (same browser) and earlier attributed calls' visits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,8 +49,8 @@ from pbx_tracker.calls.records import CallRecord, Direction, format_time
 from pbx_tracker.store.models import CallRow
 
 if TYPE_CHECKING:
-    from pbx_tracker.attribution.settings import NumberPool
-    from pbx_tracker.config import Settings
+    from pbx_tracker.attribution.settings import AttributionSettings, NumberPool
+    from pbx_tracker.staff import Directory
 
 __all__ = ["GRACE_CONFIDENCE", "Attributor", "static_attribution"]
 
@@ -91,17 +91,19 @@ class _Candidate:
 class Attributor:
     """Credits calls on pool numbers to visits, as the module docstring says."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._pools = {pool.name: pool for pool in settings.number_pools}
-        self._model = settings.attribution.model
-        self._first_touch = timedelta(days=settings.attribution.first_touch_days)
+    def __init__(
+        self, attribution: AttributionSettings, pools: Iterable[NumberPool], directory: Directory
+    ) -> None:
+        self._directory = directory
+        self._pools = {pool.name: pool for pool in pools}
+        self._model = attribution.model
+        self._first_touch = timedelta(days=attribution.first_touch_days)
 
     def pool_of(self, record: CallRecord) -> NumberPool | None:
         """The pool of the record's DID, for inbound calls."""
         if record.direction is not Direction.INBOUND or not self._pools:
             return None
-        labels = self._settings.find_number(record.did)
+        labels = self._directory.find_number(record.did)
         return None if labels is None or labels.pool is None else self._pools.get(labels.pool)
 
     async def attribute(

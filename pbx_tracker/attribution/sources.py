@@ -17,25 +17,27 @@ from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.phones import normalize_number
 
 if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
+    from pbx_tracker.staff import Directory
 
 
 class CallLabeler:
-    """Applies the config's tracked numbers to finished calls."""
+    """Applies the config's tracked numbers to finished calls; a call is a target call
+    when its talk lasts ``target_seconds`` or more."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, directory: Directory, target_seconds: int) -> None:
+        self._directory = directory
+        self._target_seconds = target_seconds
         self.untracked: Counter[str] = Counter()
 
     def label(self, record: CallRecord) -> CallRecord | None:
         """The record to store, or None for an inbound call on an untracked number."""
-        region = self._settings.phone_region
+        region = self._directory.region
         caller = normalize_number(record.caller, region)
-        is_target = record.talk_seconds >= self._settings.calls.target_seconds
+        is_target = record.talk_seconds >= self._target_seconds
         if record.direction is Direction.OUTBOUND:
             did = normalize_number(record.did, region)
             return record.replace(caller=caller, did=did, is_target=is_target)
-        labels = self._settings.find_number(record.did)
+        labels = self._directory.find_number(record.did)
         if labels is None:
             self.untracked[record.did or "unknown"] += 1
             return None

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,15 +23,11 @@ from pbx_tracker.attribution.visits import visits_table
 from pbx_tracker.reports.period import in_zone
 from pbx_tracker.store.calls import calls_table
 
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
-
 __all__ = [
     "ExportError",
     "ExportedCall",
     "Kept",
     "Period",
-    "export_zone",
     "kept_calls",
     "load_calls",
     "parse_period",
@@ -107,11 +103,6 @@ def kept_calls(
         else:
             kept.append((client, call))
     return Kept(kept, spam, without_client_id, too_old)
-
-
-def export_zone(settings: Settings) -> tzinfo | None:
-    """The zone export days are cut in: the reports' (None: the machine's zone)."""
-    return settings.report_rules().zone
 
 
 def parse_period(first: str, last: str, zone: tzinfo | None) -> Period:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from pbx_tracker.exports.calls import (
     ExportedCall,
     ExportError,
-    export_zone,
     load_calls,
     parse_period,
 )
@@ -85,7 +84,7 @@ def _spam_text(count: int) -> str:
 
 
 async def _calls(settings: Settings, first: str, last: str) -> list[ExportedCall]:
-    period = parse_period(first, last, export_zone(settings))
+    period = parse_period(first, last, settings.report_rules().zone)
     return await in_transaction(settings.database.url, lambda conn: load_calls(conn, period))
 
 

@@ -42,7 +42,11 @@ async def open_writer(
             queue_size=settings.database.queue_size,
             spill_path=settings.database.spill_path,
             on_written=on_written,
-            attribute=Attributor(settings).attribute if settings.number_pools else None,
+            attribute=Attributor(
+                settings.attribution, settings.number_pools, settings.directory
+            ).attribute
+            if settings.number_pools
+            else None,
             # always: a call re-saved keeps what a manager decided about it by hand
             classify=SpamClassifier(settings.spam).classify,
             after_save=_crm_outbox if settings.crm.webhook is not None else None,

@@ -77,7 +77,8 @@ def call(
         talk_seconds=115,
         recording_path=None,
     )
-    labelled = CallLabeler(settings()).label(record)
+    config = settings()
+    labelled = CallLabeler(config.directory, config.calls.target_seconds).label(record)
     assert labelled is not None
     return labelled
 
@@ -105,7 +106,8 @@ async def stored(
     engine: AsyncEngine, record: CallRecord, config: Settings | None = None
 ) -> CallRecord:
     """``record`` attributed and stored as the writer does, then read back."""
-    attributor = Attributor(config or settings())
+    config = config or settings()
+    attributor = Attributor(config.attribution, config.number_pools, config.directory)
     async with engine.begin() as conn:
         (credited,) = await attributor.attribute(conn, [record])
         marked = await mark_first_time_callers(conn, [credited])

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pbx_tracker.config import ConfigError, settings_from_mapping
-from pbx_tracker.exports.calls import ExportedCall, ExportError, export_zone, parse_period
+from pbx_tracker.exports.calls import ExportedCall, ExportError, parse_period
 from pbx_tracker.exports.ga4 import call_event, ga4_events, request_bodies
 from pbx_tracker.exports.metrica import metrica_file, metrica_row
 from pbx_tracker.exports.settings import ExportSettings
@@ -63,9 +63,9 @@ def test_only_real_dates_in_yyyy_mm_dd(text: str) -> None:
 def test_the_export_zone_is_the_reports_zone() -> None:
     data = {"routing": {"timezone": "Europe/Moscow"}}
     settings = settings_from_mapping(data, environ={}, need_ami_secret=False)
-    assert export_zone(settings) == ZoneInfo("Europe/Moscow")
+    assert settings.report_rules().zone == ZoneInfo("Europe/Moscow")
     unset = settings_from_mapping({}, environ={}, need_ami_secret=False)
-    assert export_zone(unset) is None  # the machine's zone, as reports use
+    assert unset.report_rules().zone is None  # the machine's zone, as reports use
 
 
 def test_metrica_date_time_is_unix_seconds_whatever_the_zone() -> None:
