@@ -130,7 +130,7 @@ def exit_service(code: int, grace: float = THREADS_GRACE) -> NoReturn:
     stuck = sorted(thread.name for thread in left if thread.is_alive())
     if not stuck:
         sys.exit(code)
-    log.warning("daemon.threads_left", threads=stuck, exit_code=code)
+    log.warning("systemd.threads_left", threads=stuck, exit_code=code)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -102,7 +102,9 @@ class EmailNotifier:
             reason = _scrub(_smtp_reason(error, self._settings.timeout), self._secrets())
             raise NotifyError(f"{self.target}: {reason}") from error
         if refused:
-            log.warning("email recipients refused", target=self.target, refused=sorted(refused))
+            log.warning(
+                "callbacks.email_recipients_refused", target=self.target, refused=sorted(refused)
+            )
 
     def _options(self) -> dict[str, Any]:
         settings = self._settings
@@ -168,7 +170,7 @@ class WebhookNotifier:
                 return
             wait = self._wait(attempt, outcome) if outcome.retry and attempt < attempts else None
             log.warning(
-                "webhook delivery failed",
+                "callbacks.webhook_delivery_failed",
                 target=self.target,
                 webhook_event=event,
                 delivery=delivery,

@@ -169,7 +169,7 @@ class RingMe:
             message = fields.get("Message") or "no reason given"
             raise self._refused(call, f"Asterisk rejected the Originate: {message}")
         log.info(
-            "ringme.started",
+            "callbacks.ringme_attempt_started",
             task=call.task_id,
             attempt=attempt.number,
             manager=call.manager,
@@ -256,7 +256,12 @@ class RingMe:
         return ""
 
     def _refused(self, call: RingMeCall, reason: str) -> RingMeRefused:
-        log.warning("ringme.refused", task=call.task_id, manager=call.manager, reason=reason)
+        log.warning(
+            "callbacks.ringme_attempt_refused",
+            task=call.task_id,
+            manager=call.manager,
+            reason=reason,
+        )
         return RingMeRefused(call.task_id, reason)
 
     # -- results -------------------------------------------------------------
@@ -278,7 +283,12 @@ class RingMe:
             reason,
             late=attempt.timed_out,
         )
-        log.info("ringme.result", task=result.task_id, attempt=result.attempt, outcome=outcome)
+        log.info(
+            "callbacks.ringme_attempt_result",
+            task=result.task_id,
+            attempt=result.attempt,
+            outcome=outcome,
+        )
         return result
 
     def expire(self, now: float | None = None) -> list[RingMeResult]:
@@ -295,7 +305,9 @@ class RingMe:
             results.append(
                 RingMeResult(call.task_id, attempt.number, attempt.action_id, "timeout", reason)
             )
-            log.warning("ringme.timeout", task=call.task_id, attempt=attempt.number)
+            log.warning(
+                "callbacks.ringme_attempt_timeout", task=call.task_id, attempt=attempt.number
+            )
         return results
 
     def forget(self, task_id: int) -> None:

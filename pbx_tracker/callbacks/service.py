@@ -217,7 +217,7 @@ class CallbackService:
             return
         task = change.task
         log.info(
-            f"callback.{change.kind}",
+            f"callbacks.{change.kind}",
             task_id=task.id,
             customer=task.customer,
             tries=task.tries,
@@ -252,7 +252,7 @@ class CallbackService:
             task = await tasks.assign_task(
                 conn, task.id, extension=assignee, by=SYSTEM, now=self.now()
             )
-        log.info("callback.assigned", task_id=task.id, assignee=assignee, by=SYSTEM)
+        log.info("callbacks.assigned", task_id=task.id, assignee=assignee, by=SYSTEM)
         self._tell("assigned", task)
         return task
 
@@ -401,7 +401,7 @@ class CallbackService:
         manager = self.settings.manager_for_extension(extension) if extension else None
         reminder = self._reminder(task, kind, number, manager)
         log.info(
-            f"callback.{kind}",
+            f"callbacks.{kind}",
             task_id=task.id,
             customer=task.customer,
             tries=task.tries,

@@ -191,7 +191,7 @@ class _Sender:
             again = outcome.retry and attempt < attempts
             wait = self._settings.backoff * 2 ** (attempt - 1) if again else None
             log.warning(
-                "GA4 request failed",
+                "exports.ga4_request_failed",
                 target=self.target,
                 events=len(body["events"]),
                 attempt=attempt,

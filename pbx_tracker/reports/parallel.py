@@ -63,6 +63,6 @@ async def _exported_snapshot(conn: AsyncConnection) -> str | None:
             return None
         snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
     except DBAPIError as error:  # e.g. a server that refuses: one query after another
-        log.info("report.snapshot_not_shared", error=str(error.orig))
+        log.info("reports.snapshot_not_shared", error=str(error.orig))
         return None
     return str(snapshot) if _SNAPSHOT.match(str(snapshot)) else None

@@ -3,7 +3,7 @@
 
 `SelfCheckRunner` runs `self_check.self_check` in the background after each
 login (the previous run is cancelled), logs each problem as one warning
-``ami.self_check_problem`` naming the key and the fix, and keeps them for
+``selfcheck.problem`` naming the key and the fix, and keeps them for
 ``/healthz`` until the next run.  It also watches the events' ``Privilege:``
 headers (`EventClassWatch`): no AMI action tells which classes ``read =``
 grants, and a Login without them succeeds alike.
@@ -119,7 +119,7 @@ class SelfCheckRunner:
             return
         problem = self.watch.observe(fields)
         if problem is not None:
-            log.warning("ami.self_check_problem", key=problem.key, problem=str(problem))
+            log.warning("selfcheck.problem", key=problem.key, problem=str(problem))
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -132,17 +132,17 @@ class SelfCheckRunner:
         try:
             findings = await self_check(self._settings, self._send)
         except (ConnectionError, TimeoutError) as error:  # the next login runs it again
-            log.info("ami.self_check_interrupted", reason=str(error) or type(error).__name__)
+            log.info("selfcheck.interrupted", reason=str(error) or type(error).__name__)
             return
         except Exception:
-            log.exception("ami.self_check_failed")
+            log.exception("selfcheck.failed")
             return
         self.findings = findings
         for problem in findings.problems:
-            log.warning("ami.self_check_problem", key=problem.key, problem=str(problem))
+            log.warning("selfcheck.problem", key=problem.key, problem=str(problem))
         for note in findings.notes:
-            log.info("ami.self_check_not_checked", note=note)
-        log.info("ami.self_check_done", problems=len(findings.problems))
+            log.info("selfcheck.not_checked", note=note)
+        log.info("selfcheck.done", problems=len(findings.problems))
         self.done.set()
 
 

@@ -309,7 +309,7 @@ class FakeAsterisk:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._booted = time.monotonic()
-        log.debug("fake asterisk listening", host=self.host, port=self.port)
+        log.debug("sim.asterisk_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         """Stop listening, close every client connection and wait for their handlers."""
@@ -560,7 +560,7 @@ class FakeAsterisk:
         except asyncio.CancelledError:  # stop(): end quietly, the transport is closed below
             pass
         except Exception:
-            log.exception("fake asterisk client handler failed")
+            log.exception("sim.asterisk_client_failed")
         finally:
             writer.close()
             self._sessions.discard(session)
@@ -741,7 +741,7 @@ class FakeAsterisk:
             try:
                 await work
             except Exception:
-                log.exception("fake asterisk originate failed")
+                log.exception("sim.asterisk_originate_failed")
 
         task = asyncio.create_task(run(), name="fake-asterisk-originate")
         self._tasks.add(task)

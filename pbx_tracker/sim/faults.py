@@ -429,11 +429,11 @@ class Outcome:
 
 
 LOGGED = {
-    "database unavailable": "database unavailable; keeping call records and retrying",
-    "spill ENOSPC": "cannot write the spill file; keeping call records in memory",
-    "spill emptied": "spill file written to the database and emptied",
+    "database unavailable": "store.database_unavailable",
+    "spill ENOSPC": "store.spill_write_failed",
+    "spill emptied": "store.spill_emptied",
     "CEL recovered": "cel.recovered",
-    "event failed": "call.event_failed",
+    "event failed": "calls.event_failed",
     "errors": '"level": "error"',
 }
 

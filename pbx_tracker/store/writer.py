@@ -129,7 +129,7 @@ class SpillFile:
         try:
             taken.append(_Taken(record_from_json(json.loads(line)), end))
         except (ValueError, TypeError, KeyError, AttributeError) as error:
-            log.error("unreadable line in the spill file", path=str(self.path), error=str(error))
+            log.error("store.spill_line_unreadable", path=str(self.path), error=str(error))
             self.reject(line)
 
 
@@ -220,7 +220,7 @@ class CallWriter:
         self._stopping.clear()
         self._spill.unread = await self._file_op(self._spill.open_existing)
         if self._spill.unread:
-            log.info("spilled call records found", count=self._spill.unread, path=self._path)
+            log.info("store.spill_found", count=self._spill.unread, path=self._path)
         self._tasks = [
             asyncio.create_task(self._write_loop(), name="call-writer"),
             asyncio.create_task(self._spill_loop(), name="call-writer-spill"),
@@ -258,9 +258,7 @@ class CallWriter:
             while self._queue:  # submitted while the leftovers were being written
                 await self._persist_leftovers()
         except OSError as error:
-            log.error(
-                "call records could not be kept on disk", pending=self.pending, error=str(error)
-            )
+            log.error("store.records_not_kept", pending=self.pending, error=str(error))
         self._closed = True
 
     @property
@@ -272,7 +270,7 @@ class CallWriter:
             try:
                 await self._write_next()
             except Exception:  # an unreadable spill file or a bug: keep the writer alive
-                log.exception("call writer failed; retrying")
+                log.exception("store.writer_failed")
                 await self._pause(self._backoff.next())
 
     async def _write_next(self) -> None:
@@ -321,7 +319,7 @@ class CallWriter:
                 return
             await _finish_in_thread(self._spill.truncate)
             self._spill.read_offset = self._spill.done_offset = 0
-        log.info("spill file written to the database and emptied", path=self._path)
+        log.info("store.spill_emptied", path=self._path)
 
     async def _write(self, record: CallRecord) -> bool:
         """Write one record, retrying while the database is down; False when stopping."""
@@ -423,7 +421,7 @@ class CallWriter:
 
     async def _reject(self, record: CallRecord, error: Exception) -> None:
         log.error(
-            "call record refused by the database; kept in the rejected file",
+            "store.record_rejected",
             linkedid=record.linkedid,
             node=record.node,
             error=describe_error(error),
@@ -436,7 +434,7 @@ class CallWriter:
             return
         self._outage = True
         log.warning(
-            "database unavailable; keeping call records and retrying",
+            "store.database_unavailable",
             url=mask_url(self._engine.url),
             error=describe_error(error),
             pending=self.pending,
@@ -449,7 +447,7 @@ class CallWriter:
         if self._outage:
             self._outage = False
             log.info(
-                "database available again", url=mask_url(self._engine.url), pending=self.pending
+                "store.database_available", url=mask_url(self._engine.url), pending=self.pending
             )
 
     def _notify(self, record: CallRecord, new: bool) -> None:
@@ -458,7 +456,7 @@ class CallWriter:
         try:
             self.on_written(record, new)
         except Exception:
-            log.exception("on_written callback failed", linkedid=record.linkedid)
+            log.exception("store.on_written_failed", linkedid=record.linkedid)
 
     async def _spill_loop(self) -> None:
         while not self._stopping.is_set():
@@ -488,7 +486,7 @@ class CallWriter:
     def _note_spill_failure(self, error: Exception) -> None:
         if not self._spill_failing:
             log.error(
-                "cannot write the spill file; keeping call records in memory",
+                "store.spill_write_failed",
                 path=self._path,
                 error=str(error),
                 pending=self.pending,
@@ -508,14 +506,14 @@ class CallWriter:
         for _ in tail:  # records submitted meanwhile stay queued for the next round
             self._queue.popleft()
         if self._spill.unread:
-            log.info("call records kept for the next start", count=self.pending, path=self._path)
+            log.info("store.records_kept_for_next_start", count=self.pending, path=self._path)
 
     def _spill_after_stop(self, record: CallRecord) -> None:
         try:
             self._spill.append([_encode(record)])
             self._spill.unread += 1
         except Exception as error:  # submit() never raises
-            log.error("call record lost after stop", linkedid=record.linkedid, error=str(error))
+            log.error("store.record_lost_after_stop", linkedid=record.linkedid, error=str(error))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when stopping."""

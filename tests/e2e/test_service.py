@@ -45,7 +45,7 @@ async def test_ready_then_sigterm_writes_the_call_and_exits_0(
         output, _ = await asyncio.wait_for(process.communicate(), WAIT)
     assert process.returncode == 0, output.decode()
     assert b"tracker-secret" not in output
-    written = [line for line in output.decode().splitlines() if "call.finished" in line]
+    written = [line for line in output.decode().splitlines() if "calls.finished" in line]
     assert written, output.decode()
 
 

@@ -231,7 +231,7 @@ class TestEmailNotifier:
             async with asyncio.timeout(BOUND):
                 await EmailNotifier(smtp_settings(smtp.port)).send(message)
         assert [e.rcpt_tos for e in smtp.inbox.envelopes] == [["anna@example.ru"]]
-        [entry] = [e for e in logs if e["event"] == "email recipients refused"]
+        [entry] = [e for e in logs if e["event"] == "callbacks.email_recipients_refused"]
         assert entry["log_level"] == "warning"
         assert entry["refused"] == ["nobody@example.ru"]
 
@@ -339,7 +339,7 @@ class TestWebhookNotifier:
         assert len(endpoint.seen) == 4
         port = endpoint.url.split(":")[2].split("/")[0]
         assert str(caught.value) == f"webhook 127.0.0.1:{port}: HTTP 500 Internal Server Error"
-        failures = [e for e in logs if e["event"] == "webhook delivery failed"]
+        failures = [e for e in logs if e["event"] == "callbacks.webhook_delivery_failed"]
         assert [(e["log_level"], e["attempt"]) for e in failures] == [
             ("warning", n) for n in (1, 2, 3, 4)
         ]
@@ -370,7 +370,7 @@ class TestWebhookNotifier:
         with structlog.testing.capture_logs() as logs, pytest.raises(NotifyError) as caught:
             await deliver(settings, webhook_payload(REMINDER))
         assert str(caught.value) == f"webhook 127.0.0.1:{port}: connection refused"
-        assert len([e for e in logs if e["event"] == "webhook delivery failed"]) == 3
+        assert len([e for e in logs if e["event"] == "callbacks.webhook_delivery_failed"]) == 3
         assert_secret_free(caught.value, logs, SECRET, TOKEN)
 
     async def test_backoff_doubles_and_retry_after_is_honoured(self, endpoint: Endpoint) -> None:

@@ -145,9 +145,9 @@ async def test_failed_event_is_one_warning_a_count_and_a_dead_letter(
         async with running(settings, poisoned(settings)) as daemon:
             await send_poison(asterisk, daemon.daemon, range(1))
             metrics = await scrape(daemon.daemon)
-    (warning,) = named(logs, "call.event_failed")
+    (warning,) = named(logs, "calls.event_failed")
     assert warning == {
-        "event": "call.event_failed",
+        "event": "calls.event_failed",
         "log_level": "warning",
         "ami_event": "Newchannel",
         "linkedid": "1733541121.900",
@@ -203,7 +203,7 @@ async def test_dead_letter_file_stays_bounded(asterisk: FakeAsterisk, tmp_path: 
             metrics = await scrape(daemon.daemon)
     kept = lines(path.with_name("dead-letters.jsonl.1")) + lines(path)
     assert [line["Uniqueid"] for line in kept] == [poison_call(n)["Uniqueid"] for n in (4, 5, 6)]
-    assert len(named(logs, "call.event_failed")) == 7
+    assert len(named(logs, "calls.event_failed")) == 7
     assert metrics["pbx_tracker_ami_events_failed_total"] == 7
 
 
@@ -222,9 +222,9 @@ async def test_unwritable_folder_does_not_stop_the_daemon(
             await asterisk.play(trace_events(TRACES / "01_answered_simple.jsonl"))
             await daemon.wait_for_records(1)
             metrics = await scrape(daemon.daemon)
-    (problem,) = named(logs, "call.dead_letters_failed")
+    (problem,) = named(logs, "calls.dead_letters_failed")
     assert problem["path"] == str(blocker / "dead-letters.jsonl")
-    failures = named(logs, "call.event_failed")
+    failures = named(logs, "calls.event_failed")
     unreadable = [f["linkedid"] for f in failures if f["ami_event"] == "Newchannel"]
     assert unreadable == [poison_call(n)["Linkedid"] for n in range(3)]
     assert metrics["pbx_tracker_ami_events_failed_total"] == len(failures)
@@ -284,7 +284,7 @@ async def test_call_answered_by_an_undeclared_number_is_a_warning(
         async with running(settings, StrangerAnswers(topology_of(settings))) as daemon:
             await asterisk.send_event(Event="UserEvent", UserEvent="stranger")
             await daemon.wait_for_records(1)
-    (warning,) = named(logs, "call.answered_by_undeclared")
+    (warning,) = named(logs, "calls.answered_by_undeclared")
     assert (warning["linkedid"], warning["answered_number"]) == ("1733541121.950", "+79160000104")
     assert warning["log_level"] == "warning"
     assert [record.answered_by for record in daemon.written] == [None]

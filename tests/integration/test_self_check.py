@@ -511,7 +511,7 @@ async def test_the_daemon_checks_after_each_login_and_healthz_shows_it(
     after[1]["parts"].pop("cel_recovery")
     [problem] = body["problems"]
     assert problem.startswith(TRAP) and problem.endswith(FIX)
-    warned = [line for line in logs if line["event"] == "ami.self_check_problem"]
+    warned = [line for line in logs if line["event"] == "selfcheck.problem"]
     assert [(line["key"], line["problem"]) for line in warned] == [
         ("routing.dial_template", problem)
     ]

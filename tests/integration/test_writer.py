@@ -24,7 +24,7 @@ from pbx_tracker.store.writer import CallWriter
 from stored import missed_call, stored_calls
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-OUTAGE_WARNING = "database unavailable; keeping call records and retrying"
+OUTAGE_WARNING = "store.database_unavailable"
 FAST_RETRY = {"retry_initial": 0.02, "retry_max": 0.2}
 
 
@@ -281,7 +281,7 @@ class TestWriting:
             writer.submit(call(2))
             assert await writer.drain(timeout=30) == 0
         assert len(await stored_calls(migrated_url)) == 2
-        assert sum(e["event"] == "on_written callback failed" for e in logs) == 2
+        assert sum(e["event"] == "store.on_written_failed" for e in logs) == 2
 
 
 class TestOutage:
@@ -318,7 +318,7 @@ class TestOutage:
         assert [e["event"] for e in warnings] == [OUTAGE_WARNING]
         assert warnings[0]["url"] == mask_url(normalise_url(broken_database.url, use_async=True))
         assert "s3cret-pw" not in repr(logs)
-        assert any(e["event"] == "database available again" for e in logs)
+        assert any(e["event"] == "store.database_available" for e in logs)
 
     async def test_stop_during_outage_keeps_records_for_the_next_start(
         self,
@@ -378,7 +378,7 @@ class TestOutage:
             for record in records:
                 writer.submit(record)
             await wait_until(
-                lambda: any(e["event"].startswith("cannot write the spill") for e in logs),
+                lambda: any(e["event"] == "store.spill_write_failed" for e in logs),
                 "the spill failure",
             )
             assert writer.pending == 6

@@ -311,5 +311,5 @@ def test_a_stopped_daemon_exits_even_if_a_thread_never_ends(stuck: bool) -> None
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
     )
     assert run.returncode == 3, run.stderr
-    assert ("daemon.threads_left" in run.stdout + run.stderr) is stuck
+    assert ("systemd.threads_left" in run.stdout + run.stderr) is stuck
     assert ("stuck-connection" in run.stdout + run.stderr) is stuck
