@@ -29,8 +29,9 @@ class Handler:
 async def test_jobs_that_came_due_while_no_daemon_ran_run_once_at_start(
     migrated_url: str,
 ) -> None:
-    """Reminders that came due while no daemon ran are sent once at the next start (a rescheduled
-    one only at its new time), future ones wait, and a cancelled task's reminder never runs."""
+    """Reminders that came due while no daemon ran are sent once at the next start (one scheduled
+    again is sent once, not twice), a future one waits, and a cancelled task's reminder never
+    runs."""
     database_url = migrated_url
     now = datetime.now(UTC)
     first = ReminderScheduler(database_url, Handler())
