@@ -42,8 +42,9 @@ from pbx_tracker.store.calls import list_calls, list_outbound_calls
 from pbx_tracker.store.engine import describe_error, is_transient_error
 
 if TYPE_CHECKING:
-    from pbx_tracker.config import Manager, Settings
+    from pbx_tracker.callbacks.settings import CallbackSettings
     from pbx_tracker.routing.availability import ManagerBoard
+    from pbx_tracker.staff import Directory, Manager
 
 __all__ = ["CallbackService"]
 
@@ -65,24 +66,33 @@ class _Sent:
 
 
 class CallbackService:
-    """Tasks from finished calls, reminders from the scheduler, until stopped."""
+    """Tasks from finished calls, reminders from the scheduler, until stopped.
+
+    ``config`` is the ``callbacks:`` section; ``directory`` finds the managers to
+    remind; ``database_url`` is where the scheduler keeps its jobs; ``timezone`` is
+    the routing zone the reminders' hours are read in (None: the machine's).
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        config: CallbackSettings,
+        directory: Directory,
         engine: AsyncEngine,
         *,
+        database_url: str,
+        timezone: str | None = None,
         board: ManagerBoard | None = None,
         ringme: RingMe | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
-        self.config = settings.callbacks
+        self.config = config
+        self.directory = directory
+        self.database_url = database_url
         self.engine = engine
         self.board = board
         self.ringme = ringme
         self.clock = clock
-        self.zone = zone_of(settings.routing.timezone)
+        self.zone = zone_of(timezone)
         self.hours = None if self.config.hours is None else WorkingHours.parse(self.config.hours)
         self.email = EmailNotifier(self.config.smtp) if self.config.smtp else None
         self.webhook = WebhookNotifier(self.config.webhook) if self.config.webhook else None
@@ -103,7 +113,7 @@ class CallbackService:
 
     def _new_scheduler(self) -> ReminderScheduler:
         return ReminderScheduler(
-            self.settings.database.url,
+            self.database_url,
             self.run_job,
             sweep=self.sweep,
             sweep_seconds=self.sweep_seconds,
@@ -398,7 +408,7 @@ class CallbackService:
         extension = task.assignee
         if kind == "escalation":
             extension = self.config.supervisors.get(task.group_name or "", extension)
-        manager = self.settings.manager_for_extension(extension) if extension else None
+        manager = self.directory.manager_for_extension(extension) if extension else None
         reminder = self._reminder(task, kind, number, manager)
         log.info(
             f"callbacks.{kind}",
@@ -455,7 +465,7 @@ class CallbackService:
             reminder,
             to=[manager.email],
             sender=self.email_sender,
-            region=self.settings.phone_region,
+            region=self.directory.region,
             zone=self.zone,
         )
         await self.email.send(message)

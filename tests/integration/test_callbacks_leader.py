@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from services import callback_service
 from sqlalchemy import text
+from waiting import first_found
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.service import CallbackService
@@ -40,7 +42,7 @@ def settings_for(url: str, remind_after: tuple[int, ...] = (0, 60)) -> Settings:
 async def daemon(url: str) -> AsyncIterator[CallbackService]:
     """A CallbackService as a daemon runs it, with its own engine (its own sessions)."""
     engine = make_async_engine(url)
-    service = CallbackService(settings_for(url), engine)
+    service = callback_service(settings_for(url), engine)
     service.sweep_seconds = 0.2
     await service.start()
     try:
@@ -68,13 +70,12 @@ async def the_task(url: str) -> tasks.CallbackTask:
 
 async def until_reminded(url: str, leader: CallbackService) -> tasks.CallbackTask:
     """Wait (bounded) until the follower opened the task and the leader reminded of it."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            leader.handled.clear()  # before looking, so a change in between is not lost
-            found = await stored_tasks(url)
-            if found and found[0].reminders_sent > 0:
-                return found[0]
-            await leader.handled.wait()
+
+    async def reminded() -> tasks.CallbackTask | None:
+        found = await stored_tasks(url)
+        return found[0] if found and found[0].reminders_sent > 0 else None
+
+    return await first_found(reminded, leader.handled, WAIT)
 
 
 async def test_one_daemon_reminds_and_another_takes_over_when_it_is_gone(
@@ -106,7 +107,7 @@ async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database:
     await asyncio.to_thread(upgrade_to_head, url)
     now = [datetime.now(UTC).timestamp()]
     engine = make_async_engine(url)
-    service = CallbackService(settings_for(url, (5, 60)), engine, clock=lambda: now[0])
+    service = callback_service(settings_for(url, (5, 60)), engine, clock=lambda: now[0])
     service.sweep_seconds = 3600.0  # the next sweep is far away: only the job's own check
     await service.start()
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import structlog
+from services import callback_service
 from structlog.testing import LogCapture
 from structlog.typing import EventDict, WrappedLogger
 
@@ -44,7 +45,7 @@ async def due_reminder(tmp_path: Path) -> AsyncIterator[tuple[CallbackService, i
     )
     now = [datetime.now(UTC).timestamp()]
     engine = make_async_engine(url)
-    service = CallbackService(settings, engine, clock=lambda: now[0])
+    service = callback_service(settings, engine, clock=lambda: now[0])
     await service.start()
     lock = SqliteLock(path)
     try:

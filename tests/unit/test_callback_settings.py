@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from services import callback_service
 
 from pbx_tracker.callbacks.policy import TaskStatus
-from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.config import ConfigError, settings_from_mapping
 from pbx_tracker.store.engine import make_async_engine
@@ -90,7 +90,7 @@ def test_channels_are_the_managers_then_the_groups_then_the_default() -> None:
         "smtp": {"host": "127.0.0.1"},
     }
     settings = load(callbacks, managers=managers)
-    service = CallbackService(settings, make_async_engine("sqlite://"))  # never started
+    service = callback_service(settings, make_async_engine("sqlite://"))  # never started
     now = datetime.now(UTC)
     task = CallbackTask(
         1, "pbx", "+79161234501", True, TaskStatus.OPEN, "102", "sales", None, None, 1,
