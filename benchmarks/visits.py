@@ -72,14 +72,16 @@ from psycopg import sql
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
+from pbx_tracker.attribution.visit_pool import VisitAnswer, VisitStart
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.web.api import API_PREFIX, HttpServer, client_key
-from pbx_tracker.web.models import VisitAnswer, VisitStart
+from pbx_tracker.web.app import HttpServer
+from pbx_tracker.web.clients import client_key
+from pbx_tracker.web.middleware import API_PREFIX
 from pbx_tracker.web.settings import HttpSettings
-from pbx_tracker.web.stored_pool import StoredVisitPool
 
 PG_ENV = "PBX_TRACKER_BENCH_PG_URL"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -497,7 +499,7 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument(
         "--pool",
-        default="pbx_tracker.web.stored_pool:StoredVisitPool",
+        default="pbx_tracker.attribution.stored_pool:StoredVisitPool",
         help="module:Class of the pool (e.g. an older version, to compare)",
     )
     args = parser.parse_args()

@@ -37,7 +37,9 @@ from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem,
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.selfcheck.live import SelfCheckRunner
 from pbx_tracker.attribution.sources import CallLabeler
+from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.attribution.status import PoolStatus, pool_status
+from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.callbacks.notifiers import WebhookNotifier
 from pbx_tracker.callbacks.ringme import RingMe
@@ -57,7 +59,7 @@ from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.store.cel_positions import StoredPositions
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
-from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
 from pbx_tracker.web.metrics import (
     OPEN_CALLBACKS_SECONDS,
@@ -66,9 +68,7 @@ from pbx_tracker.web.metrics import (
     PoolCollector,
     metrics_registry,
 )
-from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pools import VisitPools
 from pbx_tracker.web.snippet import LandingPage
 
 if TYPE_CHECKING:

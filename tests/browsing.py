@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from playwright.async_api import Browser, Page
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.web.api import HttpServer
+from pbx_tracker.attribution.visit_pool import NoPools
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.auth import hash_password
-from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebUser
-from pbx_tracker.web.settings import HttpSettings
+from pbx_tracker.web.settings import HttpSettings, WebUser
 
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP = {"width": 1280, "height": 800}

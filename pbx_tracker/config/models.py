@@ -48,8 +48,7 @@ from pbx_tracker.reports.settings import ReportRules, ReportSettings
 from pbx_tracker.routing.settings import RoutingSettings
 from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.staff import Directory, Manager, NumberLabels, TrackedNumber
-from pbx_tracker.web.pages_settings import WebSettings
-from pbx_tracker.web.settings import HttpSettings
+from pbx_tracker.web.settings import HttpSettings, WebSettings
 
 _DB_DIALECTS = ("sqlite", "postgresql")
 

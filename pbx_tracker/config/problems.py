@@ -19,7 +19,7 @@ from pbx_tracker.config_fields import try_expand_pool_entry
 from pbx_tracker.phones import canonical_number, is_dialable
 from pbx_tracker.routing.checks import routing_problems
 from pbx_tracker.staff import device_key
-from pbx_tracker.web.pages_settings import web_user_problems
+from pbx_tracker.web.settings import web_user_problems
 
 MISSING_SECRET = (
     "missing (set it in the config, PBX_TRACKER_AMI__SECRET, ami.secret_file "

@@ -23,101 +23,48 @@ site), 404 (unknown pool or visit), 413 (body too large), 415 (not JSON), 429
 ``Retry-After``), 500
 (logged, no traceback shown).  CORS answers only the configured origins, never ``*``.
 
-The handlers call a `VisitPool`: `MemoryVisitPool` keeps one number pool in
-memory with the real `PoolAllocator`; the daemon serves its pools from the
-database (`pools.VisitPools` of `stored_pool.StoredVisitPool`).
+The handlers call a `VisitPool` (`pbx_tracker.attribution.visit_pool`):
+`MemoryVisitPool` keeps one number pool in memory with the real
+`PoolAllocator`; the daemon serves its pools from the database
+(`configured_pools.VisitPools` of `stored_pool.StoredVisitPool`).  The errors,
+CORS and the rate limit are the middleware's (`pbx_tracker.web.middleware`);
+the app factory is `pbx_tracker.web.app.make_app`.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from ipaddress import IPv6Address, ip_address, ip_network
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 
 from pbx_tracker.attribution.status import PoolStatus
-from pbx_tracker.web.clients import is_bot
-from pbx_tracker.web.health import HEALTH, Health, HealthAnswer, healthz
-from pbx_tracker.web.limits import RateLimiter
-from pbx_tracker.web.memory_pool import MemoryVisitPool
-from pbx_tracker.web.models import (
+from pbx_tracker.attribution.visit_pool import (
     VISIT_ID,
     VISIT_ID_PATTERN,
-    ErrorAnswer,
-    ErrorDetail,
     KeepAliveAnswer,
-    PoolStatusAnswer,
     TooManyVisits,
     UnknownPool,
     VisitAnswer,
     VisitPool,
     VisitStart,
 )
+from pbx_tracker.web.clients import client_key, is_bot
+from pbx_tracker.web.health import HealthAnswer, healthz
+from pbx_tracker.web.middleware import API_PREFIX, SETTINGS, STATS, ApiError, Handler
+from pbx_tracker.web.models import ErrorAnswer, ErrorDetail, PoolStatusAnswer
 from pbx_tracker.web.openapi import Operation, Parameter, Response, build_document
-from pbx_tracker.web.settings import HttpSettings
-from pbx_tracker.web.snippet import SNIPPET_OPERATIONS, LandingPage, add_snippet_routes
+from pbx_tracker.web.snippet import SNIPPET_OPERATIONS
 
-if TYPE_CHECKING:
-    from pbx_tracker.web.pages import Pages
-
-__all__ = [
-    "API_PREFIX",
-    "ApiStats",
-    "ErrorAnswer",
-    "ErrorDetail",
-    "HttpServer",
-    "KeepAliveAnswer",
-    "MemoryVisitPool",
-    "TooManyVisits",
-    "UnknownPool",
-    "VisitAnswer",
-    "VisitPool",
-    "VisitStart",
-    "client_key",
-    "make_app",
-    "openapi_document",
-]
+__all__ = ["OPERATIONS", "PoolStatusSource", "add_api_routes", "openapi_document"]
 
 log = structlog.get_logger(__name__)
 
-API_PREFIX = "/api/v1"
 PREFLIGHT_MAX_AGE = 600
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Clock = Callable[[], datetime]
-
-
-# --- errors -------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An answer with an error status; becomes ``ErrorAnswer`` JSON."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        detail: Sequence[ErrorDetail] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = list(detail)
-        self.headers = dict(headers or {})
-
-    def response(self) -> web.Response:
-        body = ErrorAnswer(error=self.error, detail=self.detail).model_dump(mode="json")
-        return web.json_response(body, status=self.status, headers=self.headers)
 
 
 def _validation_error(error: ValidationError) -> ApiError:
@@ -128,104 +75,11 @@ def _validation_error(error: ValidationError) -> ApiError:
     return ApiError(400, "invalid request", detail)
 
 
-def _from_http(error: web.HTTPException) -> ApiError:
-    """aiohttp's own answers (no route, wrong method, body too large) as JSON."""
-    headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-    return ApiError(error.status, error.reason.lower(), headers=headers)
-
-
-@dataclass(slots=True)
-class ApiStats:
-    """Request counters: started visits, keep-alives, and answers refused or failed."""
-
-    visits_started: int = 0
-    keep_alives: int = 0
-    rate_limited: int = 0
-    rejected: int = 0
-    errors: int = 0
-
-
-# --- the application ------------------------------------------------------------
-
-SETTINGS = web.AppKey("settings", HttpSettings)
 POOL = web.AppKey("pool", VisitPool)
-LIMITER = web.AppKey("limiter", RateLimiter)
-STATS = web.AppKey("stats", ApiStats)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 PoolStatusSource = Callable[[], Awaitable[list[PoolStatus]]]
 POOL_STATUS = web.AppKey[PoolStatusSource | None]("pool_status")
 METRICS = web.AppKey[CollectorRegistry | None]("metrics")
-
-
-def client_key(request: web.Request, trust_proxy: bool) -> str:
-    """Who is asking: the peer address, or the address our proxy appended to
-    X-Forwarded-For (the last entry) when ``trust_proxy``.  IPv6 clients count per /64."""
-    address = request.remote or ""
-    if trust_proxy:
-        hops = [
-            hop.strip()
-            for value in request.headers.getall("X-Forwarded-For", ())
-            for hop in value.split(",")
-        ]
-        if hops and hops[-1]:
-            address = hops[-1]
-    try:
-        ip = ip_address(address)
-    except ValueError:
-        return address or "unknown"
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is None:
-        return str(ip_network(f"{ip}/64", strict=False))
-    return str(ip.ipv4_mapped or ip) if isinstance(ip, IPv6Address) else str(ip)
-
-
-def _same_origin(request: web.Request, origin: str) -> bool:
-    """The daemon's own pages (the demo landing) call the API without being listed."""
-    return origin.rstrip("/").lower() == f"{request.scheme}://{request.host}".lower()
-
-
-@web.middleware
-async def _cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse foreign origins (403); let configured sites read the answers."""
-    origin = request.headers.get("Origin")
-    if origin is None or not request.path.startswith(API_PREFIX):
-        return await handler(request)
-    if not (request.app[SETTINGS].allows_origin(origin) or _same_origin(request, origin)):
-        request.app[STATS].rejected += 1
-        return ApiError(403, "origin not allowed").response()
-    response = await handler(request)
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers.add("Vary", "Origin")
-    return response
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure as ``ErrorAnswer`` JSON; unexpected ones logged, shown as 500."""
-    stats = request.app[STATS]
-    try:
-        return await handler(request)
-    except ApiError as error:
-        stats.rejected += 1
-        return error.response()
-    except web.HTTPException as error:
-        stats.rejected += 1
-        return _from_http(error).response()
-    except Exception:
-        stats.errors += 1
-        log.exception("http.unexpected_error", method=request.method, path=request.path)
-        return ApiError(500, "internal error").response()
-
-
-@web.middleware
-async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """429 with Retry-After when the client has used up its requests."""
-    if request.path.startswith(API_PREFIX):
-        client = client_key(request, request.app[SETTINGS].trust_proxy)
-        wait = request.app[LIMITER].retry_after(client)
-        if wait:
-            request.app[STATS].rate_limited += 1
-            raise ApiError(429, "too many requests", headers={"Retry-After": str(wait)})
-    return await handler(request)
 
 
 async def _json_body(request: web.Request) -> bytes:
@@ -270,7 +124,7 @@ async def keep_alive(request: web.Request) -> web.Response:
 
 
 async def preflight(request: web.Request) -> web.Response:
-    """CORS preflight; the `_cors` middleware has already refused foreign origins."""
+    """CORS preflight; the `cors` middleware has already refused foreign origins."""
     if "Origin" not in request.headers:
         raise ApiError(400, "a CORS preflight needs an Origin header")
     headers = {
@@ -289,7 +143,7 @@ def _authorize(request: web.Request) -> None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        log.warning("http.status_refused", client=request.remote, path=request.path)
+        log.warning("web.status_refused", client=request.remote, path=request.path)
         challenge = {"WWW-Authenticate": "Bearer"}
         raise ApiError(401, "a valid bearer token is needed", headers=challenge)
 
@@ -303,7 +157,7 @@ async def pool_status_json(request: web.Request) -> web.Response:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        log.warning("http.status_refused", client=request.remote)
+        log.warning("web.status_refused", client=request.remote)
         raise ApiError(
             401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -443,100 +297,20 @@ def openapi_document() -> dict[str, Any]:
     return build_document(operations, title="pbx-tracker visits API", version="1")
 
 
-def make_app(
-    settings: HttpSettings,
+def add_api_routes(
+    app: web.Application,
     pool: VisitPool,
     *,
-    clock: Callable[[], float] | None = None,
-    landing: LandingPage | None = None,
     pool_status: PoolStatusSource | None = None,
     metrics: CollectorRegistry | None = None,
-    pages: Pages | None = None,
-    health: Health | None = None,
-) -> web.Application:
-    """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
-    snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``;
-    the pages for people (login, callbacks) with ``pages``; ``/healthz`` tells the
-    daemon's parts with ``health``."""
-    app = web.Application(
-        middlewares=[_cors, _errors, _rate_limit], client_max_size=settings.max_body_bytes
-    )
-    limit = settings.rate_limit
-    limiter = (
-        RateLimiter(limit.per_minute, limit.burst)
-        if clock is None
-        else RateLimiter(limit.per_minute, limit.burst, clock=clock)
-    )
-    app[SETTINGS] = settings
+) -> None:
+    """The API's routes (and their CORS preflights) on ``app``, answered by ``pool``;
+    the pool status with ``pool_status``, ``/metrics`` with ``metrics``."""
     app[POOL] = pool
-    app[LIMITER] = limiter
-    app[STATS] = ApiStats()
     app[OPENAPI] = openapi_document()
     app[POOL_STATUS] = pool_status
     app[METRICS] = metrics
-    app[HEALTH] = health
     for operation, handler in OPERATIONS:
         app.router.add_route(operation.method, operation.path, handler)
     app.router.add_route("OPTIONS", _VISITS, preflight)
     app.router.add_route("OPTIONS", _KEEP_ALIVE, preflight)
-    add_snippet_routes(app, landing=landing)
-    if pages is not None:
-        from pbx_tracker.web.pages import add_page_routes  # it imports this module
-
-        add_page_routes(app, pages)
-    return app
-
-
-class HttpServer:
-    """The API on ``settings.host:settings.port`` inside the running loop; signals are
-    left to the daemon.  ``port`` is the bound port once started (``settings.port`` may
-    be 0)."""
-
-    def __init__(
-        self,
-        settings: HttpSettings,
-        pool: VisitPool,
-        *,
-        clock: Callable[[], float] | None = None,
-        landing: LandingPage | None = None,
-        pool_status: PoolStatusSource | None = None,
-        metrics: CollectorRegistry | None = None,
-        pages: Pages | None = None,
-        health: Health | None = None,
-    ) -> None:
-        self.settings = settings
-        self.app = make_app(
-            settings,
-            pool,
-            clock=clock,
-            landing=landing,
-            pool_status=pool_status,
-            metrics=metrics,
-            pages=pages,
-            health=health,
-        )
-        self.port = settings.port
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def stats(self) -> ApiStats:
-        return self.app[STATS]
-
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-        log.info("http.listening", host=self.settings.host, port=self.port)
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            log.info("http.stopped", port=self.port)

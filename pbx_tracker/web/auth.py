@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 
-from pbx_tracker.web.pages_settings import SCHEME, parse_password_hash
+from pbx_tracker.web.settings import SCHEME, parse_password_hash
 
 __all__ = [
     "MIN_PASSWORD_CHARS",

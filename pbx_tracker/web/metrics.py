@@ -36,9 +36,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pbx_tracker.attribution.memory_pool import MemoryVisitPool
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.calls.records import CallRecord, Direction
-from pbx_tracker.web.memory_pool import MemoryVisitPool
 
 __all__ = ["CallCounter", "DaemonCollector", "PoolCollector", "metrics_registry"]
 

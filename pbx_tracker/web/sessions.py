@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.store.models import LoginFailureRow, WebSessionRow, WebUserRow
-from pbx_tracker.web.pages_settings import WebUser
+from pbx_tracker.web.settings import WebUser
 from pbx_tracker.web.users import user_of_row
 
 __all__ = ["LoginThrottle", "Session", "SessionStore", "session_key"]

@@ -22,7 +22,7 @@ from pbx_tracker.store.engine import in_transaction
 from pbx_tracker.terminal import as_text
 from pbx_tracker.web import users
 from pbx_tracker.web.auth import hash_password
-from pbx_tracker.web.pages_settings import WebUser
+from pbx_tracker.web.settings import WebUser
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings

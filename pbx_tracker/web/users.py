@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.store.models import WebSessionRow, WebUserRow
-from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.settings import WebSettings, WebUser
 
 __all__ = [
     "MAX_NAME_CHARS",

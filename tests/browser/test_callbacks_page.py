@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from pbx_tracker.ami.connection import AmiListener, Resync
+from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import Resolution, TaskStatus
 from pbx_tracker.callbacks.ringme import RingMe
@@ -37,11 +38,9 @@ from pbx_tracker.calls.records import RingAttempt
 from pbx_tracker.phones import display_number
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.store.calls import save_call
-from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings
-from pbx_tracker.web.settings import HttpSettings
+from pbx_tracker.web.settings import HttpSettings, WebSettings
 from stored import missed_call
 
 WAIT_MS = 10_000

@@ -29,17 +29,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
+from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.calls.records import CallRecord, CallStatus, RingAttempt, SpamReason
 from pbx_tracker.phones import display_number
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.store.calls import save_calls
 from pbx_tracker.store.models import CallRow
-from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.models import NoPools
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings
-from pbx_tracker.web.settings import HttpSettings
+from pbx_tracker.web.settings import HttpSettings, WebSettings
 from stored import missed_call
 
 WAIT_MS = 10_000

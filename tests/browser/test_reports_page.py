@@ -35,7 +35,7 @@ from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.reports.spend import SpendLine, import_spend
 from pbx_tracker.store.calls import save_calls
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings
+from pbx_tracker.web.settings import WebSettings
 from stored import missed_call
 
 MOSCOW = ZoneInfo("Europe/Moscow")

@@ -35,14 +35,14 @@ from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.attribution.memory_pool import MemoryVisitPool
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
 from pbx_tracker.attribution.visits import Visit, get_visit, visits_table
 from pbx_tracker.phones import display_number
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.web.api import HttpServer
-from pbx_tracker.web.memory_pool import MemoryVisitPool
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 from pbx_tracker.web.snippet import LandingPage
-from pbx_tracker.web.stored_pool import StoredVisitPool
 
 POOL = "site"
 SITE_NUMBER = "+74951110000"  # the company's own number, also the fallback

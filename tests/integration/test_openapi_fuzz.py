@@ -17,10 +17,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
 from pbx_tracker.store.engine import make_async_engine
-from pbx_tracker.web.api import HttpServer, openapi_document
+from pbx_tracker.web.api import openapi_document
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
-from pbx_tracker.web.stored_pool import StoredVisitPool
 
 # invalid input may be refused as too large (413) or not JSON (415) before it is parsed
 REFUSALS = ["400", "401", "403", "404", "405", "413", "415", "429"]

@@ -16,6 +16,8 @@ from clocks import DateClock
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.pool import Lease
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
+from pbx_tracker.attribution.visit_pool import VisitStart
 from pbx_tracker.attribution.visits import (
     StoredLease,
     Visit,
@@ -25,8 +27,6 @@ from pbx_tracker.attribution.visits import (
 )
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.web.models import VisitStart
-from pbx_tracker.web.stored_pool import StoredVisitPool
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 POOL = "site"

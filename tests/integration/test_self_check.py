@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from pbx_tracker.ami.connection import AmiListener
+from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
@@ -31,9 +32,8 @@ from pbx_tracker.selfcheck.live import EventClassWatch, check_live
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
-from pbx_tracker.web.models import NoPools
 from pbx_tracker.web.settings import HttpSettings
 from traces import TRACE_CONFIG, TRACES
 

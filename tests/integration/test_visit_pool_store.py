@@ -12,6 +12,8 @@ from clocks import DateClock
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.attribution.stored_pool import StoredVisitPool, VisitStoreError
+from pbx_tracker.attribution.visit_pool import VisitStart
 from pbx_tracker.attribution.visits import (
     StoredLease,
     get_visit,
@@ -21,8 +23,6 @@ from pbx_tracker.attribution.visits import (
     visits_table,
 )
 from pbx_tracker.phones import display_number
-from pbx_tracker.web.models import VisitStart
-from pbx_tracker.web.stored_pool import StoredVisitPool, VisitStoreError
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 POOL = "site"

@@ -17,8 +17,11 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from clocks import DateClock
 
+from pbx_tracker.attribution.memory_pool import MemoryVisitPool
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.web.api import HttpServer, MemoryVisitPool, client_key, openapi_document
+from pbx_tracker.web.api import openapi_document
+from pbx_tracker.web.app import HttpServer
+from pbx_tracker.web.clients import client_key
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 
 NUMBERS = ["+74951110010", "+74951110011", "+74951110012"]

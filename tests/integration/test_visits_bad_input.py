@@ -9,11 +9,11 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
 from pbx_tracker.attribution.visits import leases_table, visits_table
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.web.api import HttpServer
+from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
-from pbx_tracker.web.stored_pool import StoredVisitPool
 
 SITE = "https://example.ru"
 NUMBERS = ["+74950000001", "+74950000002", "+74950000003"]

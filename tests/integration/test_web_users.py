@@ -26,7 +26,7 @@ from pbx_tracker.store.models import WebUserRow
 from pbx_tracker.web import users
 from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.pages_settings import WebSettings, WebUser
+from pbx_tracker.web.settings import WebSettings, WebUser
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 pytestmark = pytest.mark.timeout(60)

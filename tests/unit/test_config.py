@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.config import (
     DEFAULT_CONFIG_PATH,
     MISSING_SECRET,
@@ -20,7 +21,6 @@ from pbx_tracker.config import (
     settings_from_mapping,
 )
 from pbx_tracker.store.engine import make_async_engine
-from pbx_tracker.web.pools import VisitPools
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "pbx-tracker.example.yaml"

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import generate_latest
 from prometheus_client.registry import Collector
 
+from pbx_tracker.attribution.memory_pool import MemoryVisitPool
 from pbx_tracker.attribution.settings import AttributionSettings
+from pbx_tracker.attribution.visit_pool import TooManyVisits, VisitStart
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.calls.records import CallStatus
-from pbx_tracker.web.memory_pool import MemoryVisitPool
 from pbx_tracker.web.metrics import CallCounter, DaemonCollector, PoolCollector, metrics_registry
-from pbx_tracker.web.models import TooManyVisits, VisitStart
 from stored import missed_call
 
 

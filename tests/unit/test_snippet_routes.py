@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pbx_tracker.web.api import make_app
-from pbx_tracker.web.memory_pool import MemoryVisitPool
+from pbx_tracker.attribution.memory_pool import MemoryVisitPool
+from pbx_tracker.web.app import make_app
 from pbx_tracker.web.settings import HttpSettings
 from pbx_tracker.web.snippet import LandingPage
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from pbx_tracker.cli import main
 from pbx_tracker.web.auth import MIN_PASSWORD_CHARS, N, hash_password, same_token, verify_password
-from pbx_tracker.web.pages_settings import WebSettings, parse_password_hash
+from pbx_tracker.web.settings import WebSettings, parse_password_hash
 
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 

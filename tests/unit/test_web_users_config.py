@@ -10,7 +10,7 @@ import yaml
 
 from pbx_tracker.config import ConfigError, ConfigLoader, settings_from_mapping
 from pbx_tracker.web.auth import hash_password
-from pbx_tracker.web.pages_settings import web_user_problems
+from pbx_tracker.web.settings import web_user_problems
 
 HASH = hash_password("long enough password", n=2**10, r=8, p=1)
 MANAGERS = [{"name": "Anna", "extension": "101"}, {"name": "Boris", "extension": "102"}]

@@ -1,43 +1,26 @@
-"""The calls list (``GET /calls``) and a call's recording (``GET /recordings/{call_id}``).
+"""The calls list, ``GET /calls``: anyone signed in may open it.
 
-Anyone signed in may open them.  The list shows the inbound calls of a period
-(default: today in the reports' zone, ``routing.timezone`` or the machine's),
-newest first, 50 a page, filtered by the query string:
-
-- ``from``, ``to``: dates (``2026-11-01``), ``to`` included, at most a year apart;
-- ``source``: the credited source, 1 to 64 letters, digits, spaces or ``._-:/+@``;
-- ``status``: ``answered`` or ``missed``;
-- ``manager``: an extension (digits): calls it answered or that rang its phone;
-- ``caller``, ``did``: digits the caller's or the tracked number contains (spaces,
-  dashes, brackets and a leading ``+`` are dropped first).
-
-Any other value is refused with 400 and logged (which filter, the value cut
-short); no call is shown then.  Values go into SQL only as bound parameters.
-
-A recording is served only from ``recordings_dir``: the call's
-``recording_path`` (absolute, or a name in that folder) must not contain
-``..`` and its real path (symlinks resolved) must lie inside the folder's real
-path, else 403 (logged); a missing file is 404.  aiohttp's `FileResponse`
-answers Range requests (206), so the browser's ``<audio>`` can seek.
+The list shows the inbound calls of a period (default: today in the reports'
+zone, ``routing.timezone`` or the machine's), newest first, 50 a page, filtered
+by the query string (`pbx_tracker.web.pages.filters`).  A bad value is refused
+with 400 and logged (which filter, the value cut short); no call is shown then.
+Values go into SQL only as bound parameters.
 
 Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
 "Spam" badge with the reason on spam calls and, for managers and admins, a
-"Spam" / "Not spam" button (`pbx_tracker.web.pages_spam`).  A call a manager
+"Spam" / "Not spam" button (`pbx_tracker.web.pages.spam`).  A call a manager
 answered on an external number (their mobile, by follow-me or forwarding) shows
 that number under the manager; one answered by a phone or number no manager
-declared shows "answered: " and it.
+declared shows "answered: " and it.  A call's recording is
+`pbx_tracker.web.pages.recordings`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, cast
-from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -46,37 +29,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.phones import display_number, is_dialable
-from pbx_tracker.reports.period import in_zone, local_date
+from pbx_tracker.reports.period import in_zone
 from pbx_tracker.store.models import CallRow, RingAttemptRow
-from pbx_tracker.web import pages_html
-from pbx_tracker.web.pages import (
-    PAGES,
-    Pages,
-    _current,
-    _forbidden,
-    _html,
-    _to_login,
+from pbx_tracker.web.pages.common import PAGES, Pages, html_response, signed_in, to_login
+from pbx_tracker.web.pages.filters import (
+    MAX_LOGGED,
+    CallFilters,
+    FilterError,
+    local_today,
+    parse_filters,
 )
-from pbx_tracker.web.pages_html import csrf_field
-from pbx_tracker.web.pages_html import escape as _e
+from pbx_tracker.web.pages.layout import csrf_field, layout
+from pbx_tracker.web.pages.layout import escape as _e
 
-__all__ = ["CallFilters", "FilterError", "add_calls_routes", "find_calls", "parse_filters"]
+__all__ = ["add_calls_routes", "call_row", "calls_html", "find_calls"]
 
 log = structlog.get_logger(__name__)
 
 calls_table = cast(Table, CallRow.__table__)
 attempts_table = cast(Table, RingAttemptRow.__table__)
 PER_PAGE = 50
-MAX_PAGE = 10_000
-MAX_DAYS = 366
-MAX_LOGGED = 64
 MAX_SOURCES = 200
-_SOURCE = re.compile(r"[\w .:/+@-]{1,64}")
-_NUMBER = re.compile(r"\d{1,15}")
-_FORMATTING = re.compile(r"[\s\-().]")
-_EXTENSION = re.compile(r"\d{1,10}")
-_PAGE = re.compile(r"[1-9]\d{0,4}")
-STATUSES = ("answered", "missed")
+
 REASONS = {
     "no_answer": "no answer",
     "abandoned": "caller hung up",
@@ -91,104 +65,6 @@ SPAM_REASONS = {
     "manual": "marked by hand",
 }
 MARKERS = ("manager", "admin")  # who may mark calls as spam
-AUDIO_TYPES = {
-    ".wav": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".ogg": "audio/ogg",
-    ".gsm": "application/octet-stream",
-}
-
-
-class FilterError(ValueError):
-    """A filter value the page refuses: which field, and what to write instead."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True, slots=True)
-class CallFilters:
-    """What the list shows: the days (in the zone), the filters, the page."""
-
-    first: date
-    last: date
-    source: str | None = None
-    status: str | None = None
-    manager: str | None = None
-    caller: str | None = None
-    did: str | None = None
-    page: int = 1
-
-    def query(self, **changes: Any) -> str:
-        """The query string of these filters (with ``changes``), for links."""
-        shown = replace(self, **changes)
-        values = {
-            "from": shown.first.isoformat(),
-            "to": shown.last.isoformat(),
-            "source": shown.source,
-            "status": shown.status,
-            "manager": shown.manager,
-            "caller": shown.caller,
-            "did": shown.did,
-            "page": None if shown.page == 1 else str(shown.page),
-        }
-        return urlencode({name: value for name, value in values.items() if value})
-
-
-def _day(query: Mapping[str, str], name: str, default: date) -> date:
-    text = query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        if len(text) != len("2026-11-01"):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FilterError(name, "Write dates as YYYY-MM-DD, e.g. 2026-11-01.") from None
-
-
-def _number(query: Mapping[str, str], name: str) -> str | None:
-    text = _FORMATTING.sub("", query.get(name, "")).removeprefix("+")
-    if not text:
-        return None
-    if not _NUMBER.fullmatch(text):
-        raise FilterError(name, "Phone numbers take digits only (up to 15).")
-    return text
-
-
-def parse_filters(query: Mapping[str, str], today: date) -> CallFilters:
-    """The filters of a query string; FilterError names the first bad one."""
-    first = _day(query, "from", today)
-    last = _day(query, "to", first if query.get("from", "").strip() else today)
-    if last < first:
-        raise FilterError("to", "The period ends before it starts.")
-    if (last - first).days >= MAX_DAYS:
-        raise FilterError("to", f"Pick a period of at most {MAX_DAYS} days.")
-    source = query.get("source", "").strip() or None
-    if source is not None and not _SOURCE.fullmatch(source):
-        raise FilterError(
-            "source", "A source is up to 64 letters, digits, spaces and . _ - : / + @."
-        )
-    status = query.get("status", "").strip() or None
-    if status is not None and status not in STATUSES:
-        raise FilterError("status", "The status is answered or missed.")
-    manager = query.get("manager", "").strip() or None
-    if manager is not None and not _EXTENSION.fullmatch(manager):
-        raise FilterError("manager", "A manager is an extension: 1 to 10 digits.")
-    page_text = query.get("page", "").strip() or "1"
-    if not _PAGE.fullmatch(page_text) or int(page_text) > MAX_PAGE:
-        raise FilterError("page", "The page is a number.")
-    return CallFilters(
-        first,
-        last,
-        source=source,
-        status=status,
-        manager=manager,
-        caller=_number(query, "caller"),
-        did=_number(query, "did"),
-        page=int(page_text),
-    )
 
 
 # --- the query ------------------------------------------------------------------------------
@@ -325,17 +201,13 @@ def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
 # --- the page -------------------------------------------------------------------------------
 
 
-def _today(pages: Pages) -> date:
-    return local_date(pages.now(), pages.rules.zone)
-
-
 async def calls_page(request: web.Request) -> web.Response:
-    current = await _current(request)
+    current = await signed_in(request)
     if current is None:
-        return _to_login(request)
+        return to_login(request)
     session, user = current
     pages = request.app[PAGES]
-    today = _today(pages)
+    today = local_today(pages)
     flash = await pages.sessions.take_flash(session)
     try:
         filters = parse_filters(request.query, today)
@@ -359,7 +231,7 @@ async def calls_page(request: web.Request) -> web.Response:
             managers=pages.managers,
             error=f"{error} Nothing was searched.",
         )
-        return _html(page, 400)
+        return html_response(page, 400)
     async with pages.engine.connect() as conn:
         found, total = await find_calls(conn, filters, pages)
         sources = await _known_sources(conn, filters, pages)
@@ -375,71 +247,11 @@ async def calls_page(request: web.Request) -> web.Response:
         managers=pages.managers,
         flash=flash,
     )
-    return _html(page)
-
-
-# --- recordings ---------------------------------------------------------------------------
-
-
-def _resolve(recordings_dir: Path, stored: str) -> tuple[Path | None, str]:
-    """(the real path to serve, "") or (None, why it is refused: "parent", "outside")."""
-    path = Path(stored)
-    if ".." in path.parts:
-        return None, "parent"
-    folder = recordings_dir.resolve()
-    real = (path if path.is_absolute() else folder / path).resolve()
-    if not real.is_relative_to(folder) or real == folder:
-        return None, "outside"
-    return real, ""
-
-
-async def recording(request: web.Request) -> web.StreamResponse:
-    current = await _current(request)
-    if current is None:
-        return _to_login(request)
-    session, user = current
-    pages = request.app[PAGES]
-    call_id = request.match_info["call_id"]
-    stored = None
-    if call_id.isdigit() and len(call_id) <= 18:
-        async with pages.engine.connect() as conn:
-            query = select(calls_table.c.recording_path).where(calls_table.c.id == int(call_id))
-            stored = (await conn.execute(query)).scalar_one_or_none()
-    if not stored or pages.recordings_dir is None:
-        return _missing(request, session, user)
-    real, why = await asyncio.to_thread(_resolve, pages.recordings_dir, stored)
-    if real is None:
-        log.warning("web.recording_refused", user=user.name, call=call_id, reason=why)
-        return _forbidden(request, session, user, "This recording is not in the recordings folder.")
-    content_type = AUDIO_TYPES.get(real.suffix.lower())
-    if content_type is None:
-        log.warning("web.recording_refused", user=user.name, call=call_id, reason="type")
-        return _forbidden(request, session, user, "This file is not a recording.")
-    if not await asyncio.to_thread(real.is_file):
-        return _missing(request, session, user)
-    log.info("web.recording", user=user.name, call=call_id)
-    headers = {
-        "Content-Type": content_type,
-        "Content-Disposition": f'inline; filename="call-{call_id}{real.suffix.lower()}"',
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=300",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-    }
-    return web.FileResponse(real, headers=headers)
-
-
-def _missing(request: web.Request, session: Any, user: Any) -> web.Response:
-    text = "There is no recording of this call (or its file is gone)."
-    page = pages_html.problem_page("No recording", text, user=user, csrf=session.csrf)
-    return _html(page, 404)
+    return html_response(page)
 
 
 def add_calls_routes(app: web.Application) -> None:
-    from pbx_tracker.web.pages_spam import add_spam_routes  # it imports this module
-
     app.router.add_get("/calls", calls_page)
-    app.router.add_get(r"/recordings/{call_id}", recording)
-    add_spam_routes(app)
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -614,4 +426,4 @@ def calls_html(
         f"{_filters_form(filters, sources, managers)}{alert}{summary}{table}"
         f"{_pager(filters, total)}"
     )
-    return pages_html.layout("Calls", body, user=user, csrf=csrf, wide=True)
+    return layout("Calls", body, user=user, csrf=csrf, wide=True)

@@ -16,15 +16,15 @@ import structlog
 from aiohttp import web
 
 from pbx_tracker.spam import marking
-from pbx_tracker.web.pages import (
+from pbx_tracker.web.pages.common import (
     MANAGER_ROLES,
     PAGES,
     Pages,
-    _posted_with_role,
-    _redirect,
-    _text,
+    form_text,
+    posted_with_role,
+    redirect,
 )
-from pbx_tracker.web.pages_calls import FilterError, _today, parse_filters
+from pbx_tracker.web.pages.filters import FilterError, local_today, parse_filters
 
 __all__ = ["add_spam_routes"]
 
@@ -42,19 +42,19 @@ async def unmark(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, *, spam: bool) -> web.Response:
-    allowed = await _posted_with_role(request, MANAGER_ROLES, "Only managers and admins mark spam.")
+    allowed = await posted_with_role(request, MANAGER_ROLES, "Only managers and admins mark spam.")
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
     pages = request.app[PAGES]
     form = await request.post()
-    back = _back(_text(form.get("back")), pages)
+    back = _back(form_text(form.get("back")), pages)
     text = request.match_info["call_id"]
     if not text.isdigit() or len(text) > 18:
         await pages.sessions.set_flash(session, "There is no such call.")
-        return _redirect(back)
+        return redirect(back)
     await pages.sessions.set_flash(session, await _apply(pages, int(text), spam=spam, by=user.name))
-    return _redirect(f"{back}#call-{text}")
+    return redirect(f"{back}#call-{text}")
 
 
 async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> str:
@@ -92,7 +92,7 @@ def _back(query: str | None, pages: Pages) -> str:
     if not query or len(query) > MAX_BACK:
         return "/calls"
     try:
-        filters = parse_filters(dict(parse_qsl(query)), _today(pages))
+        filters = parse_filters(dict(parse_qsl(query)), local_today(pages))
     except FilterError:
         return "/calls"
     shown = filters.query()

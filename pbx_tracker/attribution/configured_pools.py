@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.attribution.memory_pool import Clock
 from pbx_tracker.attribution.settings import AttributionSettings, NumberPool
-from pbx_tracker.web.memory_pool import Clock
-from pbx_tracker.web.models import KeepAliveAnswer, UnknownPool, VisitAnswer, VisitStart
-from pbx_tracker.web.stored_pool import StoredVisitPool
+from pbx_tracker.attribution.stored_pool import StoredVisitPool
+from pbx_tracker.attribution.visit_pool import KeepAliveAnswer, UnknownPool, VisitAnswer, VisitStart
 
 __all__ = ["VisitPools"]
 

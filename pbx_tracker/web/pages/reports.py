@@ -3,7 +3,7 @@
 For a period (``from``/``to`` dates, ``to`` included; default: the last 30
 days in the reports' zone) the page shows the sources report (calls, leads =
 first-time callers, target calls, missed rate, and with ad spend its cost and
-cost per lead) and two charts made on the server (`pbx_tracker.web.pages_charts`):
+cost per lead) and two charts made on the server (`pbx_tracker.web.pages.charts`):
 calls per source per day, and cost per lead per source per day.  The numbers
 are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
 the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
@@ -25,11 +25,11 @@ from pbx_tracker.reports.compute import Report, ReportError, ReportKind, compute
 from pbx_tracker.reports.dimensions import Dimension, ReportScope
 from pbx_tracker.reports.period import Period, in_zone, local_date, zone_name
 from pbx_tracker.reports.render import as_csv
-from pbx_tracker.web import pages_html
-from pbx_tracker.web.pages import HEADERS, PAGES, Pages, _html, _with_role
-from pbx_tracker.web.pages_calls import MAX_DAYS, MAX_LOGGED, FilterError, _day
-from pbx_tracker.web.pages_charts import COLOURS, Series, legend, line_chart, stacked_bars
-from pbx_tracker.web.pages_html import escape as _e
+from pbx_tracker.web.pages.charts import COLOURS, Series, legend, line_chart, stacked_bars
+from pbx_tracker.web.pages.common import HEADERS, PAGES, Pages, html_response, with_role
+from pbx_tracker.web.pages.filters import MAX_DAYS, MAX_LOGGED, FilterError, parse_day
+from pbx_tracker.web.pages.layout import escape as _e
+from pbx_tracker.web.pages.layout import layout
 
 __all__ = ["add_reports_routes", "parse_period"]
 
@@ -42,8 +42,8 @@ OTHER = "other"
 
 def parse_period(query: Mapping[str, str], today: date) -> tuple[date, date]:
     """The days of ``from``/``to``; FilterError for a bad or too long period."""
-    last = _day(query, "to", today)
-    first = _day(query, "from", last - timedelta(days=DEFAULT_DAYS - 1))
+    last = parse_day(query, "to", today)
+    first = parse_day(query, "from", last - timedelta(days=DEFAULT_DAYS - 1))
     if last < first:
         raise FilterError("to", "The period ends before it starts.")
     if (last - first).days >= MAX_DAYS:
@@ -68,7 +68,7 @@ async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Repor
 
 
 async def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
-    return await _with_role(request, ("marketer", "admin"), "Reports are for marketers.")
+    return await with_role(request, ("marketer", "admin"), "Reports are for marketers.")
 
 
 def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | FilterError:
@@ -96,16 +96,16 @@ async def reports_page(request: web.Request) -> web.Response:
         page = reports_html(
             user, session.csrf, default, today, error=f"{asked} Nothing was computed."
         )
-        return _html(page, 400)
+        return html_response(page, 400)
     first, last = asked
     try:
         sources, daily = await _reports(pages, first, last)
     except ReportError as error:
-        return _html(reports_html(user, session.csrf, first, last, error=str(error)), 409)
+        return html_response(reports_html(user, session.csrf, first, last, error=str(error)), 409)
     page = reports_html(
         user, session.csrf, first, last, sources=sources, daily=daily, zone=pages.rules.zone
     )
-    return _html(page)
+    return html_response(page)
 
 
 async def reports_csv(request: web.Request) -> web.Response:
@@ -281,4 +281,4 @@ def reports_html(
         else:
             content = note + '<p class="empty" id="empty">No calls in this period.</p>'
     body = f'<div class="heading"><h1>Reports</h1></div>{form}{alert}{content}'
-    return pages_html.layout("Reports", body, user=user, csrf=csrf, wide=True)
+    return layout("Reports", body, user=user, csrf=csrf, wide=True)

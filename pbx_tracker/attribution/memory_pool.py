@@ -1,38 +1,59 @@
 """`MemoryVisitPool`: one number pool kept in memory, over the real `PoolAllocator`.
 
 Enough for the API's tests and a single daemon without history; the
-database-backed pool (leases and visits stored for attribution) comes later.
+database-backed pool is `stored_pool.StoredVisitPool`.
+
+`network_of`: the network a client key (`pbx_tracker.web.clients.client_key`: an
+address, or an IPv6 /64) counts in for the per-network cap: its /24 for IPv4 (an
+IPv4-mapped IPv6 address is IPv4), its /48 for IPv6; anything else (no address)
+counts alone.  IPv6 networks are remembered per string.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import structlog
 
 from pbx_tracker.attribution.pool import Lease, PoolAllocator
-from pbx_tracker.phones import display_number
-from pbx_tracker.web.clients import network_of
-from pbx_tracker.web.models import (
+from pbx_tracker.attribution.visit_pool import (
     KeepAliveAnswer,
     TooManyVisits,
     UnknownPool,
     VisitAnswer,
     VisitStart,
 )
+from pbx_tracker.phones import display_number
+
+__all__ = [
+    "IPV4_PREFIX",
+    "IPV6_PREFIX",
+    "Clock",
+    "LiveVisit",
+    "MemoryVisitPool",
+    "network_cap",
+    "network_of",
+    "utc_now",
+]
 
 Clock = Callable[[], datetime]
 
 log = structlog.get_logger(__name__)
 
+IPV4_PREFIX = 24
+IPV6_PREFIX = 48
+_CACHED = 4096
+
 
 @dataclass(slots=True)
-class _LiveVisit:
+class LiveVisit:
     visit_id: str
     client: str
     network: str
@@ -41,8 +62,36 @@ class _LiveVisit:
     last_seen: datetime
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def network_of(client: str) -> str:
+    """``203.0.113.0/24`` for ``203.0.113.7`` (or ``::ffff:203.0.113.7``),
+    ``2001:db8:1::/48`` for an address or /64 in it; ``client`` itself otherwise."""
+    head, dot, last = client.rpartition(".")
+    if dot and last.isdigit() and ":" not in head and head.count(".") == 2:
+        return f"{head}.0/{IPV4_PREFIX}"  # an IPv4 client key (a tenth of parsing it)
+    return _network_of(client)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _network_of(client: str) -> str:
+    try:
+        network: IPv4Network | IPv6Network = ip_network(client, strict=False)
+    except ValueError:
+        return client
+    if isinstance(network, IPv6Network):
+        mapped = ip_address(network.network_address)
+        assert isinstance(mapped, IPv6Address)
+        if mapped.ipv4_mapped is not None and network.prefixlen == 128:
+            return str(ip_network(f"{mapped.ipv4_mapped}/{IPV4_PREFIX}", strict=False))
+        prefix = IPV6_PREFIX
+    else:
+        prefix = IPV4_PREFIX
+    if network.prefixlen <= prefix:
+        return str(network)
+    return str(network.supernet(new_prefix=prefix))
 
 
 def network_cap(numbers: int, max_visits_per_client: int) -> int:
@@ -56,7 +105,7 @@ class MemoryVisitPool:
 
     A visit with no number (pool exhausted) shows ``fallback`` (none: the page keeps its
     own number) and stays so.  A client holds at most ``max_visits_per_client`` live
-    visits, and the clients of one network (`clients.network_of`: an IPv4 /24, an
+    visits, and the clients of one network (`network_of`: an IPv4 /24, an
     IPv6 /48) at most ``max_visits_per_network`` together (None: `network_cap`);
     a visit beyond either is refused (`TooManyVisits`: the page keeps its own
     number) and counted in ``capped_visits``.  With ``static_number_for_bots``, a
@@ -79,7 +128,7 @@ class MemoryVisitPool:
         max_visits_per_network: int | None = None,
         static_number_for_bots: bool = True,
         remembered_visitors: int = 10_000,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         if max_visits_per_network is None:
             max_visits_per_network = network_cap(len(numbers), max_visits_per_client)
@@ -98,7 +147,7 @@ class MemoryVisitPool:
         self.bot_visits = 0
         self._remembered = remembered_visitors
         self._clock = clock
-        self._visits: OrderedDict[str, _LiveVisit] = OrderedDict()
+        self._visits: OrderedDict[str, LiveVisit] = OrderedDict()
         self._by_visitor: dict[str, str] = {}
         self._per_client: Counter[str] = Counter()
         self._per_network: Counter[str] = Counter()
@@ -126,9 +175,11 @@ class MemoryVisitPool:
         visit_id = secrets.token_urlsafe(16)
         previous = self._last_number.get(request.visitor_id) if request.visitor_id else None
         assignment = self.allocator.assign(visit_id, now, previous)
-        visit = _LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
+        visit = LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
         self._add(visit)
-        log.debug("visit.started", visit_id=visit_id, number=visit.number, client=client)
+        log.debug(
+            "attribution.visit_started", visit_id=visit_id, number=visit.number, client=client
+        )
         return self._answer(visit)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
@@ -190,7 +241,7 @@ class MemoryVisitPool:
             keep_alive_seconds=max(5, self._hold_seconds // 3),
         )
 
-    def _resume(self, visitor_id: str | None, client: str, now: datetime) -> _LiveVisit | None:
+    def _resume(self, visitor_id: str | None, client: str, now: datetime) -> LiveVisit | None:
         """The visitor's live visit, from wherever they ask now: the visitor id is a
         secret of their browser, and a phone that moves from Wi-Fi to mobile data must
         keep the number on its page (the visit then counts for the new address)."""
@@ -206,7 +257,7 @@ class MemoryVisitPool:
         self._touch(visit, now)
         return visit
 
-    def _count(self, visit: _LiveVisit, change: int) -> None:
+    def _count(self, visit: LiveVisit, change: int) -> None:
         """Count the visit (+1) or no more (-1) for its client and its network."""
         per_client, per_network = self._per_client, self._per_network
         left = per_client[visit.client] = per_client[visit.client] + change
@@ -216,7 +267,7 @@ class MemoryVisitPool:
         if left <= 0:
             del per_network[visit.network]
 
-    def _add(self, visit: _LiveVisit) -> None:
+    def _add(self, visit: LiveVisit) -> None:
         self._visits[visit.visit_id] = visit
         self._count(visit, +1)
         if visit.visitor_id is None:
@@ -228,11 +279,11 @@ class MemoryVisitPool:
             while len(self._last_number) > self._remembered:
                 self._last_number.popitem(last=False)
 
-    def _touch(self, visit: _LiveVisit, now: datetime) -> None:
+    def _touch(self, visit: LiveVisit, now: datetime) -> None:
         visit.last_seen = max(now, visit.last_seen)
         self._visits.move_to_end(visit.visit_id)
 
-    def _drop(self, visit: _LiveVisit) -> None:
+    def _drop(self, visit: LiveVisit) -> None:
         del self._visits[visit.visit_id]
         self._count(visit, -1)
         if visit.visitor_id and self._by_visitor.get(visit.visitor_id) == visit.visit_id:
@@ -246,7 +297,7 @@ class MemoryVisitPool:
             shown = self._displays[number] = display_number(number or self.fallback, self.region)
         return shown
 
-    def _answer(self, visit: _LiveVisit) -> VisitAnswer:
+    def _answer(self, visit: LiveVisit) -> VisitAnswer:
         return VisitAnswer(
             visit_id=visit.visit_id,
             number=visit.number,

@@ -66,7 +66,20 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pbx_tracker.attribution.memory_pool import (
+    Clock,
+    LiveVisit,
+    MemoryVisitPool,
+    network_of,
+    utc_now,
+)
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
+from pbx_tracker.attribution.visit_pool import (
+    KeepAliveAnswer,
+    UnknownPool,
+    VisitAnswer,
+    VisitStart,
+)
 from pbx_tracker.attribution.visits import (
     BatchResult,
     PoolUse,
@@ -81,14 +94,6 @@ from pbx_tracker.attribution.visits import (
     write_visit_batch,
 )
 from pbx_tracker.store.engine import describe_error
-from pbx_tracker.web.clients import network_of
-from pbx_tracker.web.memory_pool import Clock, MemoryVisitPool, _LiveVisit, _utc_now
-from pbx_tracker.web.models import (
-    KeepAliveAnswer,
-    UnknownPool,
-    VisitAnswer,
-    VisitStart,
-)
 
 __all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]
 
@@ -222,7 +227,7 @@ class StoredVisitPool(MemoryVisitPool):
         store_client_ip: bool = True,
         store_analytics_ids: bool = True,
         linger_seconds: float = 0.0,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         super().__init__(
             numbers,
@@ -272,7 +277,7 @@ class StoredVisitPool(MemoryVisitPool):
             done = self._batch.wait(None)
             self._write_soon()
         await _committed(done)
-        log.info("visit_pool.restored", pool=self.name, live=self.allocator.in_use)
+        log.info("attribution.pool_restored", pool=self.name, live=self.allocator.in_use)
 
     async def start(self, request: VisitStart, client: str, *, bot: bool = False) -> VisitAnswer:
         if request.pool is not None and request.pool != self.name:
@@ -291,7 +296,12 @@ class StoredVisitPool(MemoryVisitPool):
             self._write_soon()
         await _committed(done)
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # structlog's own filter costs more
-            log.debug("visit.started", visit_id=visit.visit_id, number=visit.number, client=client)
+            log.debug(
+                "attribution.visit_started",
+                visit_id=visit.visit_id,
+                number=visit.number,
+                client=client,
+            )
         return self._answer(visit)
 
     async def keep_alive(self, visit_id: str, client: str) -> KeepAliveAnswer | None:
@@ -345,14 +355,14 @@ class StoredVisitPool(MemoryVisitPool):
 
     def _new_visit(
         self, request: VisitStart, client: str, now: datetime, previous: str | None
-    ) -> _LiveVisit:
+    ) -> LiveVisit:
         """Choose and reserve (no await), and add the visit and its lease to the batch."""
         network = self._check_caps(client)
         if request.visitor_id is not None:  # memory is never older than the store
             previous = self._last_number.get(request.visitor_id, previous)
         visit_id = secrets.token_urlsafe(16)
         assignment = self.allocator.assign(visit_id, now, previous)
-        visit = _LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
+        visit = LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
         self._add(visit)
         lease = self.allocator.lease_of(visit_id) if assignment.started else None
         stored = _stored_visit(self.name, visit, request, self.store_client_ip)
@@ -397,7 +407,7 @@ class StoredVisitPool(MemoryVisitPool):
         visitor_id = stored.visitor_id if stored else None
         seen = lease.last_seen_at
         self._add(
-            _LiveVisit(lease.visit_id, client, network_of(client), visitor_id, lease.number, seen)
+            LiveVisit(lease.visit_id, client, network_of(client), visitor_id, lease.number, seen)
         )
 
     # internals: several daemons on one store
@@ -412,7 +422,9 @@ class StoredVisitPool(MemoryVisitPool):
                     return
                 lease = await live_lease_of(conn, visit_id)
         except Exception as error:  # answered as an unknown visit: the page asks anew
-            log.warning("visit_pool.adopt_failed", pool=self.name, error=describe_error(error))
+            log.warning(
+                "attribution.visit_adopt_failed", pool=self.name, error=describe_error(error)
+            )
             return
         async with self._lock:
             now = self._tick()
@@ -429,11 +441,9 @@ class StoredVisitPool(MemoryVisitPool):
                 number, seen = None, stored.last_seen_at  # shown the fallback there
             else:
                 return
-            visit = _LiveVisit(
-                visit_id, client, network_of(client), stored.visitor_id, number, seen
-            )
+            visit = LiveVisit(visit_id, client, network_of(client), stored.visitor_id, number, seen)
             self._add(visit)
-            log.info("visit_pool.visit_adopted", pool=self.name, visit_id=visit_id)
+            log.info("attribution.visit_adopted", pool=self.name, visit_id=visit_id)
 
     def _learn(self, live: Iterable[StoredLease], now: datetime) -> set[str]:
         """Hold the numbers the store says are live (other daemons' leases); the local
@@ -483,7 +493,7 @@ class StoredVisitPool(MemoryVisitPool):
             self._tries.pop(visit_id, None)
             self._batch.count(now, assignment, self.allocator.in_use)
         log.info(
-            "visit_pool.number_taken_elsewhere",
+            "attribution.pool_number_taken_elsewhere",
             pool=self.name,
             visit_id=visit_id,
             number=visit.number,
@@ -510,7 +520,9 @@ class StoredVisitPool(MemoryVisitPool):
                     await _closed(conn)
                     conn = None
                     log.error(
-                        "visit_pool.lookup_failed", pool=self.name, error=describe_error(error)
+                        "attribution.pool_lookup_failed",
+                        pool=self.name,
+                        error=describe_error(error),
                     )
                     for futures in pending.values():
                         for future in futures:
@@ -615,7 +627,7 @@ class StoredVisitPool(MemoryVisitPool):
     def _failed(self, batch: _Batch, error: Exception) -> None:
         """Fail the batch's requests and undo its new visits in memory (module docstring)."""
         log.error(
-            "visit_pool.write_failed",
+            "attribution.pool_write_failed",
             pool=self.name,
             requests=len(batch.waiting),
             error=describe_error(error),
@@ -680,9 +692,7 @@ def _kept_at(lease: Lease, at: datetime | None) -> Lease:
     return lease if at is None or at <= lease.last_seen_at else replace(lease, last_seen_at=at)
 
 
-def _stored_visit(
-    pool: str, visit: _LiveVisit, request: VisitStart, store_client_ip: bool
-) -> Visit:
+def _stored_visit(pool: str, visit: LiveVisit, request: VisitStart, store_client_ip: bool) -> Visit:
     return Visit(
         id=visit.visit_id,
         pool=pool,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from pbx_tracker.web.pages_html import escape as _e
+from pbx_tracker.web.pages.layout import escape as _e
 
 __all__ = [
     "COLOURS",
