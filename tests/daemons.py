@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from waiting import WAIT, until
+
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
-from pbx_tracker.store.session import open_writer
+from pbx_tracker.pipeline import open_writer
 from traces import TRACE_CONFIG
-
-WAIT = 15.0
 
 
 def trace_settings(
@@ -45,18 +45,16 @@ class RunningDaemon:
         self.changed = asyncio.Event()
 
     async def wait_for_records(self, count: int) -> None:
-        async with asyncio.timeout(WAIT):
-            while len(self.written) < count:
-                self.changed.clear()
-                await self.changed.wait()
+        await until(lambda: len(self.written) >= count, self.changed)
 
 
 @asynccontextmanager
 async def start_daemon(
     settings: Settings, stop: asyncio.Event, *, prepare: Callable[[Daemon], None] | None = None
 ) -> AsyncIterator[RunningDaemon]:
-    """The daemon running in this loop until the block ends; ``prepare`` sees it before it
-    runs (e.g. to make its callbacks look for the leader more often)."""
+    """The daemon running in this loop (logged in to Asterisk and resynced) until the block
+    ends, then stopped and exited with code 0; ``prepare`` sees it before it runs (e.g. to
+    make its callbacks look for the leader more often)."""
     written: list[CallRecord] = []
     running: RunningDaemon | None = None
 
@@ -73,6 +71,8 @@ async def start_daemon(
         task = asyncio.create_task(daemon.run(stop))
         await asyncio.wait_for(daemon.ready.wait(), WAIT)
         await asyncio.wait_for(daemon.resynced.wait(), WAIT)
-        yield running
-        stop.set()
-        assert await asyncio.wait_for(task, WAIT) == 0
+        try:
+            yield running
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, WAIT) == 0

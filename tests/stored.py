@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from waiting import first_found
+
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
@@ -59,10 +61,8 @@ async def tasks_once_taken(
 ) -> list[CallbackTask]:
     """The stored callback tasks once there are some, re-read each time the callbacks
     service sets ``handled`` (cleared before each look, so no wake-up is lost)."""
-    async with asyncio.timeout(wait):
-        while True:
-            handled.clear()
-            found = await stored_tasks(url)
-            if found:
-                return found
-            await handled.wait()
+
+    async def taken() -> list[CallbackTask] | None:
+        return await stored_tasks(url) or None
+
+    return await first_found(taken, handled, wait)

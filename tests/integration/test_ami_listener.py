@@ -17,6 +17,7 @@ import pytest
 import structlog
 from ami_settings import ListenerSettings
 from pydantic import SecretStr
+from waiting import until
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, Resync, StateList
@@ -47,10 +48,7 @@ class Statuses:
         self._changed.set()
 
     async def wait(self, predicate: Callable[[list[tuple[str, bool]]], bool]) -> None:
-        async with asyncio.timeout(WAIT):
-            while not predicate(self.lines):
-                self._changed.clear()
-                await self._changed.wait()
+        await until(lambda: predicate(self.lines), self._changed, WAIT)
 
     def count(self, connected: bool) -> int:
         return sum(1 for _, up in self.lines if up is connected)

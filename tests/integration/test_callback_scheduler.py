@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from waiting import until
+
 from pbx_tracker.callbacks.schedule import JOBS_TABLE, ReminderScheduler
 
 WAIT = 10.0
@@ -20,10 +22,7 @@ class Handler:
         self.changed.set()
 
     async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(WAIT):
-            while len(self.calls) < count:
-                self.changed.clear()
-                await self.changed.wait()
+        await until(lambda: len(self.calls) >= count, self.changed, WAIT)
 
 
 async def test_jobs_that_came_due_while_no_daemon_ran_run_once_at_start(

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from daemons import start_daemon
 from mailserver import Mailbox
 from sqlalchemy import select
+from waiting import first_found
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
@@ -27,7 +29,6 @@ from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
-from pbx_tracker.store.session import open_writer
 from stored import missed_call, stored_calls
 from traces import TRACE_CONFIG, TRACES
 
@@ -65,28 +66,19 @@ class Pbx:
         """Wait (bounded) until the service took in calls and ``check(tasks)`` holds."""
         service = self.daemon.callbacks
         assert service is not None
-        async with asyncio.timeout(WAIT):
-            while True:
-                service.handled.clear()
-                found = await self.tasks(status=None)
-                if check(found):
-                    return found
-                await service.handled.wait()
+
+        async def matching() -> list[CallbackTask] | None:
+            found = await self.tasks(status=None)
+            return found if check(found) else None
+
+        return await first_found(matching, service.handled, WAIT)
 
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Pbx]:
     await asyncio.to_thread(upgrade_to_head, settings.database.url)
-    stop = asyncio.Event()
-    async with open_writer(settings) as writer:
-        daemon = Daemon(settings, writer)
-        task = asyncio.create_task(daemon.run(stop))
-        await asyncio.wait_for(daemon.resynced.wait(), WAIT)
-        try:
-            yield Pbx(daemon, settings.database.url)
-        finally:
-            stop.set()
-            assert await asyncio.wait_for(task, WAIT) == 0
+    async with start_daemon(settings, asyncio.Event()) as started:
+        yield Pbx(started.daemon, settings.database.url)
 
 
 def answered_call_from(customer_digits: str, manager: str) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ from aiohttp import web
 from daemons import start_daemon, trace_settings
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import until
 
 from pbx_tracker.callbacks.notifiers import WebhookNotifier, verify_signature
 from pbx_tracker.callbacks.settings import WebhookSettings
@@ -53,10 +54,7 @@ class Crm:
         return web.json_response({"ok": status == 200}, status=status)
 
     async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(WAIT):
-            while len(self.received) < count:
-                self.changed.clear()
-                await self.changed.wait()
+        await until(lambda: len(self.received) >= count, self.changed, WAIT)
 
 
 @pytest.fixture(name="crm")

@@ -23,6 +23,7 @@ from cli_runner import Cli
 from daemons import WAIT, RunningDaemon, start_daemon, trace_settings
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
+from waiting import until
 
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.ami.dead_letters import DeadLetters
@@ -100,10 +101,7 @@ async def running(settings: Settings, correlator: Correlator) -> AsyncIterator[R
 async def wait_for(daemon: Daemon, condition: Callable[[], bool]) -> None:
     """Until ``condition()`` holds after an AMI item was taken in (bounded), then until the
     dead letters kept so far are written."""
-    async with asyncio.timeout(WAIT):
-        while not condition():
-            daemon.handled.clear()
-            await daemon.handled.wait()
+    await until(condition, daemon.handled)
     await daemon.dead_letters.flush()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from panoramisk import Manager
+from waiting import until
 
 from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.sim.scenarios import generate_day, merge
@@ -99,10 +100,7 @@ class Collector:
         self._changed.set()
 
     async def wait(self, predicate: Callable[[list[Any]], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not predicate(self.events):
-                self._changed.clear()
-                await self._changed.wait()
+        await until(lambda: predicate(self.events), self._changed, TIMEOUT)
 
     def named(self, name: str) -> list[Any]:
         return [e for e in self.events if e.event == name]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import start_daemon
+from waiting import until
 
 from pbx_tracker.agi.route import RouteHandler
 from pbx_tracker.agi.server import FastAgiServer
@@ -29,7 +31,6 @@ from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.store.session import open_writer
 from stored import missed_call
 from traces import TRACE_CONFIG, TRACES
 
@@ -81,10 +82,7 @@ class Running:
 
     async def until(self, condition: Callable[[], bool]) -> None:
         """Wait (bounded) until the daemon has taken in enough AMI events for `condition`."""
-        async with asyncio.timeout(WAIT):
-            while not condition():
-                self.daemon.handled.clear()
-                await self.daemon.handled.wait()
+        await until(condition, self.daemon.handled, WAIT)
 
     def status(self, extension: str) -> ManagerStatus:
         return self.daemon.board.status(extension)
@@ -92,17 +90,8 @@ class Running:
 
 @asynccontextmanager
 async def running_daemon(settings: Settings) -> AsyncIterator[Running]:
-    stop = asyncio.Event()
-    async with open_writer(settings) as writer:
-        daemon = Daemon(settings, writer)
-        task = asyncio.create_task(daemon.run(stop))
-        await asyncio.wait_for(daemon.ready.wait(), WAIT)
-        await asyncio.wait_for(daemon.resynced.wait(), WAIT)
-        try:
-            yield Running(daemon)
-        finally:
-            stop.set()
-            assert await asyncio.wait_for(task, WAIT) == 0
+    async with start_daemon(settings, asyncio.Event()) as running:
+        yield Running(running.daemon)
 
 
 @pytest.fixture

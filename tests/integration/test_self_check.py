@@ -22,6 +22,7 @@ from cli_runner import run_process
 from daemons import WAIT, RunningDaemon, start_daemon
 from pydantic import SecretStr
 from structlog.testing import capture_logs
+from waiting import until
 
 from pbx_tracker.ami.connection import AmiListener
 from pbx_tracker.attribution.visit_pool import NoPools
@@ -474,14 +475,6 @@ async def healthz(port: int) -> tuple[int, dict[str, Any]]:
 async def daemon_health(daemon: Daemon) -> tuple[int, dict[str, Any]]:
     assert daemon.http is not None
     return await healthz(daemon.http.port)
-
-
-async def until(condition: Callable[[], bool], changed: asyncio.Event) -> None:
-    """Until ``condition()`` holds, re-checked whenever ``changed`` is set (bounded)."""
-    async with asyncio.timeout(WAIT):
-        while not condition():
-            changed.clear()
-            await changed.wait()
 
 
 async def test_the_daemon_checks_after_each_login_and_healthz_shows_it(

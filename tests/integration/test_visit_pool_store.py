@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from clocks import DateClock
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import polled
 
 from pbx_tracker.attribution.stored_pool import StoredVisitPool, VisitStoreError
 from pbx_tracker.attribution.visit_pool import VisitStart
@@ -233,15 +233,6 @@ async def rename_table(engine: AsyncEngine, old: str, new: str) -> None:
         await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds (never a fixed wait); fail after ``seconds``."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.001)
-
-
 async def test_many_concurrent_starts_share_no_number_and_are_all_stored(
     engine: AsyncEngine, clock: DateClock
 ) -> None:
@@ -334,9 +325,8 @@ async def test_aclose_drains_pending_writes(engine: AsyncEngine, clock: DateCloc
     numbers = [f"+7495000{i:04d}" for i in range(30)]
     pool = make_pool(engine, clock, numbers)
     tasks = [asyncio.create_task(pool.start(request(), f"192.0.2.{i}")) for i in range(30)]
-    await wait_until(
-        lambda: pool.live_visits == 30, "30 visits decided"
-    )  # all decided, writes pending
+    # all decided, writes pending
+    await polled(lambda: pool.live_visits == 30, "30 visits decided", every=0.001)
     await pool.aclose()
     assert all(task.done() for task in tasks)
     answers = [task.result() for task in tasks]

@@ -15,6 +15,7 @@ import pytest
 import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from waiting import polled
 
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
 from pbx_tracker.store.calls import list_calls, list_outbound_calls
@@ -69,15 +70,6 @@ def on_a_mobile(index: int) -> CallRecord:
         transfer_wait_seconds=9,
         attempts=legs,
     )
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `seconds`."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def spilled_lines(path: Path) -> int:
@@ -302,10 +294,10 @@ class TestOutage:
         with structlog.testing.capture_logs() as logs:
             for record in records[:7]:
                 writer.submit(record)
-            await wait_until(lambda: spilled_lines(spill) >= 5, "records spilled to disk")
+            await polled(lambda: spilled_lines(spill) >= 5, "records spilled to disk")
             for record in records[7:]:
                 writer.submit(record)
-            await wait_until(lambda: spilled_lines(spill) >= 8, "the second spill")
+            await polled(lambda: spilled_lines(spill) >= 8, "the second spill")
             assert writer.pending == 10
             assert written.records == []
             await broken_database.repair()
@@ -338,10 +330,10 @@ class TestOutage:
         await first.start()
         with structlog.testing.capture_logs() as logs:
             first.submit(records[0])
-            await wait_until(lambda: any(e["event"] == OUTAGE_WARNING for e in logs), "outage")
+            await polled(lambda: any(e["event"] == OUTAGE_WARNING for e in logs), "outage")
             for record in records[1:4]:
                 first.submit(record)
-            await wait_until(lambda: spilled_lines(spill) == 3, "the spill")
+            await polled(lambda: spilled_lines(spill) == 3, "the spill")
             for record in records[4:6]:
                 first.submit(record)
         assert await first.drain(timeout=0.05) == 6
@@ -377,7 +369,7 @@ class TestOutage:
         with structlog.testing.capture_logs() as logs:
             for record in records:
                 writer.submit(record)
-            await wait_until(
+            await polled(
                 lambda: any(e["event"] == "store.spill_write_failed" for e in logs),
                 "the spill failure",
             )
