@@ -44,7 +44,8 @@ from typing import Self
 import structlog
 
 from pbx_tracker.ami.capture import read_capture
-from pbx_tracker.sim.cel_log import CelFile, CelRecorder
+from pbx_tracker.sim.cel_log import CelFile
+from pbx_tracker.sim.cel_recorder import CelRecorder
 from pbx_tracker.sim.introspection import PbxSetup
 from pbx_tracker.sim.originate import (
     QUEUED,

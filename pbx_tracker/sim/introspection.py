@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from pbx_tracker.sim.cel_log import DEFAULT_APPS
+from pbx_tracker.sim.cel_apps import DEFAULT_APPS
 
 Fields = list[tuple[str, str]]
 
