@@ -46,10 +46,10 @@ from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.config import load_settings
 from pbx_tracker.daemon import CEL_STORE_SECONDS
 from pbx_tracker.logging import configure_logging
+from pbx_tracker.pipeline import open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.sim.cel_log import cel_rows
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.store.session import open_writer
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings

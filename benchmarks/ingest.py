@@ -35,10 +35,10 @@ from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.logging import configure_logging
+from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk, encode_message
 from pbx_tracker.sim.scenarios import generate_day, merge
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.store.session import open_writer
 
 DIDS = DEMO_DIDS
 SECRET = DEMO_SECRET

@@ -2,15 +2,18 @@
 
 Start: database (schema must be at head) → call writer → managers' last calls read
 back (bounded) → FastAGI server (the router: whom to ring) → HTTP server (the
-website's snippet and visits API, the
-number pools restored from the database) → callbacks (tasks for missed calls, the reminder
-scheduler) → AMI listener → event consumer (manager board, and correlator →
-labels → writer → callbacks).  A FastAGI or HTTP port that cannot be opened,
-pools that cannot be restored, or a scheduler that cannot start, stop the start
-with exit code 1.  READY=1 goes to systemd once
-the database answered and the first AMI login succeeded; WATCHDOG=1 is pinged
-from the event loop.  SIGTERM/SIGINT: STOPPING=1, log off from Asterisk,
-correlate what was already received, write what is finished (bounded), exit 0.
+website's snippet and visits API, the number pools restored from the database) →
+callbacks (tasks for missed calls, the reminder scheduler) → the background loops:
+AMI listener, event consumer (manager board, and correlator → `pipeline`: labels →
+writer → listeners), CEL recovery, caller history, CRM delivery.  A FastAGI or HTTP
+port that cannot be opened, pools that cannot be restored, or a scheduler that
+cannot start, stop the start with exit code 1 (what started is stopped, in
+reverse).  READY=1 goes to systemd once the database answered and the first AMI
+login succeeded; WATCHDOG=1 is pinged from the event loop.  SIGTERM/SIGINT:
+STOPPING=1, the servers stop, log off from Asterisk, correlate what was already
+received, write what is finished (bounded), exit 0.  A background loop that fails
+is logged (``daemon.loop_crashed``) and stops the daemon the same way, exit 1
+(systemd starts it again).
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,9 +38,8 @@ from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
 from pbx_tracker.ami.dead_letters import DeadLetters
-from pbx_tracker.selfcheck.live import SelfCheckRunner
-from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.configured_pools import VisitPools
+from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.attribution.watch import AttributionWatch
@@ -47,18 +49,21 @@ from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
+from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.events import ami_events
+from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
+from pbx_tracker.lifecycle import Loops
+from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
-from pbx_tracker.store.cel_positions import StoredPositions
+from pbx_tracker.selfcheck.live import SelfCheckRunner
 from pbx_tracker.store.engine import make_async_engine
-from pbx_tracker.store.session import DatabaseNotReadyError, open_writer
+from pbx_tracker.store.session import DatabaseNotReadyError
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
 from pbx_tracker.web.metrics import (
@@ -125,6 +130,10 @@ class Daemon:
         self.self_check = SelfCheckRunner(settings, self.listener.send_action)
         self.board = ManagerBoard(settings.routing, settings.directory, clock)
         self.sticky = StickyMemory(writer.engine)
+        self.pipeline = CallPipeline(
+            [self.labeler.label], writer.submit, remember=[self.sticky.remember], log_calls=True
+        )
+        self.listeners = listeners_of(writer)
         self.router = Router(self.board, self.sticky, clock)
         route = RouteHandler(
             self.router, settings.recordings_dir, clock, lambda: self.listener.connected
@@ -136,7 +145,6 @@ class Daemon:
         self.callbacks = self._callbacks(settings, writer)
         self.attribution_watch = AttributionWatch(settings.attribution)
         self.calls_counted = CallCounter()
-        _also_on_written(writer, self.calls_counted.call_written)
         self.cel_engine: AsyncEngine | None = None  # cel_pgsql's database, when not ours
         self.cel = self._cel_recovery(settings, writer)
         self.health = self._health(writer)
@@ -148,8 +156,15 @@ class Daemon:
         )
         self.visit_pools, self.http = self._http(settings, writer, landing)
         self.crm = self._crm(settings, writer)
-        if settings.number_pools:
-            _also_on_written(writer, self.attribution_watch.call_written)
+        self._listen()
+        # the background loops besides the AMI listener (and CEL's first read, the watchdog)
+        self.background: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = [
+            ("correlator", self._consume),
+            ("caller-history", self._keep_caller_history),
+            ("open-callbacks", self._count_open_callbacks),
+        ]
+        if self.crm is not None:
+            self.background.append(("crm", self.crm.run))
         self.ready = asyncio.Event()
         self.resynced = asyncio.Event()
         self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
@@ -167,39 +182,54 @@ class Daemon:
             log.info("daemon.ready", node=self.settings.node)
 
     async def run(self, stop: asyncio.Event) -> int:
+        """Start, run until ``stop`` is set (or a loop fails), stop; the exit code."""
         await restore_last_calls(self.board, self.writer.engine)  # before the router answers
-        if not await self._start_agi():
-            return 1
-        if not await self._start_http():
-            await self._stop_http()
-            await self._stop_agi()
-            return 1
-        if not await self._start_callbacks():
-            await self._stop_http()
-            await self._stop_agi()
-            return 1
-        recovery = None if self.cel is None else asyncio.create_task(self.cel.run(), name="cel")
-        listener = asyncio.create_task(self.listener.run(), name="ami-listener")
-        consumer = asyncio.create_task(self._consume(), name="correlator")
-        history = asyncio.create_task(self._keep_caller_history(), name="caller-history")
-        counting = asyncio.create_task(self._count_open_callbacks(), name="open-callbacks")
-        crm = None if self.crm is None else asyncio.create_task(self.crm.run(), name="crm")
-        watchdog = self._start_watchdog(stop)
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({listener, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        systemd.stopping()
-        code = 0
-        if listener.done() and isinstance(listener.exception(), AmiLoginError):
-            log.error("daemon.ami_login_rejected", reason=str(listener.exception()))
-            code = 1
-        await self._shutdown(
-            listener, consumer, history, counting, crm, watchdog, stopped, recovery
-        )
+        loops = Loops(self._loop_failed)
+        async with contextlib.AsyncExitStack() as running:  # stops in reverse, also a failed start
+            running.push_async_callback(self._close_clients)
+            running.push_async_callback(self._stop_loops, loops)  # once the servers stopped
+            for start in (self._start_agi, self._start_http, self._start_callbacks):
+                if not await start(running):
+                    return 1
+            self._start_loops(loops, stop)
+            await loops.wait(stop)
+            systemd.stopping()
+            log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
+        # open_writer() drains the writer (bounded) and keeps the rest for the next start
+        log.info("daemon.stopped", calls_to_write=self.writer.pending)
+        return 0 if loops.failure is None else 1
+
+    def _start_loops(self, loops: Loops, stop: asyncio.Event) -> None:
+        if self.cel is not None:  # what Asterisk logged while we were away
+            loops.start("cel", self.cel.run())
+        loops.start("ami-listener", self.listener.run(), ends_daemon=True)
+        for name, loop in self.background:
+            loops.start(name, loop())
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            loops.start("watchdog", systemd.watchdog_loop(interval, stop))
+
+    def _loop_failed(self, name: str, error: BaseException) -> None:
+        if name == "ami-listener" and isinstance(error, AmiLoginError):
+            log.error("daemon.ami_login_rejected", reason=str(error))
+            return
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        log.error("daemon.loop_crashed", loop=name, error=reason, exc_info=error)
+
+    async def _stop_loops(self, loops: Loops) -> None:
+        """Log off from Asterisk, correlate what was already received, end the other loops."""
+        await self.self_check.close()
+        await self.listener.close()
+        await loops.end("ami-listener")
+        self._correlate_backlog()
+        await loops.cancel()
+
+    async def _close_clients(self) -> None:
+        """What the loops used: the CRM webhook's HTTP session, CEL's own database."""
         if self.crm is not None:
             await self.crm.close()
         if self.cel_engine is not None:
             await self.cel_engine.dispose()
-        return code
 
     def _ring_me(self, settings: Settings) -> RingMe | None:
         if not (settings.callbacks.enabled and settings.callbacks.ring_me.enabled):
@@ -217,10 +247,9 @@ class Daemon:
             return None
         # reminders run on the wall clock (the scheduler's), whatever the router's clock
         service = CallbackService(settings, writer.engine, board=self.board, ringme=self.ringme)
-        _also_on_written(writer, service.call_written)
         return service
 
-    async def _start_callbacks(self) -> bool:
+    async def _start_callbacks(self, running: contextlib.AsyncExitStack) -> bool:
         if self.callbacks is None:
             return True
         try:
@@ -228,6 +257,7 @@ class Daemon:
         except Exception as error:  # e.g. the scheduler's job store cannot be opened
             log.error("daemon.callbacks_failed", reason=str(error) or type(error).__name__)
             return False
+        running.push_async_callback(self.callbacks.stop)
         return True
 
     def _http(
@@ -294,7 +324,7 @@ class Daemon:
             topology_of(settings),
             str(settings.recordings_dir),
             StoredPositions(writer.engine, settings.node, cel.source),
-            self._call_finished,
+            self.pipeline.finished,
             self._stored,
             read,
             end,
@@ -320,7 +350,6 @@ class Daemon:
             return None
         notifier = WebhookNotifier(settings.crm.webhook)
         delivery = CrmDelivery(writer.engine, settings.crm, notifier, lambda: datetime.now(UTC))
-        _also_on_written(writer, lambda record, new: delivery.wake())
         return delivery
 
     def _pages(self, settings: Settings, writer: CallWriter) -> Pages:
@@ -362,9 +391,10 @@ class Daemon:
                 for pool in self.settings.number_pools
             ]
 
-    async def _start_http(self) -> bool:
+    async def _start_http(self, running: contextlib.AsyncExitStack) -> bool:
         if self.http is None:
             return True
+        running.push_async_callback(self._stop_http)  # the pools too, if the server fails
         http = self.settings.http
         try:
             if self.visit_pools is not None:
@@ -402,7 +432,7 @@ class Daemon:
                 reason=result.reason,
             )
 
-    async def _start_agi(self) -> bool:
+    async def _start_agi(self, running: contextlib.AsyncExitStack) -> bool:
         if self.agi is None:
             return True
         agi = self.settings.agi
@@ -414,6 +444,7 @@ class Daemon:
             return False
         log.info("daemon.agi_listening", host=agi.host, port=self.agi.port)
         self.agi_listening = True
+        running.push_async_callback(self._stop_agi)
         return True
 
     async def _count_open_callbacks(self) -> None:
@@ -447,36 +478,6 @@ class Daemon:
                 log.warning(
                     "routing.caller_history_failed", error=str(error) or type(error).__name__
                 )
-
-    def _start_watchdog(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
-        interval = systemd.watchdog_interval()
-        if interval is None:
-            return None
-        return asyncio.create_task(systemd.watchdog_loop(interval, stop))
-
-    async def _shutdown(
-        self,
-        listener: asyncio.Task[None],
-        consumer: asyncio.Task[None],
-        *others: asyncio.Task[object] | None,
-    ) -> None:
-        log.info("daemon.stopping", calls_in_progress=self.correlator.calls_in_progress)
-        await self._stop_http()
-        await self._stop_agi()
-        if self.callbacks is not None:
-            await self.callbacks.stop()
-        await self.self_check.close()
-        await self.listener.close()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await listener
-        self._correlate_backlog()
-        for task in (consumer, *others):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        # open_writer() drains the writer (bounded) and keeps the rest for the next start
-        log.info("daemon.stopped", calls_to_write=self.writer.pending)
 
     async def _consume(self) -> None:
         while True:
@@ -538,53 +539,21 @@ class Daemon:
             records = self.correlator.feed(item)
         self.dead_letters.keep(self.correlator.take_failures())
         for record in records:
-            self._call_finished(record)
+            self.pipeline.finished(record)
 
-    def _call_finished(self, record: CallRecord) -> None:
-        labelled = self.labeler.label(record)
-        if labelled is None:
-            log.info("calls.untracked", did=record.did, linkedid=record.linkedid)
-            return
-        self.sticky.remember(labelled)
-        log.info(
-            "calls.finished",
-            linkedid=labelled.linkedid,
-            direction=str(labelled.direction),
-            did=labelled.did,
-            source=labelled.source,
-            status=str(labelled.status),
-            missed_reason=labelled.missed_reason and str(labelled.missed_reason),
-            answered_by=labelled.answered_by,
-            ring=labelled.ring_seconds,
-            talk=labelled.talk_seconds,
-        )
-        if _answered_by_undeclared(labelled):
-            # the admin declares this number or device for a manager (managers[] in the config)
-            log.warning(
-                "calls.answered_by_undeclared",
-                linkedid=labelled.linkedid,
-                answered_number=labelled.answered_number,
-                answered_via=labelled.answered_via,
-            )
-        self.writer.submit(labelled)
+    def _listen(self) -> None:
+        """What follows each stored call, in this order (after the writer's own hook)."""
+        if self.callbacks is not None:  # a missed call opens a task, a reached customer closes it
+            self.listeners.add("callbacks", self.callbacks.call_written)
+        self.listeners.add("metrics", self.calls_counted.call_written)
+        if self.crm is not None:  # the writer put the call's event in the outbox: deliver it
+            self.listeners.add("crm", partial(_wake, self.crm))
+        if self.settings.number_pools:
+            self.listeners.add("attribution", self.attribution_watch.call_written)
 
 
-def _answered_by_undeclared(record: CallRecord) -> bool:
-    """An inbound call someone answered whom no manager declared as a device or number."""
-    inbound = record.direction is Direction.INBOUND
-    return inbound and record.status is CallStatus.ANSWERED and record.answered_by is None
-
-
-def _also_on_written(writer: CallWriter, hook: Callable[[CallRecord, bool], None]) -> None:
-    """Call ``hook`` too for every call the writer stored (after the hooks set before)."""
-    earlier = writer.on_written
-
-    def on_written(record: CallRecord, new: bool) -> None:
-        if earlier is not None:
-            earlier(record, new)
-        hook(record, new)
-
-    writer.on_written = on_written
+def _wake(crm: CrmDelivery, record: CallRecord, new: bool) -> None:
+    crm.wake()
 
 
 async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None = None) -> int:

@@ -33,12 +33,12 @@ from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.logging import configure_logging
+from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
 from pbx_tracker.sim.scenarios import CallSlot, call_slots
 from pbx_tracker.sim.visitors import ShownNumber, visit_site
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.store.session import open_writer
 from pbx_tracker.web.snippet import LandingPage
 
 DEMO_NUMBERS = [

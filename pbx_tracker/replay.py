@@ -18,6 +18,7 @@ from pbx_tracker.calls.topology import Topology
 from pbx_tracker.cel.events import ami_events
 from pbx_tracker.cel.log import CelLog, is_cel_file
 from pbx_tracker.phones import canonical_number, is_dialable
+from pbx_tracker.pipeline import CallPipeline, open_writer
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Manager, Settings
@@ -84,8 +85,11 @@ def replay_files(
     *,
     first_time: FirstTimeCallers | None = None,
 ) -> ReplaySummary:
-    """Correlate each file (one capture each) and hand every stored-to-be record to `emit`."""
+    """Correlate each file (one capture each) and take its calls down the daemon's
+    pipeline: labels (``first_time``: a dry run's first-time callers), then `emit`."""
     labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
+    labels = [labeler.label] if first_time is None else [labeler.label, first_time.mark]
+    pipeline = CallPipeline(labels, emit)
     summary = ReplaySummary()
     for path in paths:
         correlator = Correlator(topology_of(settings))
@@ -96,14 +100,7 @@ def replay_files(
             summary.empty.append(str(path))
         if correlator.calls_in_progress:
             summary.unfinished[str(path)] = correlator.calls_in_progress
-        for record in records:
-            labelled = labeler.label(record)
-            if labelled is None:
-                continue
-            if first_time is not None:
-                labelled = first_time.mark(labelled)
-            summary.records += 1
-            emit(labelled)
+        summary.records += sum(pipeline.finished(record) is not None for record in records)
     summary.untracked = sum(labeler.untracked.values())
     return summary
 
@@ -153,8 +150,6 @@ def replay_to_stdout(paths: Iterable[Path], settings: Settings) -> ReplaySummary
 
 async def replay_into_database(paths: Iterable[Path], settings: Settings) -> ReplaySummary:
     """Write the records like the daemon does; replaying a file twice changes nothing."""
-    from pbx_tracker.store.session import open_writer
-
     async with open_writer(settings) as writer:
         summary = replay_files(paths, settings, writer.submit)
     return summary

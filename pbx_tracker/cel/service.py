@@ -74,7 +74,7 @@ class CelRecovery:
         topology: Topology,
         monitor_dir: str,
         positions: Positions,
-        finished: Callable[[CallRecord], None],
+        finished: Callable[[CallRecord], object],
         stored: Callable[[], Awaitable[bool]],
         read: Read | None = None,
         end: End | None = None,

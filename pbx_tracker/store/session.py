@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.attribution.attribute import Attributor
-from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.crm.outbox import enqueue_calls
-from pbx_tracker.spam.classify import SpamClassifier
 from pbx_tracker.store.engine import check_database, make_async_engine, mask_url
 from pbx_tracker.store.migrate import is_at_head
-from pbx_tracker.store.writer import CallWriter
-
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
+from pbx_tracker.store.writer import AfterSave, Attribute, CallWriter, Classify, OnWritten
 
 DRAIN_SECONDS = 20.0
 
@@ -29,27 +21,32 @@ class DatabaseNotReadyError(RuntimeError):
 
 
 @asynccontextmanager
-async def open_writer(
-    settings: Settings, on_written: Callable[[CallRecord, bool], None] | None = None
+async def open_call_writer(
+    url: str,
+    *,
+    queue_size: int,
+    spill_path: Path,
+    on_written: OnWritten | None = None,
+    attribute: Attribute | None = None,
+    classify: Classify | None = None,
+    after_save: AfterSave | None = None,
 ) -> AsyncIterator[CallWriter]:
-    """A started CallWriter on the configured database; drained and closed on exit."""
-    url = settings.database.url
+    """A started CallWriter on the database at ``url``; drained and closed on exit.
+
+    ``attribute``, ``classify`` and ``after_save`` run in each call's transaction (see
+    `CallWriter`); the caller chooses them, the store knows none of them.
+    """
     engine = make_async_engine(url)
     try:
         await _check(engine, url)
         writer = CallWriter(
             engine,
-            queue_size=settings.database.queue_size,
-            spill_path=settings.database.spill_path,
+            queue_size=queue_size,
+            spill_path=spill_path,
             on_written=on_written,
-            attribute=Attributor(
-                settings.attribution, settings.number_pools, settings.directory
-            ).attribute
-            if settings.number_pools
-            else None,
-            # always: a call re-saved keeps what a manager decided about it by hand
-            classify=SpamClassifier(settings.spam).classify,
-            after_save=_crm_outbox if settings.crm.webhook is not None else None,
+            attribute=attribute,
+            classify=classify,
+            after_save=after_save,
         )
         await writer.start()
         try:
@@ -59,11 +56,6 @@ async def open_writer(
             await writer.stop()
     finally:
         await engine.dispose()
-
-
-async def _crm_outbox(conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]]) -> None:
-    """Each stored call's event for the CRM, in the call's own transaction."""
-    await enqueue_calls(conn, saved, datetime.now(UTC))
 
 
 async def _check(engine: AsyncEngine, url: str) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
+from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
 from pbx_tracker.sim.scenarios import call_slots
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.store.session import open_writer
 
 WAIT = 60.0
 SPEED = 40.0

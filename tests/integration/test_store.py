@@ -21,6 +21,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
+from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.reading import Position
 from pbx_tracker.store.calls import (
     attempts_table,
@@ -35,7 +36,6 @@ from pbx_tracker.store.calls import (
     save_call,
     save_calls,
 )
-from pbx_tracker.store.cel_positions import StoredPositions
 from pbx_tracker.store.engine import (
     DatabaseUnavailableError,
     check_database,

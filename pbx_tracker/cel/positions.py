@@ -1,4 +1,5 @@
-"""Where each node's reading of the CEL log stands (table ``cel_positions``)."""
+"""Where each node's reading of the CEL log stands, kept in the database (table
+``cel_positions``)."""
 
 from __future__ import annotations
 
