@@ -120,7 +120,7 @@ class ProcessDaemon:
         (``leading`` or ``following``): its HTTP port."""
         self.process = await start(self.env, config=self.config)
         self.log = ServiceLog(self.process)
-        listening = await self.log.wait_for("http.listening")
+        listening = await self.log.wait_for("web.listening")
         await self.log.wait_for("daemon.ready")
         await self.log.wait_for(f"callbacks.{role}")
         return int(listening["port"])
