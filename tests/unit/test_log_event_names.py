@@ -26,8 +26,8 @@ WHAT_HAPPENED = re.compile(r"[a-z0-9_]+")
 
 
 def rooms() -> frozenset[str]:
-    """The package's subpackages and top-level modules."""
-    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    """The package's subpackages (folders of modules) and top-level modules."""
+    packages = {path.parent.name for path in PACKAGE.glob("*/*.py")}
     modules = {path.stem for path in PACKAGE.glob("*.py") if not path.stem.startswith("__")}
     return frozenset(packages | modules)
 
