@@ -8,30 +8,12 @@ returning visitor's previous number comes from memory (the last
 restarts; `restore` rebuilds the allocator and the live visits from the stored
 leases after a restart.
 
-Group commit.  A request decides in memory, under the lock, with no await
-between the allocator's choice and its reservation; it then adds what it
-changed to the open `_Batch` and waits for that batch's commit before it
-answers (an answered number is stored).  One writer task writes the batches one
-after the other, each in one transaction (`write_visit_batch`: one statement per
-kind of write, sent in one round trip to PostgreSQL or one hop to SQLite's
-thread), while the next batch fills up: under load one commit serves every
-request decided during the previous one.  The writer (and the reader of
-returning visitors' numbers) keeps its connection while it has work, rather
-than taking one from the engine's pool per batch.  A batch holds the net effect of its requests
-in decision order (a lease started and ended within the batch is inserted
-ended; keep-alives keep the latest time), written as: new visits, keep-alives
-of stored visits and leases, ends of stored leases, then the new leases (so a
-number's old lease is closed before its new lease starts), then pool use.
-
-A batch that fails (database down, disk full, ...) fails its requests
-(`VisitStoreError`, a 500 from the API) and the writer goes on with the next
-batch.  Memory is put back in line with the store: the visits the batch
-started were never answered, so they are dropped and their leases ended (their
-numbers are free again, nobody was shown them), and requests already waiting
-in the next batch on one of those visits (a resumed visit) fail too.  The
-batch's writes about rows stored earlier (keep-alives, ends of leases) are
-idempotent and carried over to the next batch, so the store still learns when
-those leases ended; its pool-use counts are lost (hourly statistics only).
+Group commit (`group_commit`): each request decides in memory, adds what it
+changed to the open batch and waits for that batch's commit before it answers;
+one writer task writes the batches one after the other, each in one
+transaction.  A batch that fails fails its requests (`VisitStoreError`, a 500
+from the API) and memory is put back in line with the store.  Returning
+visitors' numbers are looked up in the store by `number_lookups.NumberLookups`.
 
 Several daemons, one pool.  Daemons that share a database (PostgreSQL)
 behind one proxy serve the same pool, each deciding in memory; the store
@@ -58,14 +40,22 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pbx_tracker.attribution.group_commit import (
+    Done,
+    OpenBatch,
+    VisitStoreError,
+    WriteStats,
+    close_quietly,
+    fail,
+    stored_visit,
+)
 from pbx_tracker.attribution.memory_pool import (
     Clock,
     LiveVisit,
@@ -73,6 +63,7 @@ from pbx_tracker.attribution.memory_pool import (
     network_of,
     utc_now,
 )
+from pbx_tracker.attribution.number_lookups import NumberLookups
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
 from pbx_tracker.attribution.visit_pool import (
     KeepAliveAnswer,
@@ -82,13 +73,8 @@ from pbx_tracker.attribution.visit_pool import (
 )
 from pbx_tracker.attribution.visits import (
     BatchResult,
-    PoolUse,
     StoredLease,
-    Visit,
-    VisitBatch,
     get_visit,
-    hour_of,
-    last_numbers_of,
     latest_leases,
     live_lease_of,
     write_visit_batch,
@@ -100,99 +86,7 @@ __all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]
 log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # where structlog's events of ``log`` end
 
-_Done = asyncio.Future[None]
 MAX_TRIES = 4  # decisions for one visit whose lease the store refuses, then the fallback
-_T = TypeVar("_T")
-_V = TypeVar("_V")
-
-
-class VisitStoreError(RuntimeError):
-    """The store could not be read or written: the request was not served."""
-
-
-@dataclass(slots=True)
-class WriteStats:
-    """Group commit at work: batches committed (and the requests they answered), and
-    batches that failed."""
-
-    batches: int = 0
-    requests: int = 0
-    failed_batches: int = 0
-
-
-@dataclass(slots=True)
-class _Use:
-    """Pool use within one hour of one batch, for `record_pool_use`."""
-
-    leases_started: int = 0
-    exhaustions: int = 0
-    in_use: int = 0
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What the requests decided while the previous batch was being written: the net
-    effect to store, and the requests waiting for it (with the visits they rely on)."""
-
-    visits: dict[str, Visit] = field(default_factory=dict)
-    leases: dict[str, Lease] = field(default_factory=dict)
-    touched: dict[str, datetime] = field(default_factory=dict)
-    extended: dict[str, datetime] = field(default_factory=dict)
-    released: dict[str, datetime] = field(default_factory=dict)
-    use: dict[datetime, _Use] = field(default_factory=dict)
-    waiting: list[tuple[str | None, _Done]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.waiting or self.visits or self.touched or self.extended or self.released)
-
-    def start(self, visit: Visit, lease: Lease | None) -> None:
-        self.visits[visit.id] = visit
-        if lease is not None:
-            self.leases[visit.id] = lease
-
-    def seen(self, visit_id: str, at: datetime, has_lease: bool) -> None:
-        """A keep-alive (or a resumed visit): the latest time wins."""
-        self.touched[visit_id] = max(at, self.touched.get(visit_id, at))
-        if has_lease:
-            self.extended[visit_id] = max(at, self.extended.get(visit_id, at))
-
-    def end(self, lease: Lease, at: datetime) -> None:
-        self.released[lease.visit_id] = at
-
-    def count(self, at: datetime, assignment: Assignment, in_use: int) -> None:
-        use = self.use.setdefault(hour_of(at), _Use())
-        use.leases_started += int(assignment.started)
-        use.exhaustions += int(assignment.exhausted)
-        use.in_use = max(use.in_use, in_use)
-
-    def wait(self, visit_id: str | None) -> _Done:
-        """A future done when this batch is committed (failed with `VisitStoreError`
-        when it is not); ``visit_id``: the visit the request answers about."""
-        done: _Done = asyncio.get_running_loop().create_future()
-        self.waiting.append((visit_id, done))
-        return done
-
-    def carry_over(self, failed: _Batch, dropped: set[str]) -> None:
-        """Take the failed batch's idempotent writes about rows stored before it."""
-        for visit_id, at in failed.touched.items():
-            if visit_id not in dropped:
-                self.seen(visit_id, at, has_lease=False)
-        for visit_id, at in failed.extended.items():
-            if visit_id not in dropped:
-                self.extended[visit_id] = max(at, self.extended.get(visit_id, at))
-        for visit_id, at in failed.released.items():
-            if visit_id not in dropped:
-                self.released.setdefault(visit_id, at)
-
-    def fail_waiting_on(self, dropped: set[str], error: BaseException) -> None:
-        """Fail the requests that answer about a visit that was never stored."""
-        kept = []
-        for visit_id, done in self.waiting:
-            if visit_id in dropped:
-                _fail(done, error)
-            else:
-                kept.append((visit_id, done))
-        self.waiting = kept
 
 
 class StoredVisitPool(MemoryVisitPool):
@@ -248,12 +142,10 @@ class StoredVisitPool(MemoryVisitPool):
         self.linger_seconds = linger_seconds
         self._quarantine_seconds = quarantine_seconds
         self._lock = asyncio.Lock()
-        self._batch = _Batch()
+        self._batch = OpenBatch()
         self._writer: asyncio.Task[None] | None = None
-        self._lookups: dict[str, list[asyncio.Future[str | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self.lookups = NumberLookups(engine, name, self._linger)
         self._more_writes = asyncio.Event()  # for a lingering writer: a batch to write
-        self._more_lookups = asyncio.Event()  # for a lingering reader: lookups to answer
         self._closing = False
         self._tries: dict[str, int] = {}  # visits whose lease the store refused
         self.refused_leases = 0
@@ -340,10 +232,10 @@ class StoredVisitPool(MemoryVisitPool):
         the HTTP server stopped.  The pool still works afterwards."""
         self._closing = True  # lingering tasks end now
         try:
-            while self._writer is not None or self._reader is not None:
+            while self._writer is not None or self.lookups.reader is not None:
                 self._more_writes.set()
-                self._more_lookups.set()
-                for task in (self._writer, self._reader):
+                self.lookups.wake()
+                for task in (self._writer, self.lookups.reader):
                     if task is not None:
                         await asyncio.shield(task)
         finally:
@@ -365,7 +257,7 @@ class StoredVisitPool(MemoryVisitPool):
         visit = LiveVisit(visit_id, client, network, request.visitor_id, assignment.number, now)
         self._add(visit)
         lease = self.allocator.lease_of(visit_id) if assignment.started else None
-        stored = _stored_visit(self.name, visit, request, self.store_client_ip)
+        stored = stored_visit(self.name, visit, request, self.store_client_ip)
         if not self.store_analytics_ids:
             stored = replace(stored, ga_client_id=None, ym_client_id=None)
         self._batch.start(stored, lease)
@@ -393,13 +285,7 @@ class StoredVisitPool(MemoryVisitPool):
         remembered = self._last_number.get(visitor_id)
         if remembered is not None:
             return remembered
-        found: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._lookups.setdefault(visitor_id, []).append(found)
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read_lookups())
-        else:
-            self._more_lookups.set()
-        return await found
+        return await self.lookups.last_number(visitor_id)
 
     async def _restore_visit(self, conn: AsyncConnection, lease: Lease) -> None:
         stored = await get_visit(conn, lease.visit_id)
@@ -499,45 +385,7 @@ class StoredVisitPool(MemoryVisitPool):
             number=visit.number,
         )
 
-    # internals: the reader and the writer tasks
-
-    async def _read_lookups(self) -> None:
-        """Answer the pending visitor lookups, one query per round, until none is left
-        (on one connection while there are any)."""
-        conn: AsyncConnection | None = None
-        try:
-            while True:
-                self._more_lookups.clear()
-                if not self._lookups:
-                    if await self._linger(self._more_lookups) or self._lookups:
-                        continue
-                    break
-                pending, self._lookups = self._lookups, {}
-                try:
-                    conn = conn or await self.engine.connect().start()
-                    found = await last_numbers_of(conn, pending, self.name)
-                except Exception as error:
-                    await _closed(conn)
-                    conn = None
-                    log.error(
-                        "attribution.pool_lookup_failed",
-                        pool=self.name,
-                        error=describe_error(error),
-                    )
-                    for futures in pending.values():
-                        for future in futures:
-                            _fail(future, error)
-                    continue
-                for visitor_id, futures in pending.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(found.get(visitor_id))
-        finally:
-            self._reader = None
-            for futures in self._lookups.values():  # only when cancelled
-                for future in futures:
-                    future.cancel()
-            await _closed(conn)
+    # internals: the writer task
 
     def _write_soon(self) -> None:
         if self._writer is None and self._batch:
@@ -557,7 +405,7 @@ class StoredVisitPool(MemoryVisitPool):
     async def _write_batches(self) -> None:
         """Write the batches one after the other until none is left (then end), on one
         connection while there are any (a new one after a failure)."""
-        batch = _Batch()
+        batch = OpenBatch()
         conn: AsyncConnection | None = None
         try:
             while True:
@@ -566,26 +414,28 @@ class StoredVisitPool(MemoryVisitPool):
                     if await self._linger(self._more_writes) or self._batch:
                         continue
                     break
-                batch, self._batch = self._batch, _Batch()
+                batch, self._batch = self._batch, OpenBatch()
                 try:
                     conn = conn or await self.engine.connect().start()
                     async with conn.begin():
-                        result = await write_visit_batch(conn, self._stored(batch))
+                        result = await write_visit_batch(
+                            conn, batch.stored(self.name, self.allocator.hold)
+                        )
                 except Exception as error:
-                    await _closed(conn)
+                    await close_quietly(conn)
                     conn = None
                     self.stats.failed_batches += 1
                     self._failed(batch, error)
                 else:
                     self._answer_batch(batch, result)
-                batch = _Batch()
+                batch = OpenBatch()
         finally:
             self._writer = None
             for _, done in batch.waiting + self._batch.waiting:  # only when cancelled
-                _fail(done, RuntimeError("the visit pool's writer was cancelled"))
-            await _closed(conn)
+                fail(done, RuntimeError("the visit pool's writer was cancelled"))
+            await close_quietly(conn)
 
-    def _answer_batch(self, batch: _Batch, result: BatchResult) -> None:
+    def _answer_batch(self, batch: OpenBatch, result: BatchResult) -> None:
         """Answer the batch's requests; those whose lease the store refused wait for
         the next batch, with another decision (module docstring)."""
         self.stats.batches += 1
@@ -605,26 +455,7 @@ class StoredVisitPool(MemoryVisitPool):
             for visit_id in batch.leases.keys() - result.refused:
                 self._tries.pop(visit_id, None)
 
-    def _stored(self, batch: _Batch) -> VisitBatch:
-        """The batch's net effect, in the order `write_visit_batch` keeps consistent."""
-        extended = batch.extended
-        return VisitBatch(
-            pool=self.name,
-            visits=[
-                _seen_at(visit, batch.touched.get(visit.id)) for visit in batch.visits.values()
-            ],
-            touched=_without(batch.touched, batch.visits),
-            extended=_without(extended, batch.leases),
-            released=_without(batch.released, batch.leases),
-            leases=[_kept_at(lease, extended.get(id_)) for id_, lease in batch.leases.items()],
-            use=[
-                PoolUse(hour, use.leases_started, use.exhaustions, use.in_use)
-                for hour, use in batch.use.items()
-            ],
-            hold=self.allocator.hold,
-        )
-
-    def _failed(self, batch: _Batch, error: Exception) -> None:
+    def _failed(self, batch: OpenBatch, error: Exception) -> None:
         """Fail the batch's requests and undo its new visits in memory (module docstring)."""
         log.error(
             "attribution.pool_write_failed",
@@ -636,7 +467,7 @@ class StoredVisitPool(MemoryVisitPool):
         dropped = set(batch.visits) | (batch.leases.keys() & self._tries.keys())
         self._forget(dropped)
         for _, done in batch.waiting:
-            _fail(done, error)
+            fail(done, error)
         self._batch.fail_waiting_on(dropped, error)
         self._batch.carry_over(batch, dropped)
 
@@ -656,60 +487,9 @@ class StoredVisitPool(MemoryVisitPool):
         self._leases_ended([lease for lease in ended if lease.visit_id not in visit_ids])
 
 
-async def _closed(conn: AsyncConnection | None) -> None:
-    """Give ``conn`` back to the engine's pool (after a failure: it may be broken)."""
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            await conn.close()
-
-
-async def _committed(done: _Done) -> None:
+async def _committed(done: Done) -> None:
     """Wait for the request's batch to be committed (`VisitStoreError` when it failed).
 
     Each request has a future of its own: a cancelled request cancels only its own,
     and the writer skips futures already done."""
     await done
-
-
-def _fail(future: asyncio.Future[_T], error: BaseException) -> None:
-    """Fail ``future`` with its own `VisitStoreError` (caused by ``error``): each request
-    raises its own exception object, not one shared between tasks."""
-    if not future.done():
-        failure = VisitStoreError(f"the visit store failed: {describe_error(error)}")
-        failure.__cause__ = error
-        future.set_exception(failure)
-
-
-def _without(values: dict[str, _V], keys: Mapping[str, object]) -> dict[str, _V]:
-    return {key: value for key, value in values.items() if key not in keys} if keys else values
-
-
-def _seen_at(visit: Visit, at: datetime | None) -> Visit:
-    return visit if at is None or at <= visit.last_seen_at else replace(visit, last_seen_at=at)
-
-
-def _kept_at(lease: Lease, at: datetime | None) -> Lease:
-    return lease if at is None or at <= lease.last_seen_at else replace(lease, last_seen_at=at)
-
-
-def _stored_visit(pool: str, visit: LiveVisit, request: VisitStart, store_client_ip: bool) -> Visit:
-    return Visit(
-        id=visit.visit_id,
-        pool=pool,
-        started_at=visit.last_seen,
-        last_seen_at=visit.last_seen,
-        landing_page=str(request.page),
-        referrer=None if request.referrer is None else str(request.referrer),
-        utm_source=request.utm_source,
-        utm_medium=request.utm_medium,
-        utm_campaign=request.utm_campaign,
-        utm_term=request.utm_term,
-        utm_content=request.utm_content,
-        gclid=request.gclid,
-        yclid=request.yclid,
-        fbclid=request.fbclid,
-        ga_client_id=request.ga_client_id,
-        ym_client_id=request.ym_client_id,
-        visitor_id=visit.visitor_id,
-        client_ip=visit.client if store_client_ip else None,
-    )

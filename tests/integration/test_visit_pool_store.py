@@ -369,7 +369,7 @@ async def test_lingering_writer_keeps_its_connection_until_aclose(
         assert await stored_visits(engine) == {first.visit_id, second.visit_id}
     finally:
         await asyncio.wait_for(pool.aclose(), 10)
-    assert pool._writer is None and pool._reader is None
+    assert pool._writer is None and pool.lookups.reader is None
     assert {lease.did for lease in await live(engine)} == {A, B}
     third = await pool.start(request(), "192.0.2.3")  # works after aclose
     await asyncio.wait_for(pool.aclose(), 10)
