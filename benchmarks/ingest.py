@@ -36,8 +36,9 @@ from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.pipeline import open_writer
-from pbx_tracker.sim.asterisk import FakeAsterisk, encode_message
+from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import generate_day, merge
+from pbx_tracker.sim.wire import encode_message
 from pbx_tracker.store.migrate import upgrade_to_head
 
 DIDS = DEMO_DIDS

@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pbx_tracker.ami.capture import parse_raw, read_capture
-from pbx_tracker.sim.asterisk import encode_message
 from pbx_tracker.sim.busy_day import busy_day, offset_errors, summary
+from pbx_tracker.sim.wire import encode_message
 
 TRACES = Path(__file__).parents[1] / "tests" / "data" / "asterisk-traces"
 

@@ -5,7 +5,7 @@
 produce the event streams it plays, templated from real captures.
 """
 
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import (
     ExpectedCall,
     IdAllocator,
@@ -14,6 +14,7 @@ from pbx_tracker.sim.scenarios import (
     make_call,
     merge,
 )
+from pbx_tracker.sim.traces import trace_events
 
 __all__ = [
     "ExpectedCall",

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 
-from pbx_tracker.sim.asterisk import trace_with_epoch
 from pbx_tracker.sim.cel_apps import DEFAULT_APPS
 from pbx_tracker.sim.cel_log import cel_rows
+from pbx_tracker.sim.traces import trace_with_epoch
 
 DEFAULT_EPOCH = 1795424400.0  # 2026-11-23 09:00:00 UTC, the day after the captures
 MONITOR_DIR = "/var/spool/asterisk/monitor/"

@@ -27,7 +27,8 @@ from mailserver import Mailbox
 
 from pbx_tracker.callbacks.schedule import JOBS_TABLE, jobs_url
 from pbx_tracker.callbacks.tasks import CallbackTask, list_tasks
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.engine import make_async_engine
 from traces import TRACE_CONFIG, TRACES
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from service_process import service_env, start
 
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
 from traces import TRACES
 

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 from pbx_tracker.attribution.visits import get_visit
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.pipeline import open_writer
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head

@@ -9,7 +9,8 @@ from pathlib import Path
 from pbx_tracker.config import load_settings
 from pbx_tracker.daemon import run_capture
 from pbx_tracker.replay import replay_files
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from traces import TRACE_CONFIG, TRACES
 
 

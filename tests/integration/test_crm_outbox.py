@@ -23,7 +23,8 @@ from pbx_tracker.callbacks.settings import WebhookSettings
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.crm.outbox import claim, due_deliveries, enqueue_calls, outbox_table
 from pbx_tracker.crm.settings import CrmSettings
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
 from stored import missed_call
 from traces import TRACES

@@ -14,7 +14,8 @@ from dialplans import EPOCH, MANAGERS, MOBILES, SCENES, Expected, Pbx
 
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.replay import replay_files
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_with_epoch
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_with_epoch
 from stored import stored_calls
 from traces import TRACES, e164, figures
 

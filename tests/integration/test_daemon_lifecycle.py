@@ -14,7 +14,8 @@ from waiting import WAIT, until
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.pipeline import open_writer
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
 from stored import stored_calls
 from traces import TRACES

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from daemons import WAIT, start_daemon, trace_settings
 
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
 from stored import stored_calls
 from traces import EXPECTED, TRACES, e164

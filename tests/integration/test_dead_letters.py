@@ -33,7 +33,8 @@ from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.config import Manager, Settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.replay import replay_files, topology_of
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
 from stored import missed_call
 from traces import TRACE_CONFIG, TRACES

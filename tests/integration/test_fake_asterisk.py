@@ -13,8 +13,9 @@ import pytest
 from panoramisk import Manager
 from waiting import until
 
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.scenarios import generate_day, merge
+from pbx_tracker.sim.traces import trace_events
 
 TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"
 TIMEOUT = 5.0

@@ -27,7 +27,8 @@ from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.desk import ManagerStatus
 from pbx_tracker.routing.router import Router
 from pbx_tracker.sim.agi_client import AgiCall, env_for_call, read_agi_trace, run_agi_session
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head

@@ -30,7 +30,8 @@ from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.selfcheck.live import EventClassWatch, check_live
-from pbx_tracker.sim.asterisk import FakeAsterisk, trace_events
+from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.web.app import HttpServer

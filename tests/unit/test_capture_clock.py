@@ -13,9 +13,9 @@ import pytest
 from pbx_tracker.ami.capture import parse_raw, read_capture
 from pbx_tracker.ami.clock import estimate_times
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.sim.asterisk import encode_message
 from pbx_tracker.sim.busy_day import CALL_EVENTS, busy_day
 from pbx_tracker.sim.busy_day import offset_errors as day_errors
+from pbx_tracker.sim.wire import encode_message
 from traces import TRACES
 
 PATHS = sorted([*TRACES.glob("*.jsonl"), *TRACES.glob("freepbx/*.jsonl")])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from pbx_tracker.sim.asterisk import trace_events
 from pbx_tracker.sim.scenarios import (
     KINDS,
     ExpectedCall,
@@ -20,6 +19,7 @@ from pbx_tracker.sim.scenarios import (
     make_call,
     merge,
 )
+from pbx_tracker.sim.traces import trace_events
 
 TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"
 DIDS = [("74990000041", "vk-ads"), ("74990000042", "avito"), ("74990000043", "site")]
