@@ -41,12 +41,17 @@ USAGE_520 = [
     ],
 )
 def test_one_line_replies(line: str, code: int, result: str, data: str | None, ok: bool) -> None:
+    """Each one-line reply Asterisk sends to an AGI command gives its code, result and the value in
+    brackets (even one with brackets inside), and only a 200 with a result other than -1 counts as
+    success."""
     reply = parse_reply([line])
     assert reply == AgiReply(code, result, data, line)
     assert reply.ok is ok
 
 
 def test_multi_line_520_reply_keeps_the_usage_text() -> None:
+    """A multi-line 520 usage reply is one failed reply whose text keeps Asterisk's whole usage
+    message for the log."""
     reply = parse_reply(USAGE_520)
     assert (reply.code, reply.result, reply.data, reply.ok) == (520, "", None, False)
     assert reply.text == "\n".join(USAGE_520)
@@ -54,6 +59,8 @@ def test_multi_line_520_reply_keeps_the_usage_text() -> None:
 
 @pytest.mark.parametrize("lines", [[], [""], ["HANGUP"], ["result=1"], ["20 result=1"]])
 def test_text_that_is_no_reply_is_rejected(lines: list[str]) -> None:
+    """Text that is no AGI reply (empty, HANGUP alone, no status code) is refused with a protocol
+    error instead of being taken as an answer."""
     with pytest.raises(AgiProtocolError):
         parse_reply(lines)
 
@@ -63,6 +70,8 @@ def feed_all(assembler: ReplyAssembler, lines: list[str]) -> list[AgiReply | Non
 
 
 def test_assembler_skips_trying_until_the_final_reply() -> None:
+    """A '100 Trying' line from Asterisk is not taken as the answer; the command's reply is the
+    final 200 line."""
     assembler = ReplyAssembler()
     first, final = feed_all(assembler, ["100 result=0 Trying...", "200 result=0"])
     assert first is None
@@ -70,6 +79,8 @@ def test_assembler_skips_trying_until_the_final_reply() -> None:
 
 
 def test_assembler_collects_a_520_block() -> None:
+    """The lines of a 520 usage block are gathered into one reply delivered only at the block's last
+    line."""
     *pending, reply = feed_all(ReplyAssembler(), USAGE_520)
     assert pending == [None, None, None]
     assert reply == parse_reply(USAGE_520)
@@ -93,6 +104,8 @@ def test_assembler_skips_hangup_and_keeps_the_reply_of_this_command(lines: list[
 
 
 def test_assembler_rejects_a_line_that_starts_no_reply() -> None:
+    """A request header line arriving where a reply is expected is refused with an error that quotes
+    the line."""
     with pytest.raises(AgiProtocolError, match="agi_network: yes"):
         ReplyAssembler().feed("agi_network: yes")
 
@@ -105,6 +118,9 @@ def header(env: list[tuple[str, str]]) -> list[str]:
 
 
 def test_request_from_a_captured_style_header() -> None:
+    """A FastAGI request shaped like the captured PBX's gives the script, the arguments (dialled
+    number, caller), the call's unique id, channel, caller name in Cyrillic, extension and context,
+    with every header kept in order."""
     env = env_for_call(
         did="74951110001",
         caller="79161234506",
@@ -125,6 +141,8 @@ def test_request_from_a_captured_style_header() -> None:
 
 
 def test_arguments_are_in_numeric_order_not_text_order() -> None:
+    """Eleven AGI arguments arrive as argument 1 to 11 in numeric order even when their headers come
+    in another order."""
     args = [f"a{number}" for number in range(1, 12)]
     env = env_for_call(did="1", caller="2", uniqueid="3.4", channel="IAX2/x-1", args=args)
     shuffled = sorted(header(env), reverse=True)  # agi_arg_9 before agi_arg_11 before agi_arg_1
@@ -143,11 +161,14 @@ def test_arguments_are_in_numeric_order_not_text_order() -> None:
 def test_script_name_without_query_and_leading_slash(
     script: str, name: str, query: dict[str, str]
 ) -> None:
+    """The script named in the agi:// URL is found without its leading slashes, and its query string
+    is decoded into parameters."""
     request = AgiRequest.parse(["agi_network: yes", f"agi_network_script: {script}"])
     assert (request.script, request.query) == (name, query)
 
 
 def test_a_value_may_contain_the_separator() -> None:
+    """A caller name or argument containing ': ' (such as 'Sales: Moscow') arrives whole."""
     request = AgiRequest.parse(["agi_calleridname: Sales: Moscow", "agi_arg_1: a: b"])
     assert request.caller_name == "Sales: Moscow"
     assert request.args == ["a: b"]
@@ -165,6 +186,8 @@ def test_a_value_may_contain_the_separator() -> None:
     ],
 )
 def test_bad_headers_are_rejected_with_the_line(lines: list[str], problem: str) -> None:
+    """A request that is empty, not 'agi_key: value' (an HTTP request, say) or has no agi_ key is
+    refused with an error naming the bad line."""
     with pytest.raises(AgiProtocolError, match=problem):
         AgiRequest.parse(lines)
 
@@ -184,4 +207,6 @@ def test_bad_headers_are_rejected_with_the_line(lines: list[str], problem: str) 
     ],
 )
 def test_quote(value: str, quoted: str) -> None:
+    """Values sent to Asterisk in an AGI command are double-quoted with quotes and backslashes
+    escaped and line breaks removed, so a value cannot inject a second command."""
     assert quote(value) == quoted

@@ -43,6 +43,9 @@ def visit(**labels: Any) -> Visit:
     ],
 )
 def test_channel(labels: dict[str, Any], expected: tuple[str, str, str | None]) -> None:
+    """A visit's UTM tags, click ids (gclid, yclid, fbclid) or referrer give the source, medium and
+    campaign the way Yandex Metrica and Google Analytics name them, with a reason the marketer can
+    read."""
     channel = channel_of(visit(**labels))
     assert (channel.source, channel.medium, channel.campaign) == expected
     assert channel.why

@@ -41,6 +41,9 @@ def events(logs: list[dict[str, object]]) -> list[object]:
 
 
 def test_warns_once_past_the_share_and_again_when_it_recovers() -> None:
+    """The pool owner gets one warning when more than the configured share of calls cannot be
+    credited to a single visit (naming how many of how many), not one per call, and one notice when
+    the share is back down."""
     watch = AttributionWatch(AttributionSettings(warn_unattributed_share=0.2, warn_min_calls=10))
     with capture_logs() as logs:
         for n in range(7):
@@ -57,6 +60,8 @@ def test_warns_once_past_the_share_and_again_when_it_recovers() -> None:
 
 
 def test_too_few_calls_and_old_calls_do_not_count() -> None:
+    """No warning is logged while there are fewer calls than the minimum, and calls older than a day
+    no longer count towards the share."""
     watch = AttributionWatch(AttributionSettings(warn_unattributed_share=0.2, warn_min_calls=5))
     with capture_logs() as logs:
         for n in range(4):
@@ -69,6 +74,8 @@ def test_too_few_calls_and_old_calls_do_not_count() -> None:
 
 
 def test_a_call_stored_again_and_static_calls_are_not_counted() -> None:
+    """A call record stored a second time and calls on a static (non-pool) number leave the
+    unattributed share unknown rather than skewing it."""
     watch = AttributionWatch(AttributionSettings())
     watch.call_written(call(1, "unattributed"), new=False)
     watch.call_written(call(2, "static").replace(attribution={"method": "static"}), new=True)

@@ -157,10 +157,15 @@ CASES: list[tuple[str, CallRecord, Task | None, Decision]] = [
     [pytest.param(r, t, e, id=name) for name, r, t, e in CASES],
 )
 def test_decision(record: CallRecord, task: Task | None, expected: Decision) -> None:
+    """Each kind of finished call does the expected thing to the customer's callback task: a miss
+    opens one, an answer or a call back resolves it, an unanswered call back counts as an attempt,
+    anything else changes nothing and says why."""
     assert decide(record, task, SETTINGS) == expected
 
 
 def test_reasons_not_configured_open_nothing() -> None:
+    """When callbacks are configured for 'no answer' only, a busy or abandoned call opens no task
+    and the decision names the reason it was ignored."""
     settings = CallbackSettings(reasons=["no_answer"])
     assert decide(missed(MissedReason.NO_ANSWER), None, settings) == OPEN
     for reason in (MissedReason.BUSY, MissedReason.ABANDONED):
@@ -177,6 +182,8 @@ def test_hidden_callers_never_join() -> None:
 
 
 def test_disabled_callbacks_change_nothing() -> None:
+    """With callbacks switched off no call, inbound or outbound, answered or not, opens, resolves or
+    counts against a task."""
     settings = CallbackSettings(enabled=False)
     records = [missed(), answered(), outbound(CallStatus.ANSWERED), outbound(CallStatus.MISSED)]
     for record in records:
@@ -212,6 +219,8 @@ ASSIGNEES: list[tuple[str, tuple[RingAttempt, ...], dict[str, str], tuple[str | 
 def test_assignee(
     attempts: tuple[RingAttempt, ...], variables: dict[str, str], expected: tuple[str | None, ...]
 ) -> None:
+    """A missed call's task goes to the one manager whose phone rang (or whom the router chose), to
+    the group when several rang at once, and to nobody when nothing says who."""
     record = missed(attempts=attempts, variables=variables)
     assert assignee_of(record) == expected
     decision = decide(record, None, SETTINGS)
@@ -220,6 +229,8 @@ def test_assignee(
 
 
 def test_customer_is_the_e164_number_of_either_direction() -> None:
+    """The customer of a task is the outside number in E.164 form, whether they called in or were
+    called back, and a hidden or anonymous caller gives no customer."""
     assert customer_of(missed()) == CUSTOMER
     assert customer_of(outbound(CallStatus.MISSED)) == CUSTOMER
     assert customer_of(missed(caller=None)) is None
@@ -227,6 +238,8 @@ def test_customer_is_the_e164_number_of_either_direction() -> None:
 
 
 def test_unanswered_outbound_without_manager_leg_names_nobody() -> None:
+    """An unanswered call back with no manager's phone in it still counts as an attempt on the task,
+    credited to nobody."""
     decision = decide(outbound(CallStatus.MISSED, attempts=()), TASK, SETTINGS)
     assert decision == Attempt(7, None, "out.1", T0)
 

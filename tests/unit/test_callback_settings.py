@@ -29,6 +29,8 @@ def problems(callbacks: dict[str, Any], **more: Any) -> list[str]:
 
 
 def test_defaults_open_tasks_for_every_missed_reason_and_only_log() -> None:
+    """With no callbacks section, every kind of missed call opens a task, reminders come at 0, 10,
+    30, 60 and 120 minutes, and nobody is notified beyond the log."""
     settings = settings_from_mapping({"ami": {"secret": "s"}}, environ={})
     assert settings.callbacks.enabled and settings.callbacks.notify == []
     assert settings.callbacks.reasons == ["no_answer", "abandoned", "busy", "unavailable", "failed"]
@@ -36,6 +38,8 @@ def test_defaults_open_tasks_for_every_missed_reason_and_only_log() -> None:
 
 
 def test_a_channel_in_use_needs_its_settings() -> None:
+    """A sysadmin who turns on email or webhook reminders (for everyone or one manager) without the
+    smtp or webhook section is told which section is missing and why."""
     assert problems({"notify": ["email", "webhook"]}) == [
         "callbacks.smtp: missing; notify uses email",
         "callbacks.webhook: missing; notify uses webhook",
@@ -45,6 +49,9 @@ def test_a_channel_in_use_needs_its_settings() -> None:
 
 
 def test_bad_values_are_named_by_key() -> None:
+    """Each bad value in the callbacks section is reported with its full key path
+    (remind_after_minutes, notify[0], webhook.url, smtp.security, supervisors.sales) and what is
+    wrong with it."""
     found = problems(
         {
             "remind_after_minutes": [10, 0],
@@ -62,6 +69,8 @@ def test_bad_values_are_named_by_key() -> None:
 
 
 def test_smtp_password_and_webhook_secret_are_redacted_secrets() -> None:
+    """The SMTP password and the webhook secret are known as secrets and never appear when the
+    settings are printed."""
     settings = load(
         {
             "smtp": {"password": "mail-pass-1"},
@@ -73,6 +82,8 @@ def test_smtp_password_and_webhook_secret_are_redacted_secrets() -> None:
 
 
 def test_a_group_can_have_its_own_channels() -> None:
+    """A group's own notify channels are checked like the global ones: a webhook for the sales group
+    needs the webhook section."""
     assert problems({"group_notify": {"sales": ["webhook"]}}) == [
         "callbacks.webhook: missing; notify uses webhook"
     ]
@@ -103,6 +114,8 @@ def test_channels_are_the_managers_then_the_groups_then_the_default() -> None:
 
 
 def test_the_smtp_port_follows_the_security_unless_given() -> None:
+    """The SMTP port defaults to 25, 587 with STARTTLS and 465 with TLS, unless the config names a
+    port."""
     ports = [
         load({"smtp": smtp}).callbacks.smtp.port
         for smtp in (

@@ -26,6 +26,8 @@ messages = st.dictionaries(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(messages, st.sampled_from(TRACE)), max_size=60))
 def test_random_messages_never_raise(stream: list[dict[str, str]]) -> None:
+    """Random AMI events in any order, followed by a resync, never crash the correlator, so one odd
+    event cannot stop call tracking."""
     correlator = Correlator()
     for time, fields in enumerate(stream):
         correlator.feed(AmiEvent(fields, float(time)))
@@ -58,5 +60,6 @@ def test_mutated_trace_never_raises(data: st.DataObject) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=2000))
 def test_raw_parser_takes_any_bytes(data: bytes) -> None:
+    """Any bytes from the AMI socket parse into text fields without an exception."""
     for fields in parse_raw(data):
         assert all(isinstance(v, str) for v in fields.values())

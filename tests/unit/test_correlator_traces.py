@@ -112,6 +112,8 @@ def test_callback_is_an_outbound_call_not_an_inbound_one() -> None:
 
 
 def test_raw_callback_capture_is_also_outbound_only() -> None:
+    """The raw capture of a callback Originate gives one outbound call and no phantom inbound
+    call."""
     records = replay(TRACES / "12_callback_originate.raw.txt")
     assert [r.direction for r in records] == [Direction.OUTBOUND]
 

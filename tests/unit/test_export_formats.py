@@ -46,6 +46,8 @@ def exported(**more: object) -> ExportedCall:
 def test_a_period_runs_from_midnight_to_midnight_in_the_zone(
     zone: str, start: str, end: str
 ) -> None:
+    """An export for 1 to 31 March covers midnight to midnight in the configured time zone (Moscow,
+    Berlin with its summer-time change, UTC), converted to UTC."""
     period = parse_period("2026-03-01", "2026-03-31", ZoneInfo(zone))
     utc = (
         datetime.fromisoformat(start).replace(tzinfo=UTC),
@@ -56,11 +58,14 @@ def test_a_period_runs_from_midnight_to_midnight_in_the_zone(
 
 @pytest.mark.parametrize("text", ["20260301", "2026-3-1", "", "tomorrow", "2026-02-29"])
 def test_only_real_dates_in_yyyy_mm_dd(text: str) -> None:
+    """A date that is not a real YYYY-MM-DD day (no dashes, no zero padding, empty, a word, 29
+    February 2026) is refused with a message saying how to write it."""
     with pytest.raises(ExportError, match="not a date, write YYYY-MM-DD"):
         parse_period(text, "2026-03-31", ZoneInfo("UTC"))
 
 
 def test_the_export_zone_is_the_reports_zone() -> None:
+    """Exports use the routing time zone like the reports, and no zone when none is configured."""
     data = {"routing": {"timezone": "Europe/Moscow"}}
     settings = settings_from_mapping(data, environ={}, need_ami_secret=False)
     assert settings.report_rules().zone == ZoneInfo("Europe/Moscow")
@@ -78,6 +83,8 @@ def test_metrica_date_time_is_unix_seconds_whatever_the_zone() -> None:
 
 
 def test_events_are_grouped_by_client_at_most_25_a_request() -> None:
+    """Calls sent to GA4 are grouped by client id, at most 25 events to a request, keeping their
+    order."""
     events = [("a", {"n": n}) for n in range(26)] + [("b", {"n": 99}), ("a", {"n": 26})]
     bodies = request_bodies(events)
     assert [(body["client_id"], len(body["events"])) for body in bodies] == [
@@ -89,6 +96,9 @@ def test_events_are_grouped_by_client_at_most_25_a_request() -> None:
 
 
 def test_event_time_is_in_microseconds_and_long_labels_are_cut() -> None:
+    """A call's GA4 event carries its time in microseconds, cuts a campaign name to GA4's 100
+    characters, marks a 30 s call as a target call at a 30 s threshold, and leaves out empty
+    labels."""
     event = call_event(exported(campaign="x" * 150), target_seconds=30)
     assert event["timestamp_micros"] == 1_773_133_205_250_000
     assert event["params"]["campaign"] == "x" * 100
@@ -97,6 +107,7 @@ def test_event_time_is_in_microseconds_and_long_labels_are_cut() -> None:
 
 
 def test_target_call_follows_the_configured_threshold() -> None:
+    """A 30 s call is not marked as a target call in GA4 when the threshold is 31 s."""
     assert call_event(exported(), target_seconds=31)["params"]["target_call"] == 0
 
 
@@ -111,6 +122,8 @@ def test_target_call_follows_the_configured_threshold() -> None:
     ],
 )
 def test_metrica_tag(tag: str, campaign: str | None, expected: str) -> None:
+    """The Metrica offline-conversions row tags a call with its source and campaign, its source, its
+    campaign or nothing, as configured, after the client id, time, caller and durations."""
     row = metrica_row(exported(campaign=campaign, ym_client_id="42"), tag)  # type: ignore[arg-type]
     assert row[6] == expected
     assert row[:6] == ["42", "1773133205", "+79161234567", "30", "7", "0"]
@@ -137,6 +150,8 @@ def load(exports: dict[str, object], environ: dict[str, str] | None = None) -> E
 
 
 def test_export_settings_defaults() -> None:
+    """Without an exports section GA4 is off with Google's collect endpoint and Metrica tags calls
+    with source and campaign."""
     exports = load({})
     assert exports.ga4.endpoint == "https://www.google-analytics.com/mp/collect"
     assert not exports.ga4.configured
@@ -144,6 +159,8 @@ def test_export_settings_defaults() -> None:
 
 
 def test_the_api_secret_may_come_from_the_environment() -> None:
+    """The GA4 API secret can be given in PBX_TRACKER_EXPORTS__GA4__API_SECRET and never shows when
+    the settings are printed."""
     env = {"PBX_TRACKER_EXPORTS__GA4__API_SECRET": SECRET}
     exports = load({"ga4": {"measurement_id": "G-1"}}, env)
     assert exports.ga4.api_secret is not None
@@ -152,6 +169,8 @@ def test_the_api_secret_may_come_from_the_environment() -> None:
 
 
 def test_wrong_export_settings_are_named_without_the_secret() -> None:
+    """Every wrong export setting is reported by its key (endpoint, attempts, an unknown key, the
+    Metrica tag) and the API secret's value never appears in the messages."""
     ga4 = {"api_secret": 123456789, "endpoint": "ftp://x", "attempts": 0, "oops": 1}
     with pytest.raises(ConfigError) as caught:
         load({"ga4": ga4, "metrica": {"tag": "utm"}})

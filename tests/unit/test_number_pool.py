@@ -35,6 +35,8 @@ def at(seconds: float) -> datetime:
 
 class TestHold:
     def test_first_visits_get_numbers_in_pool_order(self) -> None:
+        """The first visitors to the site are shown the pool's numbers in the order the pool lists
+        them."""
         allocator = pool()
         assert allocator.assign("v1", T0) == Assignment(A, False, False, started=True)
         assert allocator.assign("v2", T0).number == B
@@ -42,6 +44,8 @@ class TestHold:
         assert allocator.in_use == 3
 
     def test_a_live_visit_keeps_its_number(self) -> None:
+        """A visitor who comes back to another page while their visit is live keeps seeing the same
+        number."""
         allocator = pool()
         allocator.assign("v1", T0)
         allocator.assign("v2", T0)
@@ -49,6 +53,8 @@ class TestHold:
         assert again == Assignment(A, reused=True, exhausted=False, started=False)
 
     def test_lease_lives_for_the_hold_after_the_last_keep_alive(self) -> None:
+        """A number stays with a visitor for the whole hold after their last keep-alive, and only
+        then goes to another visitor."""
         allocator = pool(A)
         allocator.assign("v1", T0)
         assert allocator.keep_alive("v1", at(HOLD - 1)) is not None
@@ -56,6 +62,8 @@ class TestHold:
         assert allocator.assign("v2", at(2 * HOLD - 1)).number == A  # hold ran out
 
     def test_expired_lease_is_gone_and_reported_once(self) -> None:
+        """A visit whose hold ran out frees its number, is reported as ended once with the moment
+        the hold ended, and can no longer be kept alive."""
         allocator = pool()
         allocator.assign("v1", T0)
         assert allocator.expire(at(HOLD - 1)) == []
@@ -66,6 +74,8 @@ class TestHold:
         assert allocator.in_use == 0
 
     def test_keep_alive_moves_the_expiry(self) -> None:
+        """A visitor who keeps the page open keeps their number while a visitor who left loses
+        theirs when the hold runs out."""
         allocator = pool()
         allocator.assign("v1", T0)
         allocator.assign("v2", at(10))
@@ -74,6 +84,8 @@ class TestHold:
         assert [lease.visit_id for lease in ended] == ["v2"]
 
     def test_release_ends_the_lease_now(self) -> None:
+        """A visitor who leaves the site frees the number at once, only once, and is reported as
+        ended at that moment."""
         allocator = pool()
         allocator.assign("v1", T0)
         released = allocator.release("v1", at(30))
@@ -82,6 +94,8 @@ class TestHold:
         assert allocator.expire(at(40)) == [released]
 
     def test_time_never_goes_back(self) -> None:
+        """A keep-alive stamped earlier than the last one (a clock stepped back) does not shorten
+        the visitor's hold."""
         allocator = pool(A)
         allocator.assign("v1", at(100))
         lease = allocator.keep_alive("v1", at(50))
@@ -90,6 +104,8 @@ class TestHold:
 
 class TestLeastRecentlyUsed:
     def test_never_used_first_then_released_longest_ago(self) -> None:
+        """New visitors get a number never shown before, then the one released longest ago, so a
+        number shown recently is not shown to someone else at once."""
         allocator = pool(A, B, C, D)
         for visit in ("v1", "v2", "v3"):
             allocator.assign(visit, T0)
@@ -100,6 +116,7 @@ class TestLeastRecentlyUsed:
         assert allocator.assign("v6", at(30)).number == A  # released at 20
 
     def test_expired_numbers_in_the_order_their_hold_ran_out(self) -> None:
+        """Numbers whose hold ran out are given again in the order their holds ended."""
         allocator = pool(A, B)
         allocator.assign("v1", T0)
         allocator.assign("v2", at(5))
@@ -108,6 +125,8 @@ class TestLeastRecentlyUsed:
         assert allocator.assign("v4", at(HOLD + 60)).number == A
 
     def test_quarantine_rests_a_released_number(self) -> None:
+        """A released number is not shown to anyone during the quarantine, so a late call on it is
+        not credited to the wrong visitor."""
         allocator = pool(A, B, quarantine=QUARANTINE)
         allocator.assign("v1", T0)
         allocator.assign("v2", T0)
@@ -116,6 +135,8 @@ class TestLeastRecentlyUsed:
         assert allocator.assign("v3", at(10 + QUARANTINE)).number == A
 
     def test_quarantine_prefers_the_rested_number(self) -> None:
+        """A number that has finished its quarantine is shown next, while one still resting is
+        not."""
         allocator = pool(A, B, C, quarantine=QUARANTINE)
         for visit in ("v1", "v2", "v3"):
             allocator.assign(visit, T0)
@@ -127,6 +148,8 @@ class TestLeastRecentlyUsed:
 
 class TestReturningVisitor:
     def test_gets_the_previous_number_back_when_free(self) -> None:
+        """A returning visitor sees the same number they saw before when it is free, so they can
+        call the number they wrote down."""
         allocator = pool(A, B, C)
         allocator.assign("v1", T0)
         allocator.assign("v2", T0)
@@ -138,24 +161,30 @@ class TestReturningVisitor:
         )
 
     def test_not_when_someone_else_holds_it(self) -> None:
+        """A returning visitor whose number is held by someone else gets another number."""
         allocator = pool(A, B)
         allocator.assign("v1", T0)
         assignment = allocator.assign("v2", at(10), previous_number=A)
         assert assignment == Assignment(B, reused=False, exhausted=False, started=True)
 
     def test_not_during_quarantine(self) -> None:
+        """A returning visitor does not get their old number back while it is in quarantine."""
         allocator = pool(A, B, quarantine=QUARANTINE)
         allocator.assign("v1", T0)
         allocator.release("v1", at(10))
         assert allocator.assign("v2", at(20), previous_number=A).number == B
 
     def test_unknown_previous_number_is_ignored(self) -> None:
+        """A previous number that is not in the pool is ignored and the visitor gets a pool number
+        as usual."""
         allocator = pool(A, B)
         assert allocator.assign("v1", T0, previous_number="+70000000000").number == A
 
 
 class TestExhaustion:
     def test_exhausted_then_recovers(self) -> None:
+        """When every number is held new visitors see the site's fallback number and each miss is
+        counted as an exhaustion, until a hold runs out."""
         allocator = pool(A, B)
         allocator.assign("v1", T0)
         allocator.assign("v2", T0)
@@ -169,6 +198,8 @@ class TestExhaustion:
 
 class TestHolderAt:
     def test_live_and_released_holders(self) -> None:
+        """A call on a pool number is credited to the visitor who held it at that moment, and to
+        nobody when nobody did."""
         allocator = pool(A)
         allocator.assign("v1", T0)
         allocator.release("v1", at(100))
@@ -179,6 +210,8 @@ class TestHolderAt:
         assert allocator.holder_at(A, at(-1)) == []
 
     def test_grace_after_release_and_ambiguity(self) -> None:
+        """A call shortly after a visitor left is still matched to them within the grace time,
+        alongside the visitor holding the number now."""
         allocator = pool(A)
         allocator.assign("v1", T0)
         allocator.release("v1", at(100))
@@ -190,6 +223,8 @@ class TestHolderAt:
         assert [(h.visit_id, h.in_grace) for h in alone] == [("v1", True)]
 
     def test_a_live_lease_is_held_until_its_hold_runs_out(self) -> None:
+        """A visit counts as holding its number up to the end of its hold and not a second later,
+        and a number outside the pool has no holder."""
         allocator = pool(A)
         allocator.assign("v1", T0)
         assert [h.visit_id for h in allocator.holder_at(A, at(HOLD))] == ["v1"]
@@ -199,6 +234,8 @@ class TestHolderAt:
 
 class TestRestart:
     def test_stored_leases_restore_holders_lru_and_quarantine(self) -> None:
+        """After a restart the pool restores live visits, who held which number, the order of use
+        and the quarantine from the stored leases, and ignores numbers no longer in the pool."""
         stored = [
             Lease(A, "old", at(-900), at(-800), released_at=at(-700)),
             Lease(A, "v1", at(-100), at(-10)),
@@ -217,6 +254,8 @@ class TestRestart:
         assert [h.visit_id for h in allocator.holder_at(A, at(-750))] == ["old"]
 
     def test_lapsed_stored_lease_ends_at_its_hold(self) -> None:
+        """A stored visit whose hold ran out while the daemon was down is reported as ended at the
+        end of its hold."""
         stored = [Lease(A, "v1", at(-2 * HOLD), at(-2 * HOLD))]
         allocator = PoolAllocator((A,), hold_seconds=HOLD, leases=stored)
         assert allocator.in_use == 1
@@ -229,6 +268,8 @@ class TestValidation:
         [((), 60, 0), ((A, A), 60, 0), ((A,), 0, 0), ((A,), 60, -1)],
     )
     def test_refused(self, numbers: tuple[str, ...], hold: float, quarantine: float) -> None:
+        """A pool with no numbers, a number listed twice, no hold time or a negative quarantine is
+        refused."""
         with pytest.raises(ValueError):
             PoolAllocator(numbers, hold_seconds=hold, quarantine_seconds=quarantine)
 
@@ -253,16 +294,21 @@ class TestRecommendedSize:
         headroom: float,
         expected: int,
     ) -> None:
+        """The recommended pool size is visits per hour times minutes on site plus hold, with
+        headroom, and never below 4 numbers."""
         size = recommended_pool_size(visits_per_hour, minutes_on_site, hold_minutes, headroom)
         assert size == expected
 
     def test_default_headroom_and_negative_input(self) -> None:
+        """The recommended size adds 20 % headroom by default and refuses a negative number of
+        visits."""
         assert recommended_pool_size(100, 5, 15) == 40
         with pytest.raises(ValueError):
             recommended_pool_size(-1, 5, 15)
 
 
 def test_ten_thousand_operations_a_second_with_room_to_spare() -> None:
+    """A pool of 500 numbers handles well over 10,000 visits and keep-alives a second."""
     numbers = [f"+7495{i:07d}" for i in range(500)]
     allocator = PoolAllocator(numbers, hold_seconds=HOLD, quarantine_seconds=60)
     operations = 50_000
@@ -336,6 +382,8 @@ def run(allocator: PoolAllocator, witness: Witness, step: Step, clock: DateClock
 @settings(max_examples=300, deadline=None)
 @given(steps=steps, size=st.integers(min_value=1, max_value=4))
 def test_concurrent_visits_never_share_a_number(steps: list[Step], size: int) -> None:
+    """However visits start, keep alive, leave and run out, no two visitors are ever shown the same
+    number at once and a quarantined number is never given early."""
     hold, quarantine = 600.0, 120.0
     allocator = PoolAllocator([A, B, C, D][:size], hold_seconds=hold, quarantine_seconds=quarantine)
     witness = Witness(timedelta(seconds=hold), timedelta(seconds=quarantine))

@@ -24,11 +24,15 @@ from pbx_tracker.phones import display_number, is_dialable, is_known_region, nor
     ],
 )
 def test_russian_caller_in_every_asterisk_form_becomes_e164(raw: str) -> None:
+    """A Russian mobile caller is stored as +79161234501 whether Asterisk sends it with 7, 8, +7,
+    ten digits, brackets, dashes or spaces."""
     assert normalize_number(raw, "RU") == "+79161234501"
 
 
 @pytest.mark.parametrize("raw", ["74951110001", "84951110001", "+7 495 111-00-01"])
 def test_moscow_did_becomes_e164(raw: str) -> None:
+    """A Moscow tracked number is stored as +74951110001 whether Asterisk sends it with 7, 8 or
+    formatted."""
     assert normalize_number(raw, "RU") == "+74951110001"
 
 
@@ -47,6 +51,8 @@ def test_moscow_did_becomes_e164(raw: str) -> None:
     ],
 )
 def test_hidden_caller_is_none(raw: str | None) -> None:
+    """A hidden caller (empty, <unknown>, anonymous, restricted and the like) is stored as no number
+    rather than as a fake one."""
     assert normalize_number(raw, "RU") is None
 
 
@@ -62,6 +68,8 @@ def test_hidden_caller_is_none(raw: str | None) -> None:
     ],
 )
 def test_what_is_not_a_phone_number_is_kept_as_asterisk_said_it(raw: str, kept: str) -> None:
+    """An extension, a short local number or text that is no phone number is kept as Asterisk sent
+    it (trimmed), not mangled into a wrong number."""
     assert normalize_number(raw, "RU") == kept
 
 
@@ -77,11 +85,15 @@ def test_what_is_not_a_phone_number_is_kept_as_asterisk_said_it(raw: str, kept: 
     ],
 )
 def test_foreign_numbers_and_other_regions(raw: str, region: str, e164: str) -> None:
+    """Foreign numbers in international forms (+44, 00, 8 10) and numbers of other configured
+    regions become the right E.164 number."""
     assert normalize_number(raw, region) == e164
 
 
 @given(st.integers(min_value=9_000_000_000, max_value=9_999_999_999))
 def test_every_written_form_of_a_mobile_gives_the_same_number(national: int) -> None:
+    """Every written form of any Russian mobile gives one dialable E.164 number that stays the same
+    when normalised again."""
     digits = str(national)
     forms = [f"7{digits}", f"8{digits}", f"+7{digits}", f"+7 ({digits[:3]}) {digits[3:]}"]
     results = {normalize_number(form, "RU") for form in forms}
@@ -106,6 +118,8 @@ def test_every_written_form_of_a_mobile_gives_the_same_number(national: int) -> 
     ],
 )
 def test_is_dialable_only_for_e164(number: str | None, dialable: bool) -> None:
+    """Only a plain E.164 number counts as dialable for a callback; national forms, extensions,
+    spaced or empty numbers do not."""
     assert is_dialable(number) is dialable
 
 
@@ -122,10 +136,13 @@ def test_is_dialable_only_for_e164(number: str | None, dialable: bool) -> None:
     ],
 )
 def test_display_number(number: str | None, region: str, shown: str) -> None:
+    """People see numbers of their own region the local way (8 (916) 123-45-01) and foreign ones in
+    international form, with extensions as they are and nothing for no number."""
     assert display_number(number, region) == shown
 
 
 def test_known_regions() -> None:
+    """Only real two-letter region codes such as RU and DE are accepted as the phone region."""
     assert is_known_region("RU")
     assert is_known_region("DE")
     assert not is_known_region("XX")

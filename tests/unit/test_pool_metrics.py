@@ -28,6 +28,9 @@ def scrape(collector: Collector) -> dict[str, float]:
 
 
 async def test_use_exhaustion_and_warning_are_scraped() -> None:
+    """Prometheus sees each pool's size, numbers in use, exhaustions, unattributed share,
+    attribution warning and visits started, and numbers whose hold ran out no longer count as in
+    use."""
     now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     pool = MemoryVisitPool(
         ["+74950000001", "+74950000002"],
@@ -72,6 +75,8 @@ async def test_capped_and_bot_visits_are_scraped() -> None:
 
 
 def test_calls_ami_and_open_callbacks_are_scraped() -> None:
+    """Prometheus sees calls by source and status (a call stored again is not counted twice),
+    whether AMI is connected, the events taken in and, once known, the open callbacks."""
     counter = CallCounter()
     now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     answered = missed_call("1.1", now, "+79161234567").replace(

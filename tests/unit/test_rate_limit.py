@@ -16,6 +16,8 @@ def limiter(
 
 
 def test_a_burst_passes_then_the_next_waits_one_token() -> None:
+    """A client may send its burst of requests at once; the next one is told to wait one token's
+    time, rounded up to 1 s in Retry-After."""
     bucket, _ = limiter(per_minute=60, burst=3)
     assert [bucket.check("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.check("a") == pytest.approx(1.0)
@@ -23,6 +25,8 @@ def test_a_burst_passes_then_the_next_waits_one_token() -> None:
 
 
 def test_tokens_come_back_with_time_up_to_the_burst() -> None:
+    """Requests become allowed again as time passes, but a client idle for an hour gets no more than
+    its burst."""
     bucket, clock = limiter(per_minute=30, burst=2)
     for _ in range(2):
         bucket.check("a")
@@ -35,6 +39,7 @@ def test_tokens_come_back_with_time_up_to_the_burst() -> None:
 
 
 def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    """A client that must wait 0.75 s is told Retry-After: 1, never 0."""
     bucket, clock = limiter(per_minute=60, burst=1)
     assert bucket.retry_after("a") == 0
     clock.advance(0.25)
@@ -43,6 +48,7 @@ def test_retry_after_rounds_up_to_whole_seconds() -> None:
 
 
 def test_keys_have_their_own_buckets() -> None:
+    """One client using up its requests does not slow down another client."""
     bucket, _ = limiter(burst=1)
     assert bucket.check("a") == 0.0
     assert bucket.check("a") > 0
@@ -50,6 +56,8 @@ def test_keys_have_their_own_buckets() -> None:
 
 
 def test_a_clock_going_back_gives_no_tokens() -> None:
+    """A clock stepped back (an NTP correction) gives no client extra requests, and coming forward
+    again does not either."""
     bucket, clock = limiter(per_minute=60, burst=1)
     bucket.check("a")
     clock.advance(-100)
@@ -59,6 +67,8 @@ def test_a_clock_going_back_gives_no_tokens() -> None:
 
 
 def test_memory_is_bounded_dropping_the_least_recently_used_key() -> None:
+    """The limiter remembers at most its configured number of clients, forgetting the one idle
+    longest, so a flood of addresses cannot eat the daemon's memory."""
     bucket, _ = limiter(burst=1, max_keys=3)
     for key in ("a", "b", "c"):
         bucket.check(key)
@@ -76,5 +86,7 @@ def test_memory_is_bounded_dropping_the_least_recently_used_key() -> None:
     ("per_minute", "burst", "max_keys"), [(0, 1, 1), (-1, 1, 1), (60, 0, 1), (60, 1, 0)]
 )
 def test_nonsense_limits_are_refused(per_minute: float, burst: int, max_keys: int) -> None:
+    """A rate of zero or less, a burst of zero or a memory of zero clients is refused at once with
+    an error saying the value must be positive."""
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(per_minute, burst, max_keys=max_keys)

@@ -15,6 +15,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def test_dates_are_whole_days_in_the_zone() -> None:
+    """A report --from 2026-11-02 --to 2026-11-04 covers those three whole days in Moscow time, the
+    last day included."""
     period = period_of("2026-11-02", "2026-11-04", MOSCOW)
     assert period.start == datetime(2026, 11, 1, 21, tzinfo=UTC)
     assert period.end == datetime(2026, 11, 4, 21, tzinfo=UTC)  # the 4th is included
@@ -22,6 +24,8 @@ def test_dates_are_whole_days_in_the_zone() -> None:
 
 
 def test_moments_in_the_zone_or_at_their_own_offset() -> None:
+    """A --from or --to with a time is read in the report's zone unless it gives its own offset, and
+    the --to moment itself is not included."""
     period = period_of("2026-11-02T09:30", "2026-11-02 18:00:00+00:00", MOSCOW)
     assert period.start == datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
     assert period.end == datetime(2026, 11, 2, 18, tzinfo=UTC)  # a moment: not included
@@ -41,15 +45,21 @@ def test_moments_in_the_zone_or_at_their_own_offset() -> None:
     ],
 )
 def test_unusable_periods(start: str, end: str, message: str) -> None:
+    """A period the report cannot use (no such date, a word, a date in another format, --to before
+    --from, an empty period) is refused with a message saying what to write."""
     with pytest.raises(PeriodError, match=message.replace("(", r"\(").replace(")", r"\)")):
         period_of(start, end, MOSCOW)
 
 
 def test_one_offset_without_a_change() -> None:
+    """A year in Moscow, which has no summer time, is grouped by day at one UTC offset of three
+    hours."""
     assert offset_steps(period_of("2026-01-01", "2026-12-31", MOSCOW)) == [(None, 3 * 3600)]
 
 
 def test_summer_time_changes_to_the_second() -> None:
+    """Days in a Berlin report switch offset exactly at the spring and autumn clock changes, so no
+    call lands on the wrong day."""
     steps = offset_steps(period_of("2026-03-01", "2026-11-30", BERLIN))
     assert steps == [
         (datetime(2026, 3, 29, 1, tzinfo=UTC), 3600),  # 02:00 CET -> 03:00 CEST
@@ -59,11 +69,15 @@ def test_summer_time_changes_to_the_second() -> None:
 
 
 def test_the_local_zone_has_steps_too() -> None:
+    """Without a configured zone the report uses the machine's local zone and still knows its UTC
+    offset."""
     steps = offset_steps(period_of("2026-01-01", "2026-01-02", None))
     assert steps[-1][0] is None and isinstance(steps[-1][1], int)
 
 
 def test_group_by() -> None:
+    """--group-by takes dimension names in any case with spaces, and a name that is unknown,
+    repeated or missing is refused with a message saying so."""
     assert parse_group_by(" Source , day") == [Dimension.SOURCE, Dimension.DAY]
     with pytest.raises(GroupingError, match="'colour' is unknown"):
         parse_group_by("colour")

@@ -40,6 +40,8 @@ def _calls_columns(query: Any) -> set[str]:
 def test_callbacks_by_a_call_label_read_what_the_index_holds(
     dimension: Dimension, model: str
 ) -> None:
+    """Callback figures grouped by a call's label (source, number, campaign and so on) read only
+    what the missed calls' index holds, so the report stays fast on a large database."""
     scope = ReportScope.of("postgresql", replace(RULES, model=model), PERIOD)
     keys, joined, where = _task_facts([dimension, Dimension.HOUR], scope, managers_only=False)
     read = _calls_columns(_percentile_query(keys, joined, where, scope))
@@ -49,6 +51,8 @@ def test_callbacks_by_a_call_label_read_what_the_index_holds(
 
 @pytest.mark.parametrize("dimensions", [[Dimension.DAY], [Dimension.MANAGER, Dimension.HOUR]])
 def test_callbacks_by_time_or_manager_read_no_calls(dimensions: list[Dimension]) -> None:
+    """Callback figures grouped by day, or by manager and hour, do not read the calls table at
+    all."""
     scope = ReportScope.of("postgresql", RULES, PERIOD)
     keys, joined, where = _task_facts(dimensions, scope, managers_only=False)
     query = _percentile_query(keys, joined, where, scope)
@@ -56,6 +60,8 @@ def test_callbacks_by_time_or_manager_read_no_calls(dimensions: list[Dimension])
 
 
 def test_the_index_is_on_missed_calls_with_every_label() -> None:
+    """The missed calls' index on PostgreSQL carries every label the callback figures may group
+    by."""
     index = next(i for i in CallRow.__table__.indexes if i.name == "ix_calls_missed_labels")  # type: ignore[attr-defined]
     assert [c.name for c in index.columns] == ["id"]
     assert index.dialect_options["postgresql"]["include"] == list(MISSED_CALL_LABELS)

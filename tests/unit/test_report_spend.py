@@ -15,6 +15,8 @@ def read(content: str) -> list[SpendLine]:
 
 
 def test_the_documented_format() -> None:
+    """An ad spend file in the documented format (with a byte-order mark, a blank line, a sum
+    written '1 234,5' and no currency meaning roubles) is read line by line as written."""
     lines = read(
         "\ufeffDate,Source,Campaign,Amount,Currency\n"
         '2026-11-02,yandex,brand,"1 234,5",\n'
@@ -28,6 +30,8 @@ def test_the_documented_format() -> None:
 
 
 def test_semicolons_as_spreadsheets_write_them() -> None:
+    """A spend file saved by a spreadsheet with semicolons and decimal commas is read the same as a
+    comma-separated one."""
     (line,) = read("date;source;campaign;amount\n2026-11-02;vk;;1500,00\n")
     assert (line.source, line.campaign, line.amount) == ("vk", None, Decimal("1500.00"))
 
@@ -48,12 +52,16 @@ def test_semicolons_as_spreadsheets_write_them() -> None:
     ],
 )
 def test_a_bad_line_is_named(body: str, problem: str) -> None:
+    """Each mistake in a spend file (too few columns, no such date, an empty source, a negative or
+    unreadable amount, a day given twice) is reported with its line number."""
     with pytest.raises(SpendFileError) as caught:
         read("date,source,campaign,amount\n" + body)
     assert str(caught.value).startswith(f"spend.csv {problem}")
 
 
 def test_currency_and_header_problems() -> None:
+    """A currency that is not three capital letters, an empty file or a header lacking a column is
+    reported with the line it is on."""
     with pytest.raises(SpendFileError, match="line 2: currency 'RU' is not three capital"):
         read("date,source,campaign,amount,currency\n2026-11-02,y,,1,ru\n")
     with pytest.raises(SpendFileError, match="line 1: no header"):

@@ -78,6 +78,9 @@ def response(action_id: str, outcome: str = "Success", reason: str = "4") -> Ami
 
 
 async def test_the_action_uses_the_settings() -> None:
+    """A ring-me Originate rings the manager's phone for the configured time, then the customer
+    through the configured context, shows 'Callback' with the customer's number, and passes the
+    task, attempt, tracked number and customer ring time to the dialplan."""
     ringme, ami, _ = make(context="ring-back", manager_ring_seconds=15, customer_ring_seconds=40)
     action_id = await ringme.start(CALL)
     (action,) = ami.actions
@@ -95,18 +98,23 @@ async def test_the_action_uses_the_settings() -> None:
 
 
 async def test_a_national_number_is_dialled_in_international_digits() -> None:
+    """A customer number stored as 8 (916) 123-45-67 is dialled as 79161234567."""
     ringme, ami, _ = make()
     await ringme.start(replace(CALL, customer="8 (916) 123-45-67"))
     assert ami.actions[0]["Exten"] == "79161234567"
 
 
 async def test_without_a_did_the_dialplan_chooses_the_caller_id() -> None:
+    """When the missed call had no tracked number, the Originate passes none and the dialplan
+    chooses the caller id the customer sees."""
     ringme, ami, _ = make()
     await ringme.start(replace(CALL, did=None))
     assert "CALLBACK_DID" not in ami.actions[0]["Variable"]
 
 
 async def test_each_attempt_has_its_own_action_id() -> None:
+    """Each ring-me attempt for a task gets its own action id and attempt number, so Asterisk's
+    answers are never mixed up between attempts."""
     ringme, ami, _ = make()
     first = await ringme.start(CALL)
     ringme.feed(response(first, "Failure", "3"))
@@ -134,6 +142,9 @@ async def test_each_attempt_has_its_own_action_id() -> None:
 async def test_refused_before_anything_is_sent(
     call: RingMeCall, settings: dict[str, object], reason: str
 ) -> None:
+    """A ring-me that cannot work (switched off, a customer number that cannot be dialled, a manager
+    dial string that is not one channel, all attempts used) is refused with the reason and nothing
+    is sent or counted."""
     ringme, ami, _ = make(**settings)
     with pytest.raises(RingMeRefused, match=reason) as refused:
         await ringme.start(call)
@@ -150,6 +161,8 @@ async def test_an_attempt_number_kept_elsewhere_counts_against_the_limit() -> No
 
 
 async def test_connection_lost_is_not_an_attempt() -> None:
+    """A ring-me while AMI is disconnected is refused saying AMI is not connected, and the manager
+    keeps all their attempts."""
     ringme, _, _ = make(Ami(ConnectionError("AMI not connected to 127.0.0.1:5038")))
     with pytest.raises(RingMeRefused, match="AMI is not connected"):
         await ringme.start(CALL)
@@ -169,6 +182,8 @@ async def test_an_unanswered_originate_is_held_until_it_expires() -> None:
 
 
 async def test_a_refused_originate_counts_but_is_not_in_flight() -> None:
+    """An Originate Asterisk rejects (permission denied) is reported with Asterisk's message, counts
+    as an attempt, and lets the manager try again at once."""
     error = {"Response": "Error", "ActionID": "x", "Message": "Permission denied"}
     ringme, _, _ = make(Ami(error))
     with pytest.raises(RingMeRefused, match="rejected the Originate: Permission denied"):
@@ -192,6 +207,8 @@ async def test_a_refused_originate_counts_but_is_not_in_flight() -> None:
     ],
 )
 async def test_originate_response_reasons(answer: str, reason: str, outcome: str) -> None:
+    """Asterisk's answer to a ring-me gives the manager a clear outcome (answered, no answer, busy,
+    rejected, failed) naming the phone, and the task is free for another attempt."""
     ringme, _, _ = make()
     action_id = await ringme.start(CALL)
     result = ringme.feed(response(action_id, answer, reason))
@@ -207,6 +224,8 @@ async def test_originate_response_reasons(answer: str, reason: str, outcome: str
 
 
 async def test_other_events_and_other_action_ids_are_not_ours() -> None:
+    """Only the OriginateResponse carrying this attempt's action id ends the attempt, and only once;
+    other events and other actions' answers are ignored."""
     ringme, _, _ = make()
     action_id = await ringme.start(CALL)
     assert ringme.feed(response("someone-else")) is None
@@ -217,6 +236,8 @@ async def test_other_events_and_other_action_ids_are_not_ours() -> None:
 
 
 async def test_expire_reports_each_overdue_attempt_once() -> None:
+    """An attempt Asterisk never answers times out once after the manager's ring time plus a margin,
+    naming the customer's ring time, and a late answer afterwards is still recorded as late."""
     ringme, _, clock = make(manager_ring_seconds=20, customer_ring_seconds=30)
     action_id = await ringme.start(CALL)
     assert ringme.expire(clock.now + 20 + RESPONSE_MARGIN - 0.01) == []
@@ -229,6 +250,8 @@ async def test_expire_reports_each_overdue_attempt_once() -> None:
 
 
 async def test_forget_drops_a_closed_task() -> None:
+    """Once a task is closed its ring-me bookkeeping is dropped: a late answer changes nothing and
+    no attempts are counted."""
     ringme, _, _ = make()
     action_id = await ringme.start(CALL)
     ringme.forget(TASK)
@@ -267,6 +290,8 @@ def correlate(messages: list[dict[str, str]]) -> tuple[list[CallRecord], Correla
 
 
 def test_the_request_reads_repeated_and_comma_separated_variables() -> None:
+    """The simulated Asterisk reads an Originate's variables whether repeated or comma-separated (a
+    value may contain '='), and its device, caller id and async flag."""
     assert REQUEST.variables == (
         ("CALLBACK_TASK", "3"),
         ("CALLBACK_DID", "74951110002"),
@@ -290,6 +315,8 @@ def test_the_request_reads_repeated_and_comma_separated_variables() -> None:
     ],
 )
 def test_requests_asterisk_refuses_at_once(changes: dict[str, str], message: str | None) -> None:
+    """The simulated Asterisk refuses an Originate at once with Asterisk's own message (no channel,
+    an invalid channel, priority or timeout, an exten without a context) and accepts a valid one."""
     action = {"Channel": "PJSIP/101", "Context": "callback", "Exten": "7916", "Priority": "1"}
     assert originate_error(OriginateRequest.parse({**action, **changes})) == message
 
@@ -321,6 +348,9 @@ def test_the_answered_call_keeps_the_captures_events_and_headers() -> None:
 
 
 def test_an_answered_call_is_an_outbound_answered_record() -> None:
+    """A ring-me the manager and customer both answer is recorded as one answered outbound call from
+    the tracked number, by the manager, with its ring and talk times and the task id, and Asterisk
+    reports success to the Originate."""
     call = callback_call(REQUEST, ids=IdAllocator(START), start=START, talk=12.5)
     (record,), _ = correlate(call.messages)
     assert record.direction is Direction.OUTBOUND
@@ -340,6 +370,8 @@ def test_an_answered_call_is_an_outbound_answered_record() -> None:
 
 @pytest.mark.parametrize("manager", [m for m in MANAGER_OUTCOMES if m != "answer"])
 def test_a_manager_who_does_not_answer_makes_no_call(manager: str) -> None:
+    """When the manager's phone is not answered, busy or rejects, no call is recorded and Asterisk
+    reports the Originate failed after the manager's ring time (or at once)."""
     call = callback_call(REQUEST, ids=OriginateIds(), start=START, manager=manager)
     records, _ = correlate(call.messages)
     assert records == [] and call.after == []
@@ -351,6 +383,8 @@ def test_a_manager_who_does_not_answer_makes_no_call(manager: str) -> None:
 
 @pytest.mark.parametrize("customer", [c for c in CUSTOMER_OUTCOMES if c != "answer"])
 def test_a_customer_who_does_not_answer_is_a_missed_callback(customer: str) -> None:
+    """When the customer does not answer or is busy the callback is recorded as a missed outbound
+    call with that reason, ringing for the dialplan's callback timeout."""
     call = callback_call(REQUEST, ids=OriginateIds(), start=START, customer=customer)
     (record,), _ = correlate(call.messages)
     reason = MissedReason.NO_ANSWER if customer == "no_answer" else MissedReason.BUSY
@@ -363,6 +397,8 @@ def test_a_customer_who_does_not_answer_is_a_missed_callback(customer: str) -> N
 
 
 def test_unknown_outcomes_are_errors() -> None:
+    """Asking the simulator for a manager or customer outcome it does not know is refused with an
+    error naming it."""
     with pytest.raises(ValueError, match="manager outcome 'maybe'"):
         callback_call(REQUEST, ids=OriginateIds(), start=START, manager="maybe")
     with pytest.raises(ValueError, match="customer outcome 'reject'"):

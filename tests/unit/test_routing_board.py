@@ -170,6 +170,9 @@ def pbx(board: ManagerBoard, clock: SecondsClock) -> Pbx:
     ],
 )
 def test_phone_state(pbx: Pbx, board: ManagerBoard, state: str, expected: ManagerStatus) -> None:
+    """Each device state Asterisk reports for a manager's phone shows the manager as free, on a
+    call, busy, ringing or unavailable (an IAX2 phone in UNKNOWN state counts as free), leaving the
+    other managers free."""
     pbx.device("IAX2/101", state)
     assert board.status("101") is expected
     assert board.status("102") is S.FREE
@@ -189,17 +192,22 @@ def test_phone_state(pbx: Pbx, board: ManagerBoard, state: str, expected: Manage
     ],
 )
 def test_hint_state(pbx: Pbx, board: ManagerBoard, code: int, expected: ManagerStatus) -> None:
+    """Each extension hint state Asterisk reports (idle, in use, busy, unavailable, ringing, on hold
+    and their mixes) shows the manager with the matching status."""
     pbx.hint("101", code)
     assert board.status("101") is expected
 
 
 def test_removed_hint_is_forgotten(pbx: Pbx, board: ManagerBoard) -> None:
+    """A hint Asterisk removes no longer keeps the manager busy: they are free again."""
     pbx.hint("101", 1)
     pbx.hint("101", -1)
     assert board.status("101") is S.FREE
 
 
 def test_devices_and_events_of_others_are_ignored(pbx: Pbx, board: ManagerBoard) -> None:
+    """Queue devices, trunks, Local channels and phones of no manager do not change any manager's
+    status, and an extension that is nobody's phone counts as unavailable."""
     pbx.device("Queue:sales_avail", "INUSE")
     pbx.device("IAX2/carrier", "INVALID")
     pbx.device("IAX2/104", "UNAVAILABLE")  # a phone, but nobody's
@@ -210,6 +218,8 @@ def test_devices_and_events_of_others_are_ignored(pbx: Pbx, board: ManagerBoard)
 
 
 def test_a_call_through_its_states(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
+    """A manager shows ringing, then on a call, then in wrap-up for the configured 30 s after
+    hanging up (with the end time remembered), then free."""
     call = pbx.call()
     leg = pbx.ring(call, "101")
     assert board.status("101") is S.RINGING
@@ -224,6 +234,7 @@ def test_a_call_through_its_states(pbx: Pbx, board: ManagerBoard, clock: Seconds
 
 
 def test_own_count_of_calls_covers_phones_that_report_badly(pbx: Pbx, board: ManagerBoard) -> None:
+    """A manager whose phone never reports being in use is still shown on a call while they talk."""
     pbx.device("IAX2/101", "NOT_INUSE")  # and never anything else
     call = pbx.call()
     pbx.answer(call, pbx.ring(call, "101"))
@@ -231,11 +242,14 @@ def test_own_count_of_calls_covers_phones_that_report_badly(pbx: Pbx, board: Man
 
 
 def test_manager_dialling_out_is_on_a_call(pbx: Pbx, board: ManagerBoard) -> None:
+    """A manager who picks up the handset and dials out is shown on a call at once."""
     pbx.new_channel("IAX2/102-4411", "4")  # picked up the handset and dialled
     assert board.status("102") is S.ON_CALL
 
 
 def test_unanswered_ring_is_no_call(pbx: Pbx, board: ManagerBoard) -> None:
+    """A manager who let a call ring out is free again afterwards with no wrap-up and no last
+    call."""
     call = pbx.call()
     leg = pbx.ring(call, "101")
     pbx.dial_end(call, leg, "NOANSWER")
@@ -245,6 +259,8 @@ def test_unanswered_ring_is_no_call(pbx: Pbx, board: ManagerBoard) -> None:
 
 
 def test_queue_member_paused_or_in_a_queue_call(pbx: Pbx, board: ManagerBoard) -> None:
+    """A manager paused in any queue is shown paused until unpaused or removed from it, and one
+    talking in a queue call is shown on a call."""
     pbx.member("sales", "101", Paused="1")
     pbx.member("sales-all", "101")
     assert board.status("101") is S.PAUSED  # paused in any queue
@@ -260,12 +276,16 @@ def test_queue_member_paused_or_in_a_queue_call(pbx: Pbx, board: ManagerBoard) -
 def test_queue_last_call_counts_for_wrapup(
     pbx: Pbx, board: ManagerBoard, clock: SecondsClock
 ) -> None:
+    """A queue member's last call reported by the queue puts the manager in wrap-up from that
+    moment."""
     pbx.member("sales", "102", LastCall=str(int(clock.now) - 10))
     assert board.status("102") is S.WRAPUP
     assert board.last_call_end("102") == int(clock.now) - 10
 
 
 def test_queue_status_listing_uses_location_and_name(pbx: Pbx, board: ManagerBoard) -> None:
+    """A paused member is recognised in Asterisk's QueueStatus listing, which names fields
+    differently from the live events."""
     fields = member_fields("sales", "103", Paused="1")
     fields["Location"], fields["Name"] = fields.pop("Interface"), fields.pop("MemberName")
     del fields["StateInterface"]
@@ -274,6 +294,8 @@ def test_queue_status_listing_uses_location_and_name(pbx: Pbx, board: ManagerBoa
 
 
 def test_local_queue_member_with_a_hint_state_interface(board: ManagerBoard, pbx: Pbx) -> None:
+    """A queue member given as a Local channel with a hint state interface (as FreePBX sets them up)
+    is recognised as the manager."""
     fields = member_fields("sales", "102", Paused="1", Status="2")
     fields["Interface"], fields["StateInterface"] = "Local/102@from-queue/n", "hint:102@ext-local"
     pbx.send("QueueMemberStatus", **fields)
@@ -290,6 +312,8 @@ def two_phones(clock: SecondsClock) -> tuple[ManagerBoard, Pbx]:
 
 
 def test_one_phone_switched_off_leaves_the_other(clock: SecondsClock) -> None:
+    """A manager with a desk phone and a mobile stays available while either one is on, and is
+    unavailable only when both are off."""
     board, pbx = two_phones(clock)
     pbx.device("PJSIP/anna-mobile", "UNAVAILABLE")
     pbx.device("PJSIP/anna-desk", "NOT_INUSE")
@@ -299,6 +323,8 @@ def test_one_phone_switched_off_leaves_the_other(clock: SecondsClock) -> None:
 
 
 def test_any_busy_phone_makes_the_manager_busy(clock: SecondsClock) -> None:
+    """A manager talking on either of their phones is on a call, even when the other phone reports
+    idle."""
     board, pbx = two_phones(clock)
     pbx.device("PJSIP/anna-desk", "NOT_INUSE")
     pbx.device("PJSIP/anna-mobile", "INUSE")
@@ -335,6 +361,8 @@ def hours_board(clock: SecondsClock) -> tuple[ManagerBoard, Pbx]:
     ],
 )
 def test_most_restrictive_status_wins(clock: SecondsClock, facts: list[str], expected: S) -> None:
+    """When several things hold at once the manager gets the most restrictive status: unavailable,
+    off hours, paused, on a call, busy, ringing, reserved, wrap-up, then free."""
     board, pbx = hours_board(clock)
     setters = {
         "wrapup": lambda: pbx.talk("101", 60),
@@ -355,6 +383,8 @@ def test_most_restrictive_status_wins(clock: SecondsClock, facts: list[str], exp
 
 
 def test_hours_of_the_group_and_of_the_manager(clock: SecondsClock) -> None:
+    """A manager's own working hours win over their group's, and a manager in a night group is free
+    at night for that group while off hours for their home group."""
     managers = [{**MANAGERS[0], "hours": ["sat-sun 10:00-20:00"]}, *MANAGERS[1:]]
     routing = {
         "groups": [
@@ -388,6 +418,8 @@ def test_hours_are_read_in_the_routing_time_zone(
     clock: SecondsClock, zone: str, expected: S
 ) -> None:
     # 12:00 in Moscow: 19:00 in Vladivostok, 04:00 in New York
+    """Working hours are read in the routing time zone: at noon in Moscow the office is open in
+    Moscow but closed for an office set to Vladivostok or New York."""
     routing = {"timezone": zone, "groups": [{"name": "sales", "hours": ["mon-fri 09:00-18:00"]}]}
     board = _board(make_settings(routing), clock)
     assert board.status("101") is expected
@@ -397,6 +429,8 @@ def test_hours_are_read_in_the_routing_time_zone(
 
 
 def test_reservation_expires_with_time(board: ManagerBoard, clock: SecondsClock) -> None:
+    """Managers offered a call stay reserved until the reservation's end (24.9 s in) and are free
+    right when it runs out."""
     board.reserve(["101", "102"], "1795348313.0", until=clock.now + 25)
     assert board.status("101") is S.RESERVED
     clock.advance(24.9)
@@ -406,6 +440,8 @@ def test_reservation_expires_with_time(board: ManagerBoard, clock: SecondsClock)
 
 
 def test_unanswered_dial_end_releases_that_manager_only(pbx: Pbx, board: ManagerBoard) -> None:
+    """When one manager of a reserved call lets it ring out only that manager is released; the other
+    stays reserved."""
     call = pbx.call()
     board.reserve(["101", "102"], call, until=pbx.clock.now + 25)
     leg = pbx.ring(call, "101")
@@ -416,6 +452,8 @@ def test_unanswered_dial_end_releases_that_manager_only(pbx: Pbx, board: Manager
 
 
 def test_dial_end_of_another_call_keeps_the_reservation(pbx: Pbx, board: ManagerBoard) -> None:
+    """A manager reserved for one call stays reserved when a different call to them ends
+    unanswered."""
     board.reserve(["101"], "1795348999.1", until=pbx.clock.now + 25)
     other = pbx.call()
     leg = pbx.ring(other, "101")
@@ -427,6 +465,7 @@ def test_dial_end_of_another_call_keeps_the_reservation(pbx: Pbx, board: Manager
 def test_caller_hanging_up_releases_every_manager_of_the_call(
     pbx: Pbx, board: ManagerBoard
 ) -> None:
+    """When the caller hangs up every manager reserved for that call is free again."""
     call = pbx.call()
     board.reserve(["101", "103"], call, until=pbx.clock.now + 25)
     pbx.hangup(call)
@@ -434,6 +473,8 @@ def test_caller_hanging_up_releases_every_manager_of_the_call(
 
 
 def test_release_and_a_new_reservation(board: ManagerBoard, clock: SecondsClock) -> None:
+    """A manager offered a newer call stays reserved for it when the older offer is released, and is
+    free once the newer one is released too."""
     board.reserve(["101"], "a", until=clock.now + 25)
     board.reserve(["101"], "b", until=clock.now + 25)  # the newer offer wins
     board.release("a")
@@ -460,6 +501,9 @@ def core_show_channel(name: str, uniqueid: str, state: str, bridge: str = "") ->
 
 
 def test_resync_replaces_the_view(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
+    """After the AMI link comes back the board shows what Asterisk lists now: a call that ended
+    during the gap leaves the manager in wrap-up, a listed live call is on a call, a pause no longer
+    listed is gone, reservations are dropped."""
     call = pbx.call()
     pbx.answer(call, pbx.ring(call, "101"))
     pbx.device("IAX2/102", "INUSE")
@@ -483,6 +527,8 @@ def test_resync_replaces_the_view(pbx: Pbx, board: ManagerBoard, clock: SecondsC
 def test_resync_of_one_list_keeps_the_others(
     pbx: Pbx, board: ManagerBoard, clock: SecondsClock
 ) -> None:
+    """A resync that lists only channels keeps the device and queue states known before, and a
+    resync of devices replaces only those."""
     pbx.device("IAX2/101", "UNAVAILABLE")
     pbx.member("sales", "102", Paused="1")
     board.resync(channels=[], time=clock.now)
@@ -494,6 +540,8 @@ def test_resync_of_one_list_keeps_the_others(
 def test_resync_reads_state_lists_as_asterisk_sends_them(
     board: ManagerBoard, clock: SecondsClock
 ) -> None:
+    """After a resync the board reads queue members, device states and extension states in the form
+    Asterisk's listing actions send them."""
     listing = member_fields("sales", "101", Paused="1")
     listing["Location"], listing["Name"] = listing.pop("Interface"), listing.pop("MemberName")
     board.resync(
@@ -509,6 +557,8 @@ def test_resync_reads_state_lists_as_asterisk_sends_them(
 
 
 def test_snapshot_for_a_wallboard(pbx: Pbx, board: ManagerBoard, clock: SecondsClock) -> None:
+    """A wallboard lists each manager's name, group and status, calls today, since when in that
+    status and their last call's end, and calls today start again from zero after midnight."""
     pbx.talk("102", 30)
     pbx.talk("102", 30)
     clock.advance(60)
@@ -529,6 +579,8 @@ def test_snapshot_for_a_wallboard(pbx: Pbx, board: ManagerBoard, clock: SecondsC
 def test_since_is_when_the_status_changed(
     pbx: Pbx, board: ManagerBoard, clock: SecondsClock
 ) -> None:
+    """The wallboard's 'since' is when the status last changed, not when the same state was reported
+    again."""
     start = clock.now
     pbx.device("IAX2/101", "RINGING")
     clock.advance(5)
@@ -549,6 +601,8 @@ def replay(board: ManagerBoard, name: str) -> dict[str, list[ManagerStatus]]:
 
 
 def test_captured_ring_group_call(clock: SecondsClock) -> None:
+    """In the captured ring-group call all three phones ring, the one who answers is on a call and
+    then free, and the others go back to free without a last call."""
     board = _board(make_settings(), clock)
     seen = replay(board, "06_ringgroup")
     assert seen == {
@@ -560,6 +614,8 @@ def test_captured_ring_group_call(clock: SecondsClock) -> None:
 
 
 def test_captured_queue_call(clock: SecondsClock) -> None:
+    """In the captured queue call the ringing manager who does not answer goes back to free, the one
+    who answers is on a call then free, and the third is never disturbed."""
     board = _board(make_settings(), clock)
     seen = replay(board, "07_queue_answered")
     assert seen["101"] == [S.FREE, S.RINGING, S.FREE]
@@ -568,6 +624,8 @@ def test_captured_queue_call(clock: SecondsClock) -> None:
 
 
 def test_captured_concurrent_calls_end_with_everybody_free(clock: SecondsClock) -> None:
+    """After the captured concurrent calls both managers who talked were on a call, everybody ends
+    free, and each has one call that day."""
     board = _board(make_settings(), clock)
     seen = replay(board, "11_concurrent")
     assert S.ON_CALL in seen["101"] and S.ON_CALL in seen["102"]

@@ -42,6 +42,8 @@ def problems(routing: dict[str, Any] | None = None, **extra: Any) -> list[str]:
 
 
 def test_defaults_route_every_call_to_all_managers() -> None:
+    """Without a routing section calls ring all managers over PJSIP with a 5 s reservation, no
+    wrap-up time, at most 5 steps and a message when nobody answers."""
     routing = load(config()).routing
     assert routing.timezone is None
     assert routing.dial_template == "PJSIP/{extension}"
@@ -51,6 +53,8 @@ def test_defaults_route_every_call_to_all_managers() -> None:
 
 
 def test_group_defaults() -> None:
+    """A group that names only itself rings everyone of that group, longest idle first, remembers
+    callers for 30 days with 15 s sticky ringing, and rings each manager 20 s."""
     group = load(config({"groups": [{"name": "sales"}]})).routing.groups[0]
     assert group.members is None
     assert (group.strategy, group.queue, group.overflow, group.hours) == (
@@ -63,6 +67,8 @@ def test_group_defaults() -> None:
 
 
 def test_full_routing_section_loads() -> None:
+    """A full routing section as documented loads: the strategy name in any case, a number in
+    national form turned into E.164, a manager's own hours and dial string."""
     settings = load(
         config(
             {
@@ -100,6 +106,7 @@ def test_full_routing_section_loads() -> None:
 
 
 def test_environment_sets_routing_keys() -> None:
+    """PBX_TRACKER_ROUTING__WRAPUP_SECONDS sets the wrap-up time without editing the config file."""
     settings = load(config(), environ={"PBX_TRACKER_ROUTING__WRAPUP_SECONDS": "30"})
     assert settings.routing.wrapup_seconds == 30
 
@@ -133,10 +140,15 @@ def test_environment_sets_routing_keys() -> None:
     ],
 )
 def test_value_problems_name_the_key(routing: dict[str, Any], expected: str) -> None:
+    """Each bad routing value (an unknown time zone, a dial template without {extension}, zero
+    steps, an unknown strategy, queue settings that do not fit the strategy and so on) is reported
+    with its key."""
     assert any(line.startswith(expected) for line in problems(routing)), problems(routing)
 
 
 def test_manager_hours_problem_names_the_key() -> None:
+    """A manager's working hours written wrong are reported at managers[0].hours[0] with an example
+    of the right form and what was written."""
     managers = [{**MANAGERS[0], "hours": ["mon-fri 18:00"]}]
     assert problems(managers=managers) == [
         "managers[0].hours[0]: time range '18:00': e.g. 'mon-fri 09:00-18:00' "
@@ -145,6 +157,8 @@ def test_manager_hours_problem_names_the_key() -> None:
 
 
 def test_routes_naming_unknown_groups() -> None:
+    """A default group, overflow or number rule naming a group that does not exist (a typo such as
+    'suport') is reported with its key."""
     found = problems(
         {
             "default_group": "night",
@@ -160,6 +174,8 @@ def test_routes_naming_unknown_groups() -> None:
 
 
 def test_overflow_cycle_is_reported_once() -> None:
+    """Groups that overflow into each other in a circle are reported once per cycle, showing the
+    circle and saying to end it with null."""
     groups = [
         {"name": "sales", "overflow": "support"},
         {"name": "support", "overflow": "backoffice"},
@@ -175,6 +191,8 @@ def test_overflow_cycle_is_reported_once() -> None:
 
 
 def test_members_must_be_managers_and_groups_must_have_some() -> None:
+    """A duplicate group name, a member who is no manager and a group with nobody in it are each
+    reported with their key."""
     groups = [
         {"name": "sales", "members": ["101", "104"]},
         {"name": "night"},
@@ -191,6 +209,8 @@ def test_members_must_be_managers_and_groups_must_have_some() -> None:
 
 
 def test_number_rules_must_name_what_is_tracked() -> None:
+    """A routing rule for a number, pool or source that is not tracked, or a second rule for the
+    same number, is reported with its key."""
     numbers = [
         {"did": "+74959999999", "group": "sales"},
         {"pool": "landing", "group": "sales"},
@@ -209,6 +229,8 @@ def test_number_rules_must_name_what_is_tracked() -> None:
 
 
 def test_routing_problems_come_with_the_others() -> None:
+    """Routing problems are reported together with the rest of the config's problems, not only after
+    those are fixed."""
     found = problems({"groups": [{"name": "sales", "overflow": "x"}]}, node="")
     assert found[0].startswith("node: ")
     assert "routing.groups[0].overflow: no group named 'x'" in found

@@ -35,10 +35,14 @@ OFFICE = WorkingHours.parse(["mon-fri 09:00-18:00", "sat 10:00-14:00"])
     ],
 )
 def test_office_week(moment: datetime, open_: bool) -> None:
+    """With office hours Monday to Friday 09:00-18:00 and Saturday 10:00-14:00, managers count as at
+    work exactly at those times, the closing minute excluded."""
     assert OFFICE.is_open(moment) is open_
 
 
 def test_night_shift_runs_past_midnight_into_the_next_day() -> None:
+    """A Friday 22:00-06:00 night shift covers Friday night and Saturday early morning, but not
+    Sunday night or Friday's own early morning."""
     night = WorkingHours.parse(["fri 22:00-06:00"])
     assert night.is_open(at(27, 23, 30))  # Friday night
     assert night.is_open(at(28, 5, 59))  # Saturday early morning
@@ -48,12 +52,15 @@ def test_night_shift_runs_past_midnight_into_the_next_day() -> None:
 
 
 def test_day_range_may_wrap_over_the_weekend() -> None:
+    """A day range written fri-mon covers Friday, Saturday, Sunday and Monday."""
     weekend = WorkingHours.parse(["fri-mon 10:00-12:00"])
     open_days = [day for day in range(MONDAY, MONDAY + 7) if weekend.is_open(at(day, 11))]
     assert open_days == [23, 27, 28, 29]
 
 
 def test_lists_several_ranges_daily_and_whole_days() -> None:
+    """Hours may list several days and ranges (with a lunch break), say daily, give a time without
+    days for every day, or run 00:00-24:00 for the whole day."""
     split = WorkingHours.parse(["mon,wed 09:00-13:00,14:00-18:00"])
     assert split.is_open(at(25, 10)) and split.is_open(at(25, 15))
     assert not split.is_open(at(25, 13, 30))  # lunch
@@ -79,5 +86,7 @@ def test_lists_several_ranges_daily_and_whole_days() -> None:
     ],
 )
 def test_bad_lines_say_what_is_wrong(line: str, message: str) -> None:
+    """A working-hours line an administrator got wrong (no time, an unknown day, 9-18, an empty or
+    impossible range) is refused with a message saying what is wrong and how to write it."""
     with pytest.raises(ValueError, match=message):
         WorkingHours.parse([line])

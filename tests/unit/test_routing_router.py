@@ -134,6 +134,8 @@ def remembering(*records: CallRecord) -> StickyMemory:
 
 
 async def test_longest_idle_offers_who_waited_longest_never_called_first() -> None:
+    """With longest idle a new call rings a manager who has had no call yet first, then the one idle
+    longest, and the reason in the log says why and how many were free."""
     office = Office({"groups": [{"name": "sales"}]})
     office.talked("101", minutes_ago=60)
     office.talked("102", minutes_ago=30)
@@ -156,6 +158,7 @@ async def test_longest_idle_offers_who_waited_longest_never_called_first() -> No
 
 
 async def test_ties_go_to_the_first_listed() -> None:
+    """Managers who have all had no call yet are offered in the order the group lists them."""
     office = Office({"groups": [{"name": "sales", "members": ["103", "102", "101"]}]})
     assert [(await office.ask()).managers for _ in range(3)] == [("103",), ("102",), ("101",)]
 
@@ -174,6 +177,8 @@ async def test_ties_go_to_the_first_listed() -> None:
     ],
 )
 async def test_only_free_managers_ring(status: str, offered: tuple[str, ...]) -> None:
+    """Ring all rings only the free managers: one who is busy, ringing, on a call, reserved, paused,
+    unavailable or in wrap-up is left out."""
     office = Office({"wrapup_seconds": 60, "groups": [{"name": "sales", "strategy": "ring_all"}]})
     office.set("101", status)
     decision = await office.ask()
@@ -182,6 +187,7 @@ async def test_only_free_managers_ring(status: str, offered: tuple[str, ...]) ->
 
 
 async def test_off_hours_managers_do_not_ring() -> None:
+    """A manager whose own hours are weekends only is not rung on a Monday."""
     managers = [{**MANAGERS[0], "hours": ["sat-sun 10:00-18:00"]}, *MANAGERS[1:]]
     routing = {"groups": [{"name": "sales", "strategy": "ring_all"}]}
     office = Office({}, settings=settings_from_mapping(config(routing, managers), environ={}))
@@ -189,6 +195,8 @@ async def test_off_hours_managers_do_not_ring() -> None:
 
 
 async def test_round_robin_takes_turns_and_skips_who_is_not_free() -> None:
+    """Round robin offers calls to the managers in turn, skipping one who is on a call, and the
+    reason says who was next after whom."""
     office = Office({"groups": [{"name": "sales", "strategy": "round_robin"}]})
     offered = []
     for _ in range(4):
@@ -203,6 +211,8 @@ async def test_round_robin_takes_turns_and_skips_who_is_not_free() -> None:
 
 
 async def test_ring_all_dials_every_phone_of_every_free_manager() -> None:
+    """Ring all dials every phone of every free manager at once: a manager's own dial string, all
+    their devices, else the dial template."""
     managers = [
         {**MANAGERS[0], "dial": "IAX2/101/101"},
         {**MANAGERS[1], "devices": ["PJSIP/102", "SIP/boris-mobile"]},
@@ -219,6 +229,8 @@ async def test_ring_all_dials_every_phone_of_every_free_manager() -> None:
 
 
 async def test_queue_group_hands_the_call_to_asterisk_then_overflows() -> None:
+    """A queue group hands the call to Asterisk's queue with the group's ring time, and when the
+    queue gives up the next ask goes to the overflow group's free manager."""
     routing = {
         "groups": [
             {"name": "reception", "strategy": "queue", "queue": "reception", "ring_seconds": 60,
@@ -247,6 +259,8 @@ async def test_queue_group_hands_the_call_to_asterisk_then_overflows() -> None:
 
 
 async def test_nobody_free_overflows_to_the_next_group() -> None:
+    """When nobody in sales is free the call goes to the support group, and the reason lists why
+    each sales manager was not free."""
     office = Office(SALES_THEN_SUPPORT)
     office.set("101", "on_call")
     office.set("102", "paused")
@@ -260,6 +274,8 @@ async def test_nobody_free_overflows_to_the_next_group() -> None:
 
 
 async def test_later_asks_go_through_the_group_then_overflow_then_missed() -> None:
+    """A call nobody answers rings each sales manager in turn, then each support manager, then takes
+    the missed-call path."""
     office = Office(SALES_THEN_SUPPORT)
     tried: tuple[str, ...] = ()
     group, offered = None, []
@@ -274,6 +290,8 @@ async def test_later_asks_go_through_the_group_then_overflow_then_missed() -> No
 
 
 async def test_missed_call_path_when_nobody_is_free() -> None:
+    """When every manager of the group and its overflow is on a call the caller goes to the
+    configured voicemail box, with a reason listing everyone's status."""
     office = Office(SALES_THEN_SUPPORT)
     for extension in ("101", "102", "103", "201", "202"):
         office.set(extension, "on_call")
@@ -293,6 +311,7 @@ async def test_missed_call_path_when_nobody_is_free() -> None:
 
 
 async def test_too_many_asks_end_in_the_missed_call_path() -> None:
+    """A call asked about more times than max_steps takes the missed-call path, saying so."""
     office = Office({"max_steps": 2})
     decision = await office.ask(step=3, group="all")
     assert decision.action == "missed"
@@ -300,6 +319,8 @@ async def test_too_many_asks_end_in_the_missed_call_path() -> None:
 
 
 async def test_an_overflow_cycle_in_a_config_built_in_code_still_ends() -> None:
+    """Even groups that overflow into each other in a circle end in the missed-call path rather than
+    looping forever."""
     data = config({"groups": [{"name": "sales", "overflow": "support"},
                               {"name": "support", "overflow": "sales"}]})  # fmt: skip
     office = Office({}, settings=Settings.model_validate(data))  # no cross-entry checks
@@ -309,12 +330,16 @@ async def test_an_overflow_cycle_in_a_config_built_in_code_still_ends() -> None:
 
 
 async def test_without_groups_every_manager_is_in_one() -> None:
+    """Without groups every manager is in one group named all, and a call on an untracked number
+    still rings someone."""
     office = Office({})
     decision = await office.ask(did="+74959999999")  # not tracked
     assert (decision.group, decision.managers, decision.source) == ("all", ("101",), None)
 
 
 async def test_without_managers_every_call_is_missed() -> None:
+    """With no managers configured every call takes the missed-call path, and the reason says the
+    group has no members."""
     settings = settings_from_mapping(config({}, managers=[]), environ={})
     decision = await Office({}, settings=settings).ask()
     assert decision.reason == "nobody free in all (no members); missed-call path: message"
@@ -332,6 +357,8 @@ async def test_without_managers_every_call_is_missed() -> None:
     ],
 )
 async def test_number_rules_choose_the_group(did: str, group: str) -> None:
+    """The dialled number picks the group by its own rule (however the carrier writes it), its
+    pool's rule or its source's rule, else the default group."""
     routing = {
         "default_group": "sales",
         "groups": [
@@ -353,6 +380,8 @@ async def test_number_rules_choose_the_group(did: str, group: str) -> None:
 
 
 async def test_returning_caller_rings_their_last_manager_alone_first() -> None:
+    """A caller who talked with a manager three days ago rings that manager alone first for 15 s,
+    then the group as usual."""
     office = Office(SALES_THEN_SUPPORT, remembering(answered(CALLER, "102", days_ago=3)))
     decision = await office.ask()
     assert (decision.managers, decision.strategy, decision.timeout, decision.group) == (
@@ -372,12 +401,16 @@ async def test_returning_caller_rings_their_last_manager_alone_first() -> None:
 
 
 async def test_sticky_manager_may_be_outside_the_group_and_transfers_count() -> None:
+    """A returning caller rings the manager they were last transferred to, even one outside the
+    number's group."""
     record = answered(CALLER, "101", days_ago=1, transferred_to="202")
     decision = await Office(SALES_THEN_SUPPORT, remembering(record)).ask()
     assert (decision.managers, decision.strategy) == (("202",), "sticky")
 
 
 async def test_callback_the_customer_picked_up_makes_them_sticky_too() -> None:
+    """A customer who last picked up a manager's callback rings that manager first when they call
+    again."""
     memory = remembering(
         answered(CALLER, "101", days_ago=5),
         answered(CALLER, "103", days_ago=2, direction=Direction.OUTBOUND),
@@ -386,6 +419,8 @@ async def test_callback_the_customer_picked_up_makes_them_sticky_too() -> None:
 
 
 async def test_sticky_manager_not_free_leaves_the_call_to_the_group() -> None:
+    """When a returning caller's last manager is on a call the group takes the call at once, and the
+    reason says why."""
     office = Office(SALES_THEN_SUPPORT, remembering(answered(CALLER, "102", days_ago=3)))
     office.set("102", "on_call")
     decision = await office.ask()
@@ -409,6 +444,8 @@ async def test_sticky_manager_not_free_leaves_the_call_to_the_group() -> None:
 async def test_who_gets_sticky_routing(
     caller: str | None, days_ago: float, sticky_days: int, sticky: bool
 ) -> None:
+    """Only a known caller who talked with a manager within the group's sticky days rings that
+    manager first; new, hidden and anonymous callers or sticky days of 0 go to the group."""
     memory = remembering(*(answered(c, "103", days_ago) for c in (CALLER, "anonymous", "")))
     routing = {"groups": [{"name": "sales", "sticky_days": sticky_days}]}
     decision = await Office(routing, memory).ask(caller=caller)
@@ -417,6 +454,9 @@ async def test_who_gets_sticky_routing(
 
 
 async def test_sticky_lookup_is_not_made_when_it_cannot_apply() -> None:
+    """The call history is not looked up when sticky routing cannot apply (switched off, a hidden
+    caller, a later step), saving a database query per call."""
+
     class Counting:
         asked = 0
 
@@ -435,6 +475,8 @@ async def test_sticky_lookup_is_not_made_when_it_cannot_apply() -> None:
 
 
 async def test_failing_history_never_stops_the_call() -> None:
+    """When the call history cannot be read the call still rings the group."""
+
     class Broken:
         async def last_manager(self, caller: str, since: datetime) -> LastTalk | None:
             raise RuntimeError("database on fire")
@@ -447,6 +489,8 @@ async def test_failing_history_never_stops_the_call() -> None:
 
 
 async def test_offered_manager_is_reserved_for_ring_time_plus_reservation() -> None:
+    """A manager offered a call is reserved for that call for its ring time plus the reservation, so
+    the next call rings someone else, and is free afterwards."""
     office = Office({"reservation_seconds": 5, "groups": [{"name": "sales", "ring_seconds": 20}]})
     decision = await office.ask(call_id="1795348313.0")
     assert office.board.status("101") is ManagerStatus.RESERVED
@@ -458,6 +502,9 @@ async def test_offered_manager_is_reserved_for_ring_time_plus_reservation() -> N
 
 
 async def test_calls_arriving_together_never_get_the_same_manager() -> None:
+    """Calls arriving at the same moment each ring a different manager, and one more call when all
+    are taken is missed."""
+
     class SlowHistory:
         """The database answers only after every call has asked."""
 
@@ -482,6 +529,8 @@ async def test_calls_arriving_together_never_get_the_same_manager() -> None:
 
 
 async def test_two_sticky_callers_of_one_manager_do_not_both_get_them() -> None:
+    """Two returning callers of one manager arriving together: the first rings that manager, the
+    second goes to the group, and the reason says the manager was reserved."""
     memory = remembering(answered(CALLER, "102", 1), answered("+79160000002", "102", 2))
     office = Office(SALES_THEN_SUPPORT, memory)
     first, second = await asyncio.gather(office.ask(), office.ask(caller="+79160000002"))
@@ -491,6 +540,7 @@ async def test_two_sticky_callers_of_one_manager_do_not_both_get_them() -> None:
 
 
 async def test_same_state_gives_the_same_decision() -> None:
+    """The same managers' states and history always give the same routing decision."""
     decisions = []
     for _ in range(2):
         office = Office(SALES_THEN_SUPPORT)

@@ -65,6 +65,8 @@ def varset(sim: SimCall, variable: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_call_has_the_template_events_and_headers_in_order(kind: str) -> None:
+    """A simulated call of each kind sends the same AMI events with the same headers in the same
+    order as the captured call it is made from."""
     original = template(kind)
     generated = call(kind).messages
     assert [m["Event"] for m in generated] == [m["Event"] for m in original]
@@ -72,6 +74,8 @@ def test_a_call_has_the_template_events_and_headers_in_order(kind: str) -> None:
 
 
 def test_packaged_templates_are_the_captured_traces() -> None:
+    """The call templates shipped in the package are byte for byte the captured traces in the
+    tests."""
     folder = resources.files("pbx_tracker.sim") / "templates"
     for spec in KINDS.values():
         packaged = (folder / f"{spec.file}.jsonl").read_bytes()
@@ -80,6 +84,8 @@ def test_packaged_templates_are_the_captured_traces() -> None:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_messages_of_a_call_are_time_ordered_from_its_start(kind: str) -> None:
+    """A simulated call's events come in time order starting at the requested moment, with
+    microsecond timestamps as Asterisk writes them."""
     sim = call(kind, start=42.5)
     times = [float(m["_ts"]) for m in sim.messages]
     assert times == sorted(times)
@@ -97,6 +103,8 @@ def _identities(messages: list[dict[str, str]]) -> set[str]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_template_identity_appears_nowhere(kind: str) -> None:
+    """No number, name, channel or id of the captured calls leaks into a simulated call, so demo
+    data never shows a real customer."""
     original = template(kind)
     first = original[0]
     source = next(m["Value"] for m in original if m.get("Variable") == "__TRACK_SOURCE")
@@ -113,6 +121,8 @@ def test_template_identity_appears_nowhere(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["answered", "no_answer"])
 def test_single_leg_calls_ring_the_chosen_manager(kind: str) -> None:
+    """A simulated call for manager 103 rings 103's phone and queue entry only, except the
+    dialplan's fixed ring-all fallback."""
     sim = call(kind, manager="103")
     for message in sim.messages:
         for value in message.values():
@@ -128,6 +138,8 @@ def test_single_leg_calls_ring_the_chosen_manager(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_did_caller_source_and_recording_are_consistent(kind: str) -> None:
+    """A simulated call's tracked number, caller, source and recording file agree in every event,
+    dialplan step and CDR."""
     sim = call(kind, did="74990000043", caller="79035550199", source="site")
     expected = sim.expected
     inbound = events(sim, "Newchannel")[0]
@@ -150,6 +162,8 @@ def test_did_caller_source_and_recording_are_consistent(kind: str) -> None:
 
 @pytest.mark.parametrize("name", ["Анна Смирнова", "John Smith", ""])
 def test_caller_name_is_shown_wherever_the_caller_number_is(name: str) -> None:
+    """The caller's name, Cyrillic, Latin or none, appears with the caller's number in every event
+    and the CDR."""
     sim = call("ringgroup", caller_name=name)
     shown = name or "<unknown>"
     pairs = [("CallerIDNum", "CallerIDName"), ("ConnectedLineNum", "ConnectedLineName")]
@@ -165,6 +179,8 @@ def test_caller_name_is_shown_wherever_the_caller_number_is(name: str) -> None:
 
 
 def test_every_channel_gets_a_fresh_uniqueid_epoch_and_name() -> None:
+    """Each channel of a simulated call gets a new unique id from the call's moment and a fresh
+    channel name, all linked to the call."""
     ids = IdAllocator(seed=9)
     sim = call("queue", start=3600.25, ids=ids)
     for new in events(sim, "Newchannel"):
@@ -182,6 +198,8 @@ def test_every_channel_gets_a_fresh_uniqueid_epoch_and_name() -> None:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_expected_outcome_matches_the_kind_and_the_events(kind: str) -> None:
+    """The outcome a simulated call promises (answered by whom, or missed and why) is what its dial
+    and bridge events show."""
     sim = call(kind)
     expected = sim.expected
     inbound = events(sim, "Newchannel")[0]
@@ -209,6 +227,8 @@ def test_expected_outcome_matches_the_kind_and_the_events(kind: str) -> None:
 
 
 def test_expected_answerers_follow_the_readme() -> None:
+    """A simulated call is answered by the chosen manager for the answered, ring group and queue
+    kinds and by nobody for the missed kinds, as the traces' README says."""
     answered = {kind: call(kind, manager="102").expected.answered_by for kind in KINDS}
     assert answered == {
         "answered": "102",
@@ -221,6 +241,8 @@ def test_expected_answerers_follow_the_readme() -> None:
 
 
 def test_template_ring_and_talk_times_are_kept_by_default() -> None:
+    """Without asking for other times a simulated call keeps the captured call's ring and talk
+    seconds."""
     rounded = {kind: (round(e.ring_seconds), round(e.talk_seconds)) for kind, e in _all()}
     assert rounded == {
         "answered": (3, 3),
@@ -237,6 +259,8 @@ def _all() -> list[tuple[str, ExpectedCall]]:
 
 
 def test_ring_and_talk_stretch_every_reported_duration() -> None:
+    """Asking for 7.5 s of ringing and 42 s of talk changes every duration Asterisk reports for the
+    call, in variables and the CDR."""
     sim = call("answered", start=10.0, ring=7.5, talk=42.0)
     assert (sim.expected.ring_seconds, sim.expected.talk_seconds) == (7.5, 42.0)
     assert varset(sim, "ANSWEREDTIME")[-1] == "42"
@@ -252,6 +276,7 @@ def test_ring_and_talk_stretch_every_reported_duration() -> None:
 
 
 def test_queue_talk_time_reaches_the_queue_events() -> None:
+    """A queue call's talk time reaches the queue's own events and the members' last-call time."""
     sim = call("queue", talk=30.0)
     assert sim.expected.talk_seconds == 30.0
     assert events(sim, "AgentComplete")[0]["TalkTime"] == "30"
@@ -262,6 +287,8 @@ def test_queue_talk_time_reaches_the_queue_events() -> None:
 
 
 def test_no_answer_ring_time_is_the_dial_timeout() -> None:
+    """A missed call asked to ring 15 s is dialled with a 15 s timeout, set by the router over AGI,
+    and its CDR shows 15 s."""
     sim = call("no_answer", manager="102", ring=15.0)
     assert abs(sim.expected.ring_seconds - 15.0) < 0.01
     dials = [m["AppData"] for m in events(sim, "Newexten") if m["Application"] == "Dial"]
@@ -274,6 +301,7 @@ def test_no_answer_ring_time_is_the_dial_timeout() -> None:
 
 
 def test_abandon_after_a_longer_ring() -> None:
+    """A caller asked to hang up after 12 s of ringing hangs up 12 s after the call starts."""
     sim = call("abandoned", ring=12.0)
     assert sim.expected.ring_seconds == 12.0
     hangup = next(m for m in events(sim, "HangupRequest") if m["Channel"].startswith("IAX2/c"))
@@ -294,6 +322,8 @@ def test_abandon_after_a_longer_ring() -> None:
     ],
 )
 def test_impossible_calls_are_refused(kind: str, options: dict[str, object]) -> None:
+    """The simulator refuses calls that cannot happen (ringing on a busy line, talk on a missed
+    call, too long or too short a ring) with an error."""
     with pytest.raises(ValueError, match=r"ring|talk|unknown call kind"):
         call(kind, **options)
 
@@ -302,6 +332,8 @@ def test_impossible_calls_are_refused(kind: str, options: dict[str, object]) -> 
 
 
 def test_a_day_of_calls_never_reuses_an_identifier() -> None:
+    """A simulated day of 50 calls never reuses a unique id, channel, linked id or number between
+    calls."""
     day = generate_day(50, dids=DIDS, seed=7)
     assert len(day) == 50
     uniqueids = [m["Uniqueid"] for c in day for m in c.messages if m["Event"] == "Newchannel"]
@@ -321,6 +353,8 @@ def test_a_day_of_calls_never_reuses_an_identifier() -> None:
 
 
 def test_a_day_mixes_kinds_scripts_and_overlaps() -> None:
+    """A simulated day mixes every kind of call, mostly answered, with Cyrillic and Latin caller
+    names, overlapping calls and only the configured numbers and sources."""
     day = generate_day(50, dids=DIDS, seed=7)
     kinds = [c.expected.kind for c in day]
     assert set(kinds) == set(KINDS)
@@ -338,11 +372,15 @@ def test_a_day_mixes_kinds_scripts_and_overlaps() -> None:
 
 
 def test_a_day_is_deterministic_for_a_seed() -> None:
+    """The same seed gives the same simulated day and another seed a different one, so a demo can be
+    replayed."""
     assert generate_day(20, dids=DIDS, seed=3) == generate_day(20, dids=DIDS, seed=3)
     assert generate_day(20, dids=DIDS, seed=3) != generate_day(20, dids=DIDS, seed=4)
 
 
 def test_a_day_uses_the_given_epoch_and_managers() -> None:
+    """A simulated day uses the given start time and only the given managers, and refuses to run
+    without tracked numbers."""
     day = generate_day(30, dids=DIDS, managers=("102",), seed=2, epoch=1_800_000_000.0)
     for sim in day:
         assert sim.expected.linkedid.startswith("18000")
@@ -353,6 +391,8 @@ def test_a_day_uses_the_given_epoch_and_managers() -> None:
 
 
 def test_merge_orders_all_messages_by_time() -> None:
+    """A day's calls merged into one stream keep every event, in time order, with each call's own
+    order unchanged."""
     day = generate_day(20, dids=DIDS, seed=11)
     merged = merge(day)
     assert len(merged) == sum(len(c.messages) for c in day)

@@ -25,6 +25,8 @@ async def serving(landing: LandingPage | None) -> AsyncIterator[TestClient]:
 
 
 async def test_tracker_js_is_javascript_cached_for_five_minutes() -> None:
+    """Sites get /tracker.js as JavaScript that browsers may cache for five minutes, with an ETag to
+    check it later."""
     async with serving(None) as client:
         response = await client.get("/tracker.js")
         body = await response.text()
@@ -38,6 +40,8 @@ async def test_tracker_js_is_javascript_cached_for_five_minutes() -> None:
 
 @pytest.mark.parametrize("if_none_match", ["{etag}", "W/{etag}", '"other", {etag}', "*"])
 async def test_tracker_js_not_modified_for_the_cached_copy(if_none_match: str) -> None:
+    """A browser that already has the current /tracker.js (by ETag, weak ETag, among others, or *)
+    gets an empty 304 instead of the script again."""
     async with serving(None) as client:
         etag = (await client.get("/tracker.js")).headers["ETag"]
         headers = {"If-None-Match": if_none_match.format(etag=etag)}
@@ -48,12 +52,15 @@ async def test_tracker_js_not_modified_for_the_cached_copy(if_none_match: str) -
 
 
 async def test_tracker_js_sent_again_for_another_version() -> None:
+    """A browser holding an old version of /tracker.js gets the current script."""
     async with serving(None) as client:
         response = await client.get("/tracker.js", headers={"If-None-Match": '"old"'})
         assert response.status == 200
 
 
 async def test_demo_page_shows_the_site_number_escaped() -> None:
+    """The /demo/ page shows the site's number formatted for people and as a tel: link, with the
+    pool name escaped so it cannot inject HTML."""
     landing = LandingPage(pool='si"te<', number=SITE_NUMBER)
     async with serving(landing) as client:
         response = await client.get("/demo/")
@@ -69,11 +76,14 @@ async def test_demo_page_shows_the_site_number_escaped() -> None:
 
 
 async def test_no_demo_page_without_a_landing() -> None:
+    """Without a landing page configured /demo/ answers 404."""
     async with serving(None) as client:
         assert (await client.get("/demo/")).status == 404
 
 
 async def test_the_daemons_own_pages_may_call_the_api() -> None:
+    """The daemon's own /demo/ page may start a visit through the API, while a page from another
+    origin is refused with 403."""
     async with serving(None) as client:
         own = f"http://{client.host}:{client.port}"
         visit = {"page": f"{own}/demo/"}

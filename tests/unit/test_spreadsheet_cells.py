@@ -56,6 +56,8 @@ RULES = ReportRules(
     ],
 )
 def test_a_cell_is_text_or_a_number_never_a_formula(value: object, written: object) -> None:
+    """Text that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a return)
+    is written with a leading quote, while plain text and numbers stay as they are."""
     assert safe_cell(value) == written
 
 
@@ -67,6 +69,8 @@ def report_with(key: str, figures: dict[str, object]) -> Report:
 
 
 def test_the_report_csv_writes_a_formula_tag_as_text_and_numbers_as_numbers() -> None:
+    """A marketer opening the sources report's CSV sees a formula-like source as text, while the
+    number, negative counts, rates and costs stay numbers."""
     report = report_with(LINK, {"calls": -5, "missed_rate": -0.19, "cost": Decimal("-1.50")})
     header, row = csv.reader(io.StringIO(as_csv(report)))
     cells = dict(zip(header, row, strict=True))
@@ -95,6 +99,8 @@ def exported_call(**more: object) -> ExportedCall:
 
 
 def test_the_metrica_file_writes_text_from_outside_as_text(tmp_path: Path) -> None:
+    """In the Metrica offline-calls file a formula-like tag or landing page is written as text,
+    while Metrica's own client id, time, phone and durations keep their formats."""
     now = datetime(2026, 3, 11, tzinfo=UTC)
     file = metrica_file([exported_call()], tag="source_campaign", now=now)
     path = tmp_path / "metrica.csv"
@@ -113,6 +119,8 @@ def test_the_metrica_file_writes_text_from_outside_as_text(tmp_path: Path) -> No
 
 
 def test_a_caller_id_that_is_no_phone_number_is_written_as_text() -> None:
+    """A caller id that is no phone number (such as '=1+1') is written to the Metrica file as text,
+    not run as a formula."""
     now = datetime(2026, 3, 11, tzinfo=UTC)
     file = metrica_file([exported_call(caller="=1+1", source="yandex")], tag="source", now=now)
     assert file.rows[1][2:3] == ["'=1+1"]

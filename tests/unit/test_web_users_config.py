@@ -25,6 +25,8 @@ def config(*users: dict[str, Any], managers: Any = MANAGERS) -> dict[str, Any]:
 
 
 def test_a_manager_user_with_a_managers_extension_is_fine() -> None:
+    """Web users with the manager role whose extensions are in managers: raise no problem and load
+    with those extensions."""
     raw = config(
         {"name": "anna", "role": "manager", "extension": "101"},
         {"name": "boris", "role": "manager", "extension": "102"},
@@ -35,6 +37,8 @@ def test_a_manager_user_with_a_managers_extension_is_fine() -> None:
 
 
 def test_a_manager_user_with_an_unknown_extension_is_named() -> None:
+    """A manager web user whose extension is in no manager's entry is reported by key, with the
+    extensions managers does list."""
     raw = config(
         {"name": "anna", "role": "manager", "extension": "101"},
         {"name": "vera", "role": "manager", "extension": "105"},
@@ -46,6 +50,8 @@ def test_a_manager_user_with_an_unknown_extension_is_named() -> None:
 
 
 def test_without_managers_every_manager_user_is_a_problem() -> None:
+    """With no managers: (missing or empty) every manager web user is reported, saying that managers
+    lists none."""
     for managers in (None, []):
         raw = config({"name": "anna", "role": "manager", "extension": "101"}, managers=managers)
         assert web_user_problems(raw) == [
@@ -55,6 +61,8 @@ def test_without_managers_every_manager_user_is_a_problem() -> None:
 
 
 def test_long_lists_of_extensions_are_cut() -> None:
+    """The message about an unknown manager extension lists at most ten of the known extensions and
+    says how many more there are."""
     many = [{"name": f"M{n}", "extension": str(200 + n)} for n in range(12)]
     raw = config({"name": "anna", "role": "manager", "extension": "101"}, managers=many)
     [line] = web_user_problems(raw)
@@ -108,6 +116,8 @@ def test_extensions_read_from_yaml_compare_as_written() -> None:
     ],
 )
 def test_entries_the_models_refuse_are_left_to_them(web: Any) -> None:
+    """Malformed web or users entries are not reported twice here: the config model's own message
+    about them is the one the sysadmin sees."""
     assert web_user_problems({"managers": MANAGERS, "web": web}) == []
 
 
