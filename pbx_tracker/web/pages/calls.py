@@ -2,9 +2,9 @@
 
 The list shows the inbound calls of a period (default: today in the reports'
 zone, ``routing.timezone`` or the machine's), newest first, 50 a page, filtered
-by the query string (`pbx_tracker.web.pages.filters`).  A bad value is refused
-with 400 and logged (which filter, the value cut short); no call is shown then.
-Values go into SQL only as bound parameters.
+by the query string (`pbx_tracker.web.pages.filters`, which also finds them).
+A bad value is refused with 400 and logged (which filter, the value cut short);
+no call is shown then.  Values go into SQL only as bound parameters.
 
 Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
 "Spam" badge with the reason on spam calls and, for managers and admins, a
@@ -18,38 +18,30 @@ declared shows "answered: " and it.  A call's recording is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import Table, and_, exists, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
 
 from pbx_tracker.phones import display_number, is_dialable
-from pbx_tracker.reports.period import in_zone
-from pbx_tracker.store.models import CallRow, RingAttemptRow
 from pbx_tracker.web.pages.common import PAGES, Pages, html_response, signed_in, to_login
 from pbx_tracker.web.pages.filters import (
     MAX_LOGGED,
+    PER_PAGE,
     CallFilters,
     FilterError,
+    find_calls,
+    known_sources,
     local_today,
     parse_filters,
 )
 from pbx_tracker.web.pages.layout import csrf_field, layout
 from pbx_tracker.web.pages.layout import escape as _e
 
-__all__ = ["add_calls_routes", "call_row", "calls_html", "find_calls"]
+__all__ = ["add_calls_routes", "call_row", "calls_html"]
 
 log = structlog.get_logger(__name__)
 
-calls_table = cast(Table, CallRow.__table__)
-attempts_table = cast(Table, RingAttemptRow.__table__)
-PER_PAGE = 50
-MAX_SOURCES = 200
 
 REASONS = {
     "no_answer": "no answer",
@@ -65,87 +57,6 @@ SPAM_REASONS = {
     "manual": "marked by hand",
 }
 MARKERS = ("manager", "admin")  # who may mark calls as spam
-
-
-# --- the query ------------------------------------------------------------------------------
-
-
-def _credited(label: str, pages: Pages) -> ColumnElement[Any]:
-    """The call's source/campaign as the reports credit it (first or last touch)."""
-    c = calls_table.c
-    touch = "first_touch" if pages.rules.model == "first_touch" else "last_touch"
-    return func.coalesce(c[f"{touch}_{label}"], c[label])
-
-
-def _conditions(filters: CallFilters, pages: Pages) -> list[ColumnElement[bool]]:
-    c, zone = calls_table.c, pages.rules.zone
-    start = in_zone(datetime(filters.first.year, filters.first.month, filters.first.day), zone)
-    after = filters.last + timedelta(days=1)
-    end = in_zone(datetime(after.year, after.month, after.day), zone)
-    where: list[ColumnElement[bool]] = [c.started_at >= start, c.started_at < end]
-    if filters.source is not None:
-        where.append(func.lower(_credited("source", pages)) == filters.source.lower())
-    if filters.status is not None:
-        where.append(c.status == filters.status)
-    if filters.manager is not None:
-        a = attempts_table.c
-        rang = exists().where(a.call_id == c.id, a.manager == filters.manager)
-        where.append(or_(c.answered_by == filters.manager, rang))
-    if filters.caller is not None:
-        where.append(c.caller.contains(filters.caller, autoescape=True))
-    if filters.did is not None:
-        where.append(c.did.contains(filters.did, autoescape=True))
-    return where
-
-
-async def find_calls(
-    conn: AsyncConnection, filters: CallFilters, pages: Pages
-) -> tuple[list[Any], int]:
-    """One page of the calls the filters select (newest first), and how many there are."""
-    c = calls_table.c
-    where = and_(*_conditions(filters, pages))
-    total = (await conn.execute(select(func.count()).where(where))).scalar_one()
-    query = (
-        select(
-            c.id,
-            c.started_at,
-            c.caller,
-            c.did,
-            c.status,
-            c.missed_reason,
-            c.answered_by,
-            c.answered_via,
-            c.answered_number,
-            c.ring_seconds,
-            c.talk_seconds,
-            c.recording_path,
-            c.utm_term,
-            c.direction,
-            c.spam,
-            c.spam_reason,
-            _credited("source", pages).label("credited_source"),
-            _credited("campaign", pages).label("credited_campaign"),
-        )
-        .where(where)
-        .order_by(c.started_at.desc(), c.id.desc())
-        .limit(PER_PAGE)
-        .offset((filters.page - 1) * PER_PAGE)
-    )
-    return list((await conn.execute(query)).all()), int(total)
-
-
-async def _known_sources(conn: AsyncConnection, filters: CallFilters, pages: Pages) -> list[str]:
-    """The sources of the period, for the source field's suggestions."""
-    period = replace(filters, source=None, status=None, manager=None, caller=None, did=None)
-    source = _credited("source", pages)
-    query = (
-        select(source)
-        .distinct()
-        .where(*_conditions(period, pages), source.is_not(None))
-        .order_by(source)
-        .limit(MAX_SOURCES)
-    )
-    return [str(value) for value in (await conn.execute(query)).scalars()]
 
 
 # --- what a row shows -----------------------------------------------------------------------
@@ -234,7 +145,7 @@ async def calls_page(request: web.Request) -> web.Response:
         return html_response(page, 400)
     async with pages.engine.connect() as conn:
         found, total = await find_calls(conn, filters, pages)
-        sources = await _known_sources(conn, filters, pages)
+        sources = await known_sources(conn, filters, pages)
     several_days = filters.first != filters.last
     rows = [call_row(row, pages, with_date=several_days) for row in found]
     page = calls_html(
