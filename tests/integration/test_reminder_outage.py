@@ -98,7 +98,7 @@ async def test_a_reminder_sent_while_writes_fail_is_not_sent_again(tmp_path: Pat
             await service.run_job("remind", task_id)  # sent; the write waits, then fails
             await lock.release()
             await service.run_job("remind", task_id)  # run again, as the sweep puts it back
-        sent = [entry for entry in logs if entry["event"] == "callback.reminder"]
+        sent = [entry for entry in logs if entry["event"] == "callbacks.reminder"]
         assert len(sent) == 1
         assert any(entry["event"] == "callbacks.job_failed" for entry in logs)
         assert await reminders_sent(service) == 1
@@ -115,6 +115,6 @@ async def test_a_reminder_is_recorded_as_soon_as_the_database_is_back(tmp_path: 
             await asyncio.wait_for(failed_once.wait(), WAIT)
             await lock.release()
             await asyncio.wait_for(job, WAIT)
-        assert [e["event"] for e in logs].count("callback.reminder") == 1
+        assert [e["event"] for e in logs].count("callbacks.reminder") == 1
         assert not any(entry["event"] == "callbacks.job_failed" for entry in logs)
         assert await reminders_sent(service) == 1
