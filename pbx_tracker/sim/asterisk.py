@@ -36,15 +36,10 @@ from pbx_tracker.sim.ami_session import AmiSession
 from pbx_tracker.sim.cel_log import CelFile
 from pbx_tracker.sim.cel_recorder import CelRecorder
 from pbx_tracker.sim.channels import ChannelTable
+from pbx_tracker.sim.ids import OriginateIds
 from pbx_tracker.sim.introspection import PbxSetup
-from pbx_tracker.sim.originate import (
-    QUEUED,
-    OriginatedCall,
-    OriginateIds,
-    OriginateRequest,
-    callback_call,
-    originate_error,
-)
+from pbx_tracker.sim.originate import OriginatedCall, callback_call
+from pbx_tracker.sim.originate_request import QUEUED, OriginateRequest, originate_error
 from pbx_tracker.sim.states import PbxStates
 from pbx_tracker.sim.wire import encode_message, header
 

@@ -11,7 +11,6 @@ from pbx_tracker.ami.capture import read_capture
 SESSION_EVENTS = frozenset({"FullyBooted", "SuccessfulAuth"})
 
 
-
 def trace_events(path: str | Path) -> list[dict[str, str]]:
     """The call traffic of a capture file, each message with `_ts` (seconds, as text).
 
