@@ -46,7 +46,7 @@ from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.config import load_settings
 from pbx_tracker.daemon import CEL_STORE_SECONDS
 from pbx_tracker.logging import configure_logging
-from pbx_tracker.pipeline import open_writer
+from pbx_tracker.pipeline import CallPipeline, open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.sim.cel_log import cel_rows
 from pbx_tracker.store.migrate import upgrade_to_head
@@ -113,13 +113,11 @@ async def recover_into_database(settings: Settings, start: Position) -> StoreRun
         run.stored += 1
 
     async with open_writer(settings, on_written=on_written) as writer:
+        pipeline = CallPipeline([labeler.label], writer.submit)  # the daemon's, without logs
 
-        def finished(record: CallRecord) -> None:  # Daemon._call_finished without the logs
-            labelled = labeler.label(record)
-            if labelled is None:
+        def finished(record: CallRecord) -> None:
+            if pipeline.finished(record) is None:
                 run.untracked += 1
-                return
-            writer.submit(labelled)
 
         async def stored() -> bool:  # Daemon._stored, with a wait long enough for a day
             waited = time.perf_counter()
