@@ -37,7 +37,8 @@ from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import generate_day, merge
+from pbx_tracker.sim.generated_day import generate_day
+from pbx_tracker.sim.scenarios import merge
 from pbx_tracker.sim.wire import encode_message
 from pbx_tracker.store.migrate import upgrade_to_head
 

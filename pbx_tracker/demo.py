@@ -35,8 +35,8 @@ from pbx_tracker.daemon import Daemon
 from pbx_tracker.logging import configure_logging
 from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.generated_day import CallSlot, call_slots
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
-from pbx_tracker.sim.scenarios import CallSlot, call_slots
 from pbx_tracker.sim.visitors import ShownNumber, visit_site
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.web.snippet import LandingPage

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.sim.scenarios import KINDS, ExpectedCall, IdAllocator, SimCall, make_call
+from pbx_tracker.sim.call_template import KINDS
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import ExpectedCall, SimCall, make_call
 
 SLACK = 1.0  # s: records count whole seconds
 DIDS = {"74951110001": "yandex-direct", "74951110002": "google-ads", "74951110003": "offline-flyer"}

@@ -52,8 +52,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pbx_tracker.callbacks.tasks import CallbackTask, list_tasks
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.call_template import KINDS
 from pbx_tracker.sim.db_outage import SqliteLock, TcpProxy
-from pbx_tracker.sim.scenarios import KINDS, IdAllocator, SimCall, make_call, merge
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import SimCall, make_call, merge
 from pbx_tracker.store.calls import list_calls
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head

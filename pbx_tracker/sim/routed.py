@@ -20,13 +20,10 @@ from dataclasses import dataclass
 
 from pbx_tracker.sim.agi_client import env_for_call, run_agi_session
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import (
-    TEMPLATE_MANAGER,
-    CallSlot,
-    IdAllocator,
-    SimCall,
-    make_call,
-)
+from pbx_tracker.sim.call_template import TEMPLATE_MANAGER
+from pbx_tracker.sim.generated_day import CallSlot
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import SimCall, make_call
 
 _CAPTURED_STATES = frozenset({"DeviceStateChange", "ExtensionStatus", "QueueMemberStatus"})
 

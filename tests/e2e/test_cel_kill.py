@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import KINDS, IdAllocator, SimCall, make_call, merge
+from pbx_tracker.sim.call_template import KINDS
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import SimCall, make_call, merge
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow

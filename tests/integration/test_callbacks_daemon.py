@@ -22,7 +22,8 @@ from pbx_tracker.calls.records import SpamReason
 from pbx_tracker.config import Settings, load_settings, settings_from_mapping
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import make_call
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.spam import marking
 from pbx_tracker.spam.settings import SpamSettings

@@ -17,7 +17,8 @@ from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.config import Settings
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import IdAllocator, SimCall, make_call, merge
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import SimCall, make_call, merge
 from stored import stored_calls, stored_tasks
 
 LIVE_CALLER = "79167770001"

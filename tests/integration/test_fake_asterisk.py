@@ -14,7 +14,8 @@ from panoramisk import Manager
 from waiting import until
 
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import generate_day, merge
+from pbx_tracker.sim.generated_day import generate_day
+from pbx_tracker.sim.scenarios import merge
 from pbx_tracker.sim.traces import trace_events
 
 TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"

@@ -11,8 +11,8 @@ from pbx_tracker.daemon import Daemon
 from pbx_tracker.demo import DEMO_DIDS, DEMO_SECRET, demo_settings
 from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.generated_day import call_slots
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
-from pbx_tracker.sim.scenarios import call_slots
 from pbx_tracker.store.migrate import upgrade_to_head
 
 WAIT = 60.0

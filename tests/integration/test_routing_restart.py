@@ -16,7 +16,8 @@ from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.sim.agi_client import env_for_call, run_agi_session
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import make_call
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from stored import missed_call

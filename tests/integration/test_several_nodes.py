@@ -35,7 +35,8 @@ from pbx_tracker.config import Settings
 from pbx_tracker.daemon import Daemon
 from pbx_tracker.reports.commands import show_report
 from pbx_tracker.sim.asterisk import FakeAsterisk
-from pbx_tracker.sim.scenarios import IdAllocator, make_call
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import make_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow

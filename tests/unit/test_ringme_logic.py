@@ -23,10 +23,9 @@ from pbx_tracker.callbacks.settings import RingMeSettings
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
-from pbx_tracker.sim.ids import OriginateIds
+from pbx_tracker.sim.ids import IdAllocator, OriginateIds
 from pbx_tracker.sim.originate import CUSTOMER_OUTCOMES, MANAGER_OUTCOMES, callback_call
 from pbx_tracker.sim.originate_request import OriginateRequest, originate_error, parse_variables
-from pbx_tracker.sim.scenarios import IdAllocator
 from traces import TRACES
 
 TASK = 3

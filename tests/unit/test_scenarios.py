@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pbx_tracker.sim.scenarios import (
-    KINDS,
-    ExpectedCall,
-    IdAllocator,
-    SimCall,
-    generate_day,
-    make_call,
-    merge,
-)
+from pbx_tracker.sim.call_template import KINDS
+from pbx_tracker.sim.generated_day import generate_day
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import ExpectedCall, SimCall, make_call, merge
 from pbx_tracker.sim.traces import trace_events
 
 TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"

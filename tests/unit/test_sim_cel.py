@@ -22,9 +22,11 @@ from pbx_tracker.cel.recovery import recover
 from pbx_tracker.config import load_settings
 from pbx_tracker.replay import topology_of
 from pbx_tracker.sim.asterisk import FakeAsterisk
+from pbx_tracker.sim.call_template import KINDS
 from pbx_tracker.sim.cel_apps import DEFAULT_APPS
 from pbx_tracker.sim.cel_log import CelFile, cel_rows
-from pbx_tracker.sim.scenarios import KINDS, IdAllocator, merge
+from pbx_tracker.sim.ids import IdAllocator
+from pbx_tracker.sim.scenarios import merge
 from traces import TRACE_CONFIG, TRACES, e164
 
 CEL = TRACES / "cel"
