@@ -13,10 +13,12 @@ from pbx_tracker import __version__
 from pbx_tracker.cli_common import (
     config_option,
     database_or_exit,
+    fail,
     load_or_exit,
+    log_only_when_debugging,
+    run_command,
     strong_secrets_or_exit,
 )
-from pbx_tracker.cli_common import run_command as _run_command
 from pbx_tracker.cli_web import web
 
 
@@ -176,13 +178,6 @@ def callbacks() -> None:
     """Missed calls to call back: list them, close, snooze, reassign, call the customer."""
 
 
-def _callback_command(coroutine: Any) -> None:
-    """Run one `callbacks` command; its problem on stderr and exit 1 when it fails."""
-    from pbx_tracker.callbacks.commands import CommandError
-
-    _run_command(coroutine, CommandError)
-
-
 def _now() -> Any:
     from datetime import UTC, datetime
 
@@ -201,8 +196,15 @@ def callbacks_list(config_path: str | None, mine: str | None, everything: bool, 
     from pbx_tracker.callbacks.commands import list_callbacks
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _callback_command(
-        list_callbacks(settings, mine=mine, everything=everything, fmt=fmt, now=_now())
+    run_command(
+        list_callbacks(
+            settings.database.url,
+            settings.directory,
+            mine=mine,
+            everything=everything,
+            fmt=fmt,
+            now=_now(),
+        )
     )
 
 
@@ -215,7 +217,7 @@ def callbacks_done(config_path: str | None, task_id: int, by: str) -> None:
     from pbx_tracker.callbacks.commands import close_callback
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _callback_command(close_callback(settings, task_id, by=by, now=_now()))
+    run_command(close_callback(settings.database.url, task_id, by=by, now=_now()))
 
 
 @callbacks.command("snooze")
@@ -225,15 +227,10 @@ def callbacks_done(config_path: str | None, task_id: int, by: str) -> None:
 @click.option("--by", default="cli", show_default=True, help="Who snoozes it.")
 def callbacks_snooze(config_path: str | None, task_id: int, duration: str, by: str) -> None:
     """No reminders for DURATION (30m, 2h, 1h30m, 1d); then one at once."""
-    from pbx_tracker.callbacks.commands import CommandError, parse_duration, snooze_callback
+    from pbx_tracker.callbacks.commands import snooze_callback
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    try:
-        length = parse_duration(duration)
-    except CommandError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
-    _callback_command(snooze_callback(settings, task_id, length, by=by, now=_now()))
+    run_command(snooze_callback(settings.database.url, task_id, duration, by=by, now=_now()))
 
 
 @callbacks.command("assign")
@@ -246,7 +243,11 @@ def callbacks_assign(config_path: str | None, task_id: int, extension: str, by: 
     from pbx_tracker.callbacks.commands import assign_callback
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _callback_command(assign_callback(settings, task_id, extension, by=by, now=_now()))
+    run_command(
+        assign_callback(
+            settings.database.url, settings.directory, task_id, extension, by=by, now=_now()
+        )
+    )
 
 
 @callbacks.command("call")
@@ -256,15 +257,20 @@ def callbacks_assign(config_path: str | None, task_id: int, extension: str, by: 
 def callbacks_call(config_path: str | None, task_id: int, manager: str | None) -> None:
     """Call the customer back: Asterisk rings the manager's phone, then dials the customer."""
     from pbx_tracker.callbacks.commands import call_back
-    from pbx_tracker.logging import configure_logging
+    from pbx_tracker.routing.plan import RoutingPlan
 
     settings = load_or_exit(config_path)
-    # stdout is for the outcome, stderr for the one-line error; the log only when debugging
-    level = "debug" if settings.logging.level == "debug" else "critical"
-    configure_logging(
-        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    log_only_when_debugging(settings)
+    run_command(
+        call_back(
+            settings.database.url,
+            task_id,
+            manager=manager,
+            ami=settings.ami,
+            ring_me=settings.callbacks.ring_me,
+            plan=RoutingPlan(settings.routing, settings.directory),
+        )
     )
-    _callback_command(call_back(settings, task_id, manager=manager))
 
 
 @main.group()
@@ -273,13 +279,6 @@ def spam() -> None:
 
     CALL_ID is the call's id on the calls page (and in `spam list`).  Spam calls are kept
     but open no callback task and count as no lead."""
-
-
-def _spam_command(coroutine: Any) -> None:
-    """Run one `spam` command; its problem on stderr and exit 1 when it fails."""
-    from pbx_tracker.spam.commands import SpamCommandError
-
-    _run_command(coroutine, SpamCommandError)
 
 
 @spam.command("list")
@@ -296,7 +295,16 @@ def spam_list(config_path: str | None, start: str, end: str, fmt: str) -> None:
     from pbx_tracker.spam.commands import list_spam_calls
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _spam_command(list_spam_calls(settings, start=start, end=end, fmt=fmt))
+    run_command(
+        list_spam_calls(
+            settings.database.url,
+            zone=settings.report_rules().zone,
+            region=settings.phone_region,
+            start=start,
+            end=end,
+            fmt=fmt,
+        )
+    )
 
 
 @spam.command("mark")
@@ -308,7 +316,7 @@ def spam_mark(config_path: str | None, call_id: int, by: str) -> None:
     from pbx_tracker.spam.commands import mark_call
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _spam_command(mark_call(settings, call_id, by=by, now=_now()))
+    run_command(mark_call(settings.database.url, call_id, by=by, now=_now()))
 
 
 @spam.command("undo")
@@ -320,7 +328,7 @@ def spam_undo(config_path: str | None, call_id: int, by: str) -> None:
     from pbx_tracker.spam.commands import undo_call
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _spam_command(undo_call(settings, call_id, by=by, now=_now()))
+    run_command(undo_call(settings.database.url, settings.callbacks, call_id, by=by, now=_now()))
 
 
 @main.group()
@@ -338,11 +346,19 @@ def pool() -> None:
 def pool_status(config_path: str | None, name: str | None, hours: float, fmt: str) -> None:
     """Numbers in use and at peak, exhaustion, visits, calls by attribution, and the
     pool size the site's traffic needs."""
-    from pbx_tracker.attribution.commands import PoolCommandError, show_pool_status
+    from pbx_tracker.attribution.commands import show_pool_status
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _run_command(
-        show_pool_status(settings, pool=name, hours=hours, fmt=fmt, now=_now()), PoolCommandError
+    run_command(
+        show_pool_status(
+            settings.database.url,
+            settings.number_pools,
+            settings.attribution,
+            pool=name,
+            hours=hours,
+            fmt=fmt,
+            now=_now(),
+        )
     )
 
 
@@ -352,13 +368,6 @@ def export() -> None:
 
     Dates are YYYY-MM-DD, both included, days cut in routing.timezone (else the machine's
     zone) as reports cut them (--from 2026-03-01 --to 2026-03-01 is that whole day)."""
-
-
-def _export_command(coroutine: Any) -> None:
-    """Run one `export` command; its problem on stderr and exit 1 when it fails."""
-    from pbx_tracker.exports.commands import ExportError
-
-    _run_command(coroutine, ExportError)
 
 
 @export.command("metrica")
@@ -376,7 +385,17 @@ def export_metrica(config_path: str | None, first: str, last: str, out_path: str
     from pbx_tracker.exports.commands import export_metrica as run_export
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _export_command(run_export(settings, first, last, Path(out_path), now=_now()))
+    run_command(
+        run_export(
+            settings.database.url,
+            settings.exports,
+            first,
+            last,
+            Path(out_path),
+            zone=settings.report_rules().zone,
+            now=_now(),
+        )
+    )
 
 
 @export.command("ga4")
@@ -396,19 +415,23 @@ def export_ga4(
     left out (GA4 refuses them).  --out FILE writes one request body per line (JSON
     Lines), --send posts them to exports.ga4.endpoint, up to 25 per request."""
     from pbx_tracker.exports.commands import export_ga4 as run_export
-    from pbx_tracker.logging import configure_logging
 
     if (out_path is None) == (not send):
-        click.echo("error: give either --out FILE or --send", err=True)
-        sys.exit(1)
+        fail("give either --out FILE or --send")
     settings = load_or_exit(config_path, need_ami_secret=False)
-    # stdout is for the outcome, stderr for the one-line error; the log only when debugging
-    level = "debug" if settings.logging.level == "debug" else "critical"
-    configure_logging(
-        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    log_only_when_debugging(settings)
+    run_command(
+        run_export(
+            settings.database.url,
+            settings.exports,
+            first,
+            last,
+            out=None if out_path is None else Path(out_path),
+            zone=settings.report_rules().zone,
+            target_seconds=settings.calls.target_seconds,
+            now=_now(),
+        )
     )
-    out = None if out_path is None else Path(out_path)
-    _export_command(run_export(settings, first, last, out=out, now=_now()))
 
 
 @main.group()
@@ -417,13 +440,6 @@ def report() -> None:
 
     Days are cut in routing.timezone (else the machine's zone); --from and --to
     take a date (both days included) or a date and time (--to not included)."""
-
-
-def _report_command(coroutine: Any) -> None:
-    """Run one `report`/`spend` command; its problem on stderr and exit 1 when it fails."""
-    from pbx_tracker.reports.commands import ReportCommandError
-
-    _run_command(coroutine, ReportCommandError)
 
 
 def _report_kind(kind: str, summary: str) -> None:
@@ -449,8 +465,17 @@ def _report_kind(kind: str, summary: str) -> None:
         from pbx_tracker.reports.commands import show_report
 
         settings = load_or_exit(config_path, need_ami_secret=False)
-        _report_command(
-            show_report(settings, kind, start=start, end=end, group_by=group_by, fmt=fmt)
+        run_command(
+            show_report(
+                settings.database.url,
+                settings.report_rules(),
+                settings.directory,
+                kind,
+                start=start,
+                end=end,
+                group_by=group_by,
+                fmt=fmt,
+            )
         )
 
 
@@ -481,7 +506,7 @@ def spend_import(config_path: str | None, file: str) -> None:
     from pbx_tracker.reports.commands import import_spend_file
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _report_command(import_spend_file(settings, Path(file), now=_now()))
+    run_command(import_spend_file(settings.database.url, settings.reports, Path(file), now=_now()))
 
 
 @main.command()

@@ -1,22 +1,28 @@
 """What the command line's modules share: the --config option, loading the config,
-and running one command that prints its answer or its problem."""
+running one command that prints its answer or its problem, and the quiet log of
+commands whose output is their answer."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from pbx_tracker.config import Settings
 
 __all__ = [
     "CONFIG_HELP",
     "check_against_asterisk",
     "config_option",
     "database_or_exit",
+    "fail",
     "load_or_exit",
+    "log_only_when_debugging",
     "run_command",
     "strong_secrets_or_exit",
 ]
@@ -30,7 +36,7 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> Any:
+def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> Settings:
     """Settings, or every problem on its own line and exit 1."""
     from pbx_tracker.config import ConfigError, load_settings
 
@@ -43,7 +49,7 @@ def load_or_exit(config_path: str | None, *, need_ami_secret: bool = True) -> An
     return settings
 
 
-def strong_secrets_or_exit(settings: Any) -> None:
+def strong_secrets_or_exit(settings: Settings) -> None:
     """Refuse placeholders, well-known defaults and too-short secrets (`weak_secrets`):
     each on its own line naming the key, and exit 1."""
     from pbx_tracker.config.weak_secrets import weak_secret_problems
@@ -55,16 +61,33 @@ def strong_secrets_or_exit(settings: Any) -> None:
         sys.exit(1)
 
 
-def run_command(coroutine: Any, expected: type[Exception]) -> None:
-    """Print what the command answers; an ``expected`` problem, or a database that
-    cannot be used, goes to stderr as one line and exits 1."""
+def fail(problem: str) -> NoReturn:
+    """``error: <problem>`` on stderr, and exit 1."""
+    click.echo(f"error: {problem}", err=True)
+    sys.exit(1)
+
+
+def run_command(command: Coroutine[Any, Any, str]) -> None:
+    """Run one command and print its answer; what cannot be done (`CommandError`) or a
+    database that cannot be used goes to stderr as one ``error:`` line, and exit 1."""
+    from pbx_tracker.command_error import CommandError
     from pbx_tracker.store.engine import DatabaseProblem
 
     try:
-        click.echo(asyncio.run(coroutine))
-    except (expected, DatabaseProblem) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        click.echo(asyncio.run(command))
+    except (CommandError, DatabaseProblem) as error:
+        fail(str(error))
+
+
+def log_only_when_debugging(settings: Settings) -> None:
+    """For a command whose output is its answer (stdout) and its problems (stderr): the
+    log goes to stderr, and says nothing below critical unless ``logging.level`` is debug."""
+    from pbx_tracker.logging import configure_logging
+
+    level = "debug" if settings.logging.level == "debug" else "critical"
+    configure_logging(
+        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
+    )
 
 
 @contextmanager
@@ -78,25 +101,18 @@ def database_or_exit(url: str, doing: str) -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, OSError, DatabaseUnavailableError) as error:
-        click.echo(
-            f"error: cannot {doing} the database {mask_url(url)}: {describe_error(error)}"
-            " (is it running and reachable, do the URL's user and password let it in?)",
-            err=True,
+        fail(
+            f"cannot {doing} the database {mask_url(url)}: {describe_error(error)}"
+            " (is it running and reachable, do the URL's user and password let it in?)"
         )
-        sys.exit(1)
 
 
-def check_against_asterisk(settings: Any) -> int:
+def check_against_asterisk(settings: Settings) -> int:
     """`check-config --live`: each problem on stderr (one line naming the key), what
     could not be checked on stdout as ``note: ...``; the exit code."""
-    from pbx_tracker.logging import configure_logging
     from pbx_tracker.selfcheck.live import check_live
 
-    # stdout and stderr are for the outcome; the log only when debugging
-    level = "debug" if settings.logging.level == "debug" else "critical"
-    configure_logging(
-        level, settings.logging.format, secrets=settings.secret_values(), stream=sys.stderr
-    )
+    log_only_when_debugging(settings)
     findings = asyncio.run(check_live(settings))
     for note in findings.notes:
         click.echo(f"note: {note}")

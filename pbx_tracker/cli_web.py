@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
-from pbx_tracker.cli_common import config_option, load_or_exit, run_command
+from pbx_tracker.cli_common import config_option, fail, load_or_exit, run_command
 
 __all__ = ["web"]
 
@@ -36,15 +36,8 @@ def _new_password(from_stdin: bool = False) -> str:
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < MIN_PASSWORD_CHARS:
-        click.echo(f"error: use at least {MIN_PASSWORD_CHARS} characters", err=True)
-        sys.exit(1)
+        fail(f"use at least {MIN_PASSWORD_CHARS} characters")
     return password
-
-
-def _user_command(coroutine: object) -> None:
-    from pbx_tracker.web.user_commands import UserCommandError
-
-    run_command(coroutine, UserCommandError)
 
 
 def _now() -> datetime:
@@ -78,7 +71,18 @@ def web_user_add(
 
     settings = load_or_exit(config_path, need_ami_secret=False)
     password = _new_password(password_stdin)
-    _user_command(add_user(settings, name, role, extension, password, now=_now()))
+    run_command(
+        add_user(
+            settings.database.url,
+            settings.web,
+            settings.directory,
+            name,
+            role,
+            extension,
+            password,
+            now=_now(),
+        )
+    )
 
 
 @web_user.command("list")
@@ -91,7 +95,7 @@ def web_user_list(config_path: str | None, fmt: str) -> None:
     from pbx_tracker.web.user_commands import list_users
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _user_command(list_users(settings, fmt=fmt))
+    run_command(list_users(settings.database.url, settings.web, fmt=fmt))
 
 
 @web_user.command("passwd")
@@ -104,7 +108,7 @@ def web_user_passwd(config_path: str | None, name: str, password_stdin: bool) ->
 
     settings = load_or_exit(config_path, need_ami_secret=False)
     password = _new_password(password_stdin)
-    _user_command(change_password(settings, name, password, now=_now()))
+    run_command(change_password(settings.database.url, settings.web, name, password, now=_now()))
 
 
 @web_user.command("remove")
@@ -115,4 +119,4 @@ def web_user_remove(config_path: str | None, name: str) -> None:
     from pbx_tracker.web.user_commands import remove_user
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    _user_command(remove_user(settings, name))
+    run_command(remove_user(settings.database.url, settings.web, name))

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pbx_tracker.attribution.settings import AttributionSettings, NumberPool
 from pbx_tracker.attribution.status import PoolStatus, pool_status
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.store.engine import in_transaction
 from pbx_tracker.terminal import as_text
 
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
-
-__all__ = ["PoolCommandError", "show_pool_status"]
+__all__ = ["show_pool_status"]
 
 _ROWS = (
     ("numbers", "size"),
@@ -33,28 +32,29 @@ _ROWS = (
 )
 
 
-class PoolCommandError(Exception):
-    """A problem to show on one line (unknown pool, database unreachable)."""
-
-
 async def show_pool_status(
-    settings: Settings, *, pool: str | None, hours: float, fmt: str, now: datetime
+    database_url: str,
+    number_pools: Sequence[NumberPool],
+    attribution: AttributionSettings,
+    *,
+    pool: str | None,
+    hours: float,
+    fmt: str,
+    now: datetime,
 ) -> str:
     """The status of every pool (or ``pool``) over the last ``hours``, as a table or JSON."""
-    if not settings.number_pools:
-        raise PoolCommandError("no number pools in the config (number_pools:)")
-    pools = [p for p in settings.number_pools if pool is None or p.name == pool]
+    if not number_pools:
+        raise CommandError("no number pools in the config (number_pools:)")
+    pools = [p for p in number_pools if pool is None or p.name == pool]
     if not pools:
-        known = ", ".join(p.name for p in settings.number_pools)
-        raise PoolCommandError(f"unknown pool {pool!r} (pools: {known})")
+        known = ", ".join(p.name for p in number_pools)
+        raise CommandError(f"unknown pool {pool!r} (pools: {known})")
     since = now - timedelta(hours=hours)
 
     async def work(conn: AsyncConnection) -> list[PoolStatus]:
-        return [
-            await pool_status(conn, p, settings.attribution, since=since, now=now) for p in pools
-        ]
+        return [await pool_status(conn, p, attribution, since=since, now=now) for p in pools]
 
-    found = await in_transaction(settings.database.url, work)
+    found = await in_transaction(database_url, work)
     if fmt == "json":
         return json.dumps([status.to_json() for status in found], ensure_ascii=False, indent=2)
     return "\n".join(_table(status, hours) for status in found)

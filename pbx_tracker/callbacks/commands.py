@@ -13,27 +13,28 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pbx_tracker.ami.connection import AmiConnectionSettings, AmiListener
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused, RingMeResult
+from pbx_tracker.callbacks.settings import RingMeSettings
 from pbx_tracker.calls.events import AmiEvent
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.phones import display_number
 from pbx_tracker.routing.plan import RoutingPlan
+from pbx_tracker.staff import Directory
 from pbx_tracker.store.engine import in_transaction
 from pbx_tracker.terminal import as_text
 
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
-
 __all__ = [
-    "CommandError",
     "assign_callback",
     "call_back",
     "close_callback",
@@ -42,6 +43,7 @@ __all__ = [
     "snooze_callback",
 ]
 
+_T = TypeVar("_T")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?:in)?)?(?:(\d+)s)?")
 _MAX_SNOOZE = timedelta(days=30)
 _RESOLVED = {
@@ -49,10 +51,6 @@ _RESOLVED = {
     "called_back": "called back",
     "closed_by_manager": "closed",
 }
-
-
-class CommandError(Exception):
-    """What went wrong, in one line for the terminal."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -70,26 +68,32 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-async def _run(settings: Settings, work: Any) -> Any:
+async def _run(database_url: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
     try:
-        return await in_transaction(settings.database.url, work)
+        return await in_transaction(database_url, work)
     except tasks.TaskError as error:
         raise CommandError(str(error)) from None
 
 
 async def list_callbacks(
-    settings: Settings, *, mine: str | None, everything: bool, fmt: str, now: datetime
+    database_url: str,
+    directory: Directory,
+    *,
+    mine: str | None,
+    everything: bool,
+    fmt: str,
+    now: datetime,
 ) -> str:
     """Open tasks (``everything``: done ones too), newest first, as a table or JSON."""
 
-    async def work(conn: Any) -> list[tasks.CallbackTask]:
+    async def work(conn: AsyncConnection) -> list[tasks.CallbackTask]:
         status = None if everything else "open"
         return await tasks.list_tasks(conn, status=status, assignee=mine, limit=500)
 
-    found: list[tasks.CallbackTask] = await _run(settings, work)
+    found = await _run(database_url, work)
     if fmt == "json":
         return json.dumps([_as_json(task) for task in found], ensure_ascii=False, indent=2)
-    return _table(found, settings, now)
+    return _table(found, directory, now)
 
 
 def _as_json(task: tasks.CallbackTask) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def _as_json(task: tasks.CallbackTask) -> dict[str, Any]:
     return row
 
 
-def _table(found: Sequence[tasks.CallbackTask], settings: Settings, now: datetime) -> str:
+def _table(found: Sequence[tasks.CallbackTask], directory: Directory, now: datetime) -> str:
     if not found:
         return "no callback tasks"
     table = Table(title="Callback tasks", title_justify="left")
@@ -111,28 +115,28 @@ def _table(found: Sequence[tasks.CallbackTask], settings: Settings, now: datetim
     for task in found:
         table.add_row(
             str(task.id),
-            _customer(task, settings),
+            _customer(task, directory.region),
             str(task.tries),
             _age(now - task.first_missed_at),
             task.source or "",
-            display_number(task.did, settings.phone_region),
-            _assignee(task, settings),
+            display_number(task.did, directory.region),
+            _assignee(task, directory),
             _state(task, now),
         )
     return as_text(table, width=140)
 
 
-def _customer(task: tasks.CallbackTask, settings: Settings) -> str:
+def _customer(task: tasks.CallbackTask, region: str) -> str:
     if task.customer is None:
         return "hidden number"
-    shown = display_number(task.customer, settings.phone_region)
+    shown = display_number(task.customer, region)
     return shown if task.dialable else f"{shown} (cannot be dialled)"
 
 
-def _assignee(task: tasks.CallbackTask, settings: Settings) -> str:
+def _assignee(task: tasks.CallbackTask, directory: Directory) -> str:
     if task.assignee is None:
         return task.group_name or ""
-    manager = settings.manager_for_extension(task.assignee)
+    manager = directory.manager_for_extension(task.assignee)
     return f"{task.assignee} {manager.name}" if manager else task.assignee
 
 
@@ -156,65 +160,73 @@ def _age(delta: timedelta) -> str:
     return f"{hours // 24} days"
 
 
-async def close_callback(settings: Settings, task_id: int, *, by: str, now: datetime) -> str:
-    async def work(conn: Any) -> tasks.CallbackTask:
+async def close_callback(database_url: str, task_id: int, *, by: str, now: datetime) -> str:
+    async def work(conn: AsyncConnection) -> tasks.CallbackTask:
         return await tasks.close_task(conn, task_id, by=by, now=now)
 
-    await _run(settings, work)
+    await _run(database_url, work)
     return f"callback task {task_id} closed by {by}"
 
 
 async def snooze_callback(
-    settings: Settings, task_id: int, duration: timedelta, *, by: str, now: datetime
+    database_url: str, task_id: int, duration: str, *, by: str, now: datetime
 ) -> str:
-    async def work(conn: Any) -> tasks.CallbackTask:
-        return await tasks.snooze_task(conn, task_id, until=now + duration, by=by, now=now)
+    """Snooze for ``duration`` as the user wrote it (`parse_duration`)."""
+    length = parse_duration(duration)
 
-    await _run(settings, work)
-    return f"callback task {task_id} snoozed for {_age(duration)}"
+    async def work(conn: AsyncConnection) -> tasks.CallbackTask:
+        return await tasks.snooze_task(conn, task_id, until=now + length, by=by, now=now)
+
+    await _run(database_url, work)
+    return f"callback task {task_id} snoozed for {_age(length)}"
 
 
 async def assign_callback(
-    settings: Settings, task_id: int, extension: str, *, by: str, now: datetime
+    database_url: str,
+    directory: Directory,
+    task_id: int,
+    extension: str,
+    *,
+    by: str,
+    now: datetime,
 ) -> str:
-    manager = settings.manager_for_extension(extension)
+    manager = directory.manager_for_extension(extension)
     if manager is None:
         raise CommandError(f"{extension} is no manager in the config")
 
-    async def work(conn: Any) -> tasks.CallbackTask:
+    async def work(conn: AsyncConnection) -> tasks.CallbackTask:
         return await tasks.assign_task(conn, task_id, extension=extension, by=by, now=now)
 
-    await _run(settings, work)
+    await _run(database_url, work)
     return f"callback task {task_id} assigned to {extension} {manager.name}"
 
 
-async def call_back(settings: Settings, task_id: int, *, manager: str | None) -> str:
+async def call_back(
+    database_url: str,
+    task_id: int,
+    *,
+    manager: str | None,
+    ami: AmiConnectionSettings,
+    ring_me: RingMeSettings,
+    plan: RoutingPlan,
+) -> str:
     """Ring the manager's phone, then the customer (ring me); how the manager's side went."""
-    from pbx_tracker.ami.connection import AmiListener
-
-    task = await _run(settings, lambda conn: tasks.get_task(conn, task_id))
-    if task is None:
-        raise CommandError(f"no callback task {task_id}")
-    if not task.is_open:
-        how = task.resolution.value if task.resolution else "done"
-        raise CommandError(f"cannot call back task {task_id}: it is done ({how})")
-    if not task.dialable or task.customer is None:
-        raise CommandError(f"cannot call back task {task_id}: the number cannot be dialled")
+    task = await _callable_task(database_url, task_id)
     extension = manager or task.assignee
-    if extension is None or settings.manager_for_extension(extension) is None:
+    if extension is None or plan.manager(extension) is None:
         raise CommandError(f"task {task_id} has no assignee: give --manager EXT")
     ready = asyncio.Event()
-    listener = AmiListener(settings.ami, on_status=lambda text, up: ready.set() if up else None)
+    listener = AmiListener(ami, on_status=lambda text, up: ready.set() if up else None)
     running = asyncio.create_task(listener.run())
     try:
-        await _logged_in(settings, ready, running)
-        result = await _ring(settings, listener, task, extension)
+        await _logged_in(ami, ready, running)
+        result = await _ring(ring_me, plan, listener, task, extension)
     finally:
         await listener.close()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     await _run(
-        settings,
+        database_url,
         lambda conn: tasks.record_ringme_attempt(
             conn, task_id, at=datetime.now(UTC), manager=extension
         ),
@@ -222,30 +234,47 @@ async def call_back(settings: Settings, task_id: int, *, manager: str | None) ->
     return f"callback task {task_id}: {extension} {result.reason} ({result.outcome})"
 
 
-async def _logged_in(settings: Settings, ready: asyncio.Event, running: asyncio.Task[None]) -> None:
+async def _callable_task(database_url: str, task_id: int) -> tasks.CallbackTask:
+    """The open task with a number to dial; CommandError saying why not."""
+    task = await _run(database_url, lambda conn: tasks.get_task(conn, task_id))
+    if task is None:
+        raise CommandError(f"no callback task {task_id}")
+    if not task.is_open:
+        how = task.resolution.value if task.resolution else "done"
+        raise CommandError(f"cannot call back task {task_id}: it is done ({how})")
+    if not task.dialable or task.customer is None:
+        raise CommandError(f"cannot call back task {task_id}: the number cannot be dialled")
+    return task
+
+
+async def _logged_in(
+    ami: AmiConnectionSettings, ready: asyncio.Event, running: asyncio.Task[None]
+) -> None:
     """Wait for the AMI login; CommandError when Asterisk refuses or cannot be reached."""
     waiting = asyncio.create_task(ready.wait())
-    limit = settings.ami.connect_timeout * 3
+    limit = ami.connect_timeout * 3
     done, _ = await asyncio.wait({waiting, running}, timeout=limit, return_when="FIRST_COMPLETED")
     waiting.cancel()
     if waiting in done and ready.is_set():
         return
-    where = f"{settings.ami.host}:{settings.ami.port}"
+    where = f"{ami.host}:{ami.port}"
     if running.done() and running.exception() is not None:
         raise CommandError(f"AMI {where}: {running.exception()}")
     raise CommandError(f"AMI {where}: no login within {limit:g} s")
 
 
 async def _ring(
-    settings: Settings, listener: Any, task: tasks.CallbackTask, extension: str
+    ring: RingMeSettings,
+    plan: RoutingPlan,
+    listener: AmiListener,
+    task: tasks.CallbackTask,
+    extension: str,
 ) -> RingMeResult:
-    ring = settings.callbacks.ring_me
-
     async def send(action: Any, timeout: float) -> object:  # noqa: ASYNC109
         return await listener.send_action(action, timeout=timeout)
 
-    ringme = RingMe(send, ring, region=settings.phone_region)
-    dial = RoutingPlan(settings).dial_string(extension).split("&")[0]
+    ringme = RingMe(send, ring, region=plan.directory.region)
+    dial = plan.dial_string(extension).split("&")[0]
     call = RingMeCall(
         task.id, extension, dial, task.customer or "", task.did, task.ringme_attempts + 1
     )

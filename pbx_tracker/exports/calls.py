@@ -20,11 +20,11 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.visits import visits_table
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.reports.period import in_zone
 from pbx_tracker.store.calls import calls_table
 
 __all__ = [
-    "ExportError",
     "ExportedCall",
     "Kept",
     "Period",
@@ -34,10 +34,6 @@ __all__ = [
 ]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class ExportError(Exception):
-    """What went wrong, in one line for the terminal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +103,10 @@ def kept_calls(
 
 def parse_period(first: str, last: str, zone: tzinfo | None) -> Period:
     """The dates ``first`` to ``last`` (both included) as days of ``zone`` (None: the
-    machine's zone), as reports cut them; ExportError if bad."""
+    machine's zone), as reports cut them; CommandError if bad."""
     start, end = _date("--from", first), _date("--to", last)
     if end < start:
-        raise ExportError(f"--to {last} is before --from {first}")
+        raise CommandError(f"--to {last} is before --from {first}")
     midnight = datetime.min.time()
     return Period(
         in_zone(datetime.combine(start, midnight), zone),
@@ -124,7 +120,7 @@ def _date(option: str, text: str) -> date:
             raise ValueError(text)
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ExportError(f"{option} {text!r}: not a date, write YYYY-MM-DD") from None
+        raise CommandError(f"{option} {text!r}: not a date, write YYYY-MM-DD") from None
 
 
 _CALL_COLUMNS = (

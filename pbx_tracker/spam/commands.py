@@ -11,24 +11,22 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar
 
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import format_time
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.phones import display_number
 from pbx_tracker.reports.period import PeriodError, period_of
-from pbx_tracker.routing.settings import zone_of
 from pbx_tracker.spam import marking
 from pbx_tracker.store.engine import in_transaction
 from pbx_tracker.terminal import as_text
 
-if TYPE_CHECKING:
-    from pbx_tracker.config import Settings
-
-__all__ = ["SpamCommandError", "list_spam_calls", "mark_call", "undo_call"]
+__all__ = ["list_spam_calls", "mark_call", "undo_call"]
 
 _T = TypeVar("_T")
 COLUMNS = ("id", "time", "caller", "number", "source", "status", "reason", "changed by")
@@ -40,32 +38,30 @@ _REASONS = {
 }
 
 
-class SpamCommandError(Exception):
-    """What went wrong, in one line for the terminal."""
-
-
-async def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+async def _run(database_url: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
     try:
-        return await in_transaction(settings.database.url, work)
+        return await in_transaction(database_url, work)
     except marking.SpamError as error:
-        raise SpamCommandError(str(error)) from None
+        raise CommandError(str(error)) from None
 
 
-async def list_spam_calls(settings: Settings, *, start: str, end: str, fmt: str) -> str:
-    """The spam calls of the period (days in routing.timezone), newest first."""
-    zone = zone_of(settings.routing.timezone)
+async def list_spam_calls(
+    database_url: str, *, zone: tzinfo | None, region: str, start: str, end: str, fmt: str
+) -> str:
+    """The spam calls of the period (days cut in ``zone``, None: the machine's), newest
+    first; numbers shown as dialled in ``region``."""
     try:
         period = period_of(start, end, zone)
     except PeriodError as error:
-        raise SpamCommandError(str(error)) from None
+        raise CommandError(str(error)) from None
 
     async def work(conn: AsyncConnection) -> list[marking.SpamCall]:
         return await marking.list_spam(conn, period.start, period.end, limit=10_000)
 
-    found = await _run(settings, work)
+    found = await _run(database_url, work)
     if fmt == "json":
         return json.dumps([_as_json(call) for call in found], ensure_ascii=False, indent=2)
-    return _table(found, settings)
+    return _table(found, zone, region)
 
 
 def _as_json(call: marking.SpamCall) -> dict[str, Any]:
@@ -76,11 +72,9 @@ def _as_json(call: marking.SpamCall) -> dict[str, Any]:
     return row
 
 
-def _table(found: Sequence[marking.SpamCall], settings: Settings) -> str:
+def _table(found: Sequence[marking.SpamCall], zone: tzinfo | None, region: str) -> str:
     if not found:
         return "no spam calls in this period"
-    zone = zone_of(settings.routing.timezone)
-    region = settings.phone_region
     table = Table(title="Spam calls", title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="right" if column == "id" else "left")
@@ -100,13 +94,13 @@ def _table(found: Sequence[marking.SpamCall], settings: Settings) -> str:
     return as_text(table, width=160)
 
 
-async def mark_call(settings: Settings, call_id: int, *, by: str, now: datetime) -> str:
+async def mark_call(database_url: str, call_id: int, *, by: str, now: datetime) -> str:
     """Mark the call as spam; say which callback tasks that closed."""
 
     async def work(conn: AsyncConnection) -> marking.SpamChange:
         return await marking.mark_spam(conn, call_id, by=by, now=now)
 
-    change = await _run(settings, work)
+    change = await _run(database_url, work)
     text = f"call {call_id} marked as spam by {by}"
     if change.closed_tasks:
         closed = ", ".join(str(task_id) for task_id in change.closed_tasks)
@@ -114,13 +108,15 @@ async def mark_call(settings: Settings, call_id: int, *, by: str, now: datetime)
     return text
 
 
-async def undo_call(settings: Settings, call_id: int, *, by: str, now: datetime) -> str:
+async def undo_call(
+    database_url: str, callbacks: CallbackSettings, call_id: int, *, by: str, now: datetime
+) -> str:
     """Undo the marking; say which callback task the call opened or joined."""
 
     async def work(conn: AsyncConnection) -> marking.SpamChange:
-        return await marking.undo_spam(conn, call_id, by=by, now=now, callbacks=settings.callbacks)
+        return await marking.undo_spam(conn, call_id, by=by, now=now, callbacks=callbacks)
 
-    change = await _run(settings, work)
+    change = await _run(database_url, work)
     was = _REASONS.get(change.was.value, change.was.value) if change.was else "spam"
     text = f"call {call_id} is no spam any more (was: {was}), changed by {by}"
     if change.task is not None:

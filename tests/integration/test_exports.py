@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.visits import Visit, save_visit
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.config import Settings, settings_from_mapping
 from pbx_tracker.exports.calls import load_calls, parse_period
-from pbx_tracker.exports.commands import ExportError, export_ga4, export_metrica
+from pbx_tracker.exports.commands import export_ga4, export_metrica
 from pbx_tracker.reports.commands import show_report
 from pbx_tracker.store.calls import calls_table, save_calls
 
@@ -149,6 +150,41 @@ def settings_for(url: str, *, timezone: str = "UTC", **exports: Any) -> Settings
     return settings_from_mapping(data, environ={}, need_ami_secret=False)
 
 
+async def metrica_export(settings: Settings, first: str, last: str, out: Path) -> str:
+    """`pbx-tracker export metrica` with this config, at NOW."""
+    return await export_metrica(
+        settings.database.url,
+        settings.exports,
+        first,
+        last,
+        out,
+        zone=settings.report_rules().zone,
+        now=NOW,
+    )
+
+
+async def ga4_export(settings: Settings, first: str, last: str, *, out: Path | None) -> str:
+    """`pbx-tracker export ga4` with this config, at NOW (``out`` None: --send)."""
+    return await export_ga4(
+        settings.database.url,
+        settings.exports,
+        first,
+        last,
+        out=out,
+        zone=settings.report_rules().zone,
+        target_seconds=settings.calls.target_seconds,
+        now=NOW,
+    )
+
+
+async def report_of(settings: Settings, kind: str, day: str, fmt: str) -> str:
+    """`pbx-tracker report KIND --from DAY --to DAY` with this config."""
+    rules, directory = settings.report_rules(), settings.directory
+    return await show_report(
+        settings.database.url, rules, directory, kind, start=day, end=day, group_by=None, fmt=fmt
+    )
+
+
 async def store(engine: AsyncEngine, calls: list[CallRecord], visits: list[Visit]) -> None:
     async with engine.begin() as conn:
         for item in visits:
@@ -201,11 +237,9 @@ async def test_a_day_is_cut_in_the_reports_zone(
     settings = settings_for(migrated_url, timezone="Europe/Moscow")
     metrica, ga4 = tmp_path / "metrica.csv", tmp_path / "ga4.jsonl"
 
-    await export_metrica(settings, "2026-03-09", "2026-03-09", metrica, now=NOW)
-    await export_ga4(settings, "2026-03-09", "2026-03-09", out=ga4, now=NOW)
-    report = await show_report(
-        settings, "days", start="2026-03-09", end="2026-03-09", group_by=None, fmt="json"
-    )
+    await metrica_export(settings, "2026-03-09", "2026-03-09", metrica)
+    await ga4_export(settings, "2026-03-09", "2026-03-09", out=ga4)
+    report = await report_of(settings, "days", "2026-03-09", "json")
 
     assert [row[1] for row in read_csv(metrica)[1:]] == [unix(t) for t in MOSCOW_9TH]
     lines = ga4.read_text(encoding="utf-8").splitlines()
@@ -236,7 +270,7 @@ async def test_a_day_with_a_summer_time_change(engine: AsyncEngine, migrated_url
 async def test_metrica_file_rows(url: str, tmp_path: Path) -> None:
     """Calls with a ClientId of the last 21 days, oldest first; the rest counted."""
     out = tmp_path / "metrica.csv"
-    summary = await export_metrica(settings_for(url), "2026-02-01", "2026-03-10", out, now=NOW)
+    summary = await metrica_export(settings_for(url), "2026-02-01", "2026-03-10", out)
     assert out.read_text(encoding="utf-8").splitlines()[0] == HEADER
     assert read_csv(out)[1:] == [
         [YM_ANNA, unix("2026-03-06 08:15:00"), "+79161234567", "31", "4", "0",
@@ -263,7 +297,7 @@ async def test_a_spam_call_is_left_out_and_counted(
             update(calls_table).where(calls_table.c.caller == "+79031112233").values(spam=True)
         )
     out = tmp_path / "metrica.csv"
-    summary = await export_metrica(settings_for(url), "2026-02-01", "2026-03-10", out, now=NOW)
+    summary = await metrica_export(settings_for(url), "2026-02-01", "2026-03-10", out)
     assert YM_BORIS not in out.read_text(encoding="utf-8")
     assert summary.startswith(f"3 calls written to {out};")
     assert summary.endswith("without a Metrica ClientId left out; 1 spam call left out")
@@ -278,7 +312,7 @@ async def test_metrica_tag_setting(url: str, tmp_path: Path, tag: str, expected:
     exports.metrica.tag says."""
     out = tmp_path / "metrica.csv"
     settings = settings_for(url, metrica={"tag": tag})
-    await export_metrica(settings, "2026-03-06", "2026-03-09", out, now=NOW)
+    await metrica_export(settings, "2026-03-06", "2026-03-09", out)
     assert [row[6] for row in read_csv(out)[1:]] == expected
 
 
@@ -294,15 +328,13 @@ async def test_text_from_a_visit_is_written_as_text_never_a_formula(
     await store(engine, [hostile], [eve])
     settings = settings_for(migrated_url)
     out = tmp_path / "metrica.csv"
-    await export_metrica(settings, "2026-03-10", "2026-03-10", out, now=NOW)
+    await metrica_export(settings, "2026-03-10", "2026-03-10", out)
     assert read_csv(out)[1:] == [
         [YM_ANNA, unix("2026-03-10 09:00:05"), "+79161234567", "95", "7", "0",
          f"'{link}:spring", "1", "'@SUM(1+1)*cmd|' /C calc'!A0"],
     ]  # fmt: skip
 
-    report = await show_report(
-        settings, "campaigns", start="2026-03-10", end="2026-03-10", group_by=None, fmt="csv"
-    )
+    report = await report_of(settings, "campaigns", "2026-03-10", "csv")
     header, row = csv.reader(report.splitlines())
     cells = dict(zip(header, row, strict=True))
     assert (cells["source"], cells["campaign"]) == (f"'{link}", "spring")
@@ -313,7 +345,7 @@ async def test_an_empty_period_gives_the_header_only(url: str, tmp_path: Path) -
     """A period without calls gives a Metrica file with only its header, and the summary says 0
     calls were written."""
     out = tmp_path / "metrica.csv"
-    summary = await export_metrica(settings_for(url), "2025-01-01", "2025-01-31", out, now=NOW)
+    summary = await metrica_export(settings_for(url), "2025-01-01", "2025-01-31", out)
     assert read_csv(out) == [HEADER.split(",")]
     assert summary.startswith("0 calls written")
 
@@ -322,8 +354,8 @@ async def test_an_unwritable_file_is_one_error_line(url: str, tmp_path: Path) ->
     """An export to a folder that does not exist fails with one line saying the file cannot be
     written and why."""
     out = tmp_path / "missing-folder" / "metrica.csv"
-    with pytest.raises(ExportError, match=r"^cannot write .*metrica\.csv: "):
-        await export_metrica(settings_for(url), "2026-03-01", "2026-03-10", out, now=NOW)
+    with pytest.raises(CommandError, match=r"^cannot write .*metrica\.csv: "):
+        await metrica_export(settings_for(url), "2026-03-01", "2026-03-10", out)
 
 
 # -- GA4: the events ----------------------------------------------------------------------
@@ -392,7 +424,7 @@ async def test_ga4_file_holds_one_request_body_per_call(url: str, tmp_path: Path
     """The GA4 file holds one request body per call, keys in GA4's order, and the summary says how
     many were written and how many were left out as too old or without a GA client id."""
     out = tmp_path / "ga4.jsonl"
-    summary = await export_ga4(settings_for(url), "2026-02-01", "2026-03-10", out=out, now=NOW)
+    summary = await ga4_export(settings_for(url), "2026-02-01", "2026-03-10", out=out)
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == EXPECTED_LINES
     assert json.loads(lines[0]) == EXPECTED_LINES[0]  # key order too
@@ -411,7 +443,7 @@ async def test_a_missed_call_is_no_target_call(
     missed = call("m", "2026-03-10 11:00:00", ring=25, session_id="v-anna", first_time_caller=False)
     await store(engine, [missed], VISITS[:1])
     out = tmp_path / "ga4.jsonl"
-    await export_ga4(settings_for(migrated_url), "2026-03-10", "2026-03-10", out=out, now=NOW)
+    await ga4_export(settings_for(migrated_url), "2026-03-10", "2026-03-10", out=out)
     [line] = out.read_text(encoding="utf-8").splitlines()
     params = json.loads(line)["events"][0]["params"]
     assert (params["call_status"], params["talk_seconds"]) == ("missed", 0)
@@ -452,7 +484,7 @@ async def test_sending_batches_25_events_per_client_and_retries_a_500(
     collector.answers = [500]
     settings = ga4_settings(migrated_url, collector.url)
 
-    summary = await export_ga4(settings, "2026-03-10", "2026-03-10", out=None, now=NOW)
+    summary = await ga4_export(settings, "2026-03-10", "2026-03-10", out=None)
 
     assert summary.startswith("63 events sent to GA4; 0 older than 72 hours")
     queries = {tuple(sorted(query.items())) for query, _ in collector.seen}
@@ -475,8 +507,8 @@ async def test_a_refused_batch_stops_with_how_many_were_sent(
     collector.answers = [204, 400]
     settings = ga4_settings(migrated_url, collector.url)
 
-    with structlog.testing.capture_logs() as logs, pytest.raises(ExportError) as caught:
-        await export_ga4(settings, "2026-03-10", "2026-03-10", out=None, now=NOW)
+    with structlog.testing.capture_logs() as logs, pytest.raises(CommandError) as caught:
+        await ga4_export(settings, "2026-03-10", "2026-03-10", out=None)
 
     assert str(caught.value) == "GA4 request 2 of 2: HTTP 400; 25 of 30 events were sent"
     assert len(collector.seen) == 2
@@ -494,8 +526,8 @@ async def test_a_server_error_is_tried_attempts_times(
     collector.answers = [503, 502, 500]
     settings = ga4_settings(migrated_url, collector.url, attempts=3)
 
-    with structlog.testing.capture_logs() as logs, pytest.raises(ExportError) as caught:
-        await export_ga4(settings, "2026-03-10", "2026-03-10", out=None, now=NOW)
+    with structlog.testing.capture_logs() as logs, pytest.raises(CommandError) as caught:
+        await ga4_export(settings, "2026-03-10", "2026-03-10", out=None)
 
     assert str(caught.value) == (
         "GA4 request 1 of 1: HTTP 500 after 3 attempts; 0 of 2 events were sent"
@@ -517,8 +549,8 @@ async def test_an_unreachable_endpoint_fails_without_showing_the_secret(
     endpoint = f"http://127.0.0.1:{port}/mp/collect"
     settings = ga4_settings(migrated_url, endpoint, attempts=2)
 
-    with structlog.testing.capture_logs() as logs, pytest.raises(ExportError) as caught:
-        await export_ga4(settings, "2026-03-10", "2026-03-10", out=None, now=NOW)
+    with structlog.testing.capture_logs() as logs, pytest.raises(CommandError) as caught:
+        await ga4_export(settings, "2026-03-10", "2026-03-10", out=None)
 
     message = str(caught.value)
     assert message.startswith(f"GA4 request 1 of 1: http://127.0.0.1:{port}/mp/collect: cannot")
@@ -531,8 +563,8 @@ async def test_sending_needs_the_measurement_id_and_the_secret(url: str) -> None
     """Sending to GA4 with only a measurement id and no API secret is refused, saying to set
     exports.ga4."""
     settings = settings_for(url, ga4={"measurement_id": MEASUREMENT_ID})
-    with pytest.raises(ExportError, match=r"^GA4 is not configured: set exports\.ga4"):
-        await export_ga4(settings, "2026-03-01", "2026-03-10", out=None, now=NOW)
+    with pytest.raises(CommandError, match=r"^GA4 is not configured: set exports\.ga4"):
+        await ga4_export(settings, "2026-03-01", "2026-03-10", out=None)
 
 
 async def test_the_secret_is_one_of_the_redacted_values(migrated_url: str) -> None:

@@ -181,7 +181,9 @@ async def calls_by_node(url: str) -> list[tuple[str, str, str]]:
 async def reported_calls(settings: Settings) -> Any:
     today = datetime.now(UTC).date()
     text = await show_report(
-        settings,
+        settings.database.url,
+        settings.report_rules(),
+        settings.directory,
         "sources",
         start=(today - timedelta(days=1)).isoformat(),
         end=(today + timedelta(days=1)).isoformat(),

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from pbx_tracker.command_error import CommandError
 from pbx_tracker.config import ConfigError, settings_from_mapping
-from pbx_tracker.exports.calls import ExportedCall, ExportError, parse_period
+from pbx_tracker.exports.calls import ExportedCall, parse_period
 from pbx_tracker.exports.ga4 import call_event, ga4_events, request_bodies
 from pbx_tracker.exports.metrica import metrica_file, metrica_row
 from pbx_tracker.exports.settings import ExportSettings
@@ -60,7 +61,7 @@ def test_a_period_runs_from_midnight_to_midnight_in_the_zone(
 def test_only_real_dates_in_yyyy_mm_dd(text: str) -> None:
     """A date that is not a real YYYY-MM-DD day (no dashes, no zero padding, empty, a word, 29
     February 2026) is refused with a message saying how to write it."""
-    with pytest.raises(ExportError, match="not a date, write YYYY-MM-DD"):
+    with pytest.raises(CommandError, match="not a date, write YYYY-MM-DD"):
         parse_period(text, "2026-03-31", ZoneInfo("UTC"))
 
 
