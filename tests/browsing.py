@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from playwright.async_api import Browser, Page
+from servers import http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.settings import HttpSettings, WebUser
+from pbx_tracker.web.settings import WebUser
 
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP = {"width": 1280, "height": 800}
@@ -35,12 +35,8 @@ class Site:
 
 @contextlib.asynccontextmanager
 async def serving(pages: Pages) -> AsyncIterator[Site]:
-    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
-    await server.start()
-    try:
+    async with http_server(pages=pages) as server:
         yield Site(server, pages.engine)
-    finally:
-        await server.stop()
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from servers import serving_app
 
 
 @dataclass
@@ -28,11 +29,6 @@ async def serving() -> AsyncIterator[Collector]:
     collector = Collector()
     app = web.Application()
     app.router.add_post("/mp/collect", collector.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    collector.url = f"http://127.0.0.1:{runner.addresses[0][1]}/mp/collect"
-    try:
+    async with serving_app(app) as port:
+        collector.url = f"http://127.0.0.1:{port}/mp/collect"
         yield collector
-    finally:
-        await runner.cleanup()

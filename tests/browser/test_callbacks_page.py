@@ -25,11 +25,11 @@ from browsing import PHONE, tab, web_user
 from clocks import SecondsClock
 from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
+from servers import http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from pbx_tracker.ami.connection import AmiListener, Resync
-from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import Resolution, TaskStatus
 from pbx_tracker.callbacks.ringme import RingMe
@@ -40,7 +40,7 @@ from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.settings import HttpSettings, WebSettings
+from pbx_tracker.web.settings import WebSettings
 from stored import missed_call
 
 WAIT_MS = 10_000
@@ -136,12 +136,8 @@ async def _site(engine: AsyncEngine, asterisk: FakeAsterisk) -> AsyncIterator[Si
             clock=clock,
             poll_seconds=0.5,
         )
-        server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
-        await server.start()
-        try:
+        async with http_server(pages=pages) as server:
             yield Site(server, pages, clock, engine, asterisk)
-        finally:
-            await server.stop()
 
 
 async def sign_in(page: Page, site: Site, name: str, password: str | None = None) -> None:

@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from browsing import LAPTOP, PHONE, tab, web_user
 from playwright.async_api import Browser, Page, expect
+from servers import http_server
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.calls.records import CallRecord, CallStatus, RingAttempt, SpamReason
 from pbx_tracker.phones import display_number
@@ -38,7 +38,7 @@ from pbx_tracker.store.calls import save_calls
 from pbx_tracker.store.models import CallRow
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.pages import Pages
-from pbx_tracker.web.settings import HttpSettings, WebSettings
+from pbx_tracker.web.settings import WebSettings
 from stored import missed_call
 
 WAIT_MS = 10_000
@@ -100,12 +100,8 @@ async def _site(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Site]:
         rules=rules,
         managers=MANAGERS,
     )
-    server = HttpServer(HttpSettings(port=0), NoPools(), pages=pages)
-    await server.start()
-    try:
+    async with http_server(pages=pages) as server:
         yield Site(server, engine, recordings)
-    finally:
-        await server.stop()
 
 
 def call(

@@ -32,6 +32,7 @@ import pytest
 from aiohttp import web
 from clocks import DateClock
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+from servers import http_server, serving_app
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -135,12 +136,8 @@ async def tracking(
         rate_limit=RateLimitSettings(per_minute=6000, burst=1000),
     )
     landing = LandingPage(pool=POOL, number=SITE_NUMBER)
-    server = HttpServer(settings, pool, landing=landing)
-    await server.start()
-    try:
+    async with http_server(settings, pool, landing=landing) as server:
         yield Tracker(server)
-    finally:
-        await server.stop()
 
 
 @dataclass
@@ -161,14 +158,9 @@ async def company_site() -> AsyncIterator[CompanySite]:
 
     app = web.Application()
     app.router.add_get("/", page)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        site.origin = f"http://localhost:{runner.addresses[0][1]}"
+    async with serving_app(app) as port:
+        site.origin = f"http://localhost:{port}"
         yield site
-    finally:
-        await runner.cleanup()
 
 
 def site_page(script_src: str, body: str, *, selector: str | None = None) -> str:

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from reminder_sample import ANNA, REMINDER, SOURCE
+from servers import serving_app
 
 from pbx_tracker.callbacks.notifiers import (
     EmailNotifier,
@@ -273,15 +274,12 @@ async def _endpoint() -> AsyncIterator[Endpoint]:
     endpoint = Endpoint()
     app = web.Application()
     app.router.add_post("/hooks/pbx", endpoint.handle)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    endpoint.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/pbx?token={TOKEN}"
-    try:
-        yield endpoint
-    finally:
-        endpoint.released.set()
-        await runner.cleanup()
+    async with serving_app(app, handler_cancellation=True) as port:
+        endpoint.url = f"http://127.0.0.1:{port}/hooks/pbx?token={TOKEN}"
+        try:
+            yield endpoint
+        finally:
+            endpoint.released.set()
 
 
 def webhook_settings(url: str, **more: Any) -> WebhookSettings:

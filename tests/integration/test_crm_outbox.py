@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from daemons import start_daemon, trace_settings
+from servers import serving_app
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from waiting import until
@@ -63,13 +64,9 @@ async def _crm() -> AsyncIterator[Crm]:
     crm = Crm()
     app = web.Application()
     app.router.add_post("/hooks", crm.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    crm.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"
-    yield crm
-    await runner.cleanup()
+    async with serving_app(app) as port:
+        crm.url = f"http://127.0.0.1:{port}/hooks"
+        yield crm
 
 
 def crm_settings(url: str) -> CrmSettings:

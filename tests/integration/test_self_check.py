@@ -21,11 +21,11 @@ from ami_settings import ListenerSettings, shipped_write_classes
 from cli_runner import run_process
 from daemons import WAIT, RunningDaemon, start_daemon
 from pydantic import SecretStr
+from servers import http_server
 from structlog.testing import capture_logs
 from waiting import until
 
 from pbx_tracker.ami.connection import AmiListener
-from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.config import Settings, load_settings
 from pbx_tracker.daemon import Daemon
@@ -34,9 +34,7 @@ from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
-from pbx_tracker.web.settings import HttpSettings
 from traces import TRACE_CONFIG, TRACES
 
 SHIPPED = shipped_write_classes()
@@ -572,12 +570,10 @@ async def test_healthz_is_503_when_postgresql_does_not_answer() -> None:
     health = Health(lambda: ["routing.dial_template: a problem"])
     health.register("database", database_probe(engine), critical=True)
     health.register("fastagi", lambda: PartState("off"))
-    server = HttpServer(HttpSettings(port=0), NoPools(), health=health)
-    await server.start()
     try:
-        status, body = await healthz(server.port)
+        async with http_server(health=health) as server:
+            status, body = await healthz(server.port)
     finally:
-        await server.stop()
         await engine.dispose()
     assert status == 503
     assert body["status"] == "down"

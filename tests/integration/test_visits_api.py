@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from clocks import DateClock
+from servers import http_server
 
 from pbx_tracker.attribution.memory_pool import MemoryVisitPool
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
@@ -93,14 +94,13 @@ async def serving(
         rate_limit=RateLimitSettings(per_minute=per_minute, burst=burst),
         **settings,
     )
-    server = HttpServer(config, pool, clock=clock.seconds)
-    await server.start()
-    try:
-        # the snippet runs in people's browsers: aiohttp's own User-Agent is a bot's
-        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER_USER_AGENT}) as session:
-            yield Api(session, f"http://127.0.0.1:{server.port}", clock, pool, server)
-    finally:
-        await server.stop()
+    # the snippet runs in people's browsers: aiohttp's own User-Agent is a bot's
+    browser = {"User-Agent": BROWSER_USER_AGENT}
+    async with (
+        http_server(config, pool, clock=clock.seconds) as server,
+        aiohttp.ClientSession(headers=browser) as session,
+    ):
+        yield Api(session, f"http://127.0.0.1:{server.port}", clock, pool, server)
 
 
 @pytest.fixture(name="api")
