@@ -6,6 +6,7 @@ refused", as when the server is down), `resume()` listens again on the same port
 `SqliteLock` makes a SQLite database unwritable for a while the way a second
 writer does: another connection holds ``BEGIN EXCLUSIVE`` (in WAL mode readers go
 on; every writer waits its busy timeout and gets "database is locked").
+`DatabaseOutage` is the one switch a fault run uses, whichever the database.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-__all__ = ["SqliteLock", "TcpProxy"]
+from sqlalchemy.engine import make_url
+
+__all__ = ["DatabaseOutage", "SqliteLock", "TcpProxy"]
 
 _CHUNK = 64 * 1024
 
@@ -133,3 +136,55 @@ def _rollback_and_close(connection: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         connection.execute("ROLLBACK")
     connection.close()
+
+
+class DatabaseOutage:
+    """The daemon's database made unreachable on demand: PostgreSQL through a `TcpProxy`
+    that is cut, SQLite by a `SqliteLock` taken.  `daemon_url` is what the daemon uses."""
+
+    def __init__(
+        self, daemon_url: str, *, proxy: TcpProxy | None = None, lock: SqliteLock | None = None
+    ) -> None:
+        self.daemon_url = daemon_url
+        self.proxy = proxy
+        self.lock = lock
+
+    @classmethod
+    async def prepare(cls, database: str, url: str) -> DatabaseOutage:
+        """For ``database`` ("sqlite" or PostgreSQL) at ``url``; a proxy is started at once."""
+        if database == "sqlite":
+            return cls(url, lock=SqliteLock(Path(make_url(url).database or "")))
+        parsed = make_url(url)
+        proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+        await proxy.start()
+        daemon_url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        return cls(daemon_url, proxy=proxy)
+
+    async def down_for(self, seconds: float) -> None:
+        """The database is unreachable for ``seconds``, then back."""
+        if self.proxy is not None:
+            await self.proxy.cut()
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                await self.proxy.resume()
+        elif self.lock is not None:
+            await self.lock.take()
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                await self.lock.release()
+
+    async def end(self) -> None:
+        """The database reachable again, whatever was going on."""
+        if self.proxy is not None:
+            await self.proxy.resume()
+        if self.lock is not None:
+            await self.lock.release()
+
+    async def stop(self) -> None:
+        """The proxy closed (nothing to do for SQLite)."""
+        if self.proxy is not None:
+            await self.proxy.stop()
