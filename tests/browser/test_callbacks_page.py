@@ -12,7 +12,6 @@ run): skipped without it, failed under CI.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from ami_settings import ListenerSettings
+from ami_settings import ListenerSettings, resynced_listener
 from browsing import PHONE, tab, web_user
 from clocks import SecondsClock
 from playwright.async_api import Browser, Page, expect
@@ -29,7 +28,6 @@ from servers import http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from pbx_tracker.ami.connection import AmiListener, Resync
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.policy import Resolution, TaskStatus
 from pbx_tracker.callbacks.ringme import RingMe
@@ -104,22 +102,14 @@ class Site:
 @contextlib.asynccontextmanager
 async def ami_ringme(asterisk: FakeAsterisk) -> AsyncIterator[RingMe]:
     """RingMe on a logged-in AMI connection, as the daemon has it."""
-    listener = AmiListener(ListenerSettings(SecretStr("tracker-secret"), port=asterisk.port))
-    running = asyncio.create_task(listener.run())
-    try:
-        async with asyncio.timeout(WAIT_MS / 1000):
-            while not isinstance(await listener.events.get(), Resync):
-                pass
+    settings = ListenerSettings(SecretStr("tracker-secret"), port=asterisk.port)
+    async with resynced_listener(settings, WAIT_MS / 1000) as listener:
 
         async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
             return await listener.send_action(action, timeout=timeout)
 
-        settings = RingMeSettings.model_validate({"context": "callback"})
-        yield RingMe(send, settings, region="RU")
-    finally:
-        await asyncio.wait_for(listener.close(), 5)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(running, 5)
+        ringme = RingMeSettings.model_validate({"context": "callback"})
+        yield RingMe(send, ringme, region="RU")
 
 
 @pytest.fixture(name="site")

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-from ami_settings import ListenerSettings
+from ami_settings import ListenerSettings, resynced_listener
 from clocks import SecondsClock
 from pydantic import SecretStr
 
 from pbx_tracker.ami.capture import read_capture
-from pbx_tracker.ami.connection import AmiListener, Resync
+from pbx_tracker.ami.connection import AmiListener
 from pbx_tracker.callbacks.ringme import (
     RESPONSE_MARGIN,
     RingMe,
@@ -109,11 +109,7 @@ async def rig_for(settings: RingMeSettings | None = None, **fake: object) -> Asy
     async with FakeAsterisk(username=USER, secret=SECRET, timestamp_events=True) as asterisk:
         for key, value in fake.items():
             setattr(asterisk, key, value)
-        listener = AmiListener(AmiSettings(port=asterisk.port))
-        task = asyncio.create_task(listener.run())
-        try:
-            while not isinstance(await asyncio.wait_for(listener.events.get(), WAIT), Resync):
-                pass  # logged in and resynced: actions can be sent
+        async with resynced_listener(AmiSettings(port=asterisk.port), WAIT) as listener:
 
             async def send(action: Mapping[str, str], timeout: float) -> object:  # noqa: ASYNC109
                 return await listener.send_action(action, timeout=timeout)
@@ -124,10 +120,6 @@ async def rig_for(settings: RingMeSettings | None = None, **fake: object) -> Asy
             )
             correlator = Correlator(topology_of(tracker))
             yield Rig(asterisk, listener, ringme, clock, correlator)
-        finally:
-            await asyncio.wait_for(listener.close(), WAIT)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, WAIT)
 
 
 @pytest.fixture
