@@ -26,9 +26,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
+from pbx_tracker.ami.connection import ListenerItem
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
@@ -51,10 +53,16 @@ class TimedDaemon(Daemon):
 
     first_event: float | None = None
 
-    def _handle(self, item: object) -> None:  # type: ignore[override]
-        if self.first_event is None and isinstance(item, AmiEvent):
-            self.first_event = time.perf_counter()
-        super()._handle(item)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        take = self.intake.take
+
+        def timed(item: ListenerItem) -> None:
+            if self.first_event is None and isinstance(item, AmiEvent):
+                self.first_event = time.perf_counter()
+            take(item)
+
+        self.intake.take = timed  # type: ignore[method-assign]
 
 
 def serve(

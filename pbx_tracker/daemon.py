@@ -36,7 +36,7 @@ from pbx_tracker import systemd
 from pbx_tracker.agi.route import RouteHandler
 from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.capture import CaptureWriter
-from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem, Resync, StateList
+from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.attribution.sources import CallLabeler
@@ -50,11 +50,11 @@ from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
-from pbx_tracker.cel.events import ami_events
 from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
+from pbx_tracker.intake import AmiIntake
 from pbx_tracker.lifecycle import Loops
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
@@ -120,8 +120,6 @@ class Daemon:
         self.settings = settings
         self.writer = writer
         self.clock = clock
-        self.correlator = Correlator(topology_of(settings))
-        self._gap_filled: set[str] = set()  # Linkedids whose AMI gap CEL told (resync)
         calls = settings.calls
         self.dead_letters = DeadLetters(calls.dead_letters, calls.dead_letters_max_events)
         self.labeler = CallLabeler(settings.directory, settings.calls.target_seconds)
@@ -147,6 +145,17 @@ class Daemon:
         self.calls_counted = CallCounter()
         self.cel_engine: AsyncEngine | None = None  # cel_pgsql's database, when not ours
         self.cel = self._cel_recovery(settings, writer)
+        self.intake = AmiIntake(
+            self.listener.events,
+            Correlator(topology_of(settings)),
+            self.pipeline,
+            board=self.board,
+            self_check=self.self_check,
+            dead_letters=self.dead_letters,
+            ringme=self.ringme,
+            cel=self.cel,
+            monitor_dir=str(settings.recordings_dir),
+        )
         self.health = self._health(writer)
         self.daemon_metrics = DaemonCollector(
             self.calls_counted,
@@ -159,16 +168,24 @@ class Daemon:
         self._listen()
         # the background loops besides the AMI listener (and CEL's first read, the watchdog)
         self.background: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = [
-            ("correlator", self._consume),
+            ("correlator", self.intake.run),
             ("caller-history", self._keep_caller_history),
             ("open-callbacks", self._count_open_callbacks),
         ]
         if self.crm is not None:
             self.background.append(("crm", self.crm.run))
         self.ready = asyncio.Event()
-        self.resynced = asyncio.Event()
-        self.handled = asyncio.Event()  # set after each AMI item is taken in (tests wait on it)
+        self.resynced = self.intake.resynced  # set after each resync (tests wait on it)
+        self.handled = self.intake.handled  # set after each AMI item is taken in (tests too)
         self.ami_changed = asyncio.Event()  # set at each AMI status change (tests wait on it)
+
+    @property
+    def correlator(self) -> Correlator:
+        return self.intake.correlator
+
+    @correlator.setter
+    def correlator(self, correlator: Correlator) -> None:
+        self.intake.correlator = correlator
 
     def _on_ami_status(self, text: str, connected: bool) -> None:
         systemd.status(f"AMI {text}")
@@ -221,7 +238,7 @@ class Daemon:
         await self.self_check.close()
         await self.listener.close()
         await loops.end("ami-listener")
-        self._correlate_backlog()
+        self.intake.take_backlog()
         await loops.cancel()
 
     async def _close_clients(self) -> None:
@@ -246,7 +263,15 @@ class Daemon:
         if not settings.callbacks.enabled:
             return None
         # reminders run on the wall clock (the scheduler's), whatever the router's clock
-        service = CallbackService(settings, writer.engine, board=self.board, ringme=self.ringme)
+        service = CallbackService(
+            settings.callbacks,
+            settings.directory,
+            writer.engine,
+            database_url=settings.database.url,
+            timezone=settings.routing.timezone,
+            board=self.board,
+            ringme=self.ringme,
+        )
         return service
 
     async def _start_callbacks(self, running: contextlib.AsyncExitStack) -> bool:
@@ -420,18 +445,6 @@ class Daemon:
             self.agi_listening = False
             await self.agi.stop()
 
-    def _ring_me_result(self, event: AmiEvent) -> None:
-        assert self.ringme is not None
-        result = self.ringme.feed(event)
-        if result is not None:
-            log.info(
-                "callbacks.ringme_result",
-                task_id=result.task_id,
-                attempt=result.attempt,
-                outcome=result.outcome,
-                reason=result.reason,
-            )
-
     async def _start_agi(self, running: contextlib.AsyncExitStack) -> bool:
         if self.agi is None:
             return True
@@ -478,68 +491,6 @@ class Daemon:
                 log.warning(
                     "routing.caller_history_failed", error=str(error) or type(error).__name__
                 )
-
-    async def _consume(self) -> None:
-        while True:
-            item = await self.listener.events.get()
-            if isinstance(item, Resync):
-                try:
-                    await self._before_resync(item)
-                except Exception:  # the resync itself must still be applied
-                    log.exception("cel.gap_recovery_failed")
-            try:
-                self._handle(item)
-            except Exception:  # one bad event must not stop the tracking of all calls
-                log.exception("daemon.event_failed", ami_event=getattr(item, "name", "resync"))
-            self.handled.set()
-
-    async def _before_resync(self, item: Resync) -> None:
-        """After each (re)connect: the calls Asterisk logged meanwhile, first from CEL.
-
-        Calls that ended in the gap are recovered whole; a call still going that the
-        correlator never heard of starts from its true beginning (its CEL rows so far),
-        and one it heard until the link dropped hears what happened in the gap (an
-        answer, a transfer), so its answer, ring, talk and recording are right when it
-        ends (and the resync does not mark it incomplete).
-        """
-        if self.cel is None:
-            return
-        live = {channel.fields.get("Linkedid", "") for channel in item.channels}
-        going = await self.cel.run(live, item.time)
-        monitor_dir = str(self.settings.recordings_dir)
-        for linkedid in sorted(live & going.keys()):
-            events = ami_events(going[linkedid], monitor_dir)
-            if self.correlator.follows(linkedid):  # heard up to the gap: the gap only
-                events = self.correlator.news(linkedid, events)
-            elif self.correlator.knows(linkedid):
-                continue
-            for event in events:
-                self.correlator.feed(event)
-            self._gap_filled.add(linkedid)
-
-    def _correlate_backlog(self) -> None:
-        while not self.listener.events.empty():
-            self._handle(self.listener.events.get_nowait())
-
-    def _handle(self, item: ListenerItem) -> None:
-        if isinstance(item, StateList):
-            self.board.resync(**{item.kind: [i.fields for i in item.items]}, time=item.time)
-            return
-        if isinstance(item, Resync):
-            channels = [c.fields for c in item.channels]
-            self.board.resync(channels=channels, time=item.time)
-            records = self.correlator.resync(channels, item.time, filled=self._gap_filled)
-            self._gap_filled.clear()
-            self.resynced.set()
-        else:
-            self.self_check.observe(item.fields)
-            self.board.feed(item)
-            if self.ringme is not None and item.name == "OriginateResponse":
-                self._ring_me_result(item)
-            records = self.correlator.feed(item)
-        self.dead_letters.keep(self.correlator.take_failures())
-        for record in records:
-            self.pipeline.finished(record)
 
     def _listen(self) -> None:
         """What follows each stored call, in this order (after the writer's own hook)."""
