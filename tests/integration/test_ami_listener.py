@@ -77,6 +77,16 @@ async def next_resync(listener: AmiListener) -> Resync:
     return item
 
 
+async def login_answered(listener: AmiListener) -> None:
+    """Until the resync after login has had its last list (queue members): from then on the
+    listener sends nothing of its own."""
+    await next_resync(listener)
+    while not isinstance(item := await listener.events.get(), StateList) or (
+        item.kind != "queue_members"
+    ):
+        pass
+
+
 async def next_named(listener: AmiListener, name: str) -> AmiEvent:
     while True:
         item = await next_item(listener)
@@ -468,11 +478,7 @@ async def test_send_action_timeout_leaves_no_stale_entry() -> None:
     async with FakeAsterisk(username=USER, secret=SECRET, answer_pings=False) as server:
         listener = listener_for(server)
         async with running(listener):
-            await next_resync(listener)
-            while not isinstance(item := await listener.events.get(), StateList) or (
-                item.kind != "queue_members"
-            ):
-                pass  # the login's last request answered: nothing else is being sent
+            await login_answered(listener)
             protocol = listener._protocol
             assert protocol is not None
             with pytest.raises(TimeoutError, match=r"Ping got no answer within 0\.1 s"):
@@ -528,11 +534,7 @@ async def test_secret_never_logged_when_panoramisk_fails_to_send(
     listener = listener_for(asterisk)
     with structlog.testing.capture_logs() as logs:
         async with running(listener):
-            await next_resync(listener)
-            while not isinstance(item := await listener.events.get(), StateList) or (
-                item.kind != "queue_members"
-            ):
-                pass  # the login's last request answered: nothing else is being sent
+            await login_answered(listener)
             protocol = listener._protocol
             assert protocol is not None
             real = protocol.transport
