@@ -7,9 +7,9 @@ connection, holding the channel's variables (`GET VARIABLE` / `SET VARIABLE`).
 It can hang the channel up mid-dialogue (`hangup_after`): an unsolicited
 `HANGUP` line, then `511` to every command, as Asterisk does.
 
-`read_agi_trace` reads the captured conversations in
-tests/data/asterisk-traces/*.agi.txt; `env_for_call` builds an environment
-block shaped like theirs for generated calls.
+`env_for_call` builds an environment block shaped like the captured ones
+(`sim.agi_traces` reads those) for generated calls; Asterisk's replies are
+`sim.agi_dialogue`'s.
 """
 
 from __future__ import annotations
@@ -18,170 +18,12 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-__all__ = [
-    "AgiCall",
-    "AgiTraceSession",
-    "env_for_call",
-    "read_agi_trace",
-    "run_agi_session",
-]
+from pbx_tracker.sim.agi_dialogue import REPLY_DEAD, Env, answer
 
-Env = list[tuple[str, str]]
+__all__ = ["AgiCall", "env_for_call", "run_agi_session"]
 
 ASTERISK_VERSION = "GIT-master-f0c1c1a7b7"
-REPLY_OK = "200 result=1"
-REPLY_NOTHING = "200 result=0"
-REPLY_UNKNOWN = "510 Invalid or unknown command"
-REPLY_DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
-REPLY_TRYING = "100 result=0 Trying..."
-_KNOWN = (
-    "ANSWER",
-    "ASYNCAGI BREAK",
-    "CHANNEL STATUS",
-    "CONTROL STREAM FILE",
-    "DATABASE",
-    "EXEC",
-    "GET DATA",
-    "GET FULL VARIABLE",
-    "GET OPTION",
-    "HANGUP",
-    "NOOP",
-    "RECEIVE CHAR",
-    "RECORD FILE",
-    "SAY",
-    "SEND IMAGE",
-    "SEND TEXT",
-    "SET AUTOHANGUP",
-    "SET CALLERID",
-    "SET CONTEXT",
-    "SET EXTENSION",
-    "SET MUSIC",
-    "SET PRIORITY",
-    "STREAM FILE",
-    "TDD MODE",
-    "WAIT FOR DIGIT",
-)
-
-
-# -- captured conversations -----------------------------------------------------
-
-
-@dataclass(slots=True)
-class AgiTraceSession:
-    """One captured FastAGI conversation: Asterisk's environment and each command's reply.
-
-    `hangup_after` is the number of exchanges before an unsolicited `HANGUP`
-    line, if the capture has one.
-    """
-
-    title: str = ""
-    env: Env = field(default_factory=list)
-    exchanges: list[tuple[str, str]] = field(default_factory=list)
-    hangup_after: int | None = None
-
-    @property
-    def commands(self) -> list[str]:
-        return [command for command, _ in self.exchanges]
-
-    @property
-    def replies(self) -> list[str]:
-        return [reply for _, reply in self.exchanges]
-
-    def variables_read(self) -> dict[str, str]:
-        """The channel variables the router read (`GET VARIABLE` answered with a value)."""
-        found: dict[str, str] = {}
-        for command, reply in self.exchanges:
-            words = _agi_args(command)
-            if _is(words, "GET", "VARIABLE") and reply.startswith(REPLY_OK + " ("):
-                found[words[2]] = reply[len(REPLY_OK) + 2 : reply.rindex(")")]
-        return found
-
-    def variables_set(self) -> dict[str, str]:
-        """The channel variables the router set, in order (last value wins)."""
-        found: dict[str, str] = {}
-        for command, _ in self.exchanges:
-            words = _agi_args(command)
-            if _is(words, "SET", "VARIABLE") and len(words) == 4:
-                found[words[2]] = words[3]
-        return found
-
-
-def read_agi_trace(path: str | Path) -> list[AgiTraceSession]:
-    """The sessions of a `*.agi.txt` capture (`<< ` from Asterisk, `>> ` to it, `#` notes)."""
-    reader = _TraceReader()
-    text = Path(path).read_text(encoding="utf-8")
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            reader.feed(line)
-        except ValueError as error:
-            raise ValueError(f"{path}:{number}: {error}") from None
-    return reader.sessions
-
-
-class _TraceReader:
-    """The state of reading one capture file, line by line."""
-
-    def __init__(self) -> None:
-        self.sessions: list[AgiTraceSession] = []
-        self.in_header = False
-        self.command: str | None = None
-        self.reply: list[str] = []
-
-    def feed(self, line: str) -> None:
-        if line.startswith("# session"):
-            self._start(line[2:])
-        elif line.startswith("#") or not line.strip():
-            return
-        elif line.startswith(">> "):
-            self._need_session()
-            self.command = line[3:]
-        elif line.startswith("<< "):
-            self._from_asterisk(line[3:])
-        else:
-            raise ValueError(f"neither '<< ', '>> ' nor '#': {line!r}")
-
-    def _start(self, title: str) -> None:
-        self.sessions.append(AgiTraceSession(title=title))
-        self.in_header = True
-        self.command, self.reply = None, []
-
-    def _need_session(self) -> AgiTraceSession:
-        if not self.sessions:
-            self._start("")
-        return self.sessions[-1]
-
-    def _from_asterisk(self, text: str) -> None:
-        session = self._need_session()
-        if self.in_header:
-            if not text:
-                self.in_header = False
-                return
-            key, separator, value = text.partition(": ")
-            if not separator:
-                raise ValueError(f"environment line without ': ': {text!r}")
-            session.env.append((key, value))
-        elif text == "HANGUP":
-            session.hangup_after = len(session.exchanges)
-        elif self.command is None:
-            raise ValueError(f"a reply without a command: {text!r}")
-        else:
-            self.reply.append(text)
-            if _reply_complete(self.reply):
-                session.exchanges.append((self.command, "\n".join(self.reply)))
-                self.command, self.reply = None, []
-
-
-def _reply_complete(lines: Sequence[str]) -> bool:
-    """True once `lines` end a reply: after `100 Trying`, and in a `520-` block, they go on."""
-    first, last = lines[0], lines[-1]
-    if first[3:4] == "-":
-        return len(lines) > 1 and last.startswith(f"{first[:3]} ")
-    return not last.startswith("100 ")
-
-
-# -- a generated environment ----------------------------------------------------
 
 
 def env_for_call(
@@ -299,7 +141,7 @@ async def _converse(
                 break
             command = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             call.commands.append(command)
-            reply = REPLY_DEAD if call.hung_up else _answer(command, call.variables)
+            reply = REPLY_DEAD if call.hung_up else answer(command, call.variables)
             call.replies.append(reply)
             writer.write(reply.encode("utf-8") + b"\n")
             if hangup_after == len(call.commands):
@@ -313,64 +155,3 @@ async def _converse(
 def _hang_up(writer: asyncio.StreamWriter, call: AgiCall) -> None:
     writer.write(b"HANGUP\n")
     call.hung_up = True
-
-
-def _answer(command: str, variables: dict[str, str]) -> str:
-    """Asterisk's reply to `command` on a live channel holding `variables`."""
-    words = _agi_args(command)
-    if _is(words, "GET", "VARIABLE"):
-        if len(words) != 3:
-            return _usage("GET VARIABLE <variablename>")
-        value = variables.get(words[2])
-        return REPLY_NOTHING if value is None else f"{REPLY_OK} ({value})"
-    if _is(words, "SET", "VARIABLE"):
-        if len(words) != 4:
-            return _usage("SET VARIABLE <variablename> <value>")
-        variables[words[2]] = words[3]
-        return REPLY_OK
-    if _is(words, "VERBOSE"):
-        return REPLY_OK
-    if _is(words, "GOSUB"):
-        return f"{REPLY_TRYING}\n{REPLY_NOTHING}"
-    spoken = " ".join(words).upper()
-    if any(spoken == known or spoken.startswith(known + " ") for known in _KNOWN):
-        return REPLY_NOTHING
-    return REPLY_UNKNOWN
-
-
-def _usage(usage: str) -> str:
-    return (
-        "520-Invalid command syntax.  Proper usage follows:\n"
-        f" Usage: {usage}\n"
-        "520 End of proper usage."
-    )
-
-
-def _is(words: Sequence[str], *command: str) -> bool:
-    return [word.upper() for word in words[: len(command)]] == list(command)
-
-
-def _agi_args(line: str) -> list[str]:
-    """A command line split as Asterisk does: spaces separate, `"` groups, `\\` escapes."""
-    words: list[str] = []
-    current: list[str] = []
-    quoted = escaped = started = False
-    for char in line:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = started = True
-        elif char == '"':
-            quoted = not quoted
-            started = True
-        elif char in " \t" and not quoted:
-            if started:
-                words.append("".join(current))
-            current, started = [], False
-        else:
-            current.append(char)
-            started = True
-    if started:
-        words.append("".join(current))
-    return words

@@ -19,13 +19,8 @@ import structlog
 from pbx_tracker.agi.protocol import AgiReply, AgiRequest
 from pbx_tracker.agi.server import AgiServerStats, AgiSession, AgiSessionClosed, FastAgiServer
 from pbx_tracker.agi.settings import AgiSettings
-from pbx_tracker.sim.agi_client import (
-    AgiCall,
-    AgiTraceSession,
-    env_for_call,
-    read_agi_trace,
-    run_agi_session,
-)
+from pbx_tracker.sim.agi_client import AgiCall, env_for_call, run_agi_session
+from pbx_tracker.sim.agi_traces import AgiTraceSession, read_agi_trace
 
 TRACES = Path(__file__).parents[1] / "data" / "asterisk-traces"
 TIMEOUT = 5.0

@@ -26,7 +26,8 @@ from pbx_tracker.daemon import Daemon
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.routing.desk import ManagerStatus
 from pbx_tracker.routing.router import Router
-from pbx_tracker.sim.agi_client import AgiCall, env_for_call, read_agi_trace, run_agi_session
+from pbx_tracker.sim.agi_client import AgiCall, env_for_call, run_agi_session
+from pbx_tracker.sim.agi_traces import read_agi_trace
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.calls import save_call
