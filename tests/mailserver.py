@@ -16,6 +16,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from waiting import until
 
 
 class _Handler:
@@ -63,13 +64,8 @@ class Mailbox(Controller):
         entry = (asyncio.get_running_loop(), event)
         with self._lock:
             self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    event.clear()  # before looking, so an arrival in between is not lost
-                    if len(self.envelopes) >= count:
-                        break
-                    await event.wait()
+        try:  # the server thread sets the event through the loop: no arrival is lost
+            await until(lambda: len(self.envelopes) >= count, event, timeout)
         finally:
             with self._lock:
                 self._waiters.remove(entry)
