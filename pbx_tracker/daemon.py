@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -35,8 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pbx_tracker import systemd
 from pbx_tracker.agi.route import RouteHandler
 from pbx_tracker.agi.server import FastAgiServer
-from pbx_tracker.ami.capture import CaptureWriter
-from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem
+from pbx_tracker.ami.connection import AmiListener, AmiLoginError
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.attribution.sources import CallLabeler
@@ -48,14 +45,13 @@ from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import count_open_tasks
 from pbx_tracker.calls.correlator import Correlator
-from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.intake import AmiIntake
-from pbx_tracker.lifecycle import Loops
+from pbx_tracker.lifecycle import Loops, install_stop_signals
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
@@ -84,12 +80,6 @@ log = structlog.get_logger(__name__)
 
 STICKY_REFRESH_SECONDS = 60.0
 CEL_STORE_SECONDS = 30.0  # a part of the CEL log waits this long for its calls to be stored
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -505,29 +495,3 @@ class Daemon:
 
 def _wake(crm: CrmDelivery, record: CallRecord, new: bool) -> None:
     crm.wake()
-
-
-async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None = None) -> int:
-    """`pbx-tracker capture`: append live AMI traffic to a JSON Lines file."""
-    stop = stop or asyncio.Event()
-    install_stop_signals(stop)
-    listener = AmiListener(settings.ami)
-    task = asyncio.create_task(listener.run())
-    with out.open("a", encoding="utf-8") as stream:
-        writer = CaptureWriter(stream)
-        getter: asyncio.Task[ListenerItem] | None = None
-        stopped = asyncio.create_task(stop.wait())
-        while not stop.is_set() and not task.done():
-            getter = asyncio.create_task(listener.events.get())
-            await asyncio.wait({getter, stopped, task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done() and isinstance(item := getter.result(), AmiEvent):
-                writer.write(item)
-        if getter is not None:
-            getter.cancel()
-        stopped.cancel()
-    await listener.close()
-    log.info("daemon.capture_stopped", messages=writer.count, file=str(out))
-    if task.done() and isinstance(task.exception(), AmiLoginError):
-        log.error("daemon.capture_ami_login_rejected", reason=str(task.exception()))
-        return 1
-    return 0

@@ -1,4 +1,5 @@
-"""The daemon's background loops, supervised: the first one to fail ends the daemon.
+"""The daemon's background loops, supervised: the first one to fail ends the daemon;
+and the signals that stop it.
 
 A loop that raises is reported once (to ``failed``, which the daemon logs) and
 wakes `Loops.wait`, so the daemon stops as for SIGTERM and exits non-zero
@@ -10,13 +11,21 @@ has simply nothing (more) to do, unless it was started with ``ends_daemon``
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-__all__ = ["Loops"]
+__all__ = ["Loops", "install_stop_signals"]
 
 Failed = Callable[[str, BaseException], None]
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM (systemd's stop) and SIGINT (Ctrl-C) set ``stop``."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
 
 
 class Loops:

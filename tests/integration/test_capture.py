@@ -6,8 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from pbx_tracker.capture import run_capture
 from pbx_tracker.config import load_settings
-from pbx_tracker.daemon import run_capture
 from pbx_tracker.replay import replay_files
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
