@@ -12,6 +12,7 @@ from pathlib import Path
 
 from daemons import WAIT, RunningDaemon, start_daemon, trace_settings
 from sim_calls import assert_is_expected, generated
+from waiting import first_found, until
 
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord
@@ -52,13 +53,12 @@ async def tasks_when(
     """The callback tasks once ``check`` holds (re-read after each call the service took)."""
     service = pbx.daemon.callbacks
     assert service is not None
-    async with asyncio.timeout(WAIT):
-        while True:
-            service.handled.clear()
-            found = await stored_tasks(url)
-            if check(found):
-                return found
-            await service.handled.wait()
+
+    async def matching() -> list[CallbackTask] | None:
+        found = await stored_tasks(url)
+        return found if check(found) else None
+
+    return await first_found(matching, service.handled, WAIT)
 
 
 def by_linkedid(records: Sequence[CallRecord]) -> dict[str, CallRecord]:
@@ -162,10 +162,7 @@ async def test_a_call_answered_while_the_ami_link_was_down_is_answered(
     )
     async with start_daemon(settings, asyncio.Event()) as pbx:
         await asterisk.play(call.messages[:answer], epoch=ids.epoch)
-        async with asyncio.timeout(WAIT):
-            while pbx.daemon.correlator.calls_in_progress == 0:
-                pbx.daemon.handled.clear()
-                await pbx.daemon.handled.wait()
+        await until(lambda: pbx.daemon.correlator.calls_in_progress != 0, pbx.daemon.handled)
         pbx.daemon.resynced.clear()
         asterisk.drop_connections()  # the link drops: the answer happens in the gap
         cut = answered_at_index(call)

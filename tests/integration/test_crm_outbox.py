@@ -17,7 +17,7 @@ from daemons import start_daemon, trace_settings
 from servers import serving_app
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from waiting import until
+from waiting import first_found, until
 
 from pbx_tracker.callbacks.notifiers import WebhookNotifier, verify_signature
 from pbx_tracker.callbacks.settings import WebhookSettings
@@ -76,14 +76,13 @@ def crm_settings(url: str) -> CrmSettings:
 
 async def delivered_row(engine: AsyncEngine, delivery: CrmDelivery) -> Any:
     """The one outbox row, once the delivery rounds have marked it delivered."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            delivery.rounds.clear()
-            async with engine.connect() as conn:
-                (row,) = (await conn.execute(select(outbox_table))).all()
-            if row.delivered_at is not None:
-                return row
-            await delivery.rounds.wait()
+
+    async def delivered() -> Any:
+        async with engine.connect() as conn:
+            (row,) = (await conn.execute(select(outbox_table))).all()
+        return row if row.delivered_at is not None else None
+
+    return await first_found(delivered, delivery.rounds, WAIT)
 
 
 async def test_a_stored_call_reaches_the_crm_through_an_outage(
