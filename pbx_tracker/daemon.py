@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,10 +34,7 @@ from pbx_tracker.agi.route import RouteHandler
 from pbx_tracker.agi.server import FastAgiServer
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError
 from pbx_tracker.ami.dead_letters import DeadLetters
-from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.attribution.sources import CallLabeler
-from pbx_tracker.attribution.status import PoolStatus, pool_status
-from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.callbacks.notifiers import WebhookNotifier
 from pbx_tracker.callbacks.ringme import RingMe
@@ -50,6 +46,7 @@ from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
+from pbx_tracker.daemon_http import DaemonHttp
 from pbx_tracker.intake import AmiIntake
 from pbx_tracker.lifecycle import Loops, install_stop_signals
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
@@ -60,16 +57,12 @@ from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.selfcheck.live import SelfCheckRunner
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.session import DatabaseNotReadyError
-from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health, PartState, database_probe
 from pbx_tracker.web.metrics import (
     OPEN_CALLBACKS_SECONDS,
     CallCounter,
     DaemonCollector,
-    PoolCollector,
-    metrics_registry,
 )
-from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.snippet import LandingPage
 
 if TYPE_CHECKING:
@@ -153,7 +146,8 @@ class Daemon:
             events_seen=lambda: self.correlator.events_seen,
             events_failed=lambda: self.correlator.events_failed,
         )
-        self.visit_pools, self.http = self._http(settings, writer, landing)
+        self.web = self._http(settings, writer, landing)
+        self.http = None if self.web is None else self.web.server
         self.crm = self._crm(settings, writer)
         self._listen()
         # the background loops besides the AMI listener (and CEL's first read, the watchdog)
@@ -277,30 +271,21 @@ class Daemon:
 
     def _http(
         self, settings: Settings, writer: CallWriter, landing: LandingPage | None
-    ) -> tuple[VisitPools | None, HttpServer | None]:
-        """The website's API and snippet, with the number pools on the database."""
+    ) -> DaemonHttp | None:
+        """The website's API and snippet with the number pools, the pages, metrics, health."""
         if not settings.http.enabled:
-            return None, None
-        pools = None
-        if settings.number_pools:
-            pools = VisitPools.from_settings(
-                writer.engine,
-                settings.number_pools,
-                region=settings.phone_region,
-                privacy=settings.attribution,
-                clock=self._now,
-            )
-        status = None if pools is None else partial(self._pool_status, writer.engine)
-        server = HttpServer(
-            settings.http,
-            pools or NoPools(),
-            landing=landing,
-            pool_status=status,
-            metrics=metrics_registry(self._metrics(pools), self.daemon_metrics),
-            pages=self._pages(settings, writer),  # 404 while nobody can sign in
+            return None
+        return DaemonHttp(
+            settings,
+            writer.engine,
+            clock=self.clock,
+            board=self.board,
+            ringme=self.ringme,
+            attribution_watch=self.attribution_watch,
+            daemon_metrics=self.daemon_metrics,
             health=self.health,
+            landing=landing,
         )
-        return pools, server
 
     def _health(self, writer: CallWriter) -> Health:
         """/healthz: the parts (AMI and the database critical) and the self-check's problems."""
@@ -367,68 +352,11 @@ class Daemon:
         delivery = CrmDelivery(writer.engine, settings.crm, notifier, lambda: datetime.now(UTC))
         return delivery
 
-    def _pages(self, settings: Settings, writer: CallWriter) -> Pages:
-        """The pages for people; "Call now" goes out on our AMI connection."""
-        return Pages(
-            settings.web,
-            writer.engine,
-            region=settings.phone_region,
-            ringme=self.ringme,
-            dial=self.board.plan.dial_string,
-            recordings_dir=settings.recordings_dir,
-            rules=settings.report_rules(),
-            managers={manager.extension: manager.name for manager in settings.managers},
-            callbacks=settings.callbacks,
-        )
-
-    def _metrics(self, pools: VisitPools | None) -> PoolCollector:
-        def api_counters() -> dict[str, int]:
-            return {} if self.http is None else asdict(self.http.stats)
-
-        return PoolCollector(
-            [] if pools is None else list(pools.pools.values()),
-            self.attribution_watch,
-            api_counters,
-            clock=self._now,
-        )
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock(), UTC)
-
-    async def _pool_status(self, engine: AsyncEngine) -> list[PoolStatus]:
-        """Every pool's figures over the last day, for the status endpoint."""
-        now = self._now()
-        async with engine.connect() as conn:
-            return [
-                await pool_status(
-                    conn, pool, self.settings.attribution, since=now - timedelta(days=1), now=now
-                )
-                for pool in self.settings.number_pools
-            ]
-
     async def _start_http(self, running: contextlib.AsyncExitStack) -> bool:
-        if self.http is None:
+        if self.web is None:
             return True
-        running.push_async_callback(self._stop_http)  # the pools too, if the server fails
-        http = self.settings.http
-        try:
-            if self.visit_pools is not None:
-                await self.visit_pools.restore()
-            await self.http.start()
-        except OSError as error:
-            reason = error.strerror or str(error)
-            log.error("daemon.http_listen_failed", host=http.host, port=http.port, reason=reason)
-            return False
-        except Exception as error:  # the pools' leases could not be read back
-            log.error("daemon.visit_pools_failed", reason=str(error) or type(error).__name__)
-            return False
-        return True
-
-    async def _stop_http(self) -> None:
-        if self.http is not None:
-            await self.http.stop()
-        if self.visit_pools is not None:
-            await self.visit_pools.close()
+        running.push_async_callback(self.web.stop)  # the pools too, if the server fails
+        return await self.web.start()
 
     async def _stop_agi(self) -> None:
         if self.agi is not None:
