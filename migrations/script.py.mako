@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Write migrations that run on SQLite (batch mode: op.batch_alter_table) and
-PostgreSQL, and keep them in step with pbx_tracker/store/models.py
+PostgreSQL, and keep them in step with pbx_tracker/store/models/
 (tests/integration/test_migrations.py compares the two).
 """
 
