@@ -26,6 +26,7 @@ from pbx_tracker.ami.connection import AmiConnectionSettings, AmiListener
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused, RingMeResult
 from pbx_tracker.callbacks.settings import RingMeSettings
+from pbx_tracker.callbacks.task_actions import assign_task, close_task, snooze_task
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.command_error import CommandError
 from pbx_tracker.phones import display_number
@@ -162,7 +163,7 @@ def _age(delta: timedelta) -> str:
 
 async def close_callback(database_url: str, task_id: int, *, by: str, now: datetime) -> str:
     async def work(conn: AsyncConnection) -> tasks.CallbackTask:
-        return await tasks.close_task(conn, task_id, by=by, now=now)
+        return await close_task(conn, task_id, by=by, now=now)
 
     await _run(database_url, work)
     return f"callback task {task_id} closed by {by}"
@@ -175,7 +176,7 @@ async def snooze_callback(
     length = parse_duration(duration)
 
     async def work(conn: AsyncConnection) -> tasks.CallbackTask:
-        return await tasks.snooze_task(conn, task_id, until=now + length, by=by, now=now)
+        return await snooze_task(conn, task_id, until=now + length, by=by, now=now)
 
     await _run(database_url, work)
     return f"callback task {task_id} snoozed for {_age(length)}"
@@ -195,7 +196,7 @@ async def assign_callback(
         raise CommandError(f"{extension} is no manager in the config")
 
     async def work(conn: AsyncConnection) -> tasks.CallbackTask:
-        return await tasks.assign_task(conn, task_id, extension=extension, by=by, now=now)
+        return await assign_task(conn, task_id, extension=extension, by=by, now=now)
 
     await _run(database_url, work)
     return f"callback task {task_id} assigned to {extension} {manager.name}"

@@ -1,7 +1,7 @@
 """Missed calls become callback tasks, and their assignees are reminded until done.
 
 `CallbackService` runs inside the daemon.  Every call record, once written,
-goes through the task policy (`tasks.apply_call`): a missed call opens or
+goes through the task policy (`finished_calls.apply_call`): a missed call opens or
 joins its customer's task, a call that reached the customer resolves it.  A
 new task gets an assignee (who should have answered, else the free manager of
 its group who has waited longest) and two jobs in the scheduler: its next
@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.leader import Leadership
 from pbx_tracker.callbacks.notifiers import EmailNotifier, NotifyError, WebhookNotifier
 from pbx_tracker.callbacks.reminders import Reminder, ReminderKind, render_email, webhook_payload
@@ -35,6 +36,7 @@ from pbx_tracker.callbacks.schedule import (
     due_reminders,
     working_time_after,
 )
+from pbx_tracker.callbacks.task_actions import assign_task
 from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.hours import WorkingHours
 from pbx_tracker.routing.settings import zone_of
@@ -215,11 +217,11 @@ class CallbackService:
 
     async def _take_call(self, record: CallRecord, *, quiet: bool = False) -> None:
         async with self.engine.begin() as conn:
-            change = await tasks.apply_call(conn, record, self.config, now=self.now())
+            change = await apply_call(conn, record, self.config, now=self.now())
             if change is not None and change.kind == "opened" and change.task.assignee is None:
                 assignee = self._pick_assignee(change.task.group_name, record.did)
                 if assignee is not None:
-                    task = await tasks.assign_task(
+                    task = await assign_task(
                         conn, change.task_id, extension=assignee, by=SYSTEM, now=self.now()
                     )
                     change = tasks.TaskChange(change.kind, task)
@@ -259,9 +261,7 @@ class CallbackService:
             fresh = await tasks.get_task(conn, task.id)
             if fresh is None or not fresh.is_open or fresh.assignee is not None:
                 return fresh or task  # closed or given to someone meanwhile
-            task = await tasks.assign_task(
-                conn, task.id, extension=assignee, by=SYSTEM, now=self.now()
-            )
+            task = await assign_task(conn, task.id, extension=assignee, by=SYSTEM, now=self.now())
         log.info("callbacks.assigned", task_id=task.id, assignee=assignee, by=SYSTEM)
         self._tell("assigned", task)
         return task

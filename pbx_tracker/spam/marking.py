@@ -7,7 +7,7 @@ passed in.  The call is named by its ``calls.id`` (the calls page shows it).
   callback task whose calls are now all spam is closed by that manager
   (``closed_by_manager``): nobody needs to call a robot back.
 - `undo_spam`: the call is no spam any more; a missed call then goes through
-  the callback policy as the daemon would have taken it in (`tasks.apply_call`):
+  the callback policy as the daemon would have taken it in (`finished_calls.apply_call`):
   it opens or joins the customer's callback task, so the customer is called
   back after all (the running daemon schedules the reminders at its next sweep,
   and gives a task that has no assignee to a free manager).
@@ -27,8 +27,10 @@ from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import TaskStatus
 from pbx_tracker.callbacks.settings import CallbackSettings
+from pbx_tracker.callbacks.task_actions import close_task
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
 from pbx_tracker.crm.outbox import enqueue_calls
 from pbx_tracker.store.calls import get_call
@@ -65,7 +67,7 @@ async def mark_spam(conn: AsyncConnection, call_id: int, *, by: str, now: dateti
     closed = []
     for task_id in await _open_tasks_of(conn, call_id):
         if await _only_spam_calls(conn, task_id):
-            await tasks.close_task(conn, task_id, by=by, now=now)
+            await close_task(conn, task_id, by=by, now=now)
             closed.append(task_id)
     after = before.replace(spam=SpamReason.MANUAL)
     await enqueue_calls(conn, [(after, False)], now, decision="spam")
@@ -90,7 +92,7 @@ async def undo_spam(
     change = None
     if after.status is CallStatus.MISSED:
         try:
-            change = await tasks.apply_call(conn, after, callbacks, now=now)
+            change = await apply_call(conn, after, callbacks, now=now)
         except tasks.TaskError as error:
             raise SpamError(str(error)) from None
     return SpamChange(call_id, after, before.spam, task=change)

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import Resolution, TaskStatus
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.settings import CallbackSettings, RingMeSettings
@@ -94,7 +95,7 @@ class Site:
                     variables={"ROUTE_GROUP": "sales", "ROUTE_MANAGER": manager},
                 )
                 await save_call(conn, record)
-                change = await tasks.apply_call(conn, record, settings, now=start)
+                change = await apply_call(conn, record, settings, now=start)
         assert change is not None and change.task.assignee == manager
         return change.task_id
 

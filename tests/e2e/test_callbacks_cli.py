@@ -27,6 +27,7 @@ from cli_runner import WAIT, Cli, table_rows
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import EventKind, Resolution, TaskStatus
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import RingAttempt
@@ -143,7 +144,7 @@ async def seed(
     )
     async with engine.begin() as conn:
         await save_call(conn, record)
-        change = await tasks.apply_call(
+        change = await apply_call(
             conn, record, CallbackSettings(), now=start + timedelta(seconds=20)
         )
     assert change is not None and change.kind in ("opened", "joined")

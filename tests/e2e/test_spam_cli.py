@@ -16,7 +16,7 @@ from cli_runner import Cli, table_rows
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import SpamReason
 from pbx_tracker.store.calls import save_call
@@ -68,7 +68,7 @@ async def store(
     record = missed_call(linkedid, start, caller).replace(source="google", spam=spam)
     async with engine.begin() as conn:
         await save_call(conn, record)
-        await tasks.apply_call(conn, record, CallbackSettings(), now=start)
+        await apply_call(conn, record, CallbackSettings(), now=start)
         query = select(CallRow.id).where(CallRow.linkedid == linkedid)
         return int((await conn.execute(query)).scalar_one())
 

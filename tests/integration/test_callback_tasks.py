@@ -17,23 +17,21 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks import finished_calls, tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import EventKind, Resolution, TaskStatus
 from pbx_tracker.callbacks.settings import CallbackSettings
+from pbx_tracker.callbacks.task_actions import assign_task, close_task, snooze_task
 from pbx_tracker.callbacks.tasks import (
     CallbackTask,
     TaskChange,
     TaskError,
-    apply_call,
-    assign_task,
-    close_task,
     get_task,
     list_tasks,
     open_task_for,
     record_notify_failure,
     record_reminder,
     record_ringme_attempt,
-    snooze_task,
     task_calls_table,
     task_events,
     tasks_table,
@@ -466,7 +464,7 @@ class TestOneOpenTaskPerCustomer:
             looks.append(customer)
             return None if len(looks) == 1 else await real(conn, customer)
 
-        monkeypatch.setattr(tasks, "open_task_for", stale_then_real)
+        monkeypatch.setattr(finished_calls, "open_task_for", stale_then_real)
         change = await apply(engine, missed("m.2", 3))
         assert looks == [CUSTOMER, CUSTOMER]
         assert change is not None and (change.kind, change.task_id) == ("joined", winner.id)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.task_actions import close_task
 from pbx_tracker.phones import display_number
 from pbx_tracker.web.pages.common import (
     HEADERS,
@@ -179,7 +180,7 @@ async def _call_now(pages: Pages, user: WebUser, task: tasks.CallbackTask) -> Ou
 async def _done(pages: Pages, user: WebUser, task: tasks.CallbackTask) -> Outcome:
     try:
         async with pages.engine.begin() as conn:
-            await tasks.close_task(conn, task.id, by=user.name, now=pages.now())
+            await close_task(conn, task.id, by=user.name, now=pages.now())
     except tasks.TaskError:
         return False, "That callback is already done."
     log.info("web.callback_done", task=task.id, user=user.name)
