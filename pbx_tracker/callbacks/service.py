@@ -6,8 +6,9 @@ joins its customer's task, a call that reached the customer resolves it.  A
 new task gets an assignee (who should have answered, else the free manager of
 its group who has waited longest) and two jobs in the scheduler: its next
 reminder and its escalation at the SLA.  A reminder goes out through the
-assignee's channels (email, webhook, ring me) and is always logged; a failing
-channel is logged and recorded, and the next scheduled reminder tries again.
+assignee's channels (email, webhook, ring me: `sending.ReminderSender`) and is
+always logged; a failing channel is logged and recorded, and the next
+scheduled reminder tries again.
 Nothing here waits on the AMI listener or the call writer.
 """
 
@@ -27,15 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.leader import Leadership
-from pbx_tracker.callbacks.notifiers import EmailNotifier, NotifyError, WebhookNotifier
-from pbx_tracker.callbacks.reminders import Reminder, ReminderKind, render_email, webhook_payload
-from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.schedule import (
     SWEEP_SECONDS,
     ReminderScheduler,
     due_reminders,
     working_time_after,
 )
+from pbx_tracker.callbacks.sending import ReminderSender
 from pbx_tracker.callbacks.task_actions import assign_task
 from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.hours import WorkingHours
@@ -46,7 +46,7 @@ from pbx_tracker.store.engine import describe_error, is_transient_error
 if TYPE_CHECKING:
     from pbx_tracker.callbacks.settings import CallbackSettings
     from pbx_tracker.routing.availability import ManagerBoard
-    from pbx_tracker.staff import Directory, Manager
+    from pbx_tracker.staff import Directory
 
 __all__ = ["CallbackService"]
 
@@ -96,8 +96,9 @@ class CallbackService:
         self.clock = clock
         self.zone = zone_of(timezone)
         self.hours = None if self.config.hours is None else WorkingHours.parse(self.config.hours)
-        self.email = EmailNotifier(self.config.smtp) if self.config.smtp else None
-        self.webhook = WebhookNotifier(self.config.webhook) if self.config.webhook else None
+        self.sender = ReminderSender(
+            config, directory, engine, zone=self.zone, now=self.now, board=board, ringme=ringme
+        )
         self.leadership = Leadership(engine)
         self.sweep_seconds = float(SWEEP_SECONDS)
         self.scheduler = self._new_scheduler()
@@ -191,8 +192,7 @@ class CallbackService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.webhook is not None:
-            await self.webhook.close()
+        await self.sender.close()
 
     def call_written(self, record: CallRecord, new: bool) -> None:
         """The writer stored a call (any thread-free context): take it in order."""
@@ -335,7 +335,7 @@ class CallbackService:
         if due <= task.reminders_sent and not _snooze_over(task, now):
             self._schedule(task)
             return
-        channels = await self._send(task, "reminder", max(due, task.reminders_sent + 1))
+        channels = await self.sender.send(task, "reminder", max(due, task.reminders_sent + 1))
         self._unrecorded["remind", task.id] = _Sent(now, channels, max(due, task.reminders_sent))
         await self._write_down("remind", task.id)
 
@@ -346,7 +346,7 @@ class CallbackService:
         task = await self._load(task_id)
         if task is None or task.escalated_at is not None:
             return
-        channels = await self._send(task, "escalation", task.reminders_sent)
+        channels = await self.sender.send(task, "escalation", task.reminders_sent)
         self._unrecorded["escalate", task.id] = _Sent(self.now(), channels)
         await self._write_down("escalate", task.id)
 
@@ -400,125 +400,6 @@ class CallbackService:
         self.scheduler.shutdown()
         if self._follower is None or self._follower.done():
             self._follower = asyncio.create_task(self._follow(), name="callbacks-follow")
-
-    # -- notifying -----------------------------------------------------------------
-
-    async def _send(self, task: tasks.CallbackTask, kind: ReminderKind, number: int) -> list[str]:
-        """Tell whom it concerns through their channels; the channels that worked."""
-        extension = task.assignee
-        if kind == "escalation":
-            extension = self.config.supervisors.get(task.group_name or "", extension)
-        manager = self.directory.manager_for_extension(extension) if extension else None
-        reminder = self._reminder(task, kind, number, manager)
-        log.info(
-            f"callbacks.{kind}",
-            task_id=task.id,
-            customer=task.customer,
-            tries=task.tries,
-            to=extension,
-            number=number,
-        )
-        channels = self._channels(task, manager)
-        sent: list[str] = []
-        for channel in channels:
-            if await self._through(channel, task, reminder, manager, kind):
-                sent.append(channel)
-        return sent
-
-    def _channels(self, task: tasks.CallbackTask, manager: Manager | None) -> list[str]:
-        """The manager's own channels, else their task's group's, else the default ones."""
-        if manager is not None and manager.notify is not None:
-            return list(manager.notify)
-        by_group = self.config.group_notify.get(task.group_name or "")
-        return list(by_group if by_group is not None else self.config.notify)
-
-    async def _through(
-        self,
-        channel: str,
-        task: tasks.CallbackTask,
-        reminder: Reminder,
-        manager: Manager | None,
-        kind: ReminderKind,
-    ) -> bool:
-        try:
-            if channel == "email":
-                return await self._by_email(reminder, manager)
-            if channel == "webhook" and self.webhook is not None:
-                await self.webhook.send(webhook_payload(reminder))
-                return True
-            if channel == "ring_me" and kind == "reminder":
-                return await self._ring_me(task, manager)
-        except NotifyError as error:
-            log.warning(
-                "callbacks.notify_failed", task_id=task.id, channel=channel, reason=error.reason
-            )
-            async with self.engine.begin() as conn:
-                await tasks.record_notify_failure(
-                    conn, task.id, at=self.now(), channel=channel, reason=error.reason
-                )
-        return False
-
-    async def _by_email(self, reminder: Reminder, manager: Manager | None) -> bool:
-        if self.email is None or manager is None or manager.email is None:
-            return False
-        message = render_email(
-            reminder,
-            to=[manager.email],
-            sender=self.email_sender,
-            region=self.directory.region,
-            zone=self.zone,
-        )
-        await self.email.send(message)
-        return True
-
-    @property
-    def email_sender(self) -> str:
-        return self.config.smtp.sender if self.config.smtp else "pbx-tracker@localhost"
-
-    async def _ring_me(self, task: tasks.CallbackTask, manager: Manager | None) -> bool:
-        if self.ringme is None or manager is None or not task.dialable or task.customer is None:
-            return False
-        dial = self.board.plan.dial_string(manager.extension) if self.board else None
-        call = RingMeCall(
-            task_id=task.id,
-            manager=manager.extension,
-            manager_dial=(dial or f"PJSIP/{manager.extension}").split("&")[0],
-            customer=task.customer,
-            did=task.did,
-            attempt=task.ringme_attempts + 1,
-        )
-        try:
-            await self.ringme.start(call)
-        except RingMeRefused as refused:
-            log.info("callbacks.ringme_refused", task_id=task.id, reason=refused.reason)
-            return False
-        async with self.engine.begin() as conn:
-            await tasks.record_ringme_attempt(
-                conn, task.id, at=self.now(), manager=manager.extension
-            )
-        return True
-
-    def _reminder(
-        self, task: tasks.CallbackTask, kind: ReminderKind, number: int, manager: Manager | None
-    ) -> Reminder:
-        link = self.config.link_template
-        return Reminder(
-            task_id=task.id,
-            kind=kind,
-            customer=task.customer,
-            dialable=task.dialable,
-            tries=task.tries,
-            first_missed_at=task.first_missed_at,
-            last_missed_at=task.last_missed_at,
-            did=task.did,
-            source=task.source,
-            assignee=task.assignee,
-            assignee_name=manager.name if manager else None,
-            group=task.group_name,
-            reminder_number=number,
-            link=link.format(id=task.id) if link else None,
-            now=self.now(),
-        )
 
 
 def _missing_jobs(task: tasks.CallbackTask, jobs: set[str], reminders: int) -> bool:

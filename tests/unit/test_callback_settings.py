@@ -108,9 +108,9 @@ def test_channels_are_the_managers_then_the_groups_then_the_default() -> None:
         now, now, now, 0, None, None, None, None, 0, None, None, None, None, now,
     )  # fmt: skip
     anna, boris = (settings.manager_for_extension(e) for e in ("101", "102"))
-    assert service._channels(task, anna) == ["ring_me"]
-    assert service._channels(task, boris) == ["ring_me", "email"]
-    assert service._channels(dataclasses.replace(task, group_name=None), boris) == ["email"]
+    assert service.sender.channels(task, anna) == ["ring_me"]
+    assert service.sender.channels(task, boris) == ["ring_me", "email"]
+    assert service.sender.channels(dataclasses.replace(task, group_name=None), boris) == ["email"]
 
 
 def test_the_smtp_port_follows_the_security_unless_given() -> None:
