@@ -151,3 +151,34 @@ def format_time(moment: datetime) -> str:
 
 def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def record_from_json(data: dict[str, Any]) -> CallRecord:
+    """The inverse of CallRecord.to_json() (ISO 8601 times back to aware UTC)."""
+    missed, spam = data.get("missed_reason"), data.get("spam")
+    fields = {
+        **data,
+        "direction": Direction(data["direction"]),
+        "status": CallStatus(data["status"]),
+        "missed_reason": MissedReason(missed) if missed else None,
+        "spam": SpamReason(spam) if spam else None,  # lines spilled before 0008 have none
+        "variables": dict(data.get("variables") or {}),
+        "attempts": tuple(_attempt_from_json(item) for item in data.get("attempts") or ()),
+    }
+    for name in ("started_at", "answered_at", "ended_at"):
+        fields[name] = _parse_time(data.get(name))
+    return CallRecord(**fields)
+
+
+def _attempt_from_json(data: dict[str, Any]) -> RingAttempt:
+    times = {"rang_at": _parse_utc(data["rang_at"]), "ended_at": _parse_time(data.get("ended_at"))}
+    return RingAttempt(**{**data, **times})
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else _parse_utc(text)
+
+
+def _parse_utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -25,15 +25,10 @@ from typing import ParamSpec, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pbx_tracker.calls.records import CallRecord, Direction
-from pbx_tracker.store.calls import (
-    caller_has_earlier_call,
-    mark_first_time_callers,
-    record_from_json,
-    save_call,
-    save_calls,
-)
+from pbx_tracker.calls.records import CallRecord, Direction, record_from_json
+from pbx_tracker.store.calls import save_call, save_calls
 from pbx_tracker.store.engine import describe_error, is_transient_error, mask_url
+from pbx_tracker.store.first_callers import caller_has_earlier_call, mark_first_time_callers
 
 log = structlog.get_logger(__name__)
 

@@ -21,7 +21,8 @@ from pbx_tracker.attribution.visits import (
 )
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.config import Settings, settings_from_mapping
-from pbx_tracker.store.calls import list_calls, mark_first_time_callers, save_calls
+from pbx_tracker.store.calls import list_calls, save_calls
+from pbx_tracker.store.first_callers import mark_first_time_callers
 from pbx_tracker.store.models import CallRow
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

@@ -14,15 +14,20 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
-from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import Nothing, Resolve, decide
 from pbx_tracker.callbacks.settings import CallbackSettings
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, SpamReason
+from pbx_tracker.calls.records import (
+    CallRecord,
+    CallStatus,
+    Direction,
+    SpamReason,
+    record_from_json,
+)
 from pbx_tracker.crm.outbox import enqueue_calls, outbox_table
 from pbx_tracker.spam import marking
 from pbx_tracker.spam.classify import SpamClassifier
 from pbx_tracker.spam.settings import SpamSettings
-from pbx_tracker.store.calls import record_from_json, save_call
+from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.writer import CallWriter, _encode
 from stored import missed_call, stored_calls
@@ -174,7 +179,7 @@ async def test_undo_opens_the_callback_and_marking_closes_a_task_of_only_spam(
     missed = call("m1", 0, "+79161234567", spam=SpamReason.REPEAT)
     async with engine.begin() as conn:
         await save_call(conn, missed)
-        assert await apply_call(conn, missed, settings, now=T0) is None  # spam: no task
+        assert await tasks.apply_call(conn, missed, settings, now=T0) is None  # spam: no task
         call_id = (await conn.execute(text("SELECT id FROM calls"))).scalar_one()
         undone = await marking.undo_spam(conn, call_id, by="101", now=T0, callbacks=settings)
     assert undone.was is SpamReason.REPEAT

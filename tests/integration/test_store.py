@@ -20,19 +20,22 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, RingAttempt
+from pbx_tracker.calls.records import (
+    CallRecord,
+    CallStatus,
+    Direction,
+    RingAttempt,
+    record_from_json,
+)
 from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.reading import Position
 from pbx_tracker.store.calls import (
     attempts_table,
-    caller_has_earlier_call,
     calls_table,
     count_calls,
     get_call,
     list_calls,
     list_outbound_calls,
-    mark_first_time_callers,
-    record_from_json,
     save_call,
     save_calls,
 )
@@ -44,6 +47,7 @@ from pbx_tracker.store.engine import (
     mask_url,
     normalise_url,
 )
+from pbx_tracker.store.first_callers import caller_has_earlier_call, mark_first_time_callers
 from stored import missed_call
 
 T0 = datetime(2026, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
