@@ -31,6 +31,9 @@ one `StateList` when its last message is parsed: devices (`DeviceStateList`),
 hints (`ExtensionStateList`) and queue members (`QueueStatus`).  An Asterisk
 that refuses one of them (older version, missing permission) only costs that
 list: "ami.state_list_failed" is logged and the rest goes on.
+
+The items it queues are in `listener_items`; what it reads to log in, and the
+redaction of the secret from panoramisk's logs, in `credentials`.
 """
 
 from __future__ import annotations
@@ -38,113 +41,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping
 
 import structlog
 from panoramisk.message import Message
 
+from pbx_tracker.ami.credentials import AmiConnectionSettings, AmiLoginError, protect_secret
+from pbx_tracker.ami.listener_items import STATE_LISTS, ListenerItem, Resync, StateList
 from pbx_tracker.ami.protocol import AmiAction, AmiProtocol
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.logging import SecretFilter, SecretRedactor
+
+__all__ = [
+    "AmiConnectionSettings",
+    "AmiListener",
+    "AmiLoginError",
+    "ListenerItem",
+    "Resync",
+    "StateList",
+]
 
 log = structlog.get_logger(__name__)
 
 RESYNC_TIMEOUT = 30.0
 LOGOFF_TIMEOUT = 2.0
 _JITTER = 0.1
-_PANORAMISK_LOGGERS = ("panoramisk", "panoramisk.ami_protocol", "panoramisk.manager")
-
-
-class SecretValue(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
-class AmiConnectionSettings(Protocol):
-    """What the listener reads from `config.AmiSettings` (times in seconds)."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def username(self) -> str: ...
-    @property
-    def secret(self) -> SecretValue: ...
-    @property
-    def events(self) -> str | Sequence[str]: ...
-    @property
-    def connect_timeout(self) -> float: ...
-    @property
-    def ping_interval(self) -> float: ...
-    @property
-    def ping_timeout(self) -> float: ...
-    @property
-    def reconnect_initial(self) -> float: ...
-    @property
-    def reconnect_max(self) -> float: ...
-
-
-class AmiLoginError(Exception):
-    """Asterisk rejected our username/secret: fatal, retrying will not help."""
-
-    def __init__(self, username: str, host: str, port: int) -> None:
-        super().__init__(f"AMI login rejected for user {username} at {host}:{port}")
-        self.username = username
-
-
-@dataclass(frozen=True)
-class Resync:
-    """The channels Asterisk reported (`CoreShowChannel` events) right after a (re)login."""
-
-    channels: list[AmiEvent]
-    time: float
-
-
-@dataclass(frozen=True)
-class StateList:
-    """One full list of states Asterisk reported right after a (re)login.
-
-    `kind` is "devices" (`DeviceStateChange` events of `DeviceStateList`),
-    "extensions" (`ExtensionStatus` of `ExtensionStateList`) or "queue_members"
-    (`QueueMember` of `QueueStatus`).
-    """
-
-    kind: str
-    items: list[AmiEvent]
-    time: float
-
-
-ListenerItem = AmiEvent | Resync | StateList
-
-# action, the event that carries one item, the kind of the StateList
-STATE_LISTS = (
-    ("DeviceStateList", "DeviceStateChange", "devices"),
-    ("ExtensionStateList", "ExtensionStatus", "extensions"),
-    ("QueueStatus", "QueueMember", "queue_members"),
-)
-
-
-_PROTECTED: set[str] = set()
-
-
-def _protect(secret: str) -> None:
-    """Redact *secret* from panoramisk's own log records, whatever handler gets them.
-
-    `pbx_tracker.logging` redacts on its handler too; this filter sits on the
-    loggers themselves, so it also covers handlers added elsewhere (pytest's
-    caplog, a debugging `basicConfig`).
-    """
-    if not secret or secret in _PROTECTED:
-        return
-    _PROTECTED.add(secret)
-    redacting = SecretFilter(SecretRedactor([secret]))
-    for name in _PANORAMISK_LOGGERS:
-        logging.getLogger(name).addFilter(redacting)
 
 
 class AmiListener:
@@ -175,7 +97,7 @@ class AmiListener:
         self._protocol: AmiProtocol | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        _protect(settings.secret.get_secret_value())
+        protect_secret(settings.secret.get_secret_value())
 
     def __repr__(self) -> str:
         s = self._settings
