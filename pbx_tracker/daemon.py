@@ -51,7 +51,8 @@ from pbx_tracker.intake import AmiIntake
 from pbx_tracker.lifecycle import Loops, install_stop_signals
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
-from pbx_tracker.routing.availability import ManagerBoard, restore_last_calls
+from pbx_tracker.routing.availability import ManagerBoard
+from pbx_tracker.routing.restore import restore_last_calls
 from pbx_tracker.routing.router import Router
 from pbx_tracker.routing.sticky import StickyMemory
 from pbx_tracker.selfcheck.live import SelfCheckRunner

@@ -4,7 +4,8 @@
 
 - phone states: ``DeviceStateChange`` (``Device``, ``State``) and the queue's
   view of them (``QueueMemberStatus`` ``Status``), hints (``ExtensionStatus``);
-- queue membership: pauses and ``InCall`` of ``QueueMember*`` events;
+- queue membership: pauses and ``InCall`` of ``QueueMember*`` events
+  (these two read by `phone_states.PhoneStates`);
 - its own count of live non-Local channels (``Newchannel`` .. ``Hangup``,
   ringing on ``DialBegin``/ChannelState 5, answered on ChannelState 6 or
   ``BridgeEnter``), which works for phones that report their state badly; the
@@ -13,8 +14,8 @@
 - the router's reservations: a manager offered a call stays reserved until the
   ring time is over, the call's ``DialEnd`` to them, or the call's hang-up.
 
-At start, `restore_last_calls` gives back each manager's last call end from the
-call store (the latest end of an answered call they talked on), so longest idle
+At start, `routing.restore.restore_last_calls` gives back each manager's last
+call end from the call store (the latest end of an answered call they talked on), so longest idle
 and wrap-up decide as they would have without the restart; a later end from AMI
 wins.
 
@@ -27,35 +28,24 @@ states of any phone count.  A manager paused in any queue is PAUSED.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.routing.desk import (
-    DEVICE_STATUS,
-    MEMBER_DEVICE_STATES,
-    Desk,
-    Leg,
-    ManagerStatus,
-    Reservation,
-    hint_status,
+from pbx_tracker.routing.desk import Desk, Leg, ManagerStatus, Reservation
+from pbx_tracker.routing.phone_states import (
+    PhoneStates,
+    forget_devices,
+    forget_hint,
+    forget_queues,
 )
 from pbx_tracker.routing.plan import RoutingPlan
 from pbx_tracker.routing.settings import RoutingSettings
 from pbx_tracker.staff import Directory
-from pbx_tracker.store.last_calls import last_call_ends
 
-__all__ = ["ManagerBoard", "ManagerStatus", "ManagerView", "restore_last_calls"]
-
-log = structlog.get_logger(__name__)
-
-RESTORE_SECONDS = 2.0  # the longest the start waits for the managers' last calls
+__all__ = ["ManagerBoard", "ManagerStatus", "ManagerView"]
 
 Fields = Mapping[str, str]
 _RINGING_STATES = frozenset({"0", "5"})  # Down (being set up), Ringing
@@ -96,6 +86,7 @@ class ManagerBoard:
         self.plan = RoutingPlan(routing, directory)
         self._clock = clock
         self._desks = {m.extension: Desk(m.extension) for m in directory.managers}
+        self._phones = PhoneStates(self._desks, directory)
         self._leg_owner: dict[str, str] = {}  # Uniqueid -> extension
         self._reserved: dict[str, set[str]] = {}  # call id -> extensions
         self._wrapup = routing.wrapup_seconds
@@ -107,10 +98,10 @@ class ManagerBoard:
             "Hangup": self._on_hangup,
             "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
-            "DeviceStateChange": self._on_device_state,
-            "ExtensionStatus": self._on_hint,
-            "QueueMemberRemoved": self._on_member_removed,
-            **{name: self._on_queue_member for name in _QUEUE_MEMBER_EVENTS},
+            "DeviceStateChange": self._phones.device_state,
+            "ExtensionStatus": self._phones.hint,
+            "QueueMemberRemoved": self._phones.member_removed,
+            **{name: self._phones.queue_member for name in _QUEUE_MEMBER_EVENTS},
         }
 
     # --- events ----------------------------------------------------------------
@@ -145,11 +136,11 @@ class ManagerBoard:
         if channels is not None:
             self._resync_channels(list(channels), time)
         if devices is not None:
-            self._replace(devices, time, lambda desk: desk.devices.clear(), self._on_device_state)
+            self._replace(devices, time, forget_devices, self._phones.device_state)
         if extensions is not None:
-            self._replace(extensions, time, _forget_hint, self._on_hint)
+            self._replace(extensions, time, forget_hint, self._phones.hint)
         if queue_members is not None:
-            self._replace(queue_members, time, _forget_queues, self._on_queue_member)
+            self._replace(queue_members, time, forget_queues, self._phones.queue_member)
         for extension in self._desks:
             self.status(extension, time)
 
@@ -246,76 +237,6 @@ class ManagerBoard:
             ended = min(moment, self._clock())
             desk.call_ended(ended, self.plan.local_time(ended).date())
         return extension
-
-    # --- phone, hint and queue states ---------------------------------------------
-
-    def _manager_of_device(self, device: str) -> str | None:
-        """``IAX2/101``, ``IAX2/101/101``, ``hint:101@ctx``, ``Local/101@ctx/n`` -> ``101``."""
-        kind, colon, rest = device.partition(":")
-        if colon and "/" not in kind:
-            number = rest.partition("@")[0] if kind.lower() == "hint" else ""
-            return number if number in self._desks else None
-        tech, _, name = device.partition("/")
-        if tech.lower() == "local":
-            number = name.partition("@")[0]
-            return number if number in self._desks else None
-        manager = self.directory.manager_for_channel(f"{tech}/{name.partition('/')[0]}")
-        return manager.extension if manager is not None else None
-
-    def _set_device(self, device: str, state: str) -> str | None:
-        extension = self._manager_of_device(device)
-        status = DEVICE_STATUS.get(state.upper())
-        if extension is None or status is None:
-            return None
-        self._desks[extension].devices[_device_key(device)] = status
-        return extension
-
-    def _on_device_state(self, fields: Fields, moment: float) -> str | None:
-        return self._set_device(fields.get("Device", ""), fields.get("State", ""))
-
-    def _on_hint(self, fields: Fields, moment: float) -> str | None:
-        extension = fields.get("Exten", "").strip()
-        desk = self._desks.get(extension)
-        code = _number(fields.get("Status"))
-        if desk is None or code is None:
-            return None
-        desk.hint = None if code < 0 else hint_status(code)
-        return extension
-
-    def _member(self, fields: Fields) -> tuple[Desk, str] | None:
-        """The manager a queue member event is about, and the queue."""
-        interfaces = (fields.get(key, "") for key in ("StateInterface", "Interface", "Location"))
-        for interface in filter(None, interfaces):
-            extension = self._manager_of_device(interface)
-            if extension is not None:
-                return self._desks[extension], fields.get("Queue", "")
-        return None
-
-    def _on_queue_member(self, fields: Fields, moment: float) -> str | None:
-        found = self._member(fields)
-        if found is None:
-            return None
-        desk, queue = found
-        if "Paused" in fields:
-            _toggle(desk.paused_in, queue, fields.get("Paused") == "1")
-        if "InCall" in fields:
-            _toggle(desk.in_queue_call, queue, fields.get("InCall") == "1")
-        last_call = _number(fields.get("LastCall"))
-        if last_call:
-            desk.last_call_end = max(float(last_call), desk.last_call_end or 0.0)
-        code, device = _number(fields.get("Status")), fields.get("StateInterface", "")
-        if code is not None and 0 <= code < len(MEMBER_DEVICE_STATES) and device:
-            self._set_device(device, MEMBER_DEVICE_STATES[code])
-        return desk.extension
-
-    def _on_member_removed(self, fields: Fields, moment: float) -> str | None:
-        found = self._member(fields)
-        if found is None:
-            return None
-        desk, queue = found
-        desk.paused_in.discard(queue)
-        desk.in_queue_call.discard(queue)
-        return desk.extension
 
     # --- reservations -------------------------------------------------------------
 
@@ -436,51 +357,3 @@ class ManagerBoard:
                 )
             )
         return views
-
-
-async def restore_last_calls(
-    board: ManagerBoard, engine: AsyncEngine, *, seconds: float = RESTORE_SECONDS
-) -> int:
-    """Give ``board`` each manager's last call end from the call store; how many had one.
-
-    A database that fails, or does not answer within ``seconds``, costs only
-    this (logged): the board learns from AMI as before.
-    """
-    managers = [manager.extension for manager in board.directory.managers]
-    try:
-        async with asyncio.timeout(seconds), engine.connect() as conn:
-            ends = await last_call_ends(conn, managers)
-    except Exception as error:  # whatever the database does, the router must start
-        log.warning("routing.last_calls_unknown", error=str(error) or type(error).__name__)
-        return 0
-    board.restore_last_calls({extension: end.timestamp() for extension, end in ends.items()})
-    log.info("routing.last_calls_restored", managers=len(ends), of=len(managers))
-    return len(ends)
-
-
-def _forget_hint(desk: Desk) -> None:
-    desk.hint = None
-
-
-def _forget_queues(desk: Desk) -> None:
-    desk.paused_in.clear()
-    desk.in_queue_call.clear()
-
-
-def _toggle(items: set[str], item: str, present: bool) -> None:
-    if present:
-        items.add(item)
-    else:
-        items.discard(item)
-
-
-def _number(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _device_key(device: str) -> str:
-    tech, sep, name = device.partition("/")
-    return f"{tech.lower()}/{name.partition('/')[0]}" if sep else device.lower()
