@@ -40,8 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pbx_tracker.attribution.memory_pool import LiveVisit
 from pbx_tracker.attribution.pool import Assignment, Lease
+from pbx_tracker.attribution.visit_batches import VisitBatch
 from pbx_tracker.attribution.visit_pool import VisitStart
-from pbx_tracker.attribution.visits import PoolUse, Visit, VisitBatch, hour_of
+from pbx_tracker.attribution.visit_records import PoolUse, Visit, hour_of
 from pbx_tracker.store.engine import describe_error
 
 __all__ = [

@@ -17,7 +17,7 @@ visitors' numbers are looked up in the store by `number_lookups.NumberLookups`.
 
 Several daemons, one pool.  Daemons that share a database (PostgreSQL)
 behind one proxy serve the same pool, each deciding in memory; the store
-arbitrates (`attribution.visits`: one live lease per number, a unique index).
+arbitrates (`attribution.visit_batches`: one live lease per number, a unique index).
 A new lease on a number another daemon shows is refused when the batch is
 written: the daemon then learns the pool's live leases (`PoolAllocator.take_over`),
 decides again for the refused visits (another number, or none: the fallback;
@@ -65,20 +65,15 @@ from pbx_tracker.attribution.memory_pool import (
 )
 from pbx_tracker.attribution.number_lookups import NumberLookups
 from pbx_tracker.attribution.pool import Assignment, Lease, PoolAllocator
+from pbx_tracker.attribution.visit_batches import BatchResult, write_visit_batch
 from pbx_tracker.attribution.visit_pool import (
     KeepAliveAnswer,
     UnknownPool,
     VisitAnswer,
     VisitStart,
 )
-from pbx_tracker.attribution.visits import (
-    BatchResult,
-    StoredLease,
-    get_visit,
-    latest_leases,
-    live_lease_of,
-    write_visit_batch,
-)
+from pbx_tracker.attribution.visit_records import StoredLease
+from pbx_tracker.attribution.visits import get_visit, latest_leases, live_lease_of
 from pbx_tracker.store.engine import describe_error
 
 __all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]

@@ -15,11 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.attribution.pool import Lease, PoolAllocator
+from pbx_tracker.attribution.visit_batches import VisitBatch, write_visit_batch
 from pbx_tracker.attribution.visits import (
     PoolUsage,
     PoolUse,
     Visit,
-    VisitBatch,
     extend_lease,
     extend_leases,
     get_visit,
@@ -40,7 +40,6 @@ from pbx_tracker.attribution.visits import (
     touch_visit,
     touch_visits,
     visits_table,
-    write_visit_batch,
 )
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
