@@ -21,21 +21,24 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from pbx_tracker.calls.call_start import known_caller_id, start_call
+from pbx_tracker.calls.conversation import connect, connect_outbound, disconnect
 from pbx_tracker.calls.events import AmiEvent, channel_variables
-from pbx_tracker.calls.offers import DIAL, QUEUE, Offer
+from pbx_tracker.calls.gap import HeardEvents, ended_in_gap
+from pbx_tracker.calls.legs import new_leg, reach_of
+from pbx_tracker.calls.offers import (
+    QUEUE,
+    Offer,
+    caller_dial,
+    dial_status,
+    queue_abandoned,
+    queue_status,
+)
 from pbx_tracker.calls.outcome import build_record
 from pbx_tracker.calls.records import CallRecord, Direction
-from pbx_tracker.calls.state import Call, Channel, Leg, uniqueid_epoch
+from pbx_tracker.calls.state import Call, Channel
 from pbx_tracker.calls.switchboard import Switchboard
-from pbx_tracker.calls.topology import (
-    VIA_DEVICE,
-    VIA_NUMBER,
-    Reach,
-    Topology,
-    device_of,
-    is_pseudo_channel,
-    local_target,
-)
+from pbx_tracker.calls.topology import Reach, Topology, is_pseudo_channel
 
 __all__ = ["Correlator", "FailedEvent", "Topology"]
 
@@ -65,7 +68,7 @@ class Correlator:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.events_seen = 0
         self.events_failed = 0
-        self._heard: dict[str, list[AmiEvent]] = {}  # Linkedid in progress -> its events
+        self._heard = HeardEvents()  # of the calls in progress, for `news` after a gap
         self.failures: deque[FailedEvent] = deque(maxlen=_FAILURES_KEPT)
 
     @property
@@ -82,14 +85,8 @@ class Correlator:
 
     def news(self, linkedid: str, events: Iterable[AmiEvent]) -> list[AmiEvent]:
         """Of a call in progress's whole history (told from CEL after a gap), the events
-        not heard: from about the last one heard on (a second before it: AMI's and CEL's
-        clocks of one moment differ by microseconds), and none heard already."""
-        heard = self._heard.get(linkedid, [])
-        since = max((event.time for event in heard), default=0.0) - _GAP_OVERLAP
-        known = {_what_happened(event) for event in heard if event.time > since}
-        return [
-            event for event in events if event.time > since and _what_happened(event) not in known
-        ]
+        not heard (`HeardEvents.news`)."""
+        return self._heard.news(linkedid, events)
 
     def feed(self, event: AmiEvent) -> list[CallRecord]:
         """Apply one event; return the records of the calls it finished."""
@@ -111,7 +108,7 @@ class Correlator:
         """What a call in progress heard, for `news` after a gap."""
         call_id = event.get("Linkedid")
         if call_id in self._calls:
-            self._heard.setdefault(call_id, []).append(event)
+            self._heard.remember(call_id, event)
 
     def take_failures(self) -> list[FailedEvent]:
         """The events that could not be applied since the last call (at most the last 1000)."""
@@ -137,33 +134,10 @@ class Correlator:
         return channel
 
     def _start_call(self, channel: Channel, event: AmiEvent, *, late: bool = False) -> None:
-        if channel.is_local and not late:
-            direction = Direction.OUTBOUND
-        elif self.topology.is_inbound_context(event.get("Context")):
-            direction = Direction.INBOUND
-        elif channel.manager is not None or channel.is_local:
-            direction = Direction.OUTBOUND
-        elif late:
-            direction = Direction.INBOUND
-        else:
+        call = start_call(channel, event, self.topology, late=late)
+        if call is None:
             return
-        started = event.time
-        if late:
-            started = min(uniqueid_epoch(channel.uniqueid) or started, started)
-        call = Call(
-            linkedid=channel.linkedid,
-            root=channel.uniqueid,
-            root_channel=channel.name,
-            direction=direction,
-            started_at=started,
-            complete=not late,
-        )
-        call.channels.add(channel.uniqueid)
-        call.placed_by = channel.manager
-        if direction is Direction.INBOUND:
-            call.did = event.get("Exten") or None
-            call.caller = _known(event.get("CallerIDNum"))
-            call.caller_name = _known(event.get("CallerIDName"))
+        if call.direction is Direction.INBOUND:
             self._inbound_roots.add(channel.uniqueid)
         self._calls[call.linkedid] = call
 
@@ -211,9 +185,9 @@ class Correlator:
         if not on_root:
             return
         if name == "DIALSTATUS":
-            self._dial_status(call, value, event.time)
+            dial_status(call.offers, value, event.time)
         elif name == "QUEUESTATUS" and value:
-            self._queue_status(call, value, event.time)
+            queue_status(call.offers, value, event.time, call.queue)
 
     def _on_newexten(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -228,39 +202,6 @@ class Correlator:
             self._apply_variables(call, event)
 
     # -- what the caller went through: Dial and queue offers --------------
-
-    def _caller_dial(self, call: Call, time: float) -> Offer:
-        """The offer a Dial of the caller's channel belongs to (the open one, or a new one)."""
-        last = call.last_offer()
-        if last is not None and last.kind == QUEUE and last.ended_at is None:
-            return last  # the queue rings its members with Dial events of its own
-        if last is not None and last.kind == DIAL and last.open:
-            return last
-        offer = Offer(DIAL, time)
-        call.offers.append(offer)
-        return offer
-
-    def _dial_status(self, call: Call, value: str, time: float) -> None:
-        """DIALSTATUS on the caller's channel: empty when a Dial starts, its result after."""
-        last = call.last_offer()
-        if not value:
-            if last is None or last.kind != DIAL or not last.fresh:
-                call.offers.append(Offer(DIAL, time))
-            return
-        if last is not None and last.kind == DIAL and last.status is None:
-            last.summary(value, time)
-        elif last is None or last.kind != DIAL:
-            offer = Offer(DIAL, time)
-            offer.summary(value, time)
-            call.offers.append(offer)
-
-    def _queue_status(self, call: Call, value: str, time: float) -> None:
-        """QUEUESTATUS after Queue() returns; alone when the caller never joined (JOINEMPTY)."""
-        last = call.last_offer()
-        if last is None or last.kind != QUEUE or last.status is not None:
-            last = Offer(QUEUE, time, queue=call.queue)
-            call.offers.append(last)
-        last.summary(value, time)
 
     def _on_queue_join(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -281,12 +222,7 @@ class Correlator:
             return
         queue = event.get("Queue") or None
         call.queue = call.queue or queue
-        stint = call.last_offer(QUEUE)
-        if stint is None:
-            stint = Offer(QUEUE, event.time, queue=queue)
-            call.offers.append(stint)
-        stint.abandoned = True
-        stint.ended_at = stint.ended_at or event.time
+        queue_abandoned(call.offers, event.time, queue)
 
     # -- dialing ----------------------------------------------------------
 
@@ -311,50 +247,18 @@ class Correlator:
             dest.dialed_by = source
         dest.dial_string = dest.dial_string or event.get("DialString") or None
         if source == call.root and call.direction is Direction.INBOUND:
-            self._caller_dial(call, event.time).dest_begins(dest_id)
+            caller_dial(call.offers, event.time).dest_begins(dest_id)
         if dest.is_local or dest_id in call.legs or dest_id == call.root:
             return
-        leg = self._new_leg(dest, event)
+        leg = new_leg(dest, event, self.topology, self._board)
         call.legs[dest_id] = leg
         if call.direction is Direction.OUTBOUND:
             if leg.manager is None and call.customer is None:
-                call.customer, call.did = leg.dialed, _known(event.get("CallerIDNum"))
+                call.customer, call.did = leg.dialed, known_caller_id(event.get("CallerIDNum"))
             call.placed_by = call.placed_by or leg.manager
 
-    def _new_leg(self, dest: Channel, event: AmiEvent) -> Leg:
-        reach = self._reach(dest)
-        locals_ = list(self._board.dialling_locals(dest))
-        queue = dest.queue or next((local.queue for local in locals_ if local.queue), None)
-        return Leg(
-            dest.uniqueid,
-            dest.name,
-            reach.manager,
-            event.time,
-            queue=queue,
-            dialed=_dialed_number(event),
-            via=reach.via,
-            number=reach.number,
-            caller_dest=(locals_[-1] if locals_ else dest).uniqueid,
-        )
-
     def _reach(self, channel: Channel) -> Reach:
-        """Who a channel reaches: a manager's device or number, or someone undeclared."""
-        if channel.reach is None:
-            channel.reach = self._find_reach(channel)
-        return channel.reach
-
-    def _find_reach(self, channel: Channel) -> Reach:
-        if channel.manager is not None:
-            return Reach(channel.manager, VIA_DEVICE)
-        reach = self.topology.reach_of_number(channel.dial_string or "")
-        if reach is not None:
-            return reach
-        for local in self._board.dialling_locals(channel):
-            target = local_target(local.name)
-            reach = self.topology.reach_of_local(target) if target else None
-            if reach is not None:
-                return reach
-        return Reach(None, VIA_DEVICE)
+        return reach_of(channel, self.topology, self._board)
 
     def _on_dial_end(self, event: AmiEvent) -> None:
         call = self._dialling_call(event)
@@ -424,59 +328,17 @@ class Correlator:
         reachable = self._board.reachable(call.root)
         if call.direction is Direction.OUTBOUND:
             customer = next((c.uniqueid for c in reachable if c.manager is None), None)
-            self._connect_outbound(call, customer, time)
+            connect_outbound(call, customer, time)
             return
         parties = [c for c in reachable if c.uniqueid not in self._inbound_roots]
         if any(c.uniqueid == call.connected_to for c in parties):
             return
         if not parties:
-            self._disconnect(call, time)
+            disconnect(call, time)
             return
         declared = [c for c in parties if self._reach(c).manager is not None]
-        self._connect(call, (declared or parties)[0], time, swap=swap)
-
-    def _connect(self, call: Call, channel: Channel, time: float, *, swap: bool) -> None:
-        reach = self._reach(channel)
-        number = reach.number if reach.via == VIA_NUMBER else None
-        if reach.manager is None and number is None:
-            number = device_of(channel.name)  # a phone nobody declared: name the device
-        party = (reach.manager, None if reach.manager else number)
-        self._disconnect(call, time)
-        if call.answered_at is None:
-            call.answered_at, call.answered_by = time, reach.manager
-            call.answered_via, call.answered_number = reach.via, number
-        elif call.disconnected_at is not None:
-            gap = max(0.0, time - call.disconnected_at)
-            if swap and party == call.connected_party:
-                call.talk += gap  # the same conversation, its channels swapped
-            else:
-                call.transfer_wait += gap
-        if call.connected_party is not None and party != call.connected_party:
-            call.transferred_to = reach.manager
-        call.connected_party = party
-        call.connected_to, call.connected_since = channel.uniqueid, time
-        leg = call.legs.get(channel.uniqueid)
-        if leg is not None:
-            leg.connected = True
-
-    def _disconnect(self, call: Call, time: float) -> None:
-        if call.connected_since is not None:
-            call.talk += max(0.0, time - call.connected_since)
-            call.disconnected_at = time
-        call.connected_to, call.connected_since = None, None
-
-    def _connect_outbound(self, call: Call, customer_leg: str | None, time: float) -> None:
-        if customer_leg is None:
-            self._disconnect(call, time)
-            return
-        if call.answered_at is None:
-            call.answered_at = time
-            leg = call.legs.get(customer_leg)
-            if leg is not None:
-                leg.end(time, "ANSWER")
-        call.answered_by = call.answered_by or call.placed_by
-        if call.connected_since is None:
-            call.connected_to, call.connected_since = customer_leg, time
+        party = (declared or parties)[0]
+        connect(call, party, self._reach(party), time, swap=swap)
 
     # -- hangups ----------------------------------------------------------
 
@@ -511,9 +373,9 @@ class Correlator:
         return self._finish(call, event.time)
 
     def _finish(self, call: Call, time: float) -> list[CallRecord]:
-        self._disconnect(call, time)
+        disconnect(call, time)
         del self._calls[call.linkedid]
-        self._heard.pop(call.linkedid, None)
+        self._heard.forget(call.linkedid)
         self._inbound_roots.discard(call.root)
         self._finished[call.linkedid] = None
         while len(self._finished) > _FINISHED_MEMORY:
@@ -547,12 +409,8 @@ class Correlator:
         """
         live = {entry.get("Uniqueid", ""): entry for entry in channels}
         records: list[CallRecord] = []
-        for call in list(self._calls.values()):
-            if call.root not in live:
-                call.complete = False
-                records.extend(self._finish(call, time))
-            elif call.linkedid not in filled:
-                call.complete = False
+        for call in ended_in_gap(list(self._calls.values()), live, filled):
+            records.extend(self._finish(call, time))
         self._board.keep_only(live)
         for entry in live.values():
             self._adopt(entry, time)
@@ -569,36 +427,6 @@ class Correlator:
             self._on_bridge_enter(AmiEvent({**entry, "BridgeUniqueid": bridge}, time))
         elif call is not None and entry.get("Application", "").lower() == "voicemail":
             call.voicemail_at = call.voicemail_at or time
-
-
-_GAP_OVERLAP = 1.0  # seconds before the last event heard that CEL's account is compared
-_HAPPENING_FIELDS = (
-    "Uniqueid",
-    "DestUniqueid",
-    "DialStatus",
-    "ChannelState",
-    "BridgeUniqueid",
-    "Variable",
-    "Value",
-)
-
-
-def _what_happened(event: AmiEvent) -> tuple[str, ...]:
-    """An event's happening, the same whether AMI or CEL told it."""
-    return (event.name, *(event.get(name) for name in _HAPPENING_FIELDS))
-
-
-def _known(value: str) -> str | None:
-    value = value.strip()
-    return None if not value or value.lower() in {"<unknown>", "unknown"} else value
-
-
-def _dialed_number(event: AmiEvent) -> str | None:
-    exten = event.get("DestExten")
-    if exten and exten != "s":
-        return exten
-    dial_string = event.get("DialString")
-    return dial_string.rsplit("/", 1)[-1] or None if dial_string else None
 
 
 def _cause_outcome(cause: str) -> str | None:

@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 
 from pbx_tracker.calls.records import MissedReason
 
-__all__ = ["DIAL", "QUEUE", "Offer", "reason_of"]
+__all__ = [
+    "DIAL",
+    "QUEUE",
+    "Offer",
+    "caller_dial",
+    "dial_status",
+    "latest",
+    "queue_abandoned",
+    "queue_status",
+    "reason_of",
+]
 
 DIAL = "dial"
 QUEUE = "queue"
@@ -109,3 +119,57 @@ class Offer:
 def reason_of(result: str | None) -> MissedReason | None:
     """The missed reason an offer's result gives (None: it says nothing)."""
     return _REASONS.get(result) if result else None
+
+
+def latest(offers: list[Offer], kind: str | None = None) -> Offer | None:
+    """The latest offer (of that kind)."""
+    for offer in reversed(offers):
+        if kind is None or offer.kind == kind:
+            return offer
+    return None
+
+
+def caller_dial(offers: list[Offer], time: float) -> Offer:
+    """The offer a Dial of the caller's channel belongs to (the open one, or a new one)."""
+    last = latest(offers)
+    if last is not None and last.kind == QUEUE and last.ended_at is None:
+        return last  # the queue rings its members with Dial events of its own
+    if last is not None and last.kind == DIAL and last.open:
+        return last
+    offer = Offer(DIAL, time)
+    offers.append(offer)
+    return offer
+
+
+def dial_status(offers: list[Offer], value: str, time: float) -> None:
+    """DIALSTATUS on the caller's channel: empty when a Dial starts, its result after."""
+    last = latest(offers)
+    if not value:
+        if last is None or last.kind != DIAL or not last.fresh:
+            offers.append(Offer(DIAL, time))
+        return
+    if last is not None and last.kind == DIAL and last.status is None:
+        last.summary(value, time)
+    elif last is None or last.kind != DIAL:
+        offer = Offer(DIAL, time)
+        offer.summary(value, time)
+        offers.append(offer)
+
+
+def queue_status(offers: list[Offer], value: str, time: float, queue: str | None) -> None:
+    """QUEUESTATUS after Queue() returns; alone when the caller never joined (JOINEMPTY)."""
+    last = latest(offers)
+    if last is None or last.kind != QUEUE or last.status is not None:
+        last = Offer(QUEUE, time, queue=queue)
+        offers.append(last)
+    last.summary(value, time)
+
+
+def queue_abandoned(offers: list[Offer], time: float, queue: str | None) -> None:
+    """QueueCallerAbandon: the caller hung up while queued (a stint of its own if none)."""
+    stint = latest(offers, QUEUE)
+    if stint is None:
+        stint = Offer(QUEUE, time, queue=queue)
+        offers.append(stint)
+    stint.abandoned = True
+    stint.ended_at = stint.ended_at or time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pbx_tracker.calls.offers import Offer
+from pbx_tracker.calls.offers import Offer, latest
 from pbx_tracker.calls.records import Direction
 from pbx_tracker.calls.topology import (
     Reach,
@@ -134,10 +134,7 @@ class Call:
 
     def last_offer(self, kind: str | None = None) -> Offer | None:
         """The latest offer (of that kind)."""
-        for offer in reversed(self.offers):
-            if kind is None or offer.kind == kind:
-                return offer
-        return None
+        return latest(self.offers, kind)
 
 
 def uniqueid_epoch(uniqueid: str) -> float | None:
