@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import aiohttp
+from servers import http_server
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.attribution.stored_pool import StoredVisitPool
 from pbx_tracker.attribution.visits import leases_table, visits_table
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.settings import HttpSettings, RateLimitSettings
 
 SITE = "https://example.ru"
@@ -47,12 +47,15 @@ async def test_refused_requests_store_nothing_and_leave_the_pool_whole(
         engine, name="site", numbers=NUMBERS, fallback="+74950000000", max_visits_per_client=2
     )
     limits = RateLimitSettings(per_minute=60, burst=40)
-    server = HttpServer(HttpSettings(port=0, allowed_origins=[SITE], rate_limit=limits), pool)
-    await server.start()
-    base = f"http://127.0.0.1:{server.port}/api/v1/visits"
-    json_type = {"Content-Type": "application/json", "Origin": SITE}
+    settings = HttpSettings(port=0, allowed_origins=[SITE], rate_limit=limits)
+    browser = {"User-Agent": BROWSER_USER_AGENT}
     try:
-        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER_USER_AGENT}) as session:
+        async with (
+            http_server(settings, pool) as server,
+            aiohttp.ClientSession(headers=browser) as session,
+        ):
+            base = f"http://127.0.0.1:{server.port}/api/v1/visits"
+            json_type = {"Content-Type": "application/json", "Origin": SITE}
             for what, body, status in BAD_BODIES:
                 async with session.post(base, data=body, headers=json_type) as answer:
                     assert answer.status == status, what
@@ -73,5 +76,4 @@ async def test_refused_requests_store_nothing_and_leave_the_pool_whole(
             assert pool.allocator.in_use == 2
             assert await stored_rows(engine) == (2, 2)
     finally:
-        await server.stop()
         await pool.aclose()
