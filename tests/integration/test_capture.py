@@ -6,6 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from waiting import polled
+
 from pbx_tracker.capture import run_capture
 from pbx_tracker.config import load_settings
 from pbx_tracker.replay import replay_files
@@ -26,9 +28,11 @@ async def test_captured_traffic_replays_to_the_same_call(
     await asterisk.wait_for_action("CoreShowChannels", timeout=10)  # logged in, resynced
     events = trace_events(TRACES / "06_ringgroup.jsonl")
     await asterisk.play(events)
-    async with asyncio.timeout(10):  # the capture task appends; watch the file grow
-        while not out.exists() or len(out.read_bytes().splitlines()) < len(events):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    await polled(  # the capture task appends; watch the file grow
+        lambda: out.exists() and len(out.read_bytes().splitlines()) >= len(events),
+        "every event written",
+        every=0.05,
+    )
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
