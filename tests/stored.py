@@ -1,16 +1,20 @@
-"""Call records for storage tests: a plain missed call to build, and what a database holds."""
+"""Call records for storage tests: a plain missed call to build, a connection of its own to
+a database, and what a database holds."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from waiting import first_found
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
-from pbx_tracker.store.calls import list_calls
+from pbx_tracker.store.calls import list_calls, save_call
 from pbx_tracker.store.engine import make_async_engine
 
 
@@ -36,24 +40,36 @@ def missed_call(linkedid: str, started_at: datetime, caller: str | None) -> Call
     )
 
 
-async def stored_calls(url: str) -> list[CallRecord]:
-    """Every inbound call record in the database at `url`, oldest first."""
+@asynccontextmanager
+async def connected(url: str, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection to the database at ``url`` for the block (in one transaction, committed
+    at the block's end, when ``write``), on an engine of its own disposed afterwards, so the
+    test leaves no connection open."""
     engine = make_async_engine(url)
     try:
-        async with engine.connect() as conn:
-            return await list_calls(conn)
+        async with engine.begin() if write else engine.connect() as conn:
+            yield conn
     finally:
         await engine.dispose()
+
+
+async def saved(url: str, *records: CallRecord) -> None:
+    """``records`` stored in the database at ``url`` in order, in one transaction."""
+    async with connected(url, write=True) as conn:
+        for record in records:
+            await save_call(conn, record)
+
+
+async def stored_calls(url: str) -> list[CallRecord]:
+    """Every inbound call record in the database at `url`, oldest first."""
+    async with connected(url) as conn:
+        return await list_calls(conn)
 
 
 async def stored_tasks(url: str, status: str | None = None) -> list[CallbackTask]:
     """The callback tasks in the database at `url` (of ``status``; None: all)."""
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await tasks.list_tasks(conn, status=status, limit=10_000)
-    finally:
-        await engine.dispose()
+    async with connected(url) as conn:
+        return await tasks.list_tasks(conn, status=status, limit=10_000)
 
 
 async def tasks_once_taken(

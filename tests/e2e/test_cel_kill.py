@@ -21,10 +21,9 @@ from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.call_template import KINDS
 from pbx_tracker.sim.ids import IdAllocator
 from pbx_tracker.sim.scenarios import SimCall, make_call, merge
-from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
-from stored import stored_tasks
+from stored import connected, stored_tasks
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +52,8 @@ def downtime(ids: IdAllocator) -> list[SimCall]:
 
 
 async def count_calls(url: str) -> int:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(CallRow))).scalar())
-    finally:
-        await engine.dispose()
+    async with connected(url) as conn:
+        return int((await conn.execute(select(func.count()).select_from(CallRow))).scalar())
 
 
 async def until(check: Callable[[], Awaitable[T]]) -> T:

@@ -31,7 +31,7 @@ from ga4_server import Collector
 from pbx_tracker.attribution.visits import Visit, save_visit
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction
 from pbx_tracker.store.calls import save_calls
-from pbx_tracker.store.engine import make_async_engine
+from stored import connected
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +72,9 @@ def write_config(
 
 async def store(url: str, visit: Visit, calls: list[CallRecord]) -> None:
     """The visit and its calls, stored as the daemon would."""
-    engine = make_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await save_visit(conn, visit)
-            await save_calls(conn, calls)
-    finally:
-        await engine.dispose()
+    async with connected(url, write=True) as conn:
+        await save_visit(conn, visit)
+        await save_calls(conn, calls)
 
 
 def answered_call(linkedid: str, started_at: datetime, session_id: str | None) -> CallRecord:

@@ -19,9 +19,8 @@ from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import stored_calls
+from stored import connected, stored_calls
 from traces import TRACES
 
 SITE = "https://example.ru"
@@ -217,12 +216,8 @@ async def test_only_the_personal_data_the_config_allows_is_stored(
     async with start_daemon(settings, asyncio.Event()) as running:
         assert running.daemon.http is not None
         visit = await start_visit(running.daemon.http.port, **ids)
-    engine = make_async_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            stored = await get_visit(conn, visit["visit_id"])
-    finally:
-        await engine.dispose()
+    async with connected(database_url) as conn:
+        stored = await get_visit(conn, visit["visit_id"])
     assert stored is not None
     assert stored.utm_source == "yandex" and stored.landing_page == VISIT["page"]
     assert (stored.client_ip, stored.ga_client_id, stored.ym_client_id) == (None, None, None)

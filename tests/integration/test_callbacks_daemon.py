@@ -31,7 +31,7 @@ from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
-from stored import missed_call, stored_calls
+from stored import connected, missed_call, saved, stored_calls
 from traces import TRACE_CONFIG, TRACES
 
 WAIT = 20.0
@@ -57,12 +57,8 @@ class Pbx:
         self.daemon, self.url = daemon, url
 
     async def tasks(self, status: str | None = None) -> list[CallbackTask]:
-        engine = make_async_engine(self.url)
-        try:
-            async with engine.connect() as conn:
-                return await tasks.list_tasks(conn, status=status)
-        finally:
-            await engine.dispose()
+        async with connected(self.url) as conn:
+            return await tasks.list_tasks(conn, status=status)
 
     async def until(self, check: Any) -> list[CallbackTask]:
         """Wait (bounded) until the service took in calls and ``check(tasks)`` holds."""
@@ -171,10 +167,8 @@ async def test_a_failing_webhook_is_recorded_and_the_task_stays_open(
     async with running(settings) as pbx:
         await asterisk.play(trace_events(TRACES / "04_missed_caller_abandon.jsonl"))
         [task] = await pbx.until(lambda found: len(found) == 1 and found[0].last_reminder_at)
-        engine = make_async_engine(settings.database.url)
-        async with engine.connect() as conn:
+        async with connected(settings.database.url) as conn:
             events = await tasks.task_events(conn, task.id)
-        await engine.dispose()
     assert task.is_open
     failed = [e for e in events if e.kind == "notify_failed"]
     assert failed and failed[0].detail["channel"] == "webhook"
@@ -188,10 +182,7 @@ async def test_a_call_missed_while_no_daemon_ran_gets_its_task_at_start(
     its task, once, however often the daemon starts."""
     missed = missed_call("1795000000.9", datetime.now(UTC) - timedelta(hours=2), CUSTOMER)
     missed = missed.replace(did="+74951110003", source="offline-flyer", node="pbx")
-    engine = make_async_engine(migrated_url)
-    async with engine.begin() as conn:
-        await save_call(conn, missed)
-    await engine.dispose()
+    await saved(migrated_url, missed)
     settings = callback_settings(migrated_url, asterisk.port, tmp_path)
     for _ in range(2):
         async with running(settings) as pbx:

@@ -16,10 +16,9 @@ from waiting import first_found
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.config import Settings, settings_from_mapping
-from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import missed_call, stored_tasks, tasks_once_taken
+from stored import connected, missed_call, saved, stored_tasks, tasks_once_taken
 
 WAIT = 15.0
 pytestmark = pytest.mark.postgres
@@ -56,10 +55,7 @@ async def open_task(url: str, service: CallbackService) -> None:
     """A missed call stored and handed to ``service``, as its writer would."""
     call = missed_call("1795000000.1", datetime.now(UTC) - timedelta(minutes=1), "+79161234501")
     call = call.replace(source="flyer")
-    engine = make_async_engine(url)
-    async with engine.begin() as conn:
-        await save_call(conn, call)
-    await engine.dispose()
+    await saved(url, call)
     service.call_written(call, True)
 
 
@@ -130,14 +126,12 @@ async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database:
 async def end_lock_sessions(url: str) -> None:
     """PostgreSQL ends the session holding this database's advisory locks (as a network
     cut or an administrator's pg_terminate_backend would)."""
-    engine = make_async_engine(url)
     query = text(
         "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
-    async with engine.begin() as conn:
+    async with connected(url, write=True) as conn:
         assert (await conn.execute(query)).scalars().all() == [True]
-    await engine.dispose()
 
 
 async def test_reminders_due_together_keep_the_lead(postgres_database: str) -> None:

@@ -30,10 +30,8 @@ from pbx_tracker.sim.agi_client import AgiCall, env_for_call, run_agi_session
 from pbx_tracker.sim.agi_traces import read_agi_trace
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
-from pbx_tracker.store.calls import save_call
-from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
-from stored import missed_call
+from stored import missed_call, saved
 from traces import TRACE_CONFIG, TRACES
 
 WAIT = 15.0
@@ -199,10 +197,7 @@ async def test_returning_caller_rings_the_manager_they_talked_to(
     talked = earlier.replace(
         status=CallStatus.ANSWERED, missed_reason=None, answered_by="103", talk_seconds=60
     )
-    engine = make_async_engine(sqlite_url)
-    async with engine.begin() as conn:
-        await save_call(conn, talked)
-    await engine.dispose()
+    await saved(sqlite_url, talked)
     settings = routing_settings(sqlite_url, asterisk.port, tmp_path)
     async with running_daemon(settings) as pbx:
         returning = await pbx.route("1795350005.1", "79161112233")

@@ -18,9 +18,7 @@ from pbx_tracker.sim.agi_client import env_for_call, run_agi_session
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.ids import IdAllocator
 from pbx_tracker.sim.scenarios import make_call
-from pbx_tracker.store.calls import save_call
-from pbx_tracker.store.engine import make_async_engine
-from stored import missed_call
+from stored import missed_call, saved
 
 WAIT = 15.0
 DID = "74951110002"  # google-ads, routed to the sales group
@@ -77,13 +75,7 @@ async def next_offers(pbx: RunningDaemon, callers: Sequence[str]) -> list[tuple[
 
 
 async def store(url: str, records: Sequence[CallRecord]) -> None:
-    engine = make_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            for record in records:
-                await save_call(conn, record)
-    finally:
-        await engine.dispose()
+    await saved(url, *records)
 
 
 def talked(

@@ -37,11 +37,10 @@ from pbx_tracker.reports.commands import show_report
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.ids import IdAllocator
 from pbx_tracker.sim.scenarios import make_call
-from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
 from pbx_tracker.web import users
-from stored import stored_tasks
+from stored import connected, stored_tasks
 from traces import TRACE_CONFIG
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
@@ -169,13 +168,9 @@ class Browser:
 
 async def calls_by_node(url: str) -> list[tuple[str, str, str]]:
     """(node, Linkedid, status) of every stored call."""
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(select(CallRow.node, CallRow.linkedid, CallRow.status))
-            return sorted((row.node, row.linkedid, row.status) for row in rows)
-    finally:
-        await engine.dispose()
+    async with connected(url) as conn:
+        rows = await conn.execute(select(CallRow.node, CallRow.linkedid, CallRow.status))
+        return sorted((row.node, row.linkedid, row.status) for row in rows)
 
 
 async def reported_calls(settings: Settings) -> Any:
@@ -208,10 +203,8 @@ async def test_two_nodes_share_calls_reminders_reports_and_sign_ins(
     lock the client out on B."""
     url = postgres_database
     await asyncio.to_thread(upgrade_to_head, url)
-    engine = make_async_engine(url)
-    async with engine.begin() as conn:
+    async with connected(url, write=True) as conn:
         await users.add_user(conn, web_user("root", "admin"), datetime.now(UTC))
-    await engine.dispose()
     config = cluster_config(tmp_path, mailbox.port)
     env_a = service_env(tmp_path, asterisk.port, **node_environ(url, "node-a", tmp_path / "a"))
     daemon_a = ProcessDaemon(env_a, config)

@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
+from pbx_tracker.callbacks.finished_calls import apply_call
 from pbx_tracker.callbacks.policy import Nothing, Resolve, decide
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.records import (
@@ -30,7 +31,7 @@ from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.writer import CallWriter, _encode
-from stored import missed_call, stored_calls
+from stored import connected, missed_call, stored_calls
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FLOOD = "+79160000009"
@@ -78,13 +79,9 @@ async def write_all(writer: CallWriter, records: list[CallRecord]) -> None:
 
 
 async def spam_columns(url: str) -> dict[str, tuple[bool, str | None]]:
-    engine = make_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT linkedid, spam, spam_reason FROM calls"))
-            return {row[0]: (bool(row[1]), row[2]) for row in rows}
-    finally:
-        await engine.dispose()
+    async with connected(url) as conn:
+        rows = await conn.execute(text("SELECT linkedid, spam, spam_reason FROM calls"))
+        return {row[0]: (bool(row[1]), row[2]) for row in rows}
 
 
 @pytest.mark.parametrize("one_by_one", [False, True], ids=["batch", "one-by-one"])
@@ -153,16 +150,12 @@ async def test_a_managers_decision_survives_saving_the_call_again(
     """A replay re-saves calls: what a manager decided by hand stays."""
     blocked, customer = call("blocked", 0, "+79160000001"), call("customer", 1, "+79161234567")
     await write_all(make_writer(migrated_url), [blocked, customer])
-    engine = make_async_engine(migrated_url)
-    try:
-        async with engine.begin() as conn:
-            ids = dict((await conn.execute(text("SELECT linkedid, id FROM calls"))).all())
-            await marking.undo_spam(
-                conn, ids["blocked"], by="101", now=T0, callbacks=CallbackSettings(enabled=False)
-            )
-            await marking.mark_spam(conn, ids["customer"], by="101", now=T0)
-    finally:
-        await engine.dispose()
+    async with connected(migrated_url, write=True) as conn:
+        ids = dict((await conn.execute(text("SELECT linkedid, id FROM calls"))).all())
+        await marking.undo_spam(
+            conn, ids["blocked"], by="101", now=T0, callbacks=CallbackSettings(enabled=False)
+        )
+        await marking.mark_spam(conn, ids["customer"], by="101", now=T0)
     await write_all(make_writer(migrated_url), [blocked, customer])
     assert await spam_columns(migrated_url) == {
         "blocked": (False, None),
@@ -179,7 +172,7 @@ async def test_undo_opens_the_callback_and_marking_closes_a_task_of_only_spam(
     missed = call("m1", 0, "+79161234567", spam=SpamReason.REPEAT)
     async with engine.begin() as conn:
         await save_call(conn, missed)
-        assert await tasks.apply_call(conn, missed, settings, now=T0) is None  # spam: no task
+        assert await apply_call(conn, missed, settings, now=T0) is None  # spam: no task
         call_id = (await conn.execute(text("SELECT id FROM calls"))).scalar_one()
         undone = await marking.undo_spam(conn, call_id, by="101", now=T0, callbacks=settings)
     assert undone.was is SpamReason.REPEAT

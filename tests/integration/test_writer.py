@@ -22,7 +22,7 @@ from pbx_tracker.store.calls import list_calls, list_outbound_calls
 from pbx_tracker.store.engine import make_async_engine, mask_url, normalise_url
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.writer import CallWriter
-from stored import missed_call, stored_calls
+from stored import connected, missed_call, stored_calls
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OUTAGE_WARNING = "store.database_unavailable"
@@ -211,13 +211,9 @@ class TestWriting:
         callback = call(9, direction=Direction.OUTBOUND, answered_by="101")
         writer.submit(callback)
         assert await writer.drain(timeout=30) == 0
-        engine = make_async_engine(migrated_url)
-        try:
-            async with engine.connect() as conn:
-                assert await list_outbound_calls(conn) == [callback]
-                assert await list_calls(conn) == []
-        finally:
-            await engine.dispose()
+        async with connected(migrated_url) as conn:
+            assert await list_outbound_calls(conn) == [callback]
+            assert await list_calls(conn) == []
 
     async def test_how_a_call_was_answered_is_written_from_the_queue_and_the_spill_file(
         self, migrated_url: str, make_writer: Callable[..., CallWriter], tmp_path: Path
