@@ -70,9 +70,6 @@ def env_for_call(
     return env
 
 
-# -- one session as Asterisk ----------------------------------------------------
-
-
 @dataclass(slots=True)
 class AgiCall:
     """What happened in one session: commands received, replies sent, the channel's variables.

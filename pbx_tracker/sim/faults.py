@@ -25,6 +25,10 @@ manager; its end is not logged.  So its record must say answered / missed and wh
 answered as of the restart, ``complete: false``, and ring or talk ending somewhere
 between the restart and the daemon's next login (when it learns the channels are
 gone); its missed reason and recording are not judged.
+
+The day and the plan are `sim.fault_plan`'s, the player `sim.fault_player`'s, the
+daemon process `sim.daemon_process`'s; `sim.fault_judging` compares, `sim.fault_outcome`
+holds the figures.
 """
 
 from __future__ import annotations
