@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from clocks import SecondsClock
 from services import callback_service
 from sqlalchemy import text
 from waiting import first_found
@@ -101,9 +102,9 @@ async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database:
     another daemon) sends no reminder that comes due before it noticed: it steps down."""
     url = postgres_database
     await asyncio.to_thread(upgrade_to_head, url)
-    now = [datetime.now(UTC).timestamp()]
+    clock = SecondsClock(datetime.now(UTC).timestamp())
     engine = make_async_engine(url)
-    service = callback_service(settings_for(url, (5, 60)), engine, clock=lambda: now[0])
+    service = callback_service(settings_for(url, (5, 60)), engine, clock=clock)
     service.sweep_seconds = 3600.0  # the next sweep is far away: only the job's own check
     await service.start()
     try:
@@ -112,7 +113,7 @@ async def test_a_leader_whose_session_ended_sends_no_reminder(postgres_database:
         task = await the_task(url)
         assert task.reminders_sent == 0 and service.leadership.leading
         await end_lock_sessions(url)
-        now[0] += 6 * 60  # the first reminder (at 5 min) is due; the lock is not held
+        clock.advance(6 * 60)  # the first reminder (at 5 min) is due; the lock is not held
         await service.run_job("remind", task.id)
         assert (await the_task(url)).reminders_sent == 0
         # it stepped down, and leads again through a new session: nobody else holds the lock

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from clocks import DateClock
 from daemons import start_daemon, trace_settings
 from servers import serving_app
 from sqlalchemy import select
@@ -161,14 +162,14 @@ async def test_delivery_keeps_order_when_the_first_event_fails(
         await enqueue_calls(conn, [(call, True)], T0)
         await enqueue_calls(conn, [(call.replace(source="vk"), False)], T0)
     crm.failures = [500]
-    now = [T0]
+    clock = DateClock(T0)
     settings = crm_settings(crm.url)
     assert settings.webhook is not None
     async with WebhookNotifier(settings.webhook) as notifier:
-        delivery = CrmDelivery(engine, settings, notifier, lambda: now[0])
+        delivery = CrmDelivery(engine, settings, notifier, clock)
         assert await delivery.deliver_due() == 0
         assert [body["event"] for _, body in crm.received] == ["call.finished"]
-        now[0] += timedelta(seconds=1)  # past the retry wait
+        clock.advance(1)  # past the retry wait
         assert await delivery.deliver_due() == 1
         assert await delivery.deliver_due() == 1
     assert [body["event"] for _, body in crm.received] == [

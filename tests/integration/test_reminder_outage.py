@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import structlog
+from clocks import SecondsClock
 from services import callback_service
 from structlog.testing import LogCapture
 from structlog.typing import EventDict, WrappedLogger
@@ -43,9 +44,9 @@ async def due_reminder(tmp_path: Path) -> AsyncIterator[tuple[CallbackService, i
         },
         environ={},
     )
-    now = [datetime.now(UTC).timestamp()]
+    clock = SecondsClock(datetime.now(UTC).timestamp())
     engine = make_async_engine(url)
-    service = callback_service(settings, engine, clock=lambda: now[0])
+    service = callback_service(settings, engine, clock=clock)
     await service.start()
     lock = SqliteLock(path)
     try:
@@ -55,7 +56,7 @@ async def due_reminder(tmp_path: Path) -> AsyncIterator[tuple[CallbackService, i
             await save_call(conn, call)
         service.call_written(call, True)
         [task] = await tasks_once_taken(url, service.handled, WAIT)
-        now[0] += 6 * 60  # the first reminder is due
+        clock.advance(6 * 60)  # the first reminder is due
         yield service, task.id, lock
     finally:
         await lock.release()
