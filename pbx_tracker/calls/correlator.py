@@ -23,26 +23,19 @@ from dataclasses import dataclass
 
 from pbx_tracker.calls.call_start import known_caller_id, start_call
 from pbx_tracker.calls.conversation import connect, connect_outbound, disconnect
-from pbx_tracker.calls.events import AmiEvent, channel_variables
+from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.gap import HeardEvents, ended_in_gap
 from pbx_tracker.calls.legs import new_leg, reach_of
-from pbx_tracker.calls.offers import (
-    QUEUE,
-    Offer,
-    caller_dial,
-    dial_status,
-    queue_abandoned,
-    queue_status,
-)
+from pbx_tracker.calls.offers import QUEUE, Offer, caller_dial, queue_abandoned
 from pbx_tracker.calls.outcome import build_record
 from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.calls.state import Call, Channel
 from pbx_tracker.calls.switchboard import Switchboard
 from pbx_tracker.calls.topology import Reach, Topology, is_pseudo_channel
+from pbx_tracker.calls.variables import apply_variable, apply_variables
 
 __all__ = ["Correlator", "FailedEvent", "Topology"]
 
-KEPT_VARIABLE_PREFIXES = ("TRACK_", "CALLBACK_", "ROUTE_")
 FORWARDED = "FORWARDED"  # the phone sent the call on (SIP 302): its DialEnd names where
 _FINISHED_MEMORY = 10_000
 _FAILURES_KEPT = 1_000
@@ -167,27 +160,7 @@ class Correlator:
         call = self._call_of(event)
         if call is not None:
             name = event.get("Variable").lstrip("_")
-            self._apply_variable(call, event, name, event.get("Value"))
-
-    def _apply_variables(self, call: Call, event: AmiEvent) -> None:
-        for name, value in channel_variables(event.fields).items():
-            self._apply_variable(call, event, name.lstrip("_"), value)
-
-    def _apply_variable(self, call: Call, event: AmiEvent, name: str, value: str) -> None:
-        on_root = event.get("Uniqueid") == call.root
-        is_did = name == self.topology.did_variable and call.direction is Direction.INBOUND
-        if is_did and value and (on_root or not call.did_from_variable):
-            call.did, call.did_from_variable = value, True
-        if name == "MIXMONITOR_FILENAME" and value and (on_root or call.recording is None):
-            call.recording = value
-        if name.startswith(KEPT_VARIABLE_PREFIXES) and value:
-            call.variables[name] = value
-        if not on_root:
-            return
-        if name == "DIALSTATUS":
-            dial_status(call.offers, value, event.time)
-        elif name == "QUEUESTATUS" and value:
-            queue_status(call.offers, value, event.time, call.queue)
+            apply_variable(call, event, name, event.get("Value"), self.topology.did_variable)
 
     def _on_newexten(self, event: AmiEvent) -> None:
         call = self._call_of(event)
@@ -199,7 +172,7 @@ class Correlator:
         """Any other channel event: adopt unknown channels, read `ChanVariable`s."""
         call = self._call_of(event)
         if call is not None and "ChanVariable" in event.fields:
-            self._apply_variables(call, event)
+            apply_variables(call, event, self.topology.did_variable)
 
     # -- what the caller went through: Dial and queue offers --------------
 
