@@ -4,7 +4,7 @@ a database, and what a database holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -73,12 +73,18 @@ async def stored_tasks(url: str, status: str | None = None) -> list[CallbackTask
 
 
 async def tasks_once_taken(
-    url: str, handled: asyncio.Event, wait: float = 15.0
+    url: str,
+    handled: asyncio.Event,
+    wait: float = 15.0,
+    *,
+    holding: Callable[[list[CallbackTask]], object] = bool,
 ) -> list[CallbackTask]:
-    """The stored callback tasks once there are some, re-read each time the callbacks
-    service sets ``handled`` (cleared before each look, so no wake-up is lost)."""
+    """The stored callback tasks once there are some (or once ``holding(tasks)`` is true),
+    re-read each time the callbacks service sets ``handled`` (cleared before each look, so
+    no wake-up is lost)."""
 
     async def taken() -> list[CallbackTask] | None:
-        return await stored_tasks(url) or None
+        found = await stored_tasks(url)
+        return found if holding(found) else None
 
     return await first_found(taken, handled, wait)

@@ -14,7 +14,6 @@ from typing import Any
 from daemons import start_daemon
 from mailserver import Mailbox
 from sqlalchemy import select
-from waiting import first_found
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
@@ -31,7 +30,14 @@ from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
 from pbx_tracker.store.migrate import upgrade_to_head
 from pbx_tracker.store.models import CallRow
-from stored import connected, missed_call, saved, stored_calls
+from stored import (
+    connected,
+    missed_call,
+    saved,
+    stored_calls,
+    stored_tasks,
+    tasks_once_taken,
+)
 from traces import TRACE_CONFIG, TRACES
 
 WAIT = 20.0
@@ -57,19 +63,13 @@ class Pbx:
         self.daemon, self.url = daemon, url
 
     async def tasks(self, status: str | None = None) -> list[CallbackTask]:
-        async with connected(self.url) as conn:
-            return await tasks.list_tasks(conn, status=status)
+        return await stored_tasks(self.url, status)
 
     async def until(self, check: Any) -> list[CallbackTask]:
         """Wait (bounded) until the service took in calls and ``check(tasks)`` holds."""
         service = self.daemon.callbacks
         assert service is not None
-
-        async def matching() -> list[CallbackTask] | None:
-            found = await self.tasks(status=None)
-            return found if check(found) else None
-
-        return await first_found(matching, service.handled, WAIT)
+        return await tasks_once_taken(self.url, service.handled, WAIT, holding=check)
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from daemons import WAIT, RunningDaemon, start_daemon, trace_settings
 from sim_calls import assert_is_expected, generated
-from waiting import first_found, until
+from waiting import until
 
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.calls.records import CallRecord
@@ -20,7 +20,7 @@ from pbx_tracker.config import Settings
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.ids import IdAllocator
 from pbx_tracker.sim.scenarios import SimCall, make_call, merge
-from stored import stored_calls, stored_tasks
+from stored import stored_calls, stored_tasks, tasks_once_taken
 
 LIVE_CALLER = "79167770001"
 
@@ -53,12 +53,7 @@ async def tasks_when(
     """The callback tasks once ``check`` holds (re-read after each call the service took)."""
     service = pbx.daemon.callbacks
     assert service is not None
-
-    async def matching() -> list[CallbackTask] | None:
-        found = await stored_tasks(url)
-        return found if check(found) else None
-
-    return await first_found(matching, service.handled, WAIT)
+    return await tasks_once_taken(url, service.handled, WAIT, holding=check)
 
 
 def by_linkedid(records: Sequence[CallRecord]) -> dict[str, CallRecord]:
