@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from mailserver import Mailbox
+from service_process import start as start_service
 
 from pbx_tracker.callbacks.schedule import JOBS_TABLE, jobs_url
 from pbx_tracker.callbacks.tasks import CallbackTask, list_tasks
@@ -123,17 +124,8 @@ class Daemon:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(str(self.notify))
             sock.setblocking(False)
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "pbx_tracker",
-                "run",
-                "--config",
-                str(self.config),
-                env={**clean_env(), "NOTIFY_SOCKET": str(self.notify)},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+            env = {**clean_env(), "NOTIFY_SOCKET": str(self.notify)}
+            self.process = await start_service(env, config=self.config)
             self._reader = asyncio.create_task(self._read(self.process))
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(WAIT):
