@@ -20,12 +20,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pbx_tracker"
 COMPOSITION = frozenset(
     {
         "__main__",
+        "capture",
         "cli",
-        "cli_common",
-        "cli_web",
         "config",
         "daemon",
+        "daemon_http",
         "demo",
+        "intake",
+        "lifecycle",
         "pipeline",
         "replay",
         "selfcheck",
@@ -36,6 +38,7 @@ LEAVES = frozenset(
     {
         "pbx_tracker",
         "calls",
+        "command_error",
         "config_fields",
         "hours",
         "logging",

@@ -8,6 +8,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -59,6 +60,11 @@ def strong_secrets_or_exit(settings: Settings) -> None:
         click.echo(problem, err=True)
     if problems:
         sys.exit(1)
+
+
+def now() -> datetime:
+    """This moment in UTC: what a command dates the changes it makes with."""
+    return datetime.now(UTC)
 
 
 def fail(problem: str) -> NoReturn:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
-from pbx_tracker.cli_common import config_option, fail, load_or_exit, run_command
+from pbx_tracker.cli.common import config_option, fail, load_or_exit, run_command
 
 __all__ = ["web"]
 
