@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 import structlog
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -95,6 +96,7 @@ def due_reminders(
 
 TaskJobHandler = Callable[[str, int], Awaitable[None]]
 _handler: TaskJobHandler | None = None
+_running: set[asyncio.Task[Any]] = set()  # the jobs under way (`ReminderScheduler.jobs_ended`)
 
 
 async def run_task_job(kind: str, task_id: int) -> None:
@@ -106,11 +108,22 @@ async def run_task_job(kind: str, task_id: int) -> None:
         log.warning("callbacks.job_without_daemon", kind=kind, task_id=task_id)
         return
     try:
-        await _handler(kind, task_id)
+        await _under_way(_handler(kind, task_id))
     except asyncio.CancelledError:
         # the daemon is stopping: the job's work is rolled back and redone at the next
         # start (open tasks get their jobs back); not an error for APScheduler to report
         log.info("callbacks.job_cut", kind=kind, task_id=task_id)
+
+
+async def _under_way(job: Awaitable[None]) -> None:
+    """Run ``job``, its task known to `ReminderScheduler.jobs_ended` meanwhile."""
+    task = asyncio.current_task()
+    assert task is not None  # a job is a coroutine APScheduler runs as a task
+    _running.add(task)
+    try:
+        await job
+    finally:
+        _running.discard(task)
 
 
 class ReminderScheduler:
@@ -141,7 +154,7 @@ class ReminderScheduler:
         self._scheduler.start()
         if self._sweep is not None:
             self._scheduler.add_job(
-                self._sweep,
+                self._run_sweep,
                 "interval",
                 seconds=self._sweep_seconds,
                 id="sweep",
@@ -149,10 +162,26 @@ class ReminderScheduler:
             )
 
     def shutdown(self) -> None:
+        """Stop running jobs; those under way are cancelled (see `jobs_ended`)."""
         global _handler
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         _handler = None
+
+    async def jobs_ended(self, timeout: float) -> None:  # noqa: ASYNC109 (bounded, never raises)
+        """Wait up to ``timeout`` seconds for the jobs `shutdown` cancelled to end.
+
+        A job cut while it uses the database closes its connection as it ends; one
+        cancelled a second time by the event loop's last clean-up instead (after the
+        daemon stopped) can leave that close waiting for ever (SQLAlchemy's aiosqlite
+        terminate), and the stopped daemon never exits.
+        """
+        if _running:
+            await asyncio.wait(set(_running), timeout=timeout)
+
+    async def _run_sweep(self) -> None:
+        assert self._sweep is not None
+        await _under_way(self._sweep())
 
     def schedule(self, kind: str, task_id: int, when: datetime) -> None:
         """Run the ``kind`` job of the task at ``when`` (past: in a second); replaces the last.

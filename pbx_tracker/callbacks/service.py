@@ -54,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 SYSTEM = "pbx-tracker"  # who assigned a task when no person did
 CATCH_UP = timedelta(days=1)  # calls stored while no daemon ran, taken in at start
+JOBS_END_SECONDS = 10.0  # at stop, the reminder jobs cut get this long to end
 # seconds between tries to record a reminder that went out (then the sweep tries again)
 WRITE_DOWN_WAITS: tuple[float, ...] = (1, 2, 4, 8, 15, 15, 15, 15, 15, 15)
 
@@ -186,6 +187,7 @@ class CallbackService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._calls.join(), drain)
         self.scheduler.shutdown()
+        await self.scheduler.jobs_ended(JOBS_END_SECONDS)
         await self.leadership.release()
         for task in (self._follower, self._catching_up, self._worker):
             if task is not None:
