@@ -48,7 +48,7 @@ from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.daemon_http import DaemonHttp
 from pbx_tracker.intake import AmiIntake
-from pbx_tracker.lifecycle import Loops, install_stop_signals
+from pbx_tracker.lifecycle import Loops, install_stop_signals, others_ended
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.routing.availability import ManagerBoard
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 STICKY_REFRESH_SECONDS = 60.0
+TASKS_GRACE = 5.0  # seconds the tasks still running after the stop get to end by themselves
 CEL_STORE_SECONDS = 30.0  # a part of the CEL log waits this long for its calls to be stored
 
 
@@ -82,10 +83,14 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> i
     install_stop_signals(stop)
     try:
         async with open_writer(settings) as writer:
-            return await Daemon(settings, writer).run(stop)
+            code = await Daemon(settings, writer).run(stop)
     except DatabaseNotReadyError as error:
         log.error("daemon.database_not_ready", reason=str(error))
         return 1
+    late = await others_ended(TASKS_GRACE)
+    if late:  # asyncio.run cancels them; a bug to fix where they were started
+        log.warning("daemon.tasks_left", tasks=late)
+    return code
 
 
 class Daemon:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-__all__ = ["Loops", "install_stop_signals"]
+__all__ = ["Loops", "install_stop_signals", "others_ended"]
 
 Failed = Callable[[str, BaseException], None]
 
@@ -26,6 +26,21 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+
+async def others_ended(timeout: float) -> list[str]:  # noqa: ASYNC109 (bounded, never raises)
+    """Wait up to ``timeout`` seconds for the tasks running besides this one to end; the
+    names of those that did not.
+
+    Called once everything was stopped, so that a task still finishing (a job cut at
+    stop closing its database connection) ends by itself: cancelled a second time by
+    asyncio.run's last clean-up, such a close can wait for ever and the process with it.
+    """
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if not others:
+        return []
+    _, late = await asyncio.wait(others, timeout=timeout)
+    return sorted(task.get_name() for task in late)
 
 
 class Loops:
