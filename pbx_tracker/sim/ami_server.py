@@ -22,9 +22,8 @@ from typing import Self
 
 import structlog
 
-from pbx_tracker.sim import wire
 from pbx_tracker.sim.ami_session import AmiSession, event_classes
-from pbx_tracker.sim.wire import BANNER, Fields, encode_message, header
+from pbx_tracker.sim.wire import BANNER, Fields, encode_message, event_list, header, response
 
 log = structlog.get_logger(__name__)
 
@@ -267,16 +266,16 @@ class AmiServer:
         return True
 
     async def _reply(
-        self, session: AmiSession, action: Mapping[str, str], response: str, rest: Fields
+        self, session: AmiSession, action: Mapping[str, str], outcome: str, rest: Fields
     ) -> None:
-        data = wire.response(action, response, rest)
+        data = response(action, outcome, rest)
         await session.send(data, self.chunk_size, self.write_timeout)
 
     async def _event_list(
         self, session: AmiSession, action: dict[str, str], what: str, items: list[Fields], name: str
     ) -> None:
         """An EventList answer: the start response, the items, `<name>Complete`."""
-        data = wire.event_list(action, what, items, name)
+        data = event_list(action, what, items, name)
         await session.send(data, self.chunk_size, self.write_timeout)
 
     # the actions every manager interface answers
