@@ -168,7 +168,7 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
 )
 def capture(config_path: str | None, out_path: str) -> None:
     """Record live AMI traffic in the JSON Lines capture format (Ctrl-C to stop)."""
-    from pbx_tracker.capture import run_capture
+    from pbx_tracker.daemon.capture import run_capture
 
     settings = load_or_exit(config_path)
     setup_logging(settings)

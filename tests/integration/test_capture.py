@@ -8,8 +8,8 @@ from pathlib import Path
 
 from waiting import polled
 
-from pbx_tracker.capture import run_capture
 from pbx_tracker.config import load_settings
+from pbx_tracker.daemon.capture import run_capture
 from pbx_tracker.replay import replay_files
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events

@@ -20,14 +20,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pbx_tracker"
 COMPOSITION = frozenset(
     {
         "__main__",
-        "capture",
         "cli",
         "config",
         "daemon",
-        "daemon_http",
         "demo",
-        "intake",
-        "lifecycle",
         "pipeline",
         "replay",
         "selfcheck",

@@ -46,9 +46,9 @@ from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
 from pbx_tracker.crm.delivery import CrmDelivery
-from pbx_tracker.daemon_http import DaemonHttp
-from pbx_tracker.intake import AmiIntake
-from pbx_tracker.lifecycle import Loops, install_stop_signals, others_ended
+from pbx_tracker.daemon.http import DaemonHttp
+from pbx_tracker.daemon.intake import AmiIntake
+from pbx_tracker.daemon.lifecycle import Loops, install_stop_signals, others_ended
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
 from pbx_tracker.routing.availability import ManagerBoard

@@ -12,7 +12,7 @@ import structlog
 from pbx_tracker.ami.capture import CaptureWriter
 from pbx_tracker.ami.connection import AmiListener, AmiLoginError, ListenerItem
 from pbx_tracker.calls.events import AmiEvent
-from pbx_tracker.lifecycle import install_stop_signals
+from pbx_tracker.daemon.lifecycle import install_stop_signals
 
 if TYPE_CHECKING:
     from pbx_tracker.config import Settings
@@ -41,8 +41,8 @@ async def run_capture(settings: Settings, out: Path, stop: asyncio.Event | None 
             getter.cancel()
         stopped.cancel()
     await listener.close()
-    log.info("capture.stopped", messages=writer.count, file=str(out))
+    log.info("daemon.capture_stopped", messages=writer.count, file=str(out))
     if task.done() and isinstance(task.exception(), AmiLoginError):
-        log.error("capture.ami_login_rejected", reason=str(task.exception()))
+        log.error("daemon.capture_ami_login_rejected", reason=str(task.exception()))
         return 1
     return 0
