@@ -12,12 +12,9 @@ record in hand, then the spill file, then the queue.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -25,17 +22,18 @@ from typing import ParamSpec, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pbx_tracker.calls.records import CallRecord, Direction, record_from_json
+from pbx_tracker.calls.records import CallRecord, Direction
 from pbx_tracker.store.calls import save_call, save_calls
 from pbx_tracker.store.engine import describe_error, is_transient_error, mask_url
 from pbx_tracker.store.first_callers import caller_has_earlier_call, mark_first_time_callers
+from pbx_tracker.store.spill import SpillFile, Taken, encode
 
 log = structlog.get_logger(__name__)
 
 OnWritten = Callable[[CallRecord, bool], object]
-# fills what the stored facts say about calls (pbx_tracker.attribution.attribute.Attributor)
+# fills what the stored facts say about calls (the visits a pool number was shown to)
 Attribute = Callable[[AsyncConnection, Sequence[CallRecord]], Awaitable[list[CallRecord]]]
-# fills `spam` on the records about to be stored (pbx_tracker.spam.classify.SpamClassifier)
+# fills `spam` on the records about to be stored (the spam rules)
 Classify = Attribute
 # writes more in the same transaction, e.g. the CRM outbox's events: (record, was new)
 AfterSave = Callable[[AsyncConnection, Sequence[tuple[CallRecord, bool]]], Awaitable[object]]
@@ -43,89 +41,6 @@ SPILL_BATCH = 100
 WRITE_BATCH = 100
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Taken:
-    """A record the writer took: from the queue, or from the spill file up to `spill_end`."""
-
-    record: CallRecord
-    spill_end: int | None = None
-
-
-class SpillFile:
-    """JSON Lines of records waiting for the database; every append is fsync'd.
-
-    The methods do blocking I/O and change no counters: the writer runs them
-    in a thread, one at a time, and updates `unread` and the offsets itself.
-    Lines that cannot be parsed go to `<path>.rejected`, as do records the
-    database refuses, so nothing is dropped silently.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rejected_path = path.with_name(path.name + ".rejected")
-        self.unread = 0
-        self.read_offset = 0
-        self.done_offset = 0
-
-    def open_existing(self) -> int:
-        """Count the records an earlier run left; end a torn last line."""
-        try:
-            data = self.path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        if data and not data.endswith(b"\n"):
-            self.append([b"\n"])
-        return sum(1 for line in data.splitlines() if line.strip())
-
-    def append(self, lines: list[bytes]) -> None:
-        _append_synced(self.path, b"".join(lines))
-
-    def read(self, offset: int, limit: int) -> tuple[list[_Taken], int, int]:
-        """Up to `limit` records from `offset`: (records, lines consumed, new offset)."""
-        taken: list[_Taken] = []
-        consumed = 0
-        with self.path.open("rb") as file:
-            file.seek(offset)
-            while len(taken) < limit and (line := file.readline()):
-                offset = file.tell()
-                if line.strip():
-                    consumed += 1
-                    self._parse_into(taken, line, offset)
-        return taken, consumed, offset
-
-    def truncate(self) -> None:
-        with self.path.open("r+b") as file:
-            file.truncate(0)
-            os.fsync(file.fileno())
-
-    def rewrite(self, head: list[bytes], keep_from: int, tail: list[bytes]) -> int:
-        """Replace the file with head + the unwritten rest + tail; count its records."""
-        rest = b""
-        if self.path.exists():
-            with self.path.open("rb") as file:
-                file.seek(keep_from)
-                rest = file.read()
-        if rest and not rest.endswith(b"\n"):
-            rest += b"\n"
-        data = b"".join(head) + rest + b"".join(tail)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.unlink(missing_ok=True)
-        _append_synced(temporary, data)
-        os.replace(temporary, self.path)
-        _fsync_folder(self.path.parent)
-        return sum(1 for line in data.splitlines() if line.strip())
-
-    def reject(self, line: bytes) -> None:
-        _append_synced(self.rejected_path, line if line.endswith(b"\n") else line + b"\n")
-
-    def _parse_into(self, taken: list[_Taken], line: bytes, end: int) -> None:
-        try:
-            taken.append(_Taken(record_from_json(json.loads(line)), end))
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
-            log.error("store.spill_line_unreadable", path=str(self.path), error=str(error))
-            self.reject(line)
 
 
 class _Backoff:
@@ -172,7 +87,7 @@ class CallWriter:
         self._queue_size = queue_size
         self._first_time_window = first_time_window
         self._queue: deque[CallRecord] = deque()
-        self._held: deque[_Taken] = deque()
+        self._held: deque[Taken] = deque()
         self._spill = SpillFile(Path(spill_path))
         self._spilling = 0
         self._file_lock = asyncio.Lock()
@@ -282,7 +197,7 @@ class CallWriter:
                 self._spill.done_offset = taken.spill_end
             self._progress.set()
 
-    async def _take(self) -> list[_Taken]:
+    async def _take(self) -> list[Taken]:
         """The next records in order: spill file first, then the queue."""
         if self._spilling or self._spill.unread:
             return await self._read_spill()
@@ -290,13 +205,13 @@ class CallWriter:
             await self._truncate_spill()
             return []
         if self._queue:
-            return [_Taken(self._queue.popleft()) for _ in range(self._batch_size())]
+            return [Taken(self._queue.popleft()) for _ in range(self._batch_size())]
         self._progress.set()
         self._work.clear()
         await self._work.wait()
         return []
 
-    async def _read_spill(self) -> list[_Taken]:
+    async def _read_spill(self) -> list[Taken]:
         async with self._file_lock:  # waits for a spill in progress
             if not self._spill.unread:
                 return []
@@ -422,7 +337,7 @@ class CallWriter:
             error=describe_error(error),
             path=str(self._spill.rejected_path),
         )
-        await self._file_op(self._spill.reject, _encode(record))
+        await self._file_op(self._spill.reject, encode(record))
 
     def _note_outage(self, error: Exception) -> None:
         if self._outage:
@@ -462,7 +377,7 @@ class CallWriter:
 
     async def _spill_queue(self) -> None:
         batch = list(self._queue)
-        lines = [_encode(record) for record in batch]
+        lines = [encode(record) for record in batch]
         self._queue.clear()
         self._spilling = len(batch)
         try:
@@ -493,7 +408,7 @@ class CallWriter:
         head = [t.record for t in self._held if t.spill_end is None]
         tail = list(self._queue)
         if head or tail or self._spill.done_offset:
-            lines = ([_encode(r) for r in head], [_encode(r) for r in tail])
+            lines = ([encode(r) for r in head], [encode(r) for r in tail])
             keep_from = self._spill.done_offset
             count = await self._file_op(self._spill.rewrite, lines[0], keep_from, lines[1])
             self._spill.unread, self._spill.read_offset, self._spill.done_offset = count, 0, 0
@@ -505,7 +420,7 @@ class CallWriter:
 
     def _spill_after_stop(self, record: CallRecord) -> None:
         try:
-            self._spill.append([_encode(record)])
+            self._spill.append([encode(record)])
             self._spill.unread += 1
         except Exception as error:  # submit() never raises
             log.error("store.record_lost_after_stop", linkedid=record.linkedid, error=str(error))
@@ -532,28 +447,3 @@ async def _finish_in_thread(run: Callable[_P, _T], *args: _P.args, **kwargs: _P.
     except asyncio.CancelledError:
         await asyncio.wait([future])
         raise
-
-
-def _encode(record: CallRecord) -> bytes:
-    # default=str: a stray non-JSON value in `variables` must not stop the spill
-    text = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.encode() + b"\n"
-
-
-def _append_synced(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    with path.open("ab") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    if created:
-        _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -30,7 +30,8 @@ from pbx_tracker.spam.classify import SpamClassifier
 from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.store.calls import save_call
 from pbx_tracker.store.engine import make_async_engine
-from pbx_tracker.store.writer import CallWriter, _encode
+from pbx_tracker.store.spill import encode
+from pbx_tracker.store.writer import CallWriter
 from stored import connected, missed_call, stored_calls
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -242,7 +243,7 @@ def test_spill_lines_keep_the_reason_and_old_lines_without_it_still_read() -> No
     """A call spilled to file while the database is down keeps its spam reason, and spill lines
     written before spam existed still read."""
     record = call("s", 0, "+79160000001", spam=SpamReason.BLOCKED)
-    assert record_from_json(json.loads(_encode(record))) == record
-    old = json.loads(_encode(record.replace(spam=None)))
+    assert record_from_json(json.loads(encode(record))) == record
+    old = json.loads(encode(record.replace(spam=None)))
     del old["spam"]  # spilled by a version before the spam column
     assert record_from_json(old) == record.replace(spam=None)
