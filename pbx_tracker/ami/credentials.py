@@ -19,7 +19,7 @@ class SecretValue(Protocol):
 
 
 class AmiConnectionSettings(Protocol):
-    """What the listener reads from `config.AmiSettings` (times in seconds)."""
+    """What the listener reads from `ami.settings.AmiSettings` (times in seconds)."""
 
     @property
     def host(self) -> str: ...

@@ -23,18 +23,14 @@ managers' external numbers and the numbers Asterisk reports follow one rule
 E.164, a short internal number (``401``) stays its digits.
 """
 
+from pbx_tracker.ami.settings import AmiSettings
 from pbx_tracker.attribution.settings import NumberPool
 from pbx_tracker.config.loader import DEFAULT_CONFIG_PATH, load_settings, settings_from_mapping
-from pbx_tracker.config.models import (
-    AmiSettings,
-    CallsSettings,
-    DatabaseSettings,
-    LoggingSettings,
-    Settings,
-)
+from pbx_tracker.config.models import CallsSettings, LoggingSettings, Settings
 from pbx_tracker.config.problems import MISSING_SECRET, ConfigError
 from pbx_tracker.config.sources import ConfigLoader
 from pbx_tracker.staff import Manager, NumberLabels, TrackedNumber
+from pbx_tracker.store.settings import DatabaseSettings
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

@@ -8,11 +8,9 @@ are handed with their own section.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -20,14 +18,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     PrivateAttr,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
 )
 
 from pbx_tracker.agi.settings import AgiSettings
+from pbx_tracker.ami.settings import AmiSettings
 from pbx_tracker.attribution.settings import AttributionSettings, NumberPool
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.calls.topology import DEFAULT_LOCAL_CHANNELS, local_pattern_problem
@@ -38,7 +33,6 @@ from pbx_tracker.config_fields import (
     NonEmptyStr,
     Region,
     ResolvedPath,
-    context_base_dir,
     lower_text,
     problem,
 )
@@ -48,83 +42,8 @@ from pbx_tracker.reports.settings import ReportRules, ReportSettings
 from pbx_tracker.routing.settings import RoutingSettings
 from pbx_tracker.spam.settings import SpamSettings
 from pbx_tracker.staff import Directory, Manager, NumberLabels, TrackedNumber
+from pbx_tracker.store.settings import DatabaseSettings
 from pbx_tracker.web.settings import HttpSettings, WebSettings
-
-_DB_DIALECTS = ("sqlite", "postgresql")
-
-
-class AmiSettings(ConfigModel):
-    """How to reach and log in to the Asterisk Manager Interface."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=5038, ge=1, le=65535)
-    username: str = "pbx-tracker"
-    secret: SecretStr
-    secret_file: ResolvedPath | None = None
-    events: str = "on"
-    connect_timeout: PositiveFloat = 5.0
-    ping_interval: PositiveFloat = 10.0
-    ping_timeout: PositiveFloat = 5.0
-    reconnect_initial: PositiveFloat = 1.0
-    reconnect_max: PositiveFloat = Field(default=30.0, validate_default=True)
-
-    @field_validator("reconnect_max")
-    @classmethod
-    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
-        initial = info.data.get("reconnect_initial")
-        if initial is not None and value < initial:
-            raise problem("reconnect_max", f"must be at least reconnect_initial ({initial})")
-        return value
-
-
-class DatabaseSettings(ConfigModel):
-    """Where finished calls are stored, and where they wait while it is away."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(default="sqlite:////var/lib/pbx-tracker/pbx-tracker.sqlite3", repr=False)
-    queue_size: int = Field(default=10000, ge=1)
-    spill_path: ResolvedPath = Path("/var/lib/pbx-tracker/pending-calls.jsonl")
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str, info: ValidationInfo) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme.partition("+")[0].lower() not in _DB_DIALECTS:
-            raise problem(
-                "database_url",
-                "must be a SQLAlchemy URL: sqlite:///path/to/file.sqlite3 "
-                "or postgresql://user:password@host/dbname",
-            )
-        if scheme.lower().startswith("sqlite"):
-            return f"{scheme}://{_sqlite_location(rest, context_base_dir(info))}"
-        return value
-
-    @property
-    def display_url(self) -> str:
-        """`url` with the password replaced by ``***`` (for logs and repr)."""
-        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", self.url)
-
-    def password_values(self) -> list[str]:
-        """The URL's password as written and percent-decoded (empty without one)."""
-        password = urlsplit(self.url).password
-        return list(dict.fromkeys([password, unquote(password)])) if password else []
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        yield "url", self.display_url
-        yield from super().__repr_args__()
-
-
-def _sqlite_location(rest: str, base_dir: Path) -> str:
-    """The part after ``sqlite://`` with a relative file made absolute."""
-    location, sep, query = rest.partition("?")
-    if location.startswith("/") and not location.startswith("//"):
-        file = location[1:]
-        if file and file != ":memory:" and not Path(file).is_absolute():
-            location = "/" + str(base_dir / file)
-    return location + sep + query
 
 
 def _check_inbound_context(value: str) -> str:
