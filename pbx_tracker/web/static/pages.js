@@ -32,7 +32,7 @@
     return form;
   }
 
-  // One open callback; mirrors task_item() in pbx_tracker/web/pages_html.py.
+  // One open callback; mirrors task_item() in pbx_tracker/web/pages/callbacks.py.
   function row(task) {
     var item = el('li', 'task');
     item.id = 'task-' + task.id;
