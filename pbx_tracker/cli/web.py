@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 import click
 
 from pbx_tracker.cli.common import config_option, fail, load_or_exit, run_command
+from pbx_tracker.web.roles import ROLES
 
 __all__ = ["web"]
-
-ROLES = ("manager", "marketer", "admin")
 
 
 @click.group()

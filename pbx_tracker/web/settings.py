@@ -96,7 +96,7 @@ class HttpSettings(ConfigModel):
 
 # --- the pages' users (``web:``) ---------------------------------------------------
 
-Role = Literal["manager", "marketer", "admin"]
+Role = Literal["manager", "supervisor", "marketer", "admin"]
 SCHEME = "scrypt"
 MAX_N = 2**20  # scrypt cost ceilings: a hash from the config must not exhaust the machine
 MAX_R = 32
@@ -132,7 +132,8 @@ def _password_hash(value: str) -> str:
 
 class WebUser(ConfigModel):
     """One person who logs in to the pages: a manager sees their callbacks (by
-    ``extension``), a marketer the reports, an admin everything."""
+    ``extension``), a supervisor the live board and everyone's callbacks, a marketer
+    the reports, an admin everything (`pbx_tracker.web.roles`)."""
 
     name: NonEmptyStr
     role: Role

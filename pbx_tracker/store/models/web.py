@@ -16,7 +16,7 @@ class WebUserRow(Base):
 
     __tablename__ = "web_users"
     __table_args__ = (
-        CheckConstraint("role IN ('manager', 'marketer', 'admin')", name="role"),
+        CheckConstraint("role IN ('manager', 'supervisor', 'marketer', 'admin')", name="role"),
         CheckConstraint("role <> 'manager' OR extension IS NOT NULL", name="manager_extension"),
     )
 

@@ -36,6 +36,7 @@ from pbx_tracker.web.pages.common import (
 )
 from pbx_tracker.web.pages.layout import csrf_field, layout
 from pbx_tracker.web.pages.layout import escape as _e
+from pbx_tracker.web.roles import sees_every_callback
 from pbx_tracker.web.sessions import Session
 from pbx_tracker.web.settings import WebUser
 
@@ -55,11 +56,11 @@ async def _manager_only(request: web.Request) -> tuple[Session, WebUser] | web.R
 
 
 async def _rows(pages: Pages, user: WebUser) -> list[dict[str, Any]]:
-    mine = None if user.role == "admin" else user.extension
+    mine = None if sees_every_callback(user.role) else user.extension
     async with pages.engine.connect() as conn:
         found = await tasks.list_tasks(conn, status="open", assignee=mine, limit=MAX_ROWS)
-    now = pages.now()
-    return [task_row(task, now, pages.region, admin=user.role == "admin") for task in found]
+    now, everyone = pages.now(), sees_every_callback(user.role)
+    return [task_row(task, now, pages.region, admin=everyone) for task in found]
 
 
 def task_row(
@@ -135,7 +136,7 @@ async def _task_action(
     task = await _task(pages, request.match_info["task_id"])
     if task is None:
         ok, message = False, "That callback no longer exists."
-    elif user.role != "admin" and task.assignee != user.extension:
+    elif not sees_every_callback(user.role) and task.assignee != user.extension:
         return forbidden(request, session, user, "That callback belongs to another manager.")
     elif not task.is_open:
         ok, message = False, "That callback is already done."
@@ -236,7 +237,7 @@ def callbacks_html(
 ) -> str:
     rows = list(rows)
     items = "".join(task_item(row, csrf) for row in rows)
-    whose = "All open callbacks" if user.role == "admin" else "Your callbacks"
+    whose = "All open callbacks" if sees_every_callback(user.role) else "Your callbacks"
     toast = f'<p class="alert alert-info" role="status">{_e(flash)}</p>' if flash else ""
     body = (
         f'<div class="heading"><h1>{whose}</h1>'

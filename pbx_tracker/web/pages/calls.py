@@ -37,6 +37,7 @@ from pbx_tracker.web.pages.filters import (
 )
 from pbx_tracker.web.pages.layout import csrf_field, layout
 from pbx_tracker.web.pages.layout import escape as _e
+from pbx_tracker.web.roles import SPAM_ROLES
 
 __all__ = ["add_calls_routes", "call_row", "calls_html"]
 
@@ -56,7 +57,7 @@ SPAM_REASONS = {
     "repeat": "repeat calls",
     "manual": "marked by hand",
 }
-MARKERS = ("manager", "admin")  # who may mark calls as spam
+MARKERS = SPAM_ROLES  # who may mark calls as spam
 
 
 # --- what a row shows -----------------------------------------------------------------------

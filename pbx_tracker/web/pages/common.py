@@ -29,6 +29,7 @@ from pbx_tracker.web.auth import same_token
 from pbx_tracker.web.clients import client_key
 from pbx_tracker.web.middleware import SETTINGS, Handler
 from pbx_tracker.web.pages.layout import problem_page
+from pbx_tracker.web.roles import CALLBACK_ROLES
 from pbx_tracker.web.sessions import LoginThrottle, Session, SessionStore
 from pbx_tracker.web.settings import WebSettings, WebUser
 from pbx_tracker.web.users import Users, password_stamp
@@ -68,7 +69,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-MANAGER_ROLES = ("manager", "admin")  # who works the callbacks and marks spam
+MANAGER_ROLES = CALLBACK_ROLES  # who works the callbacks
 
 
 class Pages:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from pbx_tracker.web.roles import CALLBACK_ROLES, REPORT_ROLES, ROLES
+
 __all__ = ["APP", "NAV", "csrf_field", "escape", "layout", "nav_links", "problem_page"]
 
 APP = "pbx-tracker"
@@ -30,9 +32,9 @@ escape = _e
 
 # The header's links: (path, label, roles that may open it).
 NAV = (
-    ("/callbacks", "Callbacks", ("manager", "admin")),
-    ("/calls", "Calls", ("manager", "marketer", "admin")),
-    ("/reports", "Reports", ("marketer", "admin")),
+    ("/callbacks", "Callbacks", CALLBACK_ROLES),
+    ("/calls", "Calls", ROLES),
+    ("/reports", "Reports", REPORT_ROLES),
 )
 
 

@@ -30,6 +30,7 @@ from pbx_tracker.web.pages.common import HEADERS, PAGES, Pages, html_response, w
 from pbx_tracker.web.pages.filters import MAX_DAYS, MAX_LOGGED, FilterError, parse_day
 from pbx_tracker.web.pages.layout import escape as _e
 from pbx_tracker.web.pages.layout import layout
+from pbx_tracker.web.roles import REPORT_ROLES
 
 __all__ = ["add_reports_routes", "parse_period"]
 
@@ -68,7 +69,7 @@ async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Repor
 
 
 async def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
-    return await with_role(request, ("marketer", "admin"), "Reports are for marketers.")
+    return await with_role(request, REPORT_ROLES, "Reports are for marketers.")
 
 
 def _asked_period(request: web.Request, user: Any) -> tuple[date, date] | FilterError:

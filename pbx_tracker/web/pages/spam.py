@@ -17,7 +17,6 @@ from aiohttp import web
 
 from pbx_tracker.spam import marking
 from pbx_tracker.web.pages.common import (
-    MANAGER_ROLES,
     PAGES,
     Pages,
     form_text,
@@ -25,6 +24,7 @@ from pbx_tracker.web.pages.common import (
     redirect,
 )
 from pbx_tracker.web.pages.filters import FilterError, local_today, parse_filters
+from pbx_tracker.web.roles import SPAM_ROLES
 
 __all__ = ["add_spam_routes"]
 
@@ -42,7 +42,7 @@ async def unmark(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, *, spam: bool) -> web.Response:
-    allowed = await posted_with_role(request, MANAGER_ROLES, "Only managers and admins mark spam.")
+    allowed = await posted_with_role(request, SPAM_ROLES, "Only managers and admins mark spam.")
     if isinstance(allowed, web.Response):
         return allowed
     session, user = allowed
