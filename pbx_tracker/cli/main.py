@@ -123,6 +123,7 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
     """Feed captured AMI traffic (JSON Lines or raw AMI text) or a CEL log through the
     correlator; exit 1 when a file holds neither."""
     from pbx_tracker.replay import replay_into_database, replay_to_stdout
+    from pbx_tracker.web.pages.layout import plural
 
     settings = load_or_exit(config_path, need_ami_secret=False)
     paths = [Path(f) for f in files]
@@ -132,7 +133,8 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
         setup_logging(settings)
         summary = asyncio.run(replay_into_database(paths, settings))
     for path, count in summary.unfinished.items():
-        click.echo(f"{path}: {count} calls still in progress at the end, not recorded", err=True)
+        going = plural(count, "call")
+        click.echo(f"{path}: {going} still in progress at the end, not recorded", err=True)
     for line in summary.bad_lines:
         click.echo(f"{line} (skipped)", err=True)
     for path in summary.empty:
@@ -145,12 +147,12 @@ def replay(config_path: str | None, dry_run: bool, files: tuple[str, ...]) -> No
     if failed:
         kinds = ", ".join(f"{kind} ({count})" for kind, count in summary.failed.most_common())
         click.echo(f"AMI messages the correlator could not apply: {kinds}", err=True)
-    cel = f" (from {summary.cel_rows} CEL records)" if summary.cel_rows else ""
+    cel = f" (from {plural(summary.cel_rows, 'CEL record')})" if summary.cel_rows else ""
     click.echo(
-        f"{summary.files} files, {summary.events} AMI messages{cel}, "
-        f"{summary.records} call records, "
-        f"{summary.untracked} calls on untracked numbers ignored, "
-        f"{failed} AMI messages could not be applied",
+        f"{plural(summary.files, 'file')}, {plural(summary.events, 'AMI message')}{cel}, "
+        f"{plural(summary.records, 'call record')}, "
+        f"{plural(summary.untracked, 'call')} on untracked numbers ignored, "
+        f"{plural(failed, 'AMI message')} could not be applied",
         err=True,
     )
     if summary.empty:

@@ -172,8 +172,11 @@ async def test_replay_reads_the_dead_letter_file(asterisk: FakeAsterisk, tmp_pat
     again = Correlator(topology_of(settings))  # the plain config: what it fails on, if any
     again.feed_all(read_capture(path))
     summary = run.err.strip().splitlines()[-1]
-    assert summary.startswith("1 files, 3 AMI messages, "), run.err
-    assert summary.endswith(f", {again.events_failed} AMI messages could not be applied")
+    assert summary.startswith("1 file, 3 AMI messages, "), run.err
+    failed = again.events_failed
+    assert summary.endswith(
+        f", {failed} AMI message{'' if failed == 1 else 's'} could not be applied"
+    )
     assert [event.get("Uniqueid") for event in read_capture(path)] == [
         poison_call(n)["Uniqueid"] for n in range(3)
     ]

@@ -34,7 +34,7 @@ from pbx_tracker.web.pages.common import (
     wants_json,
     with_role,
 )
-from pbx_tracker.web.pages.layout import csrf_field, layout
+from pbx_tracker.web.pages.layout import csrf_field, layout, plural
 from pbx_tracker.web.pages.layout import escape as _e
 from pbx_tracker.web.roles import sees_every_callback
 from pbx_tracker.web.sessions import Session
@@ -77,7 +77,7 @@ def task_row(
         "id": task.id,
         "customer": customer,
         "source": task.source or "no source",
-        "tries": "1 call" if task.tries == 1 else f"{task.tries} calls",
+        "tries": plural(task.tries, "call"),
         "did": f"to {display_number(task.did, region)}" if task.did else "",
         "assignee": f"for {task.assignee}" if admin and task.assignee else "",
         "age": age_text(waited),

@@ -35,7 +35,7 @@ from pbx_tracker.web.pages.filters import (
     local_today,
     parse_filters,
 )
-from pbx_tracker.web.pages.layout import csrf_field, layout
+from pbx_tracker.web.pages.layout import csrf_field, layout, plural
 from pbx_tracker.web.pages.layout import escape as _e
 from pbx_tracker.web.roles import SPAM_ROLES
 
@@ -317,8 +317,9 @@ def calls_html(
         period = f"{filters.first:%a %d %b %Y}"
     else:
         period = f"{filters.first:%d %b %Y} &ndash; {filters.last:%d %b %Y}"
-    shown = f"{first}&ndash;{first + len(rows) - 1} of {total}" if total > len(rows) else str(total)
-    summary = "" if error else f'<p class="summary" id="summary">{period}: {shown} calls</p>'
+    count = plural(total, "call")
+    shown = f"{first}&ndash;{first + len(rows) - 1} of {count}" if total > len(rows) else count
+    summary = "" if error else f'<p class="summary" id="summary">{period}: {shown}</p>'
     table = ""
     if rows:
         items = "".join(_call_item(row, marking) for row in rows)

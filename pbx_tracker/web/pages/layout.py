@@ -14,7 +14,7 @@ from typing import Any
 
 from pbx_tracker.web.roles import CALLBACK_ROLES, REPORT_ROLES, ROLES
 
-__all__ = ["APP", "NAV", "csrf_field", "escape", "layout", "nav_links", "problem_page"]
+__all__ = ["APP", "NAV", "csrf_field", "escape", "layout", "nav_links", "plural", "problem_page"]
 
 APP = "pbx-tracker"
 
@@ -28,6 +28,11 @@ def csrf_field(token: str) -> str:
 
 
 escape = _e
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 call``, ``2 calls``, ``0 calls`` (``many``: when adding "s" is wrong)."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 # The header's links: (path, label, roles that may open it).

@@ -29,7 +29,7 @@ from pbx_tracker.web.pages.charts import COLOURS, Series, legend, line_chart, st
 from pbx_tracker.web.pages.common import HEADERS, PAGES, Pages, html_response, with_role
 from pbx_tracker.web.pages.filters import MAX_DAYS, MAX_LOGGED, FilterError, parse_day
 from pbx_tracker.web.pages.layout import escape as _e
-from pbx_tracker.web.pages.layout import layout
+from pbx_tracker.web.pages.layout import layout, plural
 from pbx_tracker.web.roles import REPORT_ROLES
 
 __all__ = ["add_reports_routes", "parse_period"]
@@ -273,7 +273,7 @@ def reports_html(
     if sources is not None and daily is not None:
         days = (last - first).days + 1
         note = (
-            f'<p class="summary">{first:%d %b %Y} &ndash; {last:%d %b %Y}, {days} days '
+            f'<p class="summary">{first:%d %b %Y} &ndash; {last:%d %b %Y}, {plural(days, "day")} '
             f"({_e(zone_name(zone))}) · target call ≥ {sources.scope.rules.target_seconds} s"
             " · a lead is a first-time caller</p>"
         )
