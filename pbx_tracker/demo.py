@@ -9,6 +9,9 @@ these calls, and Vera (103) takes a break for part of the day, so the router's
 choices follow who is free.  The daemon logs in, correlates and writes records
 to a SQLite file exactly as in production; each routing decision and each
 record is printed as it happens, then a per-source and a per-manager summary.
+A record is printed when its call ends, so its line starts with the time it
+ended (and says when it started); at speed 0 the calls are played one after
+another, so it starts with the time it started (and says when it ended).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pbx_tracker.sim.generated_day import CallSlot, call_slots
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
 from pbx_tracker.sim.visitors import ShownNumber, visit_site
 from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.web.pages.layout import plural
 from pbx_tracker.web.snippet import LandingPage
 
 DEMO_NUMBERS = [
@@ -125,7 +129,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
             await asyncio.to_thread(upgrade_to_head, settings.database.url)
             slots = call_slots(calls, dids=DEMO_CALL_TARGETS, seed=seed, mean_gap=DEMO_CALL_GAP)
             console.print(
-                f"[bold]pbx-tracker demo[/]: {calls} simulated calls, "
+                f"[bold]pbx-tracker demo[/]: {plural(calls, 'simulated call')}, "
                 f"speed {speed or 'unlimited'}x, database {settings.database.url}"
             )
             day = _Day(settings, asterisk, slots, speed, seed, console)
@@ -135,7 +139,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
         _print_callbacks(console, day.tasks)
         missing = len(slots) - len(written)
         if missing:
-            console.print(f"[red]{missing} calls were not recorded[/]")
+            console.print(f"[red]not recorded: {plural(missing, 'call')}[/]")
         return 0 if missing == 0 else 1
 
 
@@ -228,7 +232,7 @@ class _Day:
             self.console.print(f"  [cyan]{_callback_line(record)}[/]")
             return
         self.written.append(record)
-        self.console.print(_record_line(record))
+        self.console.print(_record_line(record, by_end=bool(self.speed)))
         if len(self.written) >= len(self.slots):
             self._all_written.set()
 
@@ -278,7 +282,7 @@ def _task_line(what: str, task: CallbackTask) -> str:
     if what == "opened":
         return f"callback task {task.id} opened: call back {who}, assigned to {task.assignee}"
     if what == "joined":
-        return f"callback task {task.id}: {who} tried again ({task.tries} times)"
+        return f"callback task {task.id}: {who} tried again ({plural(task.tries, 'time')})"
     if what == "reminded":
         return f"callback task {task.id}: reminder {task.reminders_sent} to {task.assignee}"
     if what == "resolved":
@@ -299,15 +303,18 @@ def _route_line(routed: RoutedCall) -> str:
     return f"  route +{slot.caller} → {slot.did}: {target} [dim]({reason})[/]"
 
 
-def _record_line(record: CallRecord) -> str:
-    when = record.started_at.strftime("%H:%M:%S")
+def _record_line(record: CallRecord, *, by_end: bool = True) -> str:
+    """A finished call, led by the time in whose order the lines are printed: when it
+    ended (``by_end``), else when it started (speed 0: calls played one after another)."""
+    ended, started = f"{record.ended_at:%H:%M:%S}", f"{record.started_at:%H:%M:%S}"
+    when = f"{ended} ended (started {started})" if by_end else f"{started} started (ended {ended})"
     if record.status is CallStatus.ANSWERED:
         outcome = f"[green]answered[/] by {record.answered_by}"
     else:
         outcome = f"[red]missed[/] ({record.missed_reason})"
     recording = Path(record.recording_path).name if record.recording_path else "no recording"
     return (
-        f"{when} {record.caller} → {record.did} {escape(f'[{record.source}]')} {outcome}, "
+        f"{when}: {record.caller} → {record.did} {escape(f'[{record.source}]')} {outcome}, "
         f"ring {record.ring_seconds}s, talk {record.talk_seconds}s, {recording}"
         f"{_attribution_note(record)}"
     )

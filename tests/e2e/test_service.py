@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,11 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert process.returncode == 0, text
     assert "Calls per source" in text
     assert text.count("answered by") + text.count("missed (") == 15
+    # speed 0 plays the calls one after another: each line leads with its start, in order
+    starts = re.findall(r"^(\d\d:\d\d:\d\d) started \(ended \d\d:\d\d:\d\d\): ", text, re.M)
+    assert len(starts) == 15
+    back = sum(later < earlier for earlier, later in pairwise(starts))
+    assert back == 0 or (back == 1 and starts[-1] < starts[0])  # or once past midnight
     assert text.count("  route +") == 15  # each call asked the router over FastAGI first
     assert "Calls per manager" in text and "router decisions:" in text
     tasks = text.count(" opened: call back ") + text.count(" tried again (")
