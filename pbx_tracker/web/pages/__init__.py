@@ -20,7 +20,8 @@ Routes (HTML unless said otherwise):
   with charts (`charts`), and its CSV (`reports`).
 
 What they share (`Pages`, who is asking, the answers) is `common`; the frame
-and shared HTML `layout`.  Every POST needs the session's CSRF token (the login
+and shared HTML `layout`; the icon is ``/static/favicon.svg`` (also answered at
+``/favicon.ico``).  Every POST needs the session's CSRF token (the login
 form: the token of its own cookie); without it: 403, logged.  A marketer gets
 403 on /callbacks, a manager 403 on another manager's task.  Forms work without
 JavaScript (303 back to the list, the outcome shown once); the script posts
@@ -55,3 +56,6 @@ def add_page_routes(app: web.Application, pages: Pages) -> None:
     add_reports_routes(app)
     app.router.add_get("/static/pages.css", static_file("pages.css", "text/css"))
     app.router.add_get("/static/pages.js", static_file("pages.js", "application/javascript"))
+    icon = static_file("favicon.svg", "image/svg+xml")
+    app.router.add_get("/static/favicon.svg", icon)
+    app.router.add_get("/favicon.ico", icon)  # browsers ask for it without a link; the same icon

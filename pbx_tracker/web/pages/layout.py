@@ -71,6 +71,7 @@ def layout(title: str, body: str, *, user: Any = None, csrf: str = "", wide: boo
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · {APP}</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/pages.css">'
         '<script defer src="/static/pages.js"></script></head><body>'
         f'<header class="top"><a class="brand" href="/">{APP}</a>{bar}</header>'
