@@ -347,3 +347,28 @@ async def test_a_forged_csrf_token_is_refused_and_changes_nothing(
         await expect(page).to_have_url(site.url("/login"))
         answer = await page.request.get(site.url("/callbacks/tasks.json"))
         assert answer.status == 401
+
+
+async def test_a_form_left_open_too_long_says_it_has_expired(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """Pressing Done on a page whose session token is no longer good (without the page's
+    script) shows 403 "This form has expired" telling to reload, logged, and the task
+    stays open."""
+    task_id = await site.missed("+79161234567", "101", minutes_ago=5)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        form = page.locator(f"#task-{task_id} form[action$='/done']")
+        await form.evaluate(
+            "form => { form.removeAttribute('data-ajax'); form.elements.csrf.value = 'stale'; }"
+        )
+        with capture_logs() as logs:
+            async with page.expect_response(site.url(f"/callbacks/{task_id}/done")) as sent:
+                await form.get_by_role("button", name="Done").click()
+        assert (await sent.value).status == 403
+        await expect(page.locator("h1")).to_have_text("This form has expired")
+        await expect(page).to_have_title("This form has expired · pbx-tracker")
+        await expect(page.locator(".problem")).to_contain_text("Reload the page and try again.")
+        assert "web.csrf_refused" in [entry["event"] for entry in logs]
+        await page.screenshot(path=tmp_path / "callbacks-expired-form.png", full_page=True)
+    assert (await site.task(task_id)).is_open

@@ -35,6 +35,7 @@ from pbx_tracker.web.settings import WebSettings, WebUser
 from pbx_tracker.web.users import Users, password_stamp
 
 __all__ = [
+    "EXPIRED_FORM",
     "HEADERS",
     "MANAGER_ROLES",
     "PAGES",
@@ -68,6 +69,8 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+EXPIRED_FORM = "This form has expired"  # the title of a refused CSRF token's page
 
 MANAGER_ROLES = CALLBACK_ROLES  # who works the callbacks
 
@@ -179,11 +182,13 @@ def to_login(request: web.Request) -> web.Response:
     return redirect(f"/login?next={quote(back)}{expired}")
 
 
-def forbidden(request: web.Request, session: Session, user: WebUser, text: str) -> web.Response:
+def forbidden(
+    request: web.Request, session: Session, user: WebUser, text: str, title: str = "Not for you"
+) -> web.Response:
     log.warning("web.forbidden", user=user.name, role=user.role, path=request.path)
     if wants_json(request):
         return web.json_response({"error": text}, status=403, headers=HEADERS)
-    page = problem_page("Not for you", text, user=user, csrf=session.csrf)
+    page = problem_page(title, text, user=user, csrf=session.csrf)
     return html_response(page, 403)
 
 
@@ -195,8 +200,11 @@ async def checked_post(
     if same_token(form_text(form.get("csrf")), session.csrf):
         return None
     log.warning("web.csrf_refused", user=user.name, path=request.path, client=client_of(request))
-    text = "The form was out of date or not from this site. Reload the page and try again."
-    return forbidden(request, session, user, text)
+    text = (
+        "The page was open too long, or the form did not come from this site, so nothing "
+        "was changed. Reload the page and try again."
+    )
+    return forbidden(request, session, user, text, title=EXPIRED_FORM)
 
 
 async def with_role(

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from pbx_tracker.web.auth import hash_password, same_token, verify_password
 from pbx_tracker.web.pages.common import (
+    EXPIRED_FORM,
     PAGES,
     SESSION_COOKIE,
     Pages,
@@ -127,8 +128,8 @@ async def login(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     if not same_token(form_text(form.get("csrf")), request.cookies.get(LOGIN_COOKIE, "")):
         log.warning("web.csrf_refused", path=request.path, client=client)
-        text = "The sign-in form was out of date. Reload the page and try again."
-        return html_response(problem_page("Not accepted", text), 403)
+        text = "The sign-in form was open too long. Reload the page and sign in again."
+        return html_response(problem_page(EXPIRED_FORM, text), 403)
     wait = await pages.throttle.retry_after(client)
     if wait:
         return _too_many(request, name, client, wait)
