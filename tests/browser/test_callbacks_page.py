@@ -372,3 +372,33 @@ async def test_a_form_left_open_too_long_says_it_has_expired(
         assert "web.csrf_refused" in [entry["event"] for entry in logs]
         await page.screenshot(path=tmp_path / "callbacks-expired-form.png", full_page=True)
     assert (await site.task(task_id)).is_open
+
+
+async def test_the_buttons_answer_json_when_asked_and_go_back_otherwise(
+    site: Site, browser: Browser
+) -> None:
+    """Done answers JSON to a request that asks for it (the page's script) and 303 back to
+    the list to a plain form, and Log out follows the same rule."""
+    plain_id = await site.missed("+79161234567", "101", minutes_ago=5)
+    asked_id = await site.missed("+79167654321", "101", minutes_ago=4)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        token = await csrf_of(page)
+        answer = await page.request.post(
+            site.url(f"/callbacks/{plain_id}/done"), form={"csrf": token}, max_redirects=0
+        )
+        assert (answer.status, answer.headers["location"]) == (303, "/callbacks")
+        answer = await page.request.post(
+            site.url(f"/callbacks/{asked_id}/done"),
+            form={"csrf": token},
+            headers={"Accept": "application/json"},
+        )
+        assert answer.status == 200
+        assert await answer.json() == {"ok": True, "message": "Marked as done."}
+        answer = await page.request.post(
+            site.url("/logout"), form={"csrf": token}, headers={"Accept": "application/json"}
+        )
+        assert (answer.status, await answer.json()) == (200, {"ok": True, "message": "Signed out."})
+        answer = await page.request.get(site.url("/callbacks/tasks.json"))
+        assert answer.status == 401  # signed out
+    assert not (await site.task(plain_id)).is_open and not (await site.task(asked_id)).is_open

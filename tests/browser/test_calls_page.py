@@ -530,3 +530,33 @@ async def test_a_marketer_sees_spam_but_may_not_change_it(site: Site, browser: B
             assert answer.status == 403
         await page.reload()
         await expect(row.locator(".badge-spam")).to_have_text("Spam · repeat calls")
+
+
+async def test_the_spam_buttons_answer_json_when_asked_and_go_back_otherwise(
+    site: Site, browser: Browser
+) -> None:
+    """Spam and Not spam answer JSON (with the outcome) to a request that asks for it, as
+    every button does, and 303 back to the list to a plain form."""
+    await site.add(call("c1", "2026-03-10 10:00", "+79167654321"))
+    call_id = await site.call_id("c1")
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        token = await page.locator("input[name=csrf]").first.get_attribute("value")
+        assert token
+        asks = {"Accept": "application/json"}
+        answer = await page.request.post(
+            site.url(f"/calls/{call_id}/spam"), form={"csrf": token}, headers=asks
+        )
+        assert answer.status == 200
+        assert await answer.json() == {"ok": True, "message": f"Call {call_id} is marked as spam."}
+        answer = await page.request.post(
+            site.url("/calls/12x/not-spam"), form={"csrf": token}, headers=asks
+        )
+        assert await answer.json() == {"ok": False, "message": "There is no such call."}
+        answer = await page.request.post(
+            site.url(f"/calls/{call_id}/not-spam"), form={"csrf": token}, max_redirects=0
+        )
+        assert answer.status == 303
+        assert answer.headers["location"] == f"/calls#call-{call_id}"
+        await page.goto(site.url("/calls"))
+        await expect(page.locator("#flash")).to_contain_text(f"Call {call_id} is no spam any more")

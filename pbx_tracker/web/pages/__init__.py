@@ -25,7 +25,9 @@ and shared HTML `layout`; the icon is ``/static/favicon.svg`` (also answered at
 form: the token of its own cookie); without it: 403, logged.  A marketer gets
 403 on /callbacks, a manager 403 on another manager's task.  Forms work without
 JavaScript (303 back to the list, the outcome shown once); the script posts
-them itself and shows the outcome without leaving the page.
+them itself and shows the outcome without leaving the page.  One rule for every
+POST button: a request that asks for JSON (``Accept: application/json``) gets
+``{"ok": ..., "message": ...}``, any other 303 (`common.outcome`).
 """
 
 from __future__ import annotations

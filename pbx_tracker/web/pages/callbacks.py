@@ -29,9 +29,8 @@ from pbx_tracker.web.pages.common import (
     Pages,
     forbidden,
     html_response,
+    outcome,
     posted_with_role,
-    redirect,
-    wants_json,
     with_role,
 )
 from pbx_tracker.web.pages.layout import csrf_field, layout, plural
@@ -142,10 +141,7 @@ async def _task_action(
         ok, message = False, "That callback is already done."
     else:
         ok, message = await act(pages, user, task)
-    if wants_json(request):
-        return web.json_response({"ok": ok, "message": message}, headers=HEADERS)
-    await pages.sessions.set_flash(session, message)
-    return redirect("/callbacks")
+    return await outcome(request, session, ok, message, "/callbacks")
 
 
 async def _task(pages: Pages, task_id: str) -> tasks.CallbackTask | None:

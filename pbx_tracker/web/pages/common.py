@@ -5,6 +5,9 @@
   page (and, for a form, it carries the session's CSRF token), else the way to
   the login page or 403 (logged);
 - `html_response`, `redirect` with the pages' security headers (`HEADERS`);
+  `outcome`: the one answer of every button (a POST action): JSON
+  ``{"ok", "message"}`` when the request asks for JSON (`wants_json`), else the
+  message shown once and 303 back to the page;
 - `static_file`: ``/static/pages.css`` and ``/static/pages.js``.
 """
 
@@ -46,6 +49,7 @@ __all__ = [
     "forbidden",
     "form_text",
     "html_response",
+    "outcome",
     "posted_with_role",
     "redirect",
     "signed_in",
@@ -142,6 +146,17 @@ def html_response(
 
 def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **HEADERS})
+
+
+async def outcome(
+    request: web.Request, session: Session, ok: bool, message: str, back: str
+) -> web.Response:
+    """What a button's POST answers: ``{"ok": ..., "message": ...}`` when the request asks
+    for JSON, else ``message`` shown once on the page ``back`` leads to (303)."""
+    if wants_json(request):
+        return web.json_response({"ok": ok, "message": message}, headers=HEADERS)
+    await request.app[PAGES].sessions.set_flash(session, message)
+    return redirect(back)
 
 
 def form_text(value: object) -> str | None:

@@ -19,6 +19,7 @@ from aiohttp import web
 from pbx_tracker.web.auth import hash_password, same_token, verify_password
 from pbx_tracker.web.pages.common import (
     EXPIRED_FORM,
+    HEADERS,
     PAGES,
     SESSION_COOKIE,
     Pages,
@@ -28,6 +29,7 @@ from pbx_tracker.web.pages.common import (
     html_response,
     redirect,
     signed_in,
+    wants_json,
 )
 from pbx_tracker.web.pages.layout import csrf_field, layout, problem_page
 from pbx_tracker.web.pages.layout import escape as _e
@@ -170,7 +172,10 @@ async def logout(request: web.Request) -> web.Response:
         return refused
     await request.app[PAGES].sessions.drop(session.id)
     log.info("web.logout", user=user.name)
-    response = redirect("/login")
+    if wants_json(request):
+        response = web.json_response({"ok": True, "message": "Signed out."}, headers=HEADERS)
+    else:
+        response = redirect("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 

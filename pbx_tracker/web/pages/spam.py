@@ -5,7 +5,8 @@ the session's CSRF token.  The change is `pbx_tracker.spam.marking`: marking
 closes a callback task left with only spam calls, undoing lets a missed call
 open or join its customer's callback task.  Each change is logged (who, which
 call, from what to what); the answer is 303 back to the same filtered list,
-the outcome shown once.
+the outcome shown once, or ``{"ok", "message"}`` JSON when the request asks
+for JSON (`pbx_tracker.web.pages.common.outcome`, as every button).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pbx_tracker.web.pages.common import (
     PAGES,
     Pages,
     form_text,
+    outcome,
     posted_with_role,
-    redirect,
 )
 from pbx_tracker.web.pages.filters import FilterError, local_today, parse_filters
 from pbx_tracker.web.roles import SPAM_ROLES
@@ -51,13 +52,12 @@ async def _change(request: web.Request, *, spam: bool) -> web.Response:
     back = _back(form_text(form.get("back")), pages)
     text = request.match_info["call_id"]
     if not text.isdigit() or len(text) > 18:
-        await pages.sessions.set_flash(session, "There is no such call.")
-        return redirect(back)
-    await pages.sessions.set_flash(session, await _apply(pages, int(text), spam=spam, by=user.name))
-    return redirect(f"{back}#call-{text}")
+        return await outcome(request, session, False, "There is no such call.", back)
+    ok, message = await _apply(pages, int(text), spam=spam, by=user.name)
+    return await outcome(request, session, ok, message, f"{back}#call-{text}")
 
 
-async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> str:
+async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> tuple[bool, str]:
     """Mark or unmark the call; the outcome for the user (and the log line)."""
     try:
         async with pages.engine.begin() as conn:
@@ -69,7 +69,7 @@ async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> str:
                 )
     except marking.SpamError as error:
         log.info("web.spam_refused", user=by, call=call_id, reason=str(error))
-        return f"Not changed: {error}."
+        return False, f"Not changed: {error}."
     now = change.call.spam
     log.info(
         "web.spam_changed",
@@ -82,9 +82,9 @@ async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> str:
     )
     if spam:
         closed = " Its callback is closed." if change.closed_tasks else ""
-        return f"Call {call_id} is marked as spam.{closed}"
+        return True, f"Call {call_id} is marked as spam.{closed}"
     opened = " It is in the callbacks now." if change.task is not None else ""
-    return f"Call {call_id} is no spam any more.{opened}"
+    return True, f"Call {call_id} is no spam any more.{opened}"
 
 
 def _back(query: str | None, pages: Pages) -> str:
