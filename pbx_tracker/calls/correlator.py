@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from pbx_tracker.calls.call_start import known_caller_id, start_call
 from pbx_tracker.calls.conversation import connect, connect_outbound, disconnect
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.gap import HeardEvents, ended_in_gap
 from pbx_tracker.calls.legs import new_leg, reach_of
+from pbx_tracker.calls.live import LiveCall, live_call
 from pbx_tracker.calls.offers import QUEUE, Offer, caller_dial, queue_abandoned
 from pbx_tracker.calls.outcome import build_record
 from pbx_tracker.calls.records import CallRecord, Direction
@@ -67,6 +69,11 @@ class Correlator:
     @property
     def calls_in_progress(self) -> int:
         return len(self._calls)
+
+    def live_calls(self) -> list[LiveCall]:
+        """The calls in progress, oldest first, as a board shows them."""
+        calls = (live_call(call) for call in self._calls.values())
+        return sorted(calls, key=attrgetter("started_at"))
 
     def knows(self, linkedid: str) -> bool:
         """A call of this Linkedid is in progress here (or just finished)."""
