@@ -12,9 +12,6 @@ run): skipped without it, failed under CI.
 
 from __future__ import annotations
 
-import math
-import struct
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,8 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from browsing import LAPTOP, PHONE, tab, web_user
-from playwright.async_api import Browser, Page, expect
+from browsing import LAPTOP, PHONE, sign_in, tab, web_user, write_wav
+from playwright.async_api import Browser, expect
 from servers import http_server
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -128,29 +125,6 @@ def call(
         talk_seconds=talk,
         ended_at=start + timedelta(seconds=8 + talk),
     )
-
-
-def write_wav(path: Path, seconds: float = 1.0) -> None:
-    """A short 8 kHz mono tone, as Asterisk's MixMonitor writes them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = 8000
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
-        for n in range(int(rate * seconds))
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-
-
-async def sign_in(page: Page, site: Site, name: str, path: str = "/calls") -> None:
-    await page.goto(site.url(path))
-    await page.get_by_label("Name").fill(name)
-    await page.get_by_label("Password").fill(f"{name}-password-1")
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page).to_have_url(site.url(path))
 
 
 def shown(number: str) -> str:
