@@ -13,6 +13,8 @@ Routes (HTML unless said otherwise):
   (`RingMe`, the daemon's AMI connection); ``POST /callbacks/{id}/done``: close
   it (`callbacks`);
 - ``GET /calls`` (everyone): the calls list (`calls`, its filters `filters`);
+  ``GET /calls/{id}``: one call's card, its timeline, routing, recording,
+  callback task and the caller's other calls (`call_card`);
   ``GET /recordings/{call_id}``: a call's recording (`recordings`);
   ``POST /calls/{call_id}/spam``, ``POST /calls/{call_id}/not-spam`` (managers,
   admins): mark a call as spam or undo it (`spam`);
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from pbx_tracker.web.pages.call_card import add_call_card_routes
 from pbx_tracker.web.pages.callbacks import add_callbacks_routes
 from pbx_tracker.web.pages.calls import add_calls_routes
 from pbx_tracker.web.pages.common import PAGES, Pages, static_file
@@ -53,6 +56,7 @@ def add_page_routes(app: web.Application, pages: Pages) -> None:
     add_login_routes(app)
     add_callbacks_routes(app)
     add_calls_routes(app)
+    add_call_card_routes(app)
     add_recordings_routes(app)
     add_spam_routes(app)
     add_reports_routes(app)

@@ -265,7 +265,8 @@ def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -
         f'data-id="{row["id"]}">'
         f'<td class="c-time" title="{_e(row["when"])}">{date_part}'
         f'<span class="call-time">{_e(row["time"])}</span>'
-        f'<span class="call-id" title="Call id">#{row["id"]}</span></td>'
+        f'<a class="call-id" href="/calls/{row["id"]}" title="Open the call card">'
+        f"#{row['id']}</a></td>"
         f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>'
         f'<span class="did">to {_e(row["did"]) or "—"}</span></td>'
         f'<td class="c-source"><div class="meta"><span class="meta-item">{_e(row["source"])}'
