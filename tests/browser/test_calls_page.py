@@ -311,7 +311,7 @@ async def test_a_recording_plays_in_the_browser(
         async with tab(browser, viewport) as page:
             await sign_in(page, site, "anna")
             await page.locator(f"#call-{call_id}").get_by_role("link", name="Play").click()
-            audio = page.locator(f"#call-{call_id} audio")
+            audio = page.locator(f"#call-{call_id}-player audio")
             await expect(audio).to_have_count(1)
             await page.wait_for_function(
                 "() => { const a = document.querySelector('audio');"
@@ -534,3 +534,83 @@ async def test_the_spam_buttons_answer_json_when_asked_and_go_back_otherwise(
         assert answer.headers["location"] == f"/calls#call-{call_id}"
         await page.goto(site.url("/calls"))
         await expect(page.locator("#flash")).to_contain_text(f"Call {call_id} is no spam any more")
+
+
+LONG_CAMPAIGN = "spring-sale-" + "moscow-region-retargeting-" * 4 + "x" * 4  # 120 characters
+BUSY_DAY = [
+    call(
+        "b1",
+        "2026-03-10 09:15",
+        "+79161234567",
+        answered_by="101",
+        talk=95,
+        source="yandex-direct",
+        campaign="brand-search-moscow",
+        utm_term="buy a corner sofa with delivery",
+        recording_path="2026/03/10/in-b1.wav",
+        caller_name="Ivan Petrov <script>",
+    ),
+    call("b2", "2026-03-10 10:40", "+79167654321", source="google-ads", campaign=LONG_CAMPAIGN,
+         caller_name="79167654321"),
+    call("b3", "2026-03-10 11:05", "+79035550000", answered_by="102", talk=20,
+         source="offline-flyer-spring", caller_name="OOO Romashka Trading House"),
+    call("b4", "2026-03-10 12:30", "+79035551111", source="vk", caller_name=""),
+]  # fmt: skip
+
+# The page scrolls sideways; elements sticking out on the right of the screen.
+SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# Source names (one word each) drawn on more than one line.
+BROKEN_SOURCES = """() => [...document.querySelectorAll('.c-source .meta-item:first-child')]
+    .filter(item => item.getClientRects().length > 1 || item.getBoundingClientRect().height
+        > 1.6 * parseFloat(getComputedStyle(item).lineHeight))
+    .map(item => item.textContent)"""
+
+# The Spam buttons not wholly inside the screen (nor inside the table's visible box).
+SPAM_OUT = """() => {
+    const view = document.querySelector('.table-wrap').getBoundingClientRect();
+    const right = Math.min(view.right, document.documentElement.clientWidth);
+    return [...document.querySelectorAll('.btn-spam')].filter(button => {
+        const box = button.getBoundingClientRect();
+        return box.width === 0 || box.left < 0 || box.right > right + 0.5;
+    }).map(button => button.getAttribute('aria-label'));
+}"""
+
+
+async def test_playing_a_recording_keeps_the_spam_buttons_in_view(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """On a 1366 px laptop pressing Play keeps every Spam button on screen without scrolling,
+    source names stay whole words, and a 120-character campaign makes the page scroll
+    sideways neither there nor on a phone, where it is cut short with the whole name in its
+    title."""
+    await site.add(*BUSY_DAY)
+    write_wav(site.recordings / "2026/03/10/in-b1.wav", seconds=2.0)
+    ids = {name: await site.call_id(name) for name in ("b1", "b2", "b3", "b4")}
+    async with tab(browser, {"width": 1366, "height": 768}) as page:
+        await sign_in(page, site, "anna")
+        await expect(page.locator("#calls tbody tr")).to_have_count(4)
+        assert await page.evaluate(SIDEWAYS) <= 0
+        assert await page.evaluate(SPAM_OUT) == []
+        assert await page.evaluate(BROKEN_SOURCES) == []
+        await page.screenshot(path=tmp_path / "calls-1366-before-play.png")
+        await page.locator(f"#call-{ids['b1']}").get_by_role("link", name="Play").click()
+        await page.wait_for_function(
+            "() => { const a = document.querySelector('audio'); return a && a.readyState >= 1; }"
+        )
+        assert await page.evaluate(SIDEWAYS) <= 0
+        assert await page.evaluate(SPAM_OUT) == []
+        assert await page.evaluate(BROKEN_SOURCES) == []
+        await page.screenshot(path=tmp_path / "calls-1366-playing.png")
+
+    async with tab(browser, PHONE) as phone:
+        await sign_in(phone, site, "anna")
+        campaign = phone.locator(f"#call-{ids['b2']} .campaign")
+        await expect(campaign).to_have_attribute("title", LONG_CAMPAIGN)
+        assert await phone.evaluate(SIDEWAYS) <= 0
+        box = await campaign.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        await phone.locator(f"#call-{ids['b1']}").get_by_role("link", name="Play").click()
+        await expect(phone.locator(f"#call-{ids['b1']}-player audio")).to_be_visible()
+        assert await phone.evaluate(SIDEWAYS) <= 0
+        assert await phone.evaluate(SPAM_OUT) == []
+        await phone.screenshot(path=tmp_path / "calls-phone-long-campaign.png", full_page=True)

@@ -12,7 +12,8 @@ Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
 answered on an external number (their mobile, by follow-me or forwarding) shows
 that number under the manager; one answered by a phone or number no manager
 declared shows "answered: " and it.  A call's recording is
-`pbx_tracker.web.pages.recordings`.
+`pbx_tracker.web.pages.recordings`; "Play" opens a player in a row under the call
+(``/static/pages.js``), so the columns keep their widths.
 """
 
 from __future__ import annotations
@@ -246,7 +247,10 @@ def _manager_cell(row: Mapping[str, Any]) -> str:
 
 
 def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -> str:
-    campaign = f'<span class="meta-item">{_e(row["campaign"])}</span>' if row["campaign"] else ""
+    campaign = ""
+    if row["campaign"]:  # cut short on screen (pages.css); the whole name in its title
+        whole = _e(row["campaign"])
+        campaign = f'<span class="meta-item campaign" title="{whole}">{whole}</span>'
     keyword = ""
     if row["keyword"]:
         keyword = f'<span class="meta-item keyword">“{_e(row["keyword"])}”</span>'
@@ -269,7 +273,8 @@ def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -
         f"#{row['id']}</a></td>"
         f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>'
         f'<span class="did">to {_e(row["did"]) or "—"}</span></td>'
-        f'<td class="c-source"><div class="meta"><span class="meta-item">{_e(row["source"])}'
+        f'<td class="c-source"><div class="meta"><span class="meta-item source" '
+        f'title="{_e(row["source"])}">{_e(row["source"])}'
         f"</span>{campaign}{keyword}</div></td>"
         f'<td class="c-status"><span class="badge badge-{_e(row["status"])}">'
         f"{_e(row['status_text'])}</span>{reason}{_spam_badge(row)}</td>"

@@ -137,8 +137,9 @@
   refresh().then(schedule);
 }());
 
-// The calls list: "Play" puts an <audio> player in place of the link (without this
-// script the link opens the recording in the browser's own player).
+// The calls list: "Play" puts an <audio> player in a row of its own under the call, as
+// wide as the table, so the columns keep their widths (elsewhere: in place of the link).
+// Without this script the link opens the recording in the browser's own player.
 (function () {
   'use strict';
   document.addEventListener('click', function (event) {
@@ -151,7 +152,21 @@
     audio.className = 'player';
     audio.src = link.getAttribute('href');
     audio.setAttribute('aria-label', link.getAttribute('aria-label') || 'Recording');
-    link.replaceWith(audio);
+    var row = link.closest('tr');
+    if (row && row.id) {
+      var under = document.createElement('tr');
+      under.className = 'player-row';
+      under.id = row.id + '-player';
+      var cell = document.createElement('td');
+      cell.colSpan = row.cells.length;
+      cell.append(audio);
+      under.append(cell);
+      row.after(under);
+      row.classList.add('is-playing');
+      link.remove();
+    } else {
+      link.replaceWith(audio);
+    }
     var playing = audio.play();
     if (playing && playing.catch) { playing.catch(function () { /* the user presses play */ }); }
   });
