@@ -283,3 +283,32 @@ async def test_an_unknown_call_is_a_404_page(site: Site, browser: Browser) -> No
                 await expect(page.get_by_role("heading", name="No such call")).to_be_visible()
         refused = [line["call"] for line in logs if line["event"] == "web.call_card_not_found"]
         assert refused == ["999999", "abc", "99999999999", "²"]
+
+
+async def test_the_callbacks_link_to_the_call_and_its_recording(
+    site: Site, browser: Browser
+) -> None:
+    """Each open callback links to the card of the call that opened it and, when it was
+    recorded, to the recording, also after the list refreshes itself."""
+    start = at("2026-03-10 14:40:00")
+    voicemail = missed_call("voicemail", start, "+79167654321").replace(
+        source="google",
+        recording_path="2026/03/09/in-earlier.wav",
+        variables={"ROUTE_GROUP": "sales", "ROUTE_MANAGER": "101"},
+        attempts=(ring("101", "2026-03-10 14:40:00", 20, "noanswer"),),
+    )
+    async with site.engine.begin() as conn:
+        await save_call(conn, voicemail)
+        opened = await apply_call(conn, voicemail, CallbackSettings(), now=start)
+        assert opened is not None
+        call_id = opened.task.first_call_id
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna", "/callbacks")
+        task = page.locator(f"#task-{opened.task_id}")
+        await expect(page.locator("#tasks")).to_have_attribute("data-ready", "1")
+        await expect(task.get_by_role("link", name="Recording")).to_have_attribute(
+            "href", f"/recordings/{call_id}"
+        )
+        await task.get_by_role("link", name=f"Call #{call_id}").click()
+        await expect(page).to_have_url(site.url(f"/calls/{call_id}"))
+        await expect(page.locator("#player")).to_be_visible()

@@ -5,6 +5,7 @@ calls.caller + started_at)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ __all__ = [
     "CallFacts",
     "call_facts",
     "other_calls",
+    "recorded_calls",
     "ring_attempts",
     "task_of_call",
 ]
@@ -92,3 +94,13 @@ async def other_calls(
         .limit(limit)
     )
     return list((await conn.execute(query)).all())
+
+
+async def recorded_calls(conn: AsyncConnection, call_ids: Iterable[int]) -> set[int]:
+    """Which of these calls have a recording."""
+    wanted = sorted(set(call_ids))
+    if not wanted:
+        return set()
+    c = calls_table.c
+    query = select(c.id).where(c.id.in_(wanted), c.recording_path.is_not(None))
+    return {int(found) for found in (await conn.execute(query)).scalars()}

@@ -11,7 +11,7 @@ another manager's task.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMeCall, RingMeRefused
 from pbx_tracker.callbacks.task_actions import close_task
 from pbx_tracker.phones import display_number
+from pbx_tracker.web.pages.call_facts import recorded_calls
 from pbx_tracker.web.pages.common import (
     HEADERS,
     MANAGER_ROLES,
@@ -58,14 +59,21 @@ async def _rows(pages: Pages, user: WebUser) -> list[dict[str, Any]]:
     mine = None if sees_every_callback(user.role) else user.extension
     async with pages.engine.connect() as conn:
         found = await tasks.list_tasks(conn, status="open", assignee=mine, limit=MAX_ROWS)
+        recorded = await recorded_calls(conn, [t.first_call_id for t in found if t.first_call_id])
     now, everyone = pages.now(), sees_every_callback(user.role)
-    return [task_row(task, now, pages.region, admin=everyone) for task in found]
+    return [task_row(task, now, pages.region, admin=everyone, recorded=recorded) for task in found]
 
 
 def task_row(
-    task: tasks.CallbackTask, now: datetime, region: str, *, admin: bool
+    task: tasks.CallbackTask,
+    now: datetime,
+    region: str,
+    *,
+    admin: bool,
+    recorded: Container[int] = (),
 ) -> dict[str, Any]:
-    """What a row shows, ready to print (the page and the JSON use the same)."""
+    """What a row shows, ready to print (the page and the JSON use the same); ``call``: the
+    id of the call that opened the task (0: none), ``recording``: whether it has one."""
     waited = now - task.first_missed_at
     minutes = waited.total_seconds() / 60
     urgency = (
@@ -83,6 +91,8 @@ def task_row(
         "since": f"first missed {task.first_missed_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
         "urgency": urgency,
         "can_call": bool(task.dialable and task.customer),
+        "call": task.first_call_id or 0,
+        "recording": task.first_call_id in recorded,
     }
 
 
@@ -207,6 +217,7 @@ def task_item(row: Mapping[str, Any], csrf: str) -> str:
     task_id = int(row["id"])
     details = [row["source"], row["tries"], row["did"], row["assignee"]]
     meta = "".join(f'<span class="meta-item">{_e(item)}</span>' for item in details if item)
+    meta += _call_links(int(row["call"]), bool(row["recording"]))
     call = ""
     if row["can_call"]:
         call = _action(task_id, "call", "Call now", "btn-primary", csrf)
@@ -219,6 +230,16 @@ def task_item(row: Mapping[str, Any], csrf: str) -> str:
         f"{_e(row['age'])}</div>"
         f'<div class="actions">{call}{done}</div></li>'
     )
+
+
+def _call_links(call_id: int, recording: bool) -> str:
+    """Links to the call card of the call that opened the task, and to its recording."""
+    if not call_id:
+        return ""
+    links = f'<a class="meta-item task-link" href="/calls/{call_id}">Call #{call_id}</a>'
+    if recording:
+        links += f'<a class="meta-item task-link" href="/recordings/{call_id}">Recording</a>'
+    return links
 
 
 def _action(task_id: int, action: str, label: str, style: str, csrf: str) -> str:

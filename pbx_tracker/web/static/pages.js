@@ -17,6 +17,12 @@
     return node;
   }
 
+  function link(href, text) {
+    var node = el('a', 'meta-item task-link', text);
+    node.href = href;
+    return node;
+  }
+
   function action(id, name, label, style) {
     var form = el('form');
     form.method = 'post';
@@ -43,6 +49,8 @@
     [task.source, task.tries, task.did, task.assignee].forEach(function (text) {
       if (text) { meta.append(el('span', 'meta-item', text)); }
     });
+    if (task.call) { meta.append(link('/calls/' + task.call, 'Call #' + task.call)); }
+    if (task.call && task.recording) { meta.append(link('/recordings/' + task.call, 'Recording')); }
     main.append(meta);
     var age = el('div', 'age age-' + task.urgency, task.age);
     age.title = task.since;
