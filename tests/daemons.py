@@ -38,6 +38,11 @@ def trace_settings(
     )
 
 
+def http_environ(**more: str) -> dict[str, str]:
+    """``trace_settings`` overrides for the daemon's HTTP server on a port the system picks."""
+    return {"PBX_TRACKER_HTTP__ENABLED": "true", "PBX_TRACKER_HTTP__PORT": "0", **more}
+
+
 class RunningDaemon:
     def __init__(self, daemon: Daemon, written: list[CallRecord]) -> None:
         self.daemon = daemon

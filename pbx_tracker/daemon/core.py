@@ -164,6 +164,9 @@ class Daemon:
         ]
         if self.crm is not None:
             self.background.append(("crm", self.crm.run))
+        if self.web is not None:  # the live board: built once per change for every board
+            self.background.append(("board", self.web.board.run))
+            self.intake.on_taken = self.board.on_reserve = self.web.board.floor_changed
         self.ready = asyncio.Event()
         self.resynced = self.intake.resynced  # set after each resync (tests wait on it)
         self.handled = self.intake.handled  # set after each AMI item is taken in (tests too)
@@ -291,6 +294,8 @@ class Daemon:
             daemon_metrics=self.daemon_metrics,
             health=self.health,
             landing=landing,
+            live_calls=lambda: self.correlator.live_calls(),
+            link=lambda: {"connected": self.listener.connected, "text": self.ami_status},
         )
 
     def _health(self, writer: CallWriter) -> Health:
@@ -425,6 +430,8 @@ class Daemon:
             self.listeners.add("crm", partial(_wake, self.crm))
         if self.settings.number_pools:
             self.listeners.add("attribution", self.attribution_watch.call_written)
+        if self.web is not None:  # the board's figures of the day are read again
+            self.listeners.add("board", self.web.board.day_changed)
 
 
 def _wake(crm: CrmDelivery, record: CallRecord, new: bool) -> None:

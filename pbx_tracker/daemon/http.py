@@ -1,5 +1,6 @@
 """The daemon's HTTP side: the website's snippet and visits API with the number pools on
-the database, the pages for people, /metrics and /healthz, on one aiohttp server."""
+the database, the pages for people with the live board, /metrics and /healthz, on one
+aiohttp server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from pbx_tracker.attribution.configured_pools import VisitPools
 from pbx_tracker.attribution.status import PoolStatus, pool_status
 from pbx_tracker.attribution.visit_pool import NoPools
 from pbx_tracker.attribution.watch import AttributionWatch
+from pbx_tracker.board.feed import BoardFeed
+from pbx_tracker.board.floor import Floor
+from pbx_tracker.board.today import today_figures
 from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.calls.live import LiveCall
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health
@@ -47,10 +52,18 @@ class DaemonHttp:
         daemon_metrics: DaemonCollector,
         health: Health,
         landing: LandingPage | None,
+        live_calls: Callable[[], list[LiveCall]],
+        link: Callable[[], dict[str, object]],
     ) -> None:
-        """``clock``: the router's (the demo's simulated day); ``landing``: the demo's page."""
+        """``clock``: the router's (the demo's simulated day); ``landing``: the demo's page;
+        ``live_calls``, ``link``: the calls going on and the AMI link, for the board."""
         self.settings = settings
         self.clock = clock
+        floor = Floor(board, live_calls, settings.directory, settings.phone_region)
+        rules = settings.report_rules()
+        self.board = BoardFeed(
+            floor, lambda: today_figures(engine, rules, self._now()), link=link, clock=clock
+        )
         self.pools: VisitPools | None = None
         if settings.number_pools:
             self.pools = VisitPools.from_settings(
@@ -69,6 +82,7 @@ class DaemonHttp:
             metrics=metrics_registry(self._metrics(attribution_watch), daemon_metrics),
             pages=_pages(settings, engine, board, ringme),  # 404 while nobody can sign in
             health=health,
+            board=self.board,
         )
 
     async def start(self) -> bool:

@@ -11,6 +11,7 @@ each call it finishes goes down the pipeline (`pbx_tracker.pipeline`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -58,6 +59,7 @@ class AmiIntake:
         self._gap_filled: set[str] = set()  # Linkedids whose AMI gap CEL told (resync)
         self.resynced = asyncio.Event()  # set after each resync (tests wait on it)
         self.handled = asyncio.Event()  # set after each item is taken in (tests wait on it)
+        self.on_taken: Callable[[], None] | None = None  # after each item (the live board)
 
     async def run(self) -> None:
         """Take in the items as they come, for ever."""
@@ -72,6 +74,8 @@ class AmiIntake:
                 self.take(item)
             except Exception:  # one bad event must not stop the tracking of all calls
                 log.exception("daemon.event_failed", ami_event=getattr(item, "name", "resync"))
+            if self.on_taken is not None:
+                self.on_taken()
             self.handled.set()
 
     def take_backlog(self) -> None:

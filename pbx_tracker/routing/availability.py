@@ -91,6 +91,7 @@ class ManagerBoard:
         self._reserved: dict[str, set[str]] = {}  # call id -> extensions
         self._wrapup = routing.wrapup_seconds
         self._version = 0  # bumped by every change, so cached statuses know they are stale
+        self.on_reserve: Callable[[], None] | None = None  # the router offered or freed someone
         self._handlers: dict[str, Callable[[Fields, float], str | None]] = {
             "Newchannel": self._on_channel_state,
             "Newstate": self._on_channel_state,
@@ -251,6 +252,8 @@ class ManagerBoard:
             desk.reservation, desk.cached = Reservation(call_id, until), None
             self._reserved.setdefault(call_id, set()).add(extension)
             desk.observe(ManagerStatus.RESERVED, now)
+        if self.on_reserve is not None:
+            self.on_reserve()
 
     def release(self, call_id: str) -> None:
         """The call is over: its managers are no longer reserved."""

@@ -17,11 +17,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from pbx_tracker.attribution.visit_pool import VisitPool
+from pbx_tracker.board.feed import BoardFeed
 from pbx_tracker.web.api import PoolStatusSource, add_api_routes
 from pbx_tracker.web.health import HEALTH, Health
 from pbx_tracker.web.limits import RateLimiter
 from pbx_tracker.web.middleware import LIMITER, MIDDLEWARES, SETTINGS, STATS, ApiStats
 from pbx_tracker.web.pages import Pages, add_page_routes
+from pbx_tracker.web.pages.board import add_board_routes
 from pbx_tracker.web.settings import HttpSettings
 from pbx_tracker.web.snippet import LandingPage, add_snippet_routes
 
@@ -40,11 +42,12 @@ def make_app(
     metrics: CollectorRegistry | None = None,
     pages: Pages | None = None,
     health: Health | None = None,
+    board: BoardFeed | None = None,
 ) -> web.Application:
     """The application; ``clock`` (monotonic seconds) drives the rate limiter; the
     snippet ``/tracker.js`` always, and the demo page ``/demo/`` with ``landing``;
     the pages for people (login, callbacks) with ``pages``; ``/healthz`` tells the
-    daemon's parts with ``health``."""
+    daemon's parts with ``health``; the live board ``/board`` with ``pages`` and ``board``."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     limit = settings.rate_limit
     limiter = (
@@ -60,6 +63,8 @@ def make_app(
     add_snippet_routes(app, landing=landing)
     if pages is not None:
         add_page_routes(app, pages)
+        if board is not None:
+            add_board_routes(app, board)
     return app
 
 
@@ -79,6 +84,7 @@ class HttpServer:
         metrics: CollectorRegistry | None = None,
         pages: Pages | None = None,
         health: Health | None = None,
+        board: BoardFeed | None = None,
     ) -> None:
         self.settings = settings
         self.app = make_app(
@@ -90,7 +96,9 @@ class HttpServer:
             metrics=metrics,
             pages=pages,
             health=health,
+            board=board,
         )
+        self.board = board
         self.port = settings.port
         self._runner: web.AppRunner | None = None
 
@@ -112,6 +120,9 @@ class HttpServer:
         log.info("web.listening", host=self.settings.host, port=self.port)
 
     async def stop(self) -> None:
+        """Stop serving; the boards' streams end first (their browsers come back later)."""
+        if self.board is not None:
+            self.board.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from daemons import start_daemon, trace_settings
+from daemons import http_environ, start_daemon, trace_settings
 from structlog.testing import capture_logs
 
 from pbx_tracker.attribution.visits import get_visit
@@ -37,14 +37,6 @@ VISIT = {
     "utm_term": "plastic windows",
     "yclid": "7304",
 }
-
-
-def http_environ(**more: str) -> dict[str, str]:
-    return {
-        "PBX_TRACKER_HTTP__ENABLED": "true",
-        "PBX_TRACKER_HTTP__PORT": "0",
-        **more,
-    }
 
 
 def call_on(number: str, stem: str = "04_missed_caller_abandon") -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from pbx_tracker.web.roles import CALLBACK_ROLES, REPORT_ROLES, ROLES
+from pbx_tracker.web.roles import BOARD_ROLES, CALLBACK_ROLES, REPORT_ROLES, ROLES
 
 __all__ = ["APP", "NAV", "csrf_field", "escape", "layout", "nav_links", "plural", "problem_page"]
 
@@ -37,6 +37,7 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 # The header's links: (path, label, roles that may open it).
 NAV = (
+    ("/board", "Board", BOARD_ROLES),
     ("/callbacks", "Callbacks", CALLBACK_ROLES),
     ("/calls", "Calls", ROLES),
     ("/reports", "Reports", REPORT_ROLES),
