@@ -614,3 +614,20 @@ async def test_playing_a_recording_keeps_the_spam_buttons_in_view(
         assert await phone.evaluate(SIDEWAYS) <= 0
         assert await phone.evaluate(SPAM_OUT) == []
         await phone.screenshot(path=tmp_path / "calls-phone-long-campaign.png", full_page=True)
+
+
+async def test_the_callers_name_shows_under_the_number(site: Site, browser: Browser) -> None:
+    """The name the caller's phone sent shows under their number on a laptop and a phone,
+    escaped, and not at all when it is empty or only the number again."""
+    await site.add(*BUSY_DAY)
+    ids = {name: await site.call_id(name) for name in ("b1", "b2", "b3", "b4")}
+    for viewport in (LAPTOP, PHONE):
+        async with tab(browser, viewport) as page:
+            await sign_in(page, site, "anna")
+            names = {key: page.locator(f"#call-{ids[key]} .caller-name") for key in ids}
+            await expect(names["b1"]).to_have_text("Ivan Petrov <script>")
+            await expect(names["b1"]).to_be_visible()
+            await expect(names["b3"]).to_have_text("OOO Romashka Trading House")
+            await expect(names["b2"]).to_have_count(0)  # only the number again
+            await expect(names["b4"]).to_have_count(0)
+            await expect(page.locator("#calls script")).to_have_count(0)

@@ -6,7 +6,9 @@ by the query string (`pbx_tracker.web.pages.filters`, which also finds them).
 A bad value is refused with 400 and logged (which filter, the value cut short);
 no call is shown then.  Values go into SQL only as bound parameters.
 
-Each row shows the call's id (``#12``, what ``pbx-tracker spam mark`` takes), a
+Each row shows the caller's name under their number when their phone sent one
+(CallerIDName; not when it is only the number again), the call's id (``#12``,
+what ``pbx-tracker spam mark`` takes), a
 "Spam" badge with the reason on spam calls and, for managers and admins, a
 "Spam" / "Not spam" button (`pbx_tracker.web.pages.spam`).  A call a manager
 answered on an external number (their mobile, by follow-me or forwarding) shows
@@ -84,6 +86,16 @@ def _answerer(row: Any, pages: Pages) -> dict[str, str]:
     return {"manager": manager, "answered_on": on, "answered_other": ""}
 
 
+def _caller_name(name: str | None, number: str | None) -> str:
+    """The caller's name as their phone sent it (CallerIDName); empty when there is none
+    or it is only the number again."""
+    name = (name or "").strip()
+    digits = "".join(char for char in name if char.isdigit())
+    if not name or (digits and digits == "".join(c for c in number or "" if c.isdigit())):
+        return ""
+    return name
+
+
 def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
     """What one call shows, ready to print."""
     started = row.started_at.astimezone(pages.rules.zone)
@@ -95,6 +107,7 @@ def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
         "date": f"{started:%a %d %b}" if with_date else "",
         "when": f"{started:%Y-%m-%d %H:%M:%S %Z}".strip(),
         "caller": display_number(row.caller, pages.region) if row.caller else "Hidden number",
+        "caller_name": _caller_name(row.caller_name, row.caller),
         "did": display_number(row.did, pages.region) if row.did else "",
         "source": row.credited_source or "no source",
         "campaign": row.credited_campaign or "",
@@ -263,6 +276,10 @@ def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -
             f'aria-label="Play the recording of call {row["id"]}">Play</a>'
         )
     date_part = f'<span class="call-date">{_e(row["date"])}</span>' if row["date"] else ""
+    name = ""
+    if row["caller_name"]:
+        shown = _e(row["caller_name"])
+        name = f'<span class="caller-name" title="{shown}">{shown}</span>'
     spam = " is-spam" if row["spam"] else ""
     return (
         f'<tr class="call call-{_e(row["status"])}{spam}" id="call-{row["id"]}" '
@@ -271,7 +288,7 @@ def _call_item(row: Mapping[str, Any], marking: tuple[str, str] | None = None) -
         f'<span class="call-time">{_e(row["time"])}</span>'
         f'<a class="call-id" href="/calls/{row["id"]}" title="Open the call card">'
         f"#{row['id']}</a></td>"
-        f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>'
+        f'<td class="c-caller"><span class="caller">{_e(row["caller"])}</span>{name}'
         f'<span class="did">to {_e(row["did"]) or "—"}</span></td>'
         f'<td class="c-source"><div class="meta"><span class="meta-item source" '
         f'title="{_e(row["source"])}">{_e(row["source"])}'

@@ -199,6 +199,7 @@ async def find_calls(
             c.id,
             c.started_at,
             c.caller,
+            c.caller_name,
             c.did,
             c.status,
             c.missed_reason,
