@@ -1,11 +1,13 @@
 """The day so far, from the database: the board's figures of today (the reports' zone).
 
-The figures are the managers report's (`pbx_tracker.reports.compute`) for
-today: calls, answered, missed, the answer rate, the average ring time of the
-answered calls (the caller's wait), and per manager answered, missed while
-free (their phone rang and nobody took the call) and callbacks done; plus the
+The figures are the reports' (`pbx_tracker.reports.compute`) for today: of
+the days report calls, answered, missed, the answer rate, the average ring
+time of the answered calls (the caller's wait); of the managers report, per
+manager, answered, missed while free (their phone rang and nobody took the
+call) and callbacks done; plus the
 missed calls still not called back (open callback tasks) and since when the
-oldest of them waits.  One read costs the same however many boards are open.
+oldest of them waits (and the call that opened it, for its card).  One read
+costs the same however many boards are open.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ async def today_figures(engine: AsyncEngine, rules: ReportRules, now: datetime) 
     period = today_period(now, rules)
     async with engine.connect() as conn:
         scope = ReportScope.of(conn.dialect.name, rules, period)
+        day = await compute(conn, ReportKind.DAYS, scope)
         report = await compute(conn, ReportKind.MANAGERS, scope)
-        waiting, oldest = await _open_callbacks(conn)
-    total = report.total.figures if report.total is not None else {}
+        waiting, oldest, oldest_call = await _open_callbacks(conn)
+    total = day.total.figures if day.total is not None else {}
     calls, answered = int(total.get("calls", 0)), int(total.get("answered", 0))
     managers = {
         str(row.key[0]): {name: int(row.figures.get(key) or 0) for name, key in PER_MANAGER.items()}
@@ -65,15 +68,28 @@ async def today_figures(engine: AsyncEngine, rules: ReportRules, now: datetime) 
         "wait_seconds": total.get("wait_seconds"),
         "open_callbacks": waiting,
         "oldest_callback_since": None if oldest is None else oldest.timestamp(),
+        "oldest_callback_call": oldest_call,
         "managers": managers,
     }
 
 
-async def _open_callbacks(conn: AsyncConnection) -> tuple[int, datetime | None]:
-    """How many callback tasks are open, and the first missed call of the oldest."""
+async def _open_callbacks(conn: AsyncConnection) -> tuple[int, datetime | None, int | None]:
+    """How many callback tasks are open; the first missed call of the oldest: when, and
+    its id (for its call card)."""
     t = tasks_table.c
-    query = select(func.count(), func.min(t.first_missed_at)).where(t.status == "open")
-    count, oldest = (await conn.execute(query)).one()
-    if isinstance(oldest, datetime) and oldest.tzinfo is None:  # SQLite keeps naive UTC
-        oldest = oldest.replace(tzinfo=UTC)
-    return int(count), oldest
+    is_open = t.status == "open"
+    count = await conn.scalar(select(func.count()).where(is_open))
+    oldest = (
+        await conn.execute(
+            select(t.first_missed_at, t.first_call_id)
+            .where(is_open)
+            .order_by(t.first_missed_at, t.id)
+            .limit(1)
+        )
+    ).first()
+    if oldest is None:
+        return int(count or 0), None, None
+    moment = oldest.first_missed_at
+    if moment.tzinfo is None:  # as SQLite keeps it
+        moment = moment.replace(tzinfo=UTC)
+    return int(count or 0), moment, oldest.first_call_id

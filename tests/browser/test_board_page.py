@@ -160,3 +160,15 @@ async def test_only_supervisors_and_admins_get_the_board(
         for path in ("/board", "/board/events", "/board.json"):
             answer = await page.request.get(board.url(path))
             assert answer.status == 403, path
+
+
+async def test_a_supervisor_works_everyones_callbacks_and_finds_the_board_in_the_header(
+    browser: Browser, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """A supervisor's callbacks page lists every manager's tasks, and the header leads to the
+    board."""
+    async with daemon_with_pages(asterisk, tmp_path) as board, tab(browser) as page:
+        await sign_in(page, board, "sue", "/callbacks")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("All open callbacks")
+        await page.get_by_role("link", name="Board").click()
+        await expect(page.locator("#board-link")).to_have_text("Live", timeout=WAIT_MS)

@@ -110,8 +110,11 @@
     todayEl.appendChild(kpi("Avg ring", seconds(t.wait_seconds)));
     var open = el("span", null, String(t.open_callbacks));
     if (t.open_callbacks && t.oldest_callback_since) {
-      open.appendChild(el("span", "oldest", " oldest "));
-      open.appendChild(ticker(t.oldest_callback_since, "ticker oldest"));
+      var oldest = t.oldest_callback_call ? el("a", "oldest") : el("span", "oldest");
+      if (t.oldest_callback_call) { oldest.href = "/calls/" + encodeURIComponent(t.oldest_callback_call); }
+      oldest.appendChild(document.createTextNode(" oldest "));
+      oldest.appendChild(ticker(t.oldest_callback_since, "ticker oldest"));
+      open.appendChild(oldest);
     }
     todayEl.appendChild(kpi("Not called back", open, t.open_callbacks ? "bad" : ""));
     if (stale) { todayEl.appendChild(el("p", "muted stale", "The database did not answer: these figures may be old.")); }
