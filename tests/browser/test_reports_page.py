@@ -318,3 +318,87 @@ async def test_bad_periods_are_refused(site: Site, browser: Browser) -> None:
         assert sum(entry["event"] == "web.filter_refused" for entry in logs) == 6
         await page.goto(site.url("/reports?from=2025-01-01&to=2026-03-10"))
         await expect(page.get_by_role("alert")).to_contain_text("at most 366 days")
+
+
+# The x axis labels of each chart that overlap the next one drawn.
+X_LABELS_OVERLAP = """() => [...document.querySelectorAll('svg.chart-svg')].flatMap(svg => {
+    const boxes = [...svg.querySelectorAll('text.axis-x')].map(t => [t, t.getBoundingClientRect()]);
+    return boxes.slice(1).filter(([, box], n) => box.left < boxes[n][1].right + 2)
+        .map(([text, ], n) => boxes[n][0].textContent + ' / ' + text.textContent);
+})"""
+
+
+async def test_thirty_days_of_date_labels_stay_apart_on_a_phone(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """Over the default 30 days with calls every day, the charts' date labels do not run into
+    each other on a phone or a laptop, and stay inside the charts."""
+    days = [datetime(2026, 3, 10, 9, 0, tzinfo=UTC) - timedelta(days=n) for n in range(30)]
+    async with site.engine.begin() as conn:
+        await save_calls(
+            conn,
+            [
+                missed_call(f"m{n}", day, f"+7916100{n:04d}").replace(source="yandex")
+                for n, day in enumerate(days)
+            ],
+        )
+    for viewport, name in ((PHONE, "phone"), ({"width": 1366, "height": 768}, "laptop")):
+        async with tab(browser, viewport) as page:
+            await sign_in(page, site, "mark", "/reports")
+            bars = page.locator("#calls-chart rect.bar")
+            await expect(bars).to_have_count(30 + 1)  # yandex every day, google on the 9th
+            labels = page.locator("#calls-chart text.axis-x")
+            assert await labels.count() >= 5
+            assert await page.evaluate(X_LABELS_OVERLAP) == []
+            assert await page.evaluate(AXIS_OUTSIDE) == []
+            await page.screenshot(path=tmp_path / f"reports-30-days-{name}.png", full_page=True)
+
+
+async def test_cost_per_lead_leaves_a_gap_on_a_day_without_leads(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """The cost-per-lead line is not drawn across a day without leads: the days on either side
+    are points of their own."""
+    async with site.engine.begin() as conn:
+        await save_calls(
+            conn,
+            [
+                call("v1", 8, "+79160000011", "vk", 50),
+                call("v2", 10, "+79160000012", "vk", 50),  # no vk lead on the 9th
+                call("f1", 9, "+79160000013", "flyer", 50),  # leads without spend
+                call("f2", 10, "+79160000014", "flyer", 50),
+            ],
+        )
+        spend = [SpendLine(date(2026, 3, d), "vk", None, Decimal("60"), "RUB") for d in (8, 9, 10)]
+        await import_spend(conn, spend, NOW)
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark", f"/reports?{PERIOD}")
+        vk = page.locator('#cost-chart circle.point[data-series="vk"]')
+        await expect(vk).to_have_count(2)
+        assert [await p.get_attribute("data-day") for p in await vk.all()] == [
+            "2026-03-08",
+            "2026-03-10",
+        ]
+        await expect(page.locator('#cost-chart polyline[data-series="vk"]')).to_have_count(0)
+        await expect(page.locator('#cost-chart polyline[data-series="yandex"]')).to_have_count(1)
+        await page.screenshot(path=tmp_path / "reports-cost-gap.png", full_page=True)
+
+
+async def test_a_period_with_one_day_of_calls_shows_its_hours(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """When only one day of the period has calls, the chart shows that day's calls by hour and
+    says why, instead of one bar at the edge, on a laptop and a phone."""
+    for viewport, name in (({"width": 1366, "height": 768}, "laptop"), (PHONE, "phone")):
+        async with tab(browser, viewport) as page:
+            await sign_in(page, site, "mark", "/reports?from=2026-03-10&to=2026-03-16")
+            chart = page.locator("#calls-chart")
+            await expect(chart.locator("h2")).to_have_text("Calls by hour")
+            await expect(chart).to_contain_text("Only Tue 10 Mar has calls in this period")
+            bars = chart.locator("rect.bar")
+            await expect(bars).to_have_count(1)
+            assert await bars.first.get_attribute("data-hour") == "13"  # 13:04 in Moscow
+            await expect(page.locator("#cost-day")).to_be_visible()
+            assert await page.evaluate(X_LABELS_OVERLAP) == []
+            assert await page.evaluate(AXIS_OUTSIDE) == []
+            await page.screenshot(path=tmp_path / f"reports-one-day-{name}.png", full_page=True)

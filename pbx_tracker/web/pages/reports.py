@@ -4,7 +4,9 @@ For a period (``from``/``to`` dates, ``to`` included; default: the last 30
 days in the reports' zone) the page shows the sources report (calls, leads =
 first-time callers, target calls, missed rate, and with ad spend its cost and
 cost per lead) and two charts made on the server (`pbx_tracker.web.pages.charts`):
-calls per source per day, and cost per lead per source per day.  The numbers
+calls per source per day, and cost per lead per source per day (a gap on days
+without leads).  When only one day of the period has calls, the first chart
+shows that day's calls by hour, and the second the day's figures in a sentence.  The numbers
 are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
 the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
 On a phone the table turns into a card per source with every figure labelled
@@ -21,11 +23,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from pbx_tracker.reports.compute import Report, ReportError, ReportKind, compute
+from pbx_tracker.reports.compute import Report, ReportError, ReportKind, ReportRow, compute
+from pbx_tracker.reports.dialect import label_text
 from pbx_tracker.reports.dimensions import Dimension, ReportScope
 from pbx_tracker.reports.period import Period, in_zone, local_date, zone_name
 from pbx_tracker.reports.render import as_csv
-from pbx_tracker.web.pages.charts import COLOURS, Series, legend, line_chart, stacked_bars
+from pbx_tracker.web.pages.charts import COLOURS, Series, Slot, legend, line_chart, stacked_bars
 from pbx_tracker.web.pages.common import HEADERS, PAGES, Pages, html_response, with_role
 from pbx_tracker.web.pages.filters import MAX_DAYS, MAX_LOGGED, FilterError, parse_day
 from pbx_tracker.web.pages.layout import escape as _e
@@ -68,6 +71,21 @@ async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Repor
     return sources, daily
 
 
+async def _hourly(pages: Pages, first: date, last: date) -> Report:
+    """The sources report grouped by source and hour (for a period with one day of calls)."""
+    async with pages.engine.connect() as conn:
+        scope = ReportScope.of(conn.dialect.name, pages.rules, _period(pages, first, last))
+        return await compute(conn, ReportKind.SOURCES, scope, [Dimension.SOURCE, Dimension.HOUR])
+
+
+def _days_with_calls(daily: Report) -> set[date]:
+    return {_day(row) for row in daily.rows if row.figures["calls"]}
+
+
+def _day(row: ReportRow) -> date:
+    return date.fromisoformat(str(label_text(row.key[1]))[:10])
+
+
 async def _allowed(request: web.Request) -> tuple[Any, Any] | web.Response:
     return await with_role(request, REPORT_ROLES, "Reports are for marketers.")
 
@@ -101,10 +119,19 @@ async def reports_page(request: web.Request) -> web.Response:
     first, last = asked
     try:
         sources, daily = await _reports(pages, first, last)
+        one_day = len(_days_with_calls(daily)) == 1
+        hourly = await _hourly(pages, first, last) if one_day else None
     except ReportError as error:
         return html_response(reports_html(user, session.csrf, first, last, error=str(error)), 409)
     page = reports_html(
-        user, session.csrf, first, last, sources=sources, daily=daily, zone=pages.rules.zone
+        user,
+        session.csrf,
+        first,
+        last,
+        sources=sources,
+        daily=daily,
+        hourly=hourly,
+        zone=pages.rules.zone,
     )
     return html_response(page)
 
@@ -209,33 +236,84 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def _charts(sources: Report, daily: Report, first: date, last: date) -> str:
-    """Calls per source per day (the busiest sources, the rest as "other"), and the
-    cost per lead of the sources with ad spend."""
-    order = [_source(row.key[0]) for row in sources.rows]
+def _calls_series(order: list[str]) -> dict[str, Series]:
+    """A series per source, the busiest first; past the colours, the rest as "other"."""
     shown = order if len(order) <= COLOURS else order[: COLOURS - 1]
-    calls = {name: Series(name) for name in shown}
+    return {name: Series(name) for name in shown}
+
+
+def _colour(calls: dict[str, Series], name: str) -> int:
+    """A source's colour in every chart: its place among the calls chart's series."""
+    return list(calls).index(name if name in calls else OTHER)
+
+
+def _add_calls(calls: dict[str, Series], name: str, slot: Slot, count: int) -> None:
+    series = calls.setdefault(name if name in calls else OTHER, Series(OTHER))
+    series.values[slot] = series.values.get(slot, 0) + count
+
+
+def _one_day_charts(sources: Report, hourly: Report, day: date, costs: list[Series]) -> str:
+    """The only day with calls: its calls by hour, and its cost per lead in words."""
+    calls = _calls_series([_source(row.key[0]) for row in sources.rows])
+    for row in hourly.rows:
+        hour = int(str(label_text(row.key[1]))[11:13])
+        _add_calls(calls, _source(row.key[0]), hour, row.figures["calls"])
+    when = f"{day:%a} {day.day} {day:%b}"
+    bars = stacked_bars(list(range(24)), list(calls.values()), title=f"Calls by hour, {when}")
+    parts = [
+        '<section class="card chart" id="calls-chart"><h2>Calls by hour</h2>'
+        f'<p class="muted chart-note">Only {_e(when)} has calls in this period, so the chart '
+        f'shows its hours.</p><div class="chart-scroll">{bars}</div>{legend(list(calls))}'
+        "</section>"
+    ]
+    money = f" {sources.currency}" if sources.currency else ""
+    figures = "; ".join(
+        f"{_e(one.name)}: {_money(Decimal(str(one.values[day])))}{_e(money)}" for one in costs
+    )
+    text = (
+        f"Cost per lead on {_e(when)}: {figures}."
+        if figures
+        else "No lead of a source with ad spend this day."
+    )
+    parts.append(
+        '<section class="card chart chart-empty" id="cost-chart"><h2>Cost per lead</h2>'
+        f'<p class="muted" id="cost-day">{text}</p></section>'
+    )
+    return '<div class="charts">' + "".join(parts) + "</div>"
+
+
+def _charts(
+    sources: Report, daily: Report, first: date, last: date, hourly: Report | None = None
+) -> str:
+    """Calls per source per day (the busiest sources, the rest as "other"), and the
+    cost per lead of the sources with ad spend; one day of calls: by hour."""
+    order = [_source(row.key[0]) for row in sources.rows]
+    calls = _calls_series(order)
     costs: dict[str, Series] = {}
     for row in daily.rows:
-        name, day = _source(row.key[0]), date.fromisoformat(str(row.key[1]))
-        series = calls.setdefault(name if name in calls else OTHER, Series(OTHER))
-        series.values[day] = series.values.get(day, 0) + row.figures["calls"]
+        name, day = _source(row.key[0]), _day(row)
+        _add_calls(calls, name, day, row.figures["calls"])
         per_lead = row.figures["cost_per_lead"]
         if per_lead is not None:
-            costs.setdefault(name, Series(name)).values[day] = float(per_lead)
-    days = _days(first, last)
+            line = costs.setdefault(name, Series(name, colour=_colour(calls, name)))
+            line.values[day] = float(per_lead)
+    ordered = sorted(costs.values(), key=lambda s: order.index(s.name))
+    only = _days_with_calls(daily)
+    if hourly is not None and len(only) == 1:
+        return _one_day_charts(sources, hourly, next(iter(only)), ordered)
+    days: list[Slot] = list(_days(first, last))
     bars = stacked_bars(days, list(calls.values()), title="Calls per source per day")
     parts = [
         '<section class="card chart" id="calls-chart"><h2>Calls per day</h2>'
         f'<div class="chart-scroll">{bars}</div>{legend(list(calls))}</section>'
     ]
     if costs:
-        ordered = sorted(costs.values(), key=lambda s: order.index(s.name))
         money = f" ({sources.currency})" if sources.currency else ""
         chart = line_chart(days, ordered, title="Cost per lead per source", label=_axis_money)
         parts.append(
             f'<section class="card chart" id="cost-chart"><h2>Cost per lead{_e(money)}</h2>'
-            f'<div class="chart-scroll">{chart}</div>{legend([s.name for s in ordered])}'
+            f'<div class="chart-scroll">{chart}</div>'
+            f"{legend([s.name for s in ordered], [_colour(calls, s.name) for s in ordered])}"
             "</section>"
         )
     else:
@@ -256,6 +334,7 @@ def reports_html(
     *,
     sources: Report | None = None,
     daily: Report | None = None,
+    hourly: Report | None = None,
     zone: Any = None,
     error: str | None = None,
 ) -> str:
@@ -278,7 +357,7 @@ def reports_html(
             " · a lead is a first-time caller</p>"
         )
         if sources.rows:
-            content = note + _table(sources) + _charts(sources, daily, first, last)
+            content = note + _table(sources) + _charts(sources, daily, first, last, hourly)
         else:
             content = note + '<p class="empty" id="empty">No calls in this period.</p>'
     body = f'<div class="heading"><h1>Reports</h1></div>{form}{alert}{content}'
