@@ -354,11 +354,11 @@ async def test_thirty_days_of_date_labels_stay_apart_on_a_phone(
             await page.screenshot(path=tmp_path / f"reports-30-days-{name}.png", full_page=True)
 
 
-async def test_cost_per_lead_leaves_a_gap_on_a_day_without_leads(
+async def test_cost_per_lead_leaves_a_gap_and_the_total_counts_paid_leads_only(
     site: Site, browser: Browser, tmp_path: Path
 ) -> None:
-    """The cost-per-lead line is not drawn across a day without leads: the days on either side
-    are points of their own."""
+    """The cost-per-lead line is not drawn across a day without leads, and the total's per lead
+    divides the spend by the leads of the sources with spend only, which the page says."""
     async with site.engine.begin() as conn:
         await save_calls(
             conn,
@@ -381,6 +381,11 @@ async def test_cost_per_lead_leaves_a_gap_on_a_day_without_leads(
         ]
         await expect(page.locator('#cost-chart polyline[data-series="vk"]')).to_have_count(0)
         await expect(page.locator('#cost-chart polyline[data-series="yandex"]')).to_have_count(1)
+        # spend 750 + 180 = 930 over the leads of yandex (3), google (2) and vk (2); not flyer's 2
+        assert (await table(page))[-1] == ["Total", "10", "9", "7", "20%", "930.00", "132.86"]
+        await expect(page.locator("#per-lead-note")).to_contain_text(
+            "divided by the 7 leads of the sources with spend"
+        )
         await page.screenshot(path=tmp_path / "reports-cost-gap.png", full_page=True)
 
 

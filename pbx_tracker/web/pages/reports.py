@@ -6,7 +6,9 @@ first-time callers, target calls, missed rate, and with ad spend its cost and
 cost per lead) and two charts made on the server (`pbx_tracker.web.pages.charts`):
 calls per source per day, and cost per lead per source per day (a gap on days
 without leads).  When only one day of the period has calls, the first chart
-shows that day's calls by hour, and the second the day's figures in a sentence.  The numbers
+shows that day's calls by hour, and the second the day's figures in a sentence.
+The total's cost per lead divides the spend by the leads of the sources with
+spend only (the page says so); the CSV's total is the command's.  The numbers
 are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
 the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
 On a phone the table turns into a card per source with every figure labelled
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import structlog
@@ -194,6 +196,18 @@ def _source(value: str | None) -> str:
     return NO_SOURCE if value is None else value
 
 
+def _paid_leads(report: Report) -> int:
+    """The leads of the sources with ad spend: what the total's cost per lead divides by."""
+    return sum(row.figures["first_time_callers"] for row in report.rows if row.figures["cost"])
+
+
+def _paid_per_lead(report: Report) -> Decimal | None:
+    cost, leads = report.total.figures["cost"] if report.total else None, _paid_leads(report)
+    if cost is None or not leads:
+        return None
+    return (Decimal(cost) / leads).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
 def _table(report: Report) -> str:
     with_cost = report.with_cost and any(
         row.figures["cost"] is not None for row in [*report.rows, report.total] if row
@@ -222,13 +236,21 @@ def _table(report: Report) -> str:
         f'<tr><th scope="row">{_e(_source(row.key[0]))}</th>{cells(row.figures)}</tr>'
         for row in report.rows
     )
-    foot = ""
+    foot = note = ""
     if report.total is not None:
-        foot = f'<tfoot><tr><th scope="row">Total</th>{cells(report.total.figures)}</tr></tfoot>'
+        total = {**report.total.figures, "cost_per_lead": _paid_per_lead(report)}
+        foot = f'<tfoot><tr><th scope="row">Total</th>{cells(total)}</tr></tfoot>'
+        if with_cost and _paid_leads(report):
+            leads = plural(_paid_leads(report), "lead")
+            note = (
+                '<p class="muted note" id="per-lead-note">The total\'s per lead is the spend '
+                f"divided by the {leads} of the sources with spend; leads of sources without "
+                "spend are left out.</p>"
+            )
     return (
         '<div class="table-wrap"><table class="report" id="sources-report"><thead><tr>'
         f'<th scope="col">Source</th>{head}</tr></thead><tbody>{body}</tbody>{foot}'
-        "</table></div>"
+        f"</table></div>{note}"
     )
 
 
