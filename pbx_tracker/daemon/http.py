@@ -25,7 +25,12 @@ from pbx_tracker.calls.live import LiveCall
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health
-from pbx_tracker.web.metrics import DaemonCollector, PoolCollector, metrics_registry
+from pbx_tracker.web.metrics import (
+    BoardCollector,
+    DaemonCollector,
+    PoolCollector,
+    metrics_registry,
+)
 from pbx_tracker.web.pages import Pages
 from pbx_tracker.web.snippet import LandingPage
 
@@ -79,7 +84,11 @@ class DaemonHttp:
             self.pools or NoPools(),
             landing=landing,
             pool_status=pool_figures,
-            metrics=metrics_registry(self._metrics(attribution_watch), daemon_metrics),
+            metrics=metrics_registry(
+                self._metrics(attribution_watch),
+                daemon_metrics,
+                BoardCollector(lambda: self.board.boards, lambda: self.board.version),
+            ),
             pages=_pages(settings, engine, board, ringme),  # 404 while nobody can sign in
             health=health,
             board=self.board,

@@ -40,7 +40,7 @@ from pbx_tracker.attribution.memory_pool import MemoryVisitPool
 from pbx_tracker.attribution.watch import AttributionWatch
 from pbx_tracker.calls.records import CallRecord, Direction
 
-__all__ = ["CallCounter", "DaemonCollector", "PoolCollector", "metrics_registry"]
+__all__ = ["BoardCollector", "CallCounter", "DaemonCollector", "PoolCollector", "metrics_registry"]
 
 OPEN_CALLBACKS_SECONDS = 15.0
 
@@ -172,6 +172,26 @@ class DaemonCollector(Collector):
             yield GaugeMetricFamily(
                 "pbx_tracker_callbacks_open", "Open callback tasks", value=self.open_callbacks
             )
+
+
+class BoardCollector(Collector):
+    """The live board: how many are open, how many documents went out to them."""
+
+    def __init__(self, boards: Callable[[], int], documents: Callable[[], int]) -> None:
+        self._boards = boards
+        self._documents = documents
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "pbx_tracker_boards_open",
+            "Live boards open now (streams of /board/events)",
+            value=self._boards(),
+        )
+        yield CounterMetricFamily(
+            "pbx_tracker_board_documents",
+            "Board documents with news built since start (each sent to every open board)",
+            value=self._documents(),
+        )
 
 
 def metrics_registry(*collectors: Collector) -> CollectorRegistry:

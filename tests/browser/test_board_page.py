@@ -23,13 +23,15 @@ from playwright.async_api import Browser, Locator, Page, expect
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
-from pbx_tracker.web.users import add_user
+from pbx_tracker.web.pages import board as board_page
+from pbx_tracker.web.users import add_user, remove_user
 from stored import connected
 from traces import TRACES
 
 WAIT_MS = 10_000
 pytestmark = pytest.mark.timeout(120)
 
+STATUS_TOKEN = "status-token-0123456789"
 USERS = [web_user("sue", "supervisor"), web_user("anna", "manager", "101")]
 
 
@@ -56,7 +58,8 @@ async def daemon_with_pages(asterisk: FakeAsterisk, tmp_path: Path) -> AsyncIter
     async with connected(url, write=True) as conn:
         for user in USERS:
             await add_user(conn, user, datetime.now(UTC))
-    settings = trace_settings(url, asterisk.port, tmp_path, **http_environ())
+    environ = http_environ(PBX_TRACKER_HTTP__STATUS_TOKEN=STATUS_TOKEN)
+    settings = trace_settings(url, asterisk.port, tmp_path, **environ)
     async with start_daemon(settings, asyncio.Event()) as running:
         yield Board(running)
 
@@ -96,6 +99,9 @@ async def test_a_ringing_call_shows_on_the_board_without_a_reload(
         await expect(caller).to_contain_text("ringing Anna")
         await expect(anna).to_contain_text("Ringing", timeout=WAIT_MS)
         await page.screenshot(path=tmp_path / "board-ringing.png", full_page=True)
+        bearer = {"Authorization": f"Bearer {STATUS_TOKEN}"}
+        metrics = await (await page.request.get(board.url("/metrics"), headers=bearer)).text()
+        assert "pbx_tracker_boards_open 1.0" in metrics.splitlines()
         await asterisk.play(rest)
         await expect(page.locator("#board-waiting")).to_contain_text("Nobody is waiting")
         calls = page.locator("#board-today .kpi").filter(has_text="Calls")
@@ -172,3 +178,17 @@ async def test_a_supervisor_works_everyones_callbacks_and_finds_the_board_in_the
         await expect(page.get_by_role("heading", level=1)).to_have_text("All open callbacks")
         await page.get_by_role("link", name="Board").click()
         await expect(page.locator("#board-link")).to_have_text("Live", timeout=WAIT_MS)
+
+
+async def test_a_supervisor_removed_while_watching_is_sent_to_log_in(
+    browser: Browser, asterisk: FakeAsterisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing a user ends their open board's stream at its next news, and the board
+    page takes them to the login page instead of showing a board they may no longer see."""
+    monkeypatch.setattr(board_page, "CHECK_SESSION", 0.0)  # look at the session every time
+    async with daemon_with_pages(asterisk, tmp_path) as board, tab(browser) as page:
+        await open_board(page, board)
+        async with connected(database(tmp_path), write=True) as conn:
+            assert await remove_user(conn, "sue")
+        await asterisk.send_event(Event="ExtensionStatus", Exten="101", Status="1")
+        await expect(page).to_have_url(board.url("/login?next=%2Fboard"), timeout=WAIT_MS)
