@@ -358,6 +358,8 @@ async def test_a_form_left_open_too_long_says_it_has_expired(
     task_id = await site.missed("+79161234567", "101", minutes_ago=5)
     async with tab(browser) as page:
         await sign_in(page, site, "anna")
+        # the script's first refresh draws the list again: change the form after it
+        await expect(page.locator("#tasks")).to_have_attribute("data-ready", "1")
         form = page.locator(f"#task-{task_id} form[action$='/done']")
         await form.evaluate(
             "form => { form.removeAttribute('data-ajax'); form.elements.csrf.value = 'stale'; }"
