@@ -11,7 +11,10 @@ Events) once per board.  Each step sends one AMI event (``ExtensionStatus`` of
 manager 101, in use and idle in turn) and notes, per board, when the first
 document showing the new state arrived.  Printed per run: latency p50 / p99 /
 max over every (event, board), the daemon's CPU seconds per second, and what
-one more board costs the daemon: CPU per update and memory.
+one more board costs the daemon: CPU per update and memory.  Then a burst
+(``--burst`` events sent as fast as the daemon reads them, the last one a state
+of its own): events per second until every board shows the last, with 1 board
+and with 200, so a crowd of boards is seen not to slow the daemon's intake.
 """
 
 from __future__ import annotations
@@ -181,7 +184,41 @@ async def one_run(
     }
 
 
-async def run(args: argparse.Namespace, folder: str) -> list[dict[str, float]]:
+async def burst(
+    asterisk: FakeAsterisk, base: str, pid: int, boards: int, events: int
+) -> dict[str, float]:
+    """``events`` AMI events as fast as the daemon reads them, the last one a state of its
+    own: seconds until every board shows it, and the daemon's CPU meanwhile."""
+    connector = aiohttp.TCPConnector(limit=0)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as session:
+        await sign_in(session, base)
+        viewers = [Viewer() for _ in range(boards)]
+        readers = [asyncio.create_task(read_board(session, base, v)) for v in viewers]
+        await asyncio.wait_for(asyncio.gather(*(v.ready.wait() for v in viewers)), 60)
+        last = Step(0, "unavailable", boards)
+        for viewer in viewers:
+            viewer.step = last
+        cpu, wall = cpu_seconds(pid), time.perf_counter()
+        for n in range(events - 1):
+            await asterisk.send_event(Event="ExtensionStatus", Exten="101", Status=str(n % 2))
+        await asterisk.send_event(Event="ExtensionStatus", Exten="101", Status="4")
+        await asyncio.wait_for(last.done.wait(), 120)
+        elapsed, cpu_used = time.perf_counter() - wall, cpu_seconds(pid) - cpu
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    return {
+        "boards": boards,
+        "seconds": elapsed,
+        "events_per_s": events / elapsed,
+        "cpu_s": cpu_used,
+    }
+
+
+async def run(
+    args: argparse.Namespace, folder: str
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     async with FakeAsterisk(username="tracker", secret=DEMO_SECRET) as asterisk:
         http_port = free_port()
         ready: multiprocessing.Queue[int] = multiprocessing.Queue()
@@ -192,16 +229,20 @@ async def run(args: argparse.Namespace, folder: str) -> list[dict[str, float]]:
         try:
             pid = await asyncio.to_thread(ready.get, True, 60)
             base = f"http://127.0.0.1:{http_port}"
-            results = []
-            for boards in (1, args.boards):
-                results.append(await one_run(asterisk, base, pid, boards, args.events, 0.1))
-            return results
+            paced = [
+                await one_run(asterisk, base, pid, boards, args.events, 0.1)
+                for boards in (1, args.boards)
+            ]
+            bursts = [
+                await burst(asterisk, base, pid, boards, args.burst) for boards in (1, args.boards)
+            ]
+            return paced, bursts
         finally:
             process.kill()
             process.join()
 
 
-def report(results: list[dict[str, float]]) -> None:
+def report(results: list[dict[str, float]], bursts: list[dict[str, float]]) -> None:
     print("AMI event -> board updated (the daemon in its own process, SQLite)")
     print(
         f"{'boards':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>5} "
@@ -222,15 +263,24 @@ def report(results: list[dict[str, float]]) -> None:
             f"one more board costs the daemon {1000 * per_board_cpu:.0f} µs of CPU per update "
             f"and {per_board_rss:.0f} KiB of memory"
         )
+    print(
+        "a burst of AMI events as fast as the daemon reads them, until every board shows the last"
+    )
+    for b in bursts:
+        print(
+            f"{b['boards']:>7} boards: {b['seconds']:.2f} s, {b['events_per_s']:,.0f} events/s, "
+            f"daemon CPU {b['cpu_s']:.2f} s"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", type=int, default=200)
     parser.add_argument("--events", type=int, default=60)
+    parser.add_argument("--burst", type=int, default=5000, help="AMI events sent at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        report(asyncio.run(run(args, folder)))
+        report(*asyncio.run(run(args, folder)))
 
 
 if __name__ == "__main__":

@@ -3,21 +3,33 @@ from captured traffic of a real Asterisk cut at moments of the call."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pbx_tracker.ami.capture import read_capture
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.calls.live import LiveCall
+from pbx_tracker.config import load_settings
+from pbx_tracker.replay import topology_of
 from traces import TRACES
 
+FREEPBX = TRACES / "freepbx"
 
-def _until(stem: str, event: str, nth: int = 1) -> tuple[list[LiveCall], list[AmiEvent]]:
-    """The live calls just after the ``nth`` ``event`` of the capture, and its events."""
-    events = list(read_capture(TRACES / f"{stem}.jsonl"))
+
+def _until(
+    stem: str, event: str, nth: int = 1, *, folder: Path = TRACES, **fields: str
+) -> tuple[list[LiveCall], list[AmiEvent]]:
+    """The live calls just after the ``nth`` ``event`` (with those ``fields``) of the
+    capture, and its events; a FreePBX capture (``folder``) on its own topology."""
+    events = list(read_capture(folder / f"{stem}.jsonl"))
+    topology = topology_of(load_settings(folder / "pbx-tracker.yaml", environ={}))
     seen = 0
-    correlator = Correlator()
+    correlator = Correlator(topology)
     for index, item in enumerate(events):
         correlator.feed(item)
-        seen += item.name == event
+        seen += item.name == event and all(
+            item.get(key).startswith(value) for key, value in fields.items()
+        )
         if seen == nth:
             return correlator.live_calls(), events[index + 1 :]
     raise AssertionError(f"{stem} has no {nth} {event}")
@@ -55,3 +67,18 @@ def test_a_finished_call_leaves_the_live_list() -> None:
     correlator = Correlator()
     correlator.feed_all(read_capture(TRACES / "01_answered_simple.jsonl"))
     assert correlator.live_calls() == []
+
+
+def test_a_freepbx_ring_group_rings_every_phone_through_its_local_channels() -> None:
+    """FreePBX rings 101, 102 and 103 through Local channels: the caller waits and all three
+    phones (not the Local halves) are shown ringing."""
+    (call,), _ = _until("f01_ivr_ringgroup", "DialBegin", folder=FREEPBX, DestChannel="IAX2/103")
+    assert call.ringing == ("101", "102", "103")
+    assert call.talking_to is None and call.waiting_since is not None
+
+
+def test_a_freepbx_ring_group_answered_by_one_stops_the_others_ringing() -> None:
+    """Once the caller is bridged with 102, the caller talks to 102 and nobody rings any more."""
+    # the last of the bridges: Local;2 of 102 joins 102's phone once the caller is with ;1
+    (call,), _ = _until("f01_ivr_ringgroup", "BridgeEnter", 2, folder=FREEPBX, Channel="Local/102")
+    assert (call.talking_to, call.waiting_since, call.ringing) == ("102", None, ())
