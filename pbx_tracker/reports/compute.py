@@ -11,7 +11,8 @@ are then put side by side by their key, and the ratios worked out:
   whole-source amount (no campaign) sits in the row without a campaign;
 - ``cost_per_call``, ``cost_per_target_call``, ``cost_per_lead``: cost /
   calls, / target calls, / first-time callers (a *lead* is a call from a
-  first-time caller).
+  first-time caller); in the total line, over the groups with spend only (the
+  calls of sources nobody paid for are not what the money bought).
 
 The total line adds up the rows where a figure is a sum (each call, task or
 amount is in exactly one row; averages weighted by what they average over)
@@ -75,6 +76,11 @@ COUNTS = (
 )
 ADDITIVE = (*COUNTS, "answer_count", "cost")  # what the total line adds up over the rows
 WEIGHTED = {"wait_seconds": "answered", "answer_seconds": "answer_count"}
+PER_PAID = {  # the total's cost per ... over the groups with spend
+    "cost_per_call": "calls",
+    "cost_per_target_call": "target_calls",
+    "cost_per_lead": "first_time_callers",
+}
 POSTGRESQL_SETTINGS = (
     "work_mem = '256MB'",  # room for the hashes of a year of calls
     "jit = off",  # compiling the expressions costs more than it saves at a million rows
@@ -141,7 +147,17 @@ async def compute(
     for part in found[len(grouped) :]:
         totals.update(part.get((), {}))
     report.total = ReportRow((), _derived(totals))
+    if report.with_cost:
+        _paid_only(report.total.figures, [row.figures for row in report.rows])
     return report
+
+
+def _paid_only(total: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The total's cost per call, target call and lead over the groups with spend only:
+    calls of a source nobody paid for are not what the money bought."""
+    paid = [row for row in rows if row["cost"] is not None]
+    for name, of in PER_PAID.items():
+        total[name] = _per(total["cost"], sum(row[of] for row in paid))
 
 
 def _summed(groups: Iterable[Figures]) -> Figures:

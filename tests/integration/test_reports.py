@@ -390,7 +390,7 @@ async def test_sources_by_hand(seeded: AsyncEngine) -> None:
 
 async def test_totals(seeded: AsyncEngine) -> None:
     """The report's total row counts each call once, so its unique callers are the sum of the rows,
-    and its costs are the whole spend over all calls."""
+    and its costs are the whole spend over the calls of the sources with spend."""
     found = await report(seeded, ReportKind.SOURCES)
     total = found.total
     assert total is not None
@@ -402,9 +402,11 @@ async def test_totals(seeded: AsyncEngine) -> None:
     assert figures["wait_seconds"] == pytest.approx((5 + 10 + 4 + 8 + 6 + 12 + 3) / 7)
     assert figures["talk_seconds"] == 35 + 120 + 20 + 45 + 200 + 31 + 60
     assert figures["cost"] == Decimal("4300.00")  # 2800 + 1500
-    assert figures["cost_per_call"] == Decimal("330.77")  # 4300 / 13
-    assert figures["cost_per_target_call"] == Decimal("716.67")  # 4300 / 6
-    assert figures["cost_per_lead"] == Decimal("614.29")  # 4300 / 7
+    # per call, target call and lead over the sources with spend (yandex, google), not
+    # flyer's calls nobody paid for
+    assert figures["cost_per_call"] == Decimal("477.78")  # 4300 / 9
+    assert figures["cost_per_target_call"] == Decimal("1075.00")  # 4300 / 4
+    assert figures["cost_per_lead"] == Decimal("716.67")  # 4300 / 6
     # tasks T1..T5; done T1 (10 min), T2 (630), T4 (5): median 10; in SLA T1, T4
     assert pick(figures, "callbacks_opened", "callbacks_done", "callbacks_in_sla") == (5, 3, 2)
     assert figures["callback_minutes"] == pytest.approx(10)
@@ -541,7 +543,8 @@ async def test_changing_the_rules_recomputes_the_past(seeded: AsyncEngine) -> No
     assert total is not None
     # only c1 120, c6 200, c11 60 talked a minute
     assert total.figures["target_calls"] == 3
-    assert total.figures["cost_per_target_call"] == Decimal("1433.33")  # 4300 / 3
+    # of the sources with spend: c1 and c11 (yandex); c6 is flyer's, nobody paid for it
+    assert total.figures["cost_per_target_call"] == Decimal("2150.00")  # 4300 / 2
 
     # F's call on 10-20 is 15 days before c10: unique within a week, not within a month;
     # first-time callers (leads) do not depend on the window

@@ -7,8 +7,9 @@ cost per lead) and two charts made on the server (`pbx_tracker.web.pages.charts`
 calls per source per day, and cost per lead per source per day (a gap on days
 without leads).  When only one day of the period has calls, the first chart
 shows that day's calls by hour, and the second the day's figures in a sentence.
-The total's cost per lead divides the spend by the leads of the sources with
-spend only (the page says so); the CSV's total is the command's.  The numbers
+The total's cost per call, target call and lead divide the spend by the calls
+of the sources with spend only (`pbx_tracker.reports.compute`; the page says
+so under the table).  The numbers
 are those of ``pbx-tracker report sources`` (`pbx_tracker.reports.compute`),
 the CSV that of ``--format csv``.  A manager gets 403; a bad date 400 (logged).
 On a phone the table turns into a card per source with every figure labelled
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -201,13 +202,6 @@ def _paid_leads(report: Report) -> int:
     return sum(row.figures["first_time_callers"] for row in report.rows if row.figures["cost"])
 
 
-def _paid_per_lead(report: Report) -> Decimal | None:
-    cost, leads = report.total.figures["cost"] if report.total else None, _paid_leads(report)
-    if cost is None or not leads:
-        return None
-    return (Decimal(cost) / leads).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-
 def _table(report: Report) -> str:
     with_cost = report.with_cost and any(
         row.figures["cost"] is not None for row in [*report.rows, report.total] if row
@@ -238,14 +232,13 @@ def _table(report: Report) -> str:
     )
     foot = note = ""
     if report.total is not None:
-        total = {**report.total.figures, "cost_per_lead": _paid_per_lead(report)}
-        foot = f'<tfoot><tr><th scope="row">Total</th>{cells(total)}</tr></tfoot>'
+        foot = f'<tfoot><tr><th scope="row">Total</th>{cells(report.total.figures)}</tr></tfoot>'
         if with_cost and _paid_leads(report):
             leads = plural(_paid_leads(report), "lead")
             note = (
                 '<p class="muted note" id="per-lead-note">The total\'s per lead is the spend '
-                f"divided by the {leads} of the sources with spend; leads of sources without "
-                "spend are left out.</p>"
+                f"divided by the {leads} of the sources with spend (per call and per target "
+                "call likewise); leads of sources without spend are left out.</p>"
             )
     return (
         '<div class="table-wrap"><table class="report" id="sources-report"><thead><tr>'
