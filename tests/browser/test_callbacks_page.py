@@ -79,8 +79,16 @@ class Site:
         assert found is not None
         return found
 
-    async def missed(self, customer: str, manager: str, minutes_ago: float, tries: int = 1) -> int:
-        """An open callback task for `manager`: `tries` missed calls from `customer`."""
+    async def missed(
+        self,
+        customer: str,
+        manager: str,
+        minutes_ago: float,
+        tries: int = 1,
+        caller_name: str | None = None,
+    ) -> int:
+        """An open callback task for `manager`: `tries` missed calls from `customer` (who gave
+        `caller_name`)."""
         settings = CallbackSettings()
         change = None
         async with self.engine.begin() as conn:
@@ -91,6 +99,7 @@ class Site:
                 )
                 record = missed_call(f"{customer}.{number}", start, customer).replace(
                     source="yandex",
+                    caller_name=caller_name,
                     attempts=(ring,),
                     variables={"ROUTE_GROUP": "sales", "ROUTE_MANAGER": manager},
                 )
@@ -215,6 +224,24 @@ async def test_a_new_callback_appears_without_a_reload(
         await expect(page.locator("#empty")).to_be_hidden()
         await expect(page).to_have_title("Callbacks (1) · pbx-tracker")
         assert await page.evaluate("() => window.notReloaded") is True
+
+
+async def test_the_callers_name_shows_under_the_number_as_text(
+    site: Site, browser: Browser
+) -> None:
+    """The name the caller's phone gave shows under their number, as text (markup in it is not
+    run), drawn by the page and again by its script when a new callback comes; a "name"
+    that is only the number again is left out."""
+    named = await site.missed("+79161234567", "101", 5, caller_name="Ivan <b>Petrov</b>")
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna")
+        name = page.locator(f"#task-{named} .caller-name")
+        await expect(name).to_have_text("Ivan <b>Petrov</b>")
+        bare = await site.missed("+79160000000", "101", 3, caller_name="+7 916 000-00-00")
+        await expect(page.locator(f"#task-{bare}")).to_be_visible(timeout=WAIT_MS)
+        await expect(name).to_have_text("Ivan <b>Petrov</b>")  # drawn by the script now
+        await expect(page.locator(f"#task-{bare} .caller-name")).to_have_count(0)
+        assert await page.locator("#tasks b").count() == 0
 
 
 async def test_an_admin_sees_every_managers_callbacks(site: Site, browser: Browser) -> None:

@@ -19,9 +19,10 @@ __all__ = [
     "MAX_CALL_ID",
     "OTHER_CALLS",
     "CallFacts",
+    "OpeningCall",
     "call_facts",
+    "opening_calls",
     "other_calls",
-    "recorded_calls",
     "ring_attempts",
     "task_of_call",
 ]
@@ -32,6 +33,14 @@ task_calls_table = cast(Table, CallbackTaskCallRow.__table__)
 
 OTHER_CALLS = 20  # the caller's other calls the card lists
 MAX_CALL_ID = 2**31 - 1  # calls.id is a 32-bit integer on PostgreSQL
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningCall:
+    """What the callbacks list shows of the call that opened a task."""
+
+    recorded: bool
+    caller_name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +105,15 @@ async def other_calls(
     return list((await conn.execute(query)).all())
 
 
-async def recorded_calls(conn: AsyncConnection, call_ids: Iterable[int]) -> set[int]:
-    """Which of these calls have a recording."""
+async def opening_calls(conn: AsyncConnection, call_ids: Iterable[int]) -> dict[int, OpeningCall]:
+    """Of these calls (those that opened callback tasks): which have a recording, and the
+    caller's name (CallerIDName) each gave."""
     wanted = sorted(set(call_ids))
     if not wanted:
-        return set()
+        return {}
     c = calls_table.c
-    query = select(c.id).where(c.id.in_(wanted), c.recording_path.is_not(None))
-    return {int(found) for found in (await conn.execute(query)).scalars()}
+    query = select(c.id, c.recording_path.is_not(None), c.caller_name).where(c.id.in_(wanted))
+    return {
+        int(found): OpeningCall(bool(recorded), name)
+        for found, recorded, name in (await conn.execute(query)).all()
+    }

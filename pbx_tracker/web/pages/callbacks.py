@@ -11,7 +11,7 @@ another manager's task.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,8 @@ from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.ringme import RingMeCall, RingMeRefused
 from pbx_tracker.callbacks.task_actions import close_task
 from pbx_tracker.phones import display_number
-from pbx_tracker.web.pages.call_facts import recorded_calls
+from pbx_tracker.web.pages.call_facts import OpeningCall, opening_calls
+from pbx_tracker.web.pages.calls import shown_caller_name
 from pbx_tracker.web.pages.common import (
     HEADERS,
     MANAGER_ROLES,
@@ -59,9 +60,9 @@ async def _rows(pages: Pages, user: WebUser) -> list[dict[str, Any]]:
     mine = None if sees_every_callback(user.role) else user.extension
     async with pages.engine.connect() as conn:
         found = await tasks.list_tasks(conn, status="open", assignee=mine, limit=MAX_ROWS)
-        recorded = await recorded_calls(conn, [t.first_call_id for t in found if t.first_call_id])
+        opened = await opening_calls(conn, [t.first_call_id for t in found if t.first_call_id])
     now, everyone = pages.now(), sees_every_callback(user.role)
-    return [task_row(task, now, pages.region, admin=everyone, recorded=recorded) for task in found]
+    return [task_row(task, now, pages.region, admin=everyone, opened=opened) for task in found]
 
 
 def task_row(
@@ -70,10 +71,12 @@ def task_row(
     region: str,
     *,
     admin: bool,
-    recorded: Container[int] = (),
+    opened: Mapping[int, OpeningCall] | None = None,
 ) -> dict[str, Any]:
     """What a row shows, ready to print (the page and the JSON use the same); ``call``: the
-    id of the call that opened the task (0: none), ``recording``: whether it has one."""
+    id of the call that opened the task (0: none), ``recording``: whether it has one,
+    ``caller_name``: the name the caller gave (empty when none, or only the number)."""
+    first = (opened or {}).get(task.first_call_id or 0)
     waited = now - task.first_missed_at
     minutes = waited.total_seconds() / 60
     urgency = (
@@ -92,7 +95,8 @@ def task_row(
         "urgency": urgency,
         "can_call": bool(task.dialable and task.customer),
         "call": task.first_call_id or 0,
-        "recording": task.first_call_id in recorded,
+        "recording": first is not None and first.recorded,
+        "caller_name": shown_caller_name(first.caller_name if first else None, task.customer),
     }
 
 
@@ -225,11 +229,17 @@ def task_item(row: Mapping[str, Any], csrf: str) -> str:
     return (
         f'<li class="task" id="task-{task_id}" data-id="{task_id}">'
         f'<div class="task-main"><div class="customer">{_e(row["customer"])}</div>'
+        f"{_caller_name(row)}"
         f'<div class="meta">{meta}</div></div>'
         f'<div class="age age-{_e(row["urgency"])}" title="{_e(row["since"])}">'
         f"{_e(row['age'])}</div>"
         f'<div class="actions">{call}{done}</div></li>'
     )
+
+
+def _caller_name(row: Mapping[str, Any]) -> str:
+    name = row.get("caller_name")
+    return f'<div class="caller-name">{_e(name)}</div>' if name else ""
 
 
 def _call_links(call_id: int, recording: bool) -> str:

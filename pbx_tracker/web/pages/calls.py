@@ -42,7 +42,7 @@ from pbx_tracker.web.pages.layout import csrf_field, layout, plural
 from pbx_tracker.web.pages.layout import escape as _e
 from pbx_tracker.web.roles import SPAM_ROLES
 
-__all__ = ["add_calls_routes", "call_row", "calls_html"]
+__all__ = ["add_calls_routes", "call_row", "calls_html", "shown_caller_name"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +86,7 @@ def _answerer(row: Any, pages: Pages) -> dict[str, str]:
     return {"manager": manager, "answered_on": on, "answered_other": ""}
 
 
-def _caller_name(name: str | None, number: str | None) -> str:
+def shown_caller_name(name: str | None, number: str | None) -> str:
     """The caller's name as their phone sent it (CallerIDName); empty when there is none
     or it is only the number again."""
     name = (name or "").strip()
@@ -107,7 +107,7 @@ def call_row(row: Any, pages: Pages, *, with_date: bool) -> dict[str, Any]:
         "date": f"{started:%a %d %b}" if with_date else "",
         "when": f"{started:%Y-%m-%d %H:%M:%S %Z}".strip(),
         "caller": display_number(row.caller, pages.region) if row.caller else "Hidden number",
-        "caller_name": _caller_name(row.caller_name, row.caller),
+        "caller_name": shown_caller_name(row.caller_name, row.caller),
         "did": display_number(row.did, pages.region) if row.did else "",
         "source": row.credited_source or "no source",
         "campaign": row.credited_campaign or "",

@@ -45,6 +45,7 @@
     item.setAttribute('data-id', String(task.id));
     var main = el('div', 'task-main');
     main.append(el('div', 'customer', task.customer));
+    if (task.caller_name) { main.append(el('div', 'caller-name', task.caller_name)); }
     var meta = el('div', 'meta');
     [task.source, task.tries, task.did, task.assignee].forEach(function (text) {
       if (text) { meta.append(el('span', 'meta-item', text)); }
