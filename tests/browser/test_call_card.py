@@ -285,6 +285,46 @@ async def test_an_unknown_call_is_a_404_page(site: Site, browser: Browser) -> No
         assert refused == ["999999", "abc", "99999999999", "²"]
 
 
+async def test_a_manager_marks_a_call_as_spam_from_its_card_and_undoes_it(
+    site: Site, browser: Browser
+) -> None:
+    """ "Spam" on the card marks the call and comes back to the card saying so, with the
+    badge; "Not spam" undoes it; a marketer gets no such button."""
+    story = await tell(site.engine)
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna", f"/calls/{story.stranger}")
+        await page.get_by_role("button", name="Spam", exact=True).click()
+        await expect(page).to_have_url(site.url(f"/calls/{story.stranger}"))
+        await expect(page.locator("#flash")).to_contain_text("is marked as spam")
+        await expect(page.locator(".card-heading .badge-spam")).to_be_visible()
+        await page.get_by_role("button", name="Not spam").click()
+        await expect(page.locator("#flash")).to_contain_text("is no spam any more")
+        await expect(page.locator(".card-heading .badge-spam")).to_have_count(0)
+    async with tab(browser) as page:
+        await sign_in(page, site, "mark", f"/calls/{story.stranger}")
+        await expect(page.locator(".card-spam")).to_have_count(0)
+
+
+async def test_ids_no_call_can_have_are_refused_everywhere_without_an_error(
+    site: Site, browser: Browser
+) -> None:
+    """A recording or a spam mark asked for an id no call can have (too big for the
+    database, a superscript digit) is "no such call", never a server error."""
+    async with tab(browser) as page:
+        await sign_in(page, site, "anna", "/calls")
+        csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
+        for wrong in ("99999999999", "%C2%B2", "2147483648"):
+            answer = await page.request.get(site.url(f"/recordings/{wrong}"))
+            assert answer.status == 404, wrong
+            marked = await page.request.post(
+                site.url(f"/calls/{wrong}/spam"),
+                form={"csrf": csrf or ""},
+                headers={"Accept": "application/json"},
+            )
+            assert marked.status == 200, wrong
+            assert await marked.json() == {"ok": False, "message": "There is no such call."}
+
+
 async def test_the_callbacks_link_to_the_call_and_its_recording(
     site: Site, browser: Browser
 ) -> None:

@@ -18,13 +18,14 @@ import structlog
 from aiohttp import web
 
 from pbx_tracker.web.pages.call_callback import callback_html, callback_lines, sees_history
-from pbx_tracker.web.pages.call_facts import OTHER_CALLS, CallFacts, call_facts
+from pbx_tracker.web.pages.call_facts import OTHER_CALLS, CallFacts, call_facts, call_id_of
 from pbx_tracker.web.pages.call_record import manager_name, moment, number_text, record_html
 from pbx_tracker.web.pages.call_timeline import call_lines, routing_html, timeline_html
 from pbx_tracker.web.pages.calls import REASONS, SPAM_REASONS
 from pbx_tracker.web.pages.common import PAGES, Pages, html_response, signed_in, to_login
+from pbx_tracker.web.pages.layout import csrf_field, layout, problem_page
 from pbx_tracker.web.pages.layout import escape as _e
-from pbx_tracker.web.pages.layout import layout, problem_page
+from pbx_tracker.web.roles import SPAM_ROLES
 from pbx_tracker.web.settings import WebUser
 
 __all__ = ["add_call_card_routes", "call_card_html"]
@@ -41,15 +42,17 @@ async def call_card(request: web.Request) -> web.Response:
     session, user = current
     pages = request.app[PAGES]
     text = request.match_info["call_id"]
-    facts = None
-    if text.isascii() and text.isdigit() and len(text) <= 10:
+    facts, call_id = None, call_id_of(text)
+    if call_id is not None:
         async with pages.engine.connect() as conn:
-            facts = await call_facts(conn, int(text))
+            facts = await call_facts(conn, call_id)
     if facts is None:
         log.warning("web.call_card_not_found", user=user.name, call=text[:MAX_LOGGED])
         why = "There is no call with this number. It may have been typed wrong."
         return html_response(problem_page("No such call", why, user=user, csrf=session.csrf), 404)
-    return html_response(call_card_html(facts, user=user, csrf=session.csrf, pages=pages))
+    flash = await pages.sessions.take_flash(session)  # e.g. what "Spam" did
+    page = call_card_html(facts, user=user, csrf=session.csrf, pages=pages, flash=flash)
+    return html_response(page)
 
 
 def add_call_card_routes(app: web.Application) -> None:
@@ -76,6 +79,19 @@ def _heading(call: Any, pages: Pages) -> str:
         f'<span class="badge badge-{status}">{status.capitalize()}</span>{spam}</div>'
         f'<p class="card-caller"><span class="caller">{_e(caller)}</span>{name}'
         f'<span class="card-when">{_e(moment(call.started_at, pages, day=True))}</span></p>'
+    )
+
+
+def _spam_button(call: Any, user: WebUser, csrf: str) -> str:
+    """ "Spam" / "Not spam" for those who may mark calls; the answer comes back here."""
+    if user.role not in SPAM_ROLES:
+        return ""
+    action, label = ("not-spam", "Not spam") if call.spam else ("spam", "Spam")
+    return (
+        f'<form class="spam-form card-spam" method="post" '
+        f'action="/calls/{int(call.id)}/{action}">{csrf_field(csrf)}'
+        '<input type="hidden" name="to" value="card">'
+        f'<button class="btn btn-quiet btn-spam" type="submit">{label}</button></form>'
     )
 
 
@@ -130,14 +146,17 @@ def _others(call: Any, rows: Iterable[Any], pages: Pages) -> str:
     )
 
 
-def call_card_html(facts: CallFacts, *, user: WebUser, csrf: str, pages: Pages) -> str:
+def call_card_html(
+    facts: CallFacts, *, user: WebUser, csrf: str, pages: Pages, flash: str | None = None
+) -> str:
     call = facts.call
     lines = call_lines(call, facts.attempts, pages)
     if facts.task is not None and sees_history(user, facts.task):
         lines += callback_lines(facts.task, facts.events, pages.managers)
+    toast = f'<p class="alert alert-info" role="status" id="flash">{_e(flash)}</p>' if flash else ""
     body = (
-        '<p class="back"><a href="/calls">← Calls</a></p>'
-        f"{_heading(call, pages)}{_player(call)}"
+        f'<p class="back"><a href="/calls">← Calls</a></p>{toast}'
+        f"{_heading(call, pages)}{_spam_button(call, user, csrf)}{_player(call)}"
         '<div class="card-grid">'
         f"{timeline_html(lines, pages, call.started_at)}{record_html(call, pages)}"
         f"{routing_html(call.variables)}{callback_html(facts.task, user, pages)}"

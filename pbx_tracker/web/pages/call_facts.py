@@ -21,6 +21,7 @@ __all__ = [
     "CallFacts",
     "OpeningCall",
     "call_facts",
+    "call_id_of",
     "opening_calls",
     "other_calls",
     "ring_attempts",
@@ -33,6 +34,15 @@ task_calls_table = cast(Table, CallbackTaskCallRow.__table__)
 
 OTHER_CALLS = 20  # the caller's other calls the card lists
 MAX_CALL_ID = 2**31 - 1  # calls.id is a 32-bit integer on PostgreSQL
+
+
+def call_id_of(text: str) -> int | None:
+    """A call's id as a page's address gives it (``/calls/12``): ASCII digits of an id the
+    database can hold; None for anything else (a word, "²", an id too big for the column)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_CALL_ID))):
+        return None
+    number = int(text)
+    return number if number <= MAX_CALL_ID else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import Table, select
 
 from pbx_tracker.store.models import CallRow
+from pbx_tracker.web.pages.call_facts import call_id_of
 from pbx_tracker.web.pages.common import PAGES, forbidden, html_response, signed_in, to_login
 from pbx_tracker.web.pages.layout import problem_page
 
@@ -54,10 +55,10 @@ async def recording(request: web.Request) -> web.StreamResponse:
     session, user = current
     pages = request.app[PAGES]
     call_id = request.match_info["call_id"]
-    stored = None
-    if call_id.isdigit() and len(call_id) <= 18:
+    stored, number = None, call_id_of(call_id)
+    if number is not None:
         async with pages.engine.connect() as conn:
-            query = select(calls_table.c.recording_path).where(calls_table.c.id == int(call_id))
+            query = select(calls_table.c.recording_path).where(calls_table.c.id == number)
             stored = (await conn.execute(query)).scalar_one_or_none()
     if not stored or pages.recordings_dir is None:
         return _missing(request, session, user)

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from pbx_tracker.spam import marking
+from pbx_tracker.web.pages.call_facts import call_id_of
 from pbx_tracker.web.pages.common import (
     PAGES,
     Pages,
@@ -50,11 +51,13 @@ async def _change(request: web.Request, *, spam: bool) -> web.Response:
     pages = request.app[PAGES]
     form = await request.post()
     back = _back(form_text(form.get("back")), pages)
-    text = request.match_info["call_id"]
-    if not text.isdigit() or len(text) > 18:
+    call_id = call_id_of(request.match_info["call_id"])
+    if call_id is None:
         return await outcome(request, session, False, "There is no such call.", back)
-    ok, message = await _apply(pages, int(text), spam=spam, by=user.name)
-    return await outcome(request, session, ok, message, f"{back}#call-{text}")
+    from_card = form_text(form.get("to")) == "card"  # sent from the call's card: back to it
+    back = f"/calls/{call_id}" if from_card else f"{back}#call-{call_id}"
+    ok, message = await _apply(pages, call_id, spam=spam, by=user.name)
+    return await outcome(request, session, ok, message, back)
 
 
 async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> tuple[bool, str]:
