@@ -6,7 +6,8 @@ the JSON document at most ten times a second: bursts of events become one
 build, however many boards are open.  A document equal to the last one (save
 its clock) is not sent.  The figures of the day are read again from the
 database after each stored call (`day_changed`, at most every two seconds) and
-every 15 seconds (callbacks done from the pages, the day turning).
+every 15 seconds (callbacks done from the pages, the day turning).  While no
+board is open nothing is built or read: a daemon nobody watches pays nothing.
 
 Each open board is a `Watcher`: an event and the version it has sent.  A board
 that reads slowly skips to the newest document, it never queues old ones, so
@@ -90,6 +91,7 @@ class BoardFeed:
         self._day_stale = False  # the last read failed: the figures shown are older
         self._floor_changed = asyncio.Event()
         self._day_changed = asyncio.Event()
+        self._watched = asyncio.Event()  # set while a board is open
         self._watchers: set[Watcher] = set()
 
     @property
@@ -110,12 +112,16 @@ class BoardFeed:
             raise BoardsFull
         watcher = Watcher(self)
         self._watchers.add(watcher)
-        if not self.document:
+        if not self._watched.is_set():  # the first board: what it shows must be new
+            self._watched.set()
             self.build()
         return watcher
 
     def forget(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
+        if not self._watchers:  # nobody watches: the day's figures will be read anew
+            self._watched.clear()
+            self._day = None
 
     def close(self) -> None:
         """Every open board's stream ends (the daemon stops; browsers reconnect later)."""
@@ -158,6 +164,7 @@ class BoardFeed:
 
     async def _keep_floor(self) -> None:
         while True:
+            await self._watched.wait()
             await _woken(self._floor_changed, FLOOR_EVERY)
             self._floor_changed.clear()
             self.build()
@@ -165,6 +172,7 @@ class BoardFeed:
 
     async def _keep_day(self) -> None:
         while True:
+            await self._watched.wait()
             await self.read_day_now()
             await _woken(self._day_changed, DAY_READ_EVERY)
             self._day_changed.clear()

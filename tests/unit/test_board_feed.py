@@ -174,3 +174,33 @@ async def test_a_database_that_does_not_answer_keeps_the_last_figures_marked_old
     doc = plan.document()
     assert doc["today_stale"] is True and doc["today"] is None
     assert doc["managers"][0]["status"] == "ringing"
+
+
+async def test_nothing_is_built_or_read_while_no_board_is_open() -> None:
+    """A daemon nobody watches spends nothing on the board: no build, no read of the day,
+    however many events come; the first board to open gets both at once."""
+    reads = 0
+
+    async def read_day() -> Any:
+        nonlocal reads
+        reads += 1
+        return DAY
+
+    plan = Floorplan()
+    plan.feed.read_day = read_day
+    running = asyncio.create_task(plan.feed.run())
+    try:
+        ring(plan)
+        plan.feed.day_changed()
+        for _ in range(20):  # let the feed's loops run: they must find nothing to do
+            await asyncio.sleep(0)
+        assert (plan.feed.builds, reads) == (0, 0)
+        watcher = plan.feed.watch()
+        first = await watcher.next(1.0)
+        assert first is not None and json.loads(first)["managers"][0]["status"] == "ringing"
+        with_day = await watcher.next(5.0)
+        assert with_day is not None and json.loads(with_day)["today"]["calls"] == 3
+        assert reads == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

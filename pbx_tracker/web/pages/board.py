@@ -64,7 +64,8 @@ async def board_json(request: web.Request) -> web.Response:
     if isinstance(allowed, web.Response):
         return allowed
     feed = request.app[BOARD]
-    if not feed.document:
+    if not feed.boards:  # nobody watches, so nothing is kept current: read it now
+        await feed.read_day_now()
         feed.build()
     return web.Response(body=feed.document, content_type="application/json", headers=HEADERS)
 
