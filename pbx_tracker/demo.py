@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -42,7 +43,9 @@ from pbx_tracker.sim.generated_day import CallSlot, call_slots
 from pbx_tracker.sim.routed import DayClock, ManagerBreak, RoutedCall, RoutedDay
 from pbx_tracker.sim.visitors import ShownNumber, visit_site
 from pbx_tracker.store.migrate import upgrade_to_head
+from pbx_tracker.web.auth import hash_password
 from pbx_tracker.web.pages.layout import plural
+from pbx_tracker.web.settings import WebSettings, WebUser
 from pbx_tracker.web.snippet import LandingPage
 
 DEMO_NUMBERS = [
@@ -51,6 +54,7 @@ DEMO_NUMBERS = [
     ("74951110003", "offline-flyer", "offline"),
 ]
 DEMO_SECRET = "demo-secret"
+DEMO_SUPERVISOR = "demo"  # who may watch the live board during the demo
 DEMO_POOL = "site"
 DEMO_SITE_NUMBER = "+74951110000"  # the site's own number: the pool's fallback
 DEMO_DIDS = [(did, source) for did, source, _ in DEMO_NUMBERS]
@@ -116,6 +120,15 @@ def demo_settings(directory: Path, port: int, database_url: str | None = None) -
     )
 
 
+def with_board_user(settings: Settings) -> tuple[Settings, str]:
+    """The demo's settings with a supervisor who may watch the live board while the day
+    plays, and their password (new each run; the pages are on loopback only)."""
+    password = secrets.token_urlsafe(9)
+    user = WebUser(name=DEMO_SUPERVISOR, role="supervisor", password_hash=hash_password(password))
+    web = WebSettings(users=[user], cookie_secure=False)  # plain http on loopback
+    return settings.model_copy(update={"web": web}), password
+
+
 async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int) -> int:
     console = Console(highlight=False)
     with tempfile.TemporaryDirectory(prefix="pbx-tracker-demo-") as scratch:
@@ -125,7 +138,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
         async with FakeAsterisk(
             username="tracker", secret=DEMO_SECRET, timestamp_events=True
         ) as asterisk:
-            settings = demo_settings(folder, asterisk.port)
+            settings, password = with_board_user(demo_settings(folder, asterisk.port))
             await asyncio.to_thread(upgrade_to_head, settings.database.url)
             slots = call_slots(calls, dids=DEMO_CALL_TARGETS, seed=seed, mean_gap=DEMO_CALL_GAP)
             console.print(
@@ -133,6 +146,7 @@ async def run_demo(*, calls: int, speed: float, directory: str | None, seed: int
                 f"speed {speed or 'unlimited'}x, database {settings.database.url}"
             )
             day = _Day(settings, asterisk, slots, speed, seed, console)
+            day.board_password = password
             written = await day.run()
         _print_summary(console, written)
         _print_managers(console, written, day.routed)
@@ -169,6 +183,7 @@ class _Day:
         self.callbacks: list[CallRecord] = []
         self.routed: list[RoutedCall] = []
         self.tasks: dict[int, CallbackTask] = {}
+        self.board_password = ""
         self._all_written = asyncio.Event()
         self._tasks_changed = asyncio.Event()
 
@@ -207,6 +222,10 @@ class _Day:
         """The calls on the pool: a simulated visitor opens the landing page first, and
         calls the number it was shown."""
         self.console.print(f"landing page with the snippet: {base_url}/demo/")
+        self.console.print(
+            f"live board: {base_url}/board (sign in as {DEMO_SUPERVISOR}, "
+            f"password {self.board_password})"
+        )
         rng = random.Random(f"pbx-tracker-visitors-{self.seed}")
         slots = []
         async with aiohttp.ClientSession() as session:

@@ -96,6 +96,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     text = output.decode()
     assert process.returncode == 0, text
     assert "Calls per source" in text
+    assert re.search(r"live board: http://127\.0\.0\.1:\d+/board \(sign in as demo, password", text)
     assert text.count("answered by") + text.count("missed (") == 15
     # speed 0 plays the calls one after another: each line leads with its start, in order
     starts = re.findall(r"^(\d\d:\d\d:\d\d) started \(ended \d\d:\d\d:\d\d\): ", text, re.M)
