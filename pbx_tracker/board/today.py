@@ -12,7 +12,7 @@ costs the same however many boards are open.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
@@ -89,7 +89,4 @@ async def _open_callbacks(conn: AsyncConnection) -> tuple[int, datetime | None, 
     ).first()
     if oldest is None:
         return int(count or 0), None, None
-    moment = oldest.first_missed_at
-    if moment.tzinfo is None:  # as SQLite keeps it
-        moment = moment.replace(tzinfo=UTC)
-    return int(count or 0), moment, oldest.first_call_id
+    return int(count or 0), oldest.first_missed_at, oldest.first_call_id

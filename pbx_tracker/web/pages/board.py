@@ -96,7 +96,7 @@ async def board_events(request: web.Request) -> web.StreamResponse:
                 if not await _still_allowed(request):
                     break
                 checked = time.monotonic()
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         pass  # the browser went away
     finally:
         feed.forget(watcher)
