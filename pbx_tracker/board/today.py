@@ -12,7 +12,7 @@ costs the same however many boards are open.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pbx_tracker.reports.compute import ReportKind, compute
 from pbx_tracker.reports.dimensions import ReportScope
-from pbx_tracker.reports.period import Period, in_zone, local_date
+from pbx_tracker.reports.period import Period, days_period, local_date
 from pbx_tracker.reports.settings import ReportRules
 from pbx_tracker.store.models import CallbackTaskRow
 
@@ -38,10 +38,7 @@ PER_MANAGER = {
 def today_period(now: datetime, rules: ReportRules) -> Period:
     """Today in the reports' zone, [midnight, next midnight) as UTC moments."""
     day = local_date(now, rules.zone)
-    start = datetime.combine(day, time())
-    return Period(
-        in_zone(start, rules.zone), in_zone(start + timedelta(days=1), rules.zone), rules.zone
-    )
+    return days_period(day, day, rules.zone)
 
 
 async def today_figures(engine: AsyncEngine, rules: ReportRules, now: datetime) -> Json:

@@ -94,6 +94,17 @@ def _plain_date(value: str) -> date | None:
         return None
 
 
+def days_period(first: date, last: date, zone: tzinfo | None) -> Period:
+    """The days ``first`` to ``last`` (both included) of ``zone``: from the first's
+    midnight to the midnight after the last."""
+    after = last + timedelta(days=1)
+    return Period(
+        in_zone(datetime(first.year, first.month, first.day), zone),
+        in_zone(datetime(after.year, after.month, after.day), zone),
+        zone,
+    )
+
+
 def period_of(start_text: str, end_text: str, zone: tzinfo | None) -> Period:
     """The period of ``--from``/``--to``; PeriodError when unreadable or empty."""
     start = parse_moment(start_text, zone, option="--from", end=False)

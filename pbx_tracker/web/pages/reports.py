@@ -19,7 +19,7 @@ On a phone the table turns into a card per source with every figure labelled
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,7 @@ from aiohttp import web
 from pbx_tracker.reports.compute import Report, ReportError, ReportKind, ReportRow, compute
 from pbx_tracker.reports.dialect import label_text
 from pbx_tracker.reports.dimensions import Dimension, ReportScope
-from pbx_tracker.reports.period import Period, in_zone, local_date, zone_name
+from pbx_tracker.reports.period import Period, days_period, local_date, zone_name
 from pbx_tracker.reports.render import as_csv
 from pbx_tracker.web.pages.charts import COLOURS, Series, Slot, legend, line_chart, stacked_bars
 from pbx_tracker.web.pages.common import HEADERS, PAGES, Pages, html_response, with_role
@@ -59,10 +59,7 @@ def parse_period(query: Mapping[str, str], today: date) -> tuple[date, date]:
 
 
 def _period(pages: Pages, first: date, last: date) -> Period:
-    zone = pages.rules.zone
-    after = last + timedelta(days=1)
-    start = in_zone(datetime(first.year, first.month, first.day), zone)
-    return Period(start, in_zone(datetime(after.year, after.month, after.day), zone), zone)
+    return days_period(first, last, pages.rules.zone)
 
 
 async def _reports(pages: Pages, first: date, last: date) -> tuple[Report, Report]:
