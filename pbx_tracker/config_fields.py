@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    SecretStr,
     StringConstraints,
     ValidationInfo,
 )
@@ -184,6 +185,23 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     return path if path.is_absolute() else context_base_dir(info) / path
 
 
+def _read_secret_file(value: Any, info: ValidationInfo) -> SecretStr:
+    """The secret kept in the file ``value`` names (a systemd credential, a file only the
+    service's user reads): its text without the line end.  The path shows in a problem,
+    the content never."""
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise problem("secret_file", "must be the path of a file holding the secret")
+    path = _resolve_path(Path(str(value).strip()), info)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "unreadable"
+        raise problem("secret_file", f"cannot read {path}: {reason}") from None
+    if not text:
+        raise problem("secret_file", f"{path} is empty")
+    return SecretStr(text)
+
+
 def upper_text(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -201,3 +219,5 @@ Extension = Annotated[str, check_pattern(_EXTENSION, "must be 1 to 10 digits")]
 Device = Annotated[str, check_pattern(_DEVICE, "must look like TECH/name, e.g. PJSIP/101")]
 Email = Annotated[str, check_pattern(_EMAIL, "not an email address")]
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+# a path in the YAML; the setting's value is the secret read from that file
+SecretFile = Annotated[SecretStr, BeforeValidator(_read_secret_file)]

@@ -30,9 +30,20 @@ from pbx_tracker.config_fields import (
 from pbx_tracker.hours import HoursLine
 from pbx_tracker.phones import canonical_number
 
-__all__ = ["Directory", "Manager", "NotifyChannel", "NumberLabels", "TrackedNumber", "device_key"]
+__all__ = [
+    "ACCOUNTS",
+    "Account",
+    "Directory",
+    "Manager",
+    "NotifyChannel",
+    "NumberLabels",
+    "TrackedNumber",
+    "device_key",
+]
 
-NotifyChannel = Literal["email", "webhook", "ring_me"]
+NotifyChannel = Literal["email", "webhook", "ring_me", "telegram"]
+Account = Literal["bitrix24_user", "amocrm_user", "telegram_chat"]
+ACCOUNTS: tuple[Account, ...] = ("bitrix24_user", "amocrm_user", "telegram_chat")
 
 
 class TrackedNumber(ConfigModel):
@@ -61,6 +72,10 @@ class Manager(ConfigModel):
     hours: list[HoursLine] | None = None
     dial: NonEmptyStr | None = None
     notify: list[NotifyChannel] | None = None
+    # the same person in the tools managers live in (pbx_tracker.crm, pbx_tracker.telegram)
+    bitrix24_user: int | None = Field(default=None, ge=1)
+    amocrm_user: int | None = Field(default=None, ge=1)
+    telegram_chat: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,7 @@ class Directory:
         self._bare_extensions: dict[str, Manager] = {}
         self._devices: dict[str, Manager] = {}
         self._external_numbers: dict[str, Manager] = {}
+        self._accounts: dict[tuple[str, int], Manager] = {}  # ("bitrix24_user", 7) -> manager
         for manager in self.managers:
             self._index(manager)
 
@@ -107,6 +123,10 @@ class Directory:
             self._devices.setdefault(device_key(device), manager)
         for number in manager.external_numbers:
             self._external_numbers.setdefault(number, manager)
+        for account in ACCOUNTS:
+            value = getattr(manager, account)
+            if value is not None:
+                self._accounts.setdefault((account, value), manager)
 
     def find_number(self, did: str | None) -> NumberLabels | None:
         """Labels of a tracked or pool DID, given as Asterisk reports it; else None.
@@ -143,6 +163,10 @@ class Directory:
     def manager_for_extension(self, extension: str) -> Manager | None:
         """The manager with this extension (``"101"``), or None."""
         return self._extensions.get(extension.strip())
+
+    def manager_for_account(self, account: Account, value: int) -> Manager | None:
+        """The manager who is ``value`` in another tool (``bitrix24_user`` 7), or None."""
+        return self._accounts.get((account, value))
 
 
 def device_key(device: str) -> str:

@@ -27,6 +27,7 @@ from pbx_tracker.config_fields import (
     Extension,
     NonEmptyStr,
     ResolvedPath,
+    SecretFile,
     lower_text,
 )
 from pbx_tracker.config_fields import problem as config_problem
@@ -39,6 +40,7 @@ __all__ = [
     "MissedReasonName",
     "RingMeSettings",
     "SmtpSettings",
+    "TelegramSettings",
     "WebhookSettings",
     "callback_problems",
 ]
@@ -103,6 +105,27 @@ class RingMeSettings(ConfigModel):
     caller_id: Did | None = None
 
 
+class TelegramSettings(ConfigModel):
+    """Reminders in Telegram: a bot managers talk to (long polling; no public URL).
+
+    ``token_file``: a file holding the token @BotFather gave; each manager's
+    ``telegram_chat`` is their chat with the bot (they send it /start, the bot
+    answers with the chat's id).
+    """
+
+    token_file: SecretFile
+    api_url: NonEmptyStr = "https://api.telegram.org"
+    poll_seconds: int = Field(default=25, ge=1, le=50)
+    timeout: PositiveFloat = 10.0
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise config_problem("api_url", "must start with http:// or https://")
+        return value.rstrip("/")
+
+
 class CallbackSettings(ConfigModel):
     """Which missed calls must be called back, and how the managers are told."""
 
@@ -118,6 +141,7 @@ class CallbackSettings(ConfigModel):
     supervisors: dict[NonEmptyStr, Extension] = Field(default_factory=dict)
     smtp: SmtpSettings | None = None
     webhook: WebhookSettings | None = None
+    telegram: TelegramSettings | None = None
     ring_me: RingMeSettings = Field(default_factory=RingMeSettings)
     link_template: str | None = None
 
@@ -132,6 +156,7 @@ class CallbackSettings(ConfigModel):
         """The SMTP password and webhook secret, for redacting logs."""
         found = [self.smtp.password if self.smtp else None]
         found.append(self.webhook.secret if self.webhook else None)
+        found.append(self.telegram.token_file if self.telegram else None)
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 
@@ -149,7 +174,7 @@ def callback_problems(raw: Mapping[str, Any]) -> list[str]:
         used.update(_names(manager.get("notify")))
     problems = [
         f"callbacks.{key}: missing; notify uses {channel}"
-        for channel, key in (("email", "smtp"), ("webhook", "webhook"))
+        for channel, key in (("email", "smtp"), ("webhook", "webhook"), ("telegram", "telegram"))
         if channel in used and not callbacks.get(key)
     ]
     extensions = {str(m.get("extension", "")).strip() for m in managers}

@@ -53,6 +53,7 @@ class GroupSettings(ConfigModel):
     ring_seconds: int = Field(default=20, ge=1)
     hours: list[HoursLine] | None = None
     overflow: NonEmptyStr | None = None
+    crm_owner: bool = False
 
     @field_validator("queue")
     @classmethod
