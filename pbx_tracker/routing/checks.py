@@ -28,6 +28,7 @@ def routing_problems(raw: Mapping[str, Any], region: str) -> list[str]:
         *_default_group(routing, names),
         *_overflow_problems(groups, names),
         *_member_problems(raw, groups),
+        *_crm_owner_problems(raw, groups),
         *_number_problems(raw, routing, names, region),
     ]
 
@@ -128,6 +129,28 @@ def _member_problems(raw: Mapping[str, Any], groups: Entries) -> list[str]:
                 f"managers' group: {name}"
             )
     return problems
+
+
+def _crm_owner_problems(raw: Mapping[str, Any], groups: Entries) -> list[str]:
+    """Groups ringing the caller's CRM owner with no CRM that could name one."""
+    crm = raw.get("crm")
+    if isinstance(crm, dict) and any(crm.get(name) is not None for name in _OWNER_CRMS):
+        return []
+    return [
+        f"routing.groups[{index}].crm_owner: needs crm.bitrix24 or crm.amocrm"
+        for index, group in groups
+        if _switched_on(group.get("crm_owner"))
+    ]
+
+
+_OWNER_CRMS = ("bitrix24", "amocrm")
+
+
+def _switched_on(value: Any) -> bool:
+    """True as validation will read it (true, or yes/on/1 written as text)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1", "y", "t")
+    return value is True or value == 1
 
 
 def _number_problems(

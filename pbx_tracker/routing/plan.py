@@ -34,6 +34,7 @@ class Group:
     ring_seconds: int
     hours: WorkingHours | None
     overflow: str | None
+    crm_owner: bool = False
 
 
 class RoutingPlan:
@@ -80,6 +81,7 @@ class RoutingPlan:
             ring_seconds=group.ring_seconds,
             hours=None if group.hours is None else WorkingHours.parse(group.hours),
             overflow=group.overflow,
+            crm_owner=group.crm_owner,
         )
 
     def _default_group(self) -> Group:

@@ -5,17 +5,20 @@ The router keeps no state per call: the dialplan carries it between asks
 `RouteRequest`.
 
 - First ask (no group yet): the number's group (``routing.numbers`` rule, else
-  the default group).  A returning caller whose last manager is FREE rings that
-  manager alone first (sticky, even outside the group); the decision then has
-  no group, so the next ask starts from the number's group again.
+  the default group).  In a group with ``crm_owner``, a caller whose owner in
+  the CRM is a manager and FREE rings that owner alone first (for the group's
+  ring time, even outside the group); else a returning caller whose last
+  manager is FREE rings that manager alone first (sticky, even outside the
+  group).  Either decision has no group, so the next ask starts from the
+  number's group again, with that manager among the tried.
 - Otherwise the group's strategy picks among its FREE members not tried yet; a
   group with nobody free (or whose queue was already tried) hands over to its
   overflow group, and so on (each group once); at the end of the chain, or past
   ``max_steps``, the missed-call path.
 
 Choosing and reserving happen with no ``await`` between them, so two calls
-arriving together never get the same free manager; the only ``await`` (the
-sticky lookup) comes first.
+arriving together never get the same free manager; the lookups that wait (the
+caller's CRM owner, within its deadline, then the sticky history) come first.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import structlog
 
 from pbx_tracker.phones import is_dialable, normalize_number
 from pbx_tracker.routing.availability import ManagerBoard, ManagerStatus
+from pbx_tracker.routing.owners import OwnerLookup
 from pbx_tracker.routing.plan import Group
 from pbx_tracker.routing.settings import MissedSettings
 from pbx_tracker.routing.sticky import CallerHistory, LastTalk
@@ -48,8 +52,8 @@ class RouteRequest:
     """One ask: the call, and what the previous asks for it decided.
 
     ``group`` is the group of the previous decision (None on the first ask and
-    after a sticky ring), ``tried`` every extension rung so far, ``step`` 1 on
-    the first ask.
+    after a CRM owner's or sticky ring), ``tried`` every extension rung so far,
+    ``step`` 1 on the first ask.
     """
 
     did: str
@@ -67,8 +71,9 @@ class RouteDecision:
     ``action`` "dial": ring ``dial`` (``managers``' dial strings joined by
     ``&``) for ``timeout`` seconds; "queue": ``Queue(queue)`` for ``timeout``
     seconds; "missed": the ``missed`` path.  ``group`` goes back in the next
-    ask; ``strategy`` is sticky, longest_idle, round_robin, ring_all, queue or
-    missed; ``reason`` says in one line why; ``source`` is the number's source.
+    ask; ``strategy`` is crm_owner, sticky, longest_idle, round_robin,
+    ring_all, queue or missed; ``reason`` says in one line why; ``source`` is
+    the number's source.
     """
 
     action: Action
@@ -85,27 +90,32 @@ class RouteDecision:
 
 @dataclass(frozen=True, slots=True)
 class _Ask:
-    """One ask being decided: the request, the moment, the number's source."""
+    """One ask being decided: the request, the moment, the number's source, and the managers
+    it may ring first (the caller's CRM owner, their last manager)."""
 
     request: RouteRequest
     now: float
     source: str | None
+    owner: str | None = None
+    last_talk: LastTalk | None = None
 
 
 class Router:
-    """Decides each ask from the config, the board and the callers' history."""
+    """Decides each ask from the config, the board, the callers' history and the CRM's owners."""
 
     def __init__(
         self,
         board: ManagerBoard,
         sticky: CallerHistory | None = None,
         clock: Callable[[], float] = time.time,
+        owners: OwnerLookup | None = None,
     ) -> None:
         self._board = board
         self._plan = board.plan
         self._routing = board.plan.routing
         self.directory = board.plan.directory
         self._sticky = sticky
+        self._owners = owners
         self._clock = clock
         self._last_offered: dict[str, str] = {}  # group -> extension (round robin)
 
@@ -119,10 +129,17 @@ class Router:
         first = start is None
         if start is None:
             start = self._plan.group_for_number(request.did)
+        owner = await self._crm_owner(request, start) if first else None
         last_talk = await self._last_talk(request, start) if first else None
         # no await from here on: the choice and its reservation are one step
-        ask = _Ask(request, self._clock(), source)
-        return self._decide(ask, start, first, last_talk)
+        ask = _Ask(request, self._clock(), source, owner, last_talk)
+        return self._decide(ask, start, first)
+
+    async def _crm_owner(self, request: RouteRequest, group: Group) -> str | None:
+        caller = self._caller(request.caller)
+        if caller is None or request.tried or not group.crm_owner or self._owners is None:
+            return None
+        return await self._owners.owner_of(caller)  # None past its deadline, never raises
 
     async def _last_talk(self, request: RouteRequest, group: Group) -> LastTalk | None:
         caller = self._caller(request.caller)
@@ -141,18 +158,11 @@ class Router:
 
     # --- the decision (synchronous) -----------------------------------------------
 
-    def _decide(
-        self, ask: _Ask, start: Group, first: bool, last_talk: LastTalk | None
-    ) -> RouteDecision:
+    def _decide(self, ask: _Ask, start: Group, first: bool) -> RouteDecision:
         notes: list[str] = []
-        if last_talk is not None:
-            extension, when = last_talk
-            status = self._board.status(extension, ask.now)
-            if status is ManagerStatus.FREE and self._plan.manager(extension) is not None:
-                day = self._plan.local_time(when.timestamp()).date().isoformat()
-                pick = Pick((extension,), f"{extension} talked with this caller on {day}")
-                return self._offer(ask, pick, None, "sticky", start.sticky_seconds)
-            notes.append(f"last manager {extension} is {status}")
+        alone = self._owner_ring(ask, start, notes) or self._sticky_ring(ask, start, notes)
+        if alone is not None:
+            return alone
         chain = self._plan.chain(start)
         if not first and start.strategy == "queue":
             notes.append(f"queue {start.queue} of {start.name} was tried")
@@ -164,6 +174,34 @@ class Router:
                 return decision
             nobody.append(decision)
         return self._missed("; ".join([*notes, *_nobody_free(nobody)]), ask.source)
+
+    def _owner_ring(self, ask: _Ask, start: Group, notes: list[str]) -> RouteDecision | None:
+        """The caller's CRM owner alone, when a manager here and free (else a note why not)."""
+        owner = ask.owner
+        if owner is None:
+            return None
+        if self._plan.manager(owner) is None:
+            notes.append(f"CRM owner {owner} is no manager here")
+            return None
+        status = self._board.status(owner, ask.now)
+        if status is not ManagerStatus.FREE:
+            notes.append(f"CRM owner {owner} is {status}")
+            return None
+        pick = Pick((owner,), f"{owner} owns this caller in the CRM")
+        return self._offer(ask, pick, None, "crm_owner", start.ring_seconds)
+
+    def _sticky_ring(self, ask: _Ask, start: Group, notes: list[str]) -> RouteDecision | None:
+        """The caller's last manager alone, when free (else a note why not)."""
+        if ask.last_talk is None:
+            return None
+        extension, when = ask.last_talk
+        status = self._board.status(extension, ask.now)
+        if status is ManagerStatus.FREE and self._plan.manager(extension) is not None:
+            day = self._plan.local_time(when.timestamp()).date().isoformat()
+            pick = Pick((extension,), f"{extension} talked with this caller on {day}")
+            return self._offer(ask, pick, None, "sticky", start.sticky_seconds, notes)
+        notes.append(f"last manager {extension} is {status}")
+        return None
 
     def _try_group(self, ask: _Ask, group: Group, notes: list[str]) -> RouteDecision | str:
         """A decision in ``group``, or why nobody there can take the call."""
