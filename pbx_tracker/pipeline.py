@@ -20,7 +20,7 @@ config.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -174,7 +174,7 @@ async def open_writer(
         attribute=_attribute(settings),
         # always: a call re-saved keeps what a manager decided about it by hand
         classify=SpamClassifier(settings.spam).classify,
-        after_save=_crm_outbox if settings.crm.webhook is not None else None,
+        after_save=_crm_outbox(settings.crm.targets) if settings.crm.targets else None,
     ) as writer:
         yield writer
 
@@ -187,6 +187,12 @@ def _attribute(settings: Settings) -> Attribute | None:
     return pools.attribute
 
 
-async def _crm_outbox(conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]]) -> None:
-    """Each stored call's event for the CRM, in the call's own transaction."""
-    await enqueue_calls(conn, saved, datetime.now(UTC))
+def _crm_outbox(
+    targets: Sequence[str],
+) -> Callable[[AsyncConnection, Sequence[tuple[CallRecord, bool]]], Awaitable[None]]:
+    """Each stored call's events for the CRMs, in the call's own transaction."""
+
+    async def enqueue(conn: AsyncConnection, saved: Sequence[tuple[CallRecord, bool]]) -> None:
+        await enqueue_calls(conn, saved, datetime.now(UTC), targets=targets)
+
+    return enqueue

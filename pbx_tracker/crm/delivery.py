@@ -1,14 +1,23 @@
-"""`CrmDelivery`: sends the outbox's call events to the CRM, at least once, in order per
-call, for as long as the CRM is down (up to ``give_up_hours``).
+"""`OutboxDelivery`: sends one target's outbox events to its platform, at least once, in
+order per call, for as long as the platform is down (up to ``give_up_hours``).
 
-The daemon wakes it after each stored call; it also looks on its own every
-``POLL_SECONDS`` (events due for a retry, or written by another daemon).  Each
-event is claimed for the length of one delivery round, sent with the callback
-webhook's signing (`WebhookNotifier`: the ``X-PBX-Tracker-Delivery`` header
-carries the event's idempotency key, the same on every try), then marked
-delivered, or given its next try after ``retry_initial`` seconds, doubling up to
-``retry_max``.  A daemon killed mid-send sends that event again after the claim
-runs out: the CRM sees the same idempotency key.
+The daemon wakes it after each stored call (and after each live event); it also
+looks on its own every ``POLL_SECONDS`` (events due for a retry, or written by
+another daemon).  Each event is claimed for the length of one try, handed to the
+`Platform`, then marked delivered.  When the platform fails:
+
+- it is down (network, 5xx, a refused token): the event is tried again after
+  ``retry_initial`` seconds, doubling with each failure in a row up to
+  ``retry_max``, and the round ends, so a dead platform gets one probe per wait,
+  not one request per waiting call; /healthz shows it down from the first
+  failure until an event goes through;
+- it asks to slow down (``retry_after``: Bitrix24's ``QUERY_LIMIT_EXCEEDED``,
+  Telegram's and amoCRM's 429): the whole target pauses that long;
+- it refuses the event itself (``permanent``): the event is given up at once
+  (logged, counted), and the call's next events go on.
+
+A daemon killed mid-send sends that event again after the claim runs out: the
+platform sees the same idempotency key (platforms keep their progress in `Links`).
 """
 
 from __future__ import annotations
@@ -16,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pbx_tracker.callbacks.notifiers import NotifyError, WebhookNotifier
+from pbx_tracker.crm.links import StoredLinks
 from pbx_tracker.crm.outbox import (
     Delivery,
     claim,
@@ -29,45 +39,69 @@ from pbx_tracker.crm.outbox import (
     mark_delivered,
     mark_failed,
     mark_retry,
+    pending_count,
 )
+from pbx_tracker.crm.platform import Links, OutboxEvent, Platform, PlatformError
 from pbx_tracker.crm.settings import CrmSettings
 
-__all__ = ["POLL_SECONDS", "CrmDelivery"]
+__all__ = ["POLL_SECONDS", "OutboxDelivery", "TargetState"]
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 5.0
 BATCH = 50
+CLAIM_SECONDS = 120.0  # one try; a platform's own timeouts are shorter
 Clock = Callable[[], datetime]
 
 
-class CrmDelivery:
-    """Delivers due outbox events until stopped; `delivered` is set after each round."""
+@dataclass
+class TargetState:
+    """How a target is doing, for /healthz and /metrics."""
+
+    down_since: datetime | None = None
+    last_error: str | None = None
+    last_delivered_at: datetime | None = None
+    delivered: int = 0
+    given_up: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    pending: int = 0
+
+
+class OutboxDelivery:
+    """Delivers ``platform``'s due outbox events until stopped; `rounds` is set after each
+    round (tests wait on it)."""
 
     def __init__(
-        self, engine: AsyncEngine, settings: CrmSettings, notifier: WebhookNotifier, clock: Clock
+        self,
+        engine: AsyncEngine,
+        platform: Platform,
+        settings: CrmSettings,
+        clock: Clock,
+        links: Links | None = None,
     ) -> None:
-        assert settings.webhook is not None
+        self.target = platform.name
+        self.platform = platform
         self._engine = engine
         self._settings = settings
-        self._notifier = notifier
         self._clock = clock
-        self._claim_for = timedelta(
-            seconds=settings.webhook.timeout * settings.webhook.attempts
-            + settings.webhook.backoff * 2**settings.webhook.attempts
-            + 30
-        )
+        self.links = links or StoredLinks(engine, platform.name, clock)
         self._wake = asyncio.Event()
-        self._next_retry: datetime | None = None
-        self.rounds = asyncio.Event()  # tests wait on it
-        self.sent = 0
+        self._paused_until: datetime | None = None
+        self._failures = 0  # down answers in a row
+        self.state = TargetState()
+        self.rounds = asyncio.Event()
+
+    @property
+    def sent(self) -> int:
+        return self.state.delivered
 
     def wake(self) -> None:
         self._wake.set()
 
     async def close(self) -> None:
-        """Close the webhook's HTTP session (after `run` was cancelled)."""
-        await self._notifier.close()
+        """Close the platform's HTTP session (after `run` was cancelled)."""
+        await self.platform.close()
 
     async def run(self) -> None:
         """Deliver, then wait for a wake-up or the poll interval; a failing database is
@@ -76,72 +110,141 @@ class CrmDelivery:
             self._wake.clear()
             try:
                 await self.deliver_due()
+                async with self._engine.connect() as conn:
+                    self.state.pending = await pending_count(conn, self.target)
             except Exception as error:
-                log.warning("crm.outbox_unreadable", error=str(error) or type(error).__name__)
+                log.warning(
+                    "crm.outbox_unreadable",
+                    target=self.target,
+                    error=str(error) or type(error).__name__,
+                )
             self.rounds.set()
+            pause = self._pause()
+            if pause is not None:  # paused: a wake-up does not cut the wait short
+                await asyncio.sleep(pause)
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._pause())
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    def _pause(self) -> float:
-        """Seconds to the next round: the poll interval, or sooner when a retry is due."""
-        retry, self._next_retry = self._next_retry, None
-        if retry is None:
-            return POLL_SECONDS
-        return min(POLL_SECONDS, max(0.0, (retry - self._clock()).total_seconds()))
+    def _pause(self) -> float | None:
+        """Seconds the target is still paused (down, or asked to slow down), or None."""
+        if self._paused_until is None:
+            return None
+        left = (self._paused_until - self._clock()).total_seconds()
+        if left <= 0:
+            self._paused_until = None
+            return None
+        return min(left, POLL_SECONDS)
 
     async def deliver_due(self) -> int:
         """Send what is due now; how many were delivered."""
-        now = self._clock()
+        if self._pause() is not None:
+            return 0
         async with self._engine.connect() as conn:
-            due = await due_deliveries(conn, now, BATCH)
+            due = await due_deliveries(conn, self._clock(), BATCH, self.target)
         delivered = 0
         blocked: set[str] = set()
         for delivery in due:
             if delivery.call_key in blocked:
                 continue  # an earlier event of this call did not go through: keep the order
-            if await self._deliver(delivery):
+            outcome = await self._deliver(delivery)
+            if outcome == "delivered":
                 delivered += 1
+            elif outcome == "stop":
+                break
             else:
                 blocked.add(delivery.call_key)
         return delivered
 
-    async def _deliver(self, delivery: Delivery) -> bool:
+    async def _deliver(self, delivery: Delivery) -> str:
+        """``delivered``, ``skipped`` (another daemon has it, or given up), or ``stop``
+        (the platform is down or asked to wait: end the round)."""
         now = self._clock()
         async with self._engine.begin() as conn:
-            if not await claim(conn, delivery.id, now, now + self._claim_for):
-                return False
+            if not await claim(conn, delivery.id, now, now + timedelta(seconds=CLAIM_SECONDS)):
+                return "skipped"
         try:
-            await self._notifier.send(delivery.payload)
-        except NotifyError as error:
-            await self._failed(delivery, str(error))
-            return False
+            await self.platform.deliver(_event(delivery), self.links)
+        except PlatformError as error:
+            return await self._failed(delivery, error)
         async with self._engine.begin() as conn:
             await mark_delivered(conn, delivery.id, self._clock())
-        self.sent += 1
-        log.info("crm.delivered", call_event=delivery.event, delivery=delivery.idempotency_key)
-        return True
+        self._delivered()
+        log.info(
+            "crm.delivered",
+            target=self.target,
+            call_event=delivery.event,
+            delivery=delivery.idempotency_key,
+        )
+        return "delivered"
 
-    async def _failed(self, delivery: Delivery, reason: str) -> None:
+    def _delivered(self) -> None:
+        state = self.state
+        if state.down_since is not None:
+            log.info("crm.platform_back", target=self.target, down_since=state.down_since)
+        state.down_since, state.last_error = None, None
+        state.last_delivered_at = self._clock()
+        state.delivered += 1
+        self._failures = 0
+
+    async def _failed(self, delivery: Delivery, error: PlatformError) -> str:
         now = self._clock()
         give_up = delivery.created_at + timedelta(hours=self._settings.give_up_hours)
-        async with self._engine.begin() as conn:
-            if now >= give_up:
-                await mark_failed(conn, delivery.id, now, reason)
-                log.error(
-                    "crm.given_up", delivery=delivery.idempotency_key, tries=delivery.attempts + 1
-                )
-                return
-            wait = min(
-                self._settings.retry_initial * 2**delivery.attempts, self._settings.retry_max
+        if error.permanent or now >= give_up:
+            async with self._engine.begin() as conn:
+                await mark_failed(conn, delivery.id, now, error.reason)
+            self.state.given_up += 1
+            log.error(
+                "crm.given_up",
+                target=self.target,
+                delivery=delivery.idempotency_key,
+                tries=delivery.attempts + 1,
+                reason=error.reason,
             )
-            retry_at = now + timedelta(seconds=wait)
-            await mark_retry(conn, delivery.id, retry_at, reason)
-        if self._next_retry is None or retry_at < self._next_retry:
-            self._next_retry = retry_at
+            return "skipped"
+        wait = self._wait(error)
+        retry_at = now + timedelta(seconds=wait)
+        async with self._engine.begin() as conn:
+            await mark_retry(conn, delivery.id, retry_at, error.reason)
+        self.state.retries += 1
         log.warning(
             "crm.retry_later",
+            target=self.target,
             delivery=delivery.idempotency_key,
             tries=delivery.attempts + 1,
             retry_in=wait,
-            reason=reason,
+            reason=error.reason,
         )
+        if error.retry_after is None and not error.down:
+            return "skipped"  # this event only: the others may go
+        self._paused_until = retry_at
+        return "stop"
+
+    def _wait(self, error: PlatformError) -> float:
+        """Seconds before the next try: the platform's own wish, or the backoff."""
+        if error.retry_after is not None:
+            self.state.rate_limited += 1
+            return max(error.retry_after, 0.5)
+        if error.down:
+            self._failures += 1
+            if self.state.down_since is None:
+                self.state.down_since = self._clock()
+                log.error("crm.platform_down", target=self.target, reason=error.reason)
+            self.state.last_error = error.reason
+        settings = self._settings
+        return float(
+            min(settings.retry_initial * 2 ** max(self._failures - 1, 0), settings.retry_max)
+        )
+
+
+def _event(delivery: Delivery) -> OutboxEvent:
+    return OutboxEvent(
+        id=delivery.id,
+        target=delivery.target,
+        call_key=delivery.call_key,
+        kind=delivery.event,
+        key=delivery.idempotency_key,
+        payload=delivery.payload,
+        created_at=delivery.created_at,
+        attempts=delivery.attempts,
+    )

@@ -40,6 +40,14 @@ RecordField = Literal[
     "utm_content",
 ]
 _Lower = BeforeValidator(lower_text)
+DEFAULT_FIELDS: dict[str, RecordField] = {
+    "UTM_SOURCE": "utm_source",
+    "UTM_MEDIUM": "utm_medium",
+    "UTM_CAMPAIGN": "utm_campaign",
+    "UTM_TERM": "utm_term",
+    "UTM_CONTENT": "utm_content",
+    "SOURCE_DESCRIPTION": "source",
+}
 
 
 def _https(value: str, key: str) -> str:
@@ -64,14 +72,7 @@ class Bitrix24Settings(ConfigModel):
     create_leads: bool = True
     show_card: bool = True
     fields: dict[NonEmptyStr, Annotated[RecordField, _Lower]] = Field(
-        default_factory=lambda: {
-            "UTM_SOURCE": "utm_source",
-            "UTM_MEDIUM": "utm_medium",
-            "UTM_CAMPAIGN": "utm_campaign",
-            "UTM_TERM": "utm_term",
-            "UTM_CONTENT": "utm_content",
-            "SOURCE_DESCRIPTION": "source",
-        }
+        default_factory=lambda: dict(DEFAULT_FIELDS)
     )
     application_token_file: SecretFile | None = None
     timeout: PositiveFloat = 10.0

@@ -36,7 +36,6 @@ from pbx_tracker.ami.connection import AmiListener, AmiLoginError
 from pbx_tracker.ami.dead_letters import DeadLetters
 from pbx_tracker.attribution.sources import CallLabeler
 from pbx_tracker.attribution.watch import AttributionWatch
-from pbx_tracker.callbacks.notifiers import WebhookNotifier
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.callbacks.service import CallbackService
 from pbx_tracker.callbacks.tasks import count_open_tasks
@@ -45,9 +44,9 @@ from pbx_tracker.calls.records import CallRecord
 from pbx_tracker.cel.positions import StoredPositions
 from pbx_tracker.cel.service import CelRecovery
 from pbx_tracker.cel.table import read_table, table_end
-from pbx_tracker.crm.delivery import CrmDelivery
 from pbx_tracker.daemon.http import DaemonHttp
 from pbx_tracker.daemon.intake import AmiIntake
+from pbx_tracker.daemon.integrations import Integrations
 from pbx_tracker.daemon.lifecycle import Loops, install_stop_signals, others_ended
 from pbx_tracker.pipeline import CallPipeline, listeners_of, open_writer
 from pbx_tracker.replay import topology_of
@@ -121,7 +120,10 @@ class Daemon:
             [self.labeler.label], writer.submit, remember=[self.sticky.remember], log_calls=True
         )
         self.listeners = listeners_of(writer)
-        self.router = Router(self.board, self.sticky, clock)
+        self.integrations = Integrations(
+            settings, writer.engine, lambda: self.correlator.live_calls()
+        )
+        self.router = Router(self.board, self.sticky, clock, self.integrations.owners)
         route = RouteHandler(
             self.router, settings.recordings_dir, clock, lambda: self.listener.connected
         )
@@ -154,7 +156,11 @@ class Daemon:
         )
         self.web = self._http(settings, writer, landing)
         self.http = None if self.web is None else self.web.server
-        self.crm = self._crm(settings, writer)
+        self.outbox = self.integrations.deliveries
+        self.daemon_metrics.outbox = self.integrations.figures
+        self.daemon_metrics.owner_lookups = self.integrations.owner_figures
+        for name, probe in self.integrations.health_parts().items():
+            self.health.register(name, probe)
         self._listen()
         # the background loops besides the AMI listener (and CEL's first read, the watchdog)
         self.background: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = [
@@ -162,11 +168,13 @@ class Daemon:
             ("caller-history", self._keep_caller_history),
             ("open-callbacks", self._count_open_callbacks),
         ]
-        if self.crm is not None:
-            self.background.append(("crm", self.crm.run))
+        self.background += self.integrations.loops
+        taken = [self.integrations.call_changed]
         if self.web is not None:  # the live board: built once per change for every board
             self.background.append(("board", self.web.board.run))
-            self.intake.on_taken = self.board.on_reserve = self.web.board.floor_changed
+            self.board.on_reserve = self.web.board.floor_changed
+            taken.append(self.web.board.floor_changed)
+        self.intake.on_taken = _each(taken)
         self.ready = asyncio.Event()
         self.resynced = self.intake.resynced  # set after each resync (tests wait on it)
         self.handled = self.intake.handled  # set after each AMI item is taken in (tests too)
@@ -235,9 +243,8 @@ class Daemon:
         await loops.cancel()
 
     async def _close_clients(self) -> None:
-        """What the loops used: the CRM webhook's HTTP session, CEL's own database."""
-        if self.crm is not None:
-            await self.crm.close()
+        """What the loops used: the platforms' HTTP sessions, CEL's own database."""
+        await self.integrations.close()
         if self.cel_engine is not None:
             await self.cel_engine.dispose()
 
@@ -355,14 +362,6 @@ class Daemon:
         where = f"{agi.host}:{self.agi.port}"
         return PartState("ok", where) if self.agi_listening else PartState("down", where)
 
-    def _crm(self, settings: Settings, writer: CallWriter) -> CrmDelivery | None:
-        """The CRM webhook: events from the outbox the writer fills, woken by each call."""
-        if settings.crm.webhook is None:
-            return None
-        notifier = WebhookNotifier(settings.crm.webhook)
-        delivery = CrmDelivery(writer.engine, settings.crm, notifier, lambda: datetime.now(UTC))
-        return delivery
-
     async def _start_http(self, running: contextlib.AsyncExitStack) -> bool:
         if self.web is None:
             return True
@@ -426,13 +425,25 @@ class Daemon:
         if self.callbacks is not None:  # a missed call opens a task, a reached customer closes it
             self.listeners.add("callbacks", self.callbacks.call_written)
         self.listeners.add("metrics", self.calls_counted.call_written)
-        if self.crm is not None:  # the writer put the call's event in the outbox: deliver it
-            self.listeners.add("crm", partial(_wake, self.crm))
+        if self.outbox:  # the writer put the call's events in the outbox: deliver them
+            self.listeners.add("crm", partial(_wake, self.integrations))
         if self.settings.number_pools:
             self.listeners.add("attribution", self.attribution_watch.call_written)
         if self.web is not None:  # the board's figures of the day are read again
             self.listeners.add("board", self.web.board.day_changed)
 
 
-def _wake(crm: CrmDelivery, record: CallRecord, new: bool) -> None:
-    crm.wake()
+def _wake(integrations: Integrations, record: CallRecord, new: bool) -> None:
+    integrations.wake()
+
+
+def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
+    """One callable calling each of ``calls``."""
+    if len(calls) == 1:
+        return calls[0]
+
+    def each() -> None:
+        for call in calls:
+            call()
+
+    return each

@@ -29,7 +29,7 @@ Read at scrape time from what the daemon holds in memory (no database query):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
@@ -147,6 +147,10 @@ class DaemonCollector(Collector):
         self._events_seen = events_seen
         self._events_failed = events_failed
         self.open_callbacks: int | None = None
+        # per outbox target (webhook, bitrix24, amocrm, telegram): up, pending, delivered, ...
+        self.outbox: Callable[[], Mapping[str, Mapping[str, float]]] = dict
+        # routing's asks of the CRM for a caller's owner: lookups, hits, timeouts, errors
+        self.owner_lookups: Callable[[], Mapping[str, float]] = dict
 
     def collect(self) -> Iterator[Metric]:
         calls = CounterMetricFamily(
@@ -172,6 +176,37 @@ class DaemonCollector(Collector):
             yield GaugeMetricFamily(
                 "pbx_tracker_callbacks_open", "Open callback tasks", value=self.open_callbacks
             )
+        yield from _outbox_metrics(self.outbox())
+        owners = self.owner_lookups()
+        if owners:
+            lookups = CounterMetricFamily(
+                "pbx_tracker_crm_owner_lookups",
+                "Asks of the CRM for a caller's owner (routing's crm_owner), by outcome",
+                labels=["outcome"],
+            )
+            for outcome, times in sorted(owners.items()):
+                lookups.add_metric([outcome], times)
+            yield lookups
+
+
+_OUTBOX_METRICS = (
+    ("up", GaugeMetricFamily, "1 while the platform takes events (0: down, events wait)"),
+    ("pending", GaugeMetricFamily, "Events waiting for the platform"),
+    ("delivered", CounterMetricFamily, "Events the platform took since start"),
+    ("given_up", CounterMetricFamily, "Events given up (refused, or past give_up_hours)"),
+    ("retries", CounterMetricFamily, "Tries that failed and were put off since start"),
+    ("rate_limited", CounterMetricFamily, "Times the platform asked us to slow down"),
+)
+
+
+def _outbox_metrics(figures: Mapping[str, Mapping[str, float]]) -> Iterator[Metric]:
+    if not figures:
+        return
+    for name, family, text in _OUTBOX_METRICS:
+        metric = family(f"pbx_tracker_outbox_{name}", text, labels=["target"])
+        for target, values in sorted(figures.items()):
+            metric.add_metric([target], values.get(name, 0.0))
+        yield metric
 
 
 class BoardCollector(Collector):

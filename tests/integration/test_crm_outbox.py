@@ -22,9 +22,10 @@ from waiting import first_found, until
 
 from pbx_tracker.callbacks.notifiers import WebhookNotifier, verify_signature
 from pbx_tracker.callbacks.settings import WebhookSettings
-from pbx_tracker.crm.delivery import CrmDelivery
+from pbx_tracker.crm.delivery import OutboxDelivery
 from pbx_tracker.crm.outbox import claim, due_deliveries, enqueue_calls, outbox_table
 from pbx_tracker.crm.settings import CrmSettings
+from pbx_tracker.crm.webhook import WebhookPlatform
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.store.migrate import upgrade_to_head
@@ -75,7 +76,7 @@ def crm_settings(url: str) -> CrmSettings:
     return CrmSettings(webhook=webhook, retry_initial=0.05, retry_max=0.2)
 
 
-async def delivered_row(engine: AsyncEngine, delivery: CrmDelivery) -> Any:
+async def delivered_row(engine: AsyncEngine, delivery: OutboxDelivery) -> Any:
     """The one outbox row, once the delivery rounds have marked it delivered."""
 
     async def delivered() -> Any:
@@ -106,8 +107,7 @@ async def test_a_stored_call_reaches_the_crm_through_an_outage(
         await running.wait_for_records(1)
         await crm.wait_for(3)
         engine = running.daemon.writer.engine
-        assert running.daemon.crm is not None
-        row = await delivered_row(engine, running.daemon.crm)
+        row = await delivered_row(engine, running.daemon.outbox["webhook"])
     keys = {headers["X-PBX-Tracker-Delivery"] for headers, _ in crm.received}
     assert keys == {row.idempotency_key}
     _, body = crm.received[-1]
@@ -166,7 +166,7 @@ async def test_delivery_keeps_order_when_the_first_event_fails(
     settings = crm_settings(crm.url)
     assert settings.webhook is not None
     async with WebhookNotifier(settings.webhook) as notifier:
-        delivery = CrmDelivery(engine, settings, notifier, clock)
+        delivery = OutboxDelivery(engine, WebhookPlatform(notifier), settings, clock)
         assert await delivery.deliver_due() == 0
         assert [body["event"] for _, body in crm.received] == ["call.finished"]
         clock.advance(1)  # past the retry wait

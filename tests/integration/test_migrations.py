@@ -42,6 +42,7 @@ TABLES = {
     "number_leases",
     "ad_spend",
     "crm_outbox",
+    "crm_links",
     "pool_stats",
     "web_users",
     "cel_positions",

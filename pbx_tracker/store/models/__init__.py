@@ -7,7 +7,7 @@
 - `callbacks`: callback tasks, their calls and events
 - `visits`: website visits, pool number leases, pool use per hour
 - `spend`: ad spend per day
-- `crm`: the CRM outbox
+- `crm`: the outbox of the CRMs and messengers, and their links to calls
 - `web`: users, browser sessions, failed sign-ins
 
 Importing this package registers every table on `Base.metadata`.
@@ -33,7 +33,7 @@ from pbx_tracker.store.models.calls import (
     RingAttemptRow,
 )
 from pbx_tracker.store.models.cel import CelPositionRow
-from pbx_tracker.store.models.crm import PENDING_DELIVERY, CrmOutboxRow
+from pbx_tracker.store.models.crm import PENDING_DELIVERY, CrmLinkRow, CrmOutboxRow
 from pbx_tracker.store.models.spend import WHOLE_SOURCE, AdSpendRow
 from pbx_tracker.store.models.visits import (
     LABEL_LENGTH,
@@ -65,6 +65,7 @@ __all__ = [
     "CallbackTaskCallRow",
     "CallbackTaskRow",
     "CelPositionRow",
+    "CrmLinkRow",
     "CrmOutboxRow",
     "LoginFailureRow",
     "NumberLeaseRow",

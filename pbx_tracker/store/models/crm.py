@@ -1,4 +1,5 @@
-"""The CRM outbox: call events waiting for (or done with) the CRM webhook."""
+"""The outbox: events waiting for (or done with) the CRMs and messengers, and what each
+platform keeps of a call between its events."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class CrmOutboxRow(Base):
     __tablename__ = "crm_outbox"
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
-        Index("ix_crm_outbox_call_key_id", "call_key", "id"),
+        Index("ix_crm_outbox_target_call_key_id", "target", "call_key", "id"),
         Index(
             "ix_crm_outbox_pending_next_attempt_at",
             "next_attempt_at",
@@ -30,6 +31,7 @@ class CrmOutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), server_default="webhook")
     call_key: Mapped[str] = mapped_column(String(160))
     event: Mapped[str] = mapped_column(String(32))
     idempotency_key: Mapped[str] = mapped_column(String(200))
@@ -41,3 +43,17 @@ class CrmOutboxRow(Base):
     delivered_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class CrmLinkRow(Base):
+    """What one platform (``target``) keeps of one call between its events, e.g.
+    Bitrix24's ``CALL_ID`` and the steps done; `pbx_tracker.crm.links`."""
+
+    __tablename__ = "crm_links"
+    __table_args__ = (UniqueConstraint("target", "call_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(32))
+    call_key: Mapped[str] = mapped_column(String(160))
+    data: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
