@@ -2,14 +2,15 @@
 
 A reminder goes to the task's assignee (an escalation to their group's
 supervisor) through the manager's own channels, else their task's group's,
-else the default ones: email, a signed webhook, or ring me (reminders only).
+else the default ones: email, a signed webhook, ring me (reminders only), or a
+channel handed in (``extra_channels``: Telegram).
 A failing channel is logged and recorded on the task, and the others still
 go; the next scheduled reminder tries it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ __all__ = ["ReminderSender"]
 
 log = structlog.get_logger(__name__)
 
+# a channel this module does not know: sends the reminder, True when it went
+ExtraChannel = Callable[[CallbackTask, Reminder, "Manager | None"], Awaitable[bool]]
+
 
 class ReminderSender:
     """Sends the reminders and escalations of the ``callbacks:`` section ``config``.
@@ -51,6 +55,7 @@ class ReminderSender:
         now: Callable[[], datetime],
         board: ManagerBoard | None = None,
         ringme: RingMe | None = None,
+        extra_channels: Mapping[str, ExtraChannel] | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -59,6 +64,7 @@ class ReminderSender:
         self.now = now
         self.board = board
         self.ringme = ringme
+        self.extra_channels = dict(extra_channels or {})  # e.g. telegram (pbx_tracker.telegram)
         self.email = EmailNotifier(config.smtp) if config.smtp else None
         self.webhook = WebhookNotifier(config.webhook) if config.webhook else None
 
@@ -112,6 +118,8 @@ class ReminderSender:
                 return True
             if channel == "ring_me" and kind == "reminder":
                 return await self._ring_me(task, manager)
+            if channel in self.extra_channels:
+                return await self.extra_channels[channel](task, reminder, manager)
         except NotifyError as error:
             log.warning(
                 "callbacks.notify_failed", task_id=task.id, channel=channel, reason=error.reason

@@ -1,0 +1,1 @@
+"""Callback reminders in Telegram: a bot that messages managers and takes their button presses."""
