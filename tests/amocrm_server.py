@@ -29,6 +29,7 @@ the switches) is kept in ``requests``, in order.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -110,6 +111,8 @@ class AmoCrmStandIn:
         self.calls: list[dict[str, Any]] = []
         self.unsorted: list[dict[str, Any]] = []
         self.refused = 0  # 429s answered
+        self.down_answers = 0  # 503s answered while down
+        self.changed = asyncio.Event()  # set after each request answered (tests wait on it)
         self._revoked = False
         self._blocked = False
         self._excess = 0
@@ -160,9 +163,16 @@ class AmoCrmStandIn:
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await self._pass(request, handler)
+        finally:
+            self.changed.set()
+
+    async def _pass(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}" or self._revoked:
             return problem(401, "Unauthorized", "Token is invalid or expired")
         if self.down:
+            self.down_answers += 1
             return problem(503, "Service Unavailable", "Try again later")
         if self._blocked:
             return problem(403, "Forbidden", "Access blocked for too many requests")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pbx_tracker.routing.availability import ManagerBoard
     from pbx_tracker.staff import Directory, Manager
 
-__all__ = ["ReminderSender"]
+__all__ = ["ExtraChannel", "ReminderSender"]
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ from pbx_tracker.callbacks.schedule import (
     due_reminders,
     working_time_after,
 )
-from pbx_tracker.callbacks.sending import ReminderSender
+from pbx_tracker.callbacks.sending import ExtraChannel, ReminderSender
 from pbx_tracker.callbacks.task_actions import assign_task
 from pbx_tracker.calls.records import CallRecord, CallStatus
 from pbx_tracker.hours import WorkingHours
@@ -87,6 +87,7 @@ class CallbackService:
         board: ManagerBoard | None = None,
         ringme: RingMe | None = None,
         clock: Callable[[], float] = time.time,
+        extra_channels: Mapping[str, ExtraChannel] | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -98,7 +99,14 @@ class CallbackService:
         self.zone = zone_of(timezone)
         self.hours = None if self.config.hours is None else WorkingHours.parse(self.config.hours)
         self.sender = ReminderSender(
-            config, directory, engine, zone=self.zone, now=self.now, board=board, ringme=ringme
+            config,
+            directory,
+            engine,
+            zone=self.zone,
+            now=self.now,
+            board=board,
+            ringme=ringme,
+            extra_channels=extra_channels or {},
         )
         self.leadership = Leadership(engine)
         self.sweep_seconds = float(SWEEP_SECONDS)

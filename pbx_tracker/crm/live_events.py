@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pbx_tracker.calls.live import LiveCall
 from pbx_tracker.calls.records import Direction, format_time, from_epoch
 from pbx_tracker.crm.outbox import enqueue_event
+from pbx_tracker.phones import normalize_number
 from pbx_tracker.staff import Directory
 
 __all__ = ["LiveEvents"]
@@ -134,12 +135,14 @@ class LiveEvents:
         return self._directory.manager_for_extension(extension) is not None
 
     def _facts(self, call: LiveCall) -> dict[str, Any]:
+        """The call as the records tell it: the caller in E.164, the tracked number's form."""
+        labels = self._directory.find_number(call.did)
         return {
             "node": self._node,
             "linkedid": call.linkedid,
-            "caller": call.caller,
+            "caller": normalize_number(call.caller, self._directory.region),
             "caller_name": call.caller_name,
-            "did": call.did,
+            "did": labels.did if labels is not None else call.did,
             "source": call.source,
             "started_at": format_time(from_epoch(call.started_at)),
         }

@@ -120,8 +120,13 @@ class Daemon:
             [self.labeler.label], writer.submit, remember=[self.sticky.remember], log_calls=True
         )
         self.listeners = listeners_of(writer)
+        self.ringme = self._ring_me(settings)
         self.integrations = Integrations(
-            settings, writer.engine, lambda: self.correlator.live_calls()
+            settings,
+            writer.engine,
+            lambda: self.correlator.live_calls(),
+            ringme=self.ringme,
+            dial=self.board.plan.dial_string,
         )
         self.router = Router(self.board, self.sticky, clock, self.integrations.owners)
         route = RouteHandler(
@@ -130,8 +135,9 @@ class Daemon:
         handlers = {"route": route}
         self.agi = FastAgiServer(handlers, settings.agi) if settings.agi.enabled else None
         self.agi_listening = False
-        self.ringme = self._ring_me(settings)
         self.callbacks = self._callbacks(settings, writer)
+        if self.integrations.telegram is not None and self.callbacks is not None:
+            self.integrations.telegram.leader = self.callbacks.became_leader
         self.attribution_watch = AttributionWatch(settings.attribution)
         self.calls_counted = CallCounter()
         self.cel_engine: AsyncEngine | None = None  # cel_pgsql's database, when not ours
@@ -271,6 +277,7 @@ class Daemon:
             timezone=settings.routing.timezone,
             board=self.board,
             ringme=self.ringme,
+            extra_channels=self.integrations.reminder_channels,
         )
         return service
 
@@ -425,7 +432,8 @@ class Daemon:
         if self.callbacks is not None:  # a missed call opens a task, a reached customer closes it
             self.listeners.add("callbacks", self.callbacks.call_written)
         self.listeners.add("metrics", self.calls_counted.call_written)
-        if self.outbox:  # the writer put the call's events in the outbox: deliver them
+        if self.outbox:  # the writer put the call's events in the outbox: deliver them (and
+            # a callback task the call closed: its Telegram messages change)
             self.listeners.add("crm", partial(_wake, self.integrations))
         if self.settings.number_pools:
             self.listeners.add("attribution", self.attribution_watch.call_written)
@@ -434,7 +442,7 @@ class Daemon:
 
 
 def _wake(integrations: Integrations, record: CallRecord, new: bool) -> None:
-    integrations.wake()
+    integrations.call_stored()
 
 
 def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:

@@ -17,14 +17,21 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks.notifiers import WebhookNotifier
+from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.callbacks.sending import ExtraChannel
 from pbx_tracker.calls.live import LiveCall
 from pbx_tracker.config import Settings
 from pbx_tracker.crm.amocrm import AmoCrmPlatform
+from pbx_tracker.crm.bitrix24 import Bitrix24Platform
 from pbx_tracker.crm.delivery import OutboxDelivery
 from pbx_tracker.crm.live_events import LiveEvents
 from pbx_tracker.crm.platform import Platform
 from pbx_tracker.crm.webhook import WebhookPlatform
+from pbx_tracker.daemon.telegram import Telegram
 from pbx_tracker.routing.owners import Finder, OwnerLookup
+from pbx_tracker.routing.settings import zone_of
+from pbx_tracker.telegram.buttons import Buttons
+from pbx_tracker.telegram.sender import telegram_sender
 from pbx_tracker.web.health import PartState
 
 __all__ = ["Integrations"]
@@ -45,11 +52,18 @@ class Integrations:
         settings: Settings,
         engine: AsyncEngine,
         live_calls: Callable[[], Iterable[LiveCall]],
+        *,
+        ringme: RingMe | None = None,
+        dial: Callable[[str], str] | None = None,
     ) -> None:
+        """``ringme`` and ``dial`` (a manager's dial string): Telegram's "Call now"."""
         self.settings = settings
         self.engine = engine
+        self.zone = zone_of(settings.routing.timezone)
+        self._ringme, self._dial = ringme, dial
+        self.telegram: Telegram | None = None
         self.deliveries: dict[str, OutboxDelivery] = {}
-        self.bitrix24: Any = None  # Bitrix24Platform
+        self.bitrix24: Bitrix24Platform | None = None
         self.amocrm: AmoCrmPlatform | None = None
         for platform in self._platforms():
             self.deliveries[platform.name] = OutboxDelivery(engine, platform, settings.crm, _now)
@@ -72,11 +86,37 @@ class Integrations:
         crm, settings = self.settings.crm, self.settings
         if crm.webhook is not None:
             yield WebhookPlatform(WebhookNotifier(crm.webhook))
+        if crm.bitrix24 is not None:
+            self.bitrix24 = Bitrix24Platform(
+                crm.bitrix24,
+                settings.directory,
+                recordings_dir=settings.recordings_dir,
+                region=settings.phone_region,
+            )
+            yield self.bitrix24
         if crm.amocrm is not None:
             self.amocrm = AmoCrmPlatform(
                 crm.amocrm, settings.directory, region=settings.phone_region
             )
             yield self.amocrm
+        callbacks = settings.callbacks
+        if callbacks.enabled and callbacks.telegram is not None:
+            self.telegram = Telegram(
+                settings,
+                self.engine,
+                self.zone,
+                self.wake,
+                Buttons(
+                    self.engine,
+                    settings.directory,
+                    callbacks,
+                    now=_now,
+                    zone=self.zone,
+                    ringme=self._ringme,
+                    dial=self._dial,
+                ),
+            )
+            yield self.telegram.platform
 
     def _owner_lookup(self) -> OwnerLookup | None:
         """The CRMs asked for a caller's owner (Bitrix24 first), when a group wants it."""
@@ -98,7 +138,25 @@ class Integrations:
         loops: list[Loop] = [(f"outbox-{name}", d.run) for name, d in self.deliveries.items()]
         if self.live_events is not None:
             loops.append(("live-events", self.live_events.run))
+        if self.telegram is not None:
+            loops += [
+                ("telegram-updates", self.telegram.poll),
+                ("telegram-closed", self.telegram.watch_closed),
+            ]
         return loops
+
+    @property
+    def reminder_channels(self) -> dict[str, ExtraChannel]:
+        """Reminder channels besides the callbacks' own (``telegram``)."""
+        if self.telegram is None:
+            return {}
+        return {"telegram": telegram_sender(self.engine, _now, written=self.wake)}
+
+    def call_stored(self) -> None:
+        """A call was stored (it may have closed a callback task): events go out now."""
+        self.wake()
+        if self.telegram is not None:
+            self.telegram.tasks_changed()
 
     def wake(self) -> None:
         """Events were written: every target looks at its outbox now."""
