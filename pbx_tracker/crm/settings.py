@@ -142,7 +142,7 @@ class CrmSettings(ConfigModel):
     bitrix24: Bitrix24Settings | None = None
     amocrm: AmoCrmSettings | None = None
     retry_initial: PositiveFloat = 10.0
-    retry_max: PositiveFloat = 3600.0
+    retry_max: PositiveFloat = 300.0
     give_up_hours: float = Field(default=72.0, gt=0)
     owner_deadline_ms: int = Field(default=400, ge=50, le=5000)
     owner_cache_minutes: float = Field(default=10.0, ge=0)
