@@ -22,6 +22,7 @@ from pbx_tracker.board.floor import Floor
 from pbx_tracker.board.today import today_figures
 from pbx_tracker.callbacks.ringme import RingMe
 from pbx_tracker.calls.live import LiveCall
+from pbx_tracker.crm.click_to_call import ClickToCall
 from pbx_tracker.routing.availability import ManagerBoard
 from pbx_tracker.web.app import HttpServer
 from pbx_tracker.web.health import Health
@@ -32,6 +33,7 @@ from pbx_tracker.web.metrics import (
     metrics_registry,
 )
 from pbx_tracker.web.pages import Pages
+from pbx_tracker.web.pages.crm_events import add_crm_event_routes
 from pbx_tracker.web.snippet import LandingPage
 
 if TYPE_CHECKING:
@@ -94,6 +96,12 @@ class DaemonHttp:
             board=self.board,
         )
 
+        # click-to-call from Bitrix24 (its OnExternalCallStart event): 404 while not set up
+        self.click_to_call = ClickToCall.from_settings(
+            settings.crm.bitrix24, settings.directory, ringme, dial=board.plan.dial_string
+        )
+        add_crm_event_routes(self.server.app, self.click_to_call)
+
     async def start(self) -> bool:
         """The pools' leases read back, then the port opened; False (logged) if not."""
         http = self.settings.http
@@ -113,6 +121,8 @@ class DaemonHttp:
     async def stop(self) -> None:
         """Stop serving and close the pools (also after a start that failed half-way)."""
         await self.server.stop()
+        if self.click_to_call is not None:
+            await self.click_to_call.close()
         if self.pools is not None:
             await self.pools.close()
 

@@ -133,6 +133,7 @@ class AmiIntake:
             log.info(
                 "callbacks.ringme_result",
                 task_id=result.task_id,
+                crm_call=result.crm_call_id,
                 attempt=result.attempt,
                 outcome=result.outcome,
                 reason=result.reason,

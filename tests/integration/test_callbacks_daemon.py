@@ -14,6 +14,8 @@ from typing import Any
 from daemons import start_daemon
 from mailserver import Mailbox
 from sqlalchemy import select
+from telegram_server import telegram_server
+from waiting import until
 
 from pbx_tracker.callbacks import tasks
 from pbx_tracker.callbacks.tasks import CallbackTask
@@ -44,7 +46,15 @@ WAIT = 20.0
 CUSTOMER = "+79161234503"  # the caller of trace 03 (missed, rang 101)
 
 
-def callback_settings(url: str, port: int, tmp_path: Path, **callbacks: Any) -> Settings:
+def callback_settings(
+    url: str,
+    port: int,
+    tmp_path: Path,
+    *,
+    telegram_chats: dict[str, int] | None = None,
+    **callbacks: Any,
+) -> Settings:
+    """The traces' config with ``callbacks`` (and each manager's ``telegram_chat``)."""
     base = load_settings(TRACE_CONFIG, environ={})
     data = base.model_dump(mode="json", exclude={"routing", "agi", "callbacks"})
     data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
@@ -54,6 +64,7 @@ def callback_settings(url: str, port: int, tmp_path: Path, **callbacks: Any) -> 
     data["routing"] = {"dial_template": "IAX2/{extension}/{extension}"}
     for manager in data["managers"]:
         manager["email"] = f"m{manager['extension']}@example.ru"
+        manager["telegram_chat"] = (telegram_chats or {}).get(manager["extension"])
     data["callbacks"] = {"ring_me": {"context": "callback"}, "sla_minutes": 60, **callbacks}
     return settings_from_mapping(data, environ={})
 
@@ -238,3 +249,35 @@ async def test_a_task_opened_by_undoing_spam_elsewhere_gets_a_free_manager(
     finally:
         await engine.dispose()
     assert (task.id, task.customer, task.assignee) == (undone.task.task_id, CUSTOMER, "101")
+
+
+async def test_a_telegram_reminder_s_done_button_closes_the_task(
+    tmp_path: Path, asterisk: FakeAsterisk, migrated_url: str
+) -> None:
+    """A missed call sends Anna a Telegram message naming the customer and the source with
+    Call now / Done / Snooze buttons; she presses Done and the task is closed in her name,
+    the message losing its buttons."""
+    token, chat = "123456:bot-token-for-reminders", 5550101
+    token_file = tmp_path / "telegram-token"
+    token_file.write_text(token, encoding="utf-8")
+    async with telegram_server(token, [chat]) as bot:
+        telegram = {"token_file": str(token_file), "api_url": bot.url, "poll_seconds": 1}
+        settings = callback_settings(
+            migrated_url,
+            asterisk.port,
+            tmp_path,
+            telegram_chats={"101": chat},
+            notify=["telegram"],
+            telegram=telegram,
+        )
+        async with running(settings) as pbx:
+            await asterisk.play(trace_events(TRACES / "03_missed_no_answer.jsonl"))
+            await until(lambda: bot.messages.get(chat), bot.changed, WAIT)
+            reminder = bot.last(chat)
+            assert "(916) 123-45-03" in reminder.text and "offline-flyer" in reminder.text
+            assert reminder.buttons == ["Call now", "Done", "Snooze 15 min"]
+            bot.press(chat, reminder.message_id, "Done")
+            # the message is edited once the task is closed
+            await until(lambda: not bot.last(chat).buttons, bot.changed, WAIT)
+            [closed] = await pbx.tasks()
+    assert (closed.resolution, closed.resolved_by) == ("closed_by_manager", "Anna")

@@ -8,11 +8,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from amocrm_server import AmoCrmStandIn
+from bitrix24_events import Click, call_start, post_event
 from bitrix24_server import serving
 from browsing import write_wav
-from daemons import start_daemon, trace_settings
+from daemons import http_environ, start_daemon, trace_settings
 from waiting import WAIT, until
 
 from pbx_tracker.sim.asterisk import FakeAsterisk
@@ -139,3 +141,48 @@ async def test_an_amocrm_outage_delays_the_calls_and_loses_none(
     statuses = sorted((call["phone"], call["call_status"]) for call in amocrm.calls)
     assert statuses == [("+79161234501", 4), ("+79161234503", 6)]
     assert probes < 10  # the two calls waited behind one probe at a time, backing off
+
+
+async def test_a_click_in_bitrix24_rings_the_manager_and_its_call_is_finished_there(
+    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Boris clicks a customer's number in Bitrix24: Asterisk rings Boris's phone, then the
+    customer, and once the call is over Bitrix24's own call (the click's CALL_ID) is
+    finished with Boris and the talk time; nothing is registered a second time."""
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    token = "bitrix24-app-token-4242"
+    async with serving() as portal:
+        bitrix24 = {
+            "webhook_url_file": secret_file(tmp_path, "bitrix24-webhook", portal.webhook_url),
+            "application_token_file": secret_file(tmp_path, "bitrix24-token", token),
+        }
+        config = integration_config(tmp_path, {"bitrix24": bitrix24})
+        environ = http_environ()
+        settings = trace_settings(database_url, asterisk.port, tmp_path, config=config, **environ)
+        async with start_daemon(settings, asyncio.Event()) as running:
+            assert running.daemon.http is not None
+            call_id = await clicked_call(portal.webhook_url, user_id=12, phone="+79161230077")
+            url = f"http://127.0.0.1:{running.daemon.http.port}/crm/bitrix24/events"
+            click = Click(user_id=12, phone_number="+79161230077", call_id=call_id)
+            status, _ = await post_event(url, call_start(click, token))
+            assert status == 200
+            await running.wait_for_records(1)
+            finished = "telephony.externalcall.finish"
+            await until(lambda: finished in portal.methods(), portal.changed, WAIT)
+    (originate,) = asterisk.actions_named("Originate")
+    assert originate["Channel"].endswith("/102") and originate["Exten"] == "79161230077"
+    finish = next(r.params for r in portal.requests if r.method == finished)
+    assert finish["CALL_ID"] == call_id and finish["USER_ID"] == 12
+    assert finish["STATUS_CODE"] == "200" and int(finish["DURATION"]) > 0
+    registered = [r for r in portal.requests if r.method == "telephony.externalcall.register"]
+    assert len(registered) == 1  # the portal's own, for the click
+
+
+async def clicked_call(webhook_url: str, *, user_id: int, phone: str) -> str:
+    """The call Bitrix24 registers itself when a user clicks a number (before the event)."""
+    params = {"USER_ID": user_id, "PHONE_NUMBER": phone, "TYPE": 1}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{webhook_url}telephony.externalcall.register.json", json=params) as answer,
+    ):
+        return str((await answer.json())["result"]["CALL_ID"])
