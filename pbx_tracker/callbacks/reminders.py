@@ -25,6 +25,7 @@ __all__ = [
     "delivery_id",
     "render_email",
     "subject",
+    "waited_text",
     "webhook_payload",
 ]
 
@@ -95,7 +96,7 @@ def subject(reminder: Reminder, region: str) -> str:
     else:
         what = f"Missed call from {reminder.customer}"
     tried = "tried once" if reminder.tries == 1 else f"tried {reminder.tries} times"
-    return " ".join(f"{prefix}{what} ({tried}, waiting {_duration(reminder.waiting)})".split())
+    return " ".join(f"{prefix}{what} ({tried}, waiting {waited_text(reminder.waiting)})".split())
 
 
 def webhook_payload(reminder: Reminder) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def delivery_id(reminder: Reminder) -> str:
 def _facts(reminder: Reminder, region: str, zone: tzinfo | None) -> list[tuple[str, str]]:
     """Label and value pairs shown in both the text and the HTML body."""
     facts = [("Customer", _customer(reminder, region)), ("Missed", _missed(reminder, zone))]
-    facts.append(("Waiting", _duration(reminder.waiting)))
+    facts.append(("Waiting", waited_text(reminder.waiting)))
     called = _called(reminder, region)
     if called:
         facts.append(("They called", called))
@@ -224,7 +225,7 @@ def _assigned(reminder: Reminder) -> str:
     return ", ".join(part for part in (who, group) if part) or "nobody yet"
 
 
-def _duration(span: timedelta) -> str:
+def waited_text(span: timedelta) -> str:
     """``25 min``, ``2 h 5 min``, ``1 d 3 h``; under a minute: ``<1 min``."""
     minutes = int(span.total_seconds() // 60)
     days, minutes = divmod(minutes, 24 * 60)

@@ -14,20 +14,9 @@ from pydantic import BeforeValidator, Field, PositiveFloat, SecretStr, field_val
 from pbx_tracker.callbacks.settings import WebhookSettings
 from pbx_tracker.config_fields import ConfigModel, NonEmptyStr, SecretFile, lower_text, problem
 
-__all__ = ["RECORD_FIELDS", "AmoCrmSettings", "Bitrix24Settings", "CrmSettings"]
+__all__ = ["AmoCrmSettings", "Bitrix24Settings", "CrmSettings"]
 
 # what a CRM field can be filled with: the call record's labels of its source
-RECORD_FIELDS = (
-    "source",
-    "medium",
-    "campaign",
-    "did",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-)
 RecordField = Literal[
     "source",
     "medium",

@@ -20,7 +20,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks import tasks
-from pbx_tracker.callbacks.ringme import RingMe, RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.call_now import call_customer_now
+from pbx_tracker.callbacks.ringme import RingMe, RingMeRefused
 from pbx_tracker.callbacks.settings import CallbackSettings
 from pbx_tracker.callbacks.task_actions import close_task, snooze_task
 from pbx_tracker.phones import display_number
@@ -131,22 +132,18 @@ class Buttons:
             return Pressed("Calling from Telegram is off (callbacks.ring_me.enabled).")
         if not task.dialable or task.customer is None:
             return Pressed("This number cannot be dialled.")
-        call = RingMeCall(
-            task_id=task.id,
-            manager=manager.extension,
-            manager_dial=self._dial(manager.extension).split("&")[0],
-            customer=task.customer,
-            did=task.did,
-            attempt=task.ringme_attempts + 1,
-        )
+        dial = self._dial(manager.extension)
         try:
-            await self._ringme.start(call)
+            await call_customer_now(
+                self._ringme,
+                self._engine,
+                task,
+                extension=manager.extension,
+                dial=dial,
+                at=self._now(),
+            )
         except RingMeRefused as refused:
             return Pressed(f"Could not call: {refused.reason}.")
-        async with self._engine.begin() as conn:
-            await tasks.record_ringme_attempt(
-                conn, task.id, at=self._now(), manager=manager.extension
-            )
         log.info("telegram.callback_call", task_id=task.id, manager=manager.name)
         shown = display_number(task.customer, self._directory.region)
         return Pressed("Your phone rings now.", ringing=shown)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from pbx_tracker.callbacks.policy import Resolution
-from pbx_tracker.callbacks.reminders import Reminder
+from pbx_tracker.callbacks.reminders import Reminder, waited_text
 from pbx_tracker.callbacks.tasks import CallbackTask
 from pbx_tracker.phones import display_number
 from pbx_tracker.telegram.api import Keyboard
@@ -120,11 +120,12 @@ class ReminderMessage:
         missed = _moment(self.first_missed_at)
         since = f", first missed at {_clock(missed, zone)}" if missed else ""
         tried = "once" if self.tries == 1 else f"{self.tries} times"
+        waited = waited_text(timedelta(seconds=self.waiting_seconds))
         lines = [
             headline,
             customer_line(self.task_id, self.customer, self.dialable, region),
             f"Source: {self.source or 'none'}" + _called(self.did, region),
-            f"Waiting {_duration(self.waiting_seconds)}{since}; called {tried}",
+            f"Waiting {waited}{since}; called {tried}",
         ]
         return _escaped(lines)
 
@@ -199,18 +200,6 @@ def _called(did: str | None, region: str) -> str:
 
 def _escaped(lines: list[str]) -> str:
     return "\n".join(html.escape(line, quote=False) for line in lines)
-
-
-def _duration(seconds: int) -> str:
-    """``25 min``, ``2 h 5 min``, ``1 d 3 h``; under a minute: ``<1 min``."""
-    minutes = max(seconds, 0) // 60
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else "<1 min"
 
 
 def _clock(moment: datetime, zone: tzinfo | None) -> str:

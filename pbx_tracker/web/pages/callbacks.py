@@ -19,7 +19,8 @@ import structlog
 from aiohttp import web
 
 from pbx_tracker.callbacks import tasks
-from pbx_tracker.callbacks.ringme import RingMeCall, RingMeRefused
+from pbx_tracker.callbacks.call_now import call_customer_now
+from pbx_tracker.callbacks.ringme import RingMeRefused
 from pbx_tracker.callbacks.task_actions import close_task
 from pbx_tracker.phones import display_number
 from pbx_tracker.web.pages.call_facts import OpeningCall, opening_calls
@@ -173,16 +174,13 @@ async def _call_now(pages: Pages, user: WebUser, task: tasks.CallbackTask) -> Ou
         return False, "Your user has no extension to ring (web.users[].extension)."
     if not task.dialable or task.customer is None:
         return False, "This number cannot be dialled."
-    dial = pages.dial(user.extension).split("&")[0]
-    call = RingMeCall(
-        task.id, user.extension, dial, task.customer, task.did, task.ringme_attempts + 1
-    )
+    dial = pages.dial(user.extension)
     try:
-        await pages.ringme.start(call)
+        await call_customer_now(
+            pages.ringme, pages.engine, task, extension=user.extension, dial=dial, at=pages.now()
+        )
     except RingMeRefused as refused:
         return False, f"Could not call: {refused.reason}."
-    async with pages.engine.begin() as conn:
-        await tasks.record_ringme_attempt(conn, task.id, at=pages.now(), manager=user.extension)
     log.info("web.callback_call", task=task.id, user=user.name, extension=user.extension)
     shown = display_number(task.customer, pages.region)
     return True, f"Your phone rings now. Pick it up and {shown} is dialled."
