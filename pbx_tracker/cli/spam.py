@@ -55,7 +55,8 @@ def spam_mark(config_path: str | None, call_id: int, by: str) -> None:
     from pbx_tracker.spam.commands import mark_call
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    run_command(mark_call(settings.database.url, call_id, by=by, now=now()))
+    targets = settings.crm.targets
+    run_command(mark_call(settings.database.url, call_id, by=by, now=now(), crm_targets=targets))
 
 
 @spam.command("undo")
@@ -67,4 +68,12 @@ def spam_undo(config_path: str | None, call_id: int, by: str) -> None:
     from pbx_tracker.spam.commands import undo_call
 
     settings = load_or_exit(config_path, need_ami_secret=False)
-    run_command(undo_call(settings.database.url, settings.callbacks, call_id, by=by, now=now()))
+    undo = undo_call(
+        settings.database.url,
+        settings.callbacks,
+        call_id,
+        by=by,
+        now=now(),
+        crm_targets=settings.crm.targets,
+    )
+    run_command(undo)

@@ -166,4 +166,5 @@ def _pages(
         rules=settings.report_rules(),
         managers={manager.extension: manager.name for manager in settings.managers},
         callbacks=settings.callbacks,
+        crm_targets=settings.crm.targets,
     )

@@ -94,11 +94,18 @@ def _table(found: Sequence[marking.SpamCall], zone: tzinfo | None, region: str) 
     return as_text(table, width=160)
 
 
-async def mark_call(database_url: str, call_id: int, *, by: str, now: datetime) -> str:
+async def mark_call(
+    database_url: str,
+    call_id: int,
+    *,
+    by: str,
+    now: datetime,
+    crm_targets: Sequence[str] = (),
+) -> str:
     """Mark the call as spam; say which callback tasks that closed."""
 
     async def work(conn: AsyncConnection) -> marking.SpamChange:
-        return await marking.mark_spam(conn, call_id, by=by, now=now)
+        return await marking.mark_spam(conn, call_id, by=by, now=now, crm_targets=crm_targets)
 
     change = await _run(database_url, work)
     text = f"call {call_id} marked as spam by {by}"
@@ -109,12 +116,20 @@ async def mark_call(database_url: str, call_id: int, *, by: str, now: datetime) 
 
 
 async def undo_call(
-    database_url: str, callbacks: CallbackSettings, call_id: int, *, by: str, now: datetime
+    database_url: str,
+    callbacks: CallbackSettings,
+    call_id: int,
+    *,
+    by: str,
+    now: datetime,
+    crm_targets: Sequence[str] = (),
 ) -> str:
     """Undo the marking; say which callback task the call opened or joined."""
 
     async def work(conn: AsyncConnection) -> marking.SpamChange:
-        return await marking.undo_spam(conn, call_id, by=by, now=now, callbacks=callbacks)
+        return await marking.undo_spam(
+            conn, call_id, by=by, now=now, callbacks=callbacks, crm_targets=crm_targets
+        )
 
     change = await _run(database_url, work)
     was = _REASONS.get(change.was.value, change.was.value) if change.was else "spam"

@@ -19,6 +19,7 @@ the call again as a ``call.updated`` event (`pbx_tracker.crm.outbox`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -58,8 +59,16 @@ class SpamChange:
     task: tasks.TaskChange | None = None
 
 
-async def mark_spam(conn: AsyncConnection, call_id: int, *, by: str, now: datetime) -> SpamChange:
-    """Mark the call as spam by hand; close the open tasks left with only spam calls."""
+async def mark_spam(
+    conn: AsyncConnection,
+    call_id: int,
+    *,
+    by: str,
+    now: datetime,
+    crm_targets: Sequence[str] = (),
+) -> SpamChange:
+    """Mark the call as spam by hand; close the open tasks left with only spam calls.
+    ``crm_targets``: the CRMs told of the change (`CrmSettings.targets`)."""
     before = await _inbound_call(conn, call_id, "mark")
     if before.spam is not None:
         raise SpamError(f"call {call_id} is spam already ({before.spam.value})")
@@ -70,7 +79,7 @@ async def mark_spam(conn: AsyncConnection, call_id: int, *, by: str, now: dateti
             await close_task(conn, task_id, by=by, now=now)
             closed.append(task_id)
     after = before.replace(spam=SpamReason.MANUAL)
-    await enqueue_calls(conn, [(after, False)], now, decision="spam")
+    await enqueue_calls(conn, [(after, False)], now, decision="spam", targets=crm_targets)
     return SpamChange(call_id, after, before.spam, closed_tasks=tuple(closed))
 
 
@@ -81,6 +90,7 @@ async def undo_spam(
     by: str,
     now: datetime,
     callbacks: CallbackSettings,
+    crm_targets: Sequence[str] = (),
 ) -> SpamChange:
     """The call is no spam; a missed one opens or joins its customer's callback task."""
     before = await _inbound_call(conn, call_id, "unmark")
@@ -88,7 +98,7 @@ async def undo_spam(
         raise SpamError(f"call {call_id} is not marked as spam")
     await _set(conn, call_id, None, by=by, now=now, was=before.spam)
     after = before.replace(spam=None)
-    await enqueue_calls(conn, [(after, False)], now, decision="spam")
+    await enqueue_calls(conn, [(after, False)], now, decision="spam", targets=crm_targets)
     change = None
     if after.status is CallStatus.MISSED:
         try:

@@ -199,10 +199,11 @@ async def test_the_crm_hears_of_every_decision(engine: AsyncEngine) -> None:
         await enqueue_calls(conn, [(missed, True)], T0)  # as the writer does
         call_id = (await conn.execute(text("SELECT id FROM calls"))).scalar_one()
         off = CallbackSettings(enabled=False)
-        await marking.mark_spam(conn, call_id, by="101", now=T0 + timedelta(minutes=1))
+        crm = {"crm_targets": ["webhook"]}
+        await marking.mark_spam(conn, call_id, by="101", now=T0 + timedelta(minutes=1), **crm)
         later = T0 + timedelta(minutes=2)
-        await marking.undo_spam(conn, call_id, by="101", now=later, callbacks=off)
-        await marking.mark_spam(conn, call_id, by="102", now=T0 + timedelta(minutes=3))
+        await marking.undo_spam(conn, call_id, by="101", now=later, callbacks=off, **crm)
+        await marking.mark_spam(conn, call_id, by="102", now=T0 + timedelta(minutes=3), **crm)
         rows = (
             (await conn.execute(select(outbox_table).order_by(outbox_table.c.id))).mappings().all()
         )
@@ -213,6 +214,16 @@ async def test_the_crm_hears_of_every_decision(engine: AsyncEngine) -> None:
         ("call.updated", "manual"),
     ]
     assert len({row["idempotency_key"] for row in rows}) == 4
+
+
+async def test_without_a_crm_a_spam_mark_leaves_nothing_waiting(engine: AsyncEngine) -> None:
+    """With no CRM configured, marking a call as spam writes no event nobody would deliver."""
+    missed = call("m1", 0, "+79161234567")
+    async with engine.begin() as conn:
+        await save_call(conn, missed)
+        call_id = (await conn.execute(text("SELECT id FROM calls"))).scalar_one()
+        await marking.mark_spam(conn, call_id, by="101", now=T0 + timedelta(minutes=1))
+        assert (await conn.execute(select(outbox_table))).all() == []
 
 
 def test_spam_calls_open_and_join_no_callback_but_answered_ones_still_resolve() -> None:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -105,6 +105,7 @@ class Pages:
         rules: ReportRules | None = None,
         managers: dict[str, str] | None = None,
         callbacks: CallbackSettings | None = None,
+        crm_targets: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -119,6 +120,7 @@ class Pages:
         )
         self.managers = dict(managers or {})
         self.callbacks = callbacks or CallbackSettings()
+        self.crm_targets = tuple(crm_targets)  # the CRMs told when a manager marks spam
         self.users = Users(settings, engine)
         self.sessions = SessionStore(engine, settings.session_minutes * 60.0, clock=clock)
         self.throttle = LoginThrottle(engine, clock=clock)

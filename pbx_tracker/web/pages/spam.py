@@ -65,10 +65,17 @@ async def _apply(pages: Pages, call_id: int, *, spam: bool, by: str) -> tuple[bo
     try:
         async with pages.engine.begin() as conn:
             if spam:
-                change = await marking.mark_spam(conn, call_id, by=by, now=pages.now())
+                change = await marking.mark_spam(
+                    conn, call_id, by=by, now=pages.now(), crm_targets=pages.crm_targets
+                )
             else:
                 change = await marking.undo_spam(
-                    conn, call_id, by=by, now=pages.now(), callbacks=pages.callbacks
+                    conn,
+                    call_id,
+                    by=by,
+                    now=pages.now(),
+                    callbacks=pages.callbacks,
+                    crm_targets=pages.crm_targets,
                 )
     except marking.SpamError as error:
         log.info("web.spam_refused", user=by, call=call_id, reason=str(error))
