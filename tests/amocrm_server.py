@@ -18,6 +18,8 @@ another token, or once `revoke()` was called, a 401 ``application/problem+json``
   204 No Content when none.
 - ``POST /api/v4/leads/unsorted/sip``: incoming leads of calls; answers
   ``_embedded.unsorted`` with each ``uid`` and the lead and contact made.
+- ``GET /api/v4/account``: the account (``id``, ``name``, ``subdomain``,
+  ``current_user_id``, ``country``, ...), ``account_name`` and ``subdomain`` as set.
 
 amoCRM allows 7 requests a second per integration: more within ``window``
 seconds answer 429, and after ``block_after`` refused ones in a row, 403 (the
@@ -104,6 +106,8 @@ class AmoCrmStandIn:
         self.block_after = block_after
         self.default_user = default_user  # responsible for contacts made without one
         self.base_url = ""
+        self.account_name = "Example"
+        self.subdomain = "example"
         self.down = False
         self.scripted: list[Scripted] = []
         self.requests: list[Seen] = []
@@ -143,6 +147,7 @@ class AmoCrmStandIn:
         app.router.add_post("/api/v4/contacts", self._add_contacts)
         app.router.add_get("/api/v4/contacts", self._find_contacts)
         app.router.add_post("/api/v4/leads/unsorted/sip", self._add_unsorted)
+        app.router.add_get("/api/v4/account", self._account)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -289,6 +294,28 @@ class AmoCrmStandIn:
             )
         return web.json_response(
             {"_total_items": len(answered), "_embedded": {"unsorted": answered}}
+        )
+
+    async def _account(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "id": ACCOUNT_ID,
+                "name": self.account_name,
+                "subdomain": self.subdomain,
+                "created_at": 1585840134,
+                "created_by": 0,
+                "updated_at": 1589472711,
+                "updated_by": 0,
+                "current_user_id": self.default_user,
+                "country": "RU",
+                "customers_mode": "disabled",
+                "is_unsorted_on": True,
+                "is_loss_reason_enabled": True,
+                "is_helpbot_enabled": False,
+                "is_technical_account": False,
+                "contact_name_display_order": 1,
+                "_links": {"self": {"href": f"{self.base_url}/api/v4/account"}},
+            }
         )
 
     # -- the account's data --------------------------------------------------------------

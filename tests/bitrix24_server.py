@@ -16,6 +16,9 @@ HTTP status:
   second; 50 and 2 by default, the plans below Enterprise): 503
   ``QUERY_LIMIT_EXCEEDED``;
 - an unknown method: 404 ``ERROR_METHOD_NOT_FOUND``;
+- ``scope``: the webhook's scopes (``scopes``, ``crm`` and ``telephony`` unless a test
+  chooses others), ``full=true`` every scope of the portal; a ``telephony.*`` or
+  ``crm.*`` method of a webhook without that scope: 401 ``insufficient_scope``;
 - a method's own errors: 400 ``ERROR_CORE`` / ``INVALID_ARGUMENT`` / an empty code,
   with the documented descriptions.
 
@@ -51,6 +54,8 @@ from aiohttp import web
 USER = "1"
 CODE = "w3bh00kc0de42xyz"
 REGISTRATION_KEPT = 30 * 60.0  # seconds a repeated register gives the same CALL_ID
+# a few of the scopes a portal offers (apidocs: "Method scopes")
+PORTAL_SCOPES = ("crm", "telephony", "user", "department", "im", "task", "disk", "calendar")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Bitrix24Portal:
         self.user, self.code = USER, CODE
         self.rate, self.burst, self.clock = rate, burst, clock
         self.auth_error = "INVALID_CREDENTIALS"
+        self.scopes: list[str] = ["crm", "telephony"]  # ticked in the webhook's settings
         self.port = 0
         self.down = False
         self.script: list[tuple[int, bytes | str]] = []
@@ -171,6 +177,16 @@ class Bitrix24Portal:
         if handler is None:
             return self._refuse(
                 method, MethodError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+            )
+        scope = method.split(".", 1)[0] if "." in method else None
+        if scope in PORTAL_SCOPES and scope not in self.scopes:
+            return self._refuse(
+                method,
+                MethodError(
+                    "insufficient_scope",
+                    "The request requires higher privileges than provided by the webhook token",
+                    401,
+                ),
             )
         self.requests.append(Accepted(method, params, self.clock()))
         try:
@@ -415,7 +431,15 @@ def _updater(kind: str) -> Callable[[Bitrix24Portal, dict[str, Any]], bool]:
     return update
 
 
+def _scope(portal: Bitrix24Portal, params: dict[str, Any]) -> list[str]:
+    """The webhook's scopes; with ``full=true`` every scope of the portal."""
+    if str(params.get("full", "")).lower() in ("true", "1", "y"):
+        return list(PORTAL_SCOPES)
+    return list(portal.scopes)
+
+
 _METHODS: dict[str, Callable[[Bitrix24Portal, dict[str, Any]], Any]] = {
+    "scope": _scope,
     "telephony.externalcall.register": _register,
     "telephony.externalcall.show": _show,
     "telephony.externalcall.hide": _hide,

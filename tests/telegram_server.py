@@ -6,6 +6,7 @@ or ``{"ok": false, "error_code": N, "description": "..."}`` (plus ``parameters``
 with ``retry_after`` on 429), with the HTTP status equal to the error code.
 
 - a token other than the bot's: 401 "Unauthorized"; an unknown method: 404 "Not Found";
+- getMe: the bot (``id``, ``is_bot`` true, ``first_name``, ``username``, ...);
 - sendMessage (``chat_id``, ``text``, ``parse_mode``, ``reply_markup`` with an
   ``inline_keyboard``): a chat the bot was never started in is 400 "Bad Request:
   chat not found", a chat that blocked the bot 403 "Forbidden: bot was blocked by
@@ -44,6 +45,7 @@ from aiohttp import web
 from servers import serving_app
 
 BOT_ID = 7000000001
+BOT_USERNAME = "cb_bot"
 PER_CHAT_SECONDS = 1.0
 PER_SECOND = 30
 MAX_TEXT = 4096
@@ -79,7 +81,12 @@ class Message:
     def as_json(self) -> dict[str, Any]:
         shown: dict[str, Any] = {
             "message_id": self.message_id,
-            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Callbacks", "username": "cb_bot"},
+            "from": {
+                "id": BOT_ID,
+                "is_bot": True,
+                "first_name": "Callbacks",
+                "username": BOT_USERNAME,
+            },
             "chat": {"id": self.chat, "type": "private", "first_name": f"User {self.chat}"},
             "date": self.date,
             "text": self.text,
@@ -208,6 +215,7 @@ class BotApi:
                 "editmessagetext": self._edit_message_text,
                 "answercallbackquery": self._answer_callback_query,
                 "getupdates": self._get_updates,
+                "getme": self._get_me,
             }.get(method.lower())
             if handler is None:
                 raise ApiError(404, "Not Found")
@@ -217,6 +225,17 @@ class BotApi:
         finally:
             self.changed.set()
         return web.json_response({"ok": True, "result": result})
+
+    async def _get_me(self, params: dict[str, Any]) -> Any:
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Callbacks",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     async def _send_message(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)

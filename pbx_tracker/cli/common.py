@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_HELP",
     "check_against_asterisk",
+    "check_outside_platforms",
     "config_option",
     "database_or_exit",
     "fail",
@@ -129,3 +130,19 @@ def check_against_asterisk(settings: Settings) -> int:
     ami = settings.ami
     click.echo(f"Asterisk OK: {ami.host}:{ami.port} as {ami.username}")
     return 0
+
+
+def check_outside_platforms(settings: Settings) -> int:
+    """`check-config --live`, after Asterisk: each configured platform (Bitrix24, amoCRM,
+    Telegram) asked whether its webhook or token works; notes on stdout, an ``OK`` line
+    for each that passed, each problem on stderr naming the key; the exit code."""
+    from pbx_tracker.selfcheck.platforms import check_platforms
+
+    findings = asyncio.run(check_platforms(settings))
+    for note in findings.notes:
+        click.echo(f"note: {note}")
+    for line in findings.passed:
+        click.echo(line)
+    for problem in findings.problems:
+        click.echo(str(problem), err=True)
+    return 1 if findings.problems else 0

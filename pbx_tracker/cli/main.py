@@ -57,13 +57,18 @@ def run(config_path: str | None) -> None:
 @click.option(
     "--live",
     is_flag=True,
-    help="Also check it against the running Asterisk (logs in with the config's AMI user).",
+    help=(
+        "Also check it against the running Asterisk (logs in with the config's AMI user) "
+        "and the configured Bitrix24, amoCRM and Telegram (webhook, token and rights)."
+    ),
 )
 def check_config(config_path: str | None, live: bool) -> None:
     """Validate the config: exit 0, or 1 with each problem on a line naming the key;
     with --live also against the running Asterisk (drivers, contexts, AMI classes,
-    recordings folder, CEL log).  Placeholders (the example's CHANGE_ME and web users'
-    hashes), well-known defaults and secrets under 8 characters are refused."""
+    recordings folder, CEL log) and the outside platforms switched on (Bitrix24's
+    webhook and its scopes, amoCRM's token, the Telegram bot's token).  Placeholders
+    (the example's CHANGE_ME and web users' hashes), well-known defaults and secrets
+    under 8 characters are refused."""
     settings = load_or_exit(config_path)
     strong_secrets_or_exit(settings)
     agi, http = settings.agi, settings.http
@@ -77,9 +82,10 @@ def check_config(config_path: str | None, live: bool) -> None:
         f"group(s), AMI {settings.ami.host}:{settings.ami.port}, {router}, {website}"
     )
     if live:
-        from pbx_tracker.cli.common import check_against_asterisk
+        from pbx_tracker.cli.common import check_against_asterisk, check_outside_platforms
 
-        sys.exit(check_against_asterisk(settings))
+        asterisk = check_against_asterisk(settings)
+        sys.exit(max(asterisk, check_outside_platforms(settings)))
 
 
 @main.group()

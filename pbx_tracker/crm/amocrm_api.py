@@ -31,13 +31,22 @@ import structlog
 from pbx_tracker.crm.platform import PlatformError
 from pbx_tracker.crm.settings import AmoCrmSettings
 
-__all__ = ["AddedCall", "AmoCrmApi", "UnsortedLead"]
+__all__ = ["Account", "AddedCall", "AmoCrmApi", "UnsortedLead"]
 
 log = structlog.get_logger(__name__)
 
 USER_AGENT = "pbx-tracker"
 RATE_LIMIT_WAIT = 1.0  # seconds: amoCRM counts requests per second
 _MAX_REASON = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The amoCRM account the token opens: its id, name and subdomain."""
+
+    id: int
+    name: str
+    subdomain: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +112,16 @@ class AmoCrmApi:
         if body is None:
             return []
         return _dicts(_embedded(body).get("contacts", []), "contacts")
+
+    async def account(self) -> Account:
+        """``GET /api/v4/account``: the account the token opens (a working token's proof)."""
+        body = await self._request("GET", "api/v4/account")
+        if not isinstance(body, dict):
+            raise PlatformError("amoCRM answered no account")
+        name, subdomain = body.get("name"), body.get("subdomain")
+        if not isinstance(name, str) or not isinstance(subdomain, str) or not subdomain:
+            raise PlatformError("amoCRM answered an account without its name or subdomain")
+        return Account(id=_id(body.get("id"), "account id"), name=name, subdomain=subdomain)
 
     async def close(self) -> None:
         if self._session is not None:

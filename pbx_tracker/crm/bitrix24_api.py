@@ -93,6 +93,13 @@ class Bitrix24Api:
             raise self._error(method, _client_reason(error)) from None
         return self._answer(method, status, raw)
 
+    async def scopes(self) -> list[str]:
+        """The webhook's scopes (method ``scope``: ``["crm", "telephony", ...]``)."""
+        result = await self.call("scope", {})
+        if not isinstance(result, list) or not all(isinstance(s, str) for s in result):
+            raise self._error("scope", "answered no list of scopes")
+        return result
+
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None

@@ -1,7 +1,8 @@
 """The Telegram Bot API as the bot uses it: ``POST {api_url}/bot<token>/<method>`` with JSON.
 
-Four methods: sendMessage, editMessageText, answerCallbackQuery, getUpdates
-(long polling: the request waits up to ``poll_seconds`` for an update).  Every
+Five methods: sendMessage, editMessageText, answerCallbackQuery, getUpdates
+(long polling: the request waits up to ``poll_seconds`` for an update), and getMe
+(the bot's username: the token works).  Every
 answer is checked before it is believed; anything but ``{"ok": true,
 "result": ...}`` of the expected shape is a `TelegramError` (a `PlatformError`):
 
@@ -111,6 +112,14 @@ class TelegramApi:
     async def answer_callback_query(self, query_id: str, text: str) -> None:
         """Answer a button press; ``text`` shows on the manager's screen for a moment."""
         await self._call("answerCallbackQuery", {"callback_query_id": query_id, "text": text})
+
+    async def get_me(self) -> str:
+        """The bot's username (``getMe``): what managers look the bot up by."""
+        bot = await self._call("getMe", {})
+        username = bot.get("username") if isinstance(bot, dict) else None
+        if not isinstance(username, str) or not username or bot.get("is_bot") is not True:
+            raise TelegramError("getMe", 0, "answered no bot with a username")
+        return username
 
     async def get_updates(self, offset: int | None) -> list[Any]:
         """Updates after ``offset`` (confirming those before it), waiting up to
