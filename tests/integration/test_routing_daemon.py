@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bitrix24_server import serving
 from daemons import start_daemon
 from waiting import until
 
@@ -53,7 +55,10 @@ ROUTING = {
 SCRIPT = Path(__file__).parents[2] / "agi_scripts" / "pbx-tracker-route.agi"
 
 
-def routing_settings(url: str, port: int, tmp_path: Path, **routing: Any) -> Settings:
+def routing_settings(
+    url: str, port: int, tmp_path: Path, *, crm: dict[str, Any] | None = None, **routing: Any
+) -> Settings:
+    """The traces' config with ``ROUTING`` (and ``routing``), the CRMs of ``crm``."""
     base = load_settings(TRACE_CONFIG, environ={})
     data = base.model_dump(mode="json", exclude={"routing", "agi"})
     data["ami"].update(port=port, secret="tracker-secret", reconnect_initial=0.05)
@@ -62,6 +67,10 @@ def routing_settings(url: str, port: int, tmp_path: Path, **routing: Any) -> Set
     data["recordings_dir"] = str(tmp_path / "monitor")
     data["agi"] = {"port": 0}
     data["routing"] = {**ROUTING, **routing}
+    if crm is not None:
+        data["crm"] = crm
+        for manager in data["managers"]:  # Bitrix24's users 11, 12, 13
+            manager["bitrix24_user"] = 10 + int(manager["extension"]) % 100
     return settings_from_mapping(data, environ={})
 
 
@@ -309,3 +318,49 @@ async def test_without_ami_the_answer_says_the_phone_states_may_be_stale(
         call = await run_agi_session("127.0.0.1", server.port, env, timeout=WAIT)
     assert call.variables["ROUTE_TO"] == "IAX2/101/101"
     assert call.variables["ROUTE_REASON"].endswith("phone states may be stale: no AMI connection")
+
+
+async def test_the_callers_owner_in_bitrix24_rings_first(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """A caller Bitrix24 knows as Vera's (103) client rings Vera alone first though Anna has
+    waited longest; a caller Bitrix24 does not know goes by the group's strategy."""
+    async with serving() as portal:
+        portal.add_contact("+79161112244", assigned_by=13)
+        url_file = tmp_path / "bitrix24-webhook"
+        url_file.write_text(portal.webhook_url, encoding="utf-8")
+        crm = {"bitrix24": {"webhook_url_file": str(url_file)}, "owner_deadline_ms": 2000}
+        groups = [{**ROUTING["groups"][0], "crm_owner": True}, *ROUTING["groups"][1:]]
+        settings = routing_settings(sqlite_url, asterisk.port, tmp_path, crm=crm, groups=groups)
+        async with running_daemon(settings) as pbx:
+            owned = await pbx.route("1795350010.1", "79161112244")
+            stranger = await pbx.route("1795350011.1", "79161112255")
+    assert owned.variables["ROUTE_TO"] == "IAX2/103/103"
+    assert owned.variables["ROUTE_STRATEGY"] == "crm_owner"
+    assert stranger.variables["ROUTE_TO"] == "IAX2/101/101"
+    assert stranger.variables["ROUTE_STRATEGY"] == "longest_idle"
+    searched = [r for r in portal.requests if "searchcrmentities" in r.method]
+    assert len(searched) == 2
+
+
+async def test_a_crm_that_does_not_answer_in_time_does_not_hold_the_call(
+    sqlite_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Bitrix24 cannot be reached: the call is routed by the group's strategy without waiting
+    for it."""
+    url_file = tmp_path / "bitrix24-webhook"
+    url_file.write_text(f"http://127.0.0.1:{closed_port()}/rest/1/code/", encoding="utf-8")
+    crm = {"bitrix24": {"webhook_url_file": str(url_file)}, "owner_deadline_ms": 300}
+    groups = [{**ROUTING["groups"][0], "crm_owner": True}, *ROUTING["groups"][1:]]
+    settings = routing_settings(sqlite_url, asterisk.port, tmp_path, crm=crm, groups=groups)
+    async with running_daemon(settings) as pbx:
+        call = await pbx.route("1795350012.1", "79161112244")
+    assert call.variables["ROUTE_TO"] == "IAX2/101/101"
+    assert call.variables["ROUTE_STRATEGY"] == "longest_idle"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
