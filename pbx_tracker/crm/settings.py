@@ -69,7 +69,13 @@ class Bitrix24Settings(ConfigModel):
     @field_validator("webhook_url_file")
     @classmethod
     def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(_https(value.get_secret_value(), "webhook_url_file"))
+        url = value.get_secret_value()
+        if not url.startswith(("https://", "http://")) or "/rest/" not in url:
+            raise problem(
+                "webhook_url_file",
+                "the file must hold the webhook's URL: https://<portal>/rest/<user>/<code>/",
+            )
+        return SecretStr(url if url.endswith("/") else f"{url}/")
 
     @property
     def webhook_url(self) -> str:

@@ -1066,3 +1066,38 @@ def test_spam_problems_name_the_key(spam: dict[str, Any], key: str) -> None:
     reported with its key."""
     (line,) = problems_of(minimal(spam=spam))
     assert line.startswith(key), line
+
+
+# --- the CRMs' and Telegram's secrets, kept in files ---------------------------------
+
+
+def test_a_crm_secret_file_is_read_and_its_problems_never_show_the_secret(
+    tmp_path: Path,
+) -> None:
+    """Bitrix24's webhook URL and amoCRM's token come from files: a missing or empty file
+    and a file holding something else are problems naming the key, never the content."""
+    hook, token = tmp_path / "bitrix24-webhook", tmp_path / "amocrm-token"
+    hook.write_text("portal.bitrix24.ru/rest/1/s3cretc0de\n", encoding="utf-8")
+    token.write_text("", encoding="utf-8")
+    crm = {
+        "bitrix24": {"webhook_url_file": str(hook)},
+        "amocrm": {"base_url": "https://example.amocrm.ru", "token_file": str(token)},
+    }
+    found = problems_of(minimal(crm=crm))
+    assert [line.partition(" (got")[0] for line in found] == [
+        "crm.bitrix24.webhook_url_file: the file must hold the webhook's URL: "
+        "https://<portal>/rest/<user>/<code>/",
+        f"crm.amocrm.token_file: {token} is empty",
+    ]
+    assert not any("s3cretc0de" in line for line in found)
+    hook.write_text("https://portal.bitrix24.ru/rest/1/s3cretc0de\n", encoding="utf-8")
+    token.write_text("amo-token-0123456789\n", encoding="utf-8")
+    settings = load(minimal(crm=crm))
+    assert settings.crm.bitrix24 is not None and settings.crm.amocrm is not None
+    assert settings.crm.bitrix24.webhook_url == "https://portal.bitrix24.ru/rest/1/s3cretc0de/"
+    assert settings.crm.amocrm.token_file.get_secret_value() == "amo-token-0123456789"
+    assert {"s3cretc0de", "amo-token-0123456789"} <= set(settings.secret_values())
+    missing = problems_of(minimal(crm={"amocrm": {**crm["amocrm"], "token_file": "nope"}}))
+    assert [line.partition(" (got")[0] for line in missing] == [
+        f"crm.amocrm.token_file: cannot read {Path.cwd() / 'nope'}: No such file or directory"
+    ]
