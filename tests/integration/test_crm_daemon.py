@@ -102,6 +102,15 @@ async def test_a_ring_group_call_shows_in_bitrix24_from_ringing_to_recording(
     assert {finish["CALL_ID"], show["CALL_ID"], hide["CALL_ID"]} == {register_call_id(portal)}
 
 
+def outbox_figure(daemon: Any, name: str, target: str = "amocrm") -> float:
+    """``pbx_tracker_outbox_<name>{target=...}`` as /metrics shows it now."""
+    for family in daemon.daemon_metrics.collect():
+        for sample in family.samples:
+            if sample.name == f"pbx_tracker_outbox_{name}" and sample.labels == {"target": target}:
+                return float(sample.value)
+    raise AssertionError(f"no pbx_tracker_outbox_{name} for {target}")
+
+
 def register_call_id(portal: Any) -> str:
     (call_id,) = portal.calls
     return str(call_id)
@@ -131,6 +140,8 @@ async def test_an_amocrm_outage_delays_the_calls_and_loses_none(
             await until(lambda: outbox.state.down_since is not None, outbox.rounds, WAIT)
             _, health = await running.daemon.health.answer()
             assert health.parts is not None and health.parts["outbox.amocrm"].state == "down"
+            assert outbox_figure(running.daemon, "up") == 0.0
+            assert outbox_figure(running.daemon, "pending") == 2.0
             await until(lambda: amocrm.down_answers >= 2, amocrm.changed, WAIT)
             probes = amocrm.down_answers
             amocrm.down = False
