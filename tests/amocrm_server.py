@@ -22,11 +22,12 @@ another token, or once `revoke()` was called, a 401 ``application/problem+json``
   ``current_user_id``, ``country``, ...), ``account_name`` and ``subdomain`` as set.
 
 amoCRM allows 7 requests a second per integration: more within ``window``
-seconds answer 429, and after ``block_after`` refused ones in a row, 403 (the
-address blocked) until `unblock()`.  ``down`` answers 503 to everything;
-``scripted`` answers (status, body, headers) come first, one a request, for
-garbage and odd answers.  Every request served (past the token, the limit and
-the switches) is kept in ``requests``, in order.
+seconds (of ``clock``: ``time.monotonic`` unless given) answer 429, and after
+``block_after`` refused ones in a row, 403 (the address blocked) until
+`unblock()`.  ``down`` answers 503 to everything; ``scripted`` answers (status,
+body, headers) come first, one a request, for garbage and odd answers.  Every
+request served (past the token, the limit and the switches) is kept in
+``requests``, in order.
 """
 
 from __future__ import annotations
@@ -99,10 +100,12 @@ class AmoCrmStandIn:
         window: float = 1.0,
         block_after: int = 20,
         default_user: int = 9000001,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
         self.window = window
+        self.clock = clock
         self.block_after = block_after
         self.default_user = default_user  # responsible for contacts made without one
         self.base_url = ""
@@ -196,7 +199,7 @@ class AmoCrmStandIn:
         return await handler(request)
 
     def _over_limit(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         while self._recent and now - self._recent[0] >= self.window:
             self._recent.popleft()
         if len(self._recent) >= self.rate_limit:
