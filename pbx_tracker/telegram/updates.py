@@ -109,6 +109,10 @@ class TelegramUpdates:
             log.warning("telegram.update_skipped", reason="not a button of ours", chat=chat)
             await self._answer(query_id, "This button is not one of ours.")
             return
+        if _user_of(query) != chat:  # a group chat: only the manager's own chat acts
+            log.warning("telegram.press_refused", chat=chat, reason="not a private chat")
+            await self._answer(query_id, "Buttons work in your private chat with the bot.")
+            return
         action, task_id = button
         pressed = await self._buttons.press(Press(chat, action, task_id))
         await self._answer(query_id, pressed.answer)
@@ -153,6 +157,11 @@ class TelegramUpdates:
             reply = f"This chat is {manager.name}'s: reminders about your callbacks come here."
         log.info("telegram.start", chat=chat, manager=manager.name if manager else None)
         await self._api.send_message(chat, html.escape(reply, quote=False))
+
+
+def _user_of(query: dict[str, Any]) -> int | None:
+    """Who pressed: the query's ``from.id`` (in a private chat, the chat's id)."""
+    return _chat_of({"chat": query.get("from")})
 
 
 def _chat_of(message: Any) -> int | None:

@@ -196,6 +196,17 @@ async def test_a_press_from_someone_elses_chat_changes_nothing(bot: Bot) -> None
     assert task.is_open and task.resolved_by is None
 
 
+async def test_a_press_by_someone_else_in_the_managers_chat_changes_nothing(bot: Bot) -> None:
+    """Anna's chat id made a group: a press there by another member is refused, the task
+    stays open."""
+    task_id = await opened(bot)
+    await bot.remind(task_id)
+    message = bot.telegram.last(ANNA)
+    query = bot.telegram.press(ANNA, message.message_id, "Done", by=STRANGER)
+    assert "private chat" in await bot.answered(query)
+    assert (await bot.task(task_id)).is_open
+
+
 async def test_the_groups_supervisor_may_close_its_tasks(bot: Bot) -> None:
     """Vera supervises sales: her press on an escalation closes the task in her name."""
     task_id = await opened(bot)
