@@ -117,10 +117,12 @@ class AmoCrmApi:
         """``GET /api/v4/account``: the account the token opens (a working token's proof)."""
         body = await self._request("GET", "api/v4/account")
         if not isinstance(body, dict):
-            raise PlatformError("amoCRM answered no account")
+            raise PlatformError("amoCRM answered no account", status=200)
         name, subdomain = body.get("name"), body.get("subdomain")
         if not isinstance(name, str) or not isinstance(subdomain, str) or not subdomain:
-            raise PlatformError("amoCRM answered an account without its name or subdomain")
+            raise PlatformError(
+                "amoCRM answered an account without its name or subdomain", status=200
+            )
         return Account(id=_id(body.get("id"), "account id"), name=name, subdomain=subdomain)
 
     async def close(self) -> None:
@@ -164,14 +166,16 @@ class AmoCrmApi:
             try:
                 return json.loads(text)
             except ValueError:
-                raise PlatformError(f"amoCRM {path}: HTTP {status} with no JSON") from None
+                reason = f"amoCRM {path}: HTTP {status} with no JSON"
+                raise PlatformError(reason, status=status) from None
         reason = self._scrub(f"amoCRM {path}: HTTP {status} {_problem(text)}".strip())
         if status == 429:
             wait = _retry_after(response.headers)
-            raise PlatformError(reason, retry_after=wait, down=False)
+            raise PlatformError(reason, retry_after=wait, down=False, status=status)
         if status == 400:
-            raise PlatformError(reason, permanent=True, down=False)
-        raise PlatformError(reason)  # 401, 402, 403, 5xx; a redirect: the address is wrong
+            raise PlatformError(reason, permanent=True, down=False, status=status)
+        # 401, 402, 403, 5xx; a redirect: the address is wrong
+        raise PlatformError(reason, status=status)
 
     def _headers(self) -> dict[str, str]:
         token = self._settings.token_file.get_secret_value()

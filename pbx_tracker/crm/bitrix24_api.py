@@ -97,7 +97,7 @@ class Bitrix24Api:
         """The webhook's scopes (method ``scope``: ``["crm", "telephony", ...]``)."""
         result = await self.call("scope", {})
         if not isinstance(result, list) or not all(isinstance(s, str) for s in result):
-            raise self._error("scope", "answered no list of scopes")
+            raise self._error("scope", "answered no list of scopes", status=200)
         return result
 
     async def close(self) -> None:
@@ -111,11 +111,11 @@ class Bitrix24Api:
         except (ValueError, UnicodeDecodeError):
             answer = None
         if not isinstance(answer, dict):
-            raise self._error(method, f"HTTP {status}, not Bitrix24's JSON")
+            raise self._error(method, f"HTTP {status}, not Bitrix24's JSON", status=status)
         if "error" in answer or status >= 300:
             raise self._refusal(method, status, answer)
         if "result" not in answer:
-            raise self._error(method, f"HTTP {status} without a result")
+            raise self._error(method, f"HTTP {status} without a result", status=status)
         return answer["result"]
 
     def _refusal(self, method: str, status: int, answer: dict[str, Any]) -> PlatformError:
@@ -128,12 +128,14 @@ class Bitrix24Api:
             text += f": {_short(description)}"
         key = code.upper()
         if key == "QUERY_LIMIT_EXCEEDED":
-            return self._error(method, text, retry_after=QUERY_LIMIT_WAIT, down=False)
+            wait = QUERY_LIMIT_WAIT
+            return self._error(method, text, retry_after=wait, down=False, status=status)
         if key == "OPERATION_TIME_LIMIT" or status == 429:
-            return self._error(method, text, retry_after=OPERATION_LIMIT_WAIT, down=False)
+            wait = OPERATION_LIMIT_WAIT
+            return self._error(method, text, retry_after=wait, down=False, status=status)
         if key in _DOWN_CODES or status >= 500 or status in (401, 403) or 300 <= status < 400:
-            return self._error(method, text)
-        return self._error(method, text, permanent=True, down=False)
+            return self._error(method, text, status=status)
+        return self._error(method, text, permanent=True, down=False, status=status)
 
     def _error(
         self,
@@ -143,11 +145,14 @@ class Bitrix24Api:
         retry_after: float | None = None,
         permanent: bool = False,
         down: bool = True,
+        status: int | None = None,
     ) -> PlatformError:
         text = f"bitrix24 {_short(method)}: {reason}"
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return PlatformError(text, retry_after=retry_after, permanent=permanent, down=down)
+        return PlatformError(
+            text, retry_after=retry_after, permanent=permanent, down=down, status=status
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

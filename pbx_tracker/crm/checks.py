@@ -18,7 +18,6 @@ a call needs a manager with a ``bitrix24_user``, none at all is a problem.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -42,8 +41,6 @@ __all__ = [
 
 BITRIX24_SCOPES = ("crm", "telephony")  # what the calls' methods need
 BITRIX24_KEY = "crm.bitrix24.webhook_url_file"
-_STATUS = re.compile(r"\bHTTP (\d{3})\b")
-_ANSWERED = re.compile(r"\banswered\b")
 _BITRIX24_WITHOUT = "their calls are registered under the first ringing manager who has one"
 _AMOCRM_WITHOUT = "the calls they answer are added with no responsible user of theirs"
 
@@ -105,18 +102,10 @@ async def check_amocrm(settings: AmoCrmSettings, managers: Sequence[Manager]) ->
     return found
 
 
-def _answered_status(error: PlatformError) -> int | None:
-    """The HTTP status the platform answered with, as the clients' reasons give it
-    (``... HTTP 401 ...``); None when the reason names none."""
-    match = _STATUS.search(error.reason)
-    return int(match.group(1)) if match else None
-
-
 def answered(error: PlatformError) -> bool:
-    """Whether something answered at the platform's address: the clients' reasons name
-    the HTTP status, or say what the platform ``answered`` when its answer had the wrong
-    shape; a network failure or a timeout does neither (``no answer within 10 s``)."""
-    return _answered_status(error) is not None or _ANSWERED.search(error.reason) is not None
+    """Whether something answered at the platform's address (not a network failure or a
+    timeout)."""
+    return error.status is not None
 
 
 def where(url: str) -> str:
@@ -151,7 +140,7 @@ def _bitrix24_managers(found: Findings, managers: Sequence[Manager]) -> None:
 
 
 def _bitrix24_refusal(error: PlatformError, host: str) -> str:
-    status = _answered_status(error)
+    status = error.status
     if not answered(error):
         return (
             f"cannot reach Bitrix24 at {host} ({error.reason}); is the portal's address right "
@@ -176,7 +165,7 @@ def _amocrm_refusal(error: PlatformError, base_url: str) -> tuple[str, str]:
             f"cannot reach amoCRM at {base_url} ({error.reason}); is the account's address "
             "right and reachable from this server?",
         )
-    if _answered_status(error) == 401:
+    if error.status == 401:
         return (
             "crm.amocrm.token_file",
             f"amoCRM refused the token ({error.reason}): it was revoked or has expired; make a "

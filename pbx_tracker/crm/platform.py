@@ -56,7 +56,9 @@ class PlatformError(Exception):
     that long.  ``permanent``: trying again cannot help (the platform refused the
     content itself); the event is given up at once and logged.  ``down``: the
     platform could not be reached or failed (network, 5xx, a refused token): it
-    shows as down on /healthz until an event goes through.
+    shows as down on /healthz until an event goes through.  ``status``: the HTTP status
+    the platform answered with (200 for an answer of the wrong shape); None when
+    nothing answered (network trouble, a timeout).
     """
 
     def __init__(
@@ -66,9 +68,11 @@ class PlatformError(Exception):
         retry_after: float | None = None,
         permanent: bool = False,
         down: bool = True,
+        status: int | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
         self.retry_after = retry_after
         self.permanent = permanent
         self.down = down

@@ -42,7 +42,8 @@ _MAX_REASON = 200
 
 class TelegramError(PlatformError):
     """Telegram refused a call (or could not be asked); ``code`` is its error_code (0: no
-    answer from Telegram), ``description`` its words, both free of the token."""
+    error code), ``description`` its words, both free of the token; ``status`` as
+    `PlatformError` says (the HTTP status, None when nothing answered)."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class TelegramError(PlatformError):
         retry_after: float | None = None,
         permanent: bool = False,
         down: bool = True,
+        status: int | None = None,
     ) -> None:
         shown = f"{code} {description}" if code else description
         super().__init__(
@@ -60,6 +62,7 @@ class TelegramError(PlatformError):
             retry_after=retry_after,
             permanent=permanent,
             down=down,
+            status=status if status is not None or not code else code,
         )
         self.method = method
         self.code = code
@@ -118,7 +121,7 @@ class TelegramApi:
         bot = await self._call("getMe", {})
         username = bot.get("username") if isinstance(bot, dict) else None
         if not isinstance(username, str) or not username or bot.get("is_bot") is not True:
-            raise TelegramError("getMe", 0, "answered no bot with a username")
+            raise TelegramError("getMe", 0, "answered no bot with a username", status=200)
         return username
 
     async def get_updates(self, offset: int | None) -> list[Any]:
@@ -187,7 +190,7 @@ def _result(method: str, status: int, raw: bytes, token: str) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError):
         answer = None
     if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
-        raise TelegramError(method, 0, f"HTTP {status} with no Bot API answer")
+        raise TelegramError(method, 0, f"HTTP {status} with no Bot API answer", status=status)
     if answer["ok"] is True and "result" in answer:
         return answer["result"]
     code = answer.get("error_code")

@@ -39,7 +39,7 @@ async def check_bot(settings: TelegramSettings, managers: Sequence[Manager]) -> 
 
 def _refusal(error: TelegramError, api_url: str) -> tuple[str, str]:
     """(key, text) of a failed ``getMe``."""
-    if not error.code and not answered(error):
+    if not answered(error):
         return (
             "callbacks.telegram.api_url",
             f"cannot reach the Bot API at {api_url} ({error.reason}); is it reachable from "
