@@ -120,9 +120,7 @@ class DaemonHttp:
 
     async def stop(self) -> None:
         """Stop serving and close the pools (also after a start that failed half-way)."""
-        await self.server.stop()
-        if self.click_to_call is not None:
-            await self.click_to_call.close()
+        await self.server.stop()  # the click-to-call too (closed with the app)
         if self.pools is not None:
             await self.pools.close()
 

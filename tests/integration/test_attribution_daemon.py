@@ -19,7 +19,6 @@ from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
 from pbx_tracker.sim.visitors import BROWSER_USER_AGENT
-from pbx_tracker.store.migrate import upgrade_to_head
 from stored import connected, stored_calls
 from traces import TRACES
 
@@ -68,19 +67,18 @@ async def start_visit(port: int, **changes: Any) -> dict[str, Any]:
 
 
 async def test_a_visits_call_gets_its_source_tags_and_session(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """A visit given a pool number by the running daemon, followed by a call on that number, yields
     a call record credited to that visit with its utm tags."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **http_environ())
     async with start_daemon(settings, asyncio.Event()) as running:
         assert running.daemon.http is not None
         visit = await start_visit(running.daemon.http.port)
         assert visit["fallback"] is False
         await asterisk.play(call_on(visit["number"]))
         await running.wait_for_records(1)
-    (row,) = await stored_calls(database_url)
+    (row,) = await stored_calls(migrated_url)
     assert row.did == visit["number"]
     assert row.session_id == visit["visit_id"]
     assert (row.source, row.medium, row.campaign) == ("yandex", "cpc", "winter-sale")
@@ -91,12 +89,11 @@ async def test_a_visits_call_gets_its_source_tags_and_session(
 
 
 async def test_after_a_restart_the_visit_keeps_its_number_and_its_calls(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """The pool comes back from the store: the returning page keeps its number, and a
     call on it is still credited to the visit started before the restart."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **http_environ())
     async with start_daemon(settings, asyncio.Event()) as running:
         assert running.daemon.http is not None
         first = await start_visit(running.daemon.http.port)
@@ -109,23 +106,22 @@ async def test_after_a_restart_the_visit_keeps_its_number_and_its_calls(
         assert (again["visit_id"], again["number"]) == (first["visit_id"], first["number"])
         await asterisk.play(call_on(first["number"]))
         await running.wait_for_records(1)
-    (row,) = await stored_calls(database_url)
+    (row,) = await stored_calls(migrated_url)
     assert row.session_id == first["visit_id"]
 
 
 async def test_calls_on_pool_numbers_no_visit_holds_keep_the_pools_source(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """Calls on pool numbers no visit was given are stored as unattributed with the pool's source,
     and a fixed number's call keeps its configured source."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **http_environ())
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **http_environ())
     async with start_daemon(settings, asyncio.Event()) as running:
         await asterisk.play(trace_events(TRACES / "11_concurrent.jsonl"))
         await running.wait_for_records(5)
     by_method = {
         row.did: (row.attribution and row.attribution["method"], row.source)
-        for row in await stored_calls(database_url)
+        for row in await stored_calls(migrated_url)
     }
     assert by_method["+74951110012"] == ("unattributed", "pool")
     assert by_method["+74951110015"] == ("unattributed", "pool")
@@ -133,14 +129,13 @@ async def test_calls_on_pool_numbers_no_visit_holds_keep_the_pools_source(
 
 
 async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """The pool status and /metrics answer 401 without the right bearer token, and with it show the
     pool's size, numbers in use, recommended size and the daemon's counters."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     token = "status-token-0123456789"
     environ = http_environ(PBX_TRACKER_HTTP__STATUS_TOKEN=token)
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **environ)
     async with start_daemon(settings, asyncio.Event()) as running:
         assert running.daemon.http is not None
         port = running.daemon.http.port
@@ -177,17 +172,16 @@ async def test_pool_status_endpoint_needs_the_token_and_shows_the_pool(
 
 
 async def test_an_http_port_in_use_stops_the_start_with_exit_code_1(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """A daemon whose HTTP port is taken exits with code 1 and logs the port it could not listen
     on."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
         environ = http_environ(PBX_TRACKER_HTTP__PORT=port)
-        settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+        settings = trace_settings(migrated_url, asterisk.port, tmp_path, **environ)
         async with open_writer(settings) as writer:
             daemon = Daemon(settings, writer)
             with capture_logs() as logs:
@@ -198,17 +192,16 @@ async def test_an_http_port_in_use_stops_the_start_with_exit_code_1(
 
 
 async def test_only_the_personal_data_the_config_allows_is_stored(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """By default no client address; with store_analytics_ids false no analytics ids."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     environ = http_environ(PBX_TRACKER_ATTRIBUTION__STORE_ANALYTICS_IDS="false")
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **environ)
     ids = {"ga_client_id": "1234567890.1700000000", "ym_client_id": "1700000000123456789"}
     async with start_daemon(settings, asyncio.Event()) as running:
         assert running.daemon.http is not None
         visit = await start_visit(running.daemon.http.port, **ids)
-    async with connected(database_url) as conn:
+    async with connected(migrated_url) as conn:
         stored = await get_visit(conn, visit["visit_id"])
     assert stored is not None
     assert stored.utm_source == "yandex" and stored.landing_page == VISIT["page"]

@@ -19,7 +19,6 @@ from waiting import WAIT, until
 
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
-from pbx_tracker.store.migrate import upgrade_to_head
 from traces import TRACE_CONFIG, TRACES
 
 MONITOR = "/var/spool/asterisk/monitor/"
@@ -52,13 +51,12 @@ def recorded_in(folder: Path, messages: Iterator[Mapping[str, str]]) -> Iterator
 
 
 async def test_a_ring_group_call_shows_in_bitrix24_from_ringing_to_recording(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """A caller rings Anna, Boris and Vera at once and Boris answers: Bitrix24 gets the call
     registered once (for Anna), its card shown to Boris and Vera, hidden for those two when
     Boris answers, finished with Boris and the talk time, the lead's source filled in, and
     the recording attached — in that order."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     recordings = tmp_path / "monitor"
     write_wav(recordings / "1795348362.13.wav")
     async with serving() as portal:
@@ -66,7 +64,7 @@ async def test_a_ring_group_call_shows_in_bitrix24_from_ringing_to_recording(
         bitrix24 = {"webhook_url_file": url_file, "fields": {"SOURCE_DESCRIPTION": "source"}}
         config = integration_config(tmp_path, {"bitrix24": bitrix24})
         settings = trace_settings(
-            database_url,
+            migrated_url,
             asterisk.port,
             tmp_path,
             config=config,
@@ -117,12 +115,11 @@ def register_call_id(portal: Any) -> str:
 
 
 async def test_an_amocrm_outage_delays_the_calls_and_loses_none(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """amoCRM is down while two calls are made: /healthz shows it down, each waiting call is
     not hammered (one probe per backoff), and once it is back both calls land on their
     contacts, each once."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     async with AmoCrmStandIn(AMOCRM_TOKEN) as amocrm:
         amocrm.add_contact("Client one", "+79161234501", responsible_user_id=911)
         amocrm.add_contact("Client three", "+79161234503", responsible_user_id=912)
@@ -130,7 +127,7 @@ async def test_an_amocrm_outage_delays_the_calls_and_loses_none(
         token_file = secret_file(tmp_path, "amocrm-token", AMOCRM_TOKEN)
         crm = {"amocrm": {"base_url": amocrm.base_url, "token_file": token_file}}
         settings = trace_settings(
-            database_url, asterisk.port, tmp_path, config=integration_config(tmp_path, crm)
+            migrated_url, asterisk.port, tmp_path, config=integration_config(tmp_path, crm)
         )
         async with start_daemon(settings, asyncio.Event()) as running:
             for name in ("01_answered_simple.jsonl", "03_missed_no_answer.jsonl"):
@@ -155,12 +152,11 @@ async def test_an_amocrm_outage_delays_the_calls_and_loses_none(
 
 
 async def test_a_click_in_bitrix24_rings_the_manager_and_its_call_is_finished_there(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """Boris clicks a customer's number in Bitrix24: Asterisk rings Boris's phone, then the
     customer, and once the call is over Bitrix24's own call (the click's CALL_ID) is
     finished with Boris and the talk time; nothing is registered a second time."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     token = "bitrix24-app-token-4242"
     async with serving() as portal:
         bitrix24 = {
@@ -169,7 +165,7 @@ async def test_a_click_in_bitrix24_rings_the_manager_and_its_call_is_finished_th
         }
         config = integration_config(tmp_path, {"bitrix24": bitrix24})
         environ = http_environ()
-        settings = trace_settings(database_url, asterisk.port, tmp_path, config=config, **environ)
+        settings = trace_settings(migrated_url, asterisk.port, tmp_path, config=config, **environ)
         async with start_daemon(settings, asyncio.Event()) as running:
             assert running.daemon.http is not None
             call_id = await clicked_call(portal.webhook_url, user_id=12, phone="+79161230077")

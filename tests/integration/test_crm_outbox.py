@@ -28,7 +28,6 @@ from pbx_tracker.crm.settings import CrmSettings
 from pbx_tracker.crm.webhook import WebhookPlatform
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
-from pbx_tracker.store.migrate import upgrade_to_head
 from stored import missed_call
 from traces import TRACES
 
@@ -88,11 +87,10 @@ async def delivered_row(engine: AsyncEngine, delivery: OutboxDelivery) -> Any:
 
 
 async def test_a_stored_call_reaches_the_crm_through_an_outage(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path, crm: Crm
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path, crm: Crm
 ) -> None:
     """The CRM answers 503 twice: the call's event is retried and arrives with the same
     idempotency key every time; the outbox then says delivered."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     crm.failures = [503, 503]
     environ = {
         "PBX_TRACKER_CRM__WEBHOOK__URL": crm.url,
@@ -101,7 +99,7 @@ async def test_a_stored_call_reaches_the_crm_through_an_outage(
         "PBX_TRACKER_CRM__RETRY_INITIAL": "0.05",
         "PBX_TRACKER_CRM__RETRY_MAX": "0.1",
     }
-    settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path, **environ)
     async with start_daemon(settings, asyncio.Event()) as running:
         await asterisk.play(trace_events(TRACES / "01_answered_simple.jsonl"))
         await running.wait_for_records(1)

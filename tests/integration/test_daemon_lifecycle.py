@@ -16,7 +16,6 @@ from pbx_tracker.daemon import Daemon
 from pbx_tracker.pipeline import open_writer
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
-from pbx_tracker.store.migrate import upgrade_to_head
 from stored import stored_calls
 from traces import TRACES
 
@@ -28,13 +27,12 @@ def refuses(port: int) -> bool:
 
 
 async def test_a_background_loop_that_crashes_stops_the_daemon_with_exit_code_1(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """When one of the daemon's loops fails, the log says which and why in one line, the
     call already taken in is still stored, the router's port closes and the exit code is 1,
     so systemd starts the daemon again instead of it running on half alive."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
-    settings = trace_settings(database_url, asterisk.port, tmp_path)
+    settings = trace_settings(migrated_url, asterisk.port, tmp_path)
     written: list[CallRecord] = []
     record_written = asyncio.Event()
     breaks = asyncio.Event()
@@ -66,15 +64,14 @@ async def test_a_background_loop_that_crashes_stops_the_daemon_with_exit_code_1(
     ]
     assert events.index("daemon.loop_crashed") < events.index("daemon.stopped")
     assert refuses(daemon.agi.port)
-    assert [row.linkedid for row in await stored_calls(database_url)] == [written[0].linkedid]
+    assert [row.linkedid for row in await stored_calls(migrated_url)] == [written[0].linkedid]
 
 
 async def test_an_http_port_in_use_closes_the_router_port_already_opened(
-    database_url: str, asterisk: FakeAsterisk, tmp_path: Path
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
 ) -> None:
     """A daemon whose HTTP port is taken exits with code 1 and does not leave the FastAGI port
     it had opened just before listening: Asterisk's route requests fall back at once."""
-    await asyncio.to_thread(upgrade_to_head, database_url)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -82,7 +79,7 @@ async def test_an_http_port_in_use_closes_the_router_port_already_opened(
             "PBX_TRACKER_HTTP__ENABLED": "true",
             "PBX_TRACKER_HTTP__PORT": str(taken.getsockname()[1]),
         }
-        settings = trace_settings(database_url, asterisk.port, tmp_path, **environ)
+        settings = trace_settings(migrated_url, asterisk.port, tmp_path, **environ)
         async with open_writer(settings) as writer:
             daemon = Daemon(settings, writer)
             assert daemon.agi is not None

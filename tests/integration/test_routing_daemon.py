@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,7 +33,6 @@ from pbx_tracker.sim.agi_client import AgiCall, env_for_call, run_agi_session
 from pbx_tracker.sim.agi_traces import read_agi_trace
 from pbx_tracker.sim.asterisk import FakeAsterisk
 from pbx_tracker.sim.traces import trace_events
-from pbx_tracker.store.migrate import upgrade_to_head
 from stored import missed_call, saved
 from traces import TRACE_CONFIG, TRACES
 
@@ -104,10 +104,11 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Running]:
 
 
 @pytest.fixture
-async def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
-    await asyncio.to_thread(upgrade_to_head, url)
-    return url
+def sqlite_url(tmp_path: Path, sqlite_schema: Path) -> str:
+    """A migrated SQLite database (a copy of the suite's migrated file)."""
+    path = tmp_path / "calls.sqlite3"
+    shutil.copyfile(sqlite_schema, path)
+    return f"sqlite:///{path}"
 
 
 def expected_answer(did: str) -> dict[str, str]:
