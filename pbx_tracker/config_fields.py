@@ -202,6 +202,12 @@ def _read_secret_file(value: Any, info: ValidationInfo) -> SecretStr:
     return SecretStr(text)
 
 
+def _check_http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise problem("http_url", "must start with https:// (or http://)")
+    return value
+
+
 def upper_text(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -219,5 +225,6 @@ Extension = Annotated[str, check_pattern(_EXTENSION, "must be 1 to 10 digits")]
 Device = Annotated[str, check_pattern(_DEVICE, "must look like TECH/name, e.g. PJSIP/101")]
 Email = Annotated[str, check_pattern(_EMAIL, "not an email address")]
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+HttpUrl = Annotated[NonEmptyStr, AfterValidator(_check_http_url)]
 # a path in the YAML; the setting's value is the secret read from that file
 SecretFile = Annotated[SecretStr, BeforeValidator(_read_secret_file)]

@@ -25,6 +25,7 @@ from pbx_tracker.config_fields import (
     Did,
     Email,
     Extension,
+    HttpUrl,
     NonEmptyStr,
     ResolvedPath,
     SecretFile,
@@ -80,18 +81,11 @@ class SmtpSettings(ConfigModel):
 class WebhookSettings(ConfigModel):
     """An HTTP endpoint that receives every reminder as signed JSON."""
 
-    url: NonEmptyStr
+    url: HttpUrl
     secret: SecretStr | None = None
     timeout: PositiveFloat = 5.0
     attempts: int = Field(default=5, ge=1, le=20)
     backoff: PositiveFloat = 1.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise config_problem("url", "must start with http:// or https://")
-        return value
 
 
 class RingMeSettings(ConfigModel):
@@ -114,15 +108,13 @@ class TelegramSettings(ConfigModel):
     """
 
     token_file: SecretFile
-    api_url: NonEmptyStr = "https://api.telegram.org"
+    api_url: HttpUrl = "https://api.telegram.org"
     poll_seconds: int = Field(default=25, ge=1, le=50)
     timeout: PositiveFloat = 10.0
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise config_problem("api_url", "must start with http:// or https://")
+    def _no_end_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
 

@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, PositiveFloat, SecretStr, field_validator
 
 from pbx_tracker.callbacks.settings import WebhookSettings
-from pbx_tracker.config_fields import ConfigModel, NonEmptyStr, SecretFile, lower_text, problem
+from pbx_tracker.config_fields import (
+    ConfigModel,
+    HttpUrl,
+    NonEmptyStr,
+    SecretFile,
+    lower_text,
+    problem,
+)
 
 __all__ = ["AmoCrmSettings", "Bitrix24Settings", "CrmSettings"]
 
@@ -37,12 +44,6 @@ DEFAULT_FIELDS: dict[str, RecordField] = {
     "UTM_CONTENT": "utm_content",
     "SOURCE_DESCRIPTION": "source",
 }
-
-
-def _https(value: str, key: str) -> str:
-    if not value.startswith(("https://", "http://")):
-        raise problem(key, "must start with https://")
-    return value if value.endswith("/") else f"{value}/"
 
 
 class Bitrix24Settings(ConfigModel):
@@ -98,7 +99,7 @@ class AmoCrmSettings(ConfigModel):
     call's recording, ``{linkedid}`` filled in (none: the call is added without).
     """
 
-    base_url: NonEmptyStr
+    base_url: HttpUrl
     token_file: SecretFile
     unknown_callers: Annotated[Literal["contact", "unsorted", "none"], _Lower] = "contact"
     recording_link: NonEmptyStr | None = None
@@ -108,7 +109,7 @@ class AmoCrmSettings(ConfigModel):
     @field_validator("base_url")
     @classmethod
     def _account_url(cls, value: str) -> str:
-        return _https(value, "base_url")
+        return value if value.endswith("/") else f"{value}/"
 
     @field_validator("recording_link")
     @classmethod
