@@ -148,6 +148,7 @@ class RingMeResult:
     reason: str
     late: bool = False
     crm_call_id: str | None = None
+    manager: str | None = None  # the extension whose phone was rung
 
 
 @dataclass
@@ -346,6 +347,7 @@ class RingMe:
             reason,
             late=attempt.timed_out,
             crm_call_id=call.crm_call_id,
+            manager=call.manager,
         )
         log.info(
             "callbacks.ringme_attempt_result",
@@ -374,6 +376,7 @@ class RingMe:
                     "timeout",
                     reason,
                     crm_call_id=call.crm_call_id,
+                    manager=call.manager,
                 )
             )
             log.warning("callbacks.ringme_attempt_timeout", **call.labels, attempt=attempt.number)

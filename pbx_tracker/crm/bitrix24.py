@@ -22,7 +22,9 @@ Per call (``call_key``), from the outbox's events:
   it was linked to; then the recording attached (wav or mp3 in
   ``recordings_dir``).  An outbound call Bitrix24 started (click-to-call: the
   variable ``CALLBACK_CRM_CALL_ID`` or ``BITRIX24_CALL_ID``) is finished on that
-  CALL_ID, never registered.
+  CALL_ID, never registered; a click whose manager did not pick up places no call, so
+  its ``click.unanswered`` (written by the daemon from the Originate's answer) finishes
+  Bitrix24's call with 0 s and the phone's outcome (304, 486 busy, 603 rejected).
 
 What a call got is kept in the Links at once after each step (``call_id``,
 ``finished``, ``fields_written``, ``record_attached``...), so an event tried again
@@ -42,7 +44,9 @@ from typing import Any
 
 import aiohttp
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pbx_tracker.callbacks.ringme import RingMeResult
 from pbx_tracker.calls.records import (
     CallRecord,
     CallStatus,
@@ -51,12 +55,19 @@ from pbx_tracker.calls.records import (
     record_from_json,
 )
 from pbx_tracker.crm.bitrix24_api import Bitrix24Api
+from pbx_tracker.crm.outbox import enqueue_event
 from pbx_tracker.crm.platform import Links, OutboxEvent, PlatformError
 from pbx_tracker.crm.settings import Bitrix24Settings
 from pbx_tracker.phones import normalize_number
 from pbx_tracker.staff import Directory
 
-__all__ = ["CLICK_TO_CALL_VARIABLES", "Bitrix24Platform", "status_code"]
+__all__ = [
+    "CLICK_TO_CALL_VARIABLES",
+    "CLICK_UNANSWERED",
+    "Bitrix24Platform",
+    "status_code",
+    "unanswered_click",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +82,9 @@ UPDATE_METHODS = {
     "CONTACT": "crm.contact.update",
 }
 RECORDING_TYPES = frozenset({".wav", ".mp3"})  # what attachRecord takes
+CLICK_UNANSWERED = "click.unanswered"  # a click-to-call whose manager did not pick up
+# finish's STATUS_CODE for a ring-me outcome of the manager's phone
+_CLICK_CODES = {"no_answer": "304", "busy": "486", "rejected": "603", "failed": "503"}
 _MISSED_CODES = {
     MissedReason.NO_ANSWER: "304",
     MissedReason.ABANDONED: "304",
@@ -78,6 +92,28 @@ _MISSED_CODES = {
     MissedReason.UNAVAILABLE: "480",
     MissedReason.FAILED: "503",
 }
+
+
+async def unanswered_click(engine: AsyncEngine, result: RingMeResult) -> bool:
+    """Write the ``click.unanswered`` event of a click-to-call whose manager did not pick
+    up (no call record will follow to finish Bitrix24's call); False when written before."""
+    assert result.crm_call_id is not None
+    call_key = f"crm:{result.crm_call_id}"
+    payload = {
+        "call_id": result.crm_call_id,
+        "manager": result.manager,
+        "outcome": result.outcome,
+    }
+    async with engine.begin() as conn:
+        return await enqueue_event(
+            conn,
+            target="bitrix24",
+            call_key=call_key,
+            kind=CLICK_UNANSWERED,
+            key=f"bitrix24:{call_key}:unanswered:{result.attempt}",
+            payload=payload,
+            now=datetime.now(UTC),
+        )
 
 
 def status_code(record: CallRecord) -> str:
@@ -171,6 +207,8 @@ class Bitrix24Platform:
             await self._answered(event, links)
         elif event.kind in ("call.finished", "call.updated"):
             await self._finished(event, links)
+        elif event.kind == CLICK_UNANSWERED:
+            await self._click_unanswered(event, links)
         else:
             log.info("crm.bitrix24_event_ignored", call_event=event.kind, call=event.call_key)
 
@@ -363,6 +401,35 @@ class Bitrix24Platform:
 
     # -- who is who ------------------------------------------------------------------
 
+    async def _click_unanswered(self, event: OutboxEvent, links: Links) -> None:
+        """A click-to-call whose manager did not pick up: Bitrix24's call finished, 0 s."""
+        call_id, manager = event.payload.get("call_id"), event.payload.get("manager")
+        outcome = event.payload.get("outcome")
+        if not isinstance(call_id, str) or not call_id:
+            raise _bad(event, "call_id is not a call id")
+        link = CallLink.from_json(await links.get(event.call_key))
+        if link.finished:
+            return
+        user = self._user(manager if isinstance(manager, str) else None)
+        params: dict[str, Any] = {
+            "CALL_ID": call_id,
+            "USER_ID": user or self._any_user(),
+            "DURATION": 0,
+            "STATUS_CODE": _CLICK_CODES.get(str(outcome), "304"),
+            "FAILED_REASON": f"the manager's phone: {outcome}",
+        }
+        await self._api.call("telephony.externalcall.finish", params)
+        link.call_id, link.finished = call_id, True
+        await links.put(event.call_key, link.to_json())
+        log.info("crm.bitrix24_click_unanswered", call_id=call_id, outcome=outcome)
+
+    def _any_user(self) -> int:
+        """The first manager's Bitrix24 user, when a call names none of its own."""
+        for manager in self._directory.managers:
+            if manager.bitrix24_user is not None:
+                return manager.bitrix24_user
+        raise PlatformError("bitrix24: no manager has a bitrix24_user", permanent=True, down=False)
+
     def _user(self, extension: str | None) -> int | None:
         manager = self._directory.manager_for_extension(extension) if extension else None
         return manager.bitrix24_user if manager is not None else None
@@ -380,12 +447,7 @@ class Bitrix24Platform:
             if user is not None:
                 return user
         clicked = _number(record.variables.get(CLICK_TO_CALL_USER))
-        if clicked is not None:
-            return clicked
-        for manager in self._directory.managers:
-            if manager.bitrix24_user is not None:
-                return manager.bitrix24_user
-        raise PlatformError("bitrix24: no manager has a bitrix24_user", permanent=True, down=False)
+        return clicked if clicked is not None else self._any_user()
 
 
 def _take_registration(link: CallLink, answer: Any) -> None:

@@ -175,6 +175,7 @@ class Daemon:
             ("open-callbacks", self._count_open_callbacks),
         ]
         self.background += self.integrations.loops
+        self.intake.on_ringme_result = self.integrations.ringme_result
         taken = [self.integrations.call_changed]
         if self.web is not None:  # the live board: built once per change for every board
             self.background.append(("board", self.web.board.run))

@@ -17,7 +17,7 @@ import structlog
 
 from pbx_tracker.ami.connection import ListenerItem, Resync, StateList
 from pbx_tracker.ami.dead_letters import DeadLetters
-from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.callbacks.ringme import RingMe, RingMeResult
 from pbx_tracker.calls.correlator import Correlator
 from pbx_tracker.calls.events import AmiEvent
 from pbx_tracker.cel.events import ami_events
@@ -60,6 +60,8 @@ class AmiIntake:
         self.resynced = asyncio.Event()  # set after each resync (tests wait on it)
         self.handled = asyncio.Event()  # set after each item is taken in (tests wait on it)
         self.on_taken: Callable[[], None] | None = None  # after each item (the live board)
+        # each ring-me attempt's outcome (a click-to-call the CRM waits to see ended)
+        self.on_ringme_result: Callable[[RingMeResult], None] | None = None
 
     async def run(self) -> None:
         """Take in the items as they come, for ever."""
@@ -126,9 +128,10 @@ class AmiIntake:
                 self.correlator.feed(event)
             self._gap_filled.add(linkedid)
 
-    @staticmethod
-    def _ring_me_result(ringme: RingMe, event: AmiEvent) -> None:
+    def _ring_me_result(self, ringme: RingMe, event: AmiEvent) -> None:
         result = ringme.feed(event)
+        if result is not None and self.on_ringme_result is not None:
+            self.on_ringme_result(result)
         if result is not None:
             log.info(
                 "callbacks.ringme_result",

@@ -9,20 +9,22 @@ them when its platform takes them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pbx_tracker.callbacks.notifiers import WebhookNotifier
-from pbx_tracker.callbacks.ringme import RingMe
+from pbx_tracker.callbacks.ringme import RingMe, RingMeResult
 from pbx_tracker.callbacks.sending import ExtraChannel
 from pbx_tracker.calls.live import LiveCall
 from pbx_tracker.config import Settings
 from pbx_tracker.crm.amocrm import AmoCrmPlatform
-from pbx_tracker.crm.bitrix24 import Bitrix24Platform
+from pbx_tracker.crm.bitrix24 import Bitrix24Platform, unanswered_click
 from pbx_tracker.crm.delivery import OutboxDelivery
 from pbx_tracker.crm.live_events import LiveEvents
 from pbx_tracker.crm.platform import Platform
@@ -35,6 +37,8 @@ from pbx_tracker.telegram.sender import telegram_sender
 from pbx_tracker.web.health import PartState
 
 __all__ = ["Integrations"]
+
+log = structlog.get_logger(__name__)
 
 Loop = tuple[str, Callable[[], Coroutine[Any, Any, object]]]
 LIVE_TARGETS = ("bitrix24",)  # the platforms that show a call while it rings
@@ -62,6 +66,7 @@ class Integrations:
         self.zone = zone_of(settings.routing.timezone)
         self._ringme, self._dial = ringme, dial
         self.telegram: Telegram | None = None
+        self._writing: set[asyncio.Task[bool]] = set()
         self.deliveries: dict[str, OutboxDelivery] = {}
         self.bitrix24: Bitrix24Platform | None = None
         self.amocrm: AmoCrmPlatform | None = None
@@ -151,6 +156,25 @@ class Integrations:
         if self.telegram is None:
             return {}
         return {"telegram": telegram_sender(self.engine, _now, written=self.wake)}
+
+    def ringme_result(self, result: RingMeResult) -> None:
+        """A click-to-call from Bitrix24 whose manager did not pick up: no call follows, so
+        Bitrix24's call is ended from here (an outbox event), or it would stay open there."""
+        if self.bitrix24 is None or result.crm_call_id is None:
+            return
+        if result.outcome in ("answered", "timeout"):  # a call follows, or may still
+            return
+        writing = asyncio.get_running_loop().create_task(unanswered_click(self.engine, result))
+        self._writing.add(writing)
+        writing.add_done_callback(self._written)
+
+    def _written(self, writing: asyncio.Task[bool]) -> None:
+        self._writing.discard(writing)
+        if not writing.cancelled() and writing.exception() is None and writing.result():
+            self.wake()
+        elif not writing.cancelled() and writing.exception() is not None:
+            error = writing.exception()
+            log.warning("crm.click_unanswered_unwritten", error=type(error).__name__)
 
     def call_stored(self) -> None:
         """A call was stored (it may have closed a callback task): events go out now."""

@@ -185,6 +185,35 @@ async def test_a_click_in_bitrix24_rings_the_manager_and_its_call_is_finished_th
     assert len(registered) == 1  # the portal's own, for the click
 
 
+async def test_a_click_whose_manager_is_busy_ends_bitrix24s_call(
+    migrated_url: str, asterisk: FakeAsterisk, tmp_path: Path
+) -> None:
+    """Boris clicks a number while his phone is busy: no call is placed, and Bitrix24's call
+    for the click is finished at once for Boris, 0 s, busy (486), not left open."""
+    token = "bitrix24-app-token-4242"
+    asterisk.originate_outcomes["PJSIP/102"] = "busy"  # the traces config dials PJSIP/<ext>
+    async with serving() as portal:
+        bitrix24 = {
+            "webhook_url_file": secret_file(tmp_path, "bitrix24-webhook", portal.webhook_url),
+            "application_token_file": secret_file(tmp_path, "bitrix24-token", token),
+        }
+        config = integration_config(tmp_path, {"bitrix24": bitrix24})
+        settings = trace_settings(
+            migrated_url, asterisk.port, tmp_path, config=config, **http_environ()
+        )
+        async with start_daemon(settings, asyncio.Event()) as running:
+            assert running.daemon.http is not None
+            call_id = await clicked_call(portal.webhook_url, user_id=12, phone="+79161230077")
+            url = f"http://127.0.0.1:{running.daemon.http.port}/crm/bitrix24/events"
+            click = Click(user_id=12, phone_number="+79161230077", call_id=call_id)
+            assert (await post_event(url, call_start(click, token)))[0] == 200
+            finished = "telephony.externalcall.finish"
+            await until(lambda: finished in portal.methods(), portal.changed, WAIT)
+    finish = next(r.params for r in portal.requests if r.method == finished)
+    assert finish["CALL_ID"] == call_id and finish["USER_ID"] == 12
+    assert (finish["STATUS_CODE"], int(finish["DURATION"])) == ("486", 0)
+
+
 async def clicked_call(webhook_url: str, *, user_id: int, phone: str) -> str:
     """The call Bitrix24 registers itself when a user clicks a number (before the event)."""
     params = {"USER_ID": user_id, "PHONE_NUMBER": phone, "TYPE": 1}

@@ -175,7 +175,7 @@ async def test_an_answered_callback_is_an_outbound_call_by_that_manager(rig: Rig
     """101 picks up, the customer answers: `answered`, then one outbound answered record."""
     action_id = await rig.ringme.start(CALL)
     result = await rig.result()
-    assert result == RingMeResult(TASK, 1, action_id, "answered", result.reason)
+    assert result == RingMeResult(TASK, 1, action_id, "answered", result.reason, manager="101")
     assert "101" in result.reason
     assert not rig.ringme.in_flight(TASK)
     (record,) = await rig.call_ends()
@@ -343,7 +343,8 @@ async def test_a_late_response_is_reported_once_and_never_dials_again(rig: Rig) 
 
     response = await rig.until(lambda e: e.name == "OriginateResponse")
     late = rig.ringme.feed(response)
-    assert late == RingMeResult(TASK, 1, action_id, "answered", late.reason if late else "", True)
+    reason = late.reason if late else ""
+    assert late == RingMeResult(TASK, 1, action_id, "answered", reason, True, manager="101")
     assert rig.ringme.feed(response) is None
     assert rig.ringme.expire(rig.clock.now + 3600) == []
     (record,) = await rig.call_ends()
