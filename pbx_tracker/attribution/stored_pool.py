@@ -75,6 +75,7 @@ from pbx_tracker.attribution.visit_pool import (
 from pbx_tracker.attribution.visit_records import StoredLease
 from pbx_tracker.attribution.visits import get_visit, latest_leases, live_lease_of
 from pbx_tracker.store.engine import describe_error
+from pbx_tracker.waking import woken
 
 __all__ = ["StoredVisitPool", "VisitStoreError", "WriteStats"]
 
@@ -393,8 +394,7 @@ class StoredVisitPool(MemoryVisitPool):
         and its connection; False at once when closing."""
         if self._closing or self.linger_seconds <= 0:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(more.wait(), self.linger_seconds)
+        await woken(more, self.linger_seconds)
         return more.is_set() and not self._closing
 
     async def _write_batches(self) -> None:

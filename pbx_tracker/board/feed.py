@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from pbx_tracker.board.floor import Floor
+from pbx_tracker.waking import woken
 
 __all__ = ["BoardFeed", "BoardsFull", "Watcher"]
 
@@ -55,7 +56,7 @@ class Watcher:
         (time for a keep-alive) or once the feed is closed (then ``feed.closed``)."""
         while self.feed.version <= self.sent and not self.feed.closed:
             self.woken.clear()
-            if not await _woken(self.woken, quiet):
+            if not await woken(self.woken, quiet):
                 return None
         if self.feed.closed:
             return None
@@ -165,7 +166,7 @@ class BoardFeed:
     async def _keep_floor(self) -> None:
         while True:
             await self._watched.wait()
-            await _woken(self._floor_changed, FLOOR_EVERY)
+            await woken(self._floor_changed, FLOOR_EVERY)
             self._floor_changed.clear()
             self.build()
             await asyncio.sleep(1 / MAX_BUILDS_PER_SECOND)  # a burst of events: one build
@@ -174,7 +175,7 @@ class BoardFeed:
         while True:
             await self._watched.wait()
             await self.read_day_now()
-            await _woken(self._day_changed, DAY_READ_EVERY)
+            await woken(self._day_changed, DAY_READ_EVERY)
             self._day_changed.clear()
             await asyncio.sleep(DAY_READ_GAP)  # calls stored one after another: one read
 
@@ -186,12 +187,3 @@ class BoardFeed:
             self._day_stale = True
             log.warning("board.day_unreadable", reason=str(error) or type(error).__name__)
         self._floor_changed.set()
-
-
-async def _woken(event: asyncio.Event, seconds: float) -> bool:
-    """True when ``event`` is set within ``seconds``."""
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True

@@ -23,7 +23,6 @@ platform sees the same idempotency key (platforms keep their progress in `Links`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +42,7 @@ from pbx_tracker.crm.outbox import (
 )
 from pbx_tracker.crm.platform import Links, OutboxEvent, Platform, PlatformError
 from pbx_tracker.crm.settings import CrmSettings
+from pbx_tracker.waking import woken
 
 __all__ = ["POLL_SECONDS", "OutboxDelivery", "TargetState"]
 
@@ -123,8 +123,7 @@ class OutboxDelivery:
             if pause is not None:  # paused: a wake-up does not cut the wait short
                 await asyncio.sleep(pause)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            await woken(self._wake, POLL_SECONDS)
 
     def _pause(self) -> float | None:
         """Seconds the target is still paused (down, or asked to slow down), or None."""

@@ -11,7 +11,6 @@ lets one ``getUpdates`` run per bot (a second one gets 409 Conflict).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import tzinfo
 
@@ -24,6 +23,7 @@ from pbx_tracker.telegram.buttons import Buttons
 from pbx_tracker.telegram.closing import closed_elsewhere
 from pbx_tracker.telegram.platform import TelegramPlatform
 from pbx_tracker.telegram.updates import TelegramUpdates
+from pbx_tracker.waking import woken
 
 __all__ = ["Telegram"]
 
@@ -74,5 +74,4 @@ class Telegram:
                 log.warning(
                     "telegram.closed_watch_failed", error=str(error) or type(error).__name__
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), CLOSED_WATCH_SECONDS)
+            await woken(self._changed, CLOSED_WATCH_SECONDS)

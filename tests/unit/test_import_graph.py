@@ -43,6 +43,7 @@ LEAVES = frozenset(
         "staff",
         "systemd",
         "terminal",
+        "waking",
     }
 )
 Graph = Mapping[str, frozenset[str]]
