@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from amocrm_server import AmoCrmStandIn, Scripted
+from platform_links import DictLinks
 from structlog.testing import capture_logs
 
 from pbx_tracker.calls.records import CallRecord, CallStatus, Direction, MissedReason
@@ -27,20 +28,6 @@ KNOWN_CALLER = "+79161234501"
 STRANGER = "+79169990011"
 STARTED = datetime(2024, 5, 14, 7, 0, tzinfo=UTC)
 RECORDINGS = "https://pbx.example.test/recordings/{linkedid}"
-
-
-class DictLinks:
-    """The platform's memory of calls, kept in a dict (the outbox keeps it in the database)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-
-    async def get(self, call_key: str) -> dict[str, Any] | None:
-        found = self.data.get(call_key)
-        return None if found is None else dict(found)
-
-    async def put(self, call_key: str, data: dict[str, Any]) -> None:
-        self.data[call_key] = dict(data)
 
 
 def record(**changes: Any) -> CallRecord:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import base64
-import copy
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from bitrix24_server import CODE, Bitrix24Portal, PortalCall, serving
+from platform_links import DictLinks
 from structlog.testing import capture_logs
 
 from pbx_tracker.calls.records import (
@@ -33,20 +32,6 @@ KEY = f"{NODE}:{LINKEDID}"
 CALLER, DID = "+79161234567", "+74951110002"
 STARTED = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
 ANNA, BORIS, VERA = 7, 8, 9  # Bitrix24 users of 101, 102, 103; 104 has none
-
-
-class DictLinks:
-    """The Links contract kept in a dict, stored as JSON the way a database column keeps it."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-
-    async def get(self, call_key: str) -> dict[str, Any] | None:
-        found = self.data.get(call_key)
-        return copy.deepcopy(found) if found is not None else None
-
-    async def put(self, call_key: str, data: dict[str, Any]) -> None:
-        self.data[call_key] = json.loads(json.dumps(data))
 
 
 def directory() -> Directory:
